@@ -1,0 +1,150 @@
+# fanout -- build, test, run.
+#
+#   make                  build/fanoutd, build/fanout, build/libfanout.{a,so}
+#   make test             unit + integration tests (installs build deps first)
+#   make run              run the broker on its defaults
+#   make SANITIZE=address,undefined test   |   make SANITIZE=thread test
+#   make bench            micro-benchmarks (codec) and `fanout bench` scenarios
+#   make install PREFIX=/usr/local
+#
+# Out-of-tree: everything goes to $(BUILD) (default build/), including the C
+# code protoc-c generates from proto/fanout.proto. Changing CC, CFLAGS or
+# SANITIZE rebuilds everything (see the flags stamp below).
+
+BUILD    ?= build
+PREFIX   ?= /usr/local
+CC       ?= cc
+PROTOC_C ?= protoc-c
+SANITIZE ?=
+OPT      ?= -O2
+
+CFLAGS   ?= $(OPT) -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -fPIC \
+            -Iinclude -Iproto -I$(BUILD)/gen -MMD -MP
+LDFLAGS  += -pthread
+LDLIBS   += -lprotobuf-c -lm
+
+ifneq ($(SANITIZE),)
+CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+CFLAGS  += -DFO_VERSION='"$(VERSION)"'
+
+# ---------------------------------------------------------------- sources
+GEN_C      := $(BUILD)/gen/fanout.pb-c.c
+GEN_H      := $(BUILD)/gen/fanout.pb-c.h
+PROTO_SRC  := $(wildcard proto/*.c)
+BROKER_SRC := $(wildcard broker/*.c)
+LIB_SRC    := $(wildcard client/*.c)
+CLI_SRC    := $(wildcard client/cli/*.c)
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+INTEG_SRC  := $(wildcard tests/integration/test_*.c)
+TSUP_SRC   := $(wildcard tests/support/*.c)
+BENCH_SRC  := $(wildcard tests/bench/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+PROTO_OBJ  := $(call obj,$(PROTO_SRC)) $(BUILD)/obj/gen/fanout.pb-c.o
+BROKER_OBJ := $(call obj,$(BROKER_SRC))
+BROKER_LIB_OBJ := $(filter-out $(BUILD)/obj/broker/main.o,$(BROKER_OBJ))
+LIB_OBJ    := $(call obj,$(LIB_SRC)) $(PROTO_OBJ)
+CLI_OBJ    := $(call obj,$(CLI_SRC))
+CLI_LIB_OBJ := $(filter-out $(BUILD)/obj/client/cli/main.o,$(CLI_OBJ))
+TSUP_OBJ   := $(call obj,$(TSUP_SRC))
+UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
+INTEG_BIN  := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(INTEG_SRC))
+BENCH_BIN  := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(BENCH_SRC))
+
+ALL_BIN := $(BUILD)/fanoutd $(BUILD)/fanout $(BUILD)/libfanout.a \
+           $(BUILD)/libfanout.so $(BUILD)/fanout.pc
+
+.PHONY: all deps test unit integration run bench clean install docker-test check-flags
+all: $(ALL_BIN)
+
+# ---------------------------------------------------------------- deps
+# One script installs what a fresh Debian 12 lacks (as root), or prints the
+# apt command and stops. The stamp keeps it from running on every make.
+DEPS_STAMP := $(BUILD)/.deps-ok
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): scripts/deps.sh
+	@sh scripts/deps.sh
+	@mkdir -p $(@D) && touch $@
+
+# ---------------------------------------------------------------- flags stamp
+# Rebuild everything when the compiler or flags change.
+FLAGS_STAMP := $(BUILD)/.flags
+FLAGS_NOW   := $(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS)
+$(shell mkdir -p $(BUILD); if [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" != '$(FLAGS_NOW)' ]; then printf '%s' '$(FLAGS_NOW)' > $(FLAGS_STAMP); fi)
+
+# ---------------------------------------------------------------- rules
+$(GEN_C) $(GEN_H) &: proto/fanout.proto | $(DEPS_STAMP)
+	@mkdir -p $(BUILD)/gen
+	$(PROTOC_C) --c_out=$(BUILD)/gen -Iproto proto/fanout.proto
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Wno-unused-parameter -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP) | $(GEN_H)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libfanout.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libfanout.so: $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libfanout.so.0 -o $@ $^ $(LDLIBS)
+
+$(BUILD)/fanout.pc: scripts/fanout.pc.in VERSION
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+$(BUILD)/fanoutd: $(BROKER_OBJ) $(PROTO_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/fanout: $(CLI_OBJ) $(BUILD)/libfanout.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Tests link against everything except the mains; an archive pulls in only
+# the objects a test needs.
+$(BUILD)/libtestall.a: $(BROKER_LIB_OBJ) $(CLI_LIB_OBJ) $(LIB_OBJ) $(TSUP_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/libtestall.a
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libtestall.a $(LDLIBS) -lcmocka
+
+# ---------------------------------------------------------------- targets
+test: deps all $(UNIT_BIN) $(INTEG_BIN)
+	@sh tests/run.sh $(BUILD) $(UNIT_BIN) $(INTEG_BIN)
+
+unit: deps $(UNIT_BIN)
+	@sh tests/run.sh $(BUILD) $(UNIT_BIN)
+
+integration: deps all $(INTEG_BIN)
+	@sh tests/run.sh $(BUILD) $(INTEG_BIN)
+
+run: deps $(BUILD)/fanoutd
+	./$(BUILD)/fanoutd $(ARGS)
+
+bench: deps all $(BENCH_BIN)
+	@sh tests/bench/run.sh $(BUILD)
+
+docker-test:
+	@sh docker/test.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(BUILD)/fanoutd $(BUILD)/fanout $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(BUILD)/libfanout.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libfanout.so $(DESTDIR)$(PREFIX)/lib/libfanout.so.0
+	ln -sf libfanout.so.0 $(DESTDIR)$(PREFIX)/lib/libfanout.so
+	install -m 644 include/fanout.h include/fo_err.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/fanout.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,42 @@
+/* fo_err.h -- the one error type of fanout, shared by broker and library.
+ *
+ * Every fallible function returns fo_err_t; 0 (FO_OK) is success, anything
+ * else is one of the codes below. fo_strerror() gives a stable, static,
+ * human-readable text for each (the caller never frees it).
+ */
+#ifndef FO_ERR_H
+#define FO_ERR_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum fo_err {
+    FO_OK = 0,
+    FO_ERR_NOMEM,        /* out of memory, or a memory cap was hit          */
+    FO_ERR_INVAL,        /* invalid argument                                 */
+    FO_ERR_AGAIN,        /* not yet: need more input / would block           */
+    FO_ERR_FRAME_SIZE,   /* frame length 0 or above the limit                */
+    FO_ERR_TRUNCATED,    /* stream ended in the middle of a frame            */
+    FO_ERR_BAD_FRAME,    /* frame body does not unpack                       */
+    FO_ERR_PROTO,        /* peer broke the protocol (unexpected frame...)    */
+    FO_ERR_IO,           /* socket or system call failed (see errno)         */
+    FO_ERR_CLOSED,       /* connection closed                                */
+    FO_ERR_TIMEOUT,      /* deadline passed                                  */
+    FO_ERR_ADDR,         /* bad or unresolvable address                      */
+    FO_ERR_REFUSED,      /* connection refused                               */
+    FO_ERR_SERVER,       /* broker answered with an ERROR frame              */
+    FO_ERR_NOT_CONNECTED,/* no connection (yet / any more)                   */
+    FO_ERR_BUSY,         /* a limit was reached (queue full, max subs...)    */
+    FO_ERR_NOT_FOUND,    /* no such item (subscription, topic...)            */
+    FO_ERR_RANGE,        /* value out of bounds                              */
+    FO_ERR__COUNT        /* number of codes; not an error                    */
+} fo_err_t;
+
+/* Stable text for an error code; never NULL, static storage. */
+const char *fo_strerror(fo_err_t err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,274 @@
+/* frame.c -- length-prefixed protobuf frame codec (see frame.h).
+ *
+ * The decoder never trusts a length before checking it: the 4 header bytes
+ * are examined first, and a zero or over-limit length is reported before a
+ * single byte is reserved for the body. Whole frames are cut in place; the
+ * buffer slides its unread bytes forward only when room runs out, so a batch
+ * of small frames costs no copies at all.
+ */
+#include <string.h>
+#include "frame.h"
+
+/* ------------------------------------------------------------ varints */
+
+size_t fo_varint_put(uint8_t *p, uint64_t v)
+{
+    size_t i = 0;
+    while (v >= 0x80) {
+        p[i++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[i++] = (uint8_t)v;
+    return i;
+}
+
+size_t fo_varint_get(const uint8_t *p, size_t n, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (size_t i = 0; i < n && i < 10; i++) {
+        r |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+        if (!(p[i] & 0x80)) {
+            if (i == 9 && p[i] > 1)
+                return 0;          /* more than 64 bits */
+            *v = r;
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+size_t fo_varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------ decoder */
+
+void fo_decoder_init(fo_decoder_t *d, uint32_t max_frame)
+{
+    memset(d, 0, sizeof *d);
+    d->max_frame = max_frame ? max_frame : FO_MAX_FRAME_DEFAULT;
+}
+
+void fo_decoder_destroy(fo_decoder_t *d)
+{
+    if (d)
+        fo_buf_free(&d->buf);
+}
+
+fo_err_t fo_decoder_feed(fo_decoder_t *d, const void *p, size_t n)
+{
+    return fo_buf_append(&d->buf, p, n);
+}
+
+size_t fo_decoder_want(const fo_decoder_t *d)
+{
+    size_t have = fo_buf_len(&d->buf);
+    if (have < FO_FRAME_HDR)
+        return FO_FRAME_HDR - have;
+    uint32_t len = fo_be32_get(fo_buf_head(&d->buf));
+    if (len == 0 || len > d->max_frame)
+        return 1;                  /* fo_decoder_next reports it */
+    size_t total = FO_FRAME_HDR + (size_t)len;
+    return total > have ? total - have : 1;
+}
+
+fo_err_t fo_decoder_next(fo_decoder_t *d, const uint8_t **body, size_t *len)
+{
+    size_t have = fo_buf_len(&d->buf);
+    if (have < FO_FRAME_HDR)
+        return FO_ERR_AGAIN;
+    const uint8_t *h = fo_buf_head(&d->buf);
+    uint32_t n = fo_be32_get(h);
+    if (n == 0 || n > d->max_frame) {
+        *len = n;
+        return FO_ERR_FRAME_SIZE;
+    }
+    if (have - FO_FRAME_HDR < n)
+        return FO_ERR_AGAIN;
+    *body = h + FO_FRAME_HDR;
+    *len = n;
+    fo_buf_consume(&d->buf, FO_FRAME_HDR + (size_t)n);
+    /* consume() rewinds the cursors of an emptied buffer but leaves the
+     * bytes in place, so *body stays valid until the next reserve/feed. */
+    d->frames++;
+    return FO_OK;
+}
+
+fo_err_t fo_decoder_finish(const fo_decoder_t *d)
+{
+    return fo_buf_len(&d->buf) ? FO_ERR_TRUNCATED : FO_OK;
+}
+
+fo_err_t fo_frame_unpack(const uint8_t *body, size_t len, fo_arena_t *arena,
+                         Fanout__Frame **out)
+{
+    Fanout__Frame *f = fanout__frame__unpack(fo_arena_pb(arena), len, body);
+    if (!f)
+        return FO_ERR_BAD_FRAME;
+    *out = f;
+    return FO_OK;
+}
+
+/* ------------------------------------------------------- PUBLISH fast path */
+
+enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
+
+/* Read one field key; returns bytes used or 0. */
+static size_t read_key(const uint8_t *p, size_t n, uint32_t *field, int *wt)
+{
+    uint64_t k;
+    size_t used = fo_varint_get(p, n, &k);
+    if (!used || (k >> 3) == 0 || (k >> 3) > 0x1fffffff)
+        return 0;
+    *field = (uint32_t)(k >> 3);
+    *wt = (int)(k & 7);
+    return used;
+}
+
+/* Length-delimited value: returns bytes of the length varint, 0 if bad. */
+static size_t read_len(const uint8_t *p, size_t n, const uint8_t **val,
+                       size_t *vlen)
+{
+    uint64_t l;
+    size_t used = fo_varint_get(p, n, &l);
+    if (!used || l > n - used)
+        return 0;
+    *val = p + used;
+    *vlen = (size_t)l;
+    return used;
+}
+
+fo_err_t fo_publish_peek(const uint8_t *body, size_t len, fo_publish_view_t *v)
+{
+    const uint8_t *pub = NULL;
+    size_t pub_len = 0;
+    int seen_req = 0;
+    v->req = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t field;
+        int wt;
+        size_t k = read_key(body + i, len - i, &field, &wt);
+        if (!k)
+            return FO_ERR_BAD_FRAME;
+        i += k;
+        if (field == 3 && wt == WT_LEN && !pub) {
+            size_t l = read_len(body + i, len - i, &pub, &pub_len);
+            if (!l)
+                return FO_ERR_BAD_FRAME;
+            i += l + pub_len;
+        } else if (field == 14 && wt == WT_VARINT && !seen_req) {
+            size_t l = fo_varint_get(body + i, len - i, &v->req);
+            if (!l)
+                return FO_ERR_BAD_FRAME;
+            i += l;
+            seen_req = 1;
+        } else {
+            return FO_ERR_AGAIN;   /* anything unusual: let protobuf-c decide */
+        }
+    }
+    if (!pub)
+        return FO_ERR_AGAIN;
+    int seen_topic = 0, seen_payload = 0;
+    v->payload = (const uint8_t *)"";
+    v->payload_len = 0;
+    for (size_t i = 0; i < pub_len;) {
+        uint32_t field;
+        int wt;
+        size_t k = read_key(pub + i, pub_len - i, &field, &wt);
+        if (!k)
+            return FO_ERR_BAD_FRAME;
+        i += k;
+        const uint8_t *val;
+        size_t vlen, l;
+        if (wt != WT_LEN || (field != 1 && field != 2))
+            return FO_ERR_AGAIN;
+        if (!(l = read_len(pub + i, pub_len - i, &val, &vlen)))
+            return FO_ERR_BAD_FRAME;
+        i += l + vlen;
+        if (field == 1) {
+            if (seen_topic++)
+                return FO_ERR_AGAIN;
+            v->topic = (const char *)val;
+            v->topic_len = vlen;
+        } else {
+            if (seen_payload++)
+                return FO_ERR_AGAIN;
+            v->payload = val;
+            v->payload_len = vlen;
+        }
+    }
+    return seen_topic ? FO_OK : FO_ERR_AGAIN;
+}
+
+/* ------------------------------------------------------------ encoder */
+
+size_t fo_frame_size(const Fanout__Frame *f)
+{
+    return FO_FRAME_HDR + fanout__frame__get_packed_size(f);
+}
+
+size_t fo_frame_pack(const Fanout__Frame *f, uint8_t *out)
+{
+    size_t n = fanout__frame__pack(f, out + FO_FRAME_HDR);
+    fo_be32_put(out, (uint32_t)n);
+    return FO_FRAME_HDR + n;
+}
+
+fo_err_t fo_frame_append(fo_buf_t *b, const Fanout__Frame *f)
+{
+    size_t n = fo_frame_size(f);
+    fo_err_t err = fo_buf_reserve(b, n);
+    if (err)
+        return err;
+    fo_buf_commit(b, fo_frame_pack(f, fo_buf_tail(b)));
+    return FO_OK;
+}
+
+fo_err_t fo_frame_pack_iov(const Fanout__Frame *f, uint8_t hdr[FO_FRAME_HDR],
+                           uint8_t *body, size_t cap, struct iovec iov[2])
+{
+    size_t n = fanout__frame__get_packed_size(f);
+    if (n > cap)
+        return FO_ERR_RANGE;
+    fanout__frame__pack(f, body);
+    fo_be32_put(hdr, (uint32_t)n);
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = FO_FRAME_HDR;
+    iov[1].iov_base = body;
+    iov[1].iov_len = n;
+    return FO_OK;
+}
+
+#define TAG_DELIVER ((6u << 3) | WT_LEN)
+#define TAG_SID     ((15u << 3) | WT_VARINT)
+
+size_t fo_deliver_shared_size(const Fanout__Deliver *d)
+{
+    size_t n = fanout__deliver__get_packed_size(d);
+    return 1 + fo_varint_len(n) + n;
+}
+
+size_t fo_deliver_pack_shared(const Fanout__Deliver *d, uint8_t *out)
+{
+    size_t n = fanout__deliver__get_packed_size(d);
+    size_t h = 0;
+    out[h++] = TAG_DELIVER;
+    h += fo_varint_put(out + h, n);
+    return h + fanout__deliver__pack(d, out + h);
+}
+
+size_t fo_deliver_prefix(uint8_t *out, uint32_t sid, size_t shared_len)
+{
+    uint8_t *p = out + FO_FRAME_HDR;
+    size_t n = 0;
+    p[n++] = TAG_SID;
+    n += fo_varint_put(p + n, sid);
+    fo_be32_put(out, (uint32_t)(n + shared_len));
+    return FO_FRAME_HDR + n;
+}

@@ -1,0 +1,132 @@
+/* frame.h -- the frame codec shared by broker and client library.
+ *
+ * Wire format (docs/PROTOCOL.md): a stream of frames, each a 4-byte
+ * big-endian length N (1 <= N <= max_frame) followed by N bytes of a packed
+ * fanout.Frame protobuf message.
+ *
+ * Decoding is two steps so each can be cheap and tested on its own:
+ *  1. fo_decoder_next() cuts whole frames out of a byte stream (TCP has no
+ *     message boundaries: one read may hold half a frame or fifty). It checks
+ *     the length before any memory is reserved for the body.
+ *  2. fo_frame_unpack() turns a frame body into a Fanout__Frame, allocating
+ *     only from a caller's arena (no malloc of its own).
+ *
+ * Encoding writes length + body into a caller's buffer, fo_buf_t, or iovec.
+ * DELIVER is special: fo_deliver_pack_shared() encodes the part every
+ * subscriber shares once, and fo_deliver_prefix() makes the few bytes that
+ * differ per subscriber (length and subscription id); the two are sent with
+ * one writev. Protobuf field order is free, so prefix+shared is a valid Frame.
+ */
+#ifndef FO_FRAME_H
+#define FO_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include "fanout.pb-c.h"
+#include "fo_err.h"
+#include "arena.h"
+#include "buf.h"
+
+#define FO_FRAME_HDR        4u
+#define FO_MAX_FRAME_DEFAULT (1u << 20)       /* 1 MiB                        */
+#define FO_MAX_FRAME_LIMIT   (64u << 20)      /* the largest limit allowed    */
+#define FO_PROTOCOL_VERSION  1u
+#define FO_DELIVER_PREFIX_MAX (FO_FRAME_HDR + 1 + 5)  /* len + sid field     */
+
+/* ------------------------------------------------------------ decoding */
+
+typedef struct fo_decoder {
+    fo_buf_t buf;         /* owned: bytes read but not yet cut into frames */
+    uint32_t max_frame;   /* largest acceptable body length               */
+    uint64_t frames;      /* frames cut so far                            */
+} fo_decoder_t;
+
+void fo_decoder_init(fo_decoder_t *d, uint32_t max_frame);
+void fo_decoder_destroy(fo_decoder_t *d);   /* NULL is fine */
+
+/* Copy bytes in (tests, datagram-less callers). Readers that want no copy
+ * use fo_buf_reserve(&d->buf, n), read into fo_buf_tail(), fo_buf_commit(). */
+fo_err_t fo_decoder_feed(fo_decoder_t *d, const void *p, size_t n);
+
+/* Bytes still needed to complete the frame at the head (>= 1). A reader can
+ * use it to size its next read. */
+size_t fo_decoder_want(const fo_decoder_t *d);
+
+/* Cut the next whole frame. On FO_OK, *body and *len point into the decoder's
+ * buffer and stay valid until the buffer is next reserved into or fed.
+ * FO_ERR_AGAIN: no whole frame buffered yet.
+ * FO_ERR_FRAME_SIZE: the head declares length 0 or > max_frame; *len holds
+ * the declared length. Nothing was allocated for it. The stream is
+ * unusable after this (there is no way to find the next frame). */
+fo_err_t fo_decoder_next(fo_decoder_t *d, const uint8_t **body, size_t *len);
+
+/* At end of stream: FO_OK when no partial frame is pending, else
+ * FO_ERR_TRUNCATED. */
+fo_err_t fo_decoder_finish(const fo_decoder_t *d);
+
+/* Unpack one frame body into *out, allocating from `arena` only; the result
+ * lives until the arena is reset. FO_ERR_BAD_FRAME when it does not unpack. */
+fo_err_t fo_frame_unpack(const uint8_t *body, size_t len, fo_arena_t *arena,
+                         Fanout__Frame **out);
+
+/* Zero-copy view of a PUBLISH frame, for the broker's hot path: if `body`
+ * is a well-formed Frame holding a Publish with a topic, fill the view and
+ * return FO_OK (pointers into body). FO_ERR_AGAIN when the frame is valid
+ * protobuf but not a simple PUBLISH (the caller falls back to
+ * fo_frame_unpack), FO_ERR_BAD_FRAME when it is not valid protobuf. */
+typedef struct fo_publish_view {
+    const char *topic;  size_t topic_len;
+    const uint8_t *payload; size_t payload_len;
+    uint64_t req;       /* Frame.req, 0 if absent */
+} fo_publish_view_t;
+fo_err_t fo_publish_peek(const uint8_t *body, size_t len, fo_publish_view_t *v);
+
+/* ------------------------------------------------------------ encoding */
+
+/* Bytes the frame takes on the wire, header included. */
+size_t fo_frame_size(const Fanout__Frame *f);
+
+/* Write header + body to out, which must hold fo_frame_size(f) bytes.
+ * Returns the bytes written. */
+size_t fo_frame_pack(const Fanout__Frame *f, uint8_t *out);
+
+/* Append header + body to a buffer. */
+fo_err_t fo_frame_append(fo_buf_t *b, const Fanout__Frame *f);
+
+/* Encode into two iovecs: iov[0] = the 4 header bytes in hdr, iov[1] = the
+ * body packed into body (capacity cap). FO_ERR_RANGE if cap is too small. */
+fo_err_t fo_frame_pack_iov(const Fanout__Frame *f, uint8_t hdr[FO_FRAME_HDR],
+                           uint8_t *body, size_t cap, struct iovec iov[2]);
+
+/* The shared part of a DELIVER frame: the `deliver` field of Frame (tag,
+ * length, Deliver message). fo_deliver_shared_size() first, then pack into a
+ * buffer of that size. */
+size_t fo_deliver_shared_size(const Fanout__Deliver *d);
+size_t fo_deliver_pack_shared(const Fanout__Deliver *d, uint8_t *out);
+
+/* The per-subscriber head of a DELIVER frame whose shared part is
+ * shared_len bytes: 4-byte length, then Frame.sid. Writes at most
+ * FO_DELIVER_PREFIX_MAX bytes to out and returns how many. */
+size_t fo_deliver_prefix(uint8_t *out, uint32_t sid, size_t shared_len);
+
+/* ------------------------------------------------------------ helpers */
+
+static inline void fo_be32_put(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);  p[3] = (uint8_t)v;
+}
+static inline uint32_t fo_be32_get(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+           (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* Varint (base 128, little-endian groups). put returns bytes written
+ * (<= 10); get returns bytes read, 0 on truncation or overflow. */
+size_t fo_varint_put(uint8_t *p, uint64_t v);
+size_t fo_varint_get(const uint8_t *p, size_t n, uint64_t *v);
+size_t fo_varint_len(uint64_t v);
+
+#endif

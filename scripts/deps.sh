@@ -1,0 +1,29 @@
+#!/bin/sh
+# deps.sh -- make sure this machine can build and test fanout.
+#
+# Checks for the build tools and libraries; when something is missing and we
+# are root on Debian/Ubuntu, installs it with apt; otherwise prints the exact
+# command to run and fails. Used by `make` (once per build dir) and .ci/run.
+set -eu
+PKGS="gcc make pkg-config protobuf-c-compiler libprotobuf-c-dev libcmocka-dev"
+missing=""
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+if command -v dpkg-query >/dev/null 2>&1; then
+    for p in $PKGS; do have_pkg "$p" || missing="$missing $p"; done
+else
+    # Not Debian: check the tools and headers directly.
+    command -v protoc-c >/dev/null 2>&1 || missing="$missing protobuf-c-compiler"
+    [ -e /usr/include/protobuf-c/protobuf-c.h ] || missing="$missing libprotobuf-c-dev"
+    [ -e /usr/include/cmocka.h ] || missing="$missing libcmocka-dev"
+fi
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "fanout: missing build dependencies:$missing" >&2
+    echo "fanout: install them with: sudo apt-get install -y$missing" >&2
+    exit 1
+fi
+echo "fanout: installing build dependencies:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >&2
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >&2

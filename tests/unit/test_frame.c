@@ -1,0 +1,466 @@
+/* test_frame.c -- the frame codec: framing, limits, unpacking, encoders. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include "frame.h"
+
+static size_t encode_publish(uint8_t *out, const char *topic,
+                             const void *payload, size_t plen, uint64_t req)
+{
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Publish p = FANOUT__PUBLISH__INIT;
+    p.topic = (char *)topic;
+    p.has_payload = 1;
+    p.payload.data = (uint8_t *)payload;
+    p.payload.len = plen;
+    f.body_case = FANOUT__FRAME__BODY_PUBLISH;
+    f.publish = &p;
+    if (req) {
+        f.has_req = 1;
+        f.req = req;
+    }
+    return fo_frame_pack(&f, out);
+}
+
+static void test_roundtrip_every_frame(void **state)
+{
+    (void)state;
+    fo_arena_t a;
+    assert_int_equal(fo_arena_init(&a, 4096, 0), FO_OK);
+    Fanout__Hello h = FANOUT__HELLO__INIT;
+    h.has_version = 1; h.version = 1; h.client_name = "t";
+    Fanout__Welcome w = FANOUT__WELCOME__INIT;
+    w.has_max_frame = 1; w.max_frame = 1234;
+    Fanout__Subscribe s = FANOUT__SUBSCRIBE__INIT;
+    s.has_sid = 1; s.sid = 7; s.filter = "a.*.>";
+    Fanout__Unsubscribe u = FANOUT__UNSUBSCRIBE__INIT;
+    u.has_sid = 1; u.sid = 7;
+    Fanout__Deliver d = FANOUT__DELIVER__INIT;
+    d.topic = "a.b"; d.has_seq = 1; d.seq = 99;
+    Fanout__Ack ack = FANOUT__ACK__INIT;
+    ack.has_ref = 1; ack.ref = 5;
+    Fanout__Ping pi = FANOUT__PING__INIT;
+    Fanout__Pong po = FANOUT__PONG__INIT;
+    Fanout__Error e = FANOUT__ERROR__INIT;
+    e.has_code = 1; e.code = FANOUT__ERROR_CODE__ERR_BAD_FRAME; e.text = "x";
+    Fanout__Gap g = FANOUT__GAP__INIT;
+    g.topic = "a"; g.has_first = 1; g.first = 3; g.has_last = 1; g.last = 9;
+    Fanout__Repair r = FANOUT__REPAIR__INIT;
+    r.topic = "a"; r.has_first = 1; r.first = 1;
+    Fanout__Publish p = FANOUT__PUBLISH__INIT;
+    p.topic = "x";
+    struct { int c; void *m; } cases[] = {
+        {FANOUT__FRAME__BODY_HELLO, &h}, {FANOUT__FRAME__BODY_WELCOME, &w},
+        {FANOUT__FRAME__BODY_PUBLISH, &p}, {FANOUT__FRAME__BODY_SUBSCRIBE, &s},
+        {FANOUT__FRAME__BODY_UNSUBSCRIBE, &u}, {FANOUT__FRAME__BODY_DELIVER, &d},
+        {FANOUT__FRAME__BODY_ACK, &ack}, {FANOUT__FRAME__BODY_PING, &pi},
+        {FANOUT__FRAME__BODY_PONG, &po}, {FANOUT__FRAME__BODY_ERROR, &e},
+        {FANOUT__FRAME__BODY_GAP, &g}, {FANOUT__FRAME__BODY_REPAIR, &r},
+    };
+    fo_decoder_t dec;
+    fo_decoder_init(&dec, 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Fanout__Frame f = FANOUT__FRAME__INIT;
+        f.body_case = cases[i].c;
+        f.hello = cases[i].m;   /* union member: any pointer works */
+        fo_buf_t b = FO_BUF_INIT;
+        assert_int_equal(fo_frame_append(&b, &f), FO_OK);
+        assert_int_equal(fo_buf_len(&b), fo_frame_size(&f));
+        assert_int_equal(fo_decoder_feed(&dec, fo_buf_head(&b), fo_buf_len(&b)), FO_OK);
+        fo_buf_free(&b);
+        const uint8_t *body; size_t len;
+        assert_int_equal(fo_decoder_next(&dec, &body, &len), FO_OK);
+        Fanout__Frame *out;
+        assert_int_equal(fo_frame_unpack(body, len, &a, &out), FO_OK);
+        assert_int_equal(out->body_case, cases[i].c);
+        assert_int_equal(fo_decoder_next(&dec, &body, &len), FO_ERR_AGAIN);
+    }
+    assert_int_equal(fo_decoder_finish(&dec), FO_OK);
+    fo_decoder_destroy(&dec);
+    fo_arena_destroy(&a);
+}
+
+static void test_one_byte_at_a_time(void **state)
+{
+    (void)state;
+    uint8_t wire[256];
+    size_t n = encode_publish(wire, "t.one", "hello", 5, 0);
+    fo_decoder_t dec;
+    fo_decoder_init(&dec, 0);
+    const uint8_t *body; size_t len;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(fo_decoder_next(&dec, &body, &len), FO_ERR_AGAIN);
+        assert_true(fo_decoder_want(&dec) >= 1);
+        assert_int_equal(fo_decoder_feed(&dec, wire + i, 1), FO_OK);
+        if (i + 1 < n)
+            assert_int_equal(fo_decoder_finish(&dec), FO_ERR_TRUNCATED);
+    }
+    assert_int_equal(fo_decoder_next(&dec, &body, &len), FO_OK);
+    assert_int_equal(len, n - 4);
+    assert_memory_equal(body, wire + 4, len);
+    fo_decoder_destroy(&dec);
+}
+
+static void test_many_frames_in_one_read(void **state)
+{
+    (void)state;
+    enum { N = 500 };
+    uint8_t *wire = malloc(N * 64);
+    size_t n = 0;
+    for (int i = 0; i < N; i++) {
+        char payload[16];
+        int pl = snprintf(payload, sizeof payload, "m%d", i);
+        n += encode_publish(wire + n, "many", payload, (size_t)pl, (uint64_t)i + 1);
+    }
+    fo_decoder_t dec;
+    fo_decoder_init(&dec, 0);
+    assert_int_equal(fo_decoder_feed(&dec, wire, n), FO_OK);
+    const uint8_t *body; size_t len;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(fo_decoder_next(&dec, &body, &len), FO_OK);
+        fo_publish_view_t v;
+        assert_int_equal(fo_publish_peek(body, len, &v), FO_OK);
+        assert_int_equal(v.req, (uint64_t)i + 1);
+    }
+    assert_int_equal(fo_decoder_next(&dec, &body, &len), FO_ERR_AGAIN);
+    assert_int_equal(dec.frames, N);
+    fo_decoder_destroy(&dec);
+    free(wire);
+}
+
+static void test_zero_length_rejected(void **state)
+{
+    (void)state;
+    fo_decoder_t dec;
+    fo_decoder_init(&dec, 0);
+    uint8_t hdr[4] = {0, 0, 0, 0};
+    fo_decoder_feed(&dec, hdr, 4);
+    const uint8_t *body; size_t len = 99;
+    assert_int_equal(fo_decoder_next(&dec, &body, &len), FO_ERR_FRAME_SIZE);
+    assert_int_equal(len, 0);
+    fo_decoder_destroy(&dec);
+}
+
+static void test_over_limit_rejected_before_allocating(void **state)
+{
+    (void)state;
+    fo_decoder_t dec;
+    fo_decoder_init(&dec, 1024);
+    uint8_t hdr[4];
+    fo_be32_put(hdr, 0xffffffffu);
+    fo_decoder_feed(&dec, hdr, 4);
+    size_t cap_before = dec.buf.cap;
+    const uint8_t *body; size_t len;
+    assert_int_equal(fo_decoder_next(&dec, &body, &len), FO_ERR_FRAME_SIZE);
+    assert_int_equal(len, 0xffffffffu);
+    assert_int_equal(fo_decoder_want(&dec), 1);   /* does not ask for 4 GiB */
+    assert_int_equal(dec.buf.cap, cap_before);
+    assert_true(dec.buf.cap < 1024);
+    /* exactly at the limit is fine, one above is not */
+    fo_decoder_t d2;
+    fo_decoder_init(&d2, 1024);
+    fo_be32_put(hdr, 1025);
+    fo_decoder_feed(&d2, hdr, 4);
+    assert_int_equal(fo_decoder_next(&d2, &body, &len), FO_ERR_FRAME_SIZE);
+    fo_decoder_destroy(&d2);
+    fo_decoder_init(&d2, 1024);
+    fo_be32_put(hdr, 1024);
+    fo_decoder_feed(&d2, hdr, 4);
+    assert_int_equal(fo_decoder_next(&d2, &body, &len), FO_ERR_AGAIN);
+    assert_int_equal(fo_decoder_want(&d2), 1024);
+    fo_decoder_destroy(&d2);
+    fo_decoder_destroy(&dec);
+}
+
+static void test_truncated_stream(void **state)
+{
+    (void)state;
+    uint8_t wire[64];
+    size_t n = encode_publish(wire, "t", "abc", 3, 0);
+    fo_decoder_t dec;
+    fo_decoder_init(&dec, 0);
+    assert_int_equal(fo_decoder_finish(&dec), FO_OK);
+    fo_decoder_feed(&dec, wire, 2);          /* inside the header */
+    assert_int_equal(fo_decoder_finish(&dec), FO_ERR_TRUNCATED);
+    fo_decoder_feed(&dec, wire + 2, n - 3);  /* inside the body */
+    assert_int_equal(fo_decoder_finish(&dec), FO_ERR_TRUNCATED);
+    fo_decoder_feed(&dec, wire + n - 1, 1);
+    const uint8_t *body; size_t len;
+    assert_int_equal(fo_decoder_next(&dec, &body, &len), FO_OK);
+    assert_int_equal(fo_decoder_finish(&dec), FO_OK);
+    fo_decoder_destroy(&dec);
+}
+
+static void test_garbage_does_not_unpack(void **state)
+{
+    (void)state;
+    fo_arena_t a;
+    fo_arena_init(&a, 1024, 0);
+    Fanout__Frame *f;
+    const uint8_t bad1[] = {0xff, 0xff, 0xff};          /* bad key varint */
+    const uint8_t bad2[] = {0x1a, 0x10, 0x0a};          /* length past end */
+    const uint8_t bad3[] = {0x1a, 0x02, 0x0a, 0x05};    /* nested past end */
+    assert_int_equal(fo_frame_unpack(bad1, sizeof bad1, &a, &f), FO_ERR_BAD_FRAME);
+    assert_int_equal(fo_frame_unpack(bad2, sizeof bad2, &a, &f), FO_ERR_BAD_FRAME);
+    assert_int_equal(fo_frame_unpack(bad3, sizeof bad3, &a, &f), FO_ERR_BAD_FRAME);
+    fo_publish_view_t v;
+    assert_int_equal(fo_publish_peek(bad1, sizeof bad1, &v), FO_ERR_BAD_FRAME);
+    assert_int_equal(fo_publish_peek(bad2, sizeof bad2, &v), FO_ERR_BAD_FRAME);
+    assert_int_equal(fo_publish_peek(bad3, sizeof bad3, &v), FO_ERR_BAD_FRAME);
+    /* An unknown field number unpacks (it is kept as unknown) with no body. */
+    const uint8_t unknown[] = {0x68, 0x01};             /* field 13 varint 1 */
+    assert_int_equal(fo_frame_unpack(unknown, sizeof unknown, &a, &f), FO_OK);
+    assert_int_equal(f->body_case, FANOUT__FRAME__BODY__NOT_SET);
+    fo_arena_destroy(&a);
+}
+
+/* Unpacking a steady stream of frames does no malloc after warm-up. */
+static void test_unpack_uses_arena_only(void **state)
+{
+    (void)state;
+    fo_arena_t a;
+    fo_arena_init(&a, 2048, 1 << 20);
+    uint8_t wire[8192];
+    char payload[4096];
+    memset(payload, 'p', sizeof payload);
+    size_t n = encode_publish(wire, "arena.topic", payload, sizeof payload, 3);
+    Fanout__Frame *f;
+    /* first batch may grow the arena once */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(fo_frame_unpack(wire + 4, n - 4, &a, &f), FO_OK);
+    fo_arena_reset(&a);
+    size_t mallocs = a.mallocs;
+    for (int batch = 0; batch < 100; batch++) {
+        for (int i = 0; i < 4; i++) {
+            assert_int_equal(fo_frame_unpack(wire + 4, n - 4, &a, &f), FO_OK);
+            assert_int_equal(f->publish->payload.len, sizeof payload);
+            assert_string_equal(f->publish->topic, "arena.topic");
+        }
+        fo_arena_reset(&a);
+    }
+    assert_int_equal(a.mallocs, mallocs);
+    fo_arena_destroy(&a);
+}
+
+static void test_deliver_shared_and_prefix(void **state)
+{
+    (void)state;
+    Fanout__Deliver d = FANOUT__DELIVER__INIT;
+    d.topic = "prices.eur";
+    d.has_seq = 1; d.seq = 123456789;
+    d.has_payload = 1; d.payload.data = (uint8_t *)"42.0"; d.payload.len = 4;
+    uint8_t shared[128];
+    size_t sn = fo_deliver_shared_size(&d);
+    assert_int_equal(fo_deliver_pack_shared(&d, shared), sn);
+    fo_arena_t a;
+    fo_arena_init(&a, 1024, 0);
+    uint32_t sids[] = {1, 127, 128, 300000, UINT32_MAX};
+    for (size_t i = 0; i < 5; i++) {
+        uint8_t wire[256];
+        size_t pn = fo_deliver_prefix(wire, sids[i], sn);
+        assert_true(pn <= FO_DELIVER_PREFIX_MAX);
+        memcpy(wire + pn, shared, sn);
+        fo_decoder_t dec;
+        fo_decoder_init(&dec, 0);
+        fo_decoder_feed(&dec, wire, pn + sn);
+        const uint8_t *body; size_t len;
+        assert_int_equal(fo_decoder_next(&dec, &body, &len), FO_OK);
+        assert_int_equal(len, pn + sn - 4);
+        Fanout__Frame *f;
+        assert_int_equal(fo_frame_unpack(body, len, &a, &f), FO_OK);
+        assert_int_equal(f->body_case, FANOUT__FRAME__BODY_DELIVER);
+        assert_true(f->has_sid);
+        assert_int_equal(f->sid, sids[i]);
+        assert_string_equal(f->deliver->topic, "prices.eur");
+        assert_int_equal(f->deliver->seq, 123456789);
+        assert_memory_equal(f->deliver->payload.data, "42.0", 4);
+        fo_decoder_destroy(&dec);
+    }
+    fo_arena_destroy(&a);
+}
+
+static void test_pack_iov(void **state)
+{
+    (void)state;
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Ping p = FANOUT__PING__INIT;
+    p.has_nonce = 1; p.nonce = 77;
+    f.body_case = FANOUT__FRAME__BODY_PING;
+    f.ping = &p;
+    uint8_t hdr[4], body[64], tiny[1];
+    struct iovec iov[2];
+    assert_int_equal(fo_frame_pack_iov(&f, hdr, tiny, 1, iov), FO_ERR_RANGE);
+    assert_int_equal(fo_frame_pack_iov(&f, hdr, body, sizeof body, iov), FO_OK);
+    assert_int_equal(iov[0].iov_len, 4);
+    assert_int_equal(fo_be32_get(hdr), iov[1].iov_len);
+    uint8_t flat[64];
+    assert_int_equal(fo_frame_pack(&f, flat), 4 + iov[1].iov_len);
+    assert_memory_equal(flat + 4, body, iov[1].iov_len);
+}
+
+static void test_varint(void **state)
+{
+    (void)state;
+    uint64_t vals[] = {0, 1, 127, 128, 16383, 16384, UINT32_MAX, UINT64_MAX};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        uint8_t b[10];
+        size_t n = fo_varint_put(b, vals[i]);
+        assert_int_equal(n, fo_varint_len(vals[i]));
+        uint64_t v;
+        assert_int_equal(fo_varint_get(b, n, &v), n);
+        assert_true(v == vals[i]);
+        if (n > 1)
+            assert_int_equal(fo_varint_get(b, n - 1, &v), 0);   /* truncated */
+    }
+    uint8_t over[11];
+    memset(over, 0xff, sizeof over);
+    uint64_t v;
+    assert_int_equal(fo_varint_get(over, sizeof over, &v), 0);  /* > 64 bits */
+}
+
+/* The zero-copy PUBLISH view agrees with protobuf-c on whatever it accepts,
+ * for valid frames and for randomly corrupted ones. */
+static void test_publish_peek_agrees_with_protobuf_c(void **state)
+{
+    (void)state;
+    fo_arena_t a;
+    fo_arena_init(&a, 4096, 0);
+    srand(12345);
+    uint8_t wire[512];
+    int ok_seen = 0, fallback_seen = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        char topic[32], payload[64];
+        int tl = 1 + rand() % 20, pl = rand() % 60;
+        for (int i = 0; i < tl; i++) topic[i] = (char)('a' + rand() % 26);
+        topic[tl] = 0;
+        for (int i = 0; i < pl; i++) payload[i] = (char)rand();
+        size_t n = encode_publish(wire, topic, payload, (size_t)pl,
+                                  (uint64_t)(rand() % 3 ? 0 : rand()));
+        uint8_t *body = wire + 4;
+        size_t len = n - 4;
+        if (iter % 2) {   /* corrupt a few bytes, maybe cut short */
+            for (int k = 0; k < 1 + rand() % 3; k++)
+                body[rand() % len] = (uint8_t)rand();
+            if (rand() % 4 == 0)
+                len = (size_t)rand() % len + 1;
+        }
+        fo_publish_view_t v;
+        fo_err_t pe = fo_publish_peek(body, len, &v);
+        Fanout__Frame *f = NULL;
+        fo_err_t ue = fo_frame_unpack(body, len, &a, &f);
+        if (pe == FO_OK) {
+            ok_seen++;
+            assert_int_equal(ue, FO_OK);
+            assert_int_equal(f->body_case, FANOUT__FRAME__BODY_PUBLISH);
+            assert_non_null(f->publish->topic);
+            /* protobuf-c strings stop at an embedded NUL; compare bytes */
+            assert_int_equal(strlen(f->publish->topic),
+                             strnlen(v.topic, v.topic_len));
+            assert_memory_equal(f->publish->topic, v.topic, strlen(f->publish->topic));
+            assert_int_equal(f->publish->payload.len, v.payload_len);
+            if (v.payload_len)
+                assert_memory_equal(f->publish->payload.data, v.payload, v.payload_len);
+            assert_true(v.req == (f->has_req ? f->req : 0));
+        } else if (pe == FO_ERR_BAD_FRAME) {
+            assert_int_equal(ue, FO_ERR_BAD_FRAME);
+        } else {
+            fallback_seen++;
+        }
+        fo_arena_reset(&a);
+    }
+    assert_true(ok_seen > 10000);
+    assert_true(fallback_seen > 0);
+    fo_arena_destroy(&a);
+}
+
+/* Property: random frame sequences, cut at random boundaries, decode to
+ * exactly the frames that were encoded, in order. */
+static void test_property_random_cuts(void **state)
+{
+    (void)state;
+    srand(777);
+    fo_arena_t a;
+    fo_arena_init(&a, 4096, 0);
+    for (int round = 0; round < 200; round++) {
+        int nframes = 1 + rand() % 60;
+        fo_buf_t wire = FO_BUF_INIT;
+        size_t *plens = calloc((size_t)nframes, sizeof *plens);
+        for (int i = 0; i < nframes; i++) {
+            size_t pl = (size_t)(rand() % 5 == 0 ? rand() % 5000 : rand() % 200);
+            uint8_t *payload = malloc(pl + 1);
+            for (size_t k = 0; k < pl; k++) payload[k] = (uint8_t)(i + k);
+            Fanout__Frame f = FANOUT__FRAME__INIT;
+            Fanout__Publish p = FANOUT__PUBLISH__INIT;
+            char topic[32];
+            snprintf(topic, sizeof topic, "r%d.f%d", round, i);
+            p.topic = topic;
+            p.has_payload = 1; p.payload.data = payload; p.payload.len = pl;
+            f.body_case = FANOUT__FRAME__BODY_PUBLISH; f.publish = &p;
+            f.has_req = 1; f.req = (uint64_t)i;
+            assert_int_equal(fo_frame_append(&wire, &f), FO_OK);
+            plens[i] = pl;
+            free(payload);
+        }
+        fo_decoder_t dec;
+        fo_decoder_init(&dec, 0);
+        size_t off = 0, total = fo_buf_len(&wire);
+        int got = 0;
+        while (off < total || got < nframes) {
+            size_t cut = (size_t)(rand() % 4 == 0 ? rand() % 3 : rand() % 3000);
+            if (cut > total - off) cut = total - off;
+            if (cut) {
+                /* the zero-copy way: reserve, copy as a read would, commit */
+                assert_int_equal(fo_buf_reserve(&dec.buf, cut), FO_OK);
+                memcpy(fo_buf_tail(&dec.buf), fo_buf_head(&wire) + off, cut);
+                fo_buf_commit(&dec.buf, cut);
+                off += cut;
+            }
+            const uint8_t *body; size_t len;
+            fo_err_t e;
+            while ((e = fo_decoder_next(&dec, &body, &len)) == FO_OK) {
+                Fanout__Frame *f;
+                assert_int_equal(fo_frame_unpack(body, len, &a, &f), FO_OK);
+                assert_int_equal(f->req, (uint64_t)got);
+                assert_int_equal(f->publish->payload.len, plens[got]);
+                for (size_t k = 0; k < plens[got]; k++)
+                    assert_int_equal(f->publish->payload.data[k], (uint8_t)(got + k));
+                got++;
+            }
+            assert_int_equal(e, FO_ERR_AGAIN);
+            fo_arena_reset(&a);
+            if (off == total)
+                break;
+        }
+        assert_int_equal(got, nframes);
+        assert_int_equal(fo_decoder_finish(&dec), FO_OK);
+        fo_decoder_destroy(&dec);
+        fo_buf_free(&wire);
+        free(plens);
+    }
+    fo_arena_destroy(&a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip_every_frame),
+        cmocka_unit_test(test_one_byte_at_a_time),
+        cmocka_unit_test(test_many_frames_in_one_read),
+        cmocka_unit_test(test_zero_length_rejected),
+        cmocka_unit_test(test_over_limit_rejected_before_allocating),
+        cmocka_unit_test(test_truncated_stream),
+        cmocka_unit_test(test_garbage_does_not_unpack),
+        cmocka_unit_test(test_unpack_uses_arena_only),
+        cmocka_unit_test(test_deliver_shared_and_prefix),
+        cmocka_unit_test(test_pack_iov),
+        cmocka_unit_test(test_varint),
+        cmocka_unit_test(test_publish_peek_agrees_with_protobuf_c),
+        cmocka_unit_test(test_property_random_cuts),
+    };
+    return cmocka_run_group_tests_name("frame", tests, NULL, NULL);
+}
