@@ -1,0 +1,90 @@
+/* config.h -- fanoutd's options: one table, four sources.
+ *
+ * Every option is a row of the table in config.c: name, type, default,
+ * bounds, help, and whether SIGHUP may change it. Values come, lowest
+ * precedence first, from the defaults, the --config file (`key value`
+ * lines, # comments), FANOUT_<OPTION> environment variables (upper case,
+ * '-' -> '_'), and the command line (--option value or --option=value).
+ * `--help` is generated from the same table, so it cannot drift.
+ */
+#ifndef FO_CONFIG_H
+#define FO_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "fo_err.h"
+
+#define FO_MCAST_MAX_GROUPS 32
+
+typedef enum { FO_SLOW_DROP = 1, FO_SLOW_DISCONNECT = 2 } fo_slow_t;
+typedef enum { FO_LOG_ERROR, FO_LOG_WARN, FO_LOG_INFO, FO_LOG_DEBUG } fo_log_level_t;
+
+typedef struct fo_mcast_map {
+    char filter[256];      /* topic filter, e.g. "prices.>"  */
+    char addr[64];         /* IPv4 multicast group           */
+    uint16_t port;
+} fo_mcast_map_t;
+
+typedef struct fo_config {
+    char listen[128];          /* HOST:PORT of the client listener       */
+    char http[128];            /* HOST:PORT of /metrics, or "off"        */
+    char config_file[512];     /* the --config file, "" = none           */
+    int threads;               /* workers; 0 = online cores              */
+    uint32_t max_frame;        /* largest frame body, bytes              */
+    int max_conns;             /* concurrent client connections          */
+    uint64_t max_memory;       /* cap on message memory, bytes           */
+    uint64_t max_output;       /* per-connection output limit, bytes     */
+    fo_slow_t slow_policy;     /* default for SLOW_DEFAULT subscriptions */
+    uint32_t retention_msgs;   /* per-topic ring: messages               */
+    uint64_t retention_bytes;  /* per-topic ring: payload bytes          */
+    int max_topics;            /* topics the registry will create        */
+    int max_subs;              /* subscriptions per connection           */
+    uint32_t ping_interval_ms; /* broker PINGs a silent peer after this  */
+    uint32_t idle_timeout_ms;  /* ... and closes it after this           */
+    uint32_t hello_timeout_ms; /* time allowed to send HELLO             */
+    uint32_t drain_timeout_ms; /* SIGTERM: time to flush before closing  */
+    uint64_t read_budget;      /* bytes read per connection per event    */
+    fo_log_level_t log_level;
+    char user[64];             /* when set, HELLO must carry these       */
+    char password[128];
+    /* multicast (docs/PROTOCOL.md, Multicast) */
+    fo_mcast_map_t mcast[FO_MCAST_MAX_GROUPS];
+    int mcast_count;
+    int mcast_ttl;
+    char mcast_if[64];         /* outgoing interface address, "" = default */
+    int mcast_loop;            /* IP_MULTICAST_LOOP                         */
+    uint32_t max_datagram;     /* UDP payload limit, bytes                  */
+} fo_config_t;
+
+/* Fill with the defaults. */
+void fo_config_defaults(fo_config_t *c);
+
+/* Parse everything (file named by --config or FANOUT_CONFIG, environment,
+ * argv) into c. Returns FO_OK; FO_ERR_INVAL with a one-line message in
+ * err (size errlen) on a bad option or value. *exit_now is set to 1 when
+ * --help or --version was printed to `out` (the caller exits 0). */
+fo_err_t fo_config_load(fo_config_t *c, int argc, char **argv, char **envp,
+                        FILE *out, int *exit_now, char *err, size_t errlen);
+
+/* Re-read the file and environment for SIGHUP: only options marked
+ * reloadable change in `c`; others keep their value. */
+fo_err_t fo_config_reload(fo_config_t *c, char **envp, char *err, size_t errlen);
+
+/* Set one option by name from a string (the table's parser and bounds).
+ * Exposed for tests. */
+fo_err_t fo_config_set(fo_config_t *c, const char *name, const char *value,
+                       char *err, size_t errlen);
+
+/* Print `--help` text to out. */
+void fo_config_usage(FILE *out);
+
+/* Parsers shared with the CLI: "64k", "1MiB", "2G" -> bytes; "500ms",
+ * "30s", "2m" (bare number = ms) -> milliseconds. */
+fo_err_t fo_parse_size(const char *s, uint64_t *out);
+fo_err_t fo_parse_duration_ms(const char *s, uint64_t *out);
+
+/* Split "HOST:PORT" / "[v6]:PORT". */
+fo_err_t fo_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+
+#endif

@@ -1,0 +1,50 @@
+/* log.h -- one line per event on stderr.
+ *
+ *   2026-11-23T19:22:56.123Z INFO  w1 c42 connection from 127.0.0.1:51234
+ *
+ * Level, UTC time, worker (w- = main thread), connection id (c- = none),
+ * message. Thread-safe: one write(2) per line. fo_log_limited() is for
+ * lines an attacker can provoke (bad input): at most FO_LOG_BURST lines per
+ * second per call site, then one "N similar lines suppressed" line.
+ */
+#ifndef FO_LOG_H
+#define FO_LOG_H
+
+#include <stdint.h>
+#include "config.h"
+
+#define FO_LOG_BURST 10
+
+/* Set the level (SIGHUP may change it at any time). */
+void fo_log_set_level(fo_log_level_t level);
+fo_log_level_t fo_log_get_level(void);
+int fo_log_enabled(fo_log_level_t level);
+
+/* Name the calling thread's worker index for its log lines (-1 = main). */
+void fo_log_set_worker(int worker);
+
+/* conn 0 = no connection. */
+void fo_log(fo_log_level_t level, uint64_t conn, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+typedef struct fo_log_limit {
+    _Atomic int64_t window;      /* second of the current window */
+    _Atomic int count;           /* lines in it                  */
+    _Atomic int suppressed;      /* lines dropped in it          */
+} fo_log_limit_t;
+
+void fo_log_limited(fo_log_limit_t *lim, fo_log_level_t level, uint64_t conn,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+#define FO_LOG_RATE(level, conn, ...) do {                         \
+        static fo_log_limit_t lim_;                                 \
+        fo_log_limited(&lim_, (level), (conn), __VA_ARGS__);        \
+    } while (0)
+
+#define fo_error(conn, ...) fo_log(FO_LOG_ERROR, (conn), __VA_ARGS__)
+#define fo_warn(conn, ...)  fo_log(FO_LOG_WARN, (conn), __VA_ARGS__)
+#define fo_info(conn, ...)  fo_log(FO_LOG_INFO, (conn), __VA_ARGS__)
+#define fo_debug(conn, ...) do { if (fo_log_enabled(FO_LOG_DEBUG)) \
+        fo_log(FO_LOG_DEBUG, (conn), __VA_ARGS__); } while (0)
+
+#endif

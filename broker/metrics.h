@@ -1,0 +1,26 @@
+/* metrics.h -- the Prometheus text exposition of fanoutd's state.
+ *
+ * Rendered on demand by the HTTP thread from the workers' fo_stats_t (summed,
+ * plus per-worker series for load) and a few broker-wide gauges.
+ */
+#ifndef FO_METRICS_H
+#define FO_METRICS_H
+
+#include <stdint.h>
+#include "buf.h"
+#include "stats.h"
+
+typedef struct fo_metrics_src {
+    const fo_stats_t *const *workers;  /* borrowed: one per worker */
+    int nworkers;
+    uint64_t topics;                   /* topics in the registry */
+    uint64_t memory_bytes;             /* message memory in use  */
+    uint64_t memory_limit;             /* --max-memory           */
+    uint64_t uptime_s;
+    const char *version;
+} fo_metrics_src_t;
+
+/* Append the whole exposition to out. */
+fo_err_t fo_metrics_render(const fo_metrics_src_t *src, fo_buf_t *out);
+
+#endif

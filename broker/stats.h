@@ -1,0 +1,65 @@
+/* stats.h -- per-worker counters, rendered by metrics.c.
+ *
+ * Each worker owns one fo_stats_t and is its only writer; the HTTP thread
+ * only reads. Fields are _Atomic with relaxed order: on x86 a relaxed
+ * load/store is a plain mov, and ThreadSanitizer stays quiet.
+ *
+ * The list is an X-macro so the struct, the Prometheus names and the help
+ * texts come from one place:  X(field, kind, help)  kind = counter|gauge.
+ * Metric name = "fanout_" field (counters get "_total").
+ */
+#ifndef FO_STATS_H
+#define FO_STATS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define FO_STATS(X)                                                              \
+    X(connections_accepted, counter, "Client connections accepted")              \
+    X(connections_closed,   counter, "Client connections closed")                \
+    X(connections,          gauge,   "Client connections open")                  \
+    X(subscriptions,        gauge,   "Subscriptions open")                       \
+    X(messages_in,          counter, "Messages published")                       \
+    X(bytes_in,             counter, "Payload bytes published")                 \
+    X(messages_out,         counter, "Messages delivered to subscribers (TCP)")  \
+    X(bytes_out,            counter, "Bytes written to client sockets")          \
+    X(frames_in,            counter, "Frames received")                          \
+    X(drops_slow_consumer,  counter, "Messages dropped from slow consumers' queues") \
+    X(drops_no_route,       counter, "Messages published to a topic with no subscriber") \
+    X(drops_gone,           counter, "Deliveries dropped because the subscriber left") \
+    X(slow_consumer_disconnects, counter, "Connections closed by the disconnect slow-consumer policy") \
+    X(publish_refused_memory, counter, "Publishes refused by the memory cap")    \
+    X(protocol_errors,      counter, "Connections closed for bad input")         \
+    X(idle_timeouts,        counter, "Connections closed for silence")           \
+    X(gaps_sent,            counter, "GAP frames sent")                          \
+    X(replayed,             counter, "Messages replayed from retention")         \
+    X(inbox_batches,        counter, "Batches received from other workers")      \
+    X(loop_iterations,      counter, "Event loop iterations")                    \
+    X(busy_ns,              counter, "Nanoseconds spent handling events")        \
+    X(mcast_messages,       counter, "Messages sent by multicast")               \
+    X(mcast_datagrams,      counter, "Multicast datagrams sent")                 \
+    X(mcast_oversize,       counter, "Messages too large for a datagram (announced, not carried)") \
+    X(mcast_send_errors,    counter, "Multicast datagrams the kernel refused")   \
+    X(repairs_served,       counter, "Messages resent for multicast repair")     \
+    X(repairs_missed,       counter, "Repair requests answered with GAP")
+
+/* Error codes (fanout.ErrorCode) counted separately: errors_sent{code=...}. */
+#define FO_STATS_ERR_CODES 32
+
+typedef struct fo_stats {
+#define FO_STATS_FIELD_(name, kind, help) _Atomic uint64_t name;
+    FO_STATS(FO_STATS_FIELD_)
+#undef FO_STATS_FIELD_
+    _Atomic uint64_t errors_sent[FO_STATS_ERR_CODES];
+} fo_stats_t;
+
+/* Single-writer increment: cheaper than atomic_fetch_add, still race-free
+ * for readers. Only the owning worker may call these on its stats. */
+#define FO_STAT_ADD(s, field, n) atomic_store_explicit(&(s)->field,             \
+        atomic_load_explicit(&(s)->field, memory_order_relaxed) + (n),          \
+        memory_order_relaxed)
+#define FO_STAT_INC(s, field) FO_STAT_ADD(s, field, 1)
+#define FO_STAT_SUB(s, field, n) FO_STAT_ADD(s, field, (uint64_t)0 - (uint64_t)(n))
+#define FO_STAT_GET(s, field) atomic_load_explicit(&(s)->field, memory_order_relaxed)
+
+#endif
