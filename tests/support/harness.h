@@ -1,0 +1,81 @@
+/* harness.h -- integration-test support: real fanoutd processes, raw
+ * protocol clients, and waiting on conditions with deadlines.
+ *
+ * No sleep-and-hope: everything that waits takes a deadline and polls a
+ * condition (a connect that succeeds, a frame that arrives, a metric that
+ * reaches a value). Brokers listen on ports picked free on 127.0.0.1.
+ * The binaries come from $FO_BUILD (set by tests/run.sh; default "build").
+ */
+#ifndef FO_HARNESS_H
+#define FO_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "frame.h"
+
+typedef struct fo_tb {
+    pid_t pid;
+    int port;             /* client port on 127.0.0.1 */
+    int http_port;        /* --http port on 127.0.0.1 */
+    char addr[64];        /* "127.0.0.1:PORT"         */
+    char log_path[256];   /* broker stderr            */
+} fo_tb_t;
+
+uint64_t fo_tb_now_ms(void);
+int fo_tb_free_port(void);
+const char *fo_tb_build_dir(void);
+
+/* Start fanoutd with free ports plus extra args (NULL-terminated, may be
+ * NULL) and wait (10 s) until /healthz answers 200. 0 on success. */
+int fo_tb_start(fo_tb_t *b, const char *const *extra_args);
+/* SIGTERM and wait (15 s, then SIGKILL). Returns the exit status (0..255),
+ * or 128+signal, or -1. */
+int fo_tb_stop(fo_tb_t *b);
+/* Send a signal. */
+void fo_tb_signal(fo_tb_t *b, int sig);
+
+/* GET http://127.0.0.1:port/path; returns the status, body in buf. */
+int fo_tb_http_get(int port, const char *path, char *buf, size_t len);
+/* Value of a metric line "name value" (exact name incl. labels) from
+ * /metrics, or -1 when absent. */
+double fo_tb_metric(const fo_tb_t *b, const char *name);
+/* Poll fo_tb_metric until it is >= want or the deadline passes. */
+int fo_tb_wait_metric(const fo_tb_t *b, const char *name, double want, int timeout_ms);
+
+/* ---- raw protocol client (blocking socket with timeouts) ---- */
+typedef struct fo_tc {
+    int fd;
+    fo_decoder_t dec;
+    fo_arena_t arena;
+} fo_tc_t;
+
+/* Connect to 127.0.0.1:port. 0 on success. */
+int fo_tc_connect(fo_tc_t *c, int port);
+/* Connect and complete HELLO/WELCOME. 0 on success. */
+int fo_tc_open(fo_tc_t *c, int port, const char *name);
+void fo_tc_close(fo_tc_t *c);
+int fo_tc_send(fo_tc_t *c, const Fanout__Frame *f);          /* 0 ok */
+int fo_tc_send_raw(fo_tc_t *c, const void *p, size_t n);     /* 0 ok */
+/* Next frame within timeout_ms: 1 got one (valid until the next call),
+ * 0 timeout, -1 closed or error. */
+int fo_tc_recv(fo_tc_t *c, int timeout_ms, Fanout__Frame **out);
+/* Helpers that build and send one frame. */
+int fo_tc_subscribe(fo_tc_t *c, uint32_t sid, const char *filter, const char *queue);
+int fo_tc_publish(fo_tc_t *c, const char *topic, const void *p, size_t n, uint64_t req);
+/* Wait for an ACK with ref `req` (skipping other frames; counts DELIVERs
+ * it skips into *skipped if non-NULL). 0 on success. */
+int fo_tc_wait_ack(fo_tc_t *c, uint64_t req, int timeout_ms);
+/* Wait until the peer closes (EOF): 0 closed, -1 timeout. Records the code
+ * of an ERROR frame seen on the way in *err_code (or -1). */
+int fo_tc_wait_closed(fo_tc_t *c, int timeout_ms, int *err_code);
+
+/* Run a command (argv[0] relative to the build dir if it has no '/'),
+ * feeding `input` (may be NULL) on stdin, capturing stdout/stderr into
+ * out/err (may be NULL). Returns the exit status, or -1 on timeout. */
+int fo_tb_run(const char *const *argv, const char *input, char *out, size_t outlen,
+              char *err, size_t errlen, int timeout_ms);
+/* Start a command in the background with stdout to a file; returns pid. */
+pid_t fo_tb_spawn(const char *const *argv, const char *stdout_path);
+
+#endif
