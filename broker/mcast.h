@@ -31,7 +31,10 @@ typedef struct fo_mcast_tx fo_mcast_tx_t;
 
 /* Build the group table from cfg (copied). epoch goes in every datagram.
  * *out owned by the caller. With no groups configured, *out is still a
- * valid object that matches nothing. */
+ * valid object that matches nothing. FO_ERR_RANGE: max_datagram outside
+ * 256..65507 or ttl outside 0..255; FO_ERR_ADDR: a group that is not an
+ * IPv4 multicast address with a port, a bad filter, two filters on one
+ * address:port, or an unknown mcast_if. */
 fo_err_t fo_mcast_create(const fo_config_t *cfg, uint64_t epoch, fo_mcast_t **out);
 void fo_mcast_destroy(fo_mcast_t *m);                       /* NULL is fine */
 
@@ -42,6 +45,9 @@ int fo_mcast_group_for(const fo_mcast_t *m, const char *topic);
 /* The groups for WELCOME: *groups points into m (borrowed, valid for m's
  * life); returns the count. */
 size_t fo_mcast_welcome_groups(const fo_mcast_t *m, Fanout__McastGroup ***groups);
+
+/* The datagram size limit (for WELCOME.max_datagram). */
+uint32_t fo_mcast_max_datagram(const fo_mcast_t *m);
 
 /* Per-worker sender. stats is the worker's (borrowed). */
 fo_err_t fo_mcast_tx_create(const fo_mcast_t *m, fo_stats_t *stats, fo_mcast_tx_t **out);
