@@ -1,0 +1,449 @@
+/* gaps.c -- per-topic sequence tracker (see gaps.h for the contract).
+ *
+ * A topic is a hash-table entry with `next` (first unsettled sequence) and
+ * `hi` (one past the highest sequence known to exist). Sequences in
+ * [next, hi) live in a ring of `window` slots indexed by seq % window:
+ * MISSING (a hole), HAVE (a held copy), MARKER (oversize: exists, needs
+ * repair) or LOST (given up, waiting for the sequences before it to
+ * settle). hi - next <= window always holds, so ring slots never collide.
+ * The ring is allocated when a topic first has something pending and freed
+ * when it catches up, so an in-order topic costs only its entry.
+ *
+ * Topics with pending sequences are on a doubly-linked list, so
+ * fo_gaps_poll() touches only those. Repair timing is per hole: a slot
+ * remembers when it became a hole and, once asked for, when it was asked
+ * (ms, 32 bits, compared with wrap-around arithmetic); runs of holes old
+ * enough are asked for in one on_repair call.
+ */
+#include "gaps.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { MISSING = 0, HAVE = 1, MARKER = 2, LOST = 3 };
+
+typedef struct slot {
+    uint8_t *data;       /* owned copy (HAVE)                            */
+    uint32_t len;
+    uint32_t ms;         /* hole: when noticed, or when asked (asked=1)  */
+    uint8_t state;
+    uint8_t asked;
+    uint8_t repaired;    /* HAVE came from repair                        */
+} slot_t;
+
+typedef struct topic {
+    struct topic *chain;          /* hash bucket chain           */
+    struct topic *pprev, *pnext;  /* pending list (hi > next)    */
+    int pending;
+    int started;
+    uint64_t hash;
+    uint64_t next, hi;
+    slot_t *ring;                 /* owned, NULL when caught up  */
+    char name[];                  /* NUL-terminated              */
+} topic_t;
+
+struct fo_gaps {
+    fo_gaps_opts_t o;
+    fo_gaps_cb_t cb;
+    fo_gaps_stats_t st;
+    topic_t **buckets;            /* owned, nbuckets entries     */
+    size_t nbuckets, ntopics;
+    uint64_t held_bytes;
+    topic_t *pending;             /* list head                   */
+};
+
+#define INITIAL_BUCKETS 64
+
+static uint64_t hash_str(const char *s, size_t *len)
+{
+    uint64_t h = 1469598103934665603ull;
+    const char *p = s;
+    for (; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    *len = (size_t)(p - s);
+    return h;
+}
+
+fo_err_t fo_gaps_create(const fo_gaps_opts_t *opts, const fo_gaps_cb_t *cb, fo_gaps_t **out)
+{
+    fo_gaps_t *g = calloc(1, sizeof(*g));
+    *out = NULL;
+    if (!g)
+        return FO_ERR_NOMEM;
+    if (opts)
+        g->o = *opts;
+    if (!g->o.window)     g->o.window = 1024;
+    if (!g->o.max_topics) g->o.max_topics = 65536;
+    if (!g->o.max_bytes)  g->o.max_bytes = 64u << 20;
+    if (!g->o.reorder_ms) g->o.reorder_ms = 5;
+    if (!g->o.repair_ms)  g->o.repair_ms = 2000;
+    if (cb)
+        g->cb = *cb;
+    g->nbuckets = INITIAL_BUCKETS;
+    g->buckets = calloc(g->nbuckets, sizeof(*g->buckets));
+    if (!g->buckets) {
+        free(g);
+        return FO_ERR_NOMEM;
+    }
+    *out = g;
+    return FO_OK;
+}
+
+static void ring_free(fo_gaps_t *g, topic_t *t)
+{
+    if (!t->ring)
+        return;
+    for (uint32_t i = 0; i < g->o.window; i++)
+        if (t->ring[i].data) {
+            g->held_bytes -= t->ring[i].len;
+            free(t->ring[i].data);
+        }
+    free(t->ring);
+    t->ring = NULL;
+}
+
+void fo_gaps_reset(fo_gaps_t *g)
+{
+    for (size_t b = 0; b < g->nbuckets; b++) {
+        topic_t *t = g->buckets[b];
+        while (t) {
+            topic_t *n = t->chain;
+            ring_free(g, t);
+            free(t);
+            t = n;
+        }
+        g->buckets[b] = NULL;
+    }
+    g->ntopics = 0;
+    g->pending = NULL;
+}
+
+void fo_gaps_destroy(fo_gaps_t *g)
+{
+    if (!g)
+        return;
+    fo_gaps_reset(g);
+    free(g->buckets);
+    free(g);
+}
+
+void fo_gaps_stats(const fo_gaps_t *g, fo_gaps_stats_t *out)
+{
+    *out = g->st;
+}
+
+/* ------------------------------------------------------------ topics */
+
+static void grow(fo_gaps_t *g)
+{
+    size_t n = g->nbuckets * 2;
+    topic_t **nb = calloc(n, sizeof(*nb));
+    if (!nb)
+        return;                   /* longer chains, still correct */
+    for (size_t b = 0; b < g->nbuckets; b++)
+        for (topic_t *t = g->buckets[b], *next; t; t = next) {
+            next = t->chain;
+            t->chain = nb[t->hash & (n - 1)];
+            nb[t->hash & (n - 1)] = t;
+        }
+    free(g->buckets);
+    g->buckets = nb;
+    g->nbuckets = n;
+}
+
+/* Find or create; NULL past max_topics (*full set) or out of memory. */
+static topic_t *topic_get(fo_gaps_t *g, const char *name, int create, int *full)
+{
+    size_t len;
+    uint64_t h = hash_str(name, &len);
+    for (topic_t *t = g->buckets[h & (g->nbuckets - 1)]; t; t = t->chain)
+        if (t->hash == h && strcmp(t->name, name) == 0)
+            return t;
+    if (!create)
+        return NULL;
+    if (g->ntopics >= g->o.max_topics) {
+        *full = 1;
+        return NULL;
+    }
+    topic_t *t = calloc(1, sizeof(*t) + len + 1);
+    if (!t)
+        return NULL;
+    memcpy(t->name, name, len + 1);
+    t->hash = h;
+    if (g->ntopics >= g->nbuckets)
+        grow(g);
+    t->chain = g->buckets[h & (g->nbuckets - 1)];
+    g->buckets[h & (g->nbuckets - 1)] = t;
+    g->ntopics++;
+    return t;
+}
+
+static void pending_set(fo_gaps_t *g, topic_t *t, int on)
+{
+    if (on == t->pending)
+        return;
+    t->pending = on;
+    if (on) {
+        t->pprev = NULL;
+        t->pnext = g->pending;
+        if (g->pending)
+            g->pending->pprev = t;
+        g->pending = t;
+    } else {
+        if (t->pprev)
+            t->pprev->pnext = t->pnext;
+        else
+            g->pending = t->pnext;
+        if (t->pnext)
+            t->pnext->pprev = t->pprev;
+    }
+}
+
+static slot_t *slot_at(fo_gaps_t *g, topic_t *t, uint64_t seq)
+{
+    return &t->ring[seq % g->o.window];
+}
+
+static void deliver(fo_gaps_t *g, topic_t *t, uint64_t seq, const uint8_t *p, size_t n,
+                    int repaired)
+{
+    g->st.received++;
+    if (g->cb.on_deliver)
+        g->cb.on_deliver(g->cb.ud, t->name, seq, p, n, repaired);
+}
+
+/* Settle what can be settled at the head: held messages are delivered,
+ * lost runs reported; stop at the first hole. */
+static void drain(fo_gaps_t *g, topic_t *t)
+{
+    while (t->next < t->hi) {
+        slot_t *s = slot_at(g, t, t->next);
+        if (s->state == HAVE) {
+            deliver(g, t, t->next, s->data, s->len, s->repaired);
+            g->held_bytes -= s->len;
+            free(s->data);
+            *s = (slot_t){ 0 };
+            t->next++;
+        } else if (s->state == LOST) {
+            uint64_t first = t->next;
+            while (t->next < t->hi && slot_at(g, t, t->next)->state == LOST) {
+                *slot_at(g, t, t->next) = (slot_t){ 0 };
+                t->next++;
+            }
+            if (g->cb.on_lost)
+                g->cb.on_lost(g->cb.ud, t->name, first, t->next - 1);
+        } else {
+            break;
+        }
+    }
+    if (t->next == t->hi) {
+        ring_free(g, t);
+        pending_set(g, t, 0);
+    }
+}
+
+/* Give up every hole below upto (within [next, hi)), then drain. */
+static void give_up(fo_gaps_t *g, topic_t *t, uint64_t upto)
+{
+    if (upto > t->hi)
+        upto = t->hi;
+    for (uint64_t s = t->next; s < upto; s++) {
+        slot_t *sl = slot_at(g, t, s);
+        if (sl->state == MISSING || sl->state == MARKER) {
+            sl->state = LOST;
+            g->st.lost++;
+        }
+    }
+    drain(g, t);
+}
+
+/* Settle everything below want: give up its holes, and jump over
+ * sequences never seen at all (they count as gaps, lost at once). */
+static void settle_below(fo_gaps_t *g, topic_t *t, uint64_t want)
+{
+    give_up(g, t, want);
+    if (t->next < want) {                       /* nothing pending: jump */
+        uint64_t n = want - t->next;
+        g->st.gaps += n;
+        g->st.lost += n;
+        if (g->cb.on_lost)
+            g->cb.on_lost(g->cb.ud, t->name, t->next, want - 1);
+        t->next = t->hi = want;
+    }
+}
+
+/* Deliver the message at next (not held), then what follows it. */
+static void deliver_next(fo_gaps_t *g, topic_t *t, const uint8_t *p, size_t n, int repaired)
+{
+    deliver(g, t, t->next, p, n, repaired);
+    if (t->ring)
+        *slot_at(g, t, t->next) = (slot_t){ 0 };
+    t->next++;
+    if (t->hi < t->next)
+        t->hi = t->next;
+    drain(g, t);
+}
+
+fo_err_t fo_gaps_offer(fo_gaps_t *g, const char *name, uint64_t seq, const uint8_t *payload,
+                       size_t len, unsigned flags, uint64_t now_ms)
+{
+    int full = 0, marker = (flags & FO_GAPS_OVERSIZE) != 0;
+    int repaired = (flags & FO_GAPS_REPAIRED) != 0;
+    topic_t *t = topic_get(g, name, 1, &full);
+    if (marker)
+        g->st.oversize++;
+    if (!t) {
+        if (!full)
+            return FO_ERR_NOMEM;
+        g->st.untracked++;
+        if (!marker) {
+            g->st.received++;
+            if (g->cb.on_deliver)
+                g->cb.on_deliver(g->cb.ud, name, seq, payload, len, repaired);
+        }
+        return FO_OK;
+    }
+    if (!t->started) {                           /* first sight: start here */
+        t->started = 1;
+        t->next = t->hi = seq;
+    }
+    if (seq < t->next) {
+        g->st.duplicates++;
+        return FO_OK;
+    }
+    if (seq - t->next >= g->o.window)            /* keep seq in the window */
+        settle_below(g, t, seq - g->o.window + 1);
+    int hole = seq < t->hi;                      /* filling a known hole */
+    if (hole) {
+        uint8_t st = slot_at(g, t, seq)->state;
+        if (st == HAVE || st == LOST || (st == MARKER && marker)) {
+            g->st.duplicates++;
+            return FO_OK;
+        }
+        if (!marker && st == MISSING)
+            g->st.late += !repaired;
+        if (!marker)
+            g->st.repaired += repaired;
+    }
+    if (seq == t->next && !marker) {             /* in order: no copy */
+        deliver_next(g, t, payload, len, repaired);
+        return FO_OK;
+    }
+    /* Out of order (or a marker): hold it. */
+    if (!t->ring) {
+        t->ring = calloc(g->o.window, sizeof(*t->ring));
+        if (!t->ring)
+            return FO_ERR_NOMEM;
+    }
+    if (!marker && g->held_bytes + len > g->o.max_bytes) {
+        settle_below(g, t, seq);                 /* over the bound: settle */
+        deliver_next(g, t, payload, len, repaired);
+        return FO_OK;
+    }
+    if (!hole) {
+        g->st.gaps += seq - t->hi;
+        for (uint64_t h = t->hi; h < seq; h++)
+            slot_at(g, t, h)->ms = (uint32_t)now_ms;
+        t->hi = seq + 1;
+        pending_set(g, t, 1);
+    }
+    slot_t *s = slot_at(g, t, seq);
+    if (marker) {                     /* no reason to wait: ask at once */
+        s->state = MARKER;
+        s->ms = (uint32_t)(now_ms - g->o.reorder_ms);
+        return FO_OK;
+    }
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy)
+        return FO_ERR_NOMEM;                     /* stays a hole */
+    if (len)
+        memcpy(copy, payload, len);
+    s->data = copy;
+    s->len = (uint32_t)len;
+    s->state = HAVE;
+    s->repaired = (uint8_t)repaired;
+    g->held_bytes += len;
+    return FO_OK;
+}
+
+void fo_gaps_lost(fo_gaps_t *g, const char *name, uint64_t first, uint64_t last)
+{
+    int full = 0;
+    topic_t *t = topic_get(g, name, 0, &full);
+    if (!t || !t->pending || last < t->next)
+        return;
+    if (first < t->next)
+        first = t->next;
+    if (last >= t->hi)
+        last = t->hi - 1;
+    for (uint64_t s = first; s <= last; s++) {
+        slot_t *sl = slot_at(g, t, s);
+        if (sl->state == MISSING || sl->state == MARKER) {
+            sl->state = LOST;
+            g->st.lost++;
+        }
+    }
+    drain(g, t);
+}
+
+static int is_hole(const slot_t *s)
+{
+    return s->state == MISSING || s->state == MARKER;
+}
+
+/* One topic: give up holes asked for too long ago, ask for holes old
+ * enough (coalesced runs), settle. Returns ms until it needs a look. */
+static uint32_t poll_topic(fo_gaps_t *g, topic_t *t, uint64_t now_ms)
+{
+    uint32_t now = (uint32_t)now_ms, wait = UINT32_MAX;
+    uint64_t run = 0;                 /* first seq of the run to ask, or 0 */
+    for (uint64_t seq = t->next; seq <= t->hi; seq++) {
+        slot_t *s = seq < t->hi ? slot_at(g, t, seq) : NULL;
+        int ask = 0;
+        if (s && is_hole(s)) {
+            uint32_t age = now - s->ms, limit = s->asked ? g->o.repair_ms : g->o.reorder_ms;
+            if (age >= limit && s->asked) {
+                s->state = LOST;
+                g->st.lost++;
+            } else if (age >= limit) {
+                ask = 1;
+                s->asked = 1;
+                s->ms = now;
+                if (g->o.repair_ms < wait)
+                    wait = g->o.repair_ms;
+            } else if (limit - age < wait) {
+                wait = limit - age;
+            }
+        }
+        if (ask && !run)
+            run = seq;
+        if (!ask && run) {
+            g->st.repair_requests++;
+            if (g->cb.on_repair)
+                g->cb.on_repair(g->cb.ud, t->name, run, seq - 1);
+            run = 0;
+        }
+    }
+    drain(g, t);
+    return t->pending ? wait : UINT32_MAX;
+}
+
+uint32_t fo_gaps_poll(fo_gaps_t *g, uint64_t now_ms)
+{
+    uint32_t wait = UINT32_MAX;
+    for (topic_t *t = g->pending, *next; t; t = next) {
+        next = t->pnext;                        /* t may leave the list */
+        uint32_t w = poll_topic(g, t, now_ms);
+        if (w < wait)
+            wait = w;
+    }
+    return wait;
+}
+
+void fo_gaps_flush(fo_gaps_t *g)
+{
+    while (g->pending) {
+        topic_t *t = g->pending;
+        give_up(g, t, t->hi);
+    }
+}

@@ -1,0 +1,103 @@
+/* gaps.h -- per-topic sequence tracker for multicast receivers.
+ *
+ * Multicast is best effort: datagrams get lost, duplicated and (with one
+ * sender per broker worker) reordered. The tracker turns the raw stream of
+ * (topic, seq) into what the application wants: every message once, in
+ * sequence order per topic, and an exact account of what is missing.
+ *
+ * Per topic it keeps `next`, the first sequence not yet settled (delivered
+ * or given up). A message at `next` is delivered at once (no copy) and any
+ * buffered successors follow; one ahead of `next` (within `window`) is
+ * copied and held, and the holes before it become gaps; one below `next`
+ * is a duplicate. fo_gaps_poll() asks for repair of holes older than
+ * `reorder_ms` (a late datagram usually fills them first) and gives up on
+ * holes whose repair has not come within `repair_ms`. A repaired message
+ * (fo_gaps_offer with FO_GAPS_REPAIRED) fills its hole; fo_gaps_lost()
+ * (the broker answered GAP) gives the range up. Given-up ranges reach the
+ * application through on_lost, in order with the messages.
+ *
+ * An oversize marker (the message did not fit a datagram) is a hole that
+ * needs repair but is not counted as a gap.
+ *
+ * Bounded memory: at most `max_topics` topics (messages on more topics are
+ * delivered untracked and counted), a window of `window` sequences per
+ * topic, and at most `max_bytes` of held payload in all; a message that
+ * would pass a bound forces the oldest holes of its topic to be given up.
+ * The first message seen on a topic starts its tracking (no history).
+ *
+ * Not thread-safe: one tracker belongs to one receiver thread.
+ */
+#ifndef FO_GAPS_H
+#define FO_GAPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "fo_err.h"
+
+typedef struct fo_gaps fo_gaps_t;
+
+typedef struct fo_gaps_stats {
+    uint64_t received;    /* messages handed to on_deliver               */
+    uint64_t duplicates;  /* already settled or already held: dropped     */
+    uint64_t gaps;        /* messages found missing (a later one arrived) */
+    uint64_t late;        /* ... then filled by a late datagram           */
+    uint64_t repaired;    /* ... or by repair                             */
+    uint64_t lost;        /* ... or given up (broker GAP, timeout, bound) */
+    uint64_t oversize;    /* oversize markers seen                        */
+    uint64_t untracked;   /* messages past max_topics, delivered as is    */
+    uint64_t repair_requests; /* ranges handed to on_repair              */
+} fo_gaps_stats_t;
+
+typedef struct fo_gaps_cb {
+    /* A message, in order per topic. payload is borrowed for the call. */
+    void (*on_deliver)(void *ud, const char *topic, uint64_t seq,
+                       const uint8_t *payload, size_t len, int repaired);
+    /* first..last (inclusive) of topic will never come. */
+    void (*on_lost)(void *ud, const char *topic, uint64_t first, uint64_t last);
+    /* Please fetch first..last of topic (fo_gaps_poll). */
+    void (*on_repair)(void *ud, const char *topic, uint64_t first, uint64_t last);
+    void *ud;
+} fo_gaps_cb_t;
+
+typedef struct fo_gaps_opts {
+    uint32_t window;      /* sequences held per topic (default 4096)     */
+    uint32_t max_topics;  /* topics tracked (default 65536)              */
+    uint64_t max_bytes;   /* held payload bytes in all (default 64 MiB)  */
+    uint32_t reorder_ms;  /* hole age before repair is asked (default 5) */
+    uint32_t repair_ms;   /* wait for repair before giving up (default 2000) */
+} fo_gaps_opts_t;
+
+/* offer() flags */
+#define FO_GAPS_REPAIRED 1u   /* came from repair (TCP), not multicast     */
+#define FO_GAPS_OVERSIZE 2u   /* a marker: the message exists, no payload  */
+
+/* opts may be NULL (defaults); zero fields take defaults. cb is copied. */
+fo_err_t fo_gaps_create(const fo_gaps_opts_t *opts, const fo_gaps_cb_t *cb,
+                        fo_gaps_t **out);
+void fo_gaps_destroy(fo_gaps_t *g);                         /* NULL is fine */
+
+/* One message. Calls on_deliver / on_lost as sequences settle (the
+ * callbacks must not call back into the tracker). FO_ERR_NOMEM when the
+ * topic or a held copy could not be allocated (the message then counts as
+ * missing). */
+fo_err_t fo_gaps_offer(fo_gaps_t *g, const char *topic, uint64_t seq, const uint8_t *payload,
+                       size_t len, unsigned flags, uint64_t now_ms);
+
+/* The broker says first..last of topic are gone: settle them as lost. */
+void fo_gaps_lost(fo_gaps_t *g, const char *topic, uint64_t first, uint64_t last);
+
+/* Ask for repair of holes older than reorder_ms (on_repair, each hole
+ * once) and give up on holes not repaired within repair_ms. Returns the ms
+ * until the next call is useful (UINT32_MAX: nothing pending). */
+uint32_t fo_gaps_poll(fo_gaps_t *g, uint64_t now_ms);
+
+/* Give up every hole now (shutdown, lost TCP connection). */
+void fo_gaps_flush(fo_gaps_t *g);
+
+/* Forget every topic (the broker restarted: sequences start again).
+ * Held messages are dropped without being counted. */
+void fo_gaps_reset(fo_gaps_t *g);
+
+void fo_gaps_stats(const fo_gaps_t *g, fo_gaps_stats_t *out);
+
+#endif
