@@ -1,0 +1,226 @@
+/* mcast_rx.c -- multicast receiver of one group (see mcast_rx.h).
+ *
+ * Socket: bound to group:port (not INADDR_ANY, so datagrams of other
+ * groups on the same port never arrive), SO_REUSEADDR so several receivers
+ * share the group, IP_MULTICAST_ALL off (Linux would otherwise deliver
+ * every group any socket on the host joined), and the membership taken
+ * with struct ip_mreqn on the chosen interface.
+ *
+ * Reading: recvmmsg into BATCH buffers of max_datagram + 1 bytes (a
+ * datagram that fills the extra byte, or comes back MSG_TRUNC, is larger
+ * than the broker announced: counted bad, dropped). Each datagram is
+ * unpacked with fanout__datagram__unpack into an arena reset per batch;
+ * nothing is malloc'd per datagram. A message without topic or seq makes
+ * the datagram bad; an oversize marker goes to the tracker as such.
+ */
+#include "mcast_rx.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "fanout.pb-c.h"
+
+#define BATCH 32
+#define MAX_BATCHES_PER_READ 8
+#define DATAGRAM_LIMIT 65507u
+
+struct fo_mcast_rx {
+    int fd;
+    uint64_t epoch;
+    size_t buflen;                   /* max_datagram + 1                  */
+    uint8_t *mem;                    /* owned: BATCH * buflen             */
+    struct mmsghdr hdr[BATCH];
+    struct iovec iov[BATCH];
+    fo_arena_t arena;
+    fo_gaps_t *gaps;                 /* owned                             */
+    uint64_t datagrams, bad, foreign;
+};
+
+static fo_err_t join(int fd, const fo_mcast_rx_opts_t *o)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(o->port) };
+    struct ip_mreqn mr;
+    memset(&mr, 0, sizeof(mr));
+    if (!o->group || inet_pton(AF_INET, o->group, &a.sin_addr) != 1 ||
+        !IN_MULTICAST(ntohl(a.sin_addr.s_addr)))
+        return FO_ERR_ADDR;
+    mr.imr_multiaddr = a.sin_addr;
+    if (o->iface && o->iface[0] && inet_pton(AF_INET, o->iface, &mr.imr_address) != 1) {
+        mr.imr_ifindex = (int)if_nametoindex(o->iface);
+        if (mr.imr_ifindex == 0)
+            return FO_ERR_ADDR;
+    }
+    int one = 1, zero = 0, rcvbuf = o->rcvbuf > 0 ? o->rcvbuf : 4 << 20;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+        return FO_ERR_IO;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    (void)setsockopt(fd, IPPROTO_IP, IP_MULTICAST_ALL, &zero, sizeof(zero));
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+        return FO_ERR_IO;
+    if (setsockopt(fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mr, sizeof(mr)) < 0)
+        return errno == ENODEV || errno == EADDRNOTAVAIL ? FO_ERR_ADDR : FO_ERR_IO;
+    return FO_OK;
+}
+
+fo_err_t fo_mcast_rx_create(const fo_mcast_rx_opts_t *o, const fo_gaps_cb_t *cb,
+                            fo_mcast_rx_t **out)
+{
+    fo_err_t err = FO_ERR_NOMEM;
+    fo_mcast_rx_t *rx = calloc(1, sizeof(*rx));
+    *out = NULL;
+    if (!rx)
+        return FO_ERR_NOMEM;
+    rx->fd = -1;
+    rx->epoch = o->epoch;
+    uint32_t maxd = o->max_datagram && o->max_datagram < DATAGRAM_LIMIT ? o->max_datagram
+                                                                        : DATAGRAM_LIMIT;
+    rx->buflen = (size_t)maxd + 1;
+    rx->mem = malloc(BATCH * rx->buflen);
+    if (!rx->mem || fo_arena_init(&rx->arena, 2 * rx->buflen + 4096, 0) != FO_OK)
+        goto fail;
+    if ((err = fo_gaps_create(&o->gaps, cb, &rx->gaps)) != FO_OK)
+        goto fail;
+    err = FO_ERR_IO;
+    rx->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (rx->fd < 0)
+        goto fail;
+    if ((err = join(rx->fd, o)) != FO_OK)
+        goto fail;
+    *out = rx;
+    return FO_OK;
+fail:
+    fo_mcast_rx_destroy(rx);
+    return err;
+}
+
+void fo_mcast_rx_destroy(fo_mcast_rx_t *rx)
+{
+    if (!rx)
+        return;
+    if (rx->fd >= 0)
+        close(rx->fd);              /* leaves the group */
+    fo_gaps_destroy(rx->gaps);
+    fo_arena_destroy(&rx->arena);
+    free(rx->mem);
+    free(rx);
+}
+
+int fo_mcast_rx_fd(const fo_mcast_rx_t *rx)
+{
+    return rx->fd;
+}
+
+uint16_t fo_mcast_rx_port(const fo_mcast_rx_t *rx)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    if (getsockname(rx->fd, (struct sockaddr *)&a, &len) < 0)
+        return 0;
+    return ntohs(a.sin_port);
+}
+
+/* One datagram: check, then every message to the tracker. */
+static void process(fo_mcast_rx_t *rx, const uint8_t *p, size_t n, uint64_t now_ms)
+{
+    rx->datagrams++;
+    Fanout__Datagram *d = fanout__datagram__unpack(fo_arena_pb(&rx->arena), n, p);
+    if (!d) {
+        rx->bad++;
+        return;
+    }
+    if (!d->has_epoch || d->epoch != rx->epoch) {
+        rx->foreign++;
+        return;
+    }
+    for (size_t i = 0; i < d->n_msgs; i++) {
+        const Fanout__McastMsg *m = d->msgs[i];
+        if (!m->topic || !m->has_seq || m->seq == 0 || (!m->has_payload && !m->oversize)) {
+            rx->bad++;
+            return;
+        }
+    }
+    for (size_t i = 0; i < d->n_msgs; i++) {
+        const Fanout__McastMsg *m = d->msgs[i];
+        if (m->has_oversize && m->oversize)
+            (void)fo_gaps_offer(rx->gaps, m->topic, m->seq, NULL, 0, FO_GAPS_OVERSIZE, now_ms);
+        else
+            (void)fo_gaps_offer(rx->gaps, m->topic, m->seq, m->payload.data, m->payload.len, 0,
+                                now_ms);
+    }
+}
+
+fo_err_t fo_mcast_rx_read(fo_mcast_rx_t *rx, uint64_t now_ms)
+{
+    for (int round = 0; round < MAX_BATCHES_PER_READ; round++) {
+        for (int i = 0; i < BATCH; i++) {
+            rx->iov[i].iov_base = rx->mem + (size_t)i * rx->buflen;
+            rx->iov[i].iov_len = rx->buflen;
+            memset(&rx->hdr[i], 0, sizeof(rx->hdr[i]));
+            rx->hdr[i].msg_hdr.msg_iov = &rx->iov[i];
+            rx->hdr[i].msg_hdr.msg_iovlen = 1;
+        }
+        int n = recvmmsg(rx->fd, rx->hdr, BATCH, MSG_DONTWAIT, NULL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN || errno == EWOULDBLOCK ? FO_OK : FO_ERR_IO;
+        }
+        for (int i = 0; i < n; i++) {
+            size_t len = rx->hdr[i].msg_len;
+            if (len >= rx->buflen || (rx->hdr[i].msg_hdr.msg_flags & MSG_TRUNC)) {
+                rx->datagrams++;
+                rx->bad++;
+                continue;
+            }
+            process(rx, rx->iov[i].iov_base, len, now_ms);
+        }
+        fo_arena_reset(&rx->arena);
+        if (n < BATCH)
+            return FO_OK;
+    }
+    return FO_ERR_AGAIN;
+}
+
+uint32_t fo_mcast_rx_poll(fo_mcast_rx_t *rx, uint64_t now_ms)
+{
+    return fo_gaps_poll(rx->gaps, now_ms);
+}
+
+void fo_mcast_rx_repaired(fo_mcast_rx_t *rx, const char *topic, uint64_t seq,
+                          const uint8_t *payload, size_t len, uint64_t now_ms)
+{
+    (void)fo_gaps_offer(rx->gaps, topic, seq, payload, len, FO_GAPS_REPAIRED, now_ms);
+}
+
+void fo_mcast_rx_lost(fo_mcast_rx_t *rx, const char *topic, uint64_t first, uint64_t last)
+{
+    fo_gaps_lost(rx->gaps, topic, first, last);
+}
+
+void fo_mcast_rx_set_epoch(fo_mcast_rx_t *rx, uint64_t epoch)
+{
+    if (epoch == rx->epoch)
+        return;
+    rx->epoch = epoch;
+    fo_gaps_reset(rx->gaps);
+}
+
+void fo_mcast_rx_flush(fo_mcast_rx_t *rx)
+{
+    fo_gaps_flush(rx->gaps);
+}
+
+void fo_mcast_rx_stats(const fo_mcast_rx_t *rx, fo_mcast_rx_stats_t *out)
+{
+    fo_gaps_stats(rx->gaps, &out->gaps);
+    out->datagrams = rx->datagrams;
+    out->bad = rx->bad;
+    out->foreign = rx->foreign;
+}

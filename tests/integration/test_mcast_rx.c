@@ -1,0 +1,327 @@
+/* test_mcast_rx.c -- the multicast receiver against the broker's sender,
+ * on loopback (no broker process): in-order delivery, loss detected and
+ * repaired, foreign epochs and bad datagrams dropped and counted, several
+ * receivers on one group. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <poll.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <cmocka.h>
+#include "../../broker/mcast.h"
+#include "../../client/mcast_rx.h"
+
+#define EPOCH 777ull
+
+static char group[32];
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* What a receiver handed on. */
+typedef struct sink {
+    char log[16384];
+    uint64_t delivered, repaired, lost;
+    struct { char topic[32]; uint64_t first, last; } ask[64];
+    int nask;
+} sink_t;
+
+static void on_deliver(void *ud, const char *topic, uint64_t seq, const uint8_t *p, size_t n,
+                       int repaired)
+{
+    sink_t *s = ud;
+    char want[48];
+    int wl = snprintf(want, sizeof(want), "%s#%llu", topic, (unsigned long long)seq);
+    assert_int_equal(n, (size_t)wl);
+    assert_memory_equal(p, want, n);
+    size_t l = strlen(s->log);
+    if (l + 40 < sizeof(s->log))
+        snprintf(s->log + l, sizeof(s->log) - l, "%s:%llu ", topic, (unsigned long long)seq);
+    s->delivered++;
+    s->repaired += repaired != 0;
+}
+
+static void on_lost(void *ud, const char *topic, uint64_t first, uint64_t last)
+{
+    sink_t *s = ud;
+    size_t l = strlen(s->log);
+    snprintf(s->log + l, sizeof(s->log) - l, "%s:L%llu-%llu ", topic, (unsigned long long)first,
+             (unsigned long long)last);
+    s->lost += last - first + 1;
+}
+
+static void on_repair(void *ud, const char *topic, uint64_t first, uint64_t last)
+{
+    sink_t *s = ud;
+    assert_true(s->nask < 64);
+    snprintf(s->ask[s->nask].topic, sizeof(s->ask[0].topic), "%s", topic);
+    s->ask[s->nask].first = first;
+    s->ask[s->nask].last = last;
+    s->nask++;
+}
+
+static fo_mcast_rx_t *rx_new(sink_t *s, uint16_t port, uint64_t epoch)
+{
+    memset(s, 0, sizeof(*s));
+    fo_mcast_rx_opts_t o = { .group = group, .port = port, .iface = "127.0.0.1",
+                             .epoch = epoch, .max_datagram = 1400,
+                             .gaps = { .reorder_ms = 20, .repair_ms = 500 } };
+    fo_gaps_cb_t cb = { on_deliver, on_lost, on_repair, s };
+    fo_mcast_rx_t *rx = NULL;
+    assert_int_equal(fo_mcast_rx_create(&o, &cb, &rx), FO_OK);
+    return rx;
+}
+
+/* Read and run timers until cond(s) or 3 s pass. */
+static int pump(fo_mcast_rx_t *rx, sink_t *s, int (*cond)(const sink_t *, uint64_t),
+                uint64_t arg)
+{
+    uint64_t deadline = now_ms() + 3000;
+    while (!cond(s, arg)) {
+        uint64_t now = now_ms();
+        if (now >= deadline)
+            return 0;
+        uint32_t wait = fo_mcast_rx_poll(rx, now);
+        if (cond(s, arg))
+            break;
+        struct pollfd p = { .fd = fo_mcast_rx_fd(rx), .events = POLLIN };
+        int t = (int)(deadline - now);
+        if (wait < (uint32_t)t)
+            t = (int)wait;
+        if (poll(&p, 1, t) > 0)
+            assert_int_not_equal(fo_mcast_rx_read(rx, now_ms()), FO_ERR_IO);
+    }
+    return 1;
+}
+
+static int delivered_at_least(const sink_t *s, uint64_t n) { return s->delivered >= n; }
+static int asked_at_least(const sink_t *s, uint64_t n) { return (uint64_t)s->nask >= n; }
+
+typedef struct tx {
+    fo_mcast_t *m;
+    fo_mcast_tx_t *tx;
+    fo_stats_t st;
+} tx_t;
+
+static void tx_open(tx_t *t, uint16_t port, uint64_t epoch, uint32_t max_datagram)
+{
+    fo_config_t c;
+    memset(&c, 0, sizeof(c));
+    memset(t, 0, sizeof(*t));
+    c.max_datagram = max_datagram;
+    c.mcast_ttl = 1;
+    c.mcast_loop = 1;
+    snprintf(c.mcast_if, sizeof(c.mcast_if), "127.0.0.1");
+    c.mcast_count = 1;
+    snprintf(c.mcast[0].filter, sizeof(c.mcast[0].filter), ">");
+    snprintf(c.mcast[0].addr, sizeof(c.mcast[0].addr), "%s", group);
+    c.mcast[0].port = port;
+    assert_int_equal(fo_mcast_create(&c, epoch, &t->m), FO_OK);
+    assert_int_equal(fo_mcast_tx_create(t->m, &t->st, &t->tx), FO_OK);
+}
+
+static void tx_close(tx_t *t)
+{
+    fo_mcast_tx_destroy(t->tx);
+    fo_mcast_destroy(t->m);
+}
+
+static void tx_msg(tx_t *t, const char *topic, uint64_t seq)
+{
+    char p[48];
+    int n = snprintf(p, sizeof(p), "%s#%llu", topic, (unsigned long long)seq);
+    fo_mcast_tx_add(t->tx, 0, topic, strlen(topic), seq, (const uint8_t *)p, (size_t)n);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    unsigned r = (unsigned)getpid();
+    snprintf(group, sizeof(group), "239.%u.%u.%u", 100 + r % 50, (r >> 8) & 255, 1 + r % 250);
+    return 0;
+}
+
+static void test_in_order_two_receivers(void **state)
+{
+    (void)state;
+    sink_t s1, s2;
+    fo_mcast_rx_t *r1 = rx_new(&s1, 0, EPOCH);
+    uint16_t port = fo_mcast_rx_port(r1);
+    fo_mcast_rx_t *r2 = rx_new(&s2, port, EPOCH);
+    assert_int_equal(fo_mcast_rx_port(r2), port);
+    tx_t t;
+    tx_open(&t, port, EPOCH, 1400);
+    for (uint64_t i = 1; i <= 300; i++) {
+        tx_msg(&t, "a.x", i);
+        if (i % 3 == 0)
+            tx_msg(&t, "b.y", i / 3);
+        if (i % 50 == 0)
+            fo_mcast_tx_flush(t.tx);
+    }
+    fo_mcast_tx_flush(t.tx);
+    assert_true(pump(r1, &s1, delivered_at_least, 400));
+    assert_true(pump(r2, &s2, delivered_at_least, 400));
+    fo_mcast_rx_stats_t st;
+    fo_mcast_rx_stats(r1, &st);
+    assert_int_equal(st.gaps.received, 400);
+    assert_int_equal(st.gaps.gaps, 0);
+    assert_int_equal(st.bad + st.foreign, 0);
+    assert_true(st.datagrams < 100);          /* packed */
+    assert_string_equal(s1.log, s2.log);
+    tx_close(&t);
+    fo_mcast_rx_destroy(r1);
+    fo_mcast_rx_destroy(r2);
+}
+
+/* Messages the sender skips are gaps; the receiver asks for them, gets
+ * some back as repairs and the rest as "gone", and delivers in order. */
+static void test_gap_repair(void **state)
+{
+    (void)state;
+    sink_t s;
+    fo_mcast_rx_t *rx = rx_new(&s, 0, EPOCH);
+    tx_t t;
+    tx_open(&t, fo_mcast_rx_port(rx), EPOCH, 1400);
+    for (uint64_t i = 1; i <= 20; i++)
+        if (i != 5 && i != 6 && i != 12)
+            tx_msg(&t, "a", i);
+    fo_mcast_tx_flush(t.tx);
+    assert_true(pump(rx, &s, asked_at_least, 2));
+    assert_string_equal(s.log, "a:1 a:2 a:3 a:4 ");
+    assert_int_equal(s.nask, 2);
+    assert_int_equal(s.ask[0].first, 5);
+    assert_int_equal(s.ask[0].last, 6);
+    assert_int_equal(s.ask[1].first, 12);
+    assert_int_equal(s.ask[1].last, 12);
+    uint64_t now = now_ms();
+    fo_mcast_rx_repaired(rx, "a", 6, (const uint8_t *)"a#6", 3, now);
+    fo_mcast_rx_repaired(rx, "a", 12, (const uint8_t *)"a#12", 4, now);
+    fo_mcast_rx_lost(rx, "a", 5, 5);
+    assert_true(pump(rx, &s, delivered_at_least, 19));
+    assert_string_equal(s.log, "a:1 a:2 a:3 a:4 a:L5-5 a:6 a:7 a:8 a:9 a:10 a:11 a:12 a:13 "
+                               "a:14 a:15 a:16 a:17 a:18 a:19 a:20 ");
+    fo_mcast_rx_stats_t st;
+    fo_mcast_rx_stats(rx, &st);
+    assert_int_equal(st.gaps.gaps, 3);
+    assert_int_equal(st.gaps.repaired, 2);
+    assert_int_equal(st.gaps.lost, 1);
+    assert_int_equal(s.repaired, 2);
+    tx_close(&t);
+    fo_mcast_rx_destroy(rx);
+}
+
+/* Oversize markers are asked for at once and filled by repair. */
+static void test_oversize(void **state)
+{
+    (void)state;
+    sink_t s;
+    fo_mcast_rx_t *rx = rx_new(&s, 0, EPOCH);
+    tx_t t;
+    tx_open(&t, fo_mcast_rx_port(rx), EPOCH, 256);
+    char big[600];
+    memset(big, 'x', sizeof(big));
+    tx_msg(&t, "o", 1);
+    fo_mcast_tx_add(t.tx, 0, "o", 1, 2, (const uint8_t *)big, sizeof(big));
+    tx_msg(&t, "o", 3);
+    fo_mcast_tx_flush(t.tx);
+    assert_true(pump(rx, &s, asked_at_least, 1));
+    assert_int_equal(s.ask[0].first, 2);
+    assert_int_equal(s.ask[0].last, 2);
+    fo_mcast_rx_repaired(rx, "o", 2, (const uint8_t *)"o#2", 3, now_ms());
+    assert_string_equal(s.log, "o:1 o:2 o:3 ");
+    fo_mcast_rx_stats_t st;
+    fo_mcast_rx_stats(rx, &st);
+    assert_int_equal(st.gaps.oversize, 1);
+    assert_int_equal(st.gaps.gaps, 0);
+    tx_close(&t);
+    fo_mcast_rx_destroy(rx);
+}
+
+/* Another epoch, junk, a too-large datagram, a message without a seq:
+ * dropped and counted, nothing delivered, nothing crashes. */
+static void test_foreign_and_bad(void **state)
+{
+    (void)state;
+    sink_t s;
+    fo_mcast_rx_t *rx = rx_new(&s, 0, EPOCH);
+    uint16_t port = fo_mcast_rx_port(rx);
+    tx_t other;
+    tx_open(&other, port, EPOCH + 1, 1400);
+    tx_msg(&other, "a", 1);
+    fo_mcast_tx_flush(other.tx);
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct in_addr ifa;
+    inet_pton(AF_INET, "127.0.0.1", &ifa);
+    setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &ifa, sizeof(ifa));
+    struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons(port) };
+    inet_pton(AF_INET, group, &dst.sin_addr);
+    static uint8_t junk[3000];
+    memset(junk, 0xff, sizeof(junk));
+    sendto(fd, junk, 10, 0, (struct sockaddr *)&dst, sizeof(dst));       /* no protobuf */
+    sendto(fd, junk, sizeof(junk), 0, (struct sockaddr *)&dst, sizeof(dst)); /* too big */
+    /* epoch 777 (0x08 0x89 0x06), one msg with topic "a" but no seq */
+    const uint8_t noseq[] = { 0x08, 0x89, 0x06, 0x12, 0x03, 0x0a, 0x01, 'a' };
+    sendto(fd, noseq, sizeof(noseq), 0, (struct sockaddr *)&dst, sizeof(dst));
+    close(fd);
+    /* then a good one, which must still get through */
+    tx_t t;
+    tx_open(&t, port, EPOCH, 1400);
+    tx_msg(&t, "a", 1);
+    fo_mcast_tx_flush(t.tx);
+    assert_true(pump(rx, &s, delivered_at_least, 1));
+    fo_mcast_rx_stats_t st;
+    fo_mcast_rx_stats(rx, &st);
+    assert_int_equal(st.foreign, 1);
+    assert_int_equal(st.bad, 3);
+    assert_int_equal(st.datagrams, 5);
+    assert_string_equal(s.log, "a:1 ");
+    /* the broker restarted: the new epoch's seq 1 is new again */
+    fo_mcast_rx_set_epoch(rx, EPOCH + 1);
+    tx_msg(&other, "a", 1);
+    fo_mcast_tx_flush(other.tx);
+    assert_true(pump(rx, &s, delivered_at_least, 2));
+    assert_string_equal(s.log, "a:1 a:1 ");
+    tx_close(&other);
+    tx_close(&t);
+    fo_mcast_rx_destroy(rx);
+}
+
+static void test_bad_opts(void **state)
+{
+    (void)state;
+    fo_mcast_rx_t *rx = (fo_mcast_rx_t *)1;
+    fo_gaps_cb_t cb = { 0 };
+    fo_mcast_rx_opts_t o = { .group = "10.1.2.3", .port = 5000 };
+    assert_int_equal(fo_mcast_rx_create(&o, &cb, &rx), FO_ERR_ADDR);
+    assert_null(rx);
+    o.group = NULL;
+    assert_int_equal(fo_mcast_rx_create(&o, &cb, &rx), FO_ERR_ADDR);
+    o.group = group;
+    o.iface = "no-such-if0";
+    assert_int_equal(fo_mcast_rx_create(&o, &cb, &rx), FO_ERR_ADDR);
+    fo_mcast_rx_destroy(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_in_order_two_receivers),
+        cmocka_unit_test(test_gap_repair),
+        cmocka_unit_test(test_oversize),
+        cmocka_unit_test(test_foreign_and_bad),
+        cmocka_unit_test(test_bad_opts),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
