@@ -55,6 +55,9 @@ typedef struct fo_config {
     char mcast_if[64];         /* outgoing interface address, "" = default */
     int mcast_loop;            /* IP_MULTICAST_LOOP                         */
     uint32_t max_datagram;     /* UDP payload limit, bytes                  */
+    /* bookkeeping (config.c): bit i set = option i of the table was given
+     * on the command line, so SIGHUP's reload keeps it (argv wins). */
+    uint64_t set_by_argv;
 } fo_config_t;
 
 /* Fill with the defaults. */
@@ -63,16 +66,22 @@ void fo_config_defaults(fo_config_t *c);
 /* Parse everything (file named by --config or FANOUT_CONFIG, environment,
  * argv) into c. Returns FO_OK; FO_ERR_INVAL with a one-line message in
  * err (size errlen) on a bad option or value. *exit_now is set to 1 when
- * --help or --version was printed to `out` (the caller exits 0). */
+ * --help or --version was printed to `out` (the caller exits 0).
+ * err is the whole line, "fanoutd: " included, without a newline.
+ * envp NULL = environ. `threads` stays 0 when so configured (the caller
+ * asks sysconf). A listen/http host given as ":PORT" becomes 0.0.0.0. */
 fo_err_t fo_config_load(fo_config_t *c, int argc, char **argv, char **envp,
                         FILE *out, int *exit_now, char *err, size_t errlen);
 
 /* Re-read the file and environment for SIGHUP: only options marked
- * reloadable change in `c`; others keep their value. */
+ * reloadable change in `c`; others keep their value, as do options given
+ * on the command line (they still win). All or nothing: on an error
+ * (message in err) c is unchanged. Not thread-safe: reload a copy the
+ * caller owns, then hand the new values to whoever reads them. */
 fo_err_t fo_config_reload(fo_config_t *c, char **envp, char *err, size_t errlen);
 
-/* Set one option by name from a string (the table's parser and bounds).
- * Exposed for tests. */
+/* Set one option by name from a string (the table's parser and bounds; a
+ * list option appends). Exposed for tests. */
 fo_err_t fo_config_set(fo_config_t *c, const char *name, const char *value,
                        char *err, size_t errlen);
 
