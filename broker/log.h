@@ -1,11 +1,16 @@
 /* log.h -- one line per event on stderr.
  *
  *   2026-11-23T19:22:56.123Z INFO  w1 c42 connection from 127.0.0.1:51234
+ *   2026-11-23T19:22:56.124Z WARN  main - reload: bad value ...
  *
- * Level, UTC time, worker (w- = main thread), connection id (c- = none),
- * message. Thread-safe: one write(2) per line. fo_log_limited() is for
- * lines an attacker can provoke (bad input): at most FO_LOG_BURST lines per
- * second per call site, then one "N similar lines suppressed" line.
+ * UTC time (ms), level, worker (w0, w1.., "main" for any thread that did
+ * not name itself), connection id ("-" = none), message. Thread-safe: one
+ * write(2) per line (at most FO_LOG_LINE_MAX bytes, longer messages are
+ * cut with "..."); control bytes in the message are escaped (\xNN) so a
+ * peer's text can never forge a line. fo_log_limited() is for lines an
+ * attacker can provoke (bad input): at most FO_LOG_BURST lines per second
+ * per call site; the first line of a later second then says how many were
+ * suppressed ("N similar lines suppressed").
  */
 #ifndef FO_LOG_H
 #define FO_LOG_H
@@ -14,13 +19,21 @@
 #include "config.h"
 
 #define FO_LOG_BURST 10
+#define FO_LOG_LINE_MAX 2048
+
+/* Where lines go (default 2 = stderr); the fd stays the caller's. */
+void fo_log_set_fd(int fd);
+
+/* For tests: the clock of the rate limiter, in seconds (NULL = the
+ * monotonic clock). Set before other threads log. */
+void fo_log_set_clock(int64_t (*now_s)(void));
 
 /* Set the level (SIGHUP may change it at any time). */
 void fo_log_set_level(fo_log_level_t level);
 fo_log_level_t fo_log_get_level(void);
 int fo_log_enabled(fo_log_level_t level);
 
-/* Name the calling thread's worker index for its log lines (-1 = main). */
+/* Name the calling thread's worker index for its log lines (-1 = "main"). */
 void fo_log_set_worker(int worker);
 
 /* conn 0 = no connection. */

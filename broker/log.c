@@ -1,0 +1,160 @@
+/* log.c -- one line per event, one write(2) per line.
+ *
+ * A line is built whole in a stack buffer (time, level, worker, conn,
+ * escaped message, '\n') and written with a single write(2), so lines from
+ * many threads never interleave (a pipe write of <= PIPE_BUF bytes is
+ * atomic, and FO_LOG_LINE_MAX is below it). No locks: the level and the fd
+ * are atomics, the worker index is thread-local.
+ *
+ * Rate limiting (fo_log_limited): each call site owns a fo_log_limit_t
+ * holding the current one-second window, the lines logged in it and the
+ * lines suppressed. The thread that moves the window on (compare-and-swap)
+ * reports what the old window suppressed. Two threads racing at a window
+ * edge may each let a line through: the bound is approximate (at most
+ * about 2 x FO_LOG_BURST per second), never unbounded.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Atomic int log_level = FO_LOG_INFO;
+static _Atomic int log_fd = 2;
+static _Atomic(int64_t (*)(void)) log_clock;
+static _Thread_local int tl_worker = -1;
+
+static const char *const level_names[] = { "ERROR", "WARN", "INFO", "DEBUG" };
+
+void fo_log_set_level(fo_log_level_t level)
+{
+    if (level > FO_LOG_DEBUG)
+        level = FO_LOG_DEBUG;
+    atomic_store_explicit(&log_level, (int)level, memory_order_relaxed);
+}
+
+fo_log_level_t fo_log_get_level(void)
+{
+    return (fo_log_level_t)atomic_load_explicit(&log_level, memory_order_relaxed);
+}
+
+int fo_log_enabled(fo_log_level_t level)
+{
+    return (int)level <= atomic_load_explicit(&log_level, memory_order_relaxed);
+}
+
+void fo_log_set_worker(int worker) { tl_worker = worker < 0 ? -1 : worker; }
+void fo_log_set_fd(int fd) { atomic_store(&log_fd, fd); }
+void fo_log_set_clock(int64_t (*now_s)(void)) { atomic_store(&log_clock, now_s); }
+
+static int64_t now_seconds(void)
+{
+    int64_t (*fn)(void) = atomic_load_explicit(&log_clock, memory_order_relaxed);
+    if (fn)
+        return fn();
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+/* Append src to line[*n..cap), escaping control bytes; "..." when cut. */
+static void append_escaped(char *line, size_t *n, size_t cap, const char *src)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i = *n;
+    for (; *src; src++) {
+        unsigned char ch = (unsigned char)*src;
+        size_t need = (ch < 0x20 || ch == 0x7f) ? 4 : 1;
+        if (i + need > cap - 3) {          /* keep room for "..." */
+            memcpy(line + i, "...", 3);
+            i += 3;
+            break;
+        }
+        if (need == 4) {
+            line[i++] = '\\';
+            line[i++] = 'x';
+            line[i++] = hex[ch >> 4];
+            line[i++] = hex[ch & 15];
+        } else {
+            line[i++] = (char)ch;
+        }
+    }
+    *n = i;
+}
+
+static void vlog(fo_log_level_t level, uint64_t conn, const char *fmt, va_list ap)
+{
+    int saved = errno;
+    char msg[FO_LOG_LINE_MAX], line[FO_LOG_LINE_MAX];
+    struct timespec ts;
+    struct tm tm;
+    char who[16], cid[24];
+
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    if (tl_worker < 0)
+        snprintf(who, sizeof who, "main");
+    else
+        snprintf(who, sizeof who, "w%d", tl_worker);
+    if (conn)
+        snprintf(cid, sizeof cid, "c%" PRIu64, conn);
+    else
+        snprintf(cid, sizeof cid, "-");
+    int h = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %-5s %s %s ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, (int)(ts.tv_nsec / 1000000),
+                     level_names[level <= FO_LOG_DEBUG ? level : FO_LOG_DEBUG], who, cid);
+    size_t n = h > 0 ? (size_t)h : 0;
+    append_escaped(line, &n, sizeof line - 1, msg);
+    line[n++] = '\n';
+
+    int fd = atomic_load_explicit(&log_fd, memory_order_relaxed);
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(fd, line + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;              /* nowhere to report it: drop the line */
+        off += (size_t)w;
+    }
+    errno = saved;
+}
+
+void fo_log(fo_log_level_t level, uint64_t conn, const char *fmt, ...)
+{
+    if (!fo_log_enabled(level))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(level, conn, fmt, ap);
+    va_end(ap);
+}
+
+void fo_log_limited(fo_log_limit_t *lim, fo_log_level_t level, uint64_t conn,
+                    const char *fmt, ...)
+{
+    if (!fo_log_enabled(level))
+        return;
+    int64_t now = now_seconds();
+    int64_t w = atomic_load(&lim->window);
+    if (w != now && atomic_compare_exchange_strong(&lim->window, &w, now)) {
+        atomic_store(&lim->count, 0);
+        int sup = atomic_exchange(&lim->suppressed, 0);
+        if (sup > 0)
+            fo_log(level, 0, "%d similar lines suppressed (\"%s\")", sup, fmt);
+    }
+    if (atomic_fetch_add(&lim->count, 1) >= FO_LOG_BURST) {
+        atomic_fetch_add(&lim->suppressed, 1);
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(level, conn, fmt, ap);
+    va_end(ap);
+}
