@@ -60,7 +60,7 @@ typedef struct fo_gaps_cb {
 } fo_gaps_cb_t;
 
 typedef struct fo_gaps_opts {
-    uint32_t window;      /* sequences held per topic (default 4096)     */
+    uint32_t window;      /* sequences held per topic (default 1024)     */
     uint32_t max_topics;  /* topics tracked (default 65536)              */
     uint64_t max_bytes;   /* held payload bytes in all (default 64 MiB)  */
     uint32_t reorder_ms;  /* hole age before repair is asked (default 5) */

@@ -6,6 +6,8 @@
 # command to run and fails. Used by `make` (once per build dir) and .ci/run.
 set -eu
 PKGS="gcc make pkg-config protobuf-c-compiler libprotobuf-c-dev libcmocka-dev"
+# the multicast namespace test (tests/integration/netns_mcast.sh)
+PKGS="$PKGS iproute2 iptables"
 missing=""
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 if command -v dpkg-query >/dev/null 2>&1; then
