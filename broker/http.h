@@ -5,6 +5,10 @@
  * readable. Requests are GET only, one per connection (Connection: close),
  * bounded in size (8 KiB) and time; a slow or broken client never blocks
  * the main loop. The handler renders the response body for a path.
+ *
+ * Deadlines need no help from the caller: a timerfd inside the internal
+ * epoll set makes fo_http_fd() readable when a connection is due to be
+ * reaped.
  */
 #ifndef FO_HTTP_H
 #define FO_HTTP_H
@@ -19,12 +23,24 @@ typedef struct fo_http fo_http_t;
 typedef int (*fo_http_handler_t)(void *ud, const char *path, fo_buf_t *body,
                                  const char **content_type);
 
-/* Listen on "HOST:PORT". *out is owned by the caller (fo_http_destroy). */
+#define FO_HTTP_MAX_REQUEST 8192    /* request line + headers, bytes   */
+#define FO_HTTP_MAX_CONNS   64      /* more are answered 503 at once   */
+#define FO_HTTP_TIMEOUT_MS  5000    /* a connection's whole life       */
+
+/* Listen on "HOST:PORT" (":PORT" = all interfaces). "off" (or NULL) gives
+ * FO_OK with *out = NULL: every function below accepts that NULL and does
+ * nothing (fo_http_fd returns -1). *out is owned by the caller
+ * (fo_http_destroy). The handler is called from fo_http_poll only, with
+ * the path (query string cut off); ud is borrowed. FO_ERR_ADDR for a bad
+ * address, FO_ERR_IO when it cannot bind (errno kept). */
 fo_err_t fo_http_create(const char *hostport, fo_http_handler_t handler,
                         void *ud, fo_http_t **out);
 int fo_http_fd(const fo_http_t *h);             /* pollable (EPOLLIN)   */
 void fo_http_poll(fo_http_t *h);                /* do what is ready     */
 int fo_http_port(const fo_http_t *h);           /* bound port (for :0)  */
 void fo_http_destroy(fo_http_t *h);             /* NULL is fine         */
+
+/* Change the per-connection deadline (default FO_HTTP_TIMEOUT_MS). */
+void fo_http_set_timeout(fo_http_t *h, int ms);
 
 #endif
