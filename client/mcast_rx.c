@@ -12,6 +12,16 @@
  * unpacked with fanout__datagram__unpack into an arena reset per batch;
  * nothing is malloc'd per datagram. A message without topic or seq makes
  * the datagram bad; an oversize marker goes to the tracker as such.
+ *
+ * A group may carry topics beyond the subscription's filter (its own
+ * filter is wider, e.g. `prices.>` for a subscription to `prices.eu.*`):
+ * messages whose topic the subscription's filter does not match are
+ * skipped before the tracker sees them.
+ *
+ * Epochs (the broker's start time) only grow: a datagram of a newer epoch
+ * means the broker restarted and its sequences start again, so the tracker
+ * forgets every topic and the new epoch is adopted (even before the TCP
+ * connection is back); one of an older epoch is stale and dropped.
  */
 #include "mcast_rx.h"
 
@@ -33,6 +43,7 @@
 
 struct fo_mcast_rx {
     int fd;
+    char *filter;                    /* owned; NULL = every topic         */
     uint64_t epoch;
     size_t buflen;                   /* max_datagram + 1                  */
     uint8_t *mem;                    /* owned: BATCH * buflen             */
@@ -40,8 +51,59 @@ struct fo_mcast_rx {
     struct iovec iov[BATCH];
     fo_arena_t arena;
     fo_gaps_t *gaps;                 /* owned                             */
-    uint64_t datagrams, bad, foreign;
+    uint64_t datagrams, bad, foreign, restarts, filtered;
 };
+
+/* ------------------------------------------------------------ filters */
+
+/* One dot-separated token of s: its length; *next = after the dot, or
+ * NULL at the end. */
+static size_t token(const char *s, const char **next)
+{
+    const char *e = strchr(s, '.');
+    *next = e ? e + 1 : NULL;
+    return e ? (size_t)(e - s) : strlen(s);
+}
+
+static int is_tok(const char *s, size_t n, char c)
+{
+    return n == 1 && s[0] == c;
+}
+
+/* NATS-style match: `*` one token, `>` one or more. */
+static int match(const char *f, const char *t)
+{
+    for (;;) {
+        const char *fn, *tn;
+        size_t fl = token(f, &fn), tl = token(t, &tn);
+        if (is_tok(f, fl, '>'))
+            return tl > 0;
+        if (tl == 0 || (!is_tok(f, fl, '*') && (fl != tl || memcmp(f, t, fl) != 0)))
+            return 0;
+        if (!fn || !tn)
+            return !fn && !tn;
+        f = fn;
+        t = tn;
+    }
+}
+
+int fo_mcast_filters_overlap(const char *a, const char *b)
+{
+    for (;;) {
+        const char *an, *bn;
+        size_t al = token(a, &an), bl = token(b, &bn);
+        if (is_tok(a, al, '>') || is_tok(b, bl, '>'))
+            return 1;
+        if (!is_tok(a, al, '*') && !is_tok(b, bl, '*') && (al != bl || memcmp(a, b, al) != 0))
+            return 0;
+        if (!an || !bn)
+            return !an && !bn;
+        a = an;
+        b = bn;
+    }
+}
+
+/* ------------------------------------------------------------ socket */
 
 static fo_err_t join(int fd, const fo_mcast_rx_opts_t *o)
 {
@@ -79,6 +141,8 @@ fo_err_t fo_mcast_rx_create(const fo_mcast_rx_opts_t *o, const fo_gaps_cb_t *cb,
         return FO_ERR_NOMEM;
     rx->fd = -1;
     rx->epoch = o->epoch;
+    if (o->filter && !(rx->filter = strdup(o->filter)))
+        goto fail;
     uint32_t maxd = o->max_datagram && o->max_datagram < DATAGRAM_LIMIT ? o->max_datagram
                                                                         : DATAGRAM_LIMIT;
     rx->buflen = (size_t)maxd + 1;
@@ -108,6 +172,7 @@ void fo_mcast_rx_destroy(fo_mcast_rx_t *rx)
         close(rx->fd);              /* leaves the group */
     fo_gaps_destroy(rx->gaps);
     fo_arena_destroy(&rx->arena);
+    free(rx->filter);
     free(rx->mem);
     free(rx);
 }
@@ -135,9 +200,14 @@ static void process(fo_mcast_rx_t *rx, const uint8_t *p, size_t n, uint64_t now_
         rx->bad++;
         return;
     }
-    if (!d->has_epoch || d->epoch != rx->epoch) {
-        rx->foreign++;
+    if (!d->has_epoch || d->epoch < rx->epoch) {
+        rx->foreign++;                  /* an older broker run: stale */
         return;
+    }
+    if (d->epoch > rx->epoch) {         /* the broker restarted */
+        rx->epoch = d->epoch;
+        rx->restarts++;
+        fo_gaps_reset(rx->gaps);
     }
     for (size_t i = 0; i < d->n_msgs; i++) {
         const Fanout__McastMsg *m = d->msgs[i];
@@ -148,6 +218,10 @@ static void process(fo_mcast_rx_t *rx, const uint8_t *p, size_t n, uint64_t now_
     }
     for (size_t i = 0; i < d->n_msgs; i++) {
         const Fanout__McastMsg *m = d->msgs[i];
+        if (rx->filter && !match(rx->filter, m->topic)) {
+            rx->filtered++;
+            continue;
+        }
         if (m->has_oversize && m->oversize)
             (void)fo_gaps_offer(rx->gaps, m->topic, m->seq, NULL, 0, FO_GAPS_OVERSIZE, now_ms);
         else
@@ -223,4 +297,6 @@ void fo_mcast_rx_stats(const fo_mcast_rx_t *rx, fo_mcast_rx_stats_t *out)
     out->datagrams = rx->datagrams;
     out->bad = rx->bad;
     out->foreign = rx->foreign;
+    out->restarts = rx->restarts;
+    out->filtered = rx->filtered;
 }

@@ -2,7 +2,7 @@
  *
  * A receiver joins one group (address:port from Welcome.groups) on a chosen
  * interface, reads datagrams with recvmmsg, decodes each fanout.Datagram
- * into an arena, drops those from another broker epoch, and feeds every
+ * into an arena, checks the broker epoch (see mcast_rx.c), and feeds every
  * message to a gap tracker (gaps.h), which hands them on in order per
  * topic and asks for repair of what is missing. Repaired messages and the
  * broker's GAP answers come back over TCP and are fed in with
@@ -31,9 +31,12 @@ typedef struct fo_mcast_rx fo_mcast_rx_t;
 typedef struct fo_mcast_rx_opts {
     const char *group;        /* IPv4 multicast address; borrowed          */
     uint16_t port;            /* 0 = any free port (tests)                 */
+    const char *filter;       /* the subscription's filter: other topics of
+                                 the group are skipped; NULL = all; copied */
     const char *iface;        /* interface address or name, NULL/"" = the
                                  kernel's choice; borrowed                */
-    uint64_t epoch;           /* Welcome.epoch; datagrams of others drop   */
+    uint64_t epoch;           /* Welcome.epoch: older datagrams are dropped,
+                                 a newer one (restart) resets the tracker */
     uint32_t max_datagram;    /* Welcome.max_datagram (0 = 65507)          */
     int rcvbuf;               /* SO_RCVBUF bytes, 0 = 4 MiB (capped by the
                                  kernel's rmem_max)                        */
@@ -44,7 +47,9 @@ typedef struct fo_mcast_rx_stats {
     fo_gaps_stats_t gaps;     /* messages, gaps, repaired, lost...         */
     uint64_t datagrams;       /* datagrams read                            */
     uint64_t bad;             /* did not decode, or truncated: dropped     */
-    uint64_t foreign;         /* another epoch (broker restart): dropped   */
+    uint64_t foreign;         /* an older epoch (stale): dropped           */
+    uint64_t restarts;        /* newer epochs adopted from datagrams       */
+    uint64_t filtered;        /* messages outside the filter: skipped      */
 } fo_mcast_rx_stats_t;
 
 /* Open the socket and join. cb is copied (gaps.h: on_deliver in order,
@@ -73,13 +78,18 @@ void fo_mcast_rx_repaired(fo_mcast_rx_t *rx, const char *topic, uint64_t seq,
 /* The broker answered GAP: first..last of topic are gone. */
 void fo_mcast_rx_lost(fo_mcast_rx_t *rx, const char *topic, uint64_t first, uint64_t last);
 
-/* A new broker epoch (reconnected to a restarted broker): sequences start
- * again, the tracker forgets every topic. Same epoch: nothing happens. */
+/* The epoch of the broker the client is connected to now (WELCOME after a
+ * reconnect): when it differs, sequences start again and the tracker
+ * forgets every topic. Same epoch: nothing happens. */
 void fo_mcast_rx_set_epoch(fo_mcast_rx_t *rx, uint64_t epoch);
 
 /* Give up every hole (closing, or no TCP connection to repair over). */
 void fo_mcast_rx_flush(fo_mcast_rx_t *rx);
 
 void fo_mcast_rx_stats(const fo_mcast_rx_t *rx, fo_mcast_rx_stats_t *out);
+
+/* 1 when some topic matches both filters: a subscription to `a` joins every
+ * announced group whose filter `b` overlaps it. */
+int fo_mcast_filters_overlap(const char *a, const char *b);
 
 #endif

@@ -249,18 +249,19 @@ static void test_oversize(void **state)
     fo_mcast_rx_destroy(rx);
 }
 
-/* Another epoch, junk, a too-large datagram, a message without a seq:
- * dropped and counted, nothing delivered, nothing crashes. */
+/* An older epoch, junk, a too-large datagram, a message without a seq:
+ * dropped and counted, nothing delivered, nothing crashes. A newer epoch
+ * (the broker restarted) starts every topic again. */
 static void test_foreign_and_bad(void **state)
 {
     (void)state;
     sink_t s;
     fo_mcast_rx_t *rx = rx_new(&s, 0, EPOCH);
     uint16_t port = fo_mcast_rx_port(rx);
-    tx_t other;
-    tx_open(&other, port, EPOCH + 1, 1400);
-    tx_msg(&other, "a", 1);
-    fo_mcast_tx_flush(other.tx);
+    tx_t old;
+    tx_open(&old, port, EPOCH - 1, 1400);
+    tx_msg(&old, "a", 1);
+    fo_mcast_tx_flush(old.tx);
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
     struct in_addr ifa;
     inet_pton(AF_INET, "127.0.0.1", &ifa);
@@ -287,13 +288,73 @@ static void test_foreign_and_bad(void **state)
     assert_int_equal(st.bad, 3);
     assert_int_equal(st.datagrams, 5);
     assert_string_equal(s.log, "a:1 ");
-    /* the broker restarted: the new epoch's seq 1 is new again */
-    fo_mcast_rx_set_epoch(rx, EPOCH + 1);
-    tx_msg(&other, "a", 1);
-    fo_mcast_tx_flush(other.tx);
+    /* the broker restarted: the new epoch's seq 1 is new again, and the
+     * old epoch is stale from then on */
+    tx_t neu;
+    tx_open(&neu, port, EPOCH + 1, 1400);
+    tx_msg(&neu, "a", 1);
+    fo_mcast_tx_flush(neu.tx);
     assert_true(pump(rx, &s, delivered_at_least, 2));
-    assert_string_equal(s.log, "a:1 a:1 ");
-    tx_close(&other);
+    tx_msg(&t, "a", 2);
+    fo_mcast_tx_flush(t.tx);
+    tx_msg(&neu, "a", 2);
+    fo_mcast_tx_flush(neu.tx);
+    assert_true(pump(rx, &s, delivered_at_least, 3));
+    assert_string_equal(s.log, "a:1 a:1 a:2 ");
+    fo_mcast_rx_stats(rx, &st);
+    assert_int_equal(st.restarts, 1);
+    assert_int_equal(st.foreign, 2);
+    /* reconnected to a broker whose WELCOME names another epoch */
+    fo_mcast_rx_set_epoch(rx, EPOCH + 1);            /* same: nothing */
+    fo_mcast_rx_set_epoch(rx, EPOCH + 5);
+    tx_msg(&neu, "a", 3);
+    fo_mcast_tx_flush(neu.tx);
+    tx_t five;
+    tx_open(&five, port, EPOCH + 5, 1400);
+    tx_msg(&five, "a", 9);
+    fo_mcast_tx_flush(five.tx);
+    assert_true(pump(rx, &s, delivered_at_least, 4));
+    assert_string_equal(s.log, "a:1 a:1 a:2 a:9 ");
+    tx_close(&five);
+    tx_close(&neu);
+    tx_close(&old);
+    tx_close(&t);
+    fo_mcast_rx_destroy(rx);
+}
+
+static void test_filters(void **state)
+{
+    (void)state;
+    static const struct { const char *a, *b; int want; } cases[] = {
+        { "prices.>", "prices.eu.*", 1 }, { ">", "a", 1 }, { "a.b", "a.b", 1 },
+        { "a.*", "a.b.c", 0 }, { "a.*", "*.b", 1 }, { "a.>", "a", 0 },
+        { "a.b", "a.c", 0 }, { "*", "a.b", 0 }, { "*.>", "a", 0 }, { "a.*.c", "a.>", 1 },
+        { "orders.>", "prices.>", 0 }, { "*", "*", 1 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(fo_mcast_filters_overlap(cases[i].a, cases[i].b), cases[i].want);
+        assert_int_equal(fo_mcast_filters_overlap(cases[i].b, cases[i].a), cases[i].want);
+    }
+    /* a receiver for "p.eu.*" on a group carrying "p.>" sees only its part */
+    sink_t s;
+    memset(&s, 0, sizeof(s));
+    fo_mcast_rx_opts_t o = { .group = group, .iface = "127.0.0.1", .epoch = EPOCH,
+                             .filter = "p.eu.*" };
+    fo_gaps_cb_t cb = { on_deliver, on_lost, on_repair, &s };
+    fo_mcast_rx_t *rx = NULL;
+    assert_int_equal(fo_mcast_rx_create(&o, &cb, &rx), FO_OK);
+    tx_t t;
+    tx_open(&t, fo_mcast_rx_port(rx), EPOCH, 1400);
+    tx_msg(&t, "p.us.x", 1);
+    tx_msg(&t, "p.eu.x", 1);
+    tx_msg(&t, "p.eu.x.y", 1);
+    tx_msg(&t, "p.eu.x", 2);
+    fo_mcast_tx_flush(t.tx);
+    assert_true(pump(rx, &s, delivered_at_least, 2));
+    assert_string_equal(s.log, "p.eu.x:1 p.eu.x:2 ");
+    fo_mcast_rx_stats_t st;
+    fo_mcast_rx_stats(rx, &st);
+    assert_int_equal(st.filtered, 2);
     tx_close(&t);
     fo_mcast_rx_destroy(rx);
 }
@@ -321,6 +382,7 @@ int main(void)
         cmocka_unit_test(test_gap_repair),
         cmocka_unit_test(test_oversize),
         cmocka_unit_test(test_foreign_and_bad),
+        cmocka_unit_test(test_filters),
         cmocka_unit_test(test_bad_opts),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
