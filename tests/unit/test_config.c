@@ -309,6 +309,9 @@ static void test_help_version(void **state)
     assert_non_null(strstr(text, "default 1MiB, 64B..64MiB, $FANOUT_MAX_FRAME"));
     assert_non_null(strstr(text, "$FANOUT_LOG_LEVEL (*)"));
     assert_non_null(strstr(text, "Multicast:"));
+    for (char *line = text, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1)
+        if (nl - line > 80)
+            fail_msg("--help line wider than 80 columns: %.*s", (int)(nl - line), line);
     free(text);
 
     text = NULL;
