@@ -86,6 +86,9 @@ $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Wno-unused-parameter -c -o $@ $<
 
+# Tests (and their support code) see every module's internal headers.
+$(BUILD)/obj/tests/%.o: CFLAGS += -Ibroker -Iclient -Iclient/cli -Itests/support
+
 $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP) | $(GEN_H)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<

@@ -1,0 +1,601 @@
+/* conn.c -- client connections: input, dispatch, output, close (conn.h). */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include "conn.h"
+#include "log.h"
+#include "route.h"
+
+#define LINGER_MS 1000
+#define ERR(x) FANOUT__ERROR_CODE__ERR_##x
+
+static void set_events(fo_conn_t *c)
+{
+    uint32_t ev = 0;
+    if (c->reading)
+        ev |= EPOLLIN;
+    if (c->want_out)
+        ev |= EPOLLOUT;
+    struct epoll_event e = { .events = ev, .data.ptr = c };
+    epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &e);
+}
+
+static void peer_name(int fd, char *out, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+            port = ntohs(a->sin6_port);
+        }
+    }
+    snprintf(out, len, "%s:%d", host, port);
+}
+
+fo_err_t fo_conn_create(fo_worker_t *w, int fd, fo_conn_t **out)
+{
+    fo_conn_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return FO_ERR_NOMEM;
+    /* a slot: from the free list, or a new one */
+    uint32_t slot;
+    if (w->free_head) {
+        slot = w->free_head - 1;
+        w->free_head = w->free_next[slot];
+    } else {
+        if (w->nslots == (1u << 24))
+            goto fail;
+        if ((w->nslots & (w->nslots - 1)) == 0) {   /* grow at powers of 2 */
+            uint32_t ncap = w->nslots ? w->nslots * 2 : 64;
+            fo_conn_t **ns = realloc(w->slots, ncap * sizeof *ns);
+            if (!ns)
+                goto fail;
+            w->slots = ns;
+            uint32_t *nf = realloc(w->free_next, ncap * sizeof *nf);
+            if (!nf)
+                goto fail;
+            w->free_next = nf;
+        }
+        slot = w->nslots++;
+    }
+    uint64_t seq = atomic_fetch_add(&w->b->next_conn, 1) + 1;
+    c->id = (seq << 32) | ((uint64_t)slot << 8) | (uint64_t)w->id;
+    c->slot = slot;
+    c->fd = fd;
+    c->w = w;
+    c->state = FO_CONN_HELLO_WAIT;
+    c->created_ms = c->last_rx_ms = c->last_ping_ms = w->now_ms;
+    fo_decoder_init(&c->dec, w->b->cfg.max_frame);
+    fo_outq_init(&c->outq);
+    peer_name(fd, c->peer, sizeof c->peer);
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+        w->free_next[slot] = w->free_head;
+        w->free_head = slot + 1;
+        goto fail;
+    }
+    c->reading = 1;
+    w->slots[slot] = c;
+    c->all_next = w->all;
+    if (w->all)
+        w->all->all_prev = c;
+    w->all = c;
+    w->nconns++;
+    FO_STAT_INC(&w->stats, connections_accepted);
+    FO_STAT_INC(&w->stats, connections);
+    fo_debug(c->id, "connection from %s", c->peer);
+    *out = c;
+    return FO_OK;
+fail:
+    free(c);
+    return FO_ERR_NOMEM;
+}
+
+void fo_conn_destroy(fo_conn_t *c)
+{
+    fo_worker_t *w = c->w;
+    fo_route_drop_subs(c);
+    if (c->dirty) {                 /* unlink from the dirty list */
+        fo_conn_t **pp = &w->dirty;
+        while (*pp && *pp != c)
+            pp = &(*pp)->dirty_next;
+        if (*pp)
+            *pp = c->dirty_next;
+    }
+    if (c->all_prev)
+        c->all_prev->all_next = c->all_next;
+    else
+        w->all = c->all_next;
+    if (c->all_next)
+        c->all_next->all_prev = c->all_prev;
+    w->slots[c->slot] = NULL;
+    w->free_next[c->slot] = w->free_head;
+    w->free_head = c->slot + 1;
+    w->nconns--;
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    size_t cap;
+    void *blk = fo_buf_release(&c->dec.buf, &cap);
+    if (blk && cap == FO_READ_BLOCK)
+        fo_worker_buf_put(w, blk);
+    else
+        free(blk);
+    fo_decoder_destroy(&c->dec);
+    fo_outq_clear(&c->outq);
+    FO_STAT_INC(&w->stats, connections_closed);
+    FO_STAT_SUB(&w->stats, connections, 1);
+    atomic_fetch_sub(&w->b->conns, 1);
+    fo_debug(c->id, "closed");
+    free(c);
+}
+
+/* ------------------------------------------------------------ output */
+
+void fo_conn_send(fo_conn_t *c, const Fanout__Frame *f)
+{
+    if (fo_outq_push_frame(&c->outq, f) == FO_OK)
+        fo_worker_mark_dirty(c->w, c);
+}
+
+static const char *code_name(int code)
+{
+    const ProtobufCEnumValue *v =
+        protobuf_c_enum_descriptor_get_value(&fanout__error_code__descriptor, code);
+    return v ? v->name : "ERR_UNKNOWN";
+}
+
+static void send_error_v(fo_conn_t *c, int code, uint64_t ref, uint32_t sid,
+                         const char *fmt, va_list ap)
+{
+    char text[256];
+    vsnprintf(text, sizeof text, fmt, ap);
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Error e = FANOUT__ERROR__INIT;
+    e.has_code = 1;
+    e.code = code;
+    e.text = text;
+    if (ref) {
+        e.has_ref = 1;
+        e.ref = ref;
+    }
+    if (sid) {
+        e.has_sid = 1;
+        e.sid = sid;
+    }
+    f.body_case = FANOUT__FRAME__BODY_ERROR;
+    f.error = &e;
+    fo_conn_send(c, &f);
+    if (code >= 0 && code < FO_STATS_ERR_CODES)
+        FO_STAT_INC(&c->w->stats, errors_sent[code]);
+    FO_LOG_RATE(FO_LOG_WARN, c->id, "%s %s (%s): %s", code_name(code), c->peer,
+                c->name[0] ? c->name : "-", text);
+}
+
+void fo_conn_send_error(fo_conn_t *c, int code, uint64_t ref, uint32_t sid, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    send_error_v(c, code, ref, sid, fmt, ap);
+    va_end(ap);
+}
+
+void fo_conn_fail(fo_conn_t *c, int code, const char *fmt, ...)
+{
+    if (c->state == FO_CONN_CLOSING)
+        return;
+    if (code > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        send_error_v(c, code, 0, 0, fmt, ap);
+        va_end(ap);
+    }
+    c->state = FO_CONN_CLOSING;
+    c->close_deadline_ms = c->w->now_ms + LINGER_MS;
+    fo_route_drop_subs(c);          /* nothing more is delivered */
+    fo_worker_mark_dirty(c->w, c);
+}
+
+void fo_conn_send_gap(fo_conn_t *c, uint32_t sid, const char *topic, size_t topic_len,
+                      uint64_t first, uint64_t last, int reason)
+{
+    char name[FO_TOPIC_MAX + 1];
+    if (topic_len > FO_TOPIC_MAX)
+        topic_len = FO_TOPIC_MAX;
+    memcpy(name, topic, topic_len);
+    name[topic_len] = 0;
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Gap g = FANOUT__GAP__INIT;
+    g.topic = name;
+    g.has_first = g.has_last = g.has_reason = 1;
+    g.first = first;
+    g.last = last;
+    g.reason = reason;
+    f.body_case = FANOUT__FRAME__BODY_GAP;
+    f.gap = &g;
+    f.has_sid = 1;
+    f.sid = sid;
+    fo_conn_send(c, &f);
+    FO_STAT_INC(&c->w->stats, gaps_sent);
+}
+
+static void on_dropped(void *ud, const fo_dropped_t *d)
+{
+    fo_conn_t *c = ud;
+    size_t tl;
+    const char *t = fo_msg_topic(d->last_msg, &tl);
+    FO_STAT_ADD(&c->w->stats, drops_slow_consumer, d->last - d->first + 1);
+    fo_conn_send_gap(c, d->sid, t, tl, d->first, d->last, FANOUT__GAP_REASON__GAP_SLOW_CONSUMER);
+}
+
+void fo_conn_deliver(fo_conn_t *c, fo_sub_t *sub, fo_msg_t *m)
+{
+    if (c->state != FO_CONN_OPEN) {
+        fo_msg_unref(m);
+        return;
+    }
+    uint64_t limit = LIM(c->w->b, max_output);
+    int policy = sub->policy;
+    if (c->outq.bytes + m->shared_len > limit) {
+        if (policy == FO_SLOW_DISCONNECT) {
+            fo_msg_unref(m);
+            FO_STAT_INC(&c->w->stats, slow_consumer_disconnects);
+            fo_outq_clear(&c->outq);  /* it cannot keep up: say why, now */
+            fo_conn_fail(c, ERR(SLOW_CONSUMER),
+                         "output queue over %llu bytes (subscription %u, policy disconnect)",
+                         (unsigned long long)limit, sub->sid);
+            return;
+        }
+        /* drop-oldest down to 3/4 of the limit, so this is not per message */
+        fo_outq_drop_oldest(&c->outq, limit - limit / 4, on_dropped, c);
+        if (c->outq.bytes + m->shared_len > limit) {
+            size_t tl;
+            const char *t = fo_msg_topic(m, &tl);
+            FO_STAT_INC(&c->w->stats, drops_slow_consumer);
+            fo_conn_send_gap(c, sub->sid, t, tl, m->seq, m->seq,
+                             FANOUT__GAP_REASON__GAP_SLOW_CONSUMER);
+            fo_msg_unref(m);
+            return;
+        }
+    }
+    if (fo_outq_push_msg(&c->outq, m, sub->sid, policy != FO_SLOW_DISCONNECT) == FO_OK) {
+        FO_STAT_INC(&c->w->stats, messages_out);
+        fo_worker_mark_dirty(c->w, c);
+    }
+}
+
+int fo_conn_flush(fo_conn_t *c)
+{
+    fo_worker_t *w = c->w;
+    while (c->outq.count) {
+        int n = fo_outq_iov(&c->outq, w->iov, FO_IOV_MAX, w->prefix);
+        struct msghdr mh = { .msg_iov = w->iov, .msg_iovlen = (size_t)n };
+        ssize_t k = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            fo_debug(c->id, "write: %s", strerror(errno));
+            fo_conn_destroy(c);
+            return -1;
+        }
+        FO_STAT_ADD(&w->stats, bytes_out, (uint64_t)k);
+        fo_outq_advance(&c->outq, (size_t)k);
+    }
+    int pending = c->outq.count > 0;
+    if (pending != c->want_out) {
+        c->want_out = (uint8_t)pending;
+        set_events(c);
+    }
+    if (!pending) {
+        fo_outq_trim(&c->outq);
+        if (c->state == FO_CONN_CLOSING && !c->wr_shut) {
+            /* all said: shut our side, discard input until EOF or the
+             * linger deadline so the peer reads the ERROR, not a reset */
+            shutdown(c->fd, SHUT_WR);
+            c->wr_shut = 1;
+            if (!c->reading) {
+                c->reading = 1;
+                set_events(c);
+            }
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ input */
+
+static void on_hello(fo_conn_t *c, const Fanout__Frame *f)
+{
+    fo_broker_t *b = c->w->b;
+    const Fanout__Hello *h = f->hello;
+    if (!h->has_version) {
+        fo_conn_fail(c, ERR(MISSING_FIELD), "HELLO needs version");
+        return;
+    }
+    if (h->version == 0) {
+        fo_conn_fail(c, ERR(VERSION), "protocol version 0 does not exist (this broker speaks %u)",
+                     FO_PROTOCOL_VERSION);
+        return;
+    }
+    if (b->cfg.user[0] &&
+        (!h->user || !h->password || strcmp(h->user, b->cfg.user) ||
+         strcmp(h->password, b->cfg.password))) {
+        fo_conn_fail(c, ERR(AUTH), "bad credentials");
+        return;
+    }
+    if (h->client_name) {
+        snprintf(c->name, sizeof c->name, "%s", h->client_name);
+        for (char *p = c->name; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = '?';
+    }
+    Fanout__Frame out = FANOUT__FRAME__INIT;
+    Fanout__Welcome wl = FANOUT__WELCOME__INIT;
+    wl.has_version = 1;
+    /* the lower of the two: newer clients talk down to us */
+    wl.version = h->version < FO_PROTOCOL_VERSION ? h->version : FO_PROTOCOL_VERSION;
+    wl.server_version = "fanout " FO_VERSION;
+    wl.server_id = b->server_id;
+    wl.has_max_frame = 1;
+    wl.max_frame = b->cfg.max_frame;
+    wl.has_max_output = 1;
+    wl.max_output = LIM(b, max_output);
+    wl.has_ping_interval_ms = 1;
+    wl.ping_interval_ms = LIM(b, ping_interval_ms);
+    wl.has_idle_timeout_ms = 1;
+    wl.idle_timeout_ms = LIM(b, idle_timeout_ms);
+    wl.has_epoch = 1;
+    wl.epoch = b->epoch;
+    wl.has_max_datagram = 1;
+    wl.max_datagram = b->cfg.max_datagram;
+    wl.has_client_id = 1;
+    wl.client_id = c->id;
+    wl.n_groups = fo_mcast_welcome_groups(b->mcast, &wl.groups);
+    out.body_case = FANOUT__FRAME__BODY_WELCOME;
+    out.welcome = &wl;
+    if (f->has_req) {
+        out.has_req = 1;
+        out.req = f->req;
+    }
+    fo_conn_send(c, &out);
+    c->state = FO_CONN_OPEN;
+    fo_info(c->id, "hello from %s (%s)", c->peer, c->name[0] ? c->name : "-");
+}
+
+static void pong(fo_conn_t *c, const Fanout__Ping *p)
+{
+    Fanout__Frame out = FANOUT__FRAME__INIT;
+    Fanout__Pong po = FANOUT__PONG__INIT;
+    if (p->has_nonce) {
+        po.has_nonce = 1;
+        po.nonce = p->nonce;
+    }
+    out.body_case = FANOUT__FRAME__BODY_PONG;
+    out.pong = &po;
+    fo_conn_send(c, &out);
+}
+
+static void dispatch(fo_conn_t *c, const Fanout__Frame *f)
+{
+    uint64_t req = f->has_req ? f->req : 0;
+    if (c->state == FO_CONN_HELLO_WAIT) {
+        if (f->body_case == FANOUT__FRAME__BODY_HELLO)
+            on_hello(c, f);
+        else
+            fo_conn_fail(c, ERR(NOT_HELLO), "the first frame must be HELLO");
+        return;
+    }
+    switch (f->body_case) {
+    case FANOUT__FRAME__BODY_PUBLISH: {
+        const Fanout__Publish *p = f->publish;
+        if (!p->topic) {
+            fo_conn_fail(c, ERR(MISSING_FIELD), "PUBLISH needs topic");
+            return;
+        }
+        size_t tl = strlen(p->topic);
+        if (!fo_topic_valid(p->topic, tl)) {
+            fo_conn_fail(c, ERR(INVALID_TOPIC), "invalid topic \"%.64s\"", p->topic);
+            return;
+        }
+        fo_route_publish(c, p->topic, tl, p->payload.data, p->has_payload ? p->payload.len : 0, req);
+        return;
+    }
+    case FANOUT__FRAME__BODY_SUBSCRIBE:
+        fo_route_subscribe(c, f->subscribe, req);
+        return;
+    case FANOUT__FRAME__BODY_UNSUBSCRIBE:
+        if (!f->unsubscribe->has_sid) {
+            fo_conn_fail(c, ERR(MISSING_FIELD), "UNSUBSCRIBE needs sid");
+            return;
+        }
+        fo_route_unsubscribe(c, f->unsubscribe->sid, req);
+        return;
+    case FANOUT__FRAME__BODY_REPAIR:
+        fo_route_repair(c, f->repair, req);
+        return;
+    case FANOUT__FRAME__BODY_PING:
+        pong(c, f->ping);
+        return;
+    case FANOUT__FRAME__BODY_PONG:
+        return;
+    case FANOUT__FRAME__BODY_HELLO:
+        fo_conn_fail(c, ERR(NOT_HELLO), "HELLO sent twice");
+        return;
+    case FANOUT__FRAME__BODY_WELCOME:
+    case FANOUT__FRAME__BODY_DELIVER:
+    case FANOUT__FRAME__BODY_ACK:
+    case FANOUT__FRAME__BODY_ERROR:
+    case FANOUT__FRAME__BODY_GAP:
+        fo_conn_fail(c, ERR(UNEXPECTED), "frame type %d is sent by the broker, not to it",
+                     (int)f->body_case);
+        return;
+    default:
+        fo_conn_fail(c, ERR(UNKNOWN_FRAME), "unknown or empty frame");
+        return;
+    }
+}
+
+/* Handle every whole frame buffered. */
+static void handle_frames(fo_conn_t *c)
+{
+    fo_worker_t *w = c->w;
+    const uint8_t *body;
+    size_t len;
+    fo_err_t err;
+    while (c->state != FO_CONN_CLOSING &&
+           (err = fo_decoder_next(&c->dec, &body, &len)) == FO_OK) {
+        FO_STAT_INC(&w->stats, frames_in);
+        fo_publish_view_t v;
+        if (c->state == FO_CONN_OPEN && fo_publish_peek(body, len, &v) == FO_OK &&
+            fo_topic_valid(v.topic, v.topic_len)) {
+            fo_route_publish(c, v.topic, v.topic_len, v.payload, v.payload_len, v.req);
+            continue;
+        }
+        Fanout__Frame *f;
+        if (fo_frame_unpack(body, len, &w->arena, &f)) {
+            FO_STAT_INC(&w->stats, protocol_errors);
+            fo_conn_fail(c, ERR(BAD_FRAME), "frame of %zu bytes does not unpack", len);
+            break;
+        }
+        dispatch(c, f);
+        if (c->state == FO_CONN_CLOSING)
+            FO_STAT_INC(&w->stats, protocol_errors);
+    }
+    if (c->state != FO_CONN_CLOSING && err == FO_ERR_FRAME_SIZE) {
+        FO_STAT_INC(&w->stats, protocol_errors);
+        fo_conn_fail(c, ERR(FRAME_SIZE), "frame length %zu is %s (limit %u)", len,
+                     len == 0 ? "zero" : "over the limit", c->dec.max_frame);
+    }
+    fo_arena_reset(&w->arena);
+}
+
+static void give_back_buffer(fo_conn_t *c)
+{
+    size_t cap;
+    void *blk = fo_buf_release(&c->dec.buf, &cap);
+    if (!blk)
+        return;
+    if (cap == FO_READ_BLOCK)
+        fo_worker_buf_put(c->w, blk);
+    else
+        free(blk);                  /* grown for a big frame: not cached */
+}
+
+void fo_conn_on_readable(fo_conn_t *c)
+{
+    fo_worker_t *w = c->w;
+    if (c->state == FO_CONN_CLOSING) {
+        /* lingering: discard input until EOF (see fo_conn_flush) */
+        char sink[4096];
+        ssize_t k;
+        while ((k = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT)) > 0)
+            ;
+        if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            fo_conn_destroy(c);
+        return;
+    }
+    uint64_t budget = LIM(w->b, read_budget);
+    uint64_t got = 0;
+    for (;;) {
+        if (!c->dec.buf.data)
+            fo_buf_adopt(&c->dec.buf, fo_worker_buf_get(w), FO_READ_BLOCK);
+        if (!c->dec.buf.data) {
+            fo_error(c->id, "out of memory for a read buffer");
+            return;
+        }
+        size_t want = fo_decoder_want(&c->dec);
+        if (want < 4096)
+            want = 4096;
+        if (fo_buf_reserve(&c->dec.buf, want)) {
+            fo_conn_fail(c, ERR(UNKNOWN), "out of memory");
+            return;
+        }
+        ssize_t k = recv(c->fd, fo_buf_tail(&c->dec.buf), fo_buf_room(&c->dec.buf), MSG_DONTWAIT);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            fo_debug(c->id, "read: %s", strerror(errno));
+            fo_conn_destroy(c);
+            return;
+        }
+        if (k == 0) {
+            if (fo_decoder_finish(&c->dec) == FO_ERR_TRUNCATED) {
+                FO_STAT_INC(&w->stats, protocol_errors);
+                FO_STAT_INC(&w->stats, errors_sent[ERR(TRUNCATED)]);
+                FO_LOG_RATE(FO_LOG_WARN, c->id, "ERR_TRUNCATED %s: stream ended inside a frame",
+                            c->peer);
+            }
+            fo_conn_destroy(c);
+            return;
+        }
+        fo_buf_commit(&c->dec.buf, (size_t)k);
+        c->last_rx_ms = w->now_ms;
+        got += (uint64_t)k;
+        handle_frames(c);
+        if (c->state == FO_CONN_CLOSING || got >= budget)
+            break;
+    }
+    if (fo_buf_len(&c->dec.buf) == 0)
+        give_back_buffer(c);
+}
+
+void fo_conn_tick(fo_conn_t *c)
+{
+    fo_worker_t *w = c->w;
+    uint64_t now = w->now_ms;
+    if (c->state == FO_CONN_CLOSING) {
+        if (now >= c->close_deadline_ms)
+            fo_conn_destroy(c);
+        return;
+    }
+    if (c->state == FO_CONN_HELLO_WAIT) {
+        if (now - c->created_ms >= w->b->cfg.hello_timeout_ms) {
+            FO_STAT_INC(&w->stats, idle_timeouts);
+            fo_conn_fail(c, ERR(IDLE_TIMEOUT), "no HELLO within %u ms", w->b->cfg.hello_timeout_ms);
+        }
+        return;
+    }
+    uint32_t idle = LIM(w->b, idle_timeout_ms), ping = LIM(w->b, ping_interval_ms);
+    uint64_t silent = now - c->last_rx_ms;
+    if (silent >= idle) {
+        FO_STAT_INC(&w->stats, idle_timeouts);
+        fo_conn_fail(c, ERR(IDLE_TIMEOUT), "nothing heard for %llu ms", (unsigned long long)silent);
+    } else if (silent >= ping && now - c->last_ping_ms >= ping) {
+        c->last_ping_ms = now;
+        Fanout__Frame f = FANOUT__FRAME__INIT;
+        Fanout__Ping p = FANOUT__PING__INIT;
+        p.has_nonce = 1;
+        p.nonce = now;
+        f.body_case = FANOUT__FRAME__BODY_PING;
+        f.ping = &p;
+        fo_conn_send(c, &f);
+    }
+}
+
+fo_sub_t *fo_conn_sub(fo_conn_t *c, uint32_t sid)
+{
+    for (fo_sub_t *s = c->subs; s; s = s->conn_next)
+        if (s->sid == sid)
+            return s;
+    return NULL;
+}

@@ -1,0 +1,78 @@
+/* conn.h -- one client connection: state, input, output.
+ *
+ * Lifecycle: HELLO_WAIT (only HELLO is accepted, within hello-timeout) ->
+ * OPEN -> CLOSING (an ERROR may be queued; no more input is handled; once
+ * the output is written the write side is shut and the rest of the input
+ * discarded until EOF or a short linger deadline, so the peer reads the
+ * ERROR instead of a reset) -> freed.
+ *
+ * Input: reads go into a block from the worker's buffer cache, at most
+ * read-budget bytes per event so one hot publisher cannot starve the
+ * others; whole frames are cut and handled in place; an idle connection
+ * gives its block back (it holds no input memory).
+ * Output: fo_outq_t; written with writev once per loop iteration.
+ *
+ * Owned by its worker; never touched by another thread.
+ */
+#ifndef FO_CONN_H
+#define FO_CONN_H
+
+#include <stdint.h>
+#include "frame.h"
+#include "outq.h"
+#include "topic.h"
+#include "worker.h"
+
+typedef enum { FO_CONN_HELLO_WAIT, FO_CONN_OPEN, FO_CONN_CLOSING } fo_conn_state_t;
+
+typedef struct fo_conn {
+    uint64_t id;
+    int fd;
+    uint32_t slot;
+    fo_worker_t *w;                /* borrowed: the owner           */
+    uint8_t state;
+    uint8_t dirty;                 /* on w->dirty                    */
+    uint8_t want_out;              /* EPOLLOUT registered            */
+    uint8_t wr_shut;               /* write side shut (lingering)    */
+    uint8_t reading;               /* EPOLLIN registered             */
+    fo_decoder_t dec;
+    fo_outq_t outq;
+    fo_sub_t *subs;                /* owned list                     */
+    uint32_t nsubs;
+    uint64_t created_ms, last_rx_ms, last_ping_ms, close_deadline_ms;
+    struct fo_conn *all_prev, *all_next, *dirty_next;
+    char peer[48];
+    char name[32];
+} fo_conn_t;
+
+/* Adopt an accepted socket. */
+fo_err_t fo_conn_create(fo_worker_t *w, int fd, fo_conn_t **out);
+/* Close now and free (unsubscribes everything). */
+void fo_conn_destroy(fo_conn_t *c);
+
+void fo_conn_on_readable(fo_conn_t *c);
+/* Write what is queued; returns 0, or -1 when the connection was freed. */
+int fo_conn_flush(fo_conn_t *c);
+/* Timers: hello/idle timeouts, keepalive PING, linger deadline. */
+void fo_conn_tick(fo_conn_t *c);
+
+/* Queue a frame (owned copy). */
+void fo_conn_send(fo_conn_t *c, const Fanout__Frame *f);
+void fo_conn_send_error(fo_conn_t *c, int code, uint64_t ref, uint32_t sid,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* ERROR (code > 0) then close: enters CLOSING. code 0 = plain close. */
+void fo_conn_fail(fo_conn_t *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Queue a message for sub (takes one reference the caller holds),
+ * enforcing the output limit and the subscription's slow policy. */
+void fo_conn_deliver(fo_conn_t *c, fo_sub_t *sub, fo_msg_t *m);
+
+/* Send a GAP frame for sid. */
+void fo_conn_send_gap(fo_conn_t *c, uint32_t sid, const char *topic, size_t topic_len,
+                      uint64_t first, uint64_t last, int reason);
+
+/* Find a subscription by sid. */
+fo_sub_t *fo_conn_sub(fo_conn_t *c, uint32_t sid);
+
+#endif

@@ -1,0 +1,81 @@
+/* msg.h -- a published message: encoded once, shared by refcount.
+ *
+ * When a PUBLISH is accepted the broker builds one fo_msg_t holding the
+ * shared part of the DELIVER frame (see proto/frame.h): the `deliver` field
+ * of Frame with topic, seq, time and payload. Every subscriber's output
+ * queue, the topic's retention ring and each worker that fans it out hold
+ * a reference; nobody copies or re-encodes it. The payload lies at the end
+ * of the encoding (payload_off) so multicast and repair can reuse it.
+ *
+ * Memory: every message is charged to a fo_mem_t (the broker-wide
+ * --max-memory cap). fo_msg_new refuses (NULL) instead of going over.
+ *
+ * Threading: immutable after fo_msg_new; refs is atomic, so any thread may
+ * ref/unref. The last unref frees and uncharges.
+ */
+#ifndef FO_MSG_H
+#define FO_MSG_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct fo_topic;
+
+typedef struct fo_mem {
+    _Atomic uint64_t used;    /* bytes of live messages            */
+    _Atomic uint64_t limit;   /* cap; SIGHUP may change it          */
+} fo_mem_t;
+
+typedef struct fo_msg {
+    _Atomic uint32_t refs;
+    uint32_t shared_len;      /* bytes in shared[]                  */
+    uint32_t payload_off;     /* payload position in shared[]       */
+    uint32_t payload_len;
+    struct fo_topic *topic;   /* borrowed: topics outlive messages  */
+    fo_mem_t *mem;            /* borrowed: where it is charged      */
+    uint64_t seq;
+    uint64_t time_ns;
+    uint32_t charged;         /* bytes charged to mem               */
+    uint8_t replay;           /* encoded with Deliver.replay = true */
+    _Alignas(8) uint8_t shared[];
+} fo_msg_t;
+
+/* A message with one reference (the caller's); NULL when the cap would be
+ * exceeded or malloc fails. name/payload are copied into the encoding. */
+fo_msg_t *fo_msg_new(fo_mem_t *mem, struct fo_topic *topic, const char *name,
+                     size_t name_len, uint64_t seq, uint64_t time_ns,
+                     const uint8_t *payload, size_t payload_len, int replay);
+
+/* A replay copy of m (Deliver.replay = true), charged like a new message. */
+fo_msg_t *fo_msg_replay_copy(const fo_msg_t *m);
+
+static inline fo_msg_t *fo_msg_ref(fo_msg_t *m)
+{
+    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return m;
+}
+
+/* Add n references at once (fan-out to n subscribers). */
+static inline void fo_msg_ref_n(fo_msg_t *m, uint32_t n)
+{
+    atomic_fetch_add_explicit(&m->refs, n, memory_order_relaxed);
+}
+
+void fo_msg_free(fo_msg_t *m);
+
+static inline void fo_msg_unref(fo_msg_t *m)
+{
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+        fo_msg_free(m);
+}
+
+static inline const uint8_t *fo_msg_payload(const fo_msg_t *m)
+{
+    return m->shared + m->payload_off;
+}
+
+/* The topic name inside the encoding (not NUL-terminated). */
+const char *fo_msg_topic(const fo_msg_t *m, size_t *len);
+
+#endif

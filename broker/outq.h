@@ -1,0 +1,78 @@
+/* outq.h -- a connection's output queue.
+ *
+ * Entries are either a shared message (a reference to an fo_msg_t plus the
+ * subscription id: on the wire a small per-subscriber prefix followed by
+ * the shared DELIVER body) or an owned frame (WELCOME, ACK, ERROR, GAP,
+ * PONG...). fo_outq_iov() lays the head of the queue out as iovecs for one
+ * writev -- prefixes are built into a caller's scratch space, bodies are
+ * never copied -- and fo_outq_advance() pops what the kernel took,
+ * remembering how far into a partly written entry it got.
+ *
+ * `bytes` is what the queue would put on the wire; the connection compares
+ * it with --max-output. fo_outq_drop_oldest() frees space by dropping the
+ * oldest shared messages of drop-policy subscriptions (never the entry
+ * being written) and reports the exact sequences lost, so the caller can
+ * send GAP.
+ *
+ * Not thread-safe: a queue belongs to its connection's worker.
+ */
+#ifndef FO_OUTQ_H
+#define FO_OUTQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include "fo_err.h"
+#include "msg.h"
+#include "frame.h"
+
+typedef struct fo_out {
+    fo_msg_t *msg;        /* shared message (one reference), or NULL    */
+    uint8_t *frame;       /* owned frame bytes when msg == NULL         */
+    uint32_t len;         /* bytes on the wire (prefix + body, or frame) */
+    uint32_t sid;         /* subscription (shared messages)             */
+    uint8_t droppable;    /* subscription policy is drop                */
+} fo_out_t;
+
+typedef struct fo_outq {
+    fo_out_t *ring;       /* owned; NULL while empty and trimmed        */
+    uint32_t cap, head, count;
+    uint32_t head_off;    /* bytes of the head entry already written    */
+    uint64_t bytes;       /* wire bytes queued (minus head_off)         */
+} fo_outq_t;
+
+/* A range of sequences of one topic dropped for one subscription. */
+typedef struct fo_dropped {
+    uint32_t sid;
+    struct fo_topic *topic;
+    fo_msg_t *last_msg;   /* borrowed only during the callback          */
+    uint64_t first, last;
+} fo_dropped_t;
+
+void fo_outq_init(fo_outq_t *q);
+/* Unref/free every entry and the ring. */
+void fo_outq_clear(fo_outq_t *q);
+
+/* Queue a shared message for subscription sid; takes over one reference
+ * the caller already holds. */
+fo_err_t fo_outq_push_msg(fo_outq_t *q, fo_msg_t *m, uint32_t sid, int droppable);
+/* Queue an encoded frame (copied). */
+fo_err_t fo_outq_push_frame(fo_outq_t *q, const Fanout__Frame *f);
+
+/* Fill up to max iovecs (2 per shared message) from the head; prefix
+ * scratch must hold max/2 * FO_DELIVER_PREFIX_MAX bytes. Returns the iovec
+ * count. */
+int fo_outq_iov(const fo_outq_t *q, struct iovec *iov, int max, uint8_t *scratch);
+/* Pop n written bytes. */
+void fo_outq_advance(fo_outq_t *q, size_t n);
+
+/* Drop the oldest droppable shared messages until bytes <= target.
+ * cb is called once per contiguous (sid, topic) run dropped, oldest first.
+ * Returns the number of messages dropped. */
+typedef void (*fo_dropped_fn)(void *ud, const fo_dropped_t *d);
+size_t fo_outq_drop_oldest(fo_outq_t *q, uint64_t target, fo_dropped_fn cb, void *ud);
+
+/* Free the ring array when the queue is empty (idle connections). */
+void fo_outq_trim(fo_outq_t *q);
+
+#endif

@@ -1,0 +1,491 @@
+/* route.c -- publish, fan-out, subscribe, replay and repair (route.h).
+ *
+ * The one rule that keeps this simple: a worker only ever touches its own
+ * connections. Everything crossing workers is a message reference in an
+ * inbox item. Per message the publishing worker does: a topic lookup in
+ * its own cache (no lock), one topic-mutex section (sequence, ring, which
+ * workers have subscribers, queue-group picks), one malloc for the encoded
+ * DELIVER body, and one outbox append per *worker* that has subscribers.
+ * The per-subscriber work -- a refcount and an output-queue entry -- is
+ * done by the worker that owns the subscriber, in parallel.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "log.h"
+#include "route.h"
+
+#define ERR(x) FANOUT__ERROR_CODE__ERR_##x
+#define REPAIR_MAX 100000u      /* sequences one REPAIR may ask for */
+
+/* ------------------------------------------------------- topic cache */
+
+struct fo_topic_cache {
+    fo_topic_t **slots;
+    size_t cap, len;
+};
+
+fo_topic_cache_t *fo_topic_cache_create(void)
+{
+    fo_topic_cache_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->cap = 256;
+    c->slots = calloc(c->cap, sizeof *c->slots);
+    if (!c->slots) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void fo_topic_cache_destroy(fo_topic_cache_t *c)
+{
+    if (!c)
+        return;
+    free(c->slots);
+    free(c);
+}
+
+static uint32_t hash_name(const char *s, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
+    return h;
+}
+
+static fo_topic_t *cache_find(fo_topic_cache_t *c, const char *name, size_t len, uint32_t h)
+{
+    for (size_t i = h & (c->cap - 1);; i = (i + 1) & (c->cap - 1)) {
+        fo_topic_t *t = c->slots[i];
+        if (!t)
+            return NULL;
+        if (t->hash == h && t->len == len && !memcmp(t->name, name, len))
+            return t;
+    }
+}
+
+static void cache_put(fo_topic_cache_t *c, fo_topic_t *t)
+{
+    if ((c->len + 1) * 2 > c->cap) {
+        size_t ncap = c->cap * 2;
+        fo_topic_t **ns = calloc(ncap, sizeof *ns);
+        if (!ns)
+            return;                  /* stays uncached: still correct */
+        for (size_t i = 0; i < c->cap; i++) {
+            fo_topic_t *o = c->slots[i];
+            if (!o)
+                continue;
+            size_t k = o->hash & (ncap - 1);
+            while (ns[k])
+                k = (k + 1) & (ncap - 1);
+            ns[k] = o;
+        }
+        free(c->slots);
+        c->slots = ns;
+        c->cap = ncap;
+    }
+    size_t k = t->hash & (c->cap - 1);
+    while (c->slots[k])
+        k = (k + 1) & (c->cap - 1);
+    c->slots[k] = t;
+    c->len++;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static uint64_t realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void send_ack(fo_conn_t *c, uint64_t req, uint64_t seq, int has_seq)
+{
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Ack a = FANOUT__ACK__INIT;
+    a.has_ref = 1;
+    a.ref = req;
+    if (has_seq) {
+        a.has_seq = 1;
+        a.seq = seq;
+    }
+    f.body_case = FANOUT__FRAME__BODY_ACK;
+    f.ack = &a;
+    fo_conn_send(c, &f);
+}
+
+/* Fan m out to this worker's plain subscribers of its topic. */
+static void deliver_local(fo_worker_t *w, fo_msg_t *m)
+{
+    for (fo_binding_t *b = m->topic->local[w->id]; b; b = b->tnext) {
+        fo_sub_t *s = b->sub;
+        /* a multicast subscriber gets TCP only for topics no group carries */
+        if (m->seq < b->from_seq || (s->multicast && m->topic->mcast_group >= 0))
+            continue;
+        fo_conn_deliver(s->conn, s, fo_msg_ref(m));
+    }
+}
+
+static void deliver_target(fo_worker_t *w, fo_msg_t *m, uint64_t conn_id, uint32_t sid)
+{
+    fo_conn_t *c = fo_worker_conn(w, conn_id);
+    fo_sub_t *s = c ? fo_conn_sub(c, sid) : NULL;
+    if (!s) {
+        FO_STAT_INC(&w->stats, drops_gone);
+        fo_msg_unref(m);
+        return;
+    }
+    fo_conn_deliver(c, s, m);
+}
+
+void fo_route_item(fo_worker_t *w, fo_item_t *it)
+{
+    if (it->kind == FO_ITEM_FANOUT) {
+        deliver_local(w, it->u.msg);
+        fo_msg_unref(it->u.msg);
+    } else if (it->kind == FO_ITEM_TARGET) {
+        deliver_target(w, it->u.msg, it->conn_id, it->sid);
+    }
+}
+
+/* ------------------------------------------------------------ publish */
+
+#define MAX_PICKS 16
+
+void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
+                      const uint8_t *payload, size_t plen, uint64_t req)
+{
+    fo_worker_t *w = c->w;
+    fo_broker_t *b = w->b;
+    uint32_t h = hash_name(name, len);
+    fo_topic_t *t = cache_find(w->tcache, name, len, h);
+    if (!t) {
+        fo_err_t err = FO_OK;
+        t = fo_registry_get(b->reg, name, len, &err);
+        if (!t) {
+            if (err == FO_ERR_BUSY)
+                fo_conn_send_error(c, ERR(BAD_REQUEST), req, 0,
+                                   "topic limit reached (%d topics)", b->cfg.max_topics);
+            else
+                fo_conn_send_error(c, ERR(MEMORY_LIMIT), req, 0, "out of memory");
+            return;
+        }
+        cache_put(w->tcache, t);
+    }
+    uint64_t now = realtime_ns();
+    struct { int worker; uint64_t conn_id; uint32_t sid; } picks[MAX_PICKS];
+    int npicks = 0;
+    uint32_t retain_msgs = LIM(b, retention_msgs);
+    uint64_t retain_bytes = LIM(b, retention_bytes);
+
+    pthread_mutex_lock(&t->lock);
+    fo_msg_t *m = fo_msg_new(&b->mem, t, name, len, t->seq + 1, now, payload, plen, 0);
+    if (!m) {
+        pthread_mutex_unlock(&t->lock);
+        FO_STAT_INC(&w->stats, publish_refused_memory);
+        fo_conn_send_error(c, ERR(MEMORY_LIMIT), req, 0,
+                           "broker memory cap reached (%llu bytes): publish refused",
+                           (unsigned long long)atomic_load(&b->mem.limit));
+        return;
+    }
+    t->seq = m->seq;
+    fo_ring_push(&t->ring, m, retain_msgs, retain_bytes);
+    for (fo_qgroup_t *g = t->groups; g && npicks < MAX_PICKS; g = g->next) {
+        fo_binding_t *pb = fo_qgroup_pick(g, m->seq);
+        if (pb) {
+            picks[npicks].worker = pb->sub->worker;
+            picks[npicks].conn_id = pb->sub->conn_id;
+            picks[npicks].sid = pb->sub->sid;
+            npicks++;
+        }
+    }
+    /* Which workers have plain subscribers, read under the lock so a
+     * concurrent SUBSCRIBE is either before (sees this seq) or after. */
+    uint64_t mask = 0;
+    for (int i = 0; i < b->nworkers && i < 64; i++)
+        if (atomic_load_explicit(&t->nlocal[i], memory_order_relaxed))
+            mask |= 1ull << i;
+    pthread_mutex_unlock(&t->lock);
+
+    FO_STAT_INC(&w->stats, messages_in);
+    FO_STAT_ADD(&w->stats, bytes_in, plen);
+    int routed = npicks > 0 || mask != 0;
+    for (int i = 0; i < b->nworkers; i++) {
+        if (!(mask & (1ull << i)) || i == w->id)
+            continue;
+        fo_item_t it = { .kind = FO_ITEM_FANOUT, .u.msg = fo_msg_ref(m) };
+        fo_worker_post(w, i, &it);
+    }
+    if (mask & (1ull << w->id))
+        deliver_local(w, m);
+    for (int i = 0; i < npicks; i++) {
+        if (picks[i].worker == w->id) {
+            deliver_target(w, fo_msg_ref(m), picks[i].conn_id, picks[i].sid);
+        } else {
+            fo_item_t it = { .kind = FO_ITEM_TARGET, .sid = picks[i].sid,
+                             .u.msg = fo_msg_ref(m), .conn_id = picks[i].conn_id };
+            fo_worker_post(w, picks[i].worker, &it);
+        }
+    }
+    if (t->mcast_group >= 0) {
+        fo_mcast_tx_add(w->mtx, t->mcast_group, name, len, m->seq, payload, plen);
+        routed = 1;
+    }
+    if (!routed)
+        FO_STAT_INC(&w->stats, drops_no_route);
+    if (req)
+        send_ack(c, req, m->seq, 1);
+    fo_msg_unref(m);
+}
+
+/* ------------------------------------------------------------ replay */
+
+/* Send retained messages first..last of t (locked) to sub as replays, and
+ * GAP for the part already evicted. Returns the count sent. */
+static uint64_t replay_range(fo_conn_t *c, fo_sub_t *sub, fo_topic_t *t,
+                             uint64_t first, uint64_t last)
+{
+    if (first == 0)
+        first = 1;
+    if (last > t->seq)
+        last = t->seq;
+    if (first > last)
+        return 0;
+    uint64_t oldest = fo_ring_oldest(&t->ring, t->seq + 1);
+    if (first < oldest) {
+        uint64_t gl = oldest - 1 < last ? oldest - 1 : last;
+        fo_conn_send_gap(c, sub->sid, t->name, t->len, first, gl, FANOUT__GAP_REASON__GAP_EVICTED);
+        first = gl + 1;
+    }
+    uint64_t sent = 0;
+    for (uint64_t s = first; s <= last; s++) {
+        fo_msg_t *m = fo_ring_get(&t->ring, s);
+        fo_msg_t *copy = m ? fo_msg_replay_copy(m) : NULL;
+        if (!copy) {
+            fo_conn_send_gap(c, sub->sid, t->name, t->len, s, last, FANOUT__GAP_REASON__GAP_EVICTED);
+            break;
+        }
+        fo_conn_deliver(c, sub, copy);
+        sent++;
+    }
+    FO_STAT_ADD(&c->w->stats, replayed, sent);
+    return sent;
+}
+
+typedef struct {
+    fo_conn_t *c;
+    const Fanout__Subscribe *s;
+} bound_ctx_t;
+
+static void on_bound(void *ud, fo_topic_t *t, fo_binding_t *b)
+{
+    bound_ctx_t *ctx = ud;
+    const Fanout__Subscribe *s = ctx->s;
+    if (b->group)
+        return;                       /* queue groups start at "new" */
+    uint64_t from = 0;
+    int want = 0;
+    for (size_t i = 0; i < s->n_positions; i++) {
+        const Fanout__Position *p = s->positions[i];
+        if (p->topic && !strcmp(p->topic, t->name)) {
+            from = p->has_seq ? p->seq : 1;
+            want = 1;
+            break;
+        }
+    }
+    if (!want && s->has_start) {
+        if (s->start == FANOUT__START__START_EARLIEST) {
+            from = 1;
+            want = 1;
+        } else if (s->start == FANOUT__START__START_SEQ) {
+            from = s->has_start_seq ? s->start_seq : 1;
+            want = 1;
+        }
+    }
+    if (want)
+        replay_range(ctx->c, b->sub, t, from, t->seq);
+}
+
+/* What is wrong with a SUBSCRIBE's values (docs/PROTOCOL.md §8, §9), or
+ * NULL. protobuf-c does not check enum values, so we do. */
+static const char *sub_request_problem(const Fanout__Subscribe *s)
+{
+    int queue = s->queue && s->queue[0];
+    int mcast = s->has_delivery && s->delivery == FANOUT__DELIVERY__DELIVERY_MULTICAST;
+    if (s->has_delivery && s->delivery != FANOUT__DELIVERY__DELIVERY_TCP && !mcast)
+        return "unknown delivery";
+    if (s->has_start && (s->start < FANOUT__START__START_NEW || s->start > FANOUT__START__START_EARLIEST))
+        return "unknown start";
+    if (s->has_slow && (s->slow < FANOUT__SLOW_POLICY__SLOW_DEFAULT ||
+                        s->slow > FANOUT__SLOW_POLICY__SLOW_DISCONNECT))
+        return "unknown slow policy";
+    if (queue && !fo_topic_valid(s->queue, strlen(s->queue)))
+        return "invalid queue group name";
+    if (queue && mcast)
+        return "queue groups are delivered over TCP only";
+    int replay = (s->has_start && s->start != FANOUT__START__START_NEW) || s->n_positions;
+    if ((queue || mcast) && replay)
+        return "queue-group and multicast subscriptions start at NEW, without positions";
+    if (s->has_start && s->start == FANOUT__START__START_SEQ && s->has_start_seq && s->start_seq == 0)
+        return "start_seq must be >= 1";
+    for (size_t i = 0; i < s->n_positions; i++) {
+        const Fanout__Position *p = s->positions[i];
+        if (!p->topic || !fo_topic_valid(p->topic, strlen(p->topic)) ||
+            !fo_topic_match(s->filter, p->topic))
+            return "a position names a topic the filter does not match";
+        if (p->has_seq && p->seq == 0)
+            return "a position's seq must be >= 1";
+    }
+    return NULL;
+}
+
+void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
+{
+    fo_worker_t *w = c->w;
+    if (!s->has_sid || !s->filter) {
+        fo_conn_fail(c, ERR(MISSING_FIELD), "SUBSCRIBE needs sid and filter");
+        return;
+    }
+    size_t fl = strlen(s->filter);
+    if (!fo_filter_valid(s->filter, fl)) {
+        fo_conn_fail(c, ERR(INVALID_TOPIC), "invalid filter \"%.64s\"", s->filter);
+        return;
+    }
+    if (s->sid == 0 || fo_conn_sub(c, s->sid)) {
+        fo_conn_send_error(c, ERR(BAD_SID), req, s->sid, "sid %u is %s", s->sid,
+                           s->sid ? "already in use" : "reserved");
+        return;
+    }
+    if (c->nsubs >= (uint32_t)w->b->cfg.max_subs) {
+        fo_conn_send_error(c, ERR(MAX_SUBS), req, s->sid, "at most %d subscriptions per connection",
+                           w->b->cfg.max_subs);
+        return;
+    }
+    const char *bad = sub_request_problem(s);
+    if (bad) {
+        fo_conn_send_error(c, ERR(BAD_REQUEST), req, s->sid, "%s", bad);
+        return;
+    }
+    if (s->has_start && s->start == FANOUT__START__START_SEQ && !s->has_start_seq) {
+        fo_conn_fail(c, ERR(MISSING_FIELD), "START_SEQ needs start_seq");
+        return;
+    }
+    fo_sub_t *sub = calloc(1, sizeof *sub + fl + 1);
+    if (!sub)
+        goto nomem;
+    memcpy(sub->filter, s->filter, fl + 1);
+    sub->sid = s->sid;
+    sub->worker = w->id;
+    sub->conn = c;
+    sub->conn_id = c->id;
+    sub->multicast = s->has_delivery && s->delivery == FANOUT__DELIVERY__DELIVERY_MULTICAST;
+    int pol = s->has_slow ? (int)s->slow : 0;
+    sub->policy = (uint8_t)(pol == FANOUT__SLOW_POLICY__SLOW_DISCONNECT ? FO_SLOW_DISCONNECT
+                          : pol == FANOUT__SLOW_POLICY__SLOW_DROP ? FO_SLOW_DROP
+                          : LIM(w->b, slow_policy));
+    if (s->queue && s->queue[0] && !(sub->queue = strdup(s->queue))) {
+        free(sub);
+        goto nomem;
+    }
+    /* On the connection first, so replay (inside subscribe) finds it. */
+    sub->conn_next = c->subs;
+    c->subs = sub;
+    c->nsubs++;
+    /* The ACK precedes every DELIVER/GAP of the subscription, replays
+     * included (docs/PROTOCOL.md §5); OOM below is reported with ERROR. */
+    if (req)
+        send_ack(c, req, 0, 0);
+    bound_ctx_t ctx = { c, s };
+    if (fo_registry_subscribe(w->b->reg, sub, on_bound, &ctx)) {
+        c->subs = sub->conn_next;
+        c->nsubs--;
+        free(sub->queue);
+        free(sub);
+        goto nomem;
+    }
+    FO_STAT_INC(&w->stats, subscriptions);
+    fo_debug(c->id, "subscribe sid %u %s%s%s", sub->sid, sub->filter,
+             sub->queue ? " queue " : "", sub->queue ? sub->queue : "");
+    return;
+nomem:
+    fo_conn_send_error(c, ERR(MEMORY_LIMIT), req, s->sid, "out of memory");
+}
+
+static void free_sub(fo_conn_t *c, fo_sub_t *s)
+{
+    fo_registry_unsubscribe(c->w->b->reg, s);
+    FO_STAT_SUB(&c->w->stats, subscriptions, 1);
+    free(s->queue);
+    free(s);
+}
+
+void fo_route_unsubscribe(fo_conn_t *c, uint32_t sid, uint64_t req)
+{
+    for (fo_sub_t **pp = &c->subs; *pp; pp = &(*pp)->conn_next) {
+        if ((*pp)->sid != sid)
+            continue;
+        fo_sub_t *s = *pp;
+        *pp = s->conn_next;
+        c->nsubs--;
+        free_sub(c, s);
+        if (req)
+            send_ack(c, req, 0, 0);
+        return;
+    }
+    fo_conn_send_error(c, ERR(BAD_SID), req, sid, "no subscription %u", sid);
+}
+
+void fo_route_drop_subs(fo_conn_t *c)
+{
+    while (c->subs) {
+        fo_sub_t *s = c->subs;
+        c->subs = s->conn_next;
+        free_sub(c, s);
+    }
+    c->nsubs = 0;
+}
+
+/* ------------------------------------------------------------ repair */
+
+void fo_route_repair(fo_conn_t *c, const Fanout__Repair *r, uint64_t req)
+{
+    fo_worker_t *w = c->w;
+    if (!r->has_sid || !r->topic || !r->has_first) {
+        fo_conn_fail(c, ERR(MISSING_FIELD), "REPAIR needs sid, topic and first");
+        return;
+    }
+    uint64_t first = r->first, last = r->has_last ? r->last : r->first;
+    fo_sub_t *sub = fo_conn_sub(c, r->sid);
+    if (!sub) {
+        fo_conn_send_error(c, ERR(BAD_SID), req, r->sid, "no subscription %u", r->sid);
+        return;
+    }
+    size_t tl = strlen(r->topic);
+    if (!fo_topic_valid(r->topic, tl) || !fo_topic_match(sub->filter, r->topic) ||
+        first == 0 || last < first || last - first >= REPAIR_MAX) {
+        fo_conn_send_error(c, ERR(BAD_REQUEST), req, r->sid,
+                           "bad REPAIR range %llu..%llu on \"%.64s\" (at most %u, within the filter)",
+                           (unsigned long long)first, (unsigned long long)last, r->topic, REPAIR_MAX);
+        return;
+    }
+    fo_topic_t *t = fo_registry_find(w->b->reg, r->topic, tl);
+    uint64_t sent = 0;
+    if (!t) {
+        fo_conn_send_gap(c, r->sid, r->topic, tl, first, last, FANOUT__GAP_REASON__GAP_EVICTED);
+    } else {
+        /* sequences not given yet are ignored (docs/PROTOCOL.md §7) */
+        pthread_mutex_lock(&t->lock);
+        if (last > t->seq)
+            last = t->seq;
+        sent = replay_range(c, sub, t, first, last);
+        pthread_mutex_unlock(&t->lock);
+    }
+    FO_STAT_ADD(&w->stats, repairs_served, sent);
+    if (first <= last && sent < last - first + 1)
+        FO_STAT_INC(&w->stats, repairs_missed);
+    if (req)
+        send_ack(c, req, 0, 0);
+}

@@ -1,0 +1,27 @@
+/* route.h -- the message paths: publish, fan-out, subscribe, replay, repair.
+ *
+ * Publish (on the publisher's worker): find the topic (worker-local cache,
+ * then the registry), and under the topic lock give the next sequence,
+ * encode the DELIVER body once (fo_msg_new), keep it in the ring, note
+ * which workers have subscribers and pick queue-group members. After the
+ * lock: subscribers on this worker get it directly; every other worker
+ * with subscribers gets one reference through its inbox (batched in the
+ * outbox until the end of the loop iteration); multicast gets a copy of
+ * the payload into the worker's pending datagram.
+ */
+#ifndef FO_ROUTE_H
+#define FO_ROUTE_H
+
+#include "conn.h"
+
+void fo_route_publish(fo_conn_t *c, const char *topic, size_t topic_len,
+                      const uint8_t *payload, size_t payload_len, uint64_t req);
+void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req);
+void fo_route_unsubscribe(fo_conn_t *c, uint32_t sid, uint64_t req);
+void fo_route_repair(fo_conn_t *c, const Fanout__Repair *r, uint64_t req);
+/* Unsubscribe and free every subscription of c (on close). */
+void fo_route_drop_subs(fo_conn_t *c);
+/* Handle items taken from this worker's inbox (not FO_ITEM_CONN). */
+void fo_route_item(fo_worker_t *w, fo_item_t *it);
+
+#endif

@@ -1,0 +1,420 @@
+/* topic.c -- topic validation, filter matching and the registry (topic.h).
+ *
+ * The registry is a chained hash of topics plus a list of subscriptions.
+ * Lookups take the read lock; creating a topic or (un)subscribing takes the
+ * write lock and walks the other side (all subscriptions for a new topic,
+ * all topics for a new subscription). That is linear, but it happens once
+ * per topic or subscription, never per message: the publish path only
+ * looks a topic up (and workers cache the pointer, see route.c).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "topic.h"
+
+struct fo_registry {
+    pthread_rwlock_t lock;
+    fo_topic_t **buckets;
+    size_t nbuckets;
+    _Atomic uint64_t ntopics;
+    int max_topics;
+    int nworkers;
+    fo_sub_t *subs;
+    fo_group_fn group_for;
+    const void *group_ud;
+};
+
+/* ------------------------------------------------------------ names */
+
+static int token_char_ok(unsigned char c) { return c > 0x20 && c != 0x7f; }
+
+static int check(const char *s, size_t len, int filter)
+{
+    if (len == 0 || len > FO_TOPIC_MAX)
+        return 0;
+    size_t tok = 0;                  /* start of the current token */
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && s[i] != '.') {
+            if (!token_char_ok((unsigned char)s[i]))
+                return 0;
+            continue;
+        }
+        size_t tl = i - tok;
+        if (tl == 0)
+            return 0;                /* empty token: "a..b", ".a", "a." */
+        const char *t = s + tok;
+        int wild = memchr(t, '*', tl) || memchr(t, '>', tl);
+        if (wild) {
+            if (!filter || tl != 1)
+                return 0;            /* "a*" or wildcard in a topic */
+            if (t[0] == '>' && i != len)
+                return 0;            /* '>' must be last */
+        }
+        tok = i + 1;
+    }
+    return 1;
+}
+
+int fo_topic_valid(const char *s, size_t len) { return check(s, len, 0); }
+int fo_filter_valid(const char *s, size_t len) { return check(s, len, 1); }
+
+int fo_filter_is_wild(const char *s)
+{
+    for (const char *t = s; *t; ) {
+        const char *e = strchr(t, '.');
+        size_t tl = e ? (size_t)(e - t) : strlen(t);
+        if (tl == 1 && (t[0] == '*' || t[0] == '>'))
+            return 1;
+        if (!e)
+            break;
+        t = e + 1;
+    }
+    return 0;
+}
+
+int fo_topic_match(const char *f, const char *t)
+{
+    for (;;) {
+        const char *fe = strchr(f, '.');
+        size_t fl = fe ? (size_t)(fe - f) : strlen(f);
+        if (fl == 1 && f[0] == '>')
+            return *t != 0;          /* one or more tokens remain */
+        if (*t == 0)
+            return 0;
+        const char *te = strchr(t, '.');
+        size_t tl = te ? (size_t)(te - t) : strlen(t);
+        if (!(fl == 1 && f[0] == '*') && (fl != tl || memcmp(f, t, fl)))
+            return 0;
+        if (!fe || !te)
+            return !fe && !te;
+        f = fe + 1;
+        t = te + 1;
+    }
+}
+
+/* ------------------------------------------------------------ registry */
+
+static uint32_t hash_name(const char *s, size_t len)
+{
+    uint32_t h = 2166136261u;        /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
+    return h;
+}
+
+fo_err_t fo_registry_create(int nworkers, int max_topics, fo_group_fn group_for,
+                            const void *group_ud, fo_registry_t **out)
+{
+    fo_registry_t *r = calloc(1, sizeof *r);
+    if (!r)
+        goto fail;
+    r->nbuckets = 1024;
+    r->buckets = calloc(r->nbuckets, sizeof *r->buckets);
+    if (!r->buckets)
+        goto fail;
+    if (pthread_rwlock_init(&r->lock, NULL))
+        goto fail;
+    r->nworkers = nworkers;
+    r->max_topics = max_topics;
+    r->group_for = group_for;
+    r->group_ud = group_ud;
+    *out = r;
+    return FO_OK;
+fail:
+    if (r)
+        free(r->buckets);
+    free(r);
+    return FO_ERR_NOMEM;
+}
+
+static void topic_free(fo_topic_t *t)
+{
+    fo_ring_destroy(&t->ring);
+    while (t->groups) {
+        fo_qgroup_t *g = t->groups;
+        t->groups = g->next;
+        free(g);
+    }
+    pthread_mutex_destroy(&t->lock);
+    free(t->local);
+    free((void *)t->nlocal);
+    free(t);
+}
+
+void fo_registry_destroy(fo_registry_t *r)
+{
+    if (!r)
+        return;
+    /* Subscriptions belong to connections, which are gone by now; their
+     * bindings are freed with them (fo_registry_unsubscribe). */
+    for (size_t i = 0; i < r->nbuckets; i++) {
+        fo_topic_t *t = r->buckets[i];
+        while (t) {
+            fo_topic_t *n = t->hnext;
+            topic_free(t);
+            t = n;
+        }
+    }
+    pthread_rwlock_destroy(&r->lock);
+    free(r->buckets);
+    free(r);
+}
+
+uint64_t fo_registry_topics(const fo_registry_t *r)
+{
+    return atomic_load_explicit(&r->ntopics, memory_order_relaxed);
+}
+
+static fo_topic_t *find_locked(fo_registry_t *r, const char *name, size_t len, uint32_t h)
+{
+    for (fo_topic_t *t = r->buckets[h & (r->nbuckets - 1)]; t; t = t->hnext)
+        if (t->hash == h && t->len == len && !memcmp(t->name, name, len))
+            return t;
+    return NULL;
+}
+
+fo_topic_t *fo_registry_find(fo_registry_t *r, const char *name, size_t len)
+{
+    uint32_t h = hash_name(name, len);
+    pthread_rwlock_rdlock(&r->lock);
+    fo_topic_t *t = find_locked(r, name, len, h);
+    pthread_rwlock_unlock(&r->lock);
+    return t;
+}
+
+static void rehash(fo_registry_t *r)
+{
+    size_t n = r->nbuckets * 2;
+    fo_topic_t **nb = calloc(n, sizeof *nb);
+    if (!nb)
+        return;                      /* longer chains; still correct */
+    for (size_t i = 0; i < r->nbuckets; i++) {
+        fo_topic_t *t = r->buckets[i];
+        while (t) {
+            fo_topic_t *next = t->hnext;
+            t->hnext = nb[t->hash & (n - 1)];
+            nb[t->hash & (n - 1)] = t;
+            t = next;
+        }
+    }
+    free(r->buckets);
+    r->buckets = nb;
+    r->nbuckets = n;
+}
+
+/* A queue group is keyed by (queue name, filter): name holds both, split
+ * by a NUL. */
+static fo_qgroup_t *group_get(fo_topic_t *t, const char *name, const char *filter)
+{
+    size_t nl = strlen(name), fl = strlen(filter);
+    for (fo_qgroup_t *g = t->groups; g; g = g->next)
+        if (!strcmp(g->name, name) && !strcmp(g->name + nl + 1, filter))
+            return g;
+    fo_qgroup_t *g = calloc(1, sizeof *g + nl + fl + 2);
+    if (!g)
+        return NULL;
+    memcpy(g->name, name, nl + 1);
+    memcpy(g->name + nl + 1, filter, fl + 1);
+    g->next = t->groups;
+    t->groups = g;
+    return g;
+}
+
+/* Link a new binding of sub to t. Topic locked (or not yet visible). */
+static fo_binding_t *bind(fo_topic_t *t, fo_sub_t *sub, uint64_t from_seq)
+{
+    fo_binding_t *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->sub = sub;
+    b->topic = t;
+    b->from_seq = from_seq;
+    if (sub->queue) {
+        fo_qgroup_t *g = group_get(t, sub->queue, sub->filter);
+        if (!g) {
+            free(b);
+            return NULL;
+        }
+        b->group = g;
+        if (!g->members) {
+            b->tnext = b->tprev = b;
+            g->members = g->cursor = b;
+        } else {              /* insert before the cursor: last in turn */
+            b->tnext = g->cursor;
+            b->tprev = g->cursor->tprev;
+            b->tprev->tnext = b;
+            g->cursor->tprev = b;
+        }
+        g->count++;
+    } else {
+        int w = sub->worker;
+        b->tnext = t->local[w];
+        if (b->tnext)
+            b->tnext->tprev = b;
+        t->local[w] = b;
+        atomic_store_explicit(&t->nlocal[w],
+            atomic_load_explicit(&t->nlocal[w], memory_order_relaxed) + 1,
+            memory_order_relaxed);
+    }
+    b->snext = sub->bindings;
+    sub->bindings = b;
+    return b;
+}
+
+static void unbind(fo_binding_t *b)
+{
+    fo_topic_t *t = b->topic;
+    if (b->group) {
+        fo_qgroup_t *g = b->group;
+        if (--g->count == 0) {
+            g->members = g->cursor = NULL;
+        } else {
+            b->tprev->tnext = b->tnext;
+            b->tnext->tprev = b->tprev;
+            if (g->members == b)
+                g->members = b->tnext;
+            if (g->cursor == b)
+                g->cursor = b->tnext;
+        }
+    } else {
+        int w = b->sub->worker;
+        if (b->tprev)
+            b->tprev->tnext = b->tnext;
+        else
+            t->local[w] = b->tnext;
+        if (b->tnext)
+            b->tnext->tprev = b->tprev;
+        atomic_store_explicit(&t->nlocal[w],
+            atomic_load_explicit(&t->nlocal[w], memory_order_relaxed) - 1,
+            memory_order_relaxed);
+    }
+}
+
+fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len, fo_err_t *err)
+{
+    uint32_t h = hash_name(name, len);
+    pthread_rwlock_rdlock(&r->lock);
+    fo_topic_t *t = find_locked(r, name, len, h);
+    pthread_rwlock_unlock(&r->lock);
+    if (t)
+        return t;
+    pthread_rwlock_wrlock(&r->lock);
+    t = find_locked(r, name, len, h);
+    if (t)
+        goto out;
+    if (fo_registry_topics(r) >= (uint64_t)r->max_topics) {
+        *err = FO_ERR_BUSY;
+        goto out;
+    }
+    t = calloc(1, sizeof *t + len + 1);
+    if (!t)
+        goto nomem;
+    t->local = calloc((size_t)r->nworkers, sizeof *t->local);
+    t->nlocal = calloc((size_t)r->nworkers, sizeof *t->nlocal);
+    if (!t->local || !t->nlocal || pthread_mutex_init(&t->lock, NULL)) {
+        free(t->local);
+        free((void *)t->nlocal);
+        free(t);
+        t = NULL;
+        goto nomem;
+    }
+    memcpy(t->name, name, len);
+    t->len = len;
+    t->hash = h;
+    fo_ring_init(&t->ring);
+    t->mcast_group = r->group_for ? r->group_for(r->group_ud, t->name) : -1;
+    /* Not visible yet: bind matching subscriptions without the topic lock. */
+    for (fo_sub_t *s = r->subs; s; s = s->reg_next)
+        if (fo_topic_match(s->filter, t->name))
+            bind(t, s, 1);   /* NULL on OOM: that sub misses this topic */
+    t->hnext = r->buckets[h & (r->nbuckets - 1)];
+    r->buckets[h & (r->nbuckets - 1)] = t;
+    atomic_fetch_add_explicit(&r->ntopics, 1, memory_order_relaxed);
+    if (fo_registry_topics(r) > r->nbuckets)
+        rehash(r);
+out:
+    pthread_rwlock_unlock(&r->lock);
+    return t;
+nomem:
+    *err = FO_ERR_NOMEM;
+    goto out;
+}
+
+fo_err_t fo_registry_subscribe(fo_registry_t *r, fo_sub_t *sub, fo_bound_fn bound, void *ud)
+{
+    fo_err_t err = FO_OK;
+    sub->wildcard = (uint8_t)fo_filter_is_wild(sub->filter);
+    pthread_rwlock_wrlock(&r->lock);
+    sub->reg_prev = NULL;
+    sub->reg_next = r->subs;
+    if (r->subs)
+        r->subs->reg_prev = sub;
+    r->subs = sub;
+    if (!sub->wildcard) {
+        size_t len = strlen(sub->filter);
+        fo_topic_t *t = find_locked(r, sub->filter, len, hash_name(sub->filter, len));
+        if (t) {
+            pthread_mutex_lock(&t->lock);
+            fo_binding_t *b = bind(t, sub, t->seq + 1);
+            if (b && bound)
+                bound(ud, t, b);
+            pthread_mutex_unlock(&t->lock);
+            if (!b)
+                err = FO_ERR_NOMEM;
+        }
+    } else {
+        for (size_t i = 0; i < r->nbuckets && !err; i++)
+            for (fo_topic_t *t = r->buckets[i]; t && !err; t = t->hnext) {
+                if (!fo_topic_match(sub->filter, t->name))
+                    continue;
+                pthread_mutex_lock(&t->lock);
+                fo_binding_t *b = bind(t, sub, t->seq + 1);
+                if (b && bound)
+                    bound(ud, t, b);
+                pthread_mutex_unlock(&t->lock);
+                if (!b)
+                    err = FO_ERR_NOMEM;
+            }
+    }
+    pthread_rwlock_unlock(&r->lock);
+    if (err)
+        fo_registry_unsubscribe(r, sub);
+    return err;
+}
+
+void fo_registry_unsubscribe(fo_registry_t *r, fo_sub_t *sub)
+{
+    pthread_rwlock_wrlock(&r->lock);
+    while (sub->bindings) {
+        fo_binding_t *b = sub->bindings;
+        sub->bindings = b->snext;
+        pthread_mutex_lock(&b->topic->lock);
+        unbind(b);
+        pthread_mutex_unlock(&b->topic->lock);
+        free(b);
+    }
+    if (sub->reg_prev)
+        sub->reg_prev->reg_next = sub->reg_next;
+    else if (r->subs == sub)
+        r->subs = sub->reg_next;
+    if (sub->reg_next)
+        sub->reg_next->reg_prev = sub->reg_prev;
+    sub->reg_prev = sub->reg_next = NULL;
+    pthread_rwlock_unlock(&r->lock);
+}
+
+fo_binding_t *fo_qgroup_pick(fo_qgroup_t *g, uint64_t seq)
+{
+    fo_binding_t *start = g->cursor;
+    if (!start)
+        return NULL;
+    fo_binding_t *b = start;
+    do {
+        fo_binding_t *next = b->tnext;
+        if (b->from_seq <= seq) {
+            g->cursor = next;
+            return b;
+        }
+        b = next;
+    } while (b != start);
+    return NULL;
+}

@@ -1,0 +1,129 @@
+/* topic.h -- topic names, filters, and the registry that binds them.
+ *
+ * Names are dot-separated tokens ("prices.eur.spot"); filters may use `*`
+ * for exactly one token and `>` for one or more trailing tokens, as NATS
+ * users expect. Rules (docs/PROTOCOL.md, Topics): 1..255 bytes, no empty
+ * token, no byte <= 0x20 or 0x7f; `*` and `>` only as whole tokens of a
+ * filter, `>` only last.
+ *
+ * The registry maps names to fo_topic_t and holds every subscription. When
+ * a subscription meets a topic (either comes first) a binding is made:
+ *  - a plain subscription's binding goes on topic->local[w], the list of
+ *    worker w (the subscriber's worker). Only w walks that list, with no
+ *    lock; it is changed by w under the topic lock, or by the creator of a
+ *    topic before the topic is visible.
+ *  - a queue subscription's binding joins the topic's queue group of that
+ *    name; publishers pick one member per message, under the topic lock.
+ * A binding records from_seq: messages below it predate the subscription
+ * and are not delivered by fan-out (replay covers them when asked).
+ *
+ * Topics live until the registry is destroyed (bounded by --max-topics), so
+ * a fo_topic_t pointer, once obtained, stays valid: workers cache them.
+ *
+ * Locks (docs/ARCHITECTURE.md, Lock order): registry rwlock, then one topic
+ * mutex, then (inside it) a worker inbox mutex. Never the reverse.
+ */
+#ifndef FO_TOPIC_H
+#define FO_TOPIC_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "fo_err.h"
+#include "ring.h"
+
+#define FO_TOPIC_MAX 255
+
+typedef struct fo_topic fo_topic_t;
+typedef struct fo_sub fo_sub_t;
+typedef struct fo_binding fo_binding_t;
+typedef struct fo_qgroup fo_qgroup_t;
+struct fo_conn;
+
+/* A subscription. Owned by its connection (conn.c); registered here. */
+struct fo_sub {
+    uint32_t sid;
+    uint8_t policy;           /* fo_slow_t                                */
+    uint8_t multicast;        /* DELIVERY_MULTICAST: no TCP fan-out       */
+    uint8_t wildcard;         /* filter has * or >                        */
+    int worker;               /* index of the owning worker               */
+    struct fo_conn *conn;     /* borrowed: the owner                      */
+    uint64_t conn_id;
+    char *queue;              /* owned; NULL = no queue group             */
+    fo_binding_t *bindings;   /* owned; guarded by the registry lock      */
+    fo_sub_t *reg_prev, *reg_next;  /* registry list (registry lock)      */
+    fo_sub_t *conn_next;      /* the connection's list (owner only)       */
+    char filter[];            /* NUL-terminated                           */
+};
+
+struct fo_binding {
+    fo_sub_t *sub;
+    fo_topic_t *topic;
+    uint64_t from_seq;        /* first seq fan-out delivers               */
+    fo_binding_t *tprev, *tnext;  /* topic->local[w] or group members     */
+    fo_binding_t *snext;          /* sub->bindings                        */
+    fo_qgroup_t *group;           /* queue membership, else NULL          */
+};
+
+struct fo_qgroup {
+    fo_qgroup_t *next;
+    fo_binding_t *members;    /* circular cursor walks this list          */
+    fo_binding_t *cursor;     /* next member to receive                   */
+    uint32_t count;
+    char name[];
+};
+
+struct fo_topic {
+    fo_topic_t *hnext;            /* hash chain (registry lock)            */
+    uint32_t hash;
+    int mcast_group;              /* fo_mcast_group_for, -1 = none         */
+    pthread_mutex_t lock;         /* guards seq, ring, groups              */
+    uint64_t seq;                 /* last sequence given                   */
+    fo_ring_t ring;
+    fo_qgroup_t *groups;
+    fo_binding_t **local;         /* [nworkers] plain bindings per worker  */
+    _Atomic uint32_t *nlocal;     /* [nworkers] list lengths               */
+    size_t len;
+    char name[];                  /* NUL-terminated                        */
+};
+
+typedef struct fo_registry fo_registry_t;
+
+/* ---- names and filters ---- */
+int fo_topic_valid(const char *s, size_t len);     /* concrete name       */
+int fo_filter_valid(const char *s, size_t len);    /* may hold * and >    */
+int fo_filter_is_wild(const char *s);
+int fo_topic_match(const char *filter, const char *topic);  /* 1 = match  */
+
+/* ---- registry ---- */
+
+/* mcast_group_for may be NULL (no multicast); ud is passed to it. */
+typedef int (*fo_group_fn)(const void *ud, const char *topic);
+fo_err_t fo_registry_create(int nworkers, int max_topics, fo_group_fn group_for,
+                            const void *group_ud, fo_registry_t **out);
+void fo_registry_destroy(fo_registry_t *r);          /* NULL is fine */
+uint64_t fo_registry_topics(const fo_registry_t *r);
+
+/* Existing topic or NULL. */
+fo_topic_t *fo_registry_find(fo_registry_t *r, const char *name, size_t len);
+/* Existing or new topic (binding matching subscriptions); NULL with
+ * FO_ERR_BUSY (max topics) or FO_ERR_NOMEM. name must be valid. */
+fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len, fo_err_t *err);
+
+/* Called with the topic locked for each topic a new subscription binds to,
+ * right after the binding is made with from_seq = topic->seq + 1: the place
+ * to send a replay of what came before (nothing can be published between
+ * the two, so replay and live fan-out neither overlap nor leave a hole). */
+typedef void (*fo_bound_fn)(void *ud, fo_topic_t *t, fo_binding_t *b);
+
+/* Register sub and bind it to every existing matching topic. */
+fo_err_t fo_registry_subscribe(fo_registry_t *r, fo_sub_t *sub, fo_bound_fn bound, void *ud);
+/* Unbind and unregister sub (the caller frees it). */
+void fo_registry_unsubscribe(fo_registry_t *r, fo_sub_t *sub);
+
+/* Queue groups: choose the member for message seq (topic locked). NULL when
+ * no member wants it. Advances the group's cursor. */
+fo_binding_t *fo_qgroup_pick(fo_qgroup_t *g, uint64_t seq);
+
+#endif

@@ -1,0 +1,336 @@
+/* worker.c -- the event loop of one worker thread (see worker.h).
+ *
+ * One iteration:
+ *   1. epoll_wait (timeout: the next timer tick, <= 250 ms);
+ *   2. handle events: the inbox eventfd (new connections, messages from
+ *      other workers), readable/writable sockets;
+ *   3. post the outboxes to the other workers' inboxes (one lock each);
+ *   4. write every dirty connection (writev), flush multicast;
+ *   5. timers (keepalive, idle and hello timeouts, lingering closes), and
+ *      the drain state machine when the broker is stopping.
+ * Messages published in step 2 are therefore written in step 4 of the same
+ * iteration: one write per connection per iteration, whatever the count.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+#include "conn.h"
+#include "log.h"
+#include "route.h"
+#include "worker.h"
+
+#define TICK_MS 250
+static char inbox_tag;   /* epoll data for the inbox eventfd */
+
+uint64_t fo_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+fo_err_t fo_worker_create(fo_broker_t *b, int id, fo_worker_t **out)
+{
+    fo_err_t err = FO_ERR_NOMEM;
+    fo_worker_t *w = calloc(1, sizeof *w);
+    if (!w)
+        return FO_ERR_NOMEM;
+    w->id = id;
+    w->b = b;
+    w->epfd = -1;
+    w->inbox.efd = -1;
+    if ((err = fo_inbox_init(&w->inbox)))
+        goto fail;
+    err = FO_ERR_NOMEM;
+    if (fo_arena_init(&w->arena, 16 * 1024, 2 * (size_t)b->cfg.max_frame + 65536))
+        goto fail;
+    w->outbox = calloc((size_t)b->nworkers, sizeof *w->outbox);
+    if (!w->outbox)
+        goto fail;
+    if (!(w->tcache = fo_topic_cache_create()))
+        goto fail;
+    if ((err = fo_mcast_tx_create(b->mcast, &w->stats, &w->mtx)))
+        goto fail;
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (w->epfd < 0) {
+        err = FO_ERR_IO;
+        goto fail;
+    }
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &inbox_tag };
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->inbox.efd, &ev)) {
+        err = FO_ERR_IO;
+        goto fail;
+    }
+    *out = w;
+    return FO_OK;
+fail:
+    fo_worker_destroy(w);
+    return err;
+}
+
+void fo_worker_destroy(fo_worker_t *w)
+{
+    if (!w)
+        return;
+    while (w->all)
+        fo_conn_destroy(w->all);
+    for (int i = 0; w->outbox && i < w->b->nworkers; i++) {
+        for (size_t k = 0; k < w->outbox[i].len; k++)
+            fo_msg_unref(w->outbox[i].items[k].u.msg);
+        free(w->outbox[i].items);
+    }
+    free(w->outbox);
+    fo_inbox_destroy(&w->inbox);
+    fo_arena_destroy(&w->arena);
+    fo_mcast_tx_destroy(w->mtx);
+    fo_topic_cache_destroy(w->tcache);
+    for (int i = 0; i < w->nbufcache; i++)
+        free(w->bufcache[i]);
+    free(w->spare);
+    free(w->slots);
+    free(w->free_next);
+    if (w->epfd >= 0)
+        close(w->epfd);
+    free(w);
+}
+
+void fo_worker_wake(fo_worker_t *w)
+{
+    uint64_t one = 1;
+    ssize_t r = write(w->inbox.efd, &one, sizeof one);
+    (void)r;
+}
+
+void *fo_worker_buf_get(fo_worker_t *w)
+{
+    if (w->nbufcache)
+        return w->bufcache[--w->nbufcache];
+    return malloc(FO_READ_BLOCK);
+}
+
+void fo_worker_buf_put(fo_worker_t *w, void *block)
+{
+    if (w->nbufcache < FO_BUFCACHE_MAX)
+        w->bufcache[w->nbufcache++] = block;
+    else
+        free(block);
+}
+
+void fo_worker_post(fo_worker_t *w, int to, const fo_item_t *it)
+{
+    fo_outbox_t *o = &w->outbox[to];
+    if (o->len == o->cap) {
+        size_t ncap = o->cap ? o->cap * 2 : 256;
+        fo_item_t *ni = realloc(o->items, ncap * sizeof *ni);
+        if (!ni) {
+            if (it->kind != FO_ITEM_CONN)
+                fo_msg_unref(it->u.msg);
+            FO_STAT_INC(&w->stats, drops_gone);
+            return;
+        }
+        o->items = ni;
+        o->cap = ncap;
+    }
+    o->items[o->len++] = *it;
+}
+
+static void flush_outboxes(fo_worker_t *w)
+{
+    for (int i = 0; i < w->b->nworkers; i++) {
+        fo_outbox_t *o = &w->outbox[i];
+        if (!o->len)
+            continue;
+        if (fo_inbox_post(&w->b->workers[i]->inbox, o->items, o->len)) {
+            for (size_t k = 0; k < o->len; k++)
+                fo_msg_unref(o->items[k].u.msg);
+            FO_STAT_ADD(&w->stats, drops_gone, o->len);
+        }
+        o->len = 0;
+    }
+}
+
+void fo_worker_mark_dirty(fo_worker_t *w, fo_conn_t *c)
+{
+    if (!c->dirty) {
+        c->dirty = 1;
+        c->dirty_next = w->dirty;
+        w->dirty = c;
+    }
+}
+
+fo_conn_t *fo_worker_conn(fo_worker_t *w, uint64_t id)
+{
+    uint32_t slot = (uint32_t)(id >> 8) & 0xffffff;
+    if (slot >= w->nslots)
+        return NULL;
+    fo_conn_t *c = w->slots[slot];
+    return c && c->id == id ? c : NULL;
+}
+
+static void adopt(fo_worker_t *w, int fd)
+{
+    fo_conn_t *c;
+    if (fo_conn_create(w, fd, &c)) {
+        close(fd);
+        atomic_fetch_sub(&w->b->conns, 1);
+        fo_error(0, "cannot adopt a connection: out of memory");
+    }
+}
+
+static void handle_inbox(fo_worker_t *w)
+{
+    fo_inbox_ack(&w->inbox);
+    size_t n = fo_inbox_take(&w->inbox, &w->spare, &w->spare_cap);
+    if (!n)
+        return;
+    FO_STAT_INC(&w->stats, inbox_batches);
+    for (size_t i = 0; i < n; i++) {
+        fo_item_t *it = &w->spare[i];
+        if (it->kind == FO_ITEM_CONN) {
+            if (w->drain_phase) {
+                close(it->u.fd);
+                atomic_fetch_sub(&w->b->conns, 1);
+            } else {
+                adopt(w, it->u.fd);
+            }
+        } else {
+            fo_route_item(w, it);
+        }
+    }
+}
+
+static void flush_dirty(fo_worker_t *w)
+{
+    fo_conn_t *c = w->dirty;
+    w->dirty = NULL;
+    while (c) {
+        fo_conn_t *next = c->dirty_next;
+        c->dirty = 0;
+        c->dirty_next = NULL;
+        fo_conn_flush(c);        /* may free c */
+        c = next;
+    }
+}
+
+/* Stop reading everywhere, so no new message enters this worker. */
+static void stop_reading(fo_worker_t *w)
+{
+    for (fo_conn_t *c = w->all; c; c = c->all_next) {
+        if (!c->reading)
+            continue;
+        struct epoll_event ev = { .events = c->want_out ? EPOLLOUT : 0, .data.ptr = c };
+        epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+        c->reading = 0;
+    }
+}
+
+static int output_pending(fo_worker_t *w)
+{
+    for (fo_conn_t *c = w->all; c; c = c->all_next)
+        if (c->state != FO_CONN_CLOSING && c->outq.count)
+            return 1;
+    return 0;
+}
+
+/* The drain state machine (SIGTERM): returns 1 when the loop may end. */
+static int drain_step(fo_worker_t *w)
+{
+    fo_broker_t *b = w->b;
+    if (w->drain_phase == 0) {
+        w->drain_phase = 1;
+        w->drain_deadline_ms = w->now_ms + LIM(b, drain_timeout_ms);
+        stop_reading(w);
+        flush_outboxes(w);
+        atomic_fetch_add(&b->quiesced, 1);
+        fo_info(0, "draining: %d connections", w->nconns);
+        return 0;
+    }
+    int all_quiet = atomic_load(&b->quiesced) == b->nworkers &&
+                    fo_inbox_pending(&w->inbox) == 0;
+    if ((all_quiet && !output_pending(w)) || w->now_ms >= w->drain_deadline_ms) {
+        if (w->now_ms >= w->drain_deadline_ms && output_pending(w))
+            fo_warn(0, "drain timeout: closing with output still queued");
+        return 1;
+    }
+    return 0;
+}
+
+static void *worker_main(void *arg)
+{
+    fo_worker_t *w = arg;
+    fo_log_set_worker(w->id);
+    struct epoll_event evs[256];
+    w->now_ms = fo_now_ms();
+    w->next_tick_ms = w->now_ms + TICK_MS;
+    for (;;) {
+        int timeout = (int)(w->next_tick_ms > w->now_ms ? w->next_tick_ms - w->now_ms : 0);
+        if (w->drain_phase && timeout > 10)
+            timeout = 10;
+        int n = epoll_wait(w->epfd, evs, 256, timeout);
+        uint64_t t0 = now_ns();
+        w->now_ms = fo_now_ms();
+        FO_STAT_INC(&w->stats, loop_iterations);
+        for (int i = 0; i < n; i++) {
+            void *p = evs[i].data.ptr;
+            if (p == &inbox_tag) {
+                handle_inbox(w);
+                continue;
+            }
+            fo_conn_t *c = p;
+            if (w->drain_phase && (evs[i].events & (EPOLLHUP | EPOLLERR))) {
+                fo_conn_destroy(c);         /* gone: nothing to deliver to */
+                continue;
+            }
+            if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                fo_conn_on_readable(c);     /* may free c; it is not dirty then */
+            else if (evs[i].events & EPOLLOUT)
+                fo_worker_mark_dirty(w, c);
+        }
+        if (n < 0 && errno != EINTR)
+            fo_error(0, "epoll_wait: %s", strerror(errno));
+        flush_outboxes(w);
+        flush_dirty(w);
+        fo_mcast_tx_flush(w->mtx);
+        if (w->now_ms >= w->next_tick_ms) {
+            w->next_tick_ms = w->now_ms + TICK_MS;
+            for (fo_conn_t *c = w->all, *next; c; c = next) {
+                next = c->all_next;
+                fo_conn_tick(c);
+            }
+        }
+        FO_STAT_ADD(&w->stats, busy_ns, now_ns() - t0);
+        if (atomic_load_explicit(&w->b->draining, memory_order_relaxed) && drain_step(w))
+            break;
+    }
+    /* Tell everyone still here, then close. */
+    for (fo_conn_t *c = w->all; c; c = c->all_next)
+        if (c->state != FO_CONN_CLOSING)
+            fo_conn_send_error(c, FANOUT__ERROR_CODE__ERR_SHUTDOWN, 0, 0, "broker is shutting down");
+    for (fo_conn_t *c = w->all, *next; c; c = next) {
+        next = c->all_next;
+        fo_conn_flush(c);
+    }
+    while (w->all)
+        fo_conn_destroy(w->all);
+    return NULL;
+}
+
+fo_err_t fo_worker_start(fo_worker_t *w)
+{
+    return pthread_create(&w->thread, NULL, worker_main, w) ? FO_ERR_IO : FO_OK;
+}
+
+void fo_worker_join(fo_worker_t *w)
+{
+    pthread_join(w->thread, NULL);
+}

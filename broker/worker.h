@@ -1,0 +1,85 @@
+/* worker.h -- one event-loop thread and everything it owns.
+ *
+ * A worker owns an epoll fd, its connections (a connection never moves),
+ * an inbox (other threads post to it), a buffer cache for socket reads,
+ * an arena for decoding, outboxes to the other workers (flushed once per
+ * loop iteration), a multicast sender and its stats. Nothing here is
+ * touched by another thread except the inbox and the stats (read-only).
+ */
+#ifndef FO_WORKER_H
+#define FO_WORKER_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include "arena.h"
+#include "broker.h"
+#include "inbox.h"
+#include "stats.h"
+
+struct fo_conn;
+
+#define FO_READ_BLOCK   (64u * 1024)   /* buffer cache block size      */
+#define FO_BUFCACHE_MAX 64             /* blocks kept per worker       */
+#define FO_IOV_MAX      512            /* iovecs per writev            */
+
+typedef struct fo_outbox {
+    fo_item_t *items;
+    size_t len, cap;
+} fo_outbox_t;
+
+typedef struct fo_topic_cache fo_topic_cache_t;
+
+typedef struct fo_worker {
+    int id;
+    fo_broker_t *b;              /* borrowed                          */
+    pthread_t thread;
+    int epfd;
+    fo_inbox_t inbox;
+    fo_stats_t stats;
+    fo_arena_t arena;            /* reset after each read batch       */
+    /* connections: slot table for O(1) lookup by id */
+    struct fo_conn **slots;
+    uint32_t nslots, free_head;  /* free_head: first free slot + 1    */
+    uint32_t *free_next;
+    struct fo_conn *all;         /* every connection (timers, drain)  */
+    struct fo_conn *dirty;       /* connections with output to write  */
+    int nconns;
+    /* outboxes to each worker (own index unused) */
+    fo_outbox_t *outbox;
+    fo_item_t *spare;            /* swapped with the inbox array      */
+    size_t spare_cap;
+    /* socket read buffers */
+    void *bufcache[FO_BUFCACHE_MAX];
+    int nbufcache;
+    /* writev scratch */
+    struct iovec iov[FO_IOV_MAX];
+    uint8_t prefix[(FO_IOV_MAX / 2) * 16];
+    fo_mcast_tx_t *mtx;          /* owned                              */
+    fo_topic_cache_t *tcache;    /* owned: name -> fo_topic_t*         */
+    uint64_t now_ms;             /* CLOCK_MONOTONIC, per iteration     */
+    uint64_t next_tick_ms;
+    int drain_phase;             /* 0 running, 1 stopped reading       */
+    uint64_t drain_deadline_ms;
+} fo_worker_t;
+
+fo_err_t fo_worker_create(fo_broker_t *b, int id, fo_worker_t **out);
+fo_err_t fo_worker_start(fo_worker_t *w);
+void fo_worker_join(fo_worker_t *w);
+void fo_worker_destroy(fo_worker_t *w);      /* after join; NULL ok */
+/* Wake the worker (drain, reload). Any thread. */
+void fo_worker_wake(fo_worker_t *w);
+
+/* Worker thread only: */
+void fo_worker_post(fo_worker_t *w, int to, const fo_item_t *it);  /* outbox */
+void fo_worker_mark_dirty(fo_worker_t *w, struct fo_conn *c);
+struct fo_conn *fo_worker_conn(fo_worker_t *w, uint64_t conn_id);
+void *fo_worker_buf_get(fo_worker_t *w);
+void fo_worker_buf_put(fo_worker_t *w, void *block);
+uint64_t fo_now_ms(void);
+
+/* The topic cache (route.c): per-worker name -> topic, no locks. */
+fo_topic_cache_t *fo_topic_cache_create(void);
+void fo_topic_cache_destroy(fo_topic_cache_t *c);
+
+#endif

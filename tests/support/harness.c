@@ -1,0 +1,480 @@
+/* harness.c -- integration-test support (see harness.h). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "harness.h"
+
+uint64_t fo_tb_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+const char *fo_tb_build_dir(void)
+{
+    const char *b = getenv("FO_BUILD");
+    return b && *b ? b : "build";
+}
+
+int fo_tb_free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t l = sizeof a;
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) ||
+        getsockname(s, (struct sockaddr *)&a, &l)) {
+        if (s >= 0)
+            close(s);
+        return -1;
+    }
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+static int dial(int port)
+{
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (s < 0)
+        return -1;
+    if (connect(s, (struct sockaddr *)&a, sizeof a)) {
+        close(s);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return s;
+}
+
+int fo_tb_http_get(int port, const char *path, char *buf, size_t len)
+{
+    int s = dial(port);
+    if (s < 0)
+        return -1;
+    struct timeval tv = { 5, 0 };
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char req[512];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (write(s, req, (size_t)n) != n) {
+        close(s);
+        return -1;
+    }
+    size_t got = 0;
+    ssize_t k;
+    while (got + 1 < len && (k = read(s, buf + got, len - 1 - got)) > 0)
+        got += (size_t)k;
+    buf[got] = 0;
+    close(s);
+    int status = -1;
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+        return -1;
+    char *body = strstr(buf, "\r\n\r\n");
+    if (body)
+        memmove(buf, body + 4, strlen(body + 4) + 1);
+    return status;
+}
+
+int fo_tb_start(fo_tb_t *b, const char *const *extra)
+{
+    memset(b, 0, sizeof *b);
+    b->port = fo_tb_free_port();
+    b->http_port = fo_tb_free_port();
+    snprintf(b->addr, sizeof b->addr, "127.0.0.1:%d", b->port);
+    char listen[64], http[64], bin[512];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", b->port);
+    snprintf(http, sizeof http, "127.0.0.1:%d", b->http_port);
+    snprintf(bin, sizeof bin, "%s/fanoutd", fo_tb_build_dir());
+    snprintf(b->log_path, sizeof b->log_path, "%s/test-logs/fanoutd-%d-%d.log",
+             fo_tb_build_dir(), (int)getpid(), b->port);
+    const char *argv[64] = { bin, "--listen", listen, "--http", http, "--threads", "2" };
+    int argc = 7;
+    for (int i = 0; extra && extra[i] && argc < 62; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(b->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0)
+            fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 2);
+        dup2(fd, 1);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    b->pid = pid;
+    uint64_t deadline = fo_tb_now_ms() + 10000;
+    char body[256];
+    while (fo_tb_now_ms() < deadline) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            b->pid = 0;
+            fprintf(stderr, "fanoutd exited at start; log %s\n", b->log_path);
+            return -1;
+        }
+        if (fo_tb_http_get(b->http_port, "/healthz", body, sizeof body) == 200)
+            return 0;
+        struct timespec ts = { 0, 10 * 1000000 };
+        nanosleep(&ts, NULL);   /* polling a condition, with a deadline */
+    }
+    fo_tb_stop(b);
+    return -1;
+}
+
+void fo_tb_signal(fo_tb_t *b, int sig)
+{
+    if (b->pid > 0)
+        kill(b->pid, sig);
+}
+
+int fo_tb_stop(fo_tb_t *b)
+{
+    if (b->pid <= 0)
+        return -1;
+    kill(b->pid, SIGTERM);
+    uint64_t deadline = fo_tb_now_ms() + 15000;
+    int st = 0;
+    for (;;) {
+        pid_t r = waitpid(b->pid, &st, WNOHANG);
+        if (r == b->pid)
+            break;
+        if (fo_tb_now_ms() >= deadline) {
+            kill(b->pid, SIGKILL);
+            waitpid(b->pid, &st, 0);
+            b->pid = 0;
+            return -1;
+        }
+        struct timespec ts = { 0, 5 * 1000000 };
+        nanosleep(&ts, NULL);
+    }
+    b->pid = 0;
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    return 128 + WTERMSIG(st);
+}
+
+double fo_tb_metric(const fo_tb_t *b, const char *name)
+{
+    static char buf[1 << 20];
+    if (fo_tb_http_get(b->http_port, "/metrics", buf, sizeof buf) != 200)
+        return -1;
+    size_t nl = strlen(name);
+    for (char *line = buf; line && *line; ) {
+        char *end = strchr(line, '\n');
+        if (!strncmp(line, name, nl) && line[nl] == ' ')
+            return strtod(line + nl + 1, NULL);
+        line = end ? end + 1 : NULL;
+    }
+    return -1;
+}
+
+int fo_tb_wait_metric(const fo_tb_t *b, const char *name, double want, int timeout_ms)
+{
+    uint64_t deadline = fo_tb_now_ms() + (uint64_t)timeout_ms;
+    do {
+        if (fo_tb_metric(b, name) >= want)
+            return 0;
+        struct timespec ts = { 0, 10 * 1000000 };
+        nanosleep(&ts, NULL);
+    } while (fo_tb_now_ms() < deadline);
+    return -1;
+}
+
+/* ------------------------------------------------------------ raw client */
+
+int fo_tc_connect(fo_tc_t *c, int port)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = dial(port);
+    if (c->fd < 0)
+        return -1;
+    fo_decoder_init(&c->dec, FO_MAX_FRAME_LIMIT);
+    fo_arena_init(&c->arena, 4096, 0);
+    return 0;
+}
+
+void fo_tc_close(fo_tc_t *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    fo_decoder_destroy(&c->dec);
+    fo_arena_destroy(&c->arena);
+}
+
+int fo_tc_send_raw(fo_tc_t *c, const void *p, size_t n)
+{
+    const char *q = p;
+    while (n) {
+        ssize_t k = send(c->fd, q, n, MSG_NOSIGNAL);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        q += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+int fo_tc_send(fo_tc_t *c, const Fanout__Frame *f)
+{
+    size_t n = fo_frame_size(f);
+    uint8_t *b = malloc(n);
+    if (!b)
+        return -1;
+    fo_frame_pack(f, b);
+    int rc = fo_tc_send_raw(c, b, n);
+    free(b);
+    return rc;
+}
+
+int fo_tc_recv(fo_tc_t *c, int timeout_ms, Fanout__Frame **out)
+{
+    uint64_t deadline = fo_tb_now_ms() + (uint64_t)timeout_ms;
+    fo_arena_reset(&c->arena);
+    for (;;) {
+        const uint8_t *body;
+        size_t len;
+        fo_err_t e = fo_decoder_next(&c->dec, &body, &len);
+        if (e == FO_OK)
+            return fo_frame_unpack(body, len, &c->arena, out) ? -1 : 1;
+        if (e != FO_ERR_AGAIN)
+            return -1;
+        uint64_t now = fo_tb_now_ms();
+        if (now >= deadline)
+            return 0;
+        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+        int r = poll(&pfd, 1, (int)(deadline - now));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0)
+            return 0;
+        if (fo_buf_reserve(&c->dec.buf, 65536))
+            return -1;
+        ssize_t k = recv(c->fd, fo_buf_tail(&c->dec.buf), fo_buf_room(&c->dec.buf), 0);
+        if (k <= 0)
+            return -1;
+        fo_buf_commit(&c->dec.buf, (size_t)k);
+    }
+}
+
+int fo_tc_open(fo_tc_t *c, int port, const char *name)
+{
+    if (fo_tc_connect(c, port))
+        return -1;
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Hello h = FANOUT__HELLO__INIT;
+    h.has_version = 1;
+    h.version = 1;
+    h.client_name = (char *)name;
+    f.body_case = FANOUT__FRAME__BODY_HELLO;
+    f.hello = &h;
+    Fanout__Frame *r;
+    if (fo_tc_send(c, &f) || fo_tc_recv(c, 5000, &r) != 1 ||
+        r->body_case != FANOUT__FRAME__BODY_WELCOME) {
+        fo_tc_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+int fo_tc_subscribe(fo_tc_t *c, uint32_t sid, const char *filter, const char *queue)
+{
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Subscribe s = FANOUT__SUBSCRIBE__INIT;
+    s.has_sid = 1;
+    s.sid = sid;
+    s.filter = (char *)filter;
+    s.queue = (char *)queue;
+    f.body_case = FANOUT__FRAME__BODY_SUBSCRIBE;
+    f.subscribe = &s;
+    f.has_req = 1;
+    f.req = 1000000 + sid;
+    if (fo_tc_send(c, &f))
+        return -1;
+    return fo_tc_wait_ack(c, f.req, 5000);
+}
+
+int fo_tc_publish(fo_tc_t *c, const char *topic, const void *p, size_t n, uint64_t req)
+{
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Publish pb = FANOUT__PUBLISH__INIT;
+    pb.topic = (char *)topic;
+    pb.has_payload = 1;
+    pb.payload.data = (uint8_t *)p;
+    pb.payload.len = n;
+    f.body_case = FANOUT__FRAME__BODY_PUBLISH;
+    f.publish = &pb;
+    if (req) {
+        f.has_req = 1;
+        f.req = req;
+    }
+    return fo_tc_send(c, &f);
+}
+
+int fo_tc_wait_ack(fo_tc_t *c, uint64_t req, int timeout_ms)
+{
+    uint64_t deadline = fo_tb_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        uint64_t now = fo_tb_now_ms();
+        if (now >= deadline)
+            return -1;
+        Fanout__Frame *f;
+        int r = fo_tc_recv(c, (int)(deadline - now), &f);
+        if (r != 1)
+            return -1;
+        if (f->body_case == FANOUT__FRAME__BODY_ACK && f->ack->ref == req)
+            return 0;
+        if (f->body_case == FANOUT__FRAME__BODY_ERROR && f->error->ref == req)
+            return -1;
+    }
+}
+
+int fo_tc_wait_closed(fo_tc_t *c, int timeout_ms, int *err_code)
+{
+    uint64_t deadline = fo_tb_now_ms() + (uint64_t)timeout_ms;
+    if (err_code)
+        *err_code = -1;
+    for (;;) {
+        uint64_t now = fo_tb_now_ms();
+        if (now >= deadline)
+            return -1;
+        Fanout__Frame *f;
+        int r = fo_tc_recv(c, (int)(deadline - now), &f);
+        if (r < 0)
+            return 0;
+        if (r == 1 && f->body_case == FANOUT__FRAME__BODY_ERROR && err_code)
+            *err_code = f->error->code;
+    }
+}
+
+/* ------------------------------------------------------------ processes */
+
+static void resolve(const char *arg0, char *out, size_t len)
+{
+    if (strchr(arg0, '/'))
+        snprintf(out, len, "%s", arg0);
+    else
+        snprintf(out, len, "%s/%s", fo_tb_build_dir(), arg0);
+}
+
+pid_t fo_tb_spawn(const char *const *argv, const char *stdout_path)
+{
+    char bin[512];
+    resolve(argv[0], bin, sizeof bin);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (stdout_path) {
+            int fd = open(stdout_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd >= 0)
+                dup2(fd, 1);
+        }
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0)
+            dup2(nul, 0);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+int fo_tb_run(const char *const *argv, const char *input, char *out, size_t outlen,
+              char *err, size_t errlen, int timeout_ms)
+{
+    char bin[512];
+    resolve(argv[0], bin, sizeof bin);
+    int in[2], o[2], e[2];
+    if (pipe(in) || pipe(o) || pipe(e))
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(o[1], 1);
+        dup2(e[1], 2);
+        close(in[1]);
+        close(o[0]);
+        close(e[0]);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(o[1]);
+    close(e[1]);
+    if (input) {
+        size_t n = strlen(input);
+        const char *p = input;
+        signal(SIGPIPE, SIG_IGN);
+        while (n) {
+            ssize_t k = write(in[1], p, n);
+            if (k <= 0)
+                break;
+            p += k;
+            n -= (size_t)k;
+        }
+    }
+    close(in[1]);
+    size_t og = 0, eg = 0;
+    uint64_t deadline = fo_tb_now_ms() + (uint64_t)timeout_ms;
+    struct pollfd pf[2] = { { o[0], POLLIN, 0 }, { e[0], POLLIN, 0 } };
+    int open_fds = 2, timed_out = 0;
+    while (open_fds) {
+        uint64_t now = fo_tb_now_ms();
+        if (now >= deadline) {
+            timed_out = 1;
+            break;
+        }
+        if (poll(pf, 2, (int)(deadline - now)) <= 0)
+            continue;
+        for (int i = 0; i < 2; i++) {
+            if (pf[i].fd < 0 || !(pf[i].revents & (POLLIN | POLLHUP)))
+                continue;
+            char tmp[4096];
+            ssize_t k = read(pf[i].fd, tmp, sizeof tmp);
+            if (k <= 0) {
+                close(pf[i].fd);
+                pf[i].fd = -1;
+                open_fds--;
+                continue;
+            }
+            char *dst = i ? err : out;
+            size_t *got = i ? &eg : &og, cap = i ? errlen : outlen;
+            if (dst && *got + 1 < cap) {
+                size_t take = (size_t)k < cap - 1 - *got ? (size_t)k : cap - 1 - *got;
+                memcpy(dst + *got, tmp, take);
+                *got += take;
+            }
+        }
+    }
+    if (out && outlen)
+        out[og] = 0;
+    if (err && errlen)
+        err[eg] = 0;
+    for (int i = 0; i < 2; i++)
+        if (pf[i].fd >= 0)
+            close(pf[i].fd);
+    int st;
+    if (timed_out) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        return -1;
+    }
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
