@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,13 +45,17 @@ int fo_tb_free_port(void)
     return ntohs(a.sin_port);
 }
 
-static int dial(int port)
+static int dial_rcvbuf(int port, int rcvbuf)
 {
     int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (s < 0)
         return -1;
+    /* before connect, so the window is small from the start (this also
+     * turns off receive-buffer autotuning, up to 32 MiB here) */
+    if (rcvbuf > 0)
+        setsockopt(s, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     if (connect(s, (struct sockaddr *)&a, sizeof a)) {
         close(s);
         return -1;
@@ -59,6 +64,8 @@ static int dial(int port)
     setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return s;
 }
+
+static int dial(int port) { return dial_rcvbuf(port, 0); }
 
 int fo_tb_http_get(int port, const char *path, char *buf, size_t len)
 {
@@ -98,6 +105,8 @@ int fo_tb_start(fo_tb_t *b, const char *const *extra)
     snprintf(listen, sizeof listen, "127.0.0.1:%d", b->port);
     snprintf(http, sizeof http, "127.0.0.1:%d", b->http_port);
     snprintf(bin, sizeof bin, "%s/fanoutd", fo_tb_build_dir());
+    snprintf(b->log_path, sizeof b->log_path, "%s/test-logs", fo_tb_build_dir());
+    mkdir(b->log_path, 0755);
     snprintf(b->log_path, sizeof b->log_path, "%s/test-logs/fanoutd-%d-%d.log",
              fo_tb_build_dir(), (int)getpid(), b->port);
     const char *argv[64] = { bin, "--listen", listen, "--http", http, "--threads", "2" };
@@ -197,10 +206,12 @@ int fo_tb_wait_metric(const fo_tb_t *b, const char *name, double want, int timeo
 
 /* ------------------------------------------------------------ raw client */
 
-int fo_tc_connect(fo_tc_t *c, int port)
+int fo_tc_connect(fo_tc_t *c, int port) { return fo_tc_connect_rcvbuf(c, port, 0); }
+
+int fo_tc_connect_rcvbuf(fo_tc_t *c, int port, int rcvbuf)
 {
     memset(c, 0, sizeof *c);
-    c->fd = dial(port);
+    c->fd = dial_rcvbuf(port, rcvbuf);
     if (c->fd < 0)
         return -1;
     fo_decoder_init(&c->dec, FO_MAX_FRAME_LIMIT);
@@ -257,11 +268,10 @@ int fo_tc_recv(fo_tc_t *c, int timeout_ms, Fanout__Frame **out)
             return fo_frame_unpack(body, len, &c->arena, out) ? -1 : 1;
         if (e != FO_ERR_AGAIN)
             return -1;
+        /* poll at least once, so timeout 0 means "what is there now" */
         uint64_t now = fo_tb_now_ms();
-        if (now >= deadline)
-            return 0;
         struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-        int r = poll(&pfd, 1, (int)(deadline - now));
+        int r = poll(&pfd, 1, now >= deadline ? 0 : (int)(deadline - now));
         if (r < 0 && errno == EINTR)
             continue;
         if (r == 0)
@@ -275,9 +285,11 @@ int fo_tc_recv(fo_tc_t *c, int timeout_ms, Fanout__Frame **out)
     }
 }
 
-int fo_tc_open(fo_tc_t *c, int port, const char *name)
+int fo_tc_open(fo_tc_t *c, int port, const char *name) { return fo_tc_open_rcvbuf(c, port, name, 0); }
+
+int fo_tc_open_rcvbuf(fo_tc_t *c, int port, const char *name, int rcvbuf)
 {
-    if (fo_tc_connect(c, port))
+    if (fo_tc_connect_rcvbuf(c, port, rcvbuf))
         return -1;
     Fanout__Frame f = FANOUT__FRAME__INIT;
     Fanout__Hello h = FANOUT__HELLO__INIT;

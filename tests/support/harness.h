@@ -54,6 +54,10 @@ typedef struct fo_tc {
 int fo_tc_connect(fo_tc_t *c, int port);
 /* Connect and complete HELLO/WELCOME. 0 on success. */
 int fo_tc_open(fo_tc_t *c, int port, const char *name);
+/* The same with a fixed receive buffer (bytes), set before connecting: a
+ * consumer that cannot absorb much (slow-consumer tests). */
+int fo_tc_connect_rcvbuf(fo_tc_t *c, int port, int rcvbuf);
+int fo_tc_open_rcvbuf(fo_tc_t *c, int port, const char *name, int rcvbuf);
 void fo_tc_close(fo_tc_t *c);
 int fo_tc_send(fo_tc_t *c, const Fanout__Frame *f);          /* 0 ok */
 int fo_tc_send_raw(fo_tc_t *c, const void *p, size_t n);     /* 0 ok */
