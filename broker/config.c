@@ -86,7 +86,7 @@ static const opt_t opts[] = {
     /* name            type        group   default          min     max          field              flags      names        help */
     { "listen",        T_HOSTPORT, G_NET,  "0.0.0.0:7400",  0, 0,                FIELD(listen),           0,        NULL, "address of the client (TCP) listener" },
     { "http",          T_HOSTPORT, G_NET,  "127.0.0.1:7401", 0, 0,               FIELD(http),             F_OFF,    NULL, "address of /metrics and /healthz, or \"off\"" },
-    { "threads",       T_INT,      G_NET,  "0",             0, 256,              FIELD(threads),          0,        NULL, "worker threads, 0 = one per online core" },
+    { "threads",       T_INT,      G_NET,  "0",             0, 64,               FIELD(threads),          0,        NULL, "worker threads, 0 = one per online core" },
     { "max-frame",     T_SIZE,     G_LIM,  "1MiB",          64, 64 * MiB,        FIELD(max_frame),        0,        NULL, "largest frame body accepted" },
     { "max-conns",     T_INT,      G_LIM,  "10000",         1, 1000000,          FIELD(max_conns),        F_RELOAD, NULL, "concurrent client connections" },
     { "max-memory",    T_SIZE,     G_LIM,  "1GiB",          1 * MiB, 1 * TiB,    FIELD(max_memory),       F_RELOAD, NULL, "message memory cap (publishes beyond are refused)" },

@@ -15,7 +15,9 @@
 #include "log.h"
 #include "route.h"
 
-#define LINGER_MS 1000
+#define LINGER_MS 5000   /* bound on a closing connection's life */
+
+static int write_some(fo_conn_t *c);
 #define ERR(x) FANOUT__ERROR_CODE__ERR_##x
 
 static void set_events(fo_conn_t *c)
@@ -212,8 +214,9 @@ void fo_conn_fail(fo_conn_t *c, int code, const char *fmt, ...)
     fo_worker_mark_dirty(c->w, c);
 }
 
-void fo_conn_send_gap(fo_conn_t *c, uint32_t sid, const char *topic, size_t topic_len,
-                      uint64_t first, uint64_t last, int reason)
+/* Encode a GAP frame (owned bytes). */
+static uint8_t *gap_frame(uint32_t sid, const char *topic, size_t topic_len,
+                          uint64_t first, uint64_t last, int reason, uint32_t *len)
 {
     char name[FO_TOPIC_MAX + 1];
     if (topic_len > FO_TOPIC_MAX)
@@ -231,17 +234,31 @@ void fo_conn_send_gap(fo_conn_t *c, uint32_t sid, const char *topic, size_t topi
     f.gap = &g;
     f.has_sid = 1;
     f.sid = sid;
-    fo_conn_send(c, &f);
+    size_t n = fo_frame_size(&f);
+    uint8_t *b = malloc(n);
+    if (b)
+        *len = (uint32_t)fo_frame_pack(&f, b);
+    return b;
+}
+
+void fo_conn_send_gap(fo_conn_t *c, uint32_t sid, const char *topic, size_t topic_len,
+                      uint64_t first, uint64_t last, int reason)
+{
+    uint32_t len;
+    uint8_t *b = gap_frame(sid, topic, topic_len, first, last, reason, &len);
+    if (b && fo_outq_push_bytes(&c->outq, b, len) == FO_OK)
+        fo_worker_mark_dirty(c->w, c);
     FO_STAT_INC(&c->w->stats, gaps_sent);
 }
 
-static void on_dropped(void *ud, const fo_dropped_t *d)
+static uint8_t *on_dropped(void *ud, const fo_dropped_t *d, uint32_t *len)
 {
     fo_conn_t *c = ud;
     size_t tl;
     const char *t = fo_msg_topic(d->last_msg, &tl);
     FO_STAT_ADD(&c->w->stats, drops_slow_consumer, d->last - d->first + 1);
-    fo_conn_send_gap(c, d->sid, t, tl, d->first, d->last, FANOUT__GAP_REASON__GAP_SLOW_CONSUMER);
+    FO_STAT_INC(&c->w->stats, gaps_sent);
+    return gap_frame(d->sid, t, tl, d->first, d->last, FANOUT__GAP_REASON__GAP_SLOW_CONSUMER, len);
 }
 
 void fo_conn_deliver(fo_conn_t *c, fo_sub_t *sub, fo_msg_t *m)
@@ -252,11 +269,13 @@ void fo_conn_deliver(fo_conn_t *c, fo_sub_t *sub, fo_msg_t *m)
     }
     uint64_t limit = LIM(c->w->b, max_output);
     int policy = sub->policy;
+    if (c->outq.bytes + m->shared_len > limit)
+        write_some(c);   /* a burst, or a slow reader? ask the socket first */
     if (c->outq.bytes + m->shared_len > limit) {
         if (policy == FO_SLOW_DISCONNECT) {
             fo_msg_unref(m);
             FO_STAT_INC(&c->w->stats, slow_consumer_disconnects);
-            fo_outq_clear(&c->outq);  /* it cannot keep up: say why, now */
+            fo_outq_drop_unsent(&c->outq);  /* it cannot keep up: say why, next */
             fo_conn_fail(c, ERR(SLOW_CONSUMER),
                          "output queue over %llu bytes (subscription %u, policy disconnect)",
                          (unsigned long long)limit, sub->sid);
@@ -280,7 +299,9 @@ void fo_conn_deliver(fo_conn_t *c, fo_sub_t *sub, fo_msg_t *m)
     }
 }
 
-int fo_conn_flush(fo_conn_t *c)
+/* Write until the queue is empty or the socket is full. 0, or -1 on a
+ * socket error (the caller decides when to destroy). */
+static int write_some(fo_conn_t *c)
 {
     fo_worker_t *w = c->w;
     while (c->outq.count) {
@@ -291,13 +312,21 @@ int fo_conn_flush(fo_conn_t *c)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
+                return 0;
             fo_debug(c->id, "write: %s", strerror(errno));
-            fo_conn_destroy(c);
             return -1;
         }
         FO_STAT_ADD(&w->stats, bytes_out, (uint64_t)k);
         fo_outq_advance(&c->outq, (size_t)k);
+    }
+    return 0;
+}
+
+int fo_conn_flush(fo_conn_t *c)
+{
+    if (write_some(c)) {
+        fo_conn_destroy(c);
+        return -1;
     }
     int pending = c->outq.count > 0;
     if (pending != c->want_out) {

@@ -110,7 +110,7 @@ static int http_handler(void *ud, const char *path, fo_buf_t *body, const char *
         return draining ? 503 : 200;
     }
     if (!strcmp(path, "/metrics")) {
-        const fo_stats_t *st[256];
+        const fo_stats_t *st[64];
         for (int i = 0; i < b->nworkers; i++)
             st[i] = &b->workers[i]->stats;
         fo_metrics_src_t src = {
@@ -208,7 +208,7 @@ int main(int argc, char **argv)
     b->nworkers = b->cfg.threads > 0 ? b->cfg.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (b->nworkers < 1)
         b->nworkers = 1;
-    if (b->nworkers > 64)
+    if (b->nworkers > 64)      /* the publish path keeps a 64-bit worker mask */
         b->nworkers = 64;
     b->epoch = realtime_ns();
     snprintf(b->server_id, sizeof b->server_id, "%016llx%08x",
@@ -235,9 +235,10 @@ int main(int argc, char **argv)
         if (fo_worker_start(b->workers[started]))
             goto out;
     http_ctx_t hctx = { b, fo_now_ms() };
-    if (strcmp(b->cfg.http, "off") &&
-        fo_http_create(b->cfg.http, http_handler, &hctx, &http)) {
-        fprintf(stderr, "fanoutd: cannot listen on --http %s: %s\n", b->cfg.http, strerror(errno));
+    fo_err_t herr = fo_http_create(b->cfg.http, http_handler, &hctx, &http);
+    if (herr) {
+        fprintf(stderr, "fanoutd: cannot listen on --http %s: %s\n", b->cfg.http,
+                herr == FO_ERR_IO ? strerror(errno) : fo_strerror(herr));
         goto out;
     }
 
@@ -270,7 +271,8 @@ int main(int argc, char **argv)
                 while (read(sfd, &si, sizeof si) == sizeof si) {
                     if (si.ssi_signo == SIGHUP) {
                         if (fo_config_reload(&b->cfg, environ, err, sizeof err)) {
-                            fo_error(0, "SIGHUP: reload failed, keeping the old values: %s", err);
+                            fo_error(0, "SIGHUP: reload failed, keeping the old values: %s",
+                                     strncmp(err, "fanoutd: ", 9) ? err : err + 9);
                         } else {
                             fo_broker_apply_limits(b, &b->cfg);
                             fo_log_set_level(b->cfg.log_level);

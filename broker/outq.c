@@ -61,6 +61,18 @@ fo_err_t fo_outq_push_msg(fo_outq_t *q, fo_msg_t *m, uint32_t sid, int droppable
     return FO_OK;
 }
 
+fo_err_t fo_outq_push_bytes(fo_outq_t *q, uint8_t *frame, uint32_t len)
+{
+    fo_out_t *e = push_slot(q);
+    if (!e) {
+        free(frame);
+        return FO_ERR_NOMEM;
+    }
+    *e = (fo_out_t){ .frame = frame, .len = len };
+    q->bytes += len;
+    return FO_OK;
+}
+
 fo_err_t fo_outq_push_frame(fo_outq_t *q, const Fanout__Frame *f)
 {
     size_t n = fo_frame_size(f);
@@ -68,18 +80,7 @@ fo_err_t fo_outq_push_frame(fo_outq_t *q, const Fanout__Frame *f)
     if (!b)
         return FO_ERR_NOMEM;
     fo_frame_pack(f, b);
-    fo_out_t *e = push_slot(q);
-    if (!e) {
-        free(b);
-        return FO_ERR_NOMEM;
-    }
-    e->msg = NULL;
-    e->frame = b;
-    e->len = (uint32_t)n;
-    e->sid = 0;
-    e->droppable = 0;
-    q->bytes += n;
-    return FO_OK;
+    return fo_outq_push_bytes(q, b, (uint32_t)n);
 }
 
 int fo_outq_iov(const fo_outq_t *q, struct iovec *iov, int max, uint8_t *scratch)
@@ -112,7 +113,7 @@ int fo_outq_iov(const fo_outq_t *q, struct iovec *iov, int max, uint8_t *scratch
 void fo_outq_advance(fo_outq_t *q, size_t n)
 {
     q->bytes -= n;
-    while (n && q->count) {
+    while (q->count) {          /* also pops empty entries at the head */
         fo_out_t *e = &q->ring[q->head];
         size_t left = e->len - q->head_off;
         if (n < left) {
@@ -127,16 +128,28 @@ void fo_outq_advance(fo_outq_t *q, size_t n)
     }
 }
 
+/* Close a run: fill its placeholder slot with the callback's frame. */
+static void end_run(fo_outq_t *q, fo_dropped_t *run, uint32_t slot, fo_dropped_fn cb, void *ud)
+{
+    uint32_t len = 0;
+    uint8_t *frame = cb(ud, run, &len);
+    fo_msg_unref(run->last_msg);
+    fo_out_t *e = &q->ring[(q->head + slot) % q->cap];
+    *e = (fo_out_t){ .frame = frame, .len = frame ? len : 0 };
+    q->bytes += e->len;
+}
+
 size_t fo_outq_drop_oldest(fo_outq_t *q, uint64_t target, fo_dropped_fn cb, void *ud)
 {
     if (q->bytes <= target || q->count == 0)
         return 0;
     /* Compact the survivors in place, oldest first; the head entry stays if
-     * it is partly written. */
+     * it is partly written. A run's first dropped slot becomes its notice
+     * (keep <= i throughout, so nothing unread is overwritten). */
     fo_dropped_t run = {0};
     int have_run = 0;
+    uint32_t run_slot = 0, keep = 0;
     size_t dropped = 0;
-    uint32_t keep = 0;
     for (uint32_t i = 0; i < q->count; i++) {
         fo_out_t e = q->ring[(q->head + i) % q->cap];
         int partly = (i == 0 && q->head_off > 0);
@@ -148,25 +161,38 @@ size_t fo_outq_drop_oldest(fo_outq_t *q, uint64_t target, fo_dropped_fn cb, void
                 run.last = e.msg->seq;
                 fo_msg_unref(run.last_msg);
                 run.last_msg = e.msg;
-            } else {
-                if (have_run) {
-                    cb(ud, &run);
-                    fo_msg_unref(run.last_msg);
-                }
-                run = (fo_dropped_t){ e.sid, e.msg->topic, e.msg, e.msg->seq, e.msg->seq };
-                have_run = 1;
+                continue;
             }
+            if (have_run)
+                end_run(q, &run, run_slot, cb, ud);
+            run = (fo_dropped_t){ e.sid, e.msg->topic, e.msg, e.msg->seq, e.msg->seq };
+            have_run = 1;
+            run_slot = keep++;
             continue;
+        }
+        if (have_run) {
+            end_run(q, &run, run_slot, cb, ud);
+            have_run = 0;
         }
         q->ring[(q->head + keep) % q->cap] = e;
         keep++;
     }
     q->count = keep;
-    if (have_run) {
-        cb(ud, &run);
-        fo_msg_unref(run.last_msg);
-    }
+    if (have_run)
+        end_run(q, &run, run_slot, cb, ud);
     return dropped;
+}
+
+void fo_outq_drop_unsent(fo_outq_t *q)
+{
+    uint32_t keep = q->head_off > 0 ? 1 : 0;
+    for (uint32_t i = keep; i < q->count; i++) {
+        fo_out_t *e = &q->ring[(q->head + i) % q->cap];
+        q->bytes -= e->len;
+        entry_free(e);
+    }
+    if (q->count > keep)
+        q->count = keep;
 }
 
 void fo_outq_trim(fo_outq_t *q)

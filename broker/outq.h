@@ -58,6 +58,8 @@ void fo_outq_clear(fo_outq_t *q);
 fo_err_t fo_outq_push_msg(fo_outq_t *q, fo_msg_t *m, uint32_t sid, int droppable);
 /* Queue an encoded frame (copied). */
 fo_err_t fo_outq_push_frame(fo_outq_t *q, const Fanout__Frame *f);
+/* Queue frame bytes, taking ownership (freed on failure too). */
+fo_err_t fo_outq_push_bytes(fo_outq_t *q, uint8_t *frame, uint32_t len);
 
 /* Fill up to max iovecs (2 per shared message) from the head; prefix
  * scratch must hold max/2 * FO_DELIVER_PREFIX_MAX bytes. Returns the iovec
@@ -66,11 +68,17 @@ int fo_outq_iov(const fo_outq_t *q, struct iovec *iov, int max, uint8_t *scratch
 /* Pop n written bytes. */
 void fo_outq_advance(fo_outq_t *q, size_t n);
 
-/* Drop the oldest droppable shared messages until bytes <= target.
- * cb is called once per contiguous (sid, topic) run dropped, oldest first.
- * Returns the number of messages dropped. */
-typedef void (*fo_dropped_fn)(void *ud, const fo_dropped_t *d);
+/* Drop the oldest droppable shared messages until bytes <= target. Each
+ * contiguous (sid, topic) run dropped is replaced, in place, by the frame
+ * cb returns (a GAP: owned malloc'd bytes, *len set; NULL = nothing), so
+ * the subscriber reads the notice exactly where the messages would have
+ * been. Returns the number of messages dropped. */
+typedef uint8_t *(*fo_dropped_fn)(void *ud, const fo_dropped_t *d, uint32_t *len);
 size_t fo_outq_drop_oldest(fo_outq_t *q, uint64_t target, fo_dropped_fn cb, void *ud);
+
+/* Drop every entry except a partly written head (so the stream stays
+ * whole), e.g. before a final ERROR. */
+void fo_outq_drop_unsent(fo_outq_t *q);
 
 /* Free the ring array when the queue is empty (idle connections). */
 void fo_outq_trim(fo_outq_t *q);

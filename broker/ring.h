@@ -16,6 +16,7 @@
 #define FO_RING_H
 
 #include <stdint.h>
+#include "fo_err.h"
 #include "msg.h"
 
 typedef struct fo_ring {

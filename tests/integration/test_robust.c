@@ -238,7 +238,7 @@ static void test_slow_consumer_drop(void **state)
     (void)state;
     enum { N = 20000, SZ = 1024 };
     fo_tb_t b;
-    const char *args[] = { "--max-output", "256KiB", NULL };
+    const char *args[] = { "--max-output", "2MiB", NULL };
     assert_int_equal(fo_tb_start(&b, args), 0);
     fo_tc_t slow, pub;
     healthy_t h;
@@ -284,7 +284,7 @@ static void test_slow_consumer_disconnect(void **state)
     (void)state;
     enum { N = 20000, SZ = 1024 };
     fo_tb_t b;
-    const char *args[] = { "--max-output", "256KiB", NULL };
+    const char *args[] = { "--max-output", "2MiB", NULL };
     assert_int_equal(fo_tb_start(&b, args), 0);
     fo_tc_t slow, pub;
     healthy_t h;
@@ -292,9 +292,9 @@ static void test_slow_consumer_disconnect(void **state)
     healthy_start(&h, b.port, "sd.t", N);
     assert_int_equal(fo_tc_open(&pub, b.port, "pub"), 0);
     publish_n(&pub, "sd.t", N, SZ);
-    healthy_check(&h);
     assert_int_equal(fo_tb_wait_metric(&b, "fanout_slow_consumer_disconnects_total", 1, 5000), 0);
     expect_error_close(&slow, ERRC(SLOW_CONSUMER));
+    healthy_check(&h);
     fo_tc_close(&pub);
     assert_int_equal(fo_tb_stop(&b), 0);
 }

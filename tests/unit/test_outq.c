@@ -1,0 +1,145 @@
+/* test_outq.c -- output queue: iovec layout, partial writes, drop-oldest
+ * with GAP notices in place, drop-unsent. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include "outq.h"
+
+static fo_mem_t mem;
+
+static fo_msg_t *mk(void *topic, uint64_t seq)
+{
+    return fo_msg_new(&mem, topic, "q.t", 3, seq, 0, (const uint8_t *)"payload", 7, 0);
+}
+
+/* Flatten what fo_outq_iov gives, write only `chunk` bytes at a time, and
+ * decode the stream: frames must come out whole and in order. */
+static size_t drain(fo_outq_t *q, uint8_t *out, size_t chunk)
+{
+    size_t total = 0;
+    struct iovec iov[64];
+    uint8_t scratch[32 * FO_DELIVER_PREFIX_MAX];
+    while (q->count) {
+        int n = fo_outq_iov(q, iov, 64, scratch);
+        size_t took = 0;
+        for (int i = 0; i < n && took < chunk; i++) {
+            size_t k = iov[i].iov_len < chunk - took ? iov[i].iov_len : chunk - took;
+            memcpy(out + total + took, iov[i].iov_base, k);
+            took += k;
+        }
+        fo_outq_advance(q, took);
+        total += took;
+    }
+    assert_int_equal(q->bytes, 0);
+    return total;
+}
+
+static void test_iov_and_partial_writes(void **state)
+{
+    (void)state;
+    for (size_t chunk = 1; chunk < 80; chunk += 7) {
+        fo_outq_t q;
+        fo_outq_init(&q);
+        for (uint64_t s = 1; s <= 5; s++)
+            assert_int_equal(fo_outq_push_msg(&q, mk(NULL, s), (uint32_t)(s * 100), 1), FO_OK);
+        Fanout__Frame f = FANOUT__FRAME__INIT;
+        Fanout__Pong p = FANOUT__PONG__INIT;
+        f.body_case = FANOUT__FRAME__BODY_PONG; f.pong = &p;
+        assert_int_equal(fo_outq_push_frame(&q, &f), FO_OK);
+        uint64_t bytes = q.bytes;
+        static uint8_t out[4096];
+        assert_int_equal(drain(&q, out, chunk), bytes);
+        fo_decoder_t d;
+        fo_decoder_init(&d, 0);
+        fo_decoder_feed(&d, out, bytes);
+        fo_arena_t a;
+        fo_arena_init(&a, 1024, 0);
+        const uint8_t *body; size_t len;
+        for (uint64_t s = 1; s <= 6; s++) {
+            assert_int_equal(fo_decoder_next(&d, &body, &len), FO_OK);
+            Fanout__Frame *g;
+            assert_int_equal(fo_frame_unpack(body, len, &a, &g), FO_OK);
+            if (s <= 5) {
+                assert_int_equal(g->deliver->seq, s);
+                assert_int_equal(g->sid, s * 100);
+            } else {
+                assert_int_equal(g->body_case, FANOUT__FRAME__BODY_PONG);
+            }
+        }
+        fo_decoder_destroy(&d);
+        fo_arena_destroy(&a);
+        fo_outq_trim(&q);
+        assert_null(q.ring);
+    }
+    assert_int_equal(atomic_load(&mem.used), 0);
+}
+
+static int runs;
+static uint64_t run_first[8], run_last[8];
+static uint8_t *on_drop(void *ud, const fo_dropped_t *d, uint32_t *len)
+{
+    (void)ud;
+    run_first[runs] = d->first;
+    run_last[runs] = d->last;
+    runs++;
+    uint8_t *b = malloc(8);
+    memcpy(b, "GAPGAPGA", 8);
+    *len = 8;
+    return b;
+}
+
+static void test_drop_oldest_in_place(void **state)
+{
+    (void)state;
+    int ta, tb;
+    fo_outq_t q;
+    fo_outq_init(&q);
+    /* sid 1 droppable on topic A seq 1..4, a control frame, sid 2 (not
+     * droppable) seq 1..2, then sid 1 seq 5..6 */
+    for (uint64_t s = 1; s <= 4; s++)
+        fo_outq_push_msg(&q, mk(&ta, s), 1, 1);
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Ping p = FANOUT__PING__INIT;
+    f.body_case = FANOUT__FRAME__BODY_PING; f.ping = &p;
+    fo_outq_push_frame(&q, &f);
+    fo_outq_push_msg(&q, mk(&tb, 1), 2, 0);
+    fo_outq_push_msg(&q, mk(&tb, 2), 2, 0);
+    fo_outq_push_msg(&q, mk(&ta, 5), 1, 1);
+    fo_outq_push_msg(&q, mk(&ta, 6), 1, 1);
+    /* partly write the head: it must survive */
+    fo_outq_advance(&q, 3);
+    runs = 0;
+    size_t dropped = fo_outq_drop_oldest(&q, 0, on_drop, NULL);
+    assert_int_equal(dropped, 5);                  /* 2,3,4 and 5,6 */
+    assert_int_equal(runs, 2);
+    assert_int_equal(run_first[0], 2);
+    assert_int_equal(run_last[0], 4);
+    assert_int_equal(run_first[1], 5);
+    assert_int_equal(run_last[1], 6);
+    /* order: head(1, partial), GAP, PING, sid2 x2, GAP */
+    assert_int_equal(q.count, 6);
+    assert_non_null(q.ring[q.head].msg);
+    assert_int_equal(q.ring[q.head].msg->seq, 1);
+    assert_null(q.ring[(q.head + 1) % q.cap].msg);
+    assert_int_equal(q.ring[(q.head + 1) % q.cap].len, 8);
+    assert_int_equal(q.ring[(q.head + 3) % q.cap].sid, 2);
+    assert_int_equal(q.ring[(q.head + 5) % q.cap].len, 8);
+    fo_outq_drop_unsent(&q);
+    assert_int_equal(q.count, 1);                  /* the partial head */
+    fo_outq_clear(&q);
+    assert_int_equal(atomic_load(&mem.used), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_iov_and_partial_writes),
+        cmocka_unit_test(test_drop_oldest_in_place),
+    };
+    return cmocka_run_group_tests_name("outq", tests, NULL, NULL);
+}
