@@ -208,7 +208,7 @@ static void test_bad_values(void **state)
     expect_error(&c, "max-frame", "999999999999999T", "is too large");
     expect_error(&c, "threads", "x", "--threads: \"x\" is not a whole number");
     expect_error(&c, "threads", "-1", "is not a whole number");
-    expect_error(&c, "threads", "257", "above the maximum 256");
+    expect_error(&c, "threads", "65", "above the maximum 64");
     expect_error(&c, "max-conns", "0", "below the minimum 1");
     expect_error(&c, "max-conns", "1000001", "above the maximum 1000000");
     expect_error(&c, "retention-msgs", "10000001", "above the maximum 10000000");
