@@ -210,7 +210,9 @@ void fo_conn_fail(fo_conn_t *c, int code, const char *fmt, ...)
     }
     c->state = FO_CONN_CLOSING;
     c->close_deadline_ms = c->w->now_ms + LINGER_MS;
-    fo_route_drop_subs(c);          /* nothing more is delivered */
+    /* Its subscriptions stay bound until fo_conn_destroy: this may run in
+     * the middle of a fan-out loop walking those very bindings. Nothing is
+     * delivered to a closing connection (fo_conn_deliver checks). */
     fo_worker_mark_dirty(c->w, c);
 }
 

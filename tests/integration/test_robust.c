@@ -241,7 +241,7 @@ static void test_slow_consumer_drop(void **state)
     const char *args[] = { "--max-output", "2MiB", NULL };
     assert_int_equal(fo_tb_start(&b, args), 0);
     fo_tc_t slow, pub;
-    healthy_t h;
+    static healthy_t h;   /* static: its thread may outlive a failed test */
     assert_int_equal(open_slow(&slow, b.port, 3, "sc.t", FANOUT__SLOW_POLICY__SLOW_DROP), 0);
     healthy_start(&h, b.port, "sc.t", N);
     assert_int_equal(fo_tc_open(&pub, b.port, "pub"), 0);
@@ -287,7 +287,7 @@ static void test_slow_consumer_disconnect(void **state)
     const char *args[] = { "--max-output", "2MiB", NULL };
     assert_int_equal(fo_tb_start(&b, args), 0);
     fo_tc_t slow, pub;
-    healthy_t h;
+    static healthy_t h;   /* static: its thread may outlive a failed test */
     assert_int_equal(open_slow(&slow, b.port, 3, "sd.t", FANOUT__SLOW_POLICY__SLOW_DISCONNECT), 0);
     healthy_start(&h, b.port, "sd.t", N);
     assert_int_equal(fo_tc_open(&pub, b.port, "pub"), 0);
