@@ -21,9 +21,9 @@
  *
  * A message whose McastMsg does not fit an empty datagram is sent as an
  * oversize marker (no payload; receivers fetch it with REPAIR) and counted
- * in mcast_oversize. A marker always fits: topics are bounded well below
- * FO_MCAST_MIN_DATAGRAM (checked anyway; a topic too long even for that is
- * counted as a send error and skipped).
+ * in mcast_oversize. A marker always fits: topics are at most FO_TOPIC_MAX
+ * (255) bytes and datagrams at least FO_MCAST_MIN_DATAGRAM (512) (checked
+ * anyway; a topic too long even for that is counted as a send error).
  *
  * The socket is non-blocking: a worker never waits on the network. A
  * datagram the kernel refuses (EAGAIN with a full send buffer, no route...)
@@ -42,8 +42,9 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "topic.h"
 
-#define FO_MCAST_MIN_DATAGRAM 256u
+#define FO_MCAST_MIN_DATAGRAM 512u
 #define FO_MCAST_MAX_DATAGRAM 65507u     /* largest IPv4 UDP payload       */
 #define BATCH_BYTES (1u << 20)           /* slot memory per worker, about  */
 #define BATCH_MIN 8
@@ -88,46 +89,6 @@ struct fo_mcast_tx {
 };
 
 /* ------------------------------------------------------------ table */
-
-/* Topic filter matching: tokens split by '.', `*` one token, `>` the rest
- * (one or more tokens). Temporary copy until broker/topic.c lands. */
-static int filter_match(const char *f, const char *t)
-{
-    for (;;) {
-        const char *fe = strchr(f, '.'), *te = strchr(t, '.');
-        size_t fl = fe ? (size_t)(fe - f) : strlen(f);
-        size_t tl = te ? (size_t)(te - t) : strlen(t);
-        if (fl == 1 && f[0] == '>')
-            return !fe && tl > 0;
-        if (!(fl == 1 && f[0] == '*') && (fl != tl || memcmp(f, t, fl) != 0))
-            return 0;
-        if (tl == 0)
-            return 0;
-        if (!fe || !te)
-            return !fe && !te;
-        f = fe + 1;
-        t = te + 1;
-    }
-}
-
-static int filter_valid(const char *f)
-{
-    if (!*f)
-        return 0;
-    for (const char *tok = f;;) {
-        const char *e = strchr(tok, '.');
-        size_t l = e ? (size_t)(e - tok) : strlen(tok);
-        if (l == 0)
-            return 0;
-        if (l > 1 && (memchr(tok, '*', l) || memchr(tok, '>', l)))
-            return 0;
-        if (l == 1 && tok[0] == '>' && e)
-            return 0;
-        if (!e)
-            return 1;
-        tok = e + 1;
-    }
-}
 
 static size_t header_size(uint64_t epoch)
 {
@@ -176,7 +137,7 @@ fo_err_t fo_mcast_create(const fo_config_t *cfg, uint64_t epoch, fo_mcast_t **ou
         g->addr[sizeof(g->addr) - 1] = '\0';
         g->dst.sin_family = AF_INET;
         g->dst.sin_port = htons(src->port);
-        if (!filter_valid(g->filter) ||
+        if (!fo_filter_valid(g->filter, strlen(g->filter)) ||
             inet_pton(AF_INET, g->addr, &g->dst.sin_addr) != 1 ||
             !IN_MULTICAST(ntohl(g->dst.sin_addr.s_addr)) || src->port == 0) {
             err = FO_ERR_ADDR;
@@ -214,7 +175,7 @@ void fo_mcast_destroy(fo_mcast_t *m)
 int fo_mcast_group_for(const fo_mcast_t *m, const char *topic)
 {
     for (size_t i = 0; i < m->count; i++)
-        if (filter_match(m->groups[i].filter, topic))
+        if (fo_topic_match(m->groups[i].filter, topic))
             return (int)i;
     return -1;
 }

@@ -32,7 +32,7 @@ typedef struct fo_mcast_tx fo_mcast_tx_t;
 /* Build the group table from cfg (copied). epoch goes in every datagram.
  * *out owned by the caller. With no groups configured, *out is still a
  * valid object that matches nothing. FO_ERR_RANGE: max_datagram outside
- * 256..65507 or ttl outside 0..255; FO_ERR_ADDR: a group that is not an
+ * 512..65507 or ttl outside 0..255; FO_ERR_ADDR: a group that is not an
  * IPv4 multicast address with a port, a bad filter, two filters on one
  * address:port, or an unknown mcast_if. */
 fo_err_t fo_mcast_create(const fo_config_t *cfg, uint64_t epoch, fo_mcast_t **out);

@@ -16,8 +16,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <cmocka.h>
-#include "../../broker/mcast.h"
-#include "../../client/mcast_rx.h"
+#include "mcast.h"
+#include "mcast_rx.h"
 
 #define EPOCH 777ull
 
@@ -229,8 +229,8 @@ static void test_oversize(void **state)
     sink_t s;
     fo_mcast_rx_t *rx = rx_new(&s, 0, EPOCH);
     tx_t t;
-    tx_open(&t, fo_mcast_rx_port(rx), EPOCH, 256);
-    char big[600];
+    tx_open(&t, fo_mcast_rx_port(rx), EPOCH, 512);
+    char big[1000];
     memset(big, 'x', sizeof(big));
     tx_msg(&t, "o", 1);
     fo_mcast_tx_add(t.tx, 0, "o", 1, 2, (const uint8_t *)big, sizeof(big));

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
-#include "../../client/gaps.h"
+#include "gaps.h"
 
 /* What the callbacks saw, as a readable log: "a:1 a:2r a:L3-4 a:?5-6". */
 typedef struct rec {
