@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -46,6 +47,22 @@ void fo_broker_apply_limits(fo_broker_t *b, const fo_config_t *c)
     atomic_store(&b->lim.retention_bytes, c->retention_bytes);
     atomic_store(&b->lim.max_conns, c->max_conns);
     atomic_store(&b->mem.limit, c->max_memory);
+}
+
+/* Each connection is a descriptor: raise the soft limit to the hard one
+ * and say so when --max-conns cannot be reached. */
+static void raise_fd_limit(int max_conns)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl))
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)max_conns + 64)
+        fo_warn(0, "open-file limit %llu is below --max-conns %d + 64: raise it (ulimit -n)",
+                (unsigned long long)rl.rlim_cur, max_conns);
 }
 
 static uint64_t realtime_ns(void)
@@ -195,6 +212,7 @@ int main(int argc, char **argv)
         return 0;
     fo_log_set_level(b->cfg.log_level);
     fo_log_set_worker(-1);
+    raise_fd_limit(b->cfg.max_conns);
 
     sigset_t sigs;
     sigemptyset(&sigs);
