@@ -59,7 +59,7 @@ BENCH_BIN  := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(BENCH_SRC))
 ALL_BIN := $(BUILD)/fanoutd $(BUILD)/fanout $(BUILD)/libfanout.a \
            $(BUILD)/libfanout.so $(BUILD)/fanout.pc
 
-.PHONY: all deps test unit integration run bench clean install docker-test check-flags
+.PHONY: all deps test unit integration run bench clean install docker-test valgrind
 all: $(ALL_BIN)
 
 # ---------------------------------------------------------------- deps
@@ -128,6 +128,11 @@ unit: deps $(UNIT_BIN)
 
 integration: deps all $(INTEG_BIN)
 	@sh tests/run.sh $(BUILD) $(INTEG_BIN)
+
+# The integration suites with every broker under valgrind (slow: minutes).
+valgrind: deps all $(INTEG_BIN)
+	@FO_TEST_TIMEOUT=1800 FO_BROKER_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite" \
+		sh tests/run.sh $(BUILD) $(INTEG_BIN)
 
 run: deps $(BUILD)/fanoutd
 	./$(BUILD)/fanoutd $(ARGS)

@@ -109,9 +109,21 @@ int fo_tb_start(fo_tb_t *b, const char *const *extra)
     mkdir(b->log_path, 0755);
     snprintf(b->log_path, sizeof b->log_path, "%s/test-logs/fanoutd-%d-%d.log",
              fo_tb_build_dir(), (int)getpid(), b->port);
-    const char *argv[64] = { bin, "--listen", listen, "--http", http, "--threads", "2" };
-    int argc = 7;
-    for (int i = 0; extra && extra[i] && argc < 62; i++)
+    /* FO_BROKER_WRAP, e.g. "valgrind --error-exitcode=99 --leak-check=full",
+     * runs the broker under a tool (make valgrind). */
+    const char *argv[80];
+    int argc = 0;
+    static char wrap[512];
+    const char *w = getenv("FO_BROKER_WRAP");
+    if (w && *w) {
+        snprintf(wrap, sizeof wrap, "%s", w);
+        for (char *t = strtok(wrap, " "); t && argc < 16; t = strtok(NULL, " "))
+            argv[argc++] = t;
+    }
+    const char *fixed[] = { bin, "--listen", listen, "--http", http, "--threads", "2" };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        argv[argc++] = fixed[i];
+    for (int i = 0; extra && extra[i] && argc < 78; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
     pid_t pid = fork();
@@ -123,11 +135,11 @@ int fo_tb_start(fo_tb_t *b, const char *const *extra)
             fd = open("/dev/null", O_WRONLY);
         dup2(fd, 2);
         dup2(fd, 1);
-        execv(bin, (char *const *)argv);
+        execvp(argv[0], (char *const *)argv);
         _exit(127);
     }
     b->pid = pid;
-    uint64_t deadline = fo_tb_now_ms() + 10000;
+    uint64_t deadline = fo_tb_now_ms() + (w && *w ? 60000 : 10000);
     char body[256];
     while (fo_tb_now_ms() < deadline) {
         int st;
@@ -299,8 +311,8 @@ int fo_tc_open_rcvbuf(fo_tc_t *c, int port, const char *name, int rcvbuf)
     f.body_case = FANOUT__FRAME__BODY_HELLO;
     f.hello = &h;
     Fanout__Frame *r;
-    if (fo_tc_send(c, &f) || fo_tc_recv(c, 5000, &r) != 1 ||
-        r->body_case != FANOUT__FRAME__BODY_WELCOME) {
+    if (fo_tc_send(c, &f) || fo_tc_recv(c, 20000, &r) != 1 ||
+        r->body_case != FANOUT__FRAME__BODY_WELCOME) {  /* 5 s: generous under valgrind */
         fo_tc_close(c);
         return -1;
     }
