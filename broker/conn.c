@@ -442,10 +442,6 @@ static void dispatch(fo_conn_t *c, const Fanout__Frame *f)
             return;
         }
         size_t tl = strlen(p->topic);
-        if (!fo_topic_valid(p->topic, tl)) {
-            fo_conn_fail(c, ERR(INVALID_TOPIC), "invalid topic \"%.64s\"", p->topic);
-            return;
-        }
         fo_route_publish(c, p->topic, tl, p->payload.data, p->has_payload ? p->payload.len : 0, req);
         return;
     }
@@ -495,9 +491,10 @@ static void handle_frames(fo_conn_t *c)
            (err = fo_decoder_next(&c->dec, &body, &len)) == FO_OK) {
         FO_STAT_INC(&w->stats, frames_in);
         fo_publish_view_t v;
-        if (c->state == FO_CONN_OPEN && fo_publish_peek(body, len, &v) == FO_OK &&
-            fo_topic_valid(v.topic, v.topic_len)) {
+        if (c->state == FO_CONN_OPEN && fo_publish_peek(body, len, &v) == FO_OK) {
             fo_route_publish(c, v.topic, v.topic_len, v.payload, v.payload_len, v.req);
+            if (c->state == FO_CONN_CLOSING)
+                FO_STAT_INC(&w->stats, protocol_errors);   /* invalid topic */
             continue;
         }
         Fanout__Frame *f;
@@ -581,6 +578,9 @@ void fo_conn_on_readable(fo_conn_t *c)
         }
         fo_buf_commit(&c->dec.buf, (size_t)k);
         c->last_rx_ms = w->now_ms;
+        struct timespec ts;   /* Deliver.time_ns: one clock read per read */
+        clock_gettime(CLOCK_REALTIME, &ts);
+        w->read_time_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
         got += (uint64_t)k;
         handle_frames(c);
         if (c->state == FO_CONN_CLOSING || got >= budget)

@@ -95,13 +95,6 @@ static void cache_put(fo_topic_cache_t *c, fo_topic_t *t)
 
 /* ------------------------------------------------------------ helpers */
 
-static uint64_t realtime_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void send_ack(fo_conn_t *c, uint64_t req, uint64_t seq, int has_seq)
 {
     Fanout__Frame f = FANOUT__FRAME__INIT;
@@ -163,6 +156,12 @@ void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
     uint32_t h = hash_name(name, len);
     fo_topic_t *t = cache_find(w->tcache, name, len, h);
     if (!t) {
+        /* a cached name was valid when it was first seen: check misses only */
+        if (!fo_topic_valid(name, len)) {
+            fo_conn_fail(c, ERR(INVALID_TOPIC), "invalid topic \"%.*s\"",
+                         (int)(len < 64 ? len : 64), name);
+            return;
+        }
         fo_err_t err = FO_OK;
         t = fo_registry_get(b->reg, name, len, &err);
         if (!t) {
@@ -175,7 +174,7 @@ void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
         }
         cache_put(w->tcache, t);
     }
-    uint64_t now = realtime_ns();
+    uint64_t now = w->read_time_ns;
     struct { int worker; uint64_t conn_id; uint32_t sid; } picks[MAX_PICKS];
     int npicks = 0;
     uint32_t retain_msgs = LIM(b, retention_msgs);

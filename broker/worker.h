@@ -58,6 +58,7 @@ typedef struct fo_worker {
     fo_mcast_tx_t *mtx;          /* owned                              */
     fo_topic_cache_t *tcache;    /* owned: name -> fo_topic_t*         */
     uint64_t now_ms;             /* CLOCK_MONOTONIC, per iteration     */
+    uint64_t read_time_ns;       /* CLOCK_REALTIME at the current read */
     uint64_t next_tick_ms;
     int drain_phase;             /* 0 running, 1 stopped reading       */
     uint64_t drain_deadline_ms;
