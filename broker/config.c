@@ -93,7 +93,7 @@ static const opt_t opts[] = {
     { "max-topics",    T_INT,      G_LIM,  "100000",        1, 10000000,         FIELD(max_topics),       0,        NULL, "topics the broker will create" },
     { "max-subs",      T_INT,      G_LIM,  "10000",         1, 1000000,          FIELD(max_subs),         0,        NULL, "subscriptions per connection" },
     { "read-budget",   T_SIZE,     G_LIM,  "256KiB",        4 * KiB, 64 * MiB,   FIELD(read_budget),      F_RELOAD, NULL, "bytes read per connection per event (fairness)" },
-    { "max-output",    T_SIZE,     G_SLOW, "8MiB",          4 * KiB, 4 * GiB,    FIELD(max_output),       F_RELOAD, NULL, "per-connection output queue limit" },
+    { "max-output",    T_SIZE,     G_SLOW, "32MiB",         4 * KiB, 4 * GiB,    FIELD(max_output),       F_RELOAD, NULL, "per-connection output queue limit" },
     { "slow-policy",   T_ENUM,     G_SLOW, "drop",          0, 0,                FIELD(slow_policy),      F_RELOAD, slow_names, "default policy when max-output is hit" },
     { "retention-msgs", T_INT,     G_SLOW, "1000",          0, 10000000,         FIELD(retention_msgs),   F_RELOAD, NULL, "messages retained per topic (replay, repair)" },
     { "retention-bytes", T_SIZE,   G_SLOW, "8MiB",          0, 64 * GiB,         FIELD(retention_bytes),  F_RELOAD, NULL, "payload bytes retained per topic" },
