@@ -130,7 +130,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_frame, 1 << 20);
     assert_int_equal(c.max_conns, 10000);
     assert_true(c.max_memory == 1ull << 30);
-    assert_true(c.max_output == 8ull << 20);
+    assert_true(c.max_output == 32ull << 20);
     assert_int_equal(c.slow_policy, FO_SLOW_DROP);
     assert_int_equal(c.retention_msgs, 1000);
     assert_true(c.retention_bytes == 8ull << 20);
