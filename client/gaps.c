@@ -72,10 +72,12 @@ fo_err_t fo_gaps_create(const fo_gaps_opts_t *opts, const fo_gaps_cb_t *cb, fo_g
         return FO_ERR_NOMEM;
     if (opts)
         g->o = *opts;
-    if (!g->o.window)     g->o.window = 1024;
+    if (!g->o.window)     g->o.window = 4096;
     if (!g->o.max_topics) g->o.max_topics = 65536;
     if (!g->o.max_bytes)  g->o.max_bytes = 64u << 20;
     if (!g->o.reorder_ms) g->o.reorder_ms = 5;
+    if (!g->o.reorder_seqs || g->o.reorder_seqs >= g->o.window)
+        g->o.reorder_seqs = g->o.window / 4;
     if (!g->o.repair_ms)  g->o.repair_ms = 2000;
     if (cb)
         g->cb = *cb;
@@ -402,6 +404,8 @@ static uint32_t poll_topic(fo_gaps_t *g, topic_t *t, uint64_t now_ms)
         int ask = 0;
         if (s && is_hole(s)) {
             uint32_t age = now - s->ms, limit = s->asked ? g->o.repair_ms : g->o.reorder_ms;
+            if (!s->asked && t->hi - seq > g->o.reorder_seqs)
+                age = limit;                /* far behind: not reordering */
             if (age >= limit && s->asked) {
                 s->state = LOST;
                 g->st.lost++;

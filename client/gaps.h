@@ -10,7 +10,8 @@
  * buffered successors follow; one ahead of `next` (within `window`) is
  * copied and held, and the holes before it become gaps; one below `next`
  * is a duplicate. fo_gaps_poll() asks for repair of holes older than
- * `reorder_ms` (a late datagram usually fills them first) and gives up on
+ * `reorder_ms` (a late datagram usually fills them first) or more than
+ * `reorder_seqs` behind the newest sequence, and gives up on
  * holes whose repair has not come within `repair_ms`. A repaired message
  * (fo_gaps_offer with FO_GAPS_REPAIRED) fills its hole; fo_gaps_lost()
  * (the broker answered GAP) gives the range up. Given-up ranges reach the
@@ -60,10 +61,13 @@ typedef struct fo_gaps_cb {
 } fo_gaps_cb_t;
 
 typedef struct fo_gaps_opts {
-    uint32_t window;      /* sequences held per topic (default 1024)     */
+    uint32_t window;      /* sequences held per topic (default 4096)     */
     uint32_t max_topics;  /* topics tracked (default 65536)              */
     uint64_t max_bytes;   /* held payload bytes in all (default 64 MiB)  */
     uint32_t reorder_ms;  /* hole age before repair is asked (default 5) */
+    uint32_t reorder_seqs;/* ... or sequences received past it (default
+                             window / 4): at high rates a hole is plain
+                             loss long before reorder_ms passes          */
     uint32_t repair_ms;   /* wait for repair before giving up (default 2000) */
 } fo_gaps_opts_t;
 

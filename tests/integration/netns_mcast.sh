@@ -11,7 +11,9 @@
 # namespace drops every 5th datagram of the group with iptables
 # (-m statistic --mode nth; this kernel has no netem). Both must print all
 # N messages exactly once and in order: subscriber 2 by detecting the gaps
-# and repairing them over its TCP connection.
+# and repairing them over its TCP connection. The broker retains enough
+# (--retention-msgs) that the burst is still there when repairs arrive on
+# a busy machine.
 #
 # Everything lives inside the three namespaces (the bridge and both veth
 # ends included), so the host's interfaces, routes and iptables (dockerd's
@@ -46,8 +48,11 @@ pids=""
 cleanup() {
     for p in $pids; do kill "$p" 2>/dev/null; done
     for p in $pids; do wait "$p" 2>/dev/null; done
-    for ns in "$N2" "$N1" "$NB"; do ip netns del "$ns" 2>/dev/null; done
-    rm -rf "$TMP"
+    for ns in "$N2" "$N1" "$NB"; do      # anything left inside is ours
+        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+        ip netns del "$ns" 2>/dev/null
+    done
+    [ -n "${FO_NETNS_KEEP:-}" ] || rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
@@ -82,9 +87,10 @@ setup_net() {
     done
     # bridged frames may pass iptables (br_netfilter): accept our bridge
     nx "$NB" iptables -I FORWARD -i br0 -o br0 -j ACCEPT || return 1
-    # loss: subscriber 2 drops every 5th datagram of the group
+    # loss: subscriber 2 drops every 5th datagram of the group, from the
+    # 5th on (a loss before the first datagram seen is not detectable)
     nx "$N2" iptables -A INPUT -p udp -d "$GROUP" -m statistic --mode nth \
-        --every 5 --packet 0 -j DROP || return 1
+        --every 5 --packet 4 -j DROP || return 1
 }
 
 # GET http://127.0.0.1:7401$1 inside the broker namespace (bash /dev/tcp).
@@ -109,8 +115,10 @@ alive() { kill -0 "$1" 2>/dev/null; }
 setup_net || die "network setup (bridge, veths, iptables in namespaces)"
 ok "network: 3 namespaces, bridge, 2 veths, loss rule"
 
-nx "$NB" "$BUILD/fanoutd" --listen "$BADDR:7400" --http 127.0.0.1:7401 --threads 2 \
+# (ip netns exec execs: $! is the process itself, so kill/wait reach it)
+ip netns exec "$NB" "$BUILD/fanoutd" --listen "$BADDR:7400" --http 127.0.0.1:7401 --threads 2 \
     --mcast-group "t.>=$GROUP:$GPORT" --mcast-if "$BADDR" --mcast-ttl 1 \
+    --retention-msgs 100000 --log-level warn \
     >"$TMP/broker.out" 2>"$TMP/broker.err" &
 bpid=$!; pids="$pids $bpid"
 wait_for 10 healthy || die "broker did not become healthy"
@@ -118,7 +126,7 @@ ok "broker up in $NB"
 
 i=1
 for ns in "$N1" "$N2"; do
-    nx "$ns" "$BUILD/fanout" sub -s "$BADDR:7400" --multicast --iface "198.18.0.$((i + 1))" \
+    ip netns exec "$ns" "$BUILD/fanout" sub -s "$BADDR:7400" --multicast --iface "198.18.0.$((i + 1))" \
         --stats -n "$N" 't.>' >"$TMP/sub$i.out" 2>"$TMP/sub$i.err" &
     eval "spid$i=$!"; pids="$pids $!"
     i=$((i + 1))
@@ -160,7 +168,8 @@ served=$(metric fanout_repairs_served_total)
 check "broker served repairs (${served:-none})" [ "${served%.*}" -gt 0 ] 2>/dev/null
 check "broker sent datagrams" [ "$(metric fanout_mcast_datagrams_total | cut -d. -f1)" -gt 0 ] 2>/dev/null
 kill -TERM "$bpid" 2>/dev/null
-check "broker stops cleanly" wait "$bpid"
+wait "$bpid"; brc=$?
+check "broker stops cleanly (exit $brc)" [ "$brc" = 0 ]
 pids=""
 [ "$fail" -eq 0 ] || for f in "$TMP"/*.err; do sed "s|^|  $(basename "$f"): |" "$f" | tail -20; done
 finish

@@ -147,6 +147,24 @@ static void test_repair_in_order(void **state)
     rec_free(r);
 }
 
+/* At high rates a hole far behind the newest message is asked for at once,
+ * without waiting reorder_ms. */
+static void test_far_hole_asked_at_once(void **state)
+{
+    (void)state;
+    rec_t *r = calloc(1, sizeof(*r));
+    fo_gaps_opts_t o = { .window = 64, .reorder_ms = 1000, .repair_ms = 5000, .reorder_seqs = 8 };
+    fo_gaps_cb_t cb = { on_deliver, on_lost, on_repair, r };
+    assert_int_equal(fo_gaps_create(&o, &cb, &r->g), FO_OK);
+    offer_all(r, "a", "1 3 4 5 6 7 8 9", 1000);
+    fo_gaps_poll(r->g, 1000);
+    assert_string_equal(r->log, "a:1 ");            /* 8 behind the newest: not yet */
+    offer_all(r, "a", "10", 1000);
+    fo_gaps_poll(r->g, 1000);
+    assert_string_equal(r->log, "a:1 a:?2-2 ");
+    rec_free(r);
+}
+
 static void test_broker_gap_and_timeout(void **state)
 {
     (void)state;
@@ -363,6 +381,7 @@ int main(void)
         cmocka_unit_test(test_in_order_and_duplicates),
         cmocka_unit_test(test_reorder_within_window),
         cmocka_unit_test(test_repair_in_order),
+        cmocka_unit_test(test_far_hole_asked_at_once),
         cmocka_unit_test(test_broker_gap_and_timeout),
         cmocka_unit_test(test_window_bound),
         cmocka_unit_test(test_byte_bound),
