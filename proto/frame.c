@@ -272,3 +272,143 @@ size_t fo_deliver_prefix(uint8_t *out, uint32_t sid, size_t shared_len)
     fo_be32_put(out, (uint32_t)(n + shared_len));
     return FO_FRAME_HDR + n;
 }
+
+/* ------------------------------------------------------- DELIVER fast path */
+
+fo_err_t fo_deliver_peek(const uint8_t *body, size_t len, fo_deliver_view_t *v)
+{
+    const uint8_t *del = NULL;
+    size_t del_len = 0;
+    int seen_sid = 0, seen_req = 0;
+    uint64_t x;
+    v->sid = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t field;
+        int wt;
+        size_t k = read_key(body + i, len - i, &field, &wt);
+        if (!k)
+            return FO_ERR_BAD_FRAME;
+        i += k;
+        if (field == 6 && wt == WT_LEN && !del) {
+            size_t l = read_len(body + i, len - i, &del, &del_len);
+            if (!l)
+                return FO_ERR_BAD_FRAME;
+            i += l + del_len;
+        } else if (field == 15 && wt == WT_VARINT && !seen_sid) {
+            size_t l = fo_varint_get(body + i, len - i, &x);
+            if (!l)
+                return FO_ERR_BAD_FRAME;
+            if (x > UINT32_MAX)
+                return FO_ERR_AGAIN;      /* protobuf-c truncates; let it */
+            v->sid = (uint32_t)x;
+            i += l;
+            seen_sid = 1;
+        } else if (field == 14 && wt == WT_VARINT && !seen_req) {
+            size_t l = fo_varint_get(body + i, len - i, &x);
+            if (!l)
+                return FO_ERR_BAD_FRAME;
+            i += l;
+            seen_req = 1;
+        } else {
+            return FO_ERR_AGAIN;
+        }
+    }
+    if (!del)
+        return FO_ERR_AGAIN;
+    int seen[6] = {0};
+    v->topic = NULL;
+    v->topic_len = 0;
+    v->payload = (const uint8_t *)"";
+    v->payload_len = 0;
+    v->seq = v->time_ns = 0;
+    v->replay = 0;
+    for (size_t i = 0; i < del_len;) {
+        uint32_t field;
+        int wt;
+        size_t k = read_key(del + i, del_len - i, &field, &wt);
+        if (!k)
+            return FO_ERR_BAD_FRAME;
+        i += k;
+        if (field < 1 || field > 5 || seen[field]++)
+            return FO_ERR_AGAIN;
+        if (field <= 3 && field != 2) {           /* topic, payload */
+            const uint8_t *val;
+            size_t vlen, l;
+            if (wt != WT_LEN)
+                return FO_ERR_AGAIN;
+            if (!(l = read_len(del + i, del_len - i, &val, &vlen)))
+                return FO_ERR_BAD_FRAME;
+            i += l + vlen;
+            if (field == 1) {
+                v->topic = (const char *)val;
+                v->topic_len = vlen;
+            } else {
+                v->payload = val;
+                v->payload_len = vlen;
+            }
+        } else {                                  /* seq, time_ns, replay */
+            if (wt != WT_VARINT)
+                return FO_ERR_AGAIN;
+            size_t l = fo_varint_get(del + i, del_len - i, &x);
+            if (!l)
+                return FO_ERR_BAD_FRAME;
+            i += l;
+            if (field == 2)
+                v->seq = x;
+            else if (field == 4)
+                v->time_ns = x;
+            else
+                v->replay = x != 0;
+        }
+    }
+    /* A topic with an embedded NUL is what protobuf-c would cut short:
+     * leave such oddities to the slow path. */
+    if (!v->topic || memchr(v->topic, 0, v->topic_len))
+        return FO_ERR_AGAIN;
+    return FO_OK;
+}
+
+/* ------------------------------------------------------- PUBLISH encoder */
+
+#define TAG_PUBLISH ((3u << 3) | WT_LEN)
+#define TAG_REQ     ((14u << 3) | WT_VARINT)
+
+static size_t publish_body_len(size_t tl, size_t pl)
+{
+    return 1 + fo_varint_len(tl) + tl + 1 + fo_varint_len(pl) + pl;
+}
+
+size_t fo_publish_frame_size(size_t topic_len, size_t payload_len, uint64_t req)
+{
+    size_t pb = publish_body_len(topic_len, payload_len);
+    size_t n = 1 + fo_varint_len(pb) + pb;
+    if (req)
+        n += 1 + fo_varint_len(req);
+    return FO_FRAME_HDR + n;
+}
+
+size_t fo_publish_frame_pack(uint8_t *out, const char *topic, size_t topic_len,
+                             const void *payload, size_t payload_len,
+                             uint64_t req)
+{
+    size_t pb = publish_body_len(topic_len, payload_len);
+    uint8_t *p = out + FO_FRAME_HDR;
+    *p++ = TAG_PUBLISH;
+    p += fo_varint_put(p, pb);
+    *p++ = (1u << 3) | WT_LEN;
+    p += fo_varint_put(p, topic_len);
+    memcpy(p, topic, topic_len);
+    p += topic_len;
+    *p++ = (2u << 3) | WT_LEN;
+    p += fo_varint_put(p, payload_len);
+    if (payload_len)
+        memcpy(p, payload, payload_len);
+    p += payload_len;
+    if (req) {
+        *p++ = TAG_REQ;
+        p += fo_varint_put(p, req);
+    }
+    size_t n = (size_t)(p - out);
+    fo_be32_put(out, (uint32_t)(n - FO_FRAME_HDR));
+    return n;
+}

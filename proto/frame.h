@@ -82,6 +82,30 @@ typedef struct fo_publish_view {
 } fo_publish_view_t;
 fo_err_t fo_publish_peek(const uint8_t *body, size_t len, fo_publish_view_t *v);
 
+/* Zero-copy view of a DELIVER frame, for the client's hot path (the
+ * counterpart of fo_publish_peek). FO_OK: a well-formed Frame holding only
+ * a Deliver (with a topic) and optionally Frame.sid / Frame.req; pointers
+ * into body. FO_ERR_AGAIN: valid protobuf that is not such a simple DELIVER
+ * (fall back to fo_frame_unpack). FO_ERR_BAD_FRAME: not valid protobuf. */
+typedef struct fo_deliver_view {
+    const char *topic;  size_t topic_len;
+    const uint8_t *payload; size_t payload_len;
+    uint64_t seq;       /* 0 if absent */
+    uint64_t time_ns;   /* 0 if absent */
+    uint32_t sid;       /* Frame.sid, 0 if absent */
+    int replay;
+} fo_deliver_view_t;
+fo_err_t fo_deliver_peek(const uint8_t *body, size_t len, fo_deliver_view_t *v);
+
+/* Encode a PUBLISH frame (header included) without building a
+ * Fanout__Frame: byte-identical to fo_frame_pack of the same frame (payload
+ * always present, req only when non-zero). fo_publish_frame_size() first;
+ * out must hold that many bytes. Returns the bytes written. */
+size_t fo_publish_frame_size(size_t topic_len, size_t payload_len, uint64_t req);
+size_t fo_publish_frame_pack(uint8_t *out, const char *topic, size_t topic_len,
+                             const void *payload, size_t payload_len,
+                             uint64_t req);
+
 /* ------------------------------------------------------------ encoding */
 
 /* Bytes the frame takes on the wire, header included. */

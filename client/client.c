@@ -1,0 +1,813 @@
+/* client.c -- libfanout's connection: connect, the reader thread, reconnect.
+ *
+ * fo_client_connect dials the servers in order and completes HELLO/WELCOME
+ * on the caller's thread, then starts one reader thread per client. The
+ * reader thread owns the socket's read side: it reads up to 64 KiB at a
+ * time, cuts frames with the shared decoder (proto/frame.h), decodes
+ * DELIVER with the zero-copy fo_deliver_peek (falling back to protobuf-c
+ * into an arena reset once per read batch: no malloc per message), and
+ * runs the callbacks. It answers PING with PONG, PINGs every
+ * Welcome.ping_interval_ms, and declares the broker dead when nothing at
+ * all was heard for max(idle_timeout, 3 pings).
+ *
+ * When the connection is lost the reader fails pending requests, reports
+ * FO_EV_DISCONNECTED, and reconnects with exponential backoff and jitter
+ * (servers round-robin). After HELLO/WELCOME it sends every subscription
+ * again with Subscribe.positions = last seen seq + 1 per topic, ahead of
+ * the publishes buffered meanwhile, then reports FO_EV_RECONNECTED.
+ * Sequence jumps the broker does not explain with GAP are reported as
+ * FO_GAP_SEQUENCE (sub.c). A broker restart (new Welcome.epoch) restarts
+ * every topic's numbering, so resume points are forgotten then.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "client_int.h"
+#include "dial.h"
+
+#define READ_CHUNK (64u << 10)
+
+static char *dupstr(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+void fo_client_opts_init(fo_client_opts_t *o)
+{
+    static const char *const def[] = { "127.0.0.1:7400" };
+    memset(o, 0, sizeof *o);
+    o->servers = def;
+    o->nservers = 1;
+    o->name = "libfanout";
+    o->connect_timeout_ms = 5000;
+    o->request_timeout_ms = 5000;
+    o->reconnect_min_ms = 100;
+    o->reconnect_max_ms = 5000;
+    o->max_reconnects = -1;
+    o->write_buffer = 64u << 10;
+    o->max_pending = 8u << 20;
+}
+
+void fo_client_set_error_(fo_client_t *c, const char *text)
+{
+    pthread_mutex_lock(&c->mu);
+    snprintf(c->last_error, sizeof c->last_error, "%s", text ? text : "");
+    pthread_mutex_unlock(&c->mu);
+}
+
+char *fo_client_last_error(fo_client_t *c, char *buf, size_t len)
+{
+    if (!len)
+        return buf;
+    pthread_mutex_lock(&c->mu);
+    snprintf(buf, len, "%s", c->last_error);
+    pthread_mutex_unlock(&c->mu);
+    return buf;
+}
+
+int fo_client_on_reader_(const fo_client_t *c)
+{
+    return c->reader_started && pthread_equal(pthread_self(), c->reader);
+}
+
+int fo_client_connected(fo_client_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int ok = c->state == FO_ST_CONNECTED;
+    pthread_mutex_unlock(&c->mu);
+    return ok;
+}
+
+void fo_client_stats(fo_client_t *c, fo_client_stats_t *o)
+{
+    o->published = atomic_load(&c->st_published);
+    o->publish_lost = atomic_load(&c->st_publish_lost);
+    o->delivered = atomic_load(&c->st_delivered);
+    o->gaps = atomic_load(&c->st_gaps);
+    o->gap_messages = atomic_load(&c->st_gap_messages);
+    o->reconnects = atomic_load(&c->st_reconnects);
+    o->server_errors = atomic_load(&c->st_server_errors);
+    o->bytes_in = atomic_load(&c->st_bytes_in);
+    o->bytes_out = atomic_load(&c->st_bytes_out);
+}
+
+static void event(fo_client_t *c, fo_event_t ev, fo_err_t err, const char *text)
+{
+    if (c->on_event)
+        c->on_event(c->ud, ev, err, text ? text : "");
+}
+
+/* "ERR_INVALID_TOPIC: text" from an ERROR frame. */
+static void error_text(const Fanout__Error *e, char *buf, size_t len)
+{
+    const ProtobufCEnumValue *v = e->has_code ?
+        protobuf_c_enum_descriptor_get_value(&fanout__error_code__descriptor,
+                                             (int)e->code) : NULL;
+    snprintf(buf, len, "%s: %s", v ? v->name : "ERR_UNKNOWN",
+             e->text ? e->text : "");
+}
+
+/* ------------------------------------------------------------ requests */
+
+static void complete(fo_client_t *c, uint64_t ref, fo_err_t err, uint64_t seq)
+{
+    pthread_mutex_lock(&c->mu);
+    for (fo_pending_t *p = c->pending; p; p = p->next)
+        if (p->req == ref && !p->done) {
+            p->done = 1;
+            p->err = err;
+            p->seq = seq;
+            pthread_cond_broadcast(&c->cv);
+            break;
+        }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void deadline_in(struct timespec *t, int ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, t);
+    t->tv_sec += ms / 1000;
+    t->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t->tv_nsec >= 1000000000L) {
+        t->tv_sec++;
+        t->tv_nsec -= 1000000000L;
+    }
+}
+
+fo_err_t fo_client_request_(fo_client_t *c, Fanout__Frame *f, int timeout_ms,
+                            uint64_t *seq)
+{
+    fo_pending_t p = { 0 };
+    pthread_mutex_lock(&c->mu);
+    if (c->state != FO_ST_CONNECTED) {
+        int dead = c->state == FO_ST_CLOSED;
+        pthread_mutex_unlock(&c->mu);
+        return dead ? FO_ERR_CLOSED : FO_ERR_NOT_CONNECTED;
+    }
+    p.req = ++c->next_req;
+    p.next = c->pending;
+    c->pending = &p;
+    pthread_mutex_unlock(&c->mu);
+    f->has_req = 1;
+    f->req = p.req;
+    fo_err_t err = fo_client_send_frame_(c, f);
+    struct timespec dl;
+    deadline_in(&dl, timeout_ms > 0 ? timeout_ms : 0);
+    /* A send error needs no special case: the connection is broken, and the
+     * reader fails every pending request when it notices. */
+    (void)err;
+    pthread_mutex_lock(&c->mu);
+    while (!p.done) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&c->cv, &c->mu);
+        else if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) == ETIMEDOUT)
+            break;
+    }
+    err = p.done ? p.err : FO_ERR_TIMEOUT;
+    if (seq)
+        *seq = p.seq;
+    for (fo_pending_t **pp = &c->pending; *pp; pp = &(*pp)->next)
+        if (*pp == &p) {
+            *pp = p.next;
+            break;
+        }
+    pthread_mutex_unlock(&c->mu);
+    return err;
+}
+
+fo_err_t fo_publish_sync(fo_client_t *c, const char *topic, const void *payload,
+                         size_t len, int timeout_ms, uint64_t *seq)
+{
+    if (!c || !topic || (!payload && len))
+        return FO_ERR_INVAL;
+    if (fo_client_on_reader_(c))
+        return FO_ERR_INVAL;            /* would wait for itself */
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Publish p = FANOUT__PUBLISH__INIT;
+    p.topic = (char *)topic;
+    p.has_payload = 1;
+    p.payload.data = (uint8_t *)payload;
+    p.payload.len = len;
+    f.body_case = FANOUT__FRAME__BODY_PUBLISH;
+    f.publish = &p;
+    atomic_fetch_add(&c->st_published, 1);
+    return fo_client_request_(c, &f, timeout_ms, seq);
+}
+
+/* ------------------------------------------------------------ handshake */
+
+static fo_err_t send_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return FO_ERR_IO;
+        p += w;
+        n -= (size_t)w;
+    }
+    return FO_OK;
+}
+
+static void take_welcome(fo_client_t *c, const Fanout__Welcome *w)
+{
+    c->ping_interval_ms = w->has_ping_interval_ms && w->ping_interval_ms ?
+        w->ping_interval_ms : 10000;
+    uint32_t idle = w->has_idle_timeout_ms ? w->idle_timeout_ms : 0;
+    c->idle_ms = idle > 3 * c->ping_interval_ms ? idle : 3 * c->ping_interval_ms;
+    uint32_t mf = w->has_max_frame && w->max_frame ? w->max_frame
+                                                   : FO_MAX_FRAME_DEFAULT;
+    if (mf > FO_MAX_FRAME_LIMIT)
+        mf = FO_MAX_FRAME_LIMIT;
+    c->dec.max_frame = mf;
+}
+
+/* HELLO, then wait for WELCOME (answering PINGs); frames that follow stay
+ * in the decoder for the reader. *epoch gets Welcome.epoch. */
+static fo_err_t handshake(fo_client_t *c, int fd, uint64_t *epoch, char *err,
+                          size_t errlen)
+{
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Hello h = FANOUT__HELLO__INIT;
+    h.has_version = 1;
+    h.version = FO_PROTOCOL_VERSION;
+    h.client_name = c->name;
+    h.user = c->user;
+    h.password = c->password;
+    f.body_case = FANOUT__FRAME__BODY_HELLO;
+    f.hello = &h;
+    fo_buf_t b = FO_BUF_INIT;
+    fo_err_t ret = fo_frame_append(&b, &f);
+    if (!ret)
+        ret = send_all(fd, fo_buf_head(&b), fo_buf_len(&b));
+    fo_buf_free(&b);
+    if (ret) {
+        snprintf(err, errlen, "sending HELLO: %s", strerror(errno));
+        return ret;
+    }
+    fo_buf_consume(&c->dec.buf, fo_buf_len(&c->dec.buf));
+    c->dec.max_frame = FO_MAX_FRAME_DEFAULT;
+    long long deadline = fo_mono_ms() + c->connect_timeout_ms;
+    for (;;) {
+        const uint8_t *body;
+        size_t len;
+        fo_err_t d;
+        while ((d = fo_decoder_next(&c->dec, &body, &len)) == FO_OK) {
+            Fanout__Frame *in;
+            fo_arena_reset(&c->arena);
+            if (fo_frame_unpack(body, len, &c->arena, &in)) {
+                snprintf(err, errlen, "broker sent a frame that does not unpack");
+                return FO_ERR_PROTO;
+            }
+            if (in->body_case == FANOUT__FRAME__BODY_WELCOME) {
+                take_welcome(c, in->welcome);
+                *epoch = in->welcome->has_epoch ? in->welcome->epoch : 0;
+                return FO_OK;
+            }
+            if (in->body_case == FANOUT__FRAME__BODY_ERROR) {
+                char t[200];
+                error_text(in->error, t, sizeof t);
+                snprintf(err, errlen, "broker refused HELLO: %s", t);
+                return FO_ERR_SERVER;
+            }
+            if (in->body_case != FANOUT__FRAME__BODY_PING) {
+                snprintf(err, errlen, "broker answered HELLO with frame %d",
+                         (int)in->body_case);
+                return FO_ERR_PROTO;
+            }
+        }
+        if (d == FO_ERR_FRAME_SIZE) {
+            snprintf(err, errlen, "broker sent a frame of bad length");
+            return FO_ERR_PROTO;
+        }
+        long long left = deadline - fo_mono_ms();
+        if (left <= 0) {
+            snprintf(err, errlen, "no WELCOME within %d ms", c->connect_timeout_ms);
+            return FO_ERR_TIMEOUT;
+        }
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int n = poll(&p, 1, (int)left);
+        if (n <= 0)
+            continue;
+        if (fo_buf_reserve(&c->dec.buf, 4096))
+            return FO_ERR_NOMEM;
+        ssize_t r = recv(fd, fo_buf_tail(&c->dec.buf), fo_buf_room(&c->dec.buf), 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            snprintf(err, errlen, "broker closed the connection during HELLO");
+            return r == 0 ? FO_ERR_CLOSED : FO_ERR_IO;
+        }
+        fo_buf_commit(&c->dec.buf, (size_t)r);
+    }
+}
+
+/* Dial one server and complete the handshake. */
+static fo_err_t open_conn(fo_client_t *c, const char *server, int *fdp,
+                          uint64_t *epoch, char *err, size_t errlen)
+{
+    int fd;
+    fo_err_t ret = fo_dial(server, c->connect_timeout_ms, &fd, err, errlen);
+    if (ret)
+        return ret;
+    if ((ret = handshake(c, fd, epoch, err, errlen))) {
+        close(fd);
+        return ret;
+    }
+    *fdp = fd;
+    return FO_OK;
+}
+
+/* ------------------------------------------------------------ reader */
+
+static void on_deliver(fo_client_t *c, uint32_t sid, const fo_msg_t *m)
+{
+    fo_sub_t *s = fo_client_pin_(c, sid);
+    if (!s)
+        return;                 /* late message for a closed subscription */
+    if (!s->queue) {
+        fo_seqmap_ent_t *e = fo_seqmap_get(&s->seqs, m->topic, m->topic_len);
+        if (e && e->seq && m->seq <= e->seq) {
+            fo_client_unpin_(c, s);       /* already seen (replay overlap) */
+            return;
+        }
+        if (e && e->seq && m->seq > e->seq + 1)
+            fo_client_gap_(c, s, e->topic, e->seq + 1, m->seq - 1,
+                           FO_GAP_SEQUENCE);
+        if (e)
+            e->seq = m->seq;
+    }
+    s->resuming = 0;
+    fo_client_dispatch_(c, s, m);
+    fo_client_unpin_(c, s);
+}
+
+static void on_gap(fo_client_t *c, uint32_t sid, const Fanout__Gap *g)
+{
+    if (!g->topic || !g->has_first || !g->has_last || g->last < g->first)
+        return;
+    fo_sub_t *s = fo_client_pin_(c, sid);
+    if (!s)
+        return;
+    if (!s->queue) {
+        fo_seqmap_ent_t *e = fo_seqmap_get(&s->seqs, g->topic, strlen(g->topic));
+        if (e && e->seq < g->last)
+            e->seq = g->last;
+    }
+    fo_client_gap_(c, s, g->topic, g->first, g->last,
+                   g->has_reason && g->reason == FANOUT__GAP_REASON__GAP_EVICTED ?
+                   FO_GAP_EVICTED : FO_GAP_SLOW_CONSUMER);
+    fo_client_unpin_(c, s);
+}
+
+/* One frame from the broker. Non-zero: the connection must be dropped. */
+static fo_err_t handle_frame(fo_client_t *c, const uint8_t *body, size_t len)
+{
+    fo_deliver_view_t v;
+    fo_err_t err = fo_deliver_peek(body, len, &v);
+    if (err == FO_OK) {
+        /* topic is not NUL-terminated in the frame; the byte after it is
+         * the next field's key, so copy only when a callback needs a C
+         * string: use a small stack copy for typical topics. */
+        char tbuf[256];
+        char *t = v.topic_len < sizeof tbuf ? tbuf : malloc(v.topic_len + 1);
+        if (!t)
+            return FO_OK;
+        memcpy(t, v.topic, v.topic_len);
+        t[v.topic_len] = 0;
+        fo_msg_t m = { t, v.topic_len, v.payload, v.payload_len, v.seq,
+                       v.time_ns, v.replay };
+        on_deliver(c, v.sid, &m);
+        if (t != tbuf)
+            free(t);
+        return FO_OK;
+    }
+    if (err == FO_ERR_BAD_FRAME)
+        return err;
+    Fanout__Frame *f;
+    if ((err = fo_frame_unpack(body, len, &c->arena, &f)))
+        return err;
+    switch (f->body_case) {
+    case FANOUT__FRAME__BODY_DELIVER: {
+        const Fanout__Deliver *d = f->deliver;
+        if (!d->topic)
+            return FO_OK;
+        fo_msg_t m = { d->topic, strlen(d->topic), d->payload.data,
+                       d->payload.len, d->seq, d->time_ns, d->replay };
+        if (!m.payload)
+            m.payload = "";
+        on_deliver(c, f->sid, &m);
+        break;
+    }
+    case FANOUT__FRAME__BODY_ACK:
+        if (f->ack->has_ref)
+            complete(c, f->ack->ref, FO_OK, f->ack->seq);
+        break;
+    case FANOUT__FRAME__BODY_ERROR: {
+        char t[256];
+        error_text(f->error, t, sizeof t);
+        atomic_fetch_add(&c->st_server_errors, 1);
+        fo_client_set_error_(c, t);
+        if (f->error->has_ref && f->error->ref)
+            complete(c, f->error->ref, FO_ERR_SERVER, 0);
+        else
+            event(c, FO_EV_SERVER_ERROR, FO_ERR_SERVER, t);
+        break;
+    }
+    case FANOUT__FRAME__BODY_GAP:
+        on_gap(c, f->sid, f->gap);
+        break;
+    case FANOUT__FRAME__BODY_PING:
+        c->pong_val = f->ping->has_nonce ? f->ping->nonce : 0;
+        atomic_store(&c->pong_due, 1);
+        break;
+    case FANOUT__FRAME__BODY_PONG:
+        pthread_mutex_lock(&c->mu);
+        if (f->pong->has_nonce && f->pong->nonce > c->pong_nonce) {
+            c->pong_nonce = f->pong->nonce;
+            pthread_cond_broadcast(&c->cv);
+        }
+        pthread_mutex_unlock(&c->mu);
+        break;
+    default:
+        break;                  /* nothing else is for a client: ignore */
+    }
+    return FO_OK;
+}
+
+/* Cut and handle every whole frame buffered. */
+static fo_err_t drain_frames(fo_client_t *c)
+{
+    const uint8_t *body;
+    size_t len;
+    fo_err_t err;
+    while ((err = fo_decoder_next(&c->dec, &body, &len)) == FO_OK)
+        if ((err = handle_frame(c, body, len)))
+            break;
+    fo_arena_reset(&c->arena);
+    return err == FO_ERR_AGAIN ? FO_OK : err;
+}
+
+static fo_err_t read_batch(fo_client_t *c)
+{
+    size_t want = fo_decoder_want(&c->dec);
+    if (fo_buf_reserve(&c->dec.buf, want > READ_CHUNK ? want : READ_CHUNK))
+        return FO_ERR_NOMEM;
+    ssize_t n = recv(c->rfd, fo_buf_tail(&c->dec.buf), fo_buf_room(&c->dec.buf), 0);
+    if (n < 0)
+        return errno == EINTR || errno == EAGAIN ? FO_OK : FO_ERR_IO;
+    if (n == 0)
+        return FO_ERR_CLOSED;
+    fo_buf_commit(&c->dec.buf, (size_t)n);
+    atomic_fetch_add_explicit(&c->st_bytes_in, (uint64_t)n, memory_order_relaxed);
+    c->last_rx_ms = fo_mono_ms();
+    return drain_frames(c);
+}
+
+/* The connection is gone: stop writers, fail waiters, tell the app. */
+static void conn_lost(fo_client_t *c, fo_err_t why, const char *text)
+{
+    pthread_mutex_lock(&c->wmu);
+    fo_client_drop_partial_locked_(c);
+    c->wfd = -1;
+    pthread_mutex_unlock(&c->wmu);
+    close(c->rfd);
+    c->rfd = -1;
+    pthread_mutex_lock(&c->mu);
+    c->state = c->max_reconnects == 0 || atomic_load(&c->stop) ?
+        FO_ST_CLOSED : FO_ST_RECONNECTING;
+    c->conn_gen++;
+    for (fo_pending_t *p = c->pending; p; p = p->next)
+        if (!p->done) {
+            p->done = 1;
+            p->err = FO_ERR_NOT_CONNECTED;
+        }
+    if (text && *text)
+        snprintf(c->last_error, sizeof c->last_error, "%s", text);
+    pthread_cond_broadcast(&c->cv);
+    int closed = c->state == FO_ST_CLOSED;
+    pthread_mutex_unlock(&c->mu);
+    if (closed)
+        atomic_store(&c->dead, 1);
+    if (!atomic_load(&c->stop)) {
+        event(c, FO_EV_DISCONNECTED, why, text);
+        if (closed) {
+            fo_client_wake_subs_(c);
+            event(c, FO_EV_CLOSED, why, text);
+        }
+    }
+}
+
+/* Sleep up to ms, returning early (1) when the client is closing. */
+static int nap(fo_client_t *c, int ms)
+{
+    struct pollfd p = { .fd = c->wakefd, .events = POLLIN };
+    long long end = fo_mono_ms() + ms;
+    for (;;) {
+        if (atomic_load(&c->stop))
+            return 1;
+        long long left = end - fo_mono_ms();
+        if (left <= 0)
+            return 0;
+        poll(&p, 1, (int)left);
+    }
+}
+
+static int backoff_ms(const fo_client_t *c, int attempt, unsigned *seed)
+{
+    long long d = c->rc_min_ms;
+    for (int i = 0; i < attempt && d < c->rc_max_ms; i++)
+        d *= 2;
+    if (d > c->rc_max_ms)
+        d = c->rc_max_ms;
+    double jitter = 0.5 + 0.5 * ((double)rand_r(seed) / RAND_MAX);
+    return (int)(d * jitter);
+}
+
+/* Reconnect until it works (0) or the policy gives up / close (-1). */
+static int reconnect(fo_client_t *c)
+{
+    unsigned seed = (unsigned)fo_mono_ms() ^ (unsigned)(uintptr_t)c;
+    char err[256];
+    for (int attempt = 0;; attempt++) {
+        if (c->max_reconnects >= 0 && attempt >= c->max_reconnects)
+            break;
+        if (nap(c, backoff_ms(c, attempt, &seed)))
+            return -1;
+        const char *server = c->servers[c->server_idx++ % c->nservers];
+        int fd;
+        uint64_t epoch = 0;
+        fo_err_t e = open_conn(c, server, &fd, &epoch, err, sizeof err);
+        if (e) {
+            fo_client_set_error_(c, err);
+            continue;
+        }
+        /* A new broker process (new epoch) numbers every topic afresh. */
+        int forget = c->epoch && epoch != c->epoch;
+        c->epoch = epoch;
+        fo_buf_t frames = FO_BUF_INIT;
+        fo_err_t re = fo_client_resubscribe_(c, &frames, forget);
+        pthread_mutex_lock(&c->wmu);
+        if (!re && fo_buf_len(&c->out))
+            re = fo_buf_append(&frames, fo_buf_head(&c->out), fo_buf_len(&c->out));
+        if (!re) {
+            fo_buf_free(&c->out);
+            c->out = frames;
+            c->out_sent = 0;
+            c->wfd = fd;
+            atomic_store(&c->pong_due, 0);
+            (void)fo_client_write_locked_(c);
+        }
+        pthread_mutex_unlock(&c->wmu);
+        if (re) {
+            fo_buf_free(&frames);
+            close(fd);
+            continue;
+        }
+        c->rfd = fd;
+        c->last_rx_ms = c->last_ping_ms = fo_mono_ms();
+        pthread_mutex_lock(&c->mu);
+        c->state = FO_ST_CONNECTED;
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        atomic_fetch_add(&c->st_reconnects, 1);
+        event(c, FO_EV_RECONNECTED, FO_OK, server);
+        /* Frames that came right behind WELCOME. */
+        if (drain_frames(c))
+            conn_lost(c, FO_ERR_PROTO, "bad frame from broker");
+        return 0;
+    }
+    pthread_mutex_lock(&c->mu);
+    c->state = FO_ST_CLOSED;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    atomic_store(&c->dead, 1);
+    fo_client_wake_subs_(c);
+    event(c, FO_EV_CLOSED, FO_ERR_NOT_CONNECTED, "gave up reconnecting");
+    return -1;
+}
+
+static void *reader_main(void *arg)
+{
+    fo_client_t *c = arg;
+    char text[160];
+    if (drain_frames(c))
+        conn_lost(c, FO_ERR_PROTO, "bad frame from broker");
+    while (!atomic_load(&c->stop)) {
+        if (c->rfd < 0) {
+            if (atomic_load(&c->dead) || reconnect(c))
+                break;
+            continue;
+        }
+        long long now = fo_mono_ms();
+        long long next = c->last_ping_ms + c->ping_interval_ms;
+        if (c->last_rx_ms + c->idle_ms < next)
+            next = c->last_rx_ms + c->idle_ms;
+        if (atomic_load(&c->pong_due) && now + 5 < next)
+            next = now + 5;
+        int tmo = next > now ? (int)(next - now) : 0;
+        struct pollfd p[2] = { { .fd = c->rfd, .events = POLLIN },
+                               { .fd = c->wakefd, .events = POLLIN } };
+        int n = poll(p, 2, tmo);
+        if (atomic_load(&c->stop))
+            break;
+        if (n > 0 && p[0].revents) {
+            fo_err_t e = read_batch(c);
+            if (e) {
+                snprintf(text, sizeof text, "connection lost: %s", fo_strerror(e));
+                conn_lost(c, e, text);
+                continue;
+            }
+        }
+        if (atomic_load(&c->pong_due))
+            fo_client_send_pong_(c);
+        now = fo_mono_ms();
+        if (now - c->last_ping_ms >= c->ping_interval_ms &&
+            !pthread_mutex_trylock(&c->wmu)) {
+            /* Keepalive; skipped while a writer holds the lock (it is
+             * sending anyway) and retried on the next tick. */
+            Fanout__Frame f = FANOUT__FRAME__INIT;
+            Fanout__Ping pi = FANOUT__PING__INIT;
+            f.body_case = FANOUT__FRAME__BODY_PING;
+            f.ping = &pi;
+            pi.has_nonce = 1;
+            pi.nonce = ++c->ping_nonce;
+            if (c->wfd >= 0 && !fo_frame_append(&c->out, &f))
+                (void)fo_client_write_locked_(c);
+            pthread_mutex_unlock(&c->wmu);
+            c->last_ping_ms = now;
+        }
+        if (now - c->last_rx_ms > c->idle_ms) {
+            snprintf(text, sizeof text, "nothing heard from the broker in %u ms",
+                     c->idle_ms);
+            conn_lost(c, FO_ERR_TIMEOUT, text);
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void client_free(fo_client_t *c)
+{
+    for (size_t i = 0; i < c->nsubs; i++)
+        fo_sub_free_(c->subs[i]);
+    free(c->subs);
+    for (size_t i = 0; i < c->nservers; i++)
+        free(c->servers[i]);
+    free(c->servers);
+    free(c->name);
+    free(c->user);
+    free(c->password);
+    fo_buf_free(&c->out);
+    fo_decoder_destroy(&c->dec);
+    fo_arena_destroy(&c->arena);
+    if (c->wakefd >= 0)
+        close(c->wakefd);
+    pthread_mutex_destroy(&c->mu);
+    pthread_mutex_destroy(&c->wmu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+}
+
+fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
+                           char *errtext, size_t errlen)
+{
+    char ebuf[256] = "";
+    fo_err_t ret = FO_ERR_INVAL;
+    if (!o || !out || !o->servers || !o->nservers) {
+        snprintf(ebuf, sizeof ebuf, "no server given");
+        goto early;
+    }
+    fo_client_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        ret = FO_ERR_NOMEM;
+        goto early;
+    }
+    c->wfd = c->rfd = c->wakefd = -1;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->wmu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    fo_decoder_init(&c->dec, 0);
+    ret = FO_ERR_NOMEM;
+    if (fo_arena_init(&c->arena, 64u << 10, 0))
+        goto fail;
+    c->servers = calloc(o->nservers, sizeof *c->servers);
+    if (!c->servers)
+        goto fail;
+    c->nservers = o->nservers;
+    for (size_t i = 0; i < o->nservers; i++)
+        if (!o->servers[i] || !(c->servers[i] = strdup(o->servers[i]))) {
+            ret = o->servers[i] ? FO_ERR_NOMEM : FO_ERR_INVAL;
+            goto fail;
+        }
+    c->name = dupstr(o->name ? o->name : "libfanout");
+    c->user = dupstr(o->user);
+    c->password = dupstr(o->password);
+    if (!c->name || (o->user && !c->user) || (o->password && !c->password))
+        goto fail;
+    c->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
+    c->request_timeout_ms = o->request_timeout_ms > 0 ? o->request_timeout_ms : 5000;
+    c->rc_min_ms = o->reconnect_min_ms > 0 ? o->reconnect_min_ms : 100;
+    c->rc_max_ms = o->reconnect_max_ms >= c->rc_min_ms ? o->reconnect_max_ms
+                                                        : c->rc_min_ms;
+    c->max_reconnects = o->max_reconnects;
+    c->write_buffer = o->write_buffer ? o->write_buffer : (64u << 10);
+    c->max_pending = o->max_pending ? o->max_pending : (8u << 20);
+    c->on_gap = o->on_gap;
+    c->on_event = o->on_event;
+    c->ud = o->ud;
+    c->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (c->wakefd < 0) {
+        ret = FO_ERR_IO;
+        goto fail;
+    }
+    int fd = -1;
+    ret = FO_ERR_ADDR;
+    for (size_t i = 0; i < c->nservers; i++) {
+        ret = open_conn(c, c->servers[i], &fd, &c->epoch, ebuf, sizeof ebuf);
+        if (!ret) {
+            c->server_idx = i + 1;
+            break;
+        }
+    }
+    if (ret)
+        goto fail;
+    c->wfd = c->rfd = fd;
+    c->state = FO_ST_CONNECTED;
+    c->last_rx_ms = c->last_ping_ms = fo_mono_ms();
+    if (pthread_create(&c->reader, NULL, reader_main, c)) {
+        close(fd);
+        ret = FO_ERR_NOMEM;
+        goto fail;
+    }
+    c->reader_started = 1;
+    *out = c;
+    return FO_OK;
+fail:
+    client_free(c);
+early:
+    if (errtext && errlen)
+        snprintf(errtext, errlen, "%s", *ebuf ? ebuf : fo_strerror(ret));
+    return ret;
+}
+
+fo_err_t fo_client_close(fo_client_t *c, int drain_ms)
+{
+    if (!c)
+        return FO_OK;
+    fo_err_t ret = FO_OK;
+    if (drain_ms > 0 && fo_client_connected(c)) {
+        pthread_mutex_lock(&c->mu);
+        size_t n = c->nsubs;
+        uint32_t *sids = n ? malloc(n * sizeof *sids) : NULL;
+        for (size_t i = 0; sids && i < n; i++)
+            sids[i] = c->subs[i]->sid;
+        pthread_mutex_unlock(&c->mu);
+        for (size_t i = 0; sids && i < n; i++) {
+            Fanout__Frame f = FANOUT__FRAME__INIT;
+            Fanout__Unsubscribe u = FANOUT__UNSUBSCRIBE__INIT;
+            u.has_sid = 1;
+            u.sid = sids[i];
+            f.body_case = FANOUT__FRAME__BODY_UNSUBSCRIBE;
+            f.unsubscribe = &u;
+            (void)fo_client_send_frame_(c, &f);
+        }
+        free(sids);
+        /* The PONG comes after every DELIVER the broker queued before it
+         * read our UNSUBSCRIBEs, and the reader handles frames in order. */
+        ret = fo_client_flush(c, drain_ms);
+        if (ret)
+            ret = FO_ERR_TIMEOUT;
+    } else {
+        (void)fo_client_flush(c, 0);
+    }
+    atomic_store(&c->stop, 1);
+    uint64_t one = 1;
+    if (write(c->wakefd, &one, sizeof one) < 0) {
+        /* eventfd cannot be full here; nothing else to do */
+    }
+    if (c->reader_started)
+        pthread_join(c->reader, NULL);
+    if (c->rfd >= 0) {
+        shutdown(c->rfd, SHUT_RDWR);
+        close(c->rfd);
+    }
+    client_free(c);
+    return ret;
+}
+
+void fo_client_destroy(fo_client_t *c)
+{
+    (void)fo_client_close(c, 0);
+}

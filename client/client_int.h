@@ -1,0 +1,142 @@
+/* client_int.h -- libfanout internals shared by the client's own files
+ * (client.c: connection and reader thread, writer.c: the publish path,
+ * sub.c: subscriptions) and the multicast receive seam.
+ *
+ * Locks, always taken in this order when nested: c->mu, then c->wmu, then
+ * a sub's qmu. c->mu guards the connection state, the subscription table,
+ * pending requests and last_error; c->wmu guards the write buffer and the
+ * socket used for writing; s->qmu guards one subscription's fo_sub_next
+ * queue. The reader thread owns the decoder, the arena and every
+ * subscription's seqmap (touched only while it holds the sub "busy").
+ *
+ * Multicast seam (client/mcast_rx.c, by the multicast engineer): a
+ * receiver calls fo_client_dispatch_() for each message of a multicast
+ * subscription and fo_client_gap_() for what it cannot repair; both must
+ * run on the reader thread or with the sub pinned (fo_client_pin_/unpin_).
+ * fo_client_send_repair_() asks the broker to resend first..last over TCP.
+ * The Welcome's groups are in c->welcome_groups (reader-owned copy).
+ */
+#ifndef FO_CLIENT_INT_H
+#define FO_CLIENT_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include "fanout.h"
+#include "frame.h"
+#include "msgq.h"
+#include "seqmap.h"
+
+enum { FO_ST_CONNECTED = 1, FO_ST_RECONNECTING = 2, FO_ST_CLOSED = 3 };
+
+/* A request waiting for ACK/ERROR (lives on the waiter's stack). */
+typedef struct fo_pending {
+    uint64_t req;
+    int done;
+    fo_err_t err;
+    uint64_t seq;
+    struct fo_pending *next;
+} fo_pending_t;
+
+struct fo_sub {
+    fo_client_t *c;          /* borrowed: the owning client           */
+    uint32_t sid;
+    char *filter, *queue;    /* owned                                 */
+    fo_start_t start;
+    uint64_t start_seq;
+    fo_slow_t slow;
+    fo_delivery_t delivery;
+    fo_msg_cb_t cb;
+    void *ud;
+    fo_seqmap_t seqs;        /* reader-only: last seq per topic       */
+    int resuming;            /* reader-only: first message after a reconnect */
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;
+    fo_msgq_t q;             /* queue mode                            */
+    fo_msg_t cur;            /* queue mode: the message last popped   */
+    _Atomic uint64_t delivered, gap_msgs;
+    _Atomic int busy;        /* pinned by the reader                  */
+    _Atomic int dead;        /* removed from the table                */
+    int orphan;              /* reader-only: free when unpinned       */
+};
+
+struct fo_client {
+    /* configuration, immutable after connect */
+    char **servers;
+    size_t nservers;
+    char *name, *user, *password;
+    int connect_timeout_ms, request_timeout_ms;
+    int rc_min_ms, rc_max_ms, max_reconnects;
+    size_t write_buffer, max_pending;
+    fo_gap_cb_t on_gap;
+    fo_event_cb_t on_event;
+    void *ud;
+
+    /* write side (wmu) */
+    pthread_mutex_t wmu;
+    int wfd;                 /* -1 while disconnected                 */
+    fo_buf_t out;            /* whole frames; out_sent bytes written  */
+    size_t out_sent;
+    uint64_t ping_nonce;     /* last PING nonce sent                  */
+    _Atomic int pong_due;    /* the reader owes a PONG (pong_val)     */
+    uint64_t pong_val;       /* written by the reader before pong_due */
+
+    /* shared state (mu) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int state;
+    uint64_t conn_gen;       /* bumped on every disconnect            */
+    uint64_t pong_nonce;     /* highest PONG nonce received           */
+    uint64_t next_req;
+    uint32_t next_sid;
+    fo_pending_t *pending;
+    fo_sub_t **subs;         /* sorted by sid                         */
+    size_t nsubs, subs_cap;
+    char last_error[256];
+
+    /* counters (fo_client_stats) */
+    _Atomic uint64_t st_published, st_publish_lost, st_delivered, st_gaps,
+        st_gap_messages, st_reconnects, st_server_errors, st_bytes_in,
+        st_bytes_out;
+
+    /* reader thread */
+    pthread_t reader;
+    int reader_started;
+    int rfd;
+    int wakefd;              /* eventfd: close wakes the reader       */
+    _Atomic int stop;
+    _Atomic int dead;        /* closed for good (gave up)             */
+    fo_decoder_t dec;
+    fo_arena_t arena;
+    size_t server_idx;
+    uint32_t ping_interval_ms, idle_ms;
+    uint64_t epoch;
+    long long last_rx_ms, last_ping_ms;
+};
+
+/* writer.c */
+fo_err_t fo_client_write_locked_(fo_client_t *c);      /* holds wmu     */
+fo_err_t fo_client_send_frame_(fo_client_t *c, const Fanout__Frame *f);
+void fo_client_drop_partial_locked_(fo_client_t *c);   /* holds wmu     */
+fo_err_t fo_client_ping_(fo_client_t *c, uint64_t *nonce);
+void fo_client_send_pong_(fo_client_t *c);             /* reader thread */
+
+/* client.c */
+void fo_client_set_error_(fo_client_t *c, const char *text);
+int fo_client_on_reader_(const fo_client_t *c);
+fo_err_t fo_client_request_(fo_client_t *c, Fanout__Frame *f, int timeout_ms,
+                            uint64_t *seq);
+/* sub.c: the reader's side */
+fo_sub_t *fo_client_pin_(fo_client_t *c, uint32_t sid);  /* NULL: none  */
+void fo_client_unpin_(fo_client_t *c, fo_sub_t *s);
+void fo_client_dispatch_(fo_client_t *c, fo_sub_t *s, const fo_msg_t *m);
+void fo_client_gap_(fo_client_t *c, fo_sub_t *s, const char *topic,
+                    uint64_t first, uint64_t last, fo_gap_reason_t why);
+/* Append a SUBSCRIBE for every subscription (with resume positions unless
+ * `forget`, which also clears them) to frames. Reader thread. */
+fo_err_t fo_client_resubscribe_(fo_client_t *c, fo_buf_t *frames, int forget);
+void fo_client_wake_subs_(fo_client_t *c);
+void fo_sub_free_(fo_sub_t *s);
+fo_err_t fo_client_send_repair_(fo_client_t *c, uint32_t sid, const char *topic,
+                                uint64_t first, uint64_t last);
+
+#endif

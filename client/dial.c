@@ -1,0 +1,159 @@
+/* dial.c -- address parsing and connect with a deadline (see dial.h).
+ *
+ * The connect is non-blocking so it can be bounded by poll(); once it has
+ * completed the socket is switched back to blocking mode, because the
+ * client writes from application threads with plain blocking send(). Every
+ * address getaddrinfo returns is tried in order within the one deadline.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include "dial.h"
+
+long long fo_mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void say(char *err, size_t errlen, const char *fmt, const char *a,
+                const char *b)
+{
+    if (err && errlen)
+        snprintf(err, errlen, fmt, a, b);
+}
+
+fo_err_t fo_addr_split(const char *hostport, char *host, size_t hostlen,
+                       int *port)
+{
+    if (!hostport || !*hostport || hostlen < 2)
+        return FO_ERR_ADDR;
+    const char *colon, *hs = hostport, *he;
+    if (*hostport == '[') {
+        const char *rb = strchr(hostport, ']');
+        if (!rb || rb[1] != ':')
+            return FO_ERR_ADDR;
+        hs = hostport + 1;
+        he = rb;
+        colon = rb + 1;
+    } else {
+        colon = strrchr(hostport, ':');
+        if (!colon || memchr(hostport, ':', (size_t)(colon - hostport)))
+            return FO_ERR_ADDR;   /* no port, or a bare IPv6 literal */
+        he = colon;
+    }
+    size_t hl = (size_t)(he - hs);
+    if (hl >= hostlen)
+        return FO_ERR_ADDR;
+    if (hl == 0) {
+        snprintf(host, hostlen, "127.0.0.1");
+    } else {
+        memcpy(host, hs, hl);
+        host[hl] = 0;
+    }
+    const char *ps = colon + 1;
+    char *end;
+    errno = 0;
+    long p = strtol(ps, &end, 10);
+    if (!*ps || *end || errno || p < 1 || p > 65535)
+        return FO_ERR_ADDR;
+    *port = (int)p;
+    return FO_OK;
+}
+
+/* One connect attempt bounded by deadline_ms. */
+static fo_err_t try_connect(const struct addrinfo *ai, long long deadline_ms,
+                            int *fdp, int *sys_errno)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
+                    SOCK_NONBLOCK, ai->ai_protocol);
+    if (fd < 0) {
+        *sys_errno = errno;
+        return FO_ERR_IO;
+    }
+    fo_err_t ret = FO_ERR_IO;
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+        if (errno != EINPROGRESS) {
+            *sys_errno = errno;
+            ret = errno == ECONNREFUSED ? FO_ERR_REFUSED : FO_ERR_IO;
+            goto fail;
+        }
+        for (;;) {
+            long long left = deadline_ms - fo_mono_ms();
+            if (left <= 0) {
+                *sys_errno = ETIMEDOUT;
+                ret = FO_ERR_TIMEOUT;
+                goto fail;
+            }
+            struct pollfd p = { .fd = fd, .events = POLLOUT };
+            int n = poll(&p, 1, (int)left);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0) {
+                *sys_errno = errno;
+                goto fail;
+            }
+            if (n > 0)
+                break;
+        }
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+        if (soerr) {
+            *sys_errno = soerr;
+            ret = soerr == ECONNREFUSED ? FO_ERR_REFUSED : FO_ERR_IO;
+            goto fail;
+        }
+    }
+    int fl = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    *fdp = fd;
+    return FO_OK;
+fail:
+    close(fd);
+    return ret;
+}
+
+fo_err_t fo_dial(const char *hostport, int timeout_ms, int *fd, char *err,
+                 size_t errlen)
+{
+    char host[256], port_s[8];
+    int port;
+    if (fo_addr_split(hostport, host, sizeof host, &port)) {
+        say(err, errlen, "bad address '%s'%s (want HOST:PORT)",
+            hostport ? hostport : "", "");
+        return FO_ERR_ADDR;
+    }
+    snprintf(port_s, sizeof port_s, "%d", port);
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICSERV }, *res = NULL;
+    int g = getaddrinfo(host, port_s, &hints, &res);
+    if (g) {
+        say(err, errlen, "bad address '%s': %s", hostport, gai_strerror(g));
+        return FO_ERR_ADDR;
+    }
+    long long deadline = fo_mono_ms() + (timeout_ms > 0 ? timeout_ms : 5000);
+    fo_err_t ret = FO_ERR_ADDR;
+    int sys_errno = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        ret = try_connect(ai, deadline, fd, &sys_errno);
+        if (ret == FO_OK || ret == FO_ERR_TIMEOUT)
+            break;
+    }
+    freeaddrinfo(res);
+    if (ret)
+        say(err, errlen, "connect %s: %s", hostport, strerror(sys_errno));
+    return ret;
+}

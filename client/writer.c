@@ -1,0 +1,184 @@
+/* writer.c -- the publish path of libfanout: one write buffer per client.
+ *
+ * Publishing appends an encoded PUBLISH frame to c->out under c->wmu and
+ * writes the buffer with one send() when it reaches write_buffer bytes (or
+ * on fo_client_flush), so a flood of small messages costs one system call
+ * per 64 KiB, not one per message. The socket is blocking: a publisher
+ * that outruns the broker waits in send() (backpressure), and the reader
+ * thread's dead-peer check shut()s the socket down to release it.
+ *
+ * The buffer holds whole frames only. If a send fails halfway, out_sent
+ * remembers how far it got; when the reader declares the connection lost
+ * it drops the frames already (partly) written and keeps the rest, which
+ * go out first thing after the reconnect. The reader never blocks on wmu:
+ * it sends PING/PONG with trylock and otherwise leaves the PONG to whoever
+ * holds the lock (fo_client_write_locked_ sends a pending PONG first).
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include "client_int.h"
+
+static fo_err_t append_ctl(fo_client_t *c, int ping, uint64_t nonce)
+{
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Ping pi = FANOUT__PING__INIT;
+    Fanout__Pong po = FANOUT__PONG__INIT;
+    if (ping) {
+        pi.has_nonce = 1;
+        pi.nonce = nonce;
+        f.body_case = FANOUT__FRAME__BODY_PING;
+        f.ping = &pi;
+    } else {
+        po.has_nonce = 1;
+        po.nonce = nonce;
+        f.body_case = FANOUT__FRAME__BODY_PONG;
+        f.pong = &po;
+    }
+    return fo_frame_append(&c->out, &f);
+}
+
+fo_err_t fo_client_write_locked_(fo_client_t *c)
+{
+    if (c->wfd < 0)
+        return FO_ERR_NOT_CONNECTED;
+    if (atomic_load(&c->pong_due)) {
+        atomic_store(&c->pong_due, 0);
+        if (append_ctl(c, 0, c->pong_val))
+            atomic_store(&c->pong_due, 1);
+    }
+    while (c->out_sent < fo_buf_len(&c->out)) {
+        ssize_t n = send(c->wfd, fo_buf_head(&c->out) + c->out_sent,
+                         fo_buf_len(&c->out) - c->out_sent, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            /* Let the reader notice, drop the partial frame, reconnect. */
+            shutdown(c->wfd, SHUT_RDWR);
+            return FO_ERR_IO;
+        }
+        c->out_sent += (size_t)n;
+        atomic_fetch_add_explicit(&c->st_bytes_out, (uint64_t)n,
+                                  memory_order_relaxed);
+    }
+    fo_buf_consume(&c->out, fo_buf_len(&c->out));
+    c->out_sent = 0;
+    return FO_OK;
+}
+
+void fo_client_drop_partial_locked_(fo_client_t *c)
+{
+    size_t off = 0, len = fo_buf_len(&c->out);
+    const uint8_t *h = fo_buf_head(&c->out);
+    while (off < c->out_sent && off + FO_FRAME_HDR <= len)
+        off += FO_FRAME_HDR + fo_be32_get(h + off);
+    if (off > c->out_sent)
+        atomic_fetch_add(&c->st_publish_lost, 1);
+    fo_buf_consume(&c->out, off);
+    c->out_sent = 0;
+}
+
+fo_err_t fo_publish(fo_client_t *c, const char *topic, const void *payload,
+                    size_t len)
+{
+    if (!c || !topic || (!payload && len))
+        return FO_ERR_INVAL;
+    size_t tl = strlen(topic);
+    size_t n = fo_publish_frame_size(tl, len, 0);
+    if (n - FO_FRAME_HDR > UINT32_MAX)
+        return FO_ERR_RANGE;
+    pthread_mutex_lock(&c->wmu);
+    fo_err_t err = FO_OK;
+    if (c->wfd < 0) {
+        if (atomic_load(&c->dead))
+            err = FO_ERR_CLOSED;
+        else if (fo_buf_len(&c->out) + n > c->max_pending)
+            err = FO_ERR_BUSY;
+        if (err)
+            goto out;
+    }
+    if ((err = fo_buf_reserve(&c->out, n)))
+        goto out;
+    fo_buf_commit(&c->out, fo_publish_frame_pack(fo_buf_tail(&c->out), topic,
+                                                 tl, payload, len, 0));
+    atomic_fetch_add_explicit(&c->st_published, 1, memory_order_relaxed);
+    if (c->wfd >= 0 && fo_buf_len(&c->out) >= c->write_buffer)
+        (void)fo_client_write_locked_(c);   /* a failure keeps the frames */
+out:
+    pthread_mutex_unlock(&c->wmu);
+    return err;
+}
+
+fo_err_t fo_client_send_frame_(fo_client_t *c, const Fanout__Frame *f)
+{
+    pthread_mutex_lock(&c->wmu);
+    fo_err_t err = c->wfd < 0 ? FO_ERR_NOT_CONNECTED : fo_frame_append(&c->out, f);
+    if (!err)
+        err = fo_client_write_locked_(c);
+    pthread_mutex_unlock(&c->wmu);
+    return err;
+}
+
+fo_err_t fo_client_ping_(fo_client_t *c, uint64_t *nonce)
+{
+    pthread_mutex_lock(&c->wmu);
+    fo_err_t err = FO_ERR_NOT_CONNECTED;
+    if (c->wfd >= 0) {
+        *nonce = ++c->ping_nonce;
+        err = append_ctl(c, 1, *nonce);
+        if (!err)
+            err = fo_client_write_locked_(c);
+    }
+    pthread_mutex_unlock(&c->wmu);
+    return err;
+}
+
+/* Reader thread: PONG now if the lock is free, else leave pong_due for
+ * the holder (and retry on the next reader tick). */
+void fo_client_send_pong_(fo_client_t *c)
+{
+    if (pthread_mutex_trylock(&c->wmu))
+        return;
+    if (c->wfd >= 0)
+        (void)fo_client_write_locked_(c);
+    pthread_mutex_unlock(&c->wmu);
+}
+
+fo_err_t fo_client_flush(fo_client_t *c, int timeout_ms)
+{
+    if (!c)
+        return FO_ERR_INVAL;
+    pthread_mutex_lock(&c->wmu);
+    fo_err_t err = fo_client_write_locked_(c);
+    pthread_mutex_unlock(&c->wmu);
+    if (err == FO_ERR_NOT_CONNECTED && atomic_load(&c->dead))
+        err = FO_ERR_CLOSED;
+    if (err || timeout_ms <= 0)
+        return err;
+    /* Round trip: the broker answers PINGs in order, so its PONG means it
+     * has read everything we sent before. */
+    pthread_mutex_lock(&c->mu);
+    uint64_t gen = c->conn_gen;
+    pthread_mutex_unlock(&c->mu);
+    uint64_t nonce;
+    if ((err = fo_client_ping_(c, &nonce)))
+        return err;
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&c->mu);
+    while (c->pong_nonce < nonce && c->conn_gen == gen && !err)
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) == ETIMEDOUT)
+            err = FO_ERR_TIMEOUT;
+    if (c->pong_nonce >= nonce)
+        err = FO_OK;
+    else if (c->conn_gen != gen)
+        err = FO_ERR_NOT_CONNECTED;
+    pthread_mutex_unlock(&c->mu);
+    return err;
+}

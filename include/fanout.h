@@ -1,0 +1,244 @@
+/* fanout.h -- the C client library of the fanout pub/sub broker (libfanout).
+ *
+ * A client (fo_client_t) is one TCP connection to one broker at a time, plus
+ * one reader thread that the library starts and owns. The reader thread
+ * reads and decodes every frame, answers the broker's PINGs, sends PINGs of
+ * its own every Welcome.ping_interval_ms, runs message and gap callbacks,
+ * and reconnects (with backoff and jitter) when the connection drops,
+ * resubscribing by itself and resuming every topic from its last seen
+ * sequence + 1. What could not be resumed is reported as a gap, never
+ * hidden. docs/CLIENT.md is the guide; this header is the reference.
+ *
+ * Threading, one line per call (also in docs/CLIENT.md):
+ *   fo_client_opts_init, fo_sub_opts_init, fo_strerror  any thread, reentrant
+ *   fo_client_connect                              any thread
+ *   fo_publish, fo_publish_sync, fo_client_flush   any thread, concurrently
+ *   fo_subscribe, fo_unsubscribe                   any thread, also callbacks
+ *   fo_sub_next                                    one thread per sub at a time
+ *   fo_sub_*_count, fo_client_stats, _last_error   any thread
+ *   fo_client_close, fo_client_destroy             once, not from a callback,
+ *                                                  and after every other call
+ *                                                  on this client returned
+ * Callbacks (message, gap, event) run on the client's reader thread, one at
+ * a time. They may publish, subscribe and unsubscribe, but must not block
+ * for long (the reader also keeps the connection alive) and must not call
+ * fo_publish_sync, fo_client_flush with a timeout, or fo_client_close.
+ *
+ * Ownership: "borrowed" = the library only reads it during the call (the
+ * caller keeps ownership); "owned by the library" = valid until the stated
+ * point, never freed by the caller. Handles returned through `out`
+ * parameters are freed only by the call named next to them.
+ */
+#ifndef FANOUT_H
+#define FANOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "fo_err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fo_client fo_client_t;   /* opaque: one connection + reader */
+typedef struct fo_sub fo_sub_t;         /* opaque: one subscription        */
+
+/* ------------------------------------------------------------ messages */
+
+/* One delivered message. Every pointer is owned by the library: in a
+ * callback it is valid until the callback returns; from fo_sub_next until
+ * the next fo_sub_next or fo_unsubscribe on the same subscription. */
+typedef struct fo_msg {
+    const char *topic;        /* NUL-terminated                              */
+    size_t topic_len;
+    const void *payload;      /* payload_len bytes (may be 0), not terminated */
+    size_t payload_len;
+    uint64_t seq;             /* per-topic sequence number, from 1           */
+    uint64_t time_ns;         /* broker receive time, CLOCK_REALTIME ns      */
+    int replay;               /* 1 when replayed from the broker's retention */
+} fo_msg_t;
+
+typedef enum fo_gap_reason {
+    FO_GAP_SLOW_CONSUMER = 0, /* broker dropped them from our output queue   */
+    FO_GAP_EVICTED       = 1, /* no longer in the topic's retention ring     */
+    FO_GAP_SEQUENCE      = 2, /* a sequence jump the client saw with no GAP
+                                 frame to explain it (e.g. after a reconnect,
+                                 the first sequence of a topic was beyond
+                                 last seen + 1)                              */
+    FO_GAP_LOCAL         = 3  /* our fo_sub_next queue was full (max_queued) */
+} fo_gap_reason_t;
+
+/* Messages first..last (inclusive) of `topic` will not be delivered to
+ * `sub`. Pointers owned by the library, valid during the callback. */
+typedef struct fo_gap {
+    fo_sub_t *sub;
+    const char *topic;
+    uint64_t first, last;
+    fo_gap_reason_t reason;
+} fo_gap_t;
+
+typedef enum fo_event {
+    FO_EV_DISCONNECTED = 1,   /* connection lost; err says why               */
+    FO_EV_RECONNECTED  = 2,   /* connected again, subscriptions re-sent      */
+    FO_EV_SERVER_ERROR = 3,   /* the broker sent ERROR; text says what       */
+    FO_EV_CLOSED       = 4    /* gave up reconnecting: the client is dead    */
+} fo_event_t;
+
+/* Callbacks; `ud` is the user data given with them. */
+typedef void (*fo_msg_cb_t)(void *ud, fo_sub_t *sub, const fo_msg_t *msg);
+typedef void (*fo_gap_cb_t)(void *ud, const fo_gap_t *gap);
+/* text: owned by the library, valid during the callback, may be "". */
+typedef void (*fo_event_cb_t)(void *ud, fo_event_t ev, fo_err_t err,
+                              const char *text);
+
+/* ------------------------------------------------------------ client */
+
+typedef struct fo_client_opts {
+    /* "HOST:PORT" strings, tried in order (then round-robin on reconnect).
+     * Borrowed: copied by fo_client_connect. At least one. */
+    const char *const *servers;
+    size_t nservers;
+    const char *name;              /* client name for broker logs; borrowed */
+    const char *user, *password;   /* credentials or NULL; borrowed         */
+    int connect_timeout_ms;        /* per attempt (TCP + HELLO/WELCOME); 5000 */
+    int request_timeout_ms;        /* subscribe/unsubscribe ACK wait; 5000   */
+    /* Reconnect policy: attempt k (from 0) waits
+     * min(reconnect_max_ms, reconnect_min_ms << k) scaled by a random
+     * factor in [0.5, 1.0] (jitter). max_reconnects < 0 = forever,
+     * 0 = never reconnect (the first loss closes the client). */
+    int reconnect_min_ms;          /* 100   */
+    int reconnect_max_ms;          /* 5000  */
+    int max_reconnects;            /* -1    */
+    size_t write_buffer;           /* publish buffer flushed at this size; 64 KiB */
+    size_t max_pending;            /* bytes buffered while disconnected before
+                                      fo_publish says FO_ERR_BUSY; 8 MiB   */
+    fo_gap_cb_t on_gap;            /* may be NULL (gaps are still counted)  */
+    fo_event_cb_t on_event;        /* may be NULL                           */
+    void *ud;                      /* passed to on_gap and on_event         */
+} fo_client_opts_t;
+
+/* Fill *o with the defaults above (servers = {"127.0.0.1:7400"}). */
+void fo_client_opts_init(fo_client_opts_t *o);
+
+/* Connect to the first server that answers (TCP, HELLO, WELCOME), then
+ * start the reader thread. *out is owned by the caller and freed by
+ * fo_client_close or fo_client_destroy. On failure nothing is left behind
+ * and the error is one of FO_ERR_ADDR, FO_ERR_REFUSED, FO_ERR_TIMEOUT,
+ * FO_ERR_IO, FO_ERR_SERVER (ERROR answered HELLO: e.g. auth), FO_ERR_PROTO.
+ * errtext (may be NULL) receives a one-line reason of at most errlen bytes. */
+fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
+                           char *errtext, size_t errlen);
+
+/* Publish one message (fire and forget). The frame is appended to the
+ * client's write buffer, which is written when it reaches write_buffer
+ * bytes or by fo_client_flush. topic and payload are borrowed (copied).
+ * While reconnecting, up to max_pending bytes are kept and sent after the
+ * reconnect; beyond that FO_ERR_BUSY. A frame half-written when the
+ * connection broke is dropped (counted in fo_client_stats.publish_lost). */
+fo_err_t fo_publish(fo_client_t *c, const char *topic, const void *payload,
+                    size_t len);
+
+/* Publish and wait for the broker's ACK (timeout_ms, < 0 = forever).
+ * *seq (may be NULL) gets the sequence given to the message. FO_ERR_SERVER
+ * when the broker refused it (fo_client_last_error has its text). */
+fo_err_t fo_publish_sync(fo_client_t *c, const char *topic, const void *payload,
+                         size_t len, int timeout_ms, uint64_t *seq);
+
+/* Write the buffered publishes to the socket. With timeout_ms > 0, also
+ * wait until the broker has read everything sent so far (a PING/PONG round
+ * trip); 0 = only write. FO_ERR_NOT_CONNECTED while reconnecting. */
+fo_err_t fo_client_flush(fo_client_t *c, int timeout_ms);
+
+/* Close: with drain_ms > 0, first unsubscribe everything, flush, and wait
+ * (up to drain_ms) until every message the broker sent before our
+ * unsubscribes was delivered to the callbacks; then stop the reader
+ * thread, close the socket and free the client and all its
+ * subscriptions. Returns FO_ERR_TIMEOUT if the drain did not complete (the
+ * client is freed anyway). NULL is fine. */
+fo_err_t fo_client_close(fo_client_t *c, int drain_ms);
+/* fo_client_close(c, 0). NULL is fine. */
+void fo_client_destroy(fo_client_t *c);
+
+typedef struct fo_client_stats {
+    uint64_t published;      /* fo_publish / fo_publish_sync calls accepted */
+    uint64_t publish_lost;   /* buffered frames dropped by a broken write   */
+    uint64_t delivered;      /* messages handed to callbacks or queues      */
+    uint64_t gaps;           /* gap reports                                 */
+    uint64_t gap_messages;   /* messages those gaps cover                   */
+    uint64_t reconnects;     /* successful reconnects                       */
+    uint64_t server_errors;  /* ERROR frames received                       */
+    uint64_t bytes_in, bytes_out;
+} fo_client_stats_t;
+void fo_client_stats(fo_client_t *c, fo_client_stats_t *out);
+
+/* 1 when connected now, 0 while reconnecting or after closing. */
+int fo_client_connected(fo_client_t *c);
+
+/* Copy the text of the last ERROR frame or connection failure into buf
+ * (NUL-terminated, truncated to len); "" if none. Returns buf. */
+char *fo_client_last_error(fo_client_t *c, char *buf, size_t len);
+
+/* ------------------------------------------------------------ subscribing */
+
+typedef enum fo_start {
+    FO_START_NEW = 0,        /* only what is published from now on        */
+    FO_START_SEQ = 1,        /* replay from start_seq (per matching topic) */
+    FO_START_EARLIEST = 2    /* replay from the oldest retained message    */
+} fo_start_t;
+
+typedef enum fo_slow {
+    FO_SLOW_DEFAULT = 0,     /* the broker's default                        */
+    FO_SLOW_DROP = 1,        /* drop oldest queued, then a GAP              */
+    FO_SLOW_DISCONNECT = 2   /* broker closes us with ERROR slow_consumer   */
+} fo_slow_t;
+
+typedef enum fo_delivery {
+    FO_DELIVERY_TCP = 0,
+    FO_DELIVERY_MULTICAST = 1 /* messages come by UDP multicast (see
+                                 docs/CLIENT.md, Multicast)                 */
+} fo_delivery_t;
+
+typedef struct fo_sub_opts {
+    const char *queue;       /* queue group name or NULL; borrowed          */
+    fo_start_t start;
+    uint64_t start_seq;      /* with FO_START_SEQ                           */
+    fo_slow_t slow;
+    fo_delivery_t delivery;
+    /* Callback mode when cb is set (runs on the reader thread); otherwise
+     * messages are queued for fo_sub_next, up to max_queued bytes (then
+     * dropped and reported as an FO_GAP_LOCAL gap). */
+    fo_msg_cb_t cb;
+    void *ud;                /* passed to cb                                */
+    size_t max_queued;       /* fo_sub_next queue bound; 16 MiB             */
+} fo_sub_opts_t;
+
+void fo_sub_opts_init(fo_sub_opts_t *o);
+
+/* Subscribe to a topic filter (may use * and >) and wait for the broker's
+ * ACK (request_timeout_ms), so that every message published after this
+ * returns is delivered. filter and opts are borrowed (copied). *out is
+ * owned by the library and freed by fo_unsubscribe or when the client is
+ * closed. opts may be NULL (defaults: queue mode, start new). */
+fo_err_t fo_subscribe(fo_client_t *c, const char *filter,
+                      const fo_sub_opts_t *opts, fo_sub_t **out);
+
+/* Stop a subscription and free it. From a thread other than the reader,
+ * it waits until no callback for it is running; no callback for it starts
+ * after it returns. `s` is invalid afterwards. NULL is fine. */
+fo_err_t fo_unsubscribe(fo_sub_t *s);
+
+/* Queue mode: wait up to timeout_ms (< 0 = forever, 0 = poll) for the next
+ * message. *out points to library-owned storage valid until the next
+ * fo_sub_next / fo_unsubscribe on `s`. FO_ERR_TIMEOUT when none came,
+ * FO_ERR_CLOSED when the client is closed for good and the queue is empty,
+ * FO_ERR_INVAL on a callback-mode subscription. *out is NULL on error. */
+fo_err_t fo_sub_next(fo_sub_t *s, int timeout_ms, const fo_msg_t **out);
+
+uint32_t fo_sub_id(const fo_sub_t *s);              /* the subscription id */
+uint64_t fo_sub_delivered_count(const fo_sub_t *s); /* messages so far     */
+uint64_t fo_sub_gap_count(const fo_sub_t *s);       /* messages missed     */
+
+#ifdef __cplusplus
+}
+#endif
+#endif
