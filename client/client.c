@@ -8,7 +8,8 @@
  * into an arena reset once per read batch: no malloc per message), and
  * runs the callbacks. It answers PING with PONG, PINGs every
  * Welcome.ping_interval_ms, and declares the broker dead when nothing at
- * all was heard for max(idle_timeout, 3 pings).
+ * all was heard, and no write made progress, for max(idle_timeout, 3
+ * pings).
  *
  * When the connection is lost the reader fails pending requests, reports
  * FO_EV_DISCONNECTED, and reconnects with exponential backoff and jitter
@@ -643,7 +644,11 @@ static void *reader_main(void *arg)
             pthread_mutex_unlock(&c->wmu);
             c->last_ping_ms = now;
         }
-        if (now - c->last_rx_ms > c->idle_ms) {
+        /* Dead when nothing was heard and nothing could be written for
+         * idle_ms: a broker that is slowly reading a flood of ours is
+         * alive even though its PONG is stuck behind our data. */
+        long long tx = atomic_load_explicit(&c->tx_ms, memory_order_relaxed);
+        if (now - c->last_rx_ms > c->idle_ms && now - tx > c->idle_ms) {
             snprintf(text, sizeof text, "nothing heard from the broker in %u ms",
                      c->idle_ms);
             conn_lost(c, FO_ERR_TIMEOUT, text);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include "client_int.h"
+#include "dial.h"
 
 static fo_err_t append_ctl(fo_client_t *c, int ping, uint64_t nonce)
 {
@@ -58,6 +59,10 @@ fo_err_t fo_client_write_locked_(fo_client_t *c)
             return FO_ERR_IO;
         }
         c->out_sent += (size_t)n;
+        /* Progress of real data (not a lone PING/PONG, which a hung
+         * broker's kernel would accept too) proves the broker reads. */
+        if (n > 64)
+            atomic_store_explicit(&c->tx_ms, fo_mono_ms(), memory_order_relaxed);
         atomic_fetch_add_explicit(&c->st_bytes_out, (uint64_t)n,
                                   memory_order_relaxed);
     }
