@@ -389,8 +389,6 @@ static fo_err_t handle_frame(fo_client_t *c, const uint8_t *body, size_t len)
             free(t);
         return FO_OK;
     }
-    if (err == FO_ERR_BAD_FRAME)
-        return err;
     Fanout__Frame *f;
     if ((err = fo_frame_unpack(body, len, &c->arena, &f)))
         return err;

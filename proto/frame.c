@@ -275,6 +275,8 @@ size_t fo_deliver_prefix(uint8_t *out, uint32_t sid, size_t shared_len)
 
 /* ------------------------------------------------------- DELIVER fast path */
 
+/* Anything the view does not understand, malformed bytes included, is
+ * left to protobuf-c (FO_ERR_AGAIN): it alone decides what is bad. */
 fo_err_t fo_deliver_peek(const uint8_t *body, size_t len, fo_deliver_view_t *v)
 {
     const uint8_t *del = NULL;
@@ -287,17 +289,17 @@ fo_err_t fo_deliver_peek(const uint8_t *body, size_t len, fo_deliver_view_t *v)
         int wt;
         size_t k = read_key(body + i, len - i, &field, &wt);
         if (!k)
-            return FO_ERR_BAD_FRAME;
+            return FO_ERR_AGAIN;
         i += k;
         if (field == 6 && wt == WT_LEN && !del) {
             size_t l = read_len(body + i, len - i, &del, &del_len);
             if (!l)
-                return FO_ERR_BAD_FRAME;
+                return FO_ERR_AGAIN;
             i += l + del_len;
         } else if (field == 15 && wt == WT_VARINT && !seen_sid) {
             size_t l = fo_varint_get(body + i, len - i, &x);
             if (!l)
-                return FO_ERR_BAD_FRAME;
+                return FO_ERR_AGAIN;
             if (x > UINT32_MAX)
                 return FO_ERR_AGAIN;      /* protobuf-c truncates; let it */
             v->sid = (uint32_t)x;
@@ -306,7 +308,7 @@ fo_err_t fo_deliver_peek(const uint8_t *body, size_t len, fo_deliver_view_t *v)
         } else if (field == 14 && wt == WT_VARINT && !seen_req) {
             size_t l = fo_varint_get(body + i, len - i, &x);
             if (!l)
-                return FO_ERR_BAD_FRAME;
+                return FO_ERR_AGAIN;
             i += l;
             seen_req = 1;
         } else {
@@ -327,7 +329,7 @@ fo_err_t fo_deliver_peek(const uint8_t *body, size_t len, fo_deliver_view_t *v)
         int wt;
         size_t k = read_key(del + i, del_len - i, &field, &wt);
         if (!k)
-            return FO_ERR_BAD_FRAME;
+            return FO_ERR_AGAIN;
         i += k;
         if (field < 1 || field > 5 || seen[field]++)
             return FO_ERR_AGAIN;
@@ -337,7 +339,7 @@ fo_err_t fo_deliver_peek(const uint8_t *body, size_t len, fo_deliver_view_t *v)
             if (wt != WT_LEN)
                 return FO_ERR_AGAIN;
             if (!(l = read_len(del + i, del_len - i, &val, &vlen)))
-                return FO_ERR_BAD_FRAME;
+                return FO_ERR_AGAIN;
             i += l + vlen;
             if (field == 1) {
                 v->topic = (const char *)val;
@@ -351,7 +353,7 @@ fo_err_t fo_deliver_peek(const uint8_t *body, size_t len, fo_deliver_view_t *v)
                 return FO_ERR_AGAIN;
             size_t l = fo_varint_get(del + i, del_len - i, &x);
             if (!l)
-                return FO_ERR_BAD_FRAME;
+                return FO_ERR_AGAIN;
             i += l;
             if (field == 2)
                 v->seq = x;

@@ -85,8 +85,8 @@ fo_err_t fo_publish_peek(const uint8_t *body, size_t len, fo_publish_view_t *v);
 /* Zero-copy view of a DELIVER frame, for the client's hot path (the
  * counterpart of fo_publish_peek). FO_OK: a well-formed Frame holding only
  * a Deliver (with a topic) and optionally Frame.sid / Frame.req; pointers
- * into body. FO_ERR_AGAIN: valid protobuf that is not such a simple DELIVER
- * (fall back to fo_frame_unpack). FO_ERR_BAD_FRAME: not valid protobuf. */
+ * into body. FO_ERR_AGAIN otherwise, malformed input included: fall back to
+ * fo_frame_unpack, which alone decides what does not unpack. */
 typedef struct fo_deliver_view {
     const char *topic;  size_t topic_len;
     const uint8_t *payload; size_t payload_len;
