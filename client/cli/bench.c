@@ -1,0 +1,443 @@
+/* bench.c -- `fanout bench`: the load test fanout is compared with.
+ *
+ * Mirrors ../shared/tools/peerbench.c so its scenarios map 1:1 (see
+ * docs/CLIENT.md): S subscribers and P publishers, each on its own
+ * connection (own client, own reader thread); every subscription is
+ * confirmed (ACK) before the first publish; the first 8 payload bytes
+ * carry the send time (CLOCK_MONOTONIC ns), so latency is publish to
+ * delivery on this machine, recorded per subscriber in an HDR-style
+ * histogram (hist.c) and merged at the end.
+ *
+ * Flood (no --rate): publishers fill 64 KiB write buffers as fast as they
+ * can, stamping each message when it is encoded (as peerbench does).
+ * Paced (--rate R, total over all publishers): open loop -- message k of
+ * a publisher is due at start + k/rate, is stamped with that intended time
+ * (not the actual send time) and flushed at once, so a stall of the
+ * system shows up in the latency of every message it delayed instead of
+ * being hidden (no coordinated omission).
+ *
+ * When publishing is done the bench waits (up to --wait seconds) for every
+ * expected delivery, then reports: throughput in (msgs_per_s over
+ * publish_seconds) and out (deliveries_per_s = delivered over the time
+ * from the first send to the last delivery), delivered/expected/lost,
+ * gap-reported messages, latency percentiles.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "cli.h"
+#include "hist.h"
+
+static const char help[] =
+    "usage: fanout bench [-s HOST:PORT] [--pubs P] [--subs S] [--msgs N] [--size B]\n"
+    "                    [--rate R] [--topics T] [--duration D] [--wait W] [--json]\n"
+    "\n"
+    "Load-test a broker: P publishers send N messages of B bytes in all, spread\n"
+    "over T topics; S subscribers each receive every message. Each publisher\n"
+    "and subscriber has its own connection.\n"
+    "\n"
+    "  -s, --server HOST:PORT  broker address (default " CLI_DEFAULT_SERVER ")\n"
+    "  -p, --pubs P            publishers (default 1)\n"
+    "  -S, --subs S            subscribers (default 1)\n"
+    "  -n, --msgs N            messages in all, split over the publishers (default 100000)\n"
+    "  -z, --size B            payload bytes, >= 8 (default 128)\n"
+    "  -r, --rate R            total messages per second, paced open-loop;\n"
+    "                          latency is measured from each message's intended\n"
+    "                          send time (default: flood, as fast as possible)\n"
+    "  -T, --topics T          topics (default 1)\n"
+    "  -d, --duration D        publish for D seconds instead of N messages\n"
+    "  -w, --wait W            wait at most W seconds for deliveries after the\n"
+    "                          last publish (default 20)\n"
+    "  -j, --json              one JSON object instead of the table\n"
+    "  -h, --help              this text\n"
+    "\n"
+    "The scenarios of ../shared/tools/peers.sh:\n"
+    "  flood-1x1  fanout bench --pubs 1 --subs 1 --msgs 1000000 --size 128\n"
+    "  flood-1x8  fanout bench --pubs 1 --subs 8 --msgs 200000 --size 128\n"
+    "  flood-4k   fanout bench --pubs 1 --subs 1 --msgs 100000 --size 4096\n"
+    "  rate-20k   fanout bench --pubs 1 --subs 1 --msgs 100000 --size 128 --rate 20000\n"
+    "\n"
+    "A progress line is shown on stderr each second when it is a terminal.\n"
+    "Exit status: 0 ok (lost messages are a result, not an error), 1 runtime\n"
+    "error (connection, subscribe, publish), 2 usage.\n";
+
+typedef struct bench bench_t;
+
+typedef struct bsub {
+    fo_client_t *c;
+    fo_hist_t hist;                /* written by this client's reader only */
+    _Atomic uint64_t got, gap_msgs, last_ns;
+} bsub_t;
+
+typedef struct bpub {
+    bench_t *b;
+    int idx;
+    fo_client_t *c;
+    pthread_t th;
+    uint64_t n;                    /* messages to send; 0 = until duration */
+    _Atomic uint64_t sent;
+    uint64_t done_ns;
+    fo_err_t err;
+    char errtext[256];
+} bpub_t;
+
+struct bench {
+    const char *server;
+    uint64_t pubs, subs, msgs, size, ntopics;
+    double rate, duration, wait;
+    int json;
+    char **topics;
+    char filter[96];
+    bsub_t *sub;
+    bpub_t *pub;
+    pthread_barrier_t go;
+    uint64_t t0;                   /* first send, CLOCK_MONOTONIC ns */
+    _Atomic int pubs_done;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static void on_msg(void *ud, fo_sub_t *s, const fo_msg_t *m)
+{
+    (void)s;
+    bsub_t *b = ud;
+    uint64_t now = now_ns(), sent;
+    if (m->payload_len >= 8) {
+        memcpy(&sent, m->payload, 8);
+        fo_hist_record(&b->hist, now > sent ? now - sent : 0);
+    }
+    /* single writer: a plain store is enough for the main thread's reads */
+    atomic_store_explicit(&b->last_ns, now, memory_order_relaxed);
+    atomic_store_explicit(&b->got, atomic_load_explicit(&b->got,
+                          memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+static void on_gap(void *ud, const fo_gap_t *g)
+{
+    bsub_t *b = ud;
+    atomic_fetch_add(&b->gap_msgs, g->last - g->first + 1);
+}
+
+/* Wait until t (ns): sleep while far, spin the last 200 us. */
+static void wait_until(uint64_t t)
+{
+    for (;;) {
+        uint64_t now = now_ns();
+        if (now >= t)
+            return;
+        if (t - now > 200000) {
+            struct timespec ts = { 0, (long)(t - now - 100000) };
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+static void *pub_main(void *arg)
+{
+    bpub_t *p = arg;
+    bench_t *b = p->b;
+    char *buf = calloc(1, b->size);
+    double rate = b->rate > 0 ? b->rate / (double)b->pubs : 0;
+    pthread_barrier_wait(&b->go);
+    uint64_t t0 = b->t0;
+    uint64_t stop = b->duration > 0 ? t0 + (uint64_t)(b->duration * 1e9) : 0;
+    if (!buf) {
+        p->err = FO_ERR_NOMEM;
+        goto out;
+    }
+    for (uint64_t k = 0; !p->n || k < p->n; k++) {
+        uint64_t stamp;
+        if (rate > 0) {
+            stamp = t0 + (uint64_t)((double)k * 1e9 / rate);
+            if (stop && stamp >= stop)
+                break;
+            wait_until(stamp);
+        } else {
+            stamp = now_ns();
+            if (stop && stamp >= stop)
+                break;
+        }
+        memcpy(buf, &stamp, 8);
+        const char *topic = b->topics[(k * b->pubs + (uint64_t)p->idx) % b->ntopics];
+        fo_err_t err = fo_publish(p->c, topic, buf, b->size);
+        if (!err && rate > 0)
+            err = fo_client_flush(p->c, 0);
+        if (err) {
+            p->err = err;
+            break;
+        }
+        atomic_store_explicit(&p->sent, k + 1, memory_order_relaxed);
+    }
+    if (!p->err)
+        p->err = fo_client_flush(p->c, 0);
+out:
+    if (p->err)
+        cli_why(p->c, p->err, p->errtext);
+    p->done_ns = now_ns();
+    atomic_fetch_add(&b->pubs_done, 1);
+    free(buf);
+    return NULL;
+}
+
+static uint64_t sum_got(const bench_t *b)
+{
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < b->subs; i++)
+        n += atomic_load_explicit(&b->sub[i].got, memory_order_relaxed);
+    return n;
+}
+
+static uint64_t sum_sent(const bench_t *b)
+{
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < b->pubs; i++)
+        n += atomic_load_explicit(&b->pub[i].sent, memory_order_relaxed);
+    return n;
+}
+
+static void progress(const bench_t *b, int tty, uint64_t *next_ns, int final)
+{
+    if (!tty)
+        return;
+    uint64_t now = now_ns();
+    if (!final && now < *next_ns)
+        return;
+    *next_ns = now + 1000000000ull;
+    uint64_t sent = sum_sent(b);
+    uint64_t want = b->msgs && b->duration <= 0 ? b->msgs : sent;
+    fprintf(stderr, "\rbench: %.1f s  sent %llu/%llu  delivered %llu/%llu   ",
+            (double)(now - b->t0) / 1e9, (unsigned long long)sent,
+            (unsigned long long)want, (unsigned long long)sum_got(b),
+            (unsigned long long)(want * b->subs));
+    if (final)
+        fputc('\n', stderr);
+}
+
+static int parse(bench_t *b, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "server", required_argument, NULL, 's' },
+        { "pubs", required_argument, NULL, 'p' },
+        { "subs", required_argument, NULL, 'S' },
+        { "msgs", required_argument, NULL, 'n' },
+        { "size", required_argument, NULL, 'z' },
+        { "rate", required_argument, NULL, 'r' },
+        { "topics", required_argument, NULL, 'T' },
+        { "duration", required_argument, NULL, 'd' },
+        { "wait", required_argument, NULL, 'w' },
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    optind = 1;
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":s:p:S:n:z:r:T:d:w:jh", opts, NULL)) != -1) {
+        const char *bad = NULL;
+        switch (ch) {
+        case 's': b->server = optarg; break;
+        case 'p': if (cli_u64(optarg, 1, 256, &b->pubs)) bad = "--pubs wants 1..256"; break;
+        case 'S': if (cli_u64(optarg, 1, 1024, &b->subs)) bad = "--subs wants 1..1024"; break;
+        case 'n': if (cli_u64(optarg, 1, UINT64_MAX / 1024, &b->msgs)) bad = "--msgs wants a positive integer"; break;
+        case 'z': if (cli_u64(optarg, 8, 16u << 20, &b->size)) bad = "--size wants 8..16777216 (the first 8 bytes carry the send time)"; break;
+        case 'r': if (cli_double(optarg, 0.001, 1e9, &b->rate)) bad = "--rate wants a positive number"; break;
+        case 'T': if (cli_u64(optarg, 1, 100000, &b->ntopics)) bad = "--topics wants 1..100000"; break;
+        case 'd': if (cli_double(optarg, 0.001, 86400, &b->duration)) bad = "--duration wants seconds > 0"; break;
+        case 'w': if (cli_double(optarg, 0.001, 86400, &b->wait)) bad = "--wait wants seconds > 0"; break;
+        case 'j': b->json = 1; break;
+        case 'h': fputs(help, stdout); return -1;
+        case ':': return cli_usage("bench", "option '%s' needs a value", argv[optind - 1]);
+        default: return cli_usage("bench", "unknown option '%s'", argv[optind - 1]);
+        }
+        if (bad)
+            return cli_usage("bench", "%s, not '%s'", bad, optarg);
+    }
+    if (optind < argc)
+        return cli_usage("bench", "unexpected argument '%s'", argv[optind]);
+    if (b->duration <= 0 && b->msgs < b->pubs)
+        return cli_usage("bench", "--msgs must be at least --pubs");
+    return 0;
+}
+
+static void report(const bench_t *b, const fo_hist_t *h, uint64_t sent,
+                   uint64_t delivered, uint64_t gaps, double pub_s, double secs)
+{
+    uint64_t expected = sent * b->subs;
+    uint64_t lost = expected > delivered ? expected - delivered : 0;
+    double in = pub_s > 0 ? (double)sent / pub_s : 0;
+    double out = secs > 0 ? (double)delivered / secs : 0;
+    double us[6] = { fo_hist_percentile(h, 50) / 1e3, fo_hist_percentile(h, 90) / 1e3,
+                     fo_hist_percentile(h, 99) / 1e3, fo_hist_percentile(h, 99.9) / 1e3,
+                     h->n ? h->max / 1e3 : 0, fo_hist_mean(h) / 1e3 };
+    if (b->json) {
+        printf("{\"pubs\":%llu,\"subs\":%llu,\"msgs\":%llu,\"size\":%llu,"
+               "\"rate\":%g,\"topics\":%llu,\"duration\":%g,"
+               "\"sent\":%llu,\"publish_seconds\":%.6f,\"msgs_per_s\":%.0f,"
+               "\"delivered\":%llu,\"expected\":%llu,\"lost\":%llu,\"gaps\":%llu,"
+               "\"seconds\":%.6f,\"deliveries_per_s\":%.0f,"
+               "\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
+               "\"p999\":%.1f,\"max\":%.1f,\"mean\":%.1f}}\n",
+               (unsigned long long)b->pubs, (unsigned long long)b->subs,
+               (unsigned long long)b->msgs, (unsigned long long)b->size,
+               b->rate, (unsigned long long)b->ntopics, b->duration,
+               (unsigned long long)sent, pub_s, in, (unsigned long long)delivered,
+               (unsigned long long)expected, (unsigned long long)lost,
+               (unsigned long long)gaps, secs, out,
+               us[0], us[1], us[2], us[3], us[4], us[5]);
+        return;
+    }
+    char pace[64];
+    if (b->rate > 0)
+        snprintf(pace, sizeof pace, "paced at %g msgs/s", b->rate);
+    else
+        snprintf(pace, sizeof pace, "flood");
+    printf("fanout bench: %llu pub -> %llu sub, %llu B messages, %s, %llu topic%s\n",
+           (unsigned long long)b->pubs, (unsigned long long)b->subs,
+           (unsigned long long)b->size, pace, (unsigned long long)b->ntopics,
+           b->ntopics == 1 ? "" : "s");
+    printf("  %-12s %12llu msgs in %.3f s  = %12.0f msgs/s\n", "published",
+           (unsigned long long)sent, pub_s, in);
+    printf("  %-12s %12llu of %llu in %.3f s  = %12.0f deliveries/s\n",
+           "delivered", (unsigned long long)delivered,
+           (unsigned long long)expected, secs, out);
+    printf("  %-12s %12llu lost, %llu reported in gaps\n", "missing",
+           (unsigned long long)lost, (unsigned long long)gaps);
+    printf("  %-12s p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (mean %.1f)\n",
+           "latency us", us[0], us[1], us[2], us[3], us[4], us[5]);
+}
+
+static int run(bench_t *b)
+{
+    char why[256];
+    unsigned runid = (unsigned)getpid() ^ (unsigned)now_ns();
+    b->topics = calloc(b->ntopics, sizeof *b->topics);
+    b->sub = calloc(b->subs, sizeof *b->sub);
+    b->pub = calloc(b->pubs, sizeof *b->pub);
+    if (!b->topics || !b->sub || !b->pub)
+        return cli_fail("bench", CLI_RUNTIME, "out of memory");
+    for (uint64_t i = 0; i < b->ntopics; i++) {
+        char t[96];
+        if (b->ntopics == 1)
+            snprintf(t, sizeof t, "bench.%08x", runid);
+        else
+            snprintf(t, sizeof t, "bench.%08x.%llu", runid, (unsigned long long)i);
+        if (!(b->topics[i] = strdup(t)))
+            return cli_fail("bench", CLI_RUNTIME, "out of memory");
+    }
+    if (b->ntopics == 1)
+        snprintf(b->filter, sizeof b->filter, "%s", b->topics[0]);
+    else
+        snprintf(b->filter, sizeof b->filter, "bench.%08x.*", runid);
+
+    for (uint64_t i = 0; i < b->subs; i++) {
+        bsub_t *s = &b->sub[i];
+        fo_hist_init(&s->hist);
+        if (!(s->c = cli_connect("bench", b->server, 0, NULL, on_gap, s)))
+            return CLI_RUNTIME;
+        fo_sub_opts_t so;
+        fo_sub_opts_init(&so);
+        so.cb = on_msg;
+        so.ud = s;
+        fo_sub_t *sub;
+        fo_err_t err = fo_subscribe(s->c, b->filter, &so, &sub);
+        if (err)
+            return cli_fail("bench", CLI_RUNTIME, "subscribe to '%s' failed: %s",
+                            b->filter, cli_why(s->c, err, why));
+    }
+    uint64_t per = b->duration > 0 ? 0 : b->msgs / b->pubs;
+    for (uint64_t i = 0; i < b->pubs; i++) {
+        bpub_t *p = &b->pub[i];
+        p->b = b;
+        p->idx = (int)i;
+        p->n = per + (b->duration > 0 ? 0 : i < b->msgs % b->pubs);
+        if (!(p->c = cli_connect("bench", b->server, 0, NULL, NULL, NULL)))
+            return CLI_RUNTIME;
+    }
+    pthread_barrier_init(&b->go, NULL, (unsigned)b->pubs + 1);
+    uint64_t started = 0;
+    for (; started < b->pubs; started++)
+        if (pthread_create(&b->pub[started].th, NULL, pub_main, &b->pub[started]))
+            break;
+    if (started < b->pubs) {
+        /* The started ones wait at the barrier; exiting ends them. */
+        cli_fail("bench", CLI_RUNTIME, "cannot start publisher threads");
+        exit(CLI_RUNTIME);
+    }
+    int tty = isatty(2) && !getenv("FO_BENCH_NO_PROGRESS");
+    uint64_t next = 0;
+    b->t0 = now_ns();
+    pthread_barrier_wait(&b->go);
+    while (atomic_load(&b->pubs_done) < (int)b->pubs) {
+        progress(b, tty, &next, 0);
+        struct timespec ts = { 0, 20000000 };
+        nanosleep(&ts, NULL);
+    }
+    uint64_t pub_end = 0;
+    int rc = CLI_OK;
+    for (uint64_t i = 0; i < b->pubs; i++) {
+        pthread_join(b->pub[i].th, NULL);
+        if (b->pub[i].done_ns > pub_end)
+            pub_end = b->pub[i].done_ns;
+        if (b->pub[i].err && rc == CLI_OK)
+            rc = cli_fail("bench", CLI_RUNTIME, "publish failed: %s", b->pub[i].errtext);
+    }
+    pthread_barrier_destroy(&b->go);
+    uint64_t sent = sum_sent(b), expected = sent * b->subs;
+    uint64_t deadline = now_ns() + (uint64_t)(b->wait * 1e9);
+    while (sum_got(b) < expected && now_ns() < deadline) {
+        progress(b, tty, &next, 0);
+        struct timespec ts = { 0, 2000000 };
+        nanosleep(&ts, NULL);
+    }
+    progress(b, tty, &next, 1);
+    /* Stop the subscribers (joins their readers) before reading hists. */
+    fo_hist_t all;
+    fo_hist_init(&all);
+    uint64_t delivered = 0, gaps = 0, last = b->t0;
+    for (uint64_t i = 0; i < b->subs; i++) {
+        bsub_t *s = &b->sub[i];
+        fo_client_destroy(s->c);
+        s->c = NULL;
+        fo_hist_merge(&all, &s->hist);
+        delivered += atomic_load(&s->got);
+        gaps += atomic_load(&s->gap_msgs);
+        if (atomic_load(&s->last_ns) > last)
+            last = atomic_load(&s->last_ns);
+    }
+    if (rc == CLI_OK)
+        report(b, &all, sent, delivered, gaps, (double)(pub_end - b->t0) / 1e9,
+               (double)(last - b->t0) / 1e9);
+    return rc;
+}
+
+int cli_bench(int argc, char **argv)
+{
+    bench_t b = { .server = CLI_DEFAULT_SERVER, .pubs = 1, .subs = 1,
+                  .msgs = 100000, .size = 128, .ntopics = 1, .wait = 20 };
+    int rc = parse(&b, argc, argv);
+    if (rc)
+        return rc < 0 ? CLI_OK : rc;
+    rc = run(&b);
+    for (uint64_t i = 0; b.sub && i < b.subs; i++)
+        fo_client_destroy(b.sub[i].c);
+    for (uint64_t i = 0; b.pub && i < b.pubs; i++)
+        fo_client_destroy(b.pub[i].c);
+    for (uint64_t i = 0; b.topics && i < b.ntopics; i++)
+        free(b.topics[i]);
+    free(b.topics);
+    free(b.sub);
+    free(b.pub);
+    fflush(stdout);
+    return rc;
+}

@@ -1,0 +1,44 @@
+/* cli.h -- what the `fanout` subcommands share: exit codes, messages,
+ * number parsing, connecting.
+ *
+ * Every failure prints exactly one line "fanout CMD: what went wrong" on
+ * stderr and exits 1 (runtime) or 2 (usage).
+ */
+#ifndef FO_CLI_H
+#define FO_CLI_H
+
+#include <stdint.h>
+#include "fanout.h"
+
+enum { CLI_OK = 0, CLI_RUNTIME = 1, CLI_USAGE = 2 };
+
+#define CLI_DEFAULT_SERVER "127.0.0.1:7400"
+#define CLI_DEFAULT_HTTP   "127.0.0.1:7401"
+
+int cli_pub(int argc, char **argv);
+int cli_sub(int argc, char **argv);
+int cli_bench(int argc, char **argv);
+int cli_stats(int argc, char **argv);
+
+/* Print "fanout CMD: ..." on stderr, then return code (for `return`). */
+int cli_fail(const char *cmd, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A usage mistake: one line, with a pointer to --help; returns CLI_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Strict number parsing: the whole string, in range. 0 ok, -1 bad. */
+int cli_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+int cli_double(const char *s, double min, double max, double *out);
+
+/* Connect to server with the CLI's defaults (name "fanout-CMD", no
+ * reconnect unless `reconnect`). On failure prints the one line and
+ * returns NULL. */
+fo_client_t *cli_connect(const char *cmd, const char *server, int reconnect,
+                         fo_event_cb_t on_event, fo_gap_cb_t on_gap, void *ud);
+
+/* The best text for a failed call: the broker's ERROR text if there is
+ * one, else fo_strerror(err). buf must hold 256 bytes. */
+const char *cli_why(fo_client_t *c, fo_err_t err, char *buf);
+
+#endif

@@ -1,0 +1,239 @@
+/* sub.c -- `fanout sub`: print the messages of a topic filter.
+ *
+ * One payload per line on stdout, bytes as published; --json prints one
+ * object per line instead. Uses the library's queue mode (fo_sub_next) on
+ * the main thread; stdout is flushed whenever the queue runs dry, so a
+ * pipe sees messages promptly without a write per message under load.
+ * Gaps and connection events go to stderr. The client reconnects and
+ * resumes by itself; an ERROR answering the SUBSCRIBE exits 1.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cli.h"
+
+static const char help[] =
+    "usage: fanout sub [-s HOST:PORT] FILTER [-n COUNT]\n"
+    "\n"
+    "Subscribe to FILTER (topics are dot-separated; '*' matches one token,\n"
+    "'>' the rest) and print each message's payload on its own line.\n"
+    "\n"
+    "  -s, --server HOST:PORT  broker address (default " CLI_DEFAULT_SERVER ")\n"
+    "  -n, --count N           exit after N messages\n"
+    "  -q, --queue GROUP       join queue group GROUP (each message goes to\n"
+    "                          one member of the group)\n"
+    "  -f, --from SEQ|earliest replay retained messages from sequence SEQ of\n"
+    "                          each matching topic, or from the oldest one\n"
+    "  -j, --json              one JSON object per line: topic, seq, time_ns\n"
+    "                          (broker receive time), replay, and payload (a\n"
+    "                          string, or payload_base64 when not UTF-8)\n"
+    "  -t, --timeout SEC       exit 1 when no message came for SEC seconds\n"
+    "  -h, --help              this text\n"
+    "\n"
+    "Gaps (messages the broker could not deliver) are reported on stderr.\n"
+    "Exit status: 0 ok, 1 runtime error (connection, broker ERROR), 2 usage.\n";
+
+static void on_gap(void *ud, const fo_gap_t *g)
+{
+    (void)ud;
+    static const char *why[] = { "slow consumer", "evicted from retention",
+                                 "sequence jump", "local queue full" };
+    fprintf(stderr, "fanout sub: gap on '%s': messages %llu..%llu missed (%s)\n",
+            g->topic, (unsigned long long)g->first, (unsigned long long)g->last,
+            (unsigned)g->reason < 4 ? why[g->reason] : "unknown");
+}
+
+static void on_event(void *ud, fo_event_t ev, fo_err_t err, const char *text)
+{
+    (void)ud;
+    (void)err;
+    if (ev == FO_EV_DISCONNECTED)
+        fprintf(stderr, "fanout sub: disconnected (%s); reconnecting\n", text);
+    else if (ev == FO_EV_RECONNECTED)
+        fprintf(stderr, "fanout sub: reconnected to %s\n", text);
+    else if (ev == FO_EV_SERVER_ERROR)
+        fprintf(stderr, "fanout sub: broker error: %s\n", text);
+}
+
+/* Well-formed UTF-8 (lead bytes and continuations; not overlong checks
+ * beyond C0/C1): decides "payload" versus "payload_base64" in --json. */
+static int utf8_valid(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned c = p[i];
+        size_t k;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf)
+            k = 1;
+        else if (c >= 0xe0 && c <= 0xef)
+            k = 2;
+        else if (c >= 0xf0 && c <= 0xf4)
+            k = 3;
+        else
+            return 0;
+        if (n - i <= k)
+            return 0;
+        for (size_t j = 1; j <= k; j++)
+            if ((p[i + j] & 0xc0) != 0x80)
+                return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
+static void json_str(FILE *o, const char *p, size_t n)
+{
+    fputc('"', o);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '"' || c == '\\')
+            fprintf(o, "\\%c", c);
+        else if (c == '\n')
+            fputs("\\n", o);
+        else if (c == '\t')
+            fputs("\\t", o);
+        else if (c == '\r')
+            fputs("\\r", o);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(o, "\\u%04x", c);
+        else
+            fputc(c, o);
+    }
+    fputc('"', o);
+}
+
+static void base64(FILE *o, const unsigned char *p, size_t n)
+{
+    static const char t[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    fputc('"', o);
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        fputc(t[v >> 18], o);
+        fputc(t[(v >> 12) & 63], o);
+        fputc(i + 1 < n ? t[(v >> 6) & 63] : '=', o);
+        fputc(i + 2 < n ? t[v & 63] : '=', o);
+    }
+    fputc('"', o);
+}
+
+static void print_msg(const fo_msg_t *m, int json)
+{
+    if (!json) {
+        fwrite(m->payload, 1, m->payload_len, stdout);
+        fputc('\n', stdout);
+        return;
+    }
+    fputs("{\"topic\":", stdout);
+    json_str(stdout, m->topic, m->topic_len);
+    printf(",\"seq\":%llu,\"time_ns\":%llu,\"replay\":%s,",
+           (unsigned long long)m->seq, (unsigned long long)m->time_ns,
+           m->replay ? "true" : "false");
+    if (utf8_valid(m->payload, m->payload_len)) {
+        fputs("\"payload\":", stdout);
+        json_str(stdout, m->payload, m->payload_len);
+    } else {
+        fputs("\"payload_base64\":", stdout);
+        base64(stdout, m->payload, m->payload_len);
+    }
+    fputs("}\n", stdout);
+}
+
+int cli_sub(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "server", required_argument, NULL, 's' },
+        { "count", required_argument, NULL, 'n' },
+        { "queue", required_argument, NULL, 'q' },
+        { "from", required_argument, NULL, 'f' },
+        { "json", no_argument, NULL, 'j' },
+        { "timeout", required_argument, NULL, 't' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *server = CLI_DEFAULT_SERVER;
+    uint64_t count = 0;
+    double timeout = 0;
+    int json = 0;
+    fo_sub_opts_t so;
+    fo_sub_opts_init(&so);
+    optind = 1;
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":s:n:q:f:jt:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 's': server = optarg; break;
+        case 'n':
+            if (cli_u64(optarg, 1, UINT64_MAX, &count))
+                return cli_usage("sub", "-n wants a positive integer, not '%s'", optarg);
+            break;
+        case 'q':
+            if (!*optarg)
+                return cli_usage("sub", "--queue wants a group name");
+            so.queue = optarg;
+            break;
+        case 'f':
+            if (!strcmp(optarg, "earliest")) {
+                so.start = FO_START_EARLIEST;
+            } else if (!cli_u64(optarg, 1, UINT64_MAX, &so.start_seq)) {
+                so.start = FO_START_SEQ;
+            } else {
+                return cli_usage("sub", "--from wants a sequence (>= 1) or 'earliest', not '%s'", optarg);
+            }
+            break;
+        case 'j': json = 1; break;
+        case 't':
+            if (cli_double(optarg, 0.001, 1e6, &timeout))
+                return cli_usage("sub", "--timeout wants seconds > 0, not '%s'", optarg);
+            break;
+        case 'h': fputs(help, stdout); return CLI_OK;
+        case ':': return cli_usage("sub", "option '%s' needs a value", argv[optind - 1]);
+        default: return cli_usage("sub", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (argc - optind < 1)
+        return cli_usage("sub", "missing FILTER");
+    if (argc - optind > 1)
+        return cli_usage("sub", "too many arguments");
+    const char *filter = argv[optind];
+
+    fo_client_t *c = cli_connect("sub", server, 1, on_event, on_gap, NULL);
+    if (!c)
+        return CLI_RUNTIME;
+    fo_sub_t *s;
+    char why[256];
+    fo_err_t err = fo_subscribe(c, filter, &so, &s);
+    if (err) {
+        int rc = cli_fail("sub", CLI_RUNTIME, "subscribe to '%s' failed: %s",
+                          filter, cli_why(c, err, why));
+        fo_client_destroy(c);
+        return rc;
+    }
+    int rc = CLI_OK;
+    int tmo = timeout > 0 ? (int)(timeout * 1000) : -1;
+    for (uint64_t got = 0; !count || got < count; got++) {
+        const fo_msg_t *m;
+        err = fo_sub_next(s, 0, &m);
+        if (err == FO_ERR_TIMEOUT) {
+            fflush(stdout);          /* queue ran dry: show what we have */
+            err = fo_sub_next(s, tmo, &m);
+        }
+        if (err == FO_ERR_TIMEOUT) {
+            rc = cli_fail("sub", CLI_RUNTIME, "no message within %g s", timeout);
+            break;
+        }
+        if (err) {
+            rc = cli_fail("sub", CLI_RUNTIME, "%s", cli_why(c, err, why));
+            break;
+        }
+        print_msg(m, json);
+    }
+    fflush(stdout);
+    fo_client_destroy(c);
+    return rc;
+}
