@@ -16,8 +16,8 @@
  * (servers round-robin). After HELLO/WELCOME it sends every subscription
  * again with Subscribe.positions = last seen seq + 1 per topic, ahead of
  * the publishes buffered meanwhile, then reports FO_EV_RECONNECTED.
- * Sequence jumps the broker does not explain with GAP are reported as
- * FO_GAP_SEQUENCE (sub.c). A broker restart (new Welcome.epoch) restarts
+ * Losses are what the broker reports with GAP (including resume points
+ * older than its retention: GAP_EVICTED). A broker restart (new Welcome.epoch) restarts
  * every topic's numbering, so resume points are forgotten then.
  */
 #include <errno.h>
@@ -58,6 +58,16 @@ void fo_client_set_error_(fo_client_t *c, const char *text)
 {
     pthread_mutex_lock(&c->mu);
     snprintf(c->last_error, sizeof c->last_error, "%s", text ? text : "");
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* An ERROR frame: its text is the best reason for whatever fails next, so
+ * the connection loss that usually follows does not replace it. */
+static void server_error(fo_client_t *c, const char *text)
+{
+    pthread_mutex_lock(&c->mu);
+    snprintf(c->last_error, sizeof c->last_error, "%s", text);
+    c->error_seen = 1;
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -332,19 +342,13 @@ static void on_deliver(fo_client_t *c, uint32_t sid, const fo_msg_t *m)
     fo_sub_t *s = fo_client_pin_(c, sid);
     if (!s)
         return;                 /* late message for a closed subscription */
-    if (!s->queue) {
+    if (!s->queue && s->delivery == FO_DELIVERY_TCP) {
+        /* Highest sequence seen per topic: the resume point. Not a loss
+         * detector: several publishers' messages may arrive out of order. */
         fo_seqmap_ent_t *e = fo_seqmap_get(&s->seqs, m->topic, m->topic_len);
-        if (e && e->seq && m->seq <= e->seq) {
-            fo_client_unpin_(c, s);       /* already seen (replay overlap) */
-            return;
-        }
-        if (e && e->seq && m->seq > e->seq + 1)
-            fo_client_gap_(c, s, e->topic, e->seq + 1, m->seq - 1,
-                           FO_GAP_SEQUENCE);
-        if (e)
+        if (e && m->seq > e->seq)
             e->seq = m->seq;
     }
-    s->resuming = 0;
     fo_client_dispatch_(c, s, m);
     fo_client_unpin_(c, s);
 }
@@ -356,7 +360,7 @@ static void on_gap(fo_client_t *c, uint32_t sid, const Fanout__Gap *g)
     fo_sub_t *s = fo_client_pin_(c, sid);
     if (!s)
         return;
-    if (!s->queue) {
+    if (!s->queue && s->delivery == FO_DELIVERY_TCP) {
         fo_seqmap_ent_t *e = fo_seqmap_get(&s->seqs, g->topic, strlen(g->topic));
         if (e && e->seq < g->last)
             e->seq = g->last;
@@ -412,7 +416,7 @@ static fo_err_t handle_frame(fo_client_t *c, const uint8_t *body, size_t len)
         char t[256];
         error_text(f->error, t, sizeof t);
         atomic_fetch_add(&c->st_server_errors, 1);
-        fo_client_set_error_(c, t);
+        server_error(c, t);
         if (f->error->has_ref && f->error->ref)
             complete(c, f->error->ref, FO_ERR_SERVER, 0);
         else
@@ -487,8 +491,9 @@ static void conn_lost(fo_client_t *c, fo_err_t why, const char *text)
             p->done = 1;
             p->err = FO_ERR_NOT_CONNECTED;
         }
-    if (text && *text)
+    if (text && *text && !c->error_seen)
         snprintf(c->last_error, sizeof c->last_error, "%s", text);
+    c->error_seen = 0;
     pthread_cond_broadcast(&c->cv);
     int closed = c->state == FO_ST_CLOSED;
     pthread_mutex_unlock(&c->mu);

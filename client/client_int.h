@@ -48,7 +48,6 @@ struct fo_sub {
     fo_msg_cb_t cb;
     void *ud;
     fo_seqmap_t seqs;        /* reader-only: last seq per topic       */
-    int resuming;            /* reader-only: first message after a reconnect */
     pthread_mutex_t qmu;
     pthread_cond_t qcv;
     fo_msgq_t q;             /* queue mode                            */
@@ -93,6 +92,7 @@ struct fo_client {
     fo_sub_t **subs;         /* sorted by sid                         */
     size_t nsubs, subs_cap;
     char last_error[256];
+    int error_seen;          /* an ERROR frame came on this connection */
 
     /* counters (fo_client_stats) */
     _Atomic uint64_t st_published, st_publish_lost, st_delivered, st_gaps,

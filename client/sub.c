@@ -229,7 +229,8 @@ static fo_err_t append_resub(fo_client_t *c, fo_sub_t *s, fo_buf_t *frames)
     Fanout__Frame f = FANOUT__FRAME__INIT;
     Fanout__Subscribe m;
     sub_frame(s, &f, &m);
-    size_t n = s->seqs.count;
+    /* Queue-group and multicast subscriptions take no positions. */
+    size_t n = s->queue || s->delivery != FO_DELIVERY_TCP ? 0 : s->seqs.count;
     Fanout__Position *pos = n ? calloc(n, sizeof *pos) : NULL;
     Fanout__Position **pp = n ? calloc(n, sizeof *pp) : NULL;
     if (n && (!pos || !pp)) {
@@ -279,7 +280,6 @@ fo_err_t fo_client_resubscribe_(fo_client_t *c, fo_buf_t *frames, int forget)
         fo_sub_t *s = list[i];
         if (forget)
             fo_seqmap_clear(&s->seqs);
-        s->resuming = 1;
         if (!err)
             err = append_resub(c, s, frames);
         fo_client_unpin_(c, s);

@@ -7,7 +7,10 @@
  * and reconnects (with backoff and jitter) when the connection drops,
  * resubscribing by itself and resuming every topic from its last seen
  * sequence + 1. What could not be resumed is reported as a gap, never
- * hidden. docs/CLIENT.md is the guide; this header is the reference.
+ * hidden: the broker says so with GAP frames, which the library hands to
+ * the gap callback. (Sequence numbers of one topic may arrive out of order
+ * when several connections publish to it, so the library never guesses a
+ * loss from a jump; docs/PROTOCOL.md section 7.) docs/CLIENT.md is the guide; this header is the reference.
  *
  * Threading, one line per call (also in docs/CLIENT.md):
  *   fo_client_opts_init, fo_sub_opts_init, fo_strerror  any thread, reentrant
@@ -61,11 +64,7 @@ typedef struct fo_msg {
 typedef enum fo_gap_reason {
     FO_GAP_SLOW_CONSUMER = 0, /* broker dropped them from our output queue   */
     FO_GAP_EVICTED       = 1, /* no longer in the topic's retention ring     */
-    FO_GAP_SEQUENCE      = 2, /* a sequence jump the client saw with no GAP
-                                 frame to explain it (e.g. after a reconnect,
-                                 the first sequence of a topic was beyond
-                                 last seen + 1)                              */
-    FO_GAP_LOCAL         = 3  /* our fo_sub_next queue was full (max_queued) */
+    FO_GAP_LOCAL         = 2  /* our fo_sub_next queue was full (max_queued) */
 } fo_gap_reason_t;
 
 /* Messages first..last (inclusive) of `topic` will not be delivered to

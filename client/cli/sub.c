@@ -38,10 +38,10 @@ static void on_gap(void *ud, const fo_gap_t *g)
 {
     (void)ud;
     static const char *why[] = { "slow consumer", "evicted from retention",
-                                 "sequence jump", "local queue full" };
+                                 "local queue full" };
     fprintf(stderr, "fanout sub: gap on '%s': messages %llu..%llu missed (%s)\n",
             g->topic, (unsigned long long)g->first, (unsigned long long)g->last,
-            (unsigned)g->reason < 4 ? why[g->reason] : "unknown");
+            (unsigned)g->reason < 3 ? why[g->reason] : "unknown");
 }
 
 static void on_event(void *ud, fo_event_t ev, fo_err_t err, const char *text)

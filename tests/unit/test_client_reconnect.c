@@ -1,6 +1,7 @@
 /* test_client_reconnect.c -- libfanout reconnect against the scripted
  * broker: resubscribe with per-topic resume positions, publishes buffered
- * while disconnected go out after the SUBSCRIBEs, resume gaps reported,
+ * while disconnected go out after the SUBSCRIBEs, the broker's GAP for a
+ * resume point past retention reaches the app,
  * a broker restart (new epoch) forgets positions, giving up closes. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -139,13 +140,23 @@ static void test_resubscribe_with_positions(void **state)
     pthread_mutex_unlock(&p.mu);
     assert_true(first_pub > last_sub);
 
-    /* r.a resumes at 6, not 4: a gap of 4..5 is reported. */
+    /* Resuming past the retention: the broker's GAP reaches the app. */
+    Fanout__Frame gf = FANOUT__FRAME__INIT;
+    Fanout__Gap g = FANOUT__GAP__INIT;
+    g.topic = "r.a"; g.has_first = 1; g.first = 4; g.has_last = 1; g.last = 5;
+    g.has_reason = 1; g.reason = FANOUT__GAP_REASON__GAP_EVICTED;
+    gf.body_case = FANOUT__FRAME__BODY_GAP; gf.gap = &g;
+    gf.has_sid = 1; gf.sid = fo_sub_id(s);
+    peer_send(&p, &gf);
     peer_deliver(&f, &d, fo_sub_id(s), "r.a", 6, "x");
     peer_send(&p, &f);
     assert_int_equal(wait_field(&r, &r.gaps, 1, 2000), 1);
+    assert_int_equal(wait_field(&r, &r.msgs, 6, 2000), 6);
+    pthread_mutex_lock(&r.mu);
     assert_int_equal(r.gap.first, 4);
     assert_int_equal(r.gap.last, 5);
-    assert_int_equal(r.gap.reason, FO_GAP_SEQUENCE);
+    assert_int_equal(r.gap.reason, FO_GAP_EVICTED);
+    pthread_mutex_unlock(&r.mu);
 
     /* A broker restart (new epoch): positions are forgotten. */
     p.epoch = 43;
