@@ -17,7 +17,7 @@ static void evict_oldest(fo_ring_t *r)
     r->slots[r->head] = NULL;
     r->bytes -= m->payload_len;
     fo_msg_unref(m);
-    r->head = (r->head + 1) % r->cap;
+    r->head = (r->head + 1) & (r->cap - 1);
     r->count--;
     r->first_seq++;
 }
@@ -32,17 +32,16 @@ void fo_ring_destroy(fo_ring_t *r)
     fo_ring_init(r);
 }
 
-/* Re-lay the ring into a bigger array, oldest first at slot 0. */
-static fo_err_t grow(fo_ring_t *r, uint32_t max_msgs)
+/* Re-lay the ring into a bigger array, oldest first at slot 0. The
+ * capacity stays a power of two, so positions are masks, not divisions. */
+static fo_err_t grow(fo_ring_t *r)
 {
     uint32_t ncap = r->cap ? r->cap * 2 : 4;
-    if (ncap > max_msgs)
-        ncap = max_msgs;
     fo_msg_t **ns = calloc(ncap, sizeof *ns);
     if (!ns)
         return FO_ERR_NOMEM;
     for (uint32_t i = 0; i < r->count; i++)
-        ns[i] = r->slots[(r->head + i) % r->cap];
+        ns[i] = r->slots[(r->head + i) & (r->cap - 1)];
     free(r->slots);
     r->slots = ns;
     r->cap = ncap;
@@ -61,7 +60,7 @@ fo_err_t fo_ring_push(fo_ring_t *r, fo_msg_t *m, uint32_t max_msgs, uint64_t max
         return FO_OK;
     }
     if (r->count == r->cap) {
-        fo_err_t err = grow(r, max_msgs);
+        fo_err_t err = grow(r);
         if (err) {
             while (r->count)
                 evict_oldest(r);
@@ -71,7 +70,7 @@ fo_err_t fo_ring_push(fo_ring_t *r, fo_msg_t *m, uint32_t max_msgs, uint64_t max
     }
     if (r->count == 0)
         r->first_seq = m->seq;
-    r->slots[(r->head + r->count) % r->cap] = fo_msg_ref(m);
+    r->slots[(r->head + r->count) & (r->cap - 1)] = fo_msg_ref(m);
     r->count++;
     r->bytes += m->payload_len;
     return FO_OK;
@@ -81,7 +80,7 @@ fo_msg_t *fo_ring_get(const fo_ring_t *r, uint64_t seq)
 {
     if (r->count == 0 || seq < r->first_seq || seq - r->first_seq >= r->count)
         return NULL;
-    return r->slots[(r->head + (seq - r->first_seq)) % r->cap];
+    return r->slots[(r->head + (seq - r->first_seq)) & (r->cap - 1)];
 }
 
 uint64_t fo_ring_oldest(const fo_ring_t *r, uint64_t next_seq)

@@ -21,7 +21,7 @@
 
 typedef struct fo_ring {
     fo_msg_t **slots;     /* owned array; each slot holds one reference */
-    uint32_t cap;         /* slots allocated                            */
+    uint32_t cap;         /* slots allocated: a power of two            */
     uint32_t head;        /* slot of the oldest message                 */
     uint32_t count;       /* messages held                              */
     uint64_t first_seq;   /* seq of the oldest message (if count > 0)   */
