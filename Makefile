@@ -119,6 +119,21 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/libtestall.a
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libtestall.a $(LDLIBS) -lcmocka
 
+# ---------------------------------------------------------------- examples
+# examples/*.c: a producer and a consumer built the way an application
+# would build them -- the public headers and libfanout.a only, no
+# _GNU_SOURCE. Not part of `all`; `make examples`.
+EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+EXAMPLE_CFLAGS := -std=c11 -O2 -g -Wall -Wextra -Werror -Iinclude
+ifneq ($(SANITIZE),)
+EXAMPLE_CFLAGS += -fsanitize=$(SANITIZE)
+endif
+.PHONY: examples
+examples: $(EXAMPLE_BIN)
+$(BUILD)/examples/%: examples/%.c include/fanout.h include/fo_err.h $(BUILD)/libfanout.a
+	@mkdir -p $(@D)
+	$(CC) $(EXAMPLE_CFLAGS) -o $@ $< $(BUILD)/libfanout.a $(LDFLAGS) -lprotobuf-c
+
 # ---------------------------------------------------------------- targets
 test: deps all $(UNIT_BIN) $(INTEG_BIN)
 	@sh tests/run.sh $(BUILD) $(UNIT_BIN) $(INTEG_BIN)
@@ -150,7 +165,7 @@ install: all
 	install -m 755 $(BUILD)/libfanout.so $(DESTDIR)$(PREFIX)/lib/libfanout.so.0
 	ln -sf libfanout.so.0 $(DESTDIR)$(PREFIX)/lib/libfanout.so
 	install -m 644 include/fanout.h include/fo_err.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(BUILD)/fanout.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' scripts/fanout.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/fanout.pc
 
 clean:
 	rm -rf $(BUILD)

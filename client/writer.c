@@ -151,8 +151,8 @@ void fo_client_send_pong_(fo_client_t *c)
 
 fo_err_t fo_client_flush(fo_client_t *c, int timeout_ms)
 {
-    if (!c)
-        return FO_ERR_INVAL;
+    if (!c || (timeout_ms > 0 && fo_client_on_reader_(c)))
+        return FO_ERR_INVAL;   /* a callback cannot wait for its own reader */
     pthread_mutex_lock(&c->wmu);
     fo_err_t err = fo_client_write_locked_(c);
     pthread_mutex_unlock(&c->wmu);

@@ -25,7 +25,8 @@
  * Callbacks (message, gap, event) run on the client's reader thread, one at
  * a time. They may publish, subscribe and unsubscribe, but must not block
  * for long (the reader also keeps the connection alive) and must not call
- * fo_publish_sync, fo_client_flush with a timeout, or fo_client_close.
+ * fo_publish_sync or fo_client_flush with a timeout (FO_ERR_INVAL there),
+ * or fo_client_close.
  *
  * Ownership: "borrowed" = the library only reads it during the call (the
  * caller keeps ownership); "owned by the library" = valid until the stated
