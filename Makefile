@@ -170,4 +170,7 @@ install: all
 clean:
 	rm -rf $(BUILD)
 
+# Keep test objects (make would delete them as intermediates and rebuild).
+.SECONDARY:
+
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

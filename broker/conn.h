@@ -39,6 +39,7 @@ typedef struct fo_conn {
     fo_outq_t outq;
     fo_sub_t *subs;                /* owned list                     */
     uint32_t nsubs;
+    struct fo_topic *last_topic;   /* last published to (topics live on) */
     uint64_t created_ms, last_rx_ms, last_ping_ms, close_deadline_ms;
     struct fo_conn *all_prev, *all_next, *dirty_next;
     char peer[48];

@@ -342,6 +342,7 @@ out:
         fo_worker_destroy(b->workers[i]);
     free(b->workers);
     fo_registry_destroy(b->reg);
+    fo_msg_caches_release();
     fo_mcast_destroy(b->mcast);
     if (lfd >= 0)
         close(lfd);

@@ -18,6 +18,121 @@
 #include "msg.h"
 #include "frame.h"
 
+/* ------------------------------------------------------------ block cache */
+
+#define NCLASS 6              /* 256 B .. 8 KiB */
+#define FO_MSG_BIG 0xff
+#define CACHE_MAX 1024        /* blocks kept per class per thread */
+
+typedef struct fo_msg_cache {
+    _Atomic(fo_msg_t *) returned;      /* pushed by other threads   */
+    fo_msg_t *free[NCLASS];            /* owner thread only         */
+    uint32_t nfree[NCLASS];
+    struct fo_msg_cache *next_all;
+} fo_msg_cache_t;
+
+static _Thread_local fo_msg_cache_t *tl_cache;
+static _Atomic(fo_msg_cache_t *) all_caches;
+
+static size_t class_size(int cls) { return (size_t)256 << cls; }
+
+static int class_of(size_t n)
+{
+    for (int c = 0; c < NCLASS; c++)
+        if (n <= class_size(c))
+            return c;
+    return FO_MSG_BIG;
+}
+
+static fo_msg_cache_t *my_cache(void)
+{
+    if (!tl_cache && (tl_cache = calloc(1, sizeof *tl_cache))) {
+        fo_msg_cache_t *head = atomic_load(&all_caches);
+        do
+            tl_cache->next_all = head;
+        while (!atomic_compare_exchange_weak(&all_caches, &head, tl_cache));
+    }
+    return tl_cache;
+}
+
+/* Put a block on its class list, or free it when the list is full. */
+static void keep(fo_msg_cache_t *c, fo_msg_t *m)
+{
+    int cls = m->size_class;
+    if (c->nfree[cls] >= CACHE_MAX) {
+        free(m);
+        return;
+    }
+    m->next_free = c->free[cls];
+    c->free[cls] = m;
+    c->nfree[cls]++;
+}
+
+static fo_msg_t *block_get(size_t n, uint8_t *cls_out, fo_msg_cache_t **home)
+{
+    int cls = class_of(n);
+    fo_msg_cache_t *c = cls == FO_MSG_BIG ? NULL : my_cache();
+    *home = c;
+    *cls_out = (uint8_t)cls;
+    if (!c)
+        return malloc(n);
+    if (!c->free[cls]) {
+        fo_msg_t *r = atomic_exchange_explicit(&c->returned, NULL, memory_order_acquire);
+        while (r) {
+            fo_msg_t *next = r->next_free;
+            keep(c, r);
+            r = next;
+        }
+    }
+    fo_msg_t *m = c->free[cls];
+    if (m) {
+        c->free[cls] = m->next_free;
+        c->nfree[cls]--;
+        return m;
+    }
+    return malloc(class_size(cls));
+}
+
+static void block_put(fo_msg_t *m)
+{
+    fo_msg_cache_t *home = m->home;
+    if (m->size_class == FO_MSG_BIG || !home) {
+        free(m);
+    } else if (home == tl_cache) {
+        keep(home, m);
+    } else {
+        fo_msg_t *head = atomic_load_explicit(&home->returned, memory_order_relaxed);
+        do
+            m->next_free = head;
+        while (!atomic_compare_exchange_weak_explicit(&home->returned, &head, m,
+                                                      memory_order_release,
+                                                      memory_order_relaxed));
+    }
+}
+
+void fo_msg_caches_release(void)
+{
+    fo_msg_cache_t *c = atomic_exchange(&all_caches, NULL);
+    while (c) {
+        fo_msg_cache_t *next = c->next_all;
+        for (int k = 0; k < NCLASS; k++)
+            while (c->free[k]) {
+                fo_msg_t *m = c->free[k];
+                c->free[k] = m->next_free;
+                free(m);
+            }
+        for (fo_msg_t *r = atomic_exchange(&c->returned, NULL), *n; r; r = n) {
+            n = r->next_free;
+            free(r);
+        }
+        free(c);
+        c = next;
+    }
+    tl_cache = NULL;   /* this thread's; other threads are gone by now */
+}
+
+/* ------------------------------------------------------------ messages */
+
 static int charge(fo_mem_t *mem, uint64_t n)
 {
     uint64_t limit = atomic_load_explicit(&mem->limit, memory_order_relaxed);
@@ -42,11 +157,15 @@ fo_msg_t *fo_msg_new(fo_mem_t *mem, struct fo_topic *topic, const char *name,
     size_t total = sizeof(fo_msg_t) + shared;
     if (shared > UINT32_MAX || charge(mem, total))
         return NULL;
-    fo_msg_t *m = malloc(total);
+    uint8_t cls;
+    fo_msg_cache_t *home;
+    fo_msg_t *m = block_get(total, &cls, &home);
     if (!m) {
         atomic_fetch_sub_explicit(&mem->used, total, memory_order_relaxed);
         return NULL;
     }
+    m->size_class = cls;
+    m->home = home;
     atomic_init(&m->refs, 1);
     m->topic = topic;
     m->mem = mem;
@@ -101,5 +220,5 @@ fo_msg_t *fo_msg_replay_copy(const fo_msg_t *m)
 void fo_msg_free(fo_msg_t *m)
 {
     atomic_fetch_sub_explicit(&m->mem->used, m->charged, memory_order_relaxed);
-    free(m);
+    block_put(m);
 }

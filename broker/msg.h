@@ -12,6 +12,12 @@
  *
  * Threading: immutable after fo_msg_new; refs is atomic, so any thread may
  * ref/unref. The last unref frees and uncharges.
+ *
+ * Allocation: blocks come in size classes from a per-thread cache. A block
+ * freed by its own thread goes back on its list; one freed elsewhere (a
+ * subscriber's worker wrote it last) is pushed onto its home cache's
+ * lock-free return stack, which the home thread takes whole when its list
+ * runs dry. So steady publishing does no malloc and takes no lock.
  */
 #ifndef FO_MSG_H
 #define FO_MSG_H
@@ -38,6 +44,9 @@ typedef struct fo_msg {
     uint64_t time_ns;
     uint32_t charged;         /* bytes charged to mem               */
     uint8_t replay;           /* encoded with Deliver.replay = true */
+    uint8_t size_class;       /* msgcache block class, or FO_MSG_BIG */
+    struct fo_msg_cache *home;/* the cache it came from (msg.c)     */
+    struct fo_msg *next_free; /* while cached                       */
     _Alignas(8) uint8_t shared[];
 } fo_msg_t;
 
@@ -74,6 +83,10 @@ static inline const uint8_t *fo_msg_payload(const fo_msg_t *m)
 {
     return m->shared + m->payload_off;
 }
+
+/* Free every cached block of every thread (at exit, after the last
+ * message is gone; for leak checkers). */
+void fo_msg_caches_release(void);
 
 /* The topic name inside the encoding (not NUL-terminated). */
 const char *fo_msg_topic(const fo_msg_t *m, size_t *len);

@@ -166,8 +166,10 @@ void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
 {
     fo_worker_t *w = c->w;
     fo_broker_t *b = w->b;
-    uint32_t h = hash_name(name, len);
-    fo_topic_t *t = cache_find(w->tcache, name, len, h);
+    /* a publisher mostly repeats its last topic: check it before hashing */
+    fo_topic_t *t = c->last_topic;
+    if (!t || t->len != len || memcmp(t->name, name, len))
+        t = cache_find(w->tcache, name, len, hash_name(name, len));
     if (!t) {
         /* a cached name was valid when it was first seen: check misses only */
         if (!fo_topic_valid(name, len)) {
@@ -187,6 +189,7 @@ void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
         }
         cache_put(w->tcache, t);
     }
+    c->last_topic = t;
     uint64_t now = w->read_time_ns;
     struct { int worker; uint64_t conn_id; uint32_t sid; } picks[MAX_PICKS];
     int npicks = 0;

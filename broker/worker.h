@@ -21,7 +21,7 @@ struct fo_conn;
 
 #define FO_READ_BLOCK   (64u * 1024)   /* buffer cache block size      */
 #define FO_BUFCACHE_MAX 64             /* blocks kept per worker       */
-#define FO_IOV_MAX      512            /* iovecs per writev            */
+#define FO_IOV_MAX      1024           /* iovecs per writev (IOV_MAX)  */
 
 typedef struct fo_outbox {
     fo_item_t *items;

@@ -11,18 +11,7 @@
 
 /* ------------------------------------------------------------ varints */
 
-size_t fo_varint_put(uint8_t *p, uint64_t v)
-{
-    size_t i = 0;
-    while (v >= 0x80) {
-        p[i++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[i++] = (uint8_t)v;
-    return i;
-}
-
-size_t fo_varint_get(const uint8_t *p, size_t n, uint64_t *v)
+size_t fo_varint_get_slow(const uint8_t *p, size_t n, uint64_t *v)
 {
     uint64_t r = 0;
     for (size_t i = 0; i < n && i < 10; i++) {
@@ -35,16 +24,6 @@ size_t fo_varint_get(const uint8_t *p, size_t n, uint64_t *v)
         }
     }
     return 0;
-}
-
-size_t fo_varint_len(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
 }
 
 /* ------------------------------------------------------------ decoder */

@@ -148,9 +148,34 @@ static inline uint32_t fo_be32_get(const uint8_t *p)
 }
 
 /* Varint (base 128, little-endian groups). put returns bytes written
- * (<= 10); get returns bytes read, 0 on truncation or overflow. */
-size_t fo_varint_put(uint8_t *p, uint64_t v);
-size_t fo_varint_get(const uint8_t *p, size_t n, uint64_t *v);
-size_t fo_varint_len(uint64_t v);
+ * (<= 10); get returns bytes read, 0 on truncation or overflow. Inline with
+ * a one-byte fast path: they run several times per message. */
+size_t fo_varint_get_slow(const uint8_t *p, size_t n, uint64_t *v);
+
+static inline size_t fo_varint_put(uint8_t *p, uint64_t v)
+{
+    size_t i = 0;
+    while (v >= 0x80) {
+        p[i++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[i++] = (uint8_t)v;
+    return i;
+}
+
+static inline size_t fo_varint_get(const uint8_t *p, size_t n, uint64_t *v)
+{
+    if (n && p[0] < 0x80) {
+        *v = p[0];
+        return 1;
+    }
+    return fo_varint_get_slow(p, n, v);
+}
+
+static inline size_t fo_varint_len(uint64_t v)
+{
+    /* 1 + floor(log2(v)) / 7, with v|1 so that 0 takes one byte */
+    return (size_t)((64 - __builtin_clzll(v | 1) + 6) / 7);
+}
 
 #endif

@@ -28,7 +28,7 @@ for t in "$@"; do
     else
         printf 'ok    %-28s %3s passed %3s failed %3s skipped  %3ss\n' "$name" "$p" "$f" "$s" "$secs"
     fi
-    grep -h '^\[  SKIPPED \] [a-z]' "$log" 2>/dev/null | sed 's/^/      /'
+    grep -h '^\[  SKIPPED \] [a-z]' "$log" 2>/dev/null | sort -u | sed 's/^/      /'
 done
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ] || { echo "failed:$bad (logs in $logs)"; exit 1; }

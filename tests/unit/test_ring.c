@@ -176,6 +176,45 @@ static void test_inbox_mpsc(void **state)
     fo_inbox_destroy(&ib);
 }
 
+/* Blocks freed on another thread go home and are reused there. */
+static fo_msg_t *cross[64];
+static void *free_all(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 64; i++)
+        fo_msg_unref(cross[i]);
+    return NULL;
+}
+
+static void test_msg_cache_returns_home(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 64; i++)
+        cross[i] = mk((uint64_t)i + 1, 100);
+    void *addr[64];
+    for (int i = 0; i < 64; i++)
+        addr[i] = cross[i];
+    pthread_t th;
+    pthread_create(&th, NULL, free_all, NULL);
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&mem.used), 0);
+    int reused = 0;
+    for (int i = 0; i < 64; i++) {
+        fo_msg_t *m = mk(1000, 100);
+        for (int k = 0; k < 64; k++)
+            reused += (void *)m == addr[k];
+        cross[i] = m;
+    }
+    assert_int_equal(reused, 64);
+    for (int i = 0; i < 64; i++)
+        fo_msg_unref(cross[i]);
+    /* a big one bypasses the cache */
+    static uint8_t big[16384];
+    fo_msg_t *b = fo_msg_new(&mem, NULL, "t", 1, 1, 0, big, sizeof big, 0);
+    fo_msg_unref(b);
+    fo_msg_caches_release();
+}
+
 int main(void)
 {
     atomic_store(&mem.limit, 0);
@@ -185,6 +224,7 @@ int main(void)
         cmocka_unit_test(test_ring_count_bound),
         cmocka_unit_test(test_ring_byte_bound_and_zero),
         cmocka_unit_test(test_inbox_mpsc),
+        cmocka_unit_test(test_msg_cache_returns_home),
     };
     return cmocka_run_group_tests_name("ring", tests, NULL, NULL);
 }
