@@ -425,6 +425,58 @@ static void test_sigterm_drains(void **state)
     assert_int_equal(fo_tb_stop(&b), 0);
 }
 
+/* SIGHUP re-reads the config file: a reloadable limit changes for new
+ * connections (WELCOME carries it); the broker keeps serving. */
+static uint64_t welcome_max_output(int port)
+{
+    fo_tc_t c;
+    if (fo_tc_connect(&c, port))
+        return 0;
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Hello h = FANOUT__HELLO__INIT;
+    h.has_version = 1; h.version = 1;
+    f.body_case = FANOUT__FRAME__BODY_HELLO; f.hello = &h;
+    Fanout__Frame *r;
+    uint64_t v = 0;
+    if (fo_tc_send(&c, &f) == 0 && fo_tc_recv(&c, 5000, &r) == 1 &&
+        r->body_case == FANOUT__FRAME__BODY_WELCOME)
+        v = r->welcome->max_output;
+    fo_tc_close(&c);
+    return v;
+}
+
+static void test_sighup_reload(void **state)
+{
+    (void)state;
+    char path[256];
+    snprintf(path, sizeof path, "%s/test-logs/reload-%d.conf", fo_tb_build_dir(), (int)getpid());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "# test config\nmax-output 1MiB\n");
+    fclose(f);
+    fo_tb_t b;
+    const char *args[] = { "--config", path, NULL };
+    assert_int_equal(fo_tb_start(&b, args), 0);
+    assert_int_equal(welcome_max_output(b.port), 1 << 20);
+    f = fopen(path, "w");
+    fprintf(f, "max-output 2MiB\n");
+    fclose(f);
+    fo_tb_signal(&b, SIGHUP);
+    uint64_t deadline = fo_tb_now_ms() + 5000;
+    while (welcome_max_output(b.port) != 2u << 20 && fo_tb_now_ms() < deadline)
+        ;
+    assert_int_equal(welcome_max_output(b.port), 2u << 20);
+    /* a bad file is refused whole; the old values stay */
+    f = fopen(path, "w");
+    fprintf(f, "max-output banana\n");
+    fclose(f);
+    fo_tb_signal(&b, SIGHUP);
+    assert_healthy(&b, "after.reload");
+    assert_int_equal(welcome_max_output(b.port), 2u << 20);
+    assert_int_equal(fo_tb_stop(&b), 0);
+    unlink(path);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -437,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_max_conns),
         cmocka_unit_test(test_sigterm_drains),
+        cmocka_unit_test(test_sighup_reload),
     };
     return cmocka_run_group_tests_name("robust", tests, NULL, NULL);
 }
