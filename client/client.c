@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "client_int.h"
+#include "mcast_sub.h"
 #include "dial.h"
 
 #define READ_CHUNK (64u << 10)
@@ -237,6 +238,7 @@ static void take_welcome(fo_client_t *c, const Fanout__Welcome *w)
     if (mf > FO_MAX_FRAME_LIMIT)
         mf = FO_MAX_FRAME_LIMIT;
     c->dec.max_frame = mf;
+    (void)fo_mcast_subs_welcome(c->mcast, w);
 }
 
 /* HELLO, then wait for WELCOME (answering PINGs); frames that follow stay
@@ -339,6 +341,8 @@ static fo_err_t open_conn(fo_client_t *c, const char *server, int *fdp,
 
 static void on_deliver(fo_client_t *c, uint32_t sid, const fo_msg_t *m)
 {
+    if (m->replay && fo_mcast_subs_repaired(c->mcast, sid, m, fo_mono_ms()))
+        return;                 /* a multicast repair: in order via its receiver */
     fo_sub_t *s = fo_client_pin_(c, sid);
     if (!s)
         return;                 /* late message for a closed subscription */
@@ -356,6 +360,8 @@ static void on_deliver(fo_client_t *c, uint32_t sid, const fo_msg_t *m)
 static void on_gap(fo_client_t *c, uint32_t sid, const Fanout__Gap *g)
 {
     if (!g->topic || !g->has_first || !g->has_last || g->last < g->first)
+        return;
+    if (fo_mcast_subs_gap(c->mcast, sid, g->topic, g->first, g->last))
         return;
     fo_sub_t *s = fo_client_pin_(c, sid);
     if (!s)
@@ -601,6 +607,7 @@ static void *reader_main(void *arg)
 {
     fo_client_t *c = arg;
     char text[160];
+    long long mdue = -1;        /* multicast timers (repair), -1 = none */
     if (drain_frames(c))
         conn_lost(c, FO_ERR_PROTO, "bad frame from broker");
     while (!atomic_load(&c->stop)) {
@@ -615,12 +622,20 @@ static void *reader_main(void *arg)
             next = c->last_rx_ms + c->idle_ms;
         if (atomic_load(&c->pong_due) && now + 5 < next)
             next = now + 5;
+        if (mdue >= 0 && mdue < next)
+            next = mdue;
         int tmo = next > now ? (int)(next - now) : 0;
-        struct pollfd p[2] = { { .fd = c->rfd, .events = POLLIN },
-                               { .fd = c->wakefd, .events = POLLIN } };
-        int n = poll(p, 2, tmo);
+        struct pollfd p[3] = { { .fd = c->rfd, .events = POLLIN },
+                               { .fd = c->wakefd, .events = POLLIN },
+                               { .fd = fo_mcast_subs_fd(c->mcast), .events = POLLIN } };
+        int n = poll(p, 3, tmo);
         if (atomic_load(&c->stop))
             break;
+        now = fo_mono_ms();
+        if ((n > 0 && p[2].revents) || (mdue >= 0 && now >= mdue)) {
+            int w = fo_mcast_subs_run(c->mcast, now);
+            mdue = w < 0 ? -1 : now + w;
+        }
         if (n > 0 && p[0].revents) {
             fo_err_t e = read_batch(c);
             if (e) {
@@ -676,6 +691,7 @@ static void client_free(fo_client_t *c)
     fo_buf_free(&c->out);
     fo_decoder_destroy(&c->dec);
     fo_arena_destroy(&c->arena);
+    fo_mcast_subs_destroy(c->mcast);
     if (c->wakefd >= 0)
         close(c->wakefd);
     pthread_mutex_destroy(&c->mu);
@@ -740,6 +756,8 @@ fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
         ret = FO_ERR_IO;
         goto fail;
     }
+    if ((ret = fo_mcast_subs_create(c, &c->mcast)))
+        goto fail;
     int fd = -1;
     ret = FO_ERR_ADDR;
     for (size_t i = 0; i < c->nservers; i++) {

@@ -111,6 +111,7 @@ struct fo_client {
     size_t server_idx;
     uint32_t ping_interval_ms, idle_ms;
     uint64_t epoch;
+    struct fo_mcast_subs *mcast;  /* multicast subscriptions (mcast_sub.h) */
     long long last_rx_ms, last_ping_ms;
 };
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "client_int.h"
+#include "mcast_sub.h"
 
 void fo_sub_opts_init(fo_sub_opts_t *o)
 {
@@ -309,6 +310,7 @@ fo_err_t fo_client_send_repair_(fo_client_t *c, uint32_t sid, const char *topic,
 /* Take s out of the table and free it once no callback runs for it. */
 static void retire(fo_client_t *c, fo_sub_t *s)
 {
+    fo_mcast_subs_remove(c->mcast, s->sid);     /* before mu: lock order */
     pthread_mutex_lock(&c->mu);
     remove_locked(c, s);
     atomic_store(&s->dead, 1);
@@ -387,12 +389,19 @@ fo_err_t fo_subscribe(fo_client_t *c, const char *filter,
     s->sid = ++c->next_sid;
     c->subs[c->nsubs++] = s;    /* sids only grow: stays sorted */
     pthread_mutex_unlock(&c->mu);
+    /* multicast: join the groups before SUBSCRIBE, so nothing is missed */
+    fo_err_t err = s->delivery != FO_DELIVERY_MULTICAST ? FO_OK
+                 : fo_mcast_subs_add(c->mcast, s->sid, s->filter, opts->mcast_iface);
+    if (err) {
+        retire(c, s);
+        return err;
+    }
 
     Fanout__Frame f = FANOUT__FRAME__INIT;
     Fanout__Subscribe m;
     sub_frame(s, &f, &m);
-    fo_err_t err = fo_client_on_reader_(c) ? fo_client_send_frame_(c, &f)
-                 : fo_client_request_(c, &f, c->request_timeout_ms, NULL);
+    err = fo_client_on_reader_(c) ? fo_client_send_frame_(c, &f)
+        : fo_client_request_(c, &f, c->request_timeout_ms, NULL);
     if (err) {
         if (err != FO_ERR_SERVER) {
             /* It may have reached the broker: take it back. */

@@ -65,7 +65,9 @@ typedef struct fo_msg {
 typedef enum fo_gap_reason {
     FO_GAP_SLOW_CONSUMER = 0, /* broker dropped them from our output queue   */
     FO_GAP_EVICTED       = 1, /* no longer in the topic's retention ring     */
-    FO_GAP_LOCAL         = 2  /* our fo_sub_next queue was full (max_queued) */
+    FO_GAP_LOCAL         = 2, /* our fo_sub_next queue was full (max_queued) */
+    FO_GAP_MULTICAST     = 3  /* lost on multicast, not repaired in time
+                                 (docs/MULTICAST.md)                         */
 } fo_gap_reason_t;
 
 /* Messages first..last (inclusive) of `topic` will not be delivered to
@@ -210,6 +212,8 @@ typedef struct fo_sub_opts {
     fo_msg_cb_t cb;
     void *ud;                /* passed to cb                                */
     size_t max_queued;       /* fo_sub_next queue bound; 16 MiB             */
+    const char *mcast_iface; /* multicast: interface address or name to join
+                                the groups on; NULL = kernel's choice; borrowed */
 } fo_sub_opts_t;
 
 void fo_sub_opts_init(fo_sub_opts_t *o);
@@ -237,6 +241,20 @@ fo_err_t fo_sub_next(fo_sub_t *s, int timeout_ms, const fo_msg_t **out);
 uint32_t fo_sub_id(const fo_sub_t *s);              /* the subscription id */
 uint64_t fo_sub_delivered_count(const fo_sub_t *s); /* messages so far     */
 uint64_t fo_sub_gap_count(const fo_sub_t *s);       /* messages missed     */
+
+/* Multicast receive counters of a FO_DELIVERY_MULTICAST subscription
+ * (docs/MULTICAST.md), summed over the groups it joined. FO_ERR_INVAL for
+ * other subscriptions. Any thread. */
+typedef struct fo_mcast_stats {
+    uint64_t received;    /* messages delivered from multicast or repair  */
+    uint64_t gaps;        /* messages found missing                       */
+    uint64_t repaired;    /* ... fetched again over TCP                   */
+    uint64_t lost;        /* ... given up (reported as gaps)              */
+    uint64_t duplicates, oversize, datagrams;
+    uint64_t bad;         /* datagrams dropped: undecodable or stale      */
+    uint32_t groups;      /* groups joined                                */
+} fo_mcast_stats_t;
+fo_err_t fo_sub_mcast_stats(const fo_sub_t *s, fo_mcast_stats_t *out);
 
 #ifdef __cplusplus
 }

@@ -29,6 +29,11 @@ static const char help[] =
     "                          (broker receive time), replay, and payload (a\n"
     "                          string, or payload_base64 when not UTF-8)\n"
     "  -t, --timeout SEC       exit 1 when no message came for SEC seconds\n"
+    "      --multicast         receive by UDP multicast, on the groups the broker\n"
+    "                          announces; missed datagrams are repaired over TCP\n"
+    "      --iface ADDR        interface (address or name) to join the groups on\n"
+    "      --stats             at exit, print on stderr: received, gaps,\n"
+    "                          repaired, lost\n"
     "  -h, --help              this text\n"
     "\n"
     "Gaps (messages the broker could not deliver) are reported on stderr.\n"
@@ -38,10 +43,10 @@ static void on_gap(void *ud, const fo_gap_t *g)
 {
     (void)ud;
     static const char *why[] = { "slow consumer", "evicted from retention",
-                                 "local queue full" };
+                                 "local queue full", "multicast loss not repaired" };
     fprintf(stderr, "fanout sub: gap on '%s': messages %llu..%llu missed (%s)\n",
             g->topic, (unsigned long long)g->first, (unsigned long long)g->last,
-            (unsigned)g->reason < 3 ? why[g->reason] : "unknown");
+            (unsigned)g->reason < 4 ? why[g->reason] : "unknown");
 }
 
 static void on_event(void *ud, fo_event_t ev, fo_err_t err, const char *text)
@@ -144,6 +149,20 @@ static void print_msg(const fo_msg_t *m, int json)
     fputs("}\n", stdout);
 }
 
+/* --stats: multicast counters, or what TCP delivery can tell. */
+static void print_stats(const fo_sub_t *s)
+{
+    fo_mcast_stats_t st;
+    if (fo_sub_mcast_stats(s, &st) != FO_OK) {
+        memset(&st, 0, sizeof(st));
+        st.received = fo_sub_delivered_count(s);
+        st.gaps = st.lost = fo_sub_gap_count(s);
+    }
+    fprintf(stderr, "fanout sub: received %llu gaps %llu repaired %llu lost %llu\n",
+            (unsigned long long)st.received, (unsigned long long)st.gaps,
+            (unsigned long long)st.repaired, (unsigned long long)st.lost);
+}
+
 int cli_sub(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -154,12 +173,15 @@ int cli_sub(int argc, char **argv)
         { "json", no_argument, NULL, 'j' },
         { "timeout", required_argument, NULL, 't' },
         { "help", no_argument, NULL, 'h' },
+        { "multicast", no_argument, NULL, 'M' },
+        { "iface", required_argument, NULL, 'I' },
+        { "stats", no_argument, NULL, 'S' },
         { NULL, 0, NULL, 0 },
     };
     const char *server = CLI_DEFAULT_SERVER;
     uint64_t count = 0;
     double timeout = 0;
-    int json = 0;
+    int json = 0, stats = 0;
     fo_sub_opts_t so;
     fo_sub_opts_init(&so);
     optind = 1;
@@ -192,6 +214,9 @@ int cli_sub(int argc, char **argv)
                 return cli_usage("sub", "--timeout wants seconds > 0, not '%s'", optarg);
             break;
         case 'h': fputs(help, stdout); return CLI_OK;
+        case 'M': so.delivery = FO_DELIVERY_MULTICAST; break;
+        case 'I': so.mcast_iface = optarg; break;
+        case 'S': stats = 1; break;
         case ':': return cli_usage("sub", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage("sub", "unknown option '%s'", argv[optind - 1]);
         }
@@ -234,6 +259,8 @@ int cli_sub(int argc, char **argv)
         print_msg(m, json);
     }
     fflush(stdout);
+    if (stats)
+        print_stats(s);
     fo_client_destroy(c);
     return rc;
 }
