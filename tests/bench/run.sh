@@ -6,6 +6,8 @@ set -eu
 build=${1:-build}
 echo "== codec"
 "$build/tests/bench/bench_codec"
+echo "== idle connections"
+"$build/tests/bench/bench_idle" 10000
 if [ ! -x "$build/fanout" ] || ! "$build/fanout" bench --help >/dev/null 2>&1; then
     echo "== fanout bench not built: skipping the broker scenarios"
     exit 0
