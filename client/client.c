@@ -32,7 +32,7 @@
 #include "mcast_sub.h"
 #include "dial.h"
 
-#define READ_CHUNK (64u << 10)
+#define READ_CHUNK (128u << 10)
 
 static char *dupstr(const char *s)
 {
@@ -97,7 +97,8 @@ int fo_client_connected(fo_client_t *c)
 
 void fo_client_stats(fo_client_t *c, fo_client_stats_t *o)
 {
-    o->published = atomic_load(&c->st_published);
+    o->published = atomic_load(&c->st_published) +
+                   atomic_load(&c->st_published_sync);
     o->publish_lost = atomic_load(&c->st_publish_lost);
     o->delivered = atomic_load(&c->st_delivered);
     o->gaps = atomic_load(&c->st_gaps);
@@ -207,7 +208,7 @@ fo_err_t fo_publish_sync(fo_client_t *c, const char *topic, const void *payload,
     p.payload.len = len;
     f.body_case = FANOUT__FRAME__BODY_PUBLISH;
     f.publish = &p;
-    atomic_fetch_add(&c->st_published, 1);
+    atomic_fetch_add(&c->st_published_sync, 1);
     return fo_client_request_(c, &f, timeout_ms, seq);
 }
 
@@ -339,11 +340,32 @@ static fo_err_t open_conn(fo_client_t *c, const char *server, int *fdp,
 
 /* ------------------------------------------------------------ reader */
 
+/* The subscription for sid, pinned. Within one read batch the reader keeps
+ * the last one pinned (c->cur), so a stream of messages for one
+ * subscription costs no lock; a subscription retired meanwhile (dead) is
+ * let go and looked up again (and not found). */
+static fo_sub_t *batch_pin(fo_client_t *c, uint32_t sid)
+{
+    fo_sub_t *s = c->cur;
+    if (s && s->sid == sid && !atomic_load(&s->dead))
+        return s;
+    if (s)
+        fo_client_unpin_(c, s);
+    return c->cur = fo_client_pin_(c, sid);
+}
+
+static void batch_unpin(fo_client_t *c)
+{
+    if (c->cur)
+        fo_client_unpin_(c, c->cur);
+    c->cur = NULL;
+}
+
 static void on_deliver(fo_client_t *c, uint32_t sid, const fo_msg_t *m)
 {
     if (m->replay && fo_mcast_subs_repaired(c->mcast, sid, m, fo_mono_ms()))
         return;                 /* a multicast repair: in order via its receiver */
-    fo_sub_t *s = fo_client_pin_(c, sid);
+    fo_sub_t *s = batch_pin(c, sid);
     if (!s)
         return;                 /* late message for a closed subscription */
     if (!s->queue && s->delivery == FO_DELIVERY_TCP) {
@@ -354,7 +376,6 @@ static void on_deliver(fo_client_t *c, uint32_t sid, const fo_msg_t *m)
             e->seq = m->seq;
     }
     fo_client_dispatch_(c, s, m);
-    fo_client_unpin_(c, s);
 }
 
 static void on_gap(fo_client_t *c, uint32_t sid, const Fanout__Gap *g)
@@ -459,6 +480,7 @@ static fo_err_t drain_frames(fo_client_t *c)
     while ((err = fo_decoder_next(&c->dec, &body, &len)) == FO_OK)
         if ((err = handle_frame(c, body, len)))
             break;
+    batch_unpin(c);
     fo_arena_reset(&c->arena);
     return err == FO_ERR_AGAIN ? FO_OK : err;
 }

@@ -12,12 +12,18 @@
  * Multicast seam (client/mcast_rx.c, by the multicast engineer): a
  * receiver calls fo_client_dispatch_() for each message of a multicast
  * subscription and fo_client_gap_() for what it cannot repair; both must
- * run on the reader thread or with the sub pinned (fo_client_pin_/unpin_).
+ * run on the reader thread (which is where mcast_rx is polled), with the
+ * sub pinned (fo_client_pin_/unpin_) while they run.
  * fo_client_send_repair_() asks the broker to resend first..last over TCP.
  * The Welcome's groups are in c->welcome_groups (reader-owned copy).
  */
 #ifndef FO_CLIENT_INT_H
 #define FO_CLIENT_INT_H
+
+/* Increment a counter that only one thread (or one lock holder) writes. */
+#define FO_COUNT_ADD(ctr, n) atomic_store_explicit(&(ctr),                \
+        atomic_load_explicit(&(ctr), memory_order_relaxed) + (n),        \
+        memory_order_relaxed)
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -95,7 +101,9 @@ struct fo_client {
     int error_seen;          /* an ERROR frame came on this connection */
 
     /* counters (fo_client_stats) */
-    _Atomic uint64_t st_published, st_publish_lost, st_delivered, st_gaps,
+    /* single writers use load+store (a plain mov), not a locked add:
+     * st_published under wmu, st_delivered on the reader thread */
+    _Atomic uint64_t st_published, st_published_sync, st_publish_lost, st_delivered, st_gaps,
         st_gap_messages, st_reconnects, st_server_errors, st_bytes_in,
         st_bytes_out;
 
@@ -113,6 +121,7 @@ struct fo_client {
     uint64_t epoch;
     struct fo_mcast_subs *mcast;  /* multicast subscriptions (mcast_sub.h) */
     long long last_rx_ms, last_ping_ms;
+    fo_sub_t *cur;           /* reader: sub kept pinned across a batch */
 };
 
 /* writer.c */

@@ -3,8 +3,8 @@
  * The client keeps its subscriptions in an array sorted by sid (sids only
  * grow, so a new one is appended) under c->mu; the reader finds a sub by
  * binary search and "pins" it (busy++) for the time it runs its callback
- * or touches its seqmap, so one lock round trip per message is all the
- * reader pays. fo_unsubscribe removes the sub from the table, then waits
+ * or touches its seqmap; it keeps the last one pinned for a whole read
+ * batch, so a stream of messages for one subscription takes no lock. fo_unsubscribe removes the sub from the table, then waits
  * until it is unpinned before freeing it; called on the reader thread
  * itself (from a callback) it cannot wait, so the reader frees the sub
  * when it unpins it ("orphan").
@@ -112,8 +112,8 @@ void fo_client_gap_(fo_client_t *c, fo_sub_t *s, const char *topic,
 void fo_client_dispatch_(fo_client_t *c, fo_sub_t *s, const fo_msg_t *m)
 {
     if (s->cb) {
-        atomic_fetch_add_explicit(&s->delivered, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&c->st_delivered, 1, memory_order_relaxed);
+        FO_COUNT_ADD(s->delivered, 1);
+        FO_COUNT_ADD(c->st_delivered, 1);
         s->cb(s->ud, s, m);
         return;
     }
@@ -126,8 +126,8 @@ void fo_client_dispatch_(fo_client_t *c, fo_sub_t *s, const fo_msg_t *m)
         fo_client_gap_(c, s, m->topic, m->seq, m->seq, FO_GAP_LOCAL);
         return;
     }
-    atomic_fetch_add_explicit(&s->delivered, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->st_delivered, 1, memory_order_relaxed);
+    FO_COUNT_ADD(s->delivered, 1);
+    FO_COUNT_ADD(c->st_delivered, 1);
 }
 
 void fo_client_wake_subs_(fo_client_t *c)

@@ -106,7 +106,7 @@ fo_err_t fo_publish(fo_client_t *c, const char *topic, const void *payload,
         goto out;
     fo_buf_commit(&c->out, fo_publish_frame_pack(fo_buf_tail(&c->out), topic,
                                                  tl, payload, len, 0));
-    atomic_fetch_add_explicit(&c->st_published, 1, memory_order_relaxed);
+    FO_COUNT_ADD(c->st_published, 1);
     if (c->wfd >= 0 && fo_buf_len(&c->out) >= c->write_buffer)
         (void)fo_client_write_locked_(c);   /* a failure keeps the frames */
 out:

@@ -227,8 +227,11 @@ fo_err_t fo_subscribe(fo_client_t *c, const char *filter,
                       const fo_sub_opts_t *opts, fo_sub_t **out);
 
 /* Stop a subscription and free it. From a thread other than the reader,
- * it waits until no callback for it is running; no callback for it starts
- * after it returns. `s` is invalid afterwards. NULL is fine. */
+ * it waits (request_timeout_ms) for the broker's ACK, which follows every
+ * DELIVER sent before it, and until no callback for it is running; no
+ * callback for it starts after it returns. `s` is freed and invalid
+ * afterwards whatever the result (FO_ERR_TIMEOUT: the ACK did not come in
+ * time; late messages for it are then dropped). NULL is fine. */
 fo_err_t fo_unsubscribe(fo_sub_t *s);
 
 /* Queue mode: wait up to timeout_ms (< 0 = forever, 0 = poll) for the next

@@ -466,6 +466,59 @@ static void test_close_with_drain(void **state)
     assert_int_equal(peer_wait(&x->peer, FANOUT__FRAME__BODY_UNSUBSCRIBE, 1, 2000), 1);
 }
 
+/* fo_unsubscribe from another thread while the reader is in the middle of
+ * a batch for that subscription: no callback runs after it returns. */
+typedef struct slow_cb {
+    atomic_int calls, after;
+    atomic_int unsubscribed;
+} slow_cb_t;
+
+static void on_slow(void *ud, fo_sub_t *s, const fo_msg_t *m)
+{
+    (void)s; (void)m;
+    slow_cb_t *k = ud;
+    if (atomic_load(&k->unsubscribed))
+        atomic_fetch_add(&k->after, 1);
+    atomic_fetch_add(&k->calls, 1);
+    usleep(2000);
+}
+
+static void test_unsubscribe_while_delivering(void **state)
+{
+    fx_t *x = *state;
+    /* No ACK for the UNSUBSCRIBE: after its timeout the retire must stop
+     * the batch in the middle. */
+    x->peer.no_unsub_ack = 1;
+    x->o.request_timeout_ms = 100;
+    connect_ok(x);
+    slow_cb_t k = { 0 };
+    fo_sub_opts_t so;
+    fo_sub_opts_init(&so);
+    so.cb = on_slow;
+    so.ud = &k;
+    fo_sub_t *s;
+    assert_int_equal(fo_subscribe(x->c, "w", &so, &s), FO_OK);
+    fo_buf_t burst = FO_BUF_INIT;
+    for (int i = 1; i <= 400; i++) {
+        Fanout__Frame f;
+        Fanout__Deliver d;
+        peer_deliver(&f, &d, fo_sub_id(s), "w", (uint64_t)i, "x");
+        fo_frame_append(&burst, &f);
+    }
+    pthread_mutex_lock(&x->peer.wmu);
+    assert_int_equal(peer_write_all(x->peer.fd, fo_buf_head(&burst), fo_buf_len(&burst)), 0);
+    pthread_mutex_unlock(&x->peer.wmu);
+    fo_buf_free(&burst);
+    long long end = peer_now_ms() + 3000;
+    while (atomic_load(&k.calls) < 5 && peer_now_ms() < end)
+        usleep(500);
+    assert_int_equal(fo_unsubscribe(s), FO_ERR_TIMEOUT);   /* freed anyway */
+    atomic_store(&k.unsubscribed, 1);
+    assert_int_equal(fo_client_flush(x->c, 3000), FO_OK);
+    assert_int_equal(atomic_load(&k.after), 0);
+    assert_true(atomic_load(&k.calls) < 400);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -482,6 +535,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connect_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsubscribe_inside_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsubscribe_while_delivering, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,7 +35,7 @@ typedef struct peer {
     /* knobs, set before the client acts */
     uint32_t ping_ms, idle_ms;   /* sent in WELCOME */
     uint64_t epoch;
-    int no_pong, hello_error, slow_reader;
+    int no_pong, hello_error, slow_reader, no_unsub_ack;
     uint64_t seq;                /* last sequence given to a PUBLISH */
 } peer_t;
 
@@ -193,7 +193,7 @@ static void peer_answer(peer_t *p, int fd, const Fanout__Frame *f)
             peer_ack(p, fd, req, 0);
         return;
     case FANOUT__FRAME__BODY_UNSUBSCRIBE:
-        if (req)
+        if (req && !p->no_unsub_ack)
             peer_ack(p, fd, req, 0);
         return;
     case FANOUT__FRAME__BODY_PING:
