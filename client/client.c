@@ -115,6 +115,23 @@ static void event(fo_client_t *c, fo_event_t ev, fo_err_t err, const char *text)
         c->on_event(c->ud, ev, err, text ? text : "");
 }
 
+/* Does the broker close the connection after this ERROR code?
+ * (docs/PROTOCOL.md section 14; the others leave it open.) */
+static int error_closes(const Fanout__Error *e)
+{
+    if (!e->has_code)
+        return 1;
+    switch (e->code) {
+    case FANOUT__ERROR_CODE__ERR_MEMORY_LIMIT:
+    case FANOUT__ERROR_CODE__ERR_BAD_SID:
+    case FANOUT__ERROR_CODE__ERR_MAX_SUBS:
+    case FANOUT__ERROR_CODE__ERR_BAD_REQUEST:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
 /* "ERR_INVALID_TOPIC: text" from an ERROR frame. */
 static void error_text(const Fanout__Error *e, char *buf, size_t len)
 {
@@ -138,6 +155,18 @@ static void complete(fo_client_t *c, uint64_t ref, fo_err_t err, uint64_t seq)
             pthread_cond_broadcast(&c->cv);
             break;
         }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void fail_pending(fo_client_t *c, fo_err_t err)
+{
+    pthread_mutex_lock(&c->mu);
+    for (fo_pending_t *p = c->pending; p; p = p->next)
+        if (!p->done) {
+            p->done = 1;
+            p->err = err;
+        }
+    pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -444,10 +473,15 @@ static fo_err_t handle_frame(fo_client_t *c, const uint8_t *body, size_t len)
         error_text(f->error, t, sizeof t);
         atomic_fetch_add(&c->st_server_errors, 1);
         server_error(c, t);
-        if (f->error->has_ref && f->error->ref)
+        if (f->error->has_ref && f->error->ref) {
             complete(c, f->error->ref, FO_ERR_SERVER, 0);
-        else
+        } else {
+            /* A fatal ERROR without ref: the connection closes next and no
+             * pending request will be answered; they fail with this text. */
+            if (error_closes(f->error))
+                fail_pending(c, FO_ERR_SERVER);
             event(c, FO_EV_SERVER_ERROR, FO_ERR_SERVER, t);
+        }
         break;
     }
     case FANOUT__FRAME__BODY_GAP:

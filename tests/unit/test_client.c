@@ -181,6 +181,10 @@ static void test_publish_sync_ack_and_error(void **state)
     assert_non_null(strstr(e, "bad topic"));
     /* The connection is still usable. */
     assert_int_equal(fo_publish_sync(x->c, "a", "w", 1, 2000, &seq), FO_OK);
+    /* A closing ERROR without ref fails the waiting request with its text. */
+    assert_int_equal(fo_publish_sync(x->c, "fatal", "z", 1, 2000, &seq), FO_ERR_SERVER);
+    fo_client_last_error(x->c, e, sizeof e);
+    assert_non_null(strstr(e, "fatal topic"));
     assert_int_equal(fo_publish(x->c, NULL, "x", 1), FO_ERR_INVAL);
 }
 

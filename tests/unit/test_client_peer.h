@@ -2,7 +2,8 @@
  *
  * One thread accepts connections on 127.0.0.1:0 (one at a time), records
  * every frame the client sends, and answers the way a broker does: HELLO
- * with WELCOME, requests with ACK (or ERROR for the topic/filter "bad"),
+ * with WELCOME, requests with ACK (or ERROR for the topic/filter "bad";
+ * ERROR without ref for the topic "fatal"),
  * PING with PONG. The test thread injects frames (whole, or one byte per
  * write), drops the connection, or turns the auto-answers off.
  */
@@ -181,7 +182,9 @@ static void peer_answer(peer_t *p, int fd, const Fanout__Frame *f)
         pthread_mutex_lock(&p->mu);
         uint64_t seq = ++p->seq;
         pthread_mutex_unlock(&p->mu);
-        if (req && !strcmp(f->publish->topic, "bad"))
+        if (req && !strcmp(f->publish->topic, "fatal"))   /* no ref, as a closing error may come */
+            peer_error(p, fd, 0, FANOUT__ERROR_CODE__ERR_INVALID_TOPIC, "fatal topic");
+        else if (req && !strcmp(f->publish->topic, "bad"))
             peer_error(p, fd, req, FANOUT__ERROR_CODE__ERR_INVALID_TOPIC, "bad topic");
         else if (req)
             peer_ack(p, fd, req, seq);
