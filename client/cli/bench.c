@@ -55,6 +55,10 @@ static const char help[] =
     "  -w, --wait W            wait at most W seconds for deliveries after the\n"
     "                          last publish (default 20)\n"
     "  -j, --json              one JSON object instead of the table\n"
+    "      --multicast         subscribers receive by UDP multicast (the broker\n"
+    "                          needs an --mcast-group covering bench.>); the\n"
+    "                          report adds datagram gaps, repaired and lost\n"
+    "      --iface ADDR        interface the subscribers join the groups on\n"
     "  -h, --help              this text\n"
     "\n"
     "The scenarios of ../shared/tools/peers.sh:\n"
@@ -71,6 +75,7 @@ typedef struct bench bench_t;
 
 typedef struct bsub {
     fo_client_t *c;
+    fo_sub_t *sub;
     fo_hist_t hist;                /* written by this client's reader only */
     _Atomic uint64_t got, gap_msgs, last_ns;
 } bsub_t;
@@ -91,7 +96,9 @@ struct bench {
     const char *server;
     uint64_t pubs, subs, msgs, size, ntopics;
     double rate, duration, wait;
-    int json;
+    int json, multicast;
+    const char *iface;
+    fo_mcast_stats_t mc;           /* --multicast: summed over subscribers */
     char **topics;
     char filter[96];
     bsub_t *sub;
@@ -238,6 +245,8 @@ static int parse(bench_t *b, int argc, char **argv)
         { "wait", required_argument, NULL, 'w' },
         { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
+        { "multicast", no_argument, NULL, 'M' },
+        { "iface", required_argument, NULL, 'I' },
         { NULL, 0, NULL, 0 },
     };
     optind = 1;
@@ -256,6 +265,8 @@ static int parse(bench_t *b, int argc, char **argv)
         case 'd': if (cli_double(optarg, 0.001, 86400, &b->duration)) bad = "--duration wants seconds > 0"; break;
         case 'w': if (cli_double(optarg, 0.001, 86400, &b->wait)) bad = "--wait wants seconds > 0"; break;
         case 'j': b->json = 1; break;
+        case 'M': b->multicast = 1; break;
+        case 'I': b->iface = optarg; break;
         case 'h': fputs(help, stdout); return -1;
         case ':': return cli_usage("bench", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage("bench", "unknown option '%s'", argv[optind - 1]);
@@ -287,14 +298,17 @@ static void report(const bench_t *b, const fo_hist_t *h, uint64_t sent,
                "\"delivered\":%llu,\"expected\":%llu,\"lost\":%llu,\"gaps\":%llu,"
                "\"seconds\":%.6f,\"deliveries_per_s\":%.0f,"
                "\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
-               "\"p999\":%.1f,\"max\":%.1f,\"mean\":%.1f}}\n",
+               "\"p999\":%.1f,\"max\":%.1f,\"mean\":%.1f},"
+               "\"mcast\":{\"datagrams\":%llu,\"gaps\":%llu,\"repaired\":%llu,\"lost\":%llu}}\n",
                (unsigned long long)b->pubs, (unsigned long long)b->subs,
                (unsigned long long)b->msgs, (unsigned long long)b->size,
                b->rate, (unsigned long long)b->ntopics, b->duration,
                (unsigned long long)sent, pub_s, in, (unsigned long long)delivered,
                (unsigned long long)expected, (unsigned long long)lost,
                (unsigned long long)gaps, secs, out,
-               us[0], us[1], us[2], us[3], us[4], us[5]);
+               us[0], us[1], us[2], us[3], us[4], us[5],
+               (unsigned long long)b->mc.datagrams, (unsigned long long)b->mc.gaps,
+               (unsigned long long)b->mc.repaired, (unsigned long long)b->mc.lost);
         return;
     }
     char pace[64];
@@ -315,6 +329,11 @@ static void report(const bench_t *b, const fo_hist_t *h, uint64_t sent,
            (unsigned long long)lost, (unsigned long long)gaps);
     printf("  %-12s p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (mean %.1f)\n",
            "latency us", us[0], us[1], us[2], us[3], us[4], us[5]);
+    if (b->multicast)
+        printf("  %-12s %12llu datagrams, %llu msgs missed: %llu repaired, %llu lost\n",
+               "multicast", (unsigned long long)b->mc.datagrams,
+               (unsigned long long)b->mc.gaps, (unsigned long long)b->mc.repaired,
+               (unsigned long long)b->mc.lost);
 }
 
 static int run(bench_t *b)
@@ -349,8 +368,11 @@ static int run(bench_t *b)
         fo_sub_opts_init(&so);
         so.cb = on_msg;
         so.ud = s;
-        fo_sub_t *sub;
-        fo_err_t err = fo_subscribe(s->c, b->filter, &so, &sub);
+        if (b->multicast) {
+            so.delivery = FO_DELIVERY_MULTICAST;
+            so.mcast_iface = b->iface;
+        }
+        fo_err_t err = fo_subscribe(s->c, b->filter, &so, &s->sub);
         if (err)
             return cli_fail("bench", CLI_RUNTIME, "subscribe to '%s' failed: %s",
                             b->filter, cli_why(s->c, err, why));
@@ -407,6 +429,13 @@ static int run(bench_t *b)
     uint64_t delivered = 0, gaps = 0, last = b->t0;
     for (uint64_t i = 0; i < b->subs; i++) {
         bsub_t *s = &b->sub[i];
+        fo_mcast_stats_t mc;
+        if (b->multicast && fo_sub_mcast_stats(s->sub, &mc) == FO_OK) {
+            b->mc.gaps += mc.gaps;
+            b->mc.repaired += mc.repaired;
+            b->mc.lost += mc.lost;
+            b->mc.datagrams += mc.datagrams;
+        }
         fo_client_destroy(s->c);
         s->c = NULL;
         fo_hist_merge(&all, &s->hist);
