@@ -144,6 +144,22 @@ static int charge(fo_mem_t *mem, uint64_t n)
     return 0;
 }
 
+/* time_ns takes 9 varint bytes and is the same for a whole read batch:
+ * encode it once per value, per thread. */
+static _Thread_local uint64_t tl_time = UINT64_MAX;
+static _Thread_local uint8_t tl_time_enc[10];
+static _Thread_local size_t tl_time_len;
+
+static size_t put_time(uint8_t *p, uint64_t t)
+{
+    if (t != tl_time) {
+        tl_time = t;
+        tl_time_len = fo_varint_put(tl_time_enc, t);
+    }
+    memcpy(p, tl_time_enc, tl_time_len);
+    return tl_time_len;
+}
+
 fo_msg_t *fo_msg_new(fo_mem_t *mem, struct fo_topic *topic, const char *name,
                      size_t name_len, uint64_t seq, uint64_t time_ns,
                      const uint8_t *payload, size_t payload_len, int replay)
@@ -183,7 +199,7 @@ fo_msg_t *fo_msg_new(fo_mem_t *mem, struct fo_topic *topic, const char *name,
     *p++ = (2u << 3) | 0;
     p += fo_varint_put(p, seq);
     *p++ = (4u << 3) | 0;
-    p += fo_varint_put(p, time_ns);
+    p += put_time(p, time_ns);
     if (replay) {
         *p++ = (5u << 3) | 0;
         *p++ = 1;

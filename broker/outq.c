@@ -21,7 +21,7 @@ static uint32_t prefix_len(uint32_t sid)
 void fo_outq_clear(fo_outq_t *q)
 {
     for (uint32_t i = 0; i < q->count; i++)
-        entry_free(&q->ring[(q->head + i) % q->cap]);
+        entry_free(&q->ring[(q->head + i) & (q->cap - 1)]);
     free(q->ring);
     fo_outq_init(q);
 }
@@ -34,13 +34,13 @@ static fo_out_t *push_slot(fo_outq_t *q)
         if (!nr)
             return NULL;
         for (uint32_t i = 0; i < q->count; i++)
-            nr[i] = q->ring[(q->head + i) % q->cap];
+            nr[i] = q->ring[(q->head + i) & (q->cap - 1)];
         free(q->ring);
         q->ring = nr;
         q->cap = ncap;
         q->head = 0;
     }
-    fo_out_t *e = &q->ring[(q->head + q->count) % q->cap];
+    fo_out_t *e = &q->ring[(q->head + q->count) & (q->cap - 1)];
     q->count++;
     return e;
 }
@@ -88,7 +88,7 @@ int fo_outq_iov(const fo_outq_t *q, struct iovec *iov, int max, uint8_t *scratch
     int n = 0;
     uint32_t skip = q->head_off;
     for (uint32_t i = 0; i < q->count && n + 2 <= max; i++) {
-        const fo_out_t *e = &q->ring[(q->head + i) % q->cap];
+        const fo_out_t *e = &q->ring[(q->head + i) & (q->cap - 1)];
         if (e->msg) {
             size_t pl = fo_deliver_prefix(scratch, e->sid, e->msg->shared_len);
             if (skip < pl) {
@@ -122,7 +122,7 @@ void fo_outq_advance(fo_outq_t *q, size_t n)
         }
         n -= left;
         entry_free(e);
-        q->head = (q->head + 1) % q->cap;
+        q->head = (q->head + 1) & (q->cap - 1);
         q->count--;
         q->head_off = 0;
     }
@@ -134,7 +134,7 @@ static void end_run(fo_outq_t *q, fo_dropped_t *run, uint32_t slot, fo_dropped_f
     uint32_t len = 0;
     uint8_t *frame = cb(ud, run, &len);
     fo_msg_unref(run->last_msg);
-    fo_out_t *e = &q->ring[(q->head + slot) % q->cap];
+    fo_out_t *e = &q->ring[(q->head + slot) & (q->cap - 1)];
     *e = (fo_out_t){ .frame = frame, .len = frame ? len : 0 };
     q->bytes += e->len;
 }
@@ -151,7 +151,7 @@ size_t fo_outq_drop_oldest(fo_outq_t *q, uint64_t target, fo_dropped_fn cb, void
     uint32_t run_slot = 0, keep = 0;
     size_t dropped = 0;
     for (uint32_t i = 0; i < q->count; i++) {
-        fo_out_t e = q->ring[(q->head + i) % q->cap];
+        fo_out_t e = q->ring[(q->head + i) & (q->cap - 1)];
         int partly = (i == 0 && q->head_off > 0);
         if (q->bytes > target && e.msg && e.droppable && !partly) {
             q->bytes -= e.len;
@@ -174,7 +174,7 @@ size_t fo_outq_drop_oldest(fo_outq_t *q, uint64_t target, fo_dropped_fn cb, void
             end_run(q, &run, run_slot, cb, ud);
             have_run = 0;
         }
-        q->ring[(q->head + keep) % q->cap] = e;
+        q->ring[(q->head + keep) & (q->cap - 1)] = e;
         keep++;
     }
     q->count = keep;
@@ -187,7 +187,7 @@ void fo_outq_drop_unsent(fo_outq_t *q)
 {
     uint32_t keep = q->head_off > 0 ? 1 : 0;
     for (uint32_t i = keep; i < q->count; i++) {
-        fo_out_t *e = &q->ring[(q->head + i) % q->cap];
+        fo_out_t *e = &q->ring[(q->head + i) & (q->cap - 1)];
         q->bytes -= e->len;
         entry_free(e);
     }

@@ -36,7 +36,7 @@ typedef struct fo_out {
 
 typedef struct fo_outq {
     fo_out_t *ring;       /* owned; NULL while empty and trimmed        */
-    uint32_t cap, head, count;
+    uint32_t cap, head, count;   /* cap: 0 or a power of two */
     uint32_t head_off;    /* bytes of the head entry already written    */
     uint64_t bytes;       /* wire bytes queued (minus head_off)         */
 } fo_outq_t;

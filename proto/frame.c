@@ -123,8 +123,52 @@ static size_t read_len(const uint8_t *p, size_t n, const uint8_t **val,
     return used;
 }
 
+/* The layout every PUBLISH encoder produces (protobuf-c and libfanout
+ * alike): Frame.publish {topic, payload} and maybe Frame.req after it.
+ * Matched directly; anything else takes the general loop below. */
+static int peek_canonical(const uint8_t *b, size_t len, fo_publish_view_t *v)
+{
+    uint64_t pl, tl, yl;
+    size_t i = 1, k;
+    if (len < 4 || b[0] != ((3u << 3) | WT_LEN))
+        return 0;
+    if (!(k = fo_varint_get(b + i, len - i, &pl)) || pl > len - i - k)
+        return 0;
+    i += k;
+    size_t end = i + (size_t)pl;
+    if (i >= end || b[i] != ((1u << 3) | WT_LEN))
+        return 0;
+    i++;
+    if (!(k = fo_varint_get(b + i, end - i, &tl)) || tl > end - i - k)
+        return 0;
+    i += k;
+    v->topic = (const char *)b + i;
+    v->topic_len = (size_t)tl;
+    i += (size_t)tl;
+    v->payload = (const uint8_t *)"";
+    v->payload_len = 0;
+    if (i < end) {
+        if (b[i] != ((2u << 3) | WT_LEN))
+            return 0;
+        i++;
+        if (!(k = fo_varint_get(b + i, end - i, &yl)) || yl != end - i - k)
+            return 0;
+        v->payload = b + i + k;
+        v->payload_len = (size_t)yl;
+    }
+    v->req = 0;
+    if (end == len)
+        return 1;
+    if (b[end] != ((14u << 3) | WT_VARINT))
+        return 0;
+    k = fo_varint_get(b + end + 1, len - end - 1, &v->req);
+    return k && end + 1 + k == len;
+}
+
 fo_err_t fo_publish_peek(const uint8_t *body, size_t len, fo_publish_view_t *v)
 {
+    if (peek_canonical(body, len, v))
+        return FO_OK;
     const uint8_t *pub = NULL;
     size_t pub_len = 0;
     int seen_req = 0;

@@ -169,6 +169,10 @@ static inline size_t fo_varint_get(const uint8_t *p, size_t n, uint64_t *v)
         *v = p[0];
         return 1;
     }
+    if (n >= 2 && p[1] < 0x80) {      /* lengths 128..16383: most payloads */
+        *v = (uint64_t)(p[0] & 0x7f) | (uint64_t)p[1] << 7;
+        return 2;
+    }
     return fo_varint_get_slow(p, n, v);
 }
 
