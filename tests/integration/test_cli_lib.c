@@ -1,7 +1,7 @@
 /* test_cli_lib.c -- libfanout end to end against a real fanoutd: confirmed
  * publish and sequence numbers, replay into fo_sub_next, queue groups
  * sharing the work, the broker's GAP for a slow consumer reaching the gap
- * callback, and the broker's ERROR texts. */
+ * callback, the broker's ERROR texts, failover to a second broker. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -168,12 +168,62 @@ static void test_slow_consumer_gap_reaches_app(void **state)
     fo_client_destroy(c);
 }
 
+/* Failover between two real brokers: when the first stops, the client
+ * reconnects to the second, resubscribes there, and messages flow again. */
+static void test_failover_to_second_broker(void **state)
+{
+    (void)state;
+    fo_tb_t a, b;
+    static const char *const extra[] = { "--threads", "1", NULL };
+    assert_int_equal(fo_tb_start(&a, extra), 0);
+    assert_int_equal(fo_tb_start(&b, extra), 0);
+    const char *servers[] = { a.addr, b.addr };
+    fo_client_opts_t o;
+    fo_client_opts_init(&o);
+    o.servers = servers;
+    o.nservers = 2;
+    o.reconnect_min_ms = 10;
+    o.reconnect_max_ms = 50;
+    fo_client_t *c;
+    assert_int_equal(fo_client_connect(&o, &c, NULL, 0), FO_OK);
+    fo_sub_t *s;
+    assert_int_equal(fo_subscribe(c, "lib.failover", NULL, &s), FO_OK);
+    assert_int_equal(fo_publish_sync(c, "lib.failover", "on-a", 4, 5000, NULL), FO_OK);
+    const fo_msg_t *m;
+    assert_int_equal(fo_sub_next(s, 5000, &m), FO_OK);
+    assert_memory_equal(m->payload, "on-a", 4);
+
+    fo_tb_stop(&a);
+    fo_client_stats_t st = { 0 };
+    uint64_t end = fo_tb_now_ms() + 10000;
+    do {
+        usleep(5000);
+        fo_client_stats(c, &st);
+    } while ((st.reconnects < 1 || !fo_client_connected(c)) && fo_tb_now_ms() < end);
+    assert_int_equal(st.reconnects, 1);
+    /* the subscription is in place on b: a message published there arrives */
+    assert_int_equal(fo_tb_wait_metric(&b, "fanout_subscriptions", 1, 5000), 0);
+    const char *bs[] = { b.addr };
+    fo_client_opts_t ob;
+    fo_client_opts_init(&ob);
+    ob.servers = bs;
+    fo_client_t *pub;
+    assert_int_equal(fo_client_connect(&ob, &pub, NULL, 0), FO_OK);
+    assert_int_equal(fo_publish_sync(pub, "lib.failover", "on-b", 4, 5000, NULL), FO_OK);
+    assert_int_equal(fo_sub_next(s, 5000, &m), FO_OK);
+    assert_memory_equal(m->payload, "on-b", 4);
+    fo_client_destroy(pub);
+    fo_client_destroy(c);
+    fo_tb_stop(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_publish_sync_and_replay),
         cmocka_unit_test(test_queue_group_shares),
         cmocka_unit_test(test_slow_consumer_gap_reaches_app),
+        cmocka_unit_test(test_failover_to_second_broker),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
