@@ -59,7 +59,7 @@ BENCH_BIN  := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(BENCH_SRC))
 ALL_BIN := $(BUILD)/fanoutd $(BUILD)/fanout $(BUILD)/libfanout.a \
            $(BUILD)/libfanout.so $(BUILD)/fanout.pc
 
-.PHONY: all deps test unit integration run bench clean install docker-test valgrind
+.PHONY: all deps test unit integration run bench bench-compare clean install docker-test valgrind
 all: $(ALL_BIN)
 
 # ---------------------------------------------------------------- deps
@@ -154,6 +154,10 @@ run: deps $(BUILD)/fanoutd
 
 bench: deps all $(BENCH_BIN)
 	@sh tests/bench/run.sh $(BUILD)
+
+# peers.sh and fanout bench in one run, as docs/BENCHMARKS.md records them.
+bench-compare: deps all
+	@sh tests/bench/compare.sh $(PEERS)
 
 docker-test:
 	@sh docker/test.sh
