@@ -116,7 +116,8 @@ typedef struct fo_client_opts {
                                       fo_publish says FO_ERR_BUSY; 8 MiB   */
     fo_gap_cb_t on_gap;            /* may be NULL (gaps are still counted)  */
     fo_event_cb_t on_event;        /* may be NULL                           */
-    void *ud;                      /* passed to on_gap and on_event         */
+    void *ud;                      /* passed to on_gap and on_event; never
+                                      dereferenced by the library           */
 } fo_client_opts_t;
 
 /* Fill *o with the defaults above (servers = {"127.0.0.1:7400"}). */
@@ -210,7 +211,7 @@ typedef struct fo_sub_opts {
      * messages are queued for fo_sub_next, up to max_queued bytes (then
      * dropped and reported as an FO_GAP_LOCAL gap). */
     fo_msg_cb_t cb;
-    void *ud;                /* passed to cb                                */
+    void *ud;                /* passed to cb; never dereferenced            */
     size_t max_queued;       /* fo_sub_next queue bound; 16 MiB             */
     const char *mcast_iface; /* multicast: interface address or name to join
                                 the groups on; NULL = kernel's choice; borrowed */

@@ -396,7 +396,7 @@ static int run(bench_t *b)
         cli_fail("bench", CLI_RUNTIME, "cannot start publisher threads");
         exit(CLI_RUNTIME);
     }
-    int tty = isatty(2) && !getenv("FO_BENCH_NO_PROGRESS");
+    int tty = isatty(2);
     uint64_t next = 0;
     b->t0 = now_ns();
     pthread_barrier_wait(&b->go);

@@ -8,6 +8,7 @@
  * resumes by itself; an ERROR answering the SUBSCRIBE exits 1.
  */
 #include <getopt.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,10 +50,16 @@ static void on_gap(void *ud, const fo_gap_t *g)
             (unsigned)g->reason < 4 ? why[g->reason] : "unknown");
 }
 
+/* Set once the subscription is confirmed: before that, a failure is told
+ * by the one-line error of fo_subscribe alone. */
+static atomic_int subscribed;
+
 static void on_event(void *ud, fo_event_t ev, fo_err_t err, const char *text)
 {
     (void)ud;
     (void)err;
+    if (!atomic_load(&subscribed))
+        return;
     if (ev == FO_EV_DISCONNECTED)
         fprintf(stderr, "fanout sub: disconnected (%s); reconnecting\n", text);
     else if (ev == FO_EV_RECONNECTED)
@@ -239,6 +246,7 @@ int cli_sub(int argc, char **argv)
         fo_client_destroy(c);
         return rc;
     }
+    atomic_store(&subscribed, 1);
     int rc = CLI_OK;
     int tmo = timeout > 0 ? (int)(timeout * 1000) : -1;
     for (uint64_t got = 0; !count || got < count; got++) {

@@ -186,6 +186,7 @@ static void test_runtime_errors(void **state)
     assert_int_equal(run("a\nb\n", out, err, "pub", "-s", broker.addr, "bad..topic", NULL), 1);
     assert_non_null(strstr(err, "ERR_INVALID_TOPIC"));
     assert_int_equal(run(NULL, out, err, "sub", "-s", broker.addr, "a..b", NULL), 1);
+    assert_int_equal(count_lines(err), 1);
     assert_non_null(strstr(err, "ERR_INVALID_TOPIC"));
     /* stats pointed at the client port instead of --http */
     assert_int_equal(run(NULL, out, err, "stats", "-s", broker.addr, "--timeout", "3", NULL), 1);
