@@ -59,7 +59,7 @@ BENCH_BIN  := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(BENCH_SRC))
 ALL_BIN := $(BUILD)/fanoutd $(BUILD)/fanout $(BUILD)/libfanout.a \
            $(BUILD)/libfanout.so $(BUILD)/fanout.pc
 
-.PHONY: all deps test unit integration run bench bench-compare clean install docker-test valgrind
+.PHONY: all deps test unit integration run bench bench-compare fuzz clean install docker-test valgrind
 all: $(ALL_BIN)
 
 # ---------------------------------------------------------------- deps
@@ -154,6 +154,15 @@ run: deps $(BUILD)/fanoutd
 
 bench: deps all $(BENCH_BIN)
 	@sh tests/bench/run.sh $(BUILD)
+
+# libFuzzer on the frame codec (clang), FUZZ_SECONDS each (default 60).
+FUZZ_SECONDS ?= 60
+fuzz: deps $(GEN_H)
+	@mkdir -p $(BUILD)/fuzz/corpus
+	clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Iinclude -Iproto -I$(BUILD)/gen \
+		-o $(BUILD)/fuzz/fuzz_frame tests/fuzz/fuzz_frame.c proto/frame.c proto/arena.c proto/buf.c \
+		proto/err.c $(GEN_C) -lprotobuf-c
+	$(BUILD)/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(BUILD)/fuzz/corpus 2>&1 | tail -5
 
 # peers.sh and fanout bench in one run, as docs/BENCHMARKS.md records them.
 bench-compare: deps all
