@@ -10,7 +10,8 @@
  * when it catches up, so an in-order topic costs only its entry.
  *
  * Topics with pending sequences are on a doubly-linked list, so
- * fo_gaps_poll() touches only those. Repair timing is per hole: a slot
+ * fo_gaps_poll() touches only those; topics that got multicast since
+ * their last probe are on a second list, for the tail probe. Repair timing is per hole: a slot
  * remembers when it became a hole and, once asked for, when it was asked
  * (ms, 32 bits, compared with wrap-around arithmetic); runs of holes old
  * enough are asked for in one on_repair call.
@@ -31,10 +32,18 @@ typedef struct slot {
     uint8_t repaired;    /* HAVE came from repair                        */
 } slot_t;
 
+enum { PENDING = 0, ACTIVE = 1 };   /* the two topic lists */
+
+typedef struct link {
+    struct topic *prev, *next;
+    int on;
+} link_t;
+
 typedef struct topic {
     struct topic *chain;          /* hash bucket chain           */
-    struct topic *pprev, *pnext;  /* pending list (hi > next)    */
-    int pending;
+    link_t link[2];               /* PENDING: hi > next; ACTIVE:
+                                     multicast since last probe  */
+    uint32_t rx_ms;               /* last multicast message      */
     int started;
     uint64_t hash;
     uint64_t next, hi;
@@ -49,7 +58,9 @@ struct fo_gaps {
     topic_t **buckets;            /* owned, nbuckets entries     */
     size_t nbuckets, ntopics;
     uint64_t held_bytes;
-    topic_t *pending;             /* list head                   */
+    topic_t *list[2];             /* PENDING and ACTIVE heads    */
+    topic_t *tail[2];             /* ... and tails (ACTIVE: the
+                                     quietest topic)             */
 };
 
 #define INITIAL_BUCKETS 64
@@ -76,6 +87,7 @@ fo_err_t fo_gaps_create(const fo_gaps_opts_t *opts, const fo_gaps_cb_t *cb, fo_g
     if (!g->o.max_topics) g->o.max_topics = 65536;
     if (!g->o.max_bytes)  g->o.max_bytes = 64u << 20;
     if (!g->o.reorder_ms) g->o.reorder_ms = 5;
+    if (!g->o.probe_ms)   g->o.probe_ms = 250;
     if (!g->o.reorder_seqs || g->o.reorder_seqs >= g->o.window)
         g->o.reorder_seqs = g->o.window / 4;
     if (!g->o.repair_ms)  g->o.repair_ms = 2000;
@@ -117,7 +129,8 @@ void fo_gaps_reset(fo_gaps_t *g)
         g->buckets[b] = NULL;
     }
     g->ntopics = 0;
-    g->pending = NULL;
+    memset(g->list, 0, sizeof(g->list));
+    memset(g->tail, 0, sizeof(g->tail));
 }
 
 void fo_gaps_destroy(fo_gaps_t *g)
@@ -180,24 +193,29 @@ static topic_t *topic_get(fo_gaps_t *g, const char *name, int create, int *full)
     return t;
 }
 
-static void pending_set(fo_gaps_t *g, topic_t *t, int on)
+static void list_set(fo_gaps_t *g, topic_t *t, int which, int on)
 {
-    if (on == t->pending)
+    link_t *l = &t->link[which];
+    if (on == l->on)
         return;
-    t->pending = on;
-    if (on) {
-        t->pprev = NULL;
-        t->pnext = g->pending;
-        if (g->pending)
-            g->pending->pprev = t;
-        g->pending = t;
-    } else {
-        if (t->pprev)
-            t->pprev->pnext = t->pnext;
+    l->on = on;
+    if (on) {                        /* at the head */
+        l->prev = NULL;
+        l->next = g->list[which];
+        if (l->next)
+            l->next->link[which].prev = t;
         else
-            g->pending = t->pnext;
-        if (t->pnext)
-            t->pnext->pprev = t->pprev;
+            g->tail[which] = t;
+        g->list[which] = t;
+    } else {
+        if (l->prev)
+            l->prev->link[which].next = l->next;
+        else
+            g->list[which] = l->next;
+        if (l->next)
+            l->next->link[which].prev = l->prev;
+        else
+            g->tail[which] = l->prev;
     }
 }
 
@@ -240,7 +258,7 @@ static void drain(fo_gaps_t *g, topic_t *t)
     }
     if (t->next == t->hi) {
         ring_free(g, t);
-        pending_set(g, t, 0);
+        list_set(g, t, PENDING, 0);
     }
 }
 
@@ -259,19 +277,25 @@ static void give_up(fo_gaps_t *g, topic_t *t, uint64_t upto)
     drain(g, t);
 }
 
+/* Nothing pending (next == hi): sequences next..to-1, never seen, are
+ * gone: they count as gaps, lost at once. */
+static void jump(fo_gaps_t *g, topic_t *t, uint64_t to)
+{
+    uint64_t n = to - t->next;
+    g->st.gaps += n;
+    g->st.lost += n;
+    if (g->cb.on_lost)
+        g->cb.on_lost(g->cb.ud, t->name, t->next, to - 1);
+    t->next = t->hi = to;
+}
+
 /* Settle everything below want: give up its holes, and jump over
- * sequences never seen at all (they count as gaps, lost at once). */
+ * sequences never seen at all. */
 static void settle_below(fo_gaps_t *g, topic_t *t, uint64_t want)
 {
     give_up(g, t, want);
-    if (t->next < want) {                       /* nothing pending: jump */
-        uint64_t n = want - t->next;
-        g->st.gaps += n;
-        g->st.lost += n;
-        if (g->cb.on_lost)
-            g->cb.on_lost(g->cb.ud, t->name, t->next, want - 1);
-        t->next = t->hi = want;
-    }
+    if (t->next < want)
+        jump(g, t, want);
 }
 
 /* Deliver the message at next (not held), then what follows it. */
@@ -309,6 +333,11 @@ fo_err_t fo_gaps_offer(fo_gaps_t *g, const char *name, uint64_t seq, const uint8
         t->started = 1;
         t->next = t->hi = seq;
     }
+    if (!repaired && g->o.probe_ms != UINT32_MAX && g->cb.on_repair) {
+        t->rx_ms = (uint32_t)now_ms;             /* most recent first */
+        list_set(g, t, ACTIVE, 0);
+        list_set(g, t, ACTIVE, 1);
+    }
     if (seq < t->next) {
         g->st.duplicates++;
         return FO_OK;
@@ -316,6 +345,10 @@ fo_err_t fo_gaps_offer(fo_gaps_t *g, const char *name, uint64_t seq, const uint8
     if (seq - t->next >= g->o.window)            /* keep seq in the window */
         settle_below(g, t, seq - g->o.window + 1);
     int hole = seq < t->hi;                      /* filling a known hole */
+    if (!hole && repaired && !marker) {          /* a tail loss a probe found */
+        g->st.gaps++;
+        g->st.repaired++;
+    }
     if (hole) {
         uint8_t st = slot_at(g, t, seq)->state;
         if (st == HAVE || st == LOST || (st == MARKER && marker)) {
@@ -347,7 +380,7 @@ fo_err_t fo_gaps_offer(fo_gaps_t *g, const char *name, uint64_t seq, const uint8
         for (uint64_t h = t->hi; h < seq; h++)
             slot_at(g, t, h)->ms = (uint32_t)now_ms;
         t->hi = seq + 1;
-        pending_set(g, t, 1);
+        list_set(g, t, PENDING, 1);
     }
     slot_t *s = slot_at(g, t, seq);
     if (marker) {                     /* no reason to wait: ask at once */
@@ -372,13 +405,11 @@ void fo_gaps_lost(fo_gaps_t *g, const char *name, uint64_t first, uint64_t last)
 {
     int full = 0;
     topic_t *t = topic_get(g, name, 0, &full);
-    if (!t || !t->pending || last < t->next)
+    if (!t || !t->started || last < t->next)
         return;
     if (first < t->next)
         first = t->next;
-    if (last >= t->hi)
-        last = t->hi - 1;
-    for (uint64_t s = first; s <= last; s++) {
+    for (uint64_t s = first; s <= last && s < t->hi; s++) {   /* known holes */
         slot_t *sl = slot_at(g, t, s);
         if (sl->state == MISSING || sl->state == MARKER) {
             sl->state = LOST;
@@ -386,6 +417,9 @@ void fo_gaps_lost(fo_gaps_t *g, const char *name, uint64_t first, uint64_t last)
         }
     }
     drain(g, t);
+    /* beyond what was known (the answer to a tail probe): never seen, gone */
+    if (t->next == t->hi && first <= t->hi && last >= t->hi && last < UINT64_MAX)
+        jump(g, t, last + 1);
 }
 
 static int is_hole(const slot_t *s)
@@ -429,14 +463,33 @@ static uint32_t poll_topic(fo_gaps_t *g, topic_t *t, uint64_t now_ms)
         }
     }
     drain(g, t);
-    return t->pending ? wait : UINT32_MAX;
+    return t->link[PENDING].on ? wait : UINT32_MAX;
+}
+
+/* Tail probes: a topic quiet for probe_ms since its last multicast message
+ * may have lost its last datagrams, which no later message would reveal:
+ * ask the broker for what follows the highest sequence known (it resends
+ * what it has, ignores sequences not yet given). Oldest first. */
+static uint32_t probe(fo_gaps_t *g, uint64_t now_ms)
+{
+    uint32_t now = (uint32_t)now_ms;
+    while (g->tail[ACTIVE]) {
+        topic_t *t = g->tail[ACTIVE];
+        uint32_t age = now - t->rx_ms;
+        if (age < g->o.probe_ms)
+            return g->o.probe_ms - age;
+        list_set(g, t, ACTIVE, 0);
+        g->st.probes++;
+        g->cb.on_repair(g->cb.ud, t->name, t->hi, t->hi + g->o.window - 1);
+    }
+    return UINT32_MAX;
 }
 
 uint32_t fo_gaps_poll(fo_gaps_t *g, uint64_t now_ms)
 {
-    uint32_t wait = UINT32_MAX;
-    for (topic_t *t = g->pending, *next; t; t = next) {
-        next = t->pnext;                        /* t may leave the list */
+    uint32_t wait = probe(g, now_ms);
+    for (topic_t *t = g->list[PENDING], *next; t; t = next) {
+        next = t->link[PENDING].next;           /* t may leave the list */
         uint32_t w = poll_topic(g, t, now_ms);
         if (w < wait)
             wait = w;
@@ -446,8 +499,8 @@ uint32_t fo_gaps_poll(fo_gaps_t *g, uint64_t now_ms)
 
 void fo_gaps_flush(fo_gaps_t *g)
 {
-    while (g->pending) {
-        topic_t *t = g->pending;
+    while (g->list[PENDING]) {
+        topic_t *t = g->list[PENDING];
         give_up(g, t, t->hi);
     }
 }

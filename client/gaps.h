@@ -20,6 +20,12 @@
  * An oversize marker (the message did not fit a datagram) is a hole that
  * needs repair but is not counted as a gap.
  *
+ * Loss of a topic's last datagrams shows in no later sequence number, so
+ * a topic that has been quiet for `probe_ms` after multicast traffic gets
+ * one tail probe: on_repair(topic, hi, hi + window - 1), where hi is one
+ * past the highest sequence known. The broker resends what exists there
+ * (counted as gaps and repaired) and ignores sequences not yet given.
+ *
  * Bounded memory: at most `max_topics` topics (messages on more topics are
  * delivered untracked and counted), a window of `window` sequences per
  * topic, and at most `max_bytes` of held payload in all; a message that
@@ -47,6 +53,7 @@ typedef struct fo_gaps_stats {
     uint64_t oversize;    /* oversize markers seen                        */
     uint64_t untracked;   /* messages past max_topics, delivered as is    */
     uint64_t repair_requests; /* ranges handed to on_repair              */
+    uint64_t probes;      /* tail probes handed to on_repair              */
 } fo_gaps_stats_t;
 
 typedef struct fo_gaps_cb {
@@ -69,6 +76,8 @@ typedef struct fo_gaps_opts {
                              window / 4): at high rates a hole is plain
                              loss long before reorder_ms passes          */
     uint32_t repair_ms;   /* wait for repair before giving up (default 2000) */
+    uint32_t probe_ms;    /* tail probe after this much quiet on a topic
+                             (default 250; UINT32_MAX = never)           */
 } fo_gaps_opts_t;
 
 /* offer() flags */

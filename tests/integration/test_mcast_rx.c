@@ -77,7 +77,8 @@ static fo_mcast_rx_t *rx_new(sink_t *s, uint16_t port, uint64_t epoch)
     memset(s, 0, sizeof(*s));
     fo_mcast_rx_opts_t o = { .group = group, .port = port, .iface = "127.0.0.1",
                              .epoch = epoch, .max_datagram = 1400,
-                             .gaps = { .reorder_ms = 20, .repair_ms = 500 } };
+                             .gaps = { .reorder_ms = 20, .repair_ms = 500,
+                                       .probe_ms = UINT32_MAX } };
     fo_gaps_cb_t cb = { on_deliver, on_lost, on_repair, s };
     fo_mcast_rx_t *rx = NULL;
     assert_int_equal(fo_mcast_rx_create(&o, &cb, &rx), FO_OK);

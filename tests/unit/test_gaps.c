@@ -45,14 +45,20 @@ static void on_repair(void *ud, const char *topic, uint64_t first, uint64_t last
     logf_(ud, "%s:?%llu-%llu ", topic, (unsigned long long)first, (unsigned long long)last);
 }
 
-static rec_t *rec_new(uint32_t window, uint32_t max_topics, uint64_t max_bytes)
+static rec_t *rec_new_opts(const fo_gaps_opts_t *o)
 {
     rec_t *r = calloc(1, sizeof(*r));
-    fo_gaps_opts_t o = { .window = window, .max_topics = max_topics, .max_bytes = max_bytes,
-                         .reorder_ms = 10, .repair_ms = 100 };
     fo_gaps_cb_t cb = { on_deliver, on_lost, on_repair, r };
-    assert_int_equal(fo_gaps_create(&o, &cb, &r->g), FO_OK);
+    assert_int_equal(fo_gaps_create(o, &cb, &r->g), FO_OK);
     return r;
+}
+
+/* Tail probes off (test_tail_probe has them). */
+static rec_t *rec_new(uint32_t window, uint32_t max_topics, uint64_t max_bytes)
+{
+    fo_gaps_opts_t o = { .window = window, .max_topics = max_topics, .max_bytes = max_bytes,
+                         .reorder_ms = 10, .repair_ms = 100, .probe_ms = UINT32_MAX };
+    return rec_new_opts(&o);
 }
 
 static void rec_free(rec_t *r)
@@ -152,16 +158,45 @@ static void test_repair_in_order(void **state)
 static void test_far_hole_asked_at_once(void **state)
 {
     (void)state;
-    rec_t *r = calloc(1, sizeof(*r));
-    fo_gaps_opts_t o = { .window = 64, .reorder_ms = 1000, .repair_ms = 5000, .reorder_seqs = 8 };
-    fo_gaps_cb_t cb = { on_deliver, on_lost, on_repair, r };
-    assert_int_equal(fo_gaps_create(&o, &cb, &r->g), FO_OK);
+    fo_gaps_opts_t o = { .window = 64, .reorder_ms = 1000, .repair_ms = 5000, .reorder_seqs = 8,
+                         .probe_ms = UINT32_MAX };
+    rec_t *r = rec_new_opts(&o);
     offer_all(r, "a", "1 3 4 5 6 7 8 9", 1000);
     fo_gaps_poll(r->g, 1000);
     assert_string_equal(r->log, "a:1 ");            /* 8 behind the newest: not yet */
     offer_all(r, "a", "10", 1000);
     fo_gaps_poll(r->g, 1000);
     assert_string_equal(r->log, "a:1 a:?2-2 ");
+    rec_free(r);
+}
+
+/* A quiet topic gets one probe past its highest sequence; what the broker
+ * resends there is a repaired gap, what it reports gone is lost. */
+static void test_tail_probe(void **state)
+{
+    (void)state;
+    fo_gaps_opts_t o = { .window = 16, .reorder_ms = 10, .repair_ms = 100, .probe_ms = 50 };
+    rec_t *r = rec_new_opts(&o);
+    offer_all(r, "a", "1 2", 1000);
+    offer_all(r, "b", "7", 1020);
+    assert_int_equal(fo_gaps_poll(r->g, 1030), 20);  /* a is quiet the longest */
+    assert_int_equal(fo_gaps_poll(r->g, 1050), 20);  /* a probed; b next */
+    assert_string_equal(r->log, "a:1 a:2 b:7 a:?3-18 ");
+    assert_int_equal(fo_gaps_poll(r->g, 1060), 10);  /* once only */
+    offer(r, "a", 3, FO_GAPS_REPAIRED, 1061);      /* its last datagram was lost */
+    offer(r, "a", 4, FO_GAPS_REPAIRED, 1061);
+    assert_int_equal(fo_gaps_poll(r->g, 1070), UINT32_MAX);
+    assert_string_equal(r->log, "a:1 a:2 b:7 a:?3-18 a:3r a:4r b:?8-23 ");
+    fo_gaps_lost(r->g, "b", 8, 9);                  /* gone before the probe */
+    assert_string_equal(r->log, "a:1 a:2 b:7 a:?3-18 a:3r a:4r b:?8-23 b:L8-9 ");
+    offer_all(r, "b", "10", 1080);
+    fo_gaps_stats_t st = stats(r);
+    assert_int_equal(st.probes, 2);
+    assert_int_equal(st.gaps, 4);
+    assert_int_equal(st.repaired, 2);
+    assert_int_equal(st.lost, 2);
+    assert_int_equal(st.received, 6);
+    assert_int_equal(st.duplicates, 0);
     rec_free(r);
 }
 
@@ -382,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_reorder_within_window),
         cmocka_unit_test(test_repair_in_order),
         cmocka_unit_test(test_far_hole_asked_at_once),
+        cmocka_unit_test(test_tail_probe),
         cmocka_unit_test(test_broker_gap_and_timeout),
         cmocka_unit_test(test_window_bound),
         cmocka_unit_test(test_byte_bound),
