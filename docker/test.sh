@@ -252,7 +252,12 @@ say "bench ($BENCH_MSGS messages)"
 compose_cmd
 if timeout 180 "${COMPOSE_CMD[@]}" run --rm -T bench >"$WORK/bench.out" 2>"$WORK/bench.err" &&
    grep -q '^[[:space:]]*{' "$WORK/bench.out"; then
-    ok "bench runs against the broker: $(tr -d '\n' <"$WORK/bench.out" | cut -c1-160)"
+    ok "bench runs against the broker: $(grep -o '"deliveries_per_s":[0-9.]*' "$WORK/bench.out")"
+    if grep -q "\"delivered\":$BENCH_MSGS,.*\"lost\":0," "$WORK/bench.out"; then
+        ok "bench: all $BENCH_MSGS messages delivered, none lost"
+    else
+        bad "bench: all $BENCH_MSGS messages delivered, none lost" "$WORK/bench.out"
+    fi
 else
     cat "$WORK/bench.err" "$WORK/bench.out" >"$WORK/bench.both" 2>/dev/null
     bad "bench runs against the broker" "$WORK/bench.both"
