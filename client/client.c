@@ -229,6 +229,9 @@ fo_err_t fo_publish_sync(fo_client_t *c, const char *topic, const void *payload,
         return FO_ERR_INVAL;
     if (fo_client_on_reader_(c))
         return FO_ERR_INVAL;            /* would wait for itself */
+    if (fo_publish_frame_size(strlen(topic), len, UINT64_MAX) - FO_FRAME_HDR >
+        atomic_load(&c->max_frame_out))
+        return FO_ERR_RANGE;
     Fanout__Frame f = FANOUT__FRAME__INIT;
     Fanout__Publish p = FANOUT__PUBLISH__INIT;
     p.topic = (char *)topic;
@@ -268,6 +271,7 @@ static void take_welcome(fo_client_t *c, const Fanout__Welcome *w)
     if (mf > FO_MAX_FRAME_LIMIT)
         mf = FO_MAX_FRAME_LIMIT;
     c->dec.max_frame = mf;
+    atomic_store(&c->max_frame_out, mf);
     (void)fo_mcast_subs_welcome(c->mcast, w);
 }
 
@@ -538,6 +542,9 @@ static fo_err_t read_batch(fo_client_t *c)
 /* The connection is gone: stop writers, fail waiters, tell the app. */
 static void conn_lost(fo_client_t *c, fo_err_t why, const char *text)
 {
+    /* First release a publisher blocked in send() to a broker that stopped
+     * reading: it holds wmu, which we need next. */
+    shutdown(c->rfd, SHUT_RDWR);
     pthread_mutex_lock(&c->wmu);
     fo_client_drop_partial_locked_(c);
     c->wfd = -1;

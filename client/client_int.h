@@ -83,6 +83,7 @@ struct fo_client {
     size_t out_sent;
     uint64_t ping_nonce;     /* last PING nonce sent                  */
     _Atomic long long tx_ms; /* last time a send() made progress      */
+    _Atomic uint32_t max_frame_out; /* Welcome.max_frame: larger is refused */
     _Atomic int pong_due;    /* the reader owes a PONG (pong_val)     */
     uint64_t pong_val;       /* written by the reader before pong_due */
 

@@ -90,8 +90,8 @@ fo_err_t fo_publish(fo_client_t *c, const char *topic, const void *payload,
         return FO_ERR_INVAL;
     size_t tl = strlen(topic);
     size_t n = fo_publish_frame_size(tl, len, 0);
-    if (n - FO_FRAME_HDR > UINT32_MAX)
-        return FO_ERR_RANGE;
+    if (n - FO_FRAME_HDR > atomic_load_explicit(&c->max_frame_out, memory_order_relaxed))
+        return FO_ERR_RANGE;   /* the broker would close us for it */
     pthread_mutex_lock(&c->wmu);
     fo_err_t err = FO_OK;
     if (c->wfd < 0) {

@@ -137,7 +137,8 @@ fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
  * bytes or by fo_client_flush. topic and payload are borrowed (copied).
  * While reconnecting, up to max_pending bytes are kept and sent after the
  * reconnect; beyond that FO_ERR_BUSY. A frame half-written when the
- * connection broke is dropped (counted in fo_client_stats.publish_lost). */
+ * connection broke is dropped (counted in fo_client_stats.publish_lost).
+ * FO_ERR_RANGE when the frame would exceed the broker's Welcome.max_frame. */
 fo_err_t fo_publish(fo_client_t *c, const char *topic, const void *payload,
                     size_t len);
 

@@ -523,6 +523,61 @@ static void test_unsubscribe_while_delivering(void **state)
     assert_true(atomic_load(&k.calls) < 400);
 }
 
+static void test_publish_bigger_than_max_frame(void **state)
+{
+    fx_t *x = *state;
+    x->peer.max_frame = 1000;
+    connect_ok(x);
+    static char big[2000];
+    assert_int_equal(fo_publish(x->c, "t", big, sizeof big), FO_ERR_RANGE);
+    assert_int_equal(fo_publish_sync(x->c, "t", big, sizeof big, 1000, NULL), FO_ERR_RANGE);
+    assert_int_equal(fo_publish(x->c, "t", big, 900), FO_OK);
+    assert_int_equal(fo_client_flush(x->c, 2000), FO_OK);
+}
+
+/* A broker that stops reading: the publisher blocked in send() is released
+ * when the reader declares the connection dead, not left hanging. */
+typedef struct flood {
+    fo_client_t *c;
+    atomic_int done;
+    fo_err_t last;
+} flood_t;
+
+static void *flood_main(void *arg)
+{
+    flood_t *f = arg;
+    static char p[16384];
+    fo_err_t e = FO_OK;
+    for (int i = 0; i < 4000 && !e; i++)     /* 64 MB: more than any buffer */
+        e = fo_publish(f->c, "t", p, sizeof p);
+    f->last = e;
+    atomic_store(&f->done, 1);
+    return NULL;
+}
+
+static void test_hung_broker_releases_publisher(void **state)
+{
+    fx_t *x = *state;
+    x->peer.ping_ms = 20;
+    x->peer.idle_ms = 100;
+    x->o.max_reconnects = 0;
+    connect_ok(x);
+    assert_int_equal(peer_wait_conns(&x->peer, 1, 2000), 1);
+    pthread_mutex_lock(&x->peer.mu);
+    x->peer.stall = 1;
+    pthread_mutex_unlock(&x->peer.mu);
+    flood_t f = { .c = x->c };
+    pthread_t th;
+    pthread_create(&th, NULL, flood_main, &f);
+    long long end = peer_now_ms() + 10000;
+    while (!atomic_load(&f.done) && peer_now_ms() < end)
+        usleep(2000);
+    assert_true(atomic_load(&f.done));
+    pthread_join(th, NULL);
+    assert_int_equal(f.last, FO_ERR_CLOSED);
+    assert_false(fo_client_connected(x->c));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -540,6 +595,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unsubscribe_inside_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsubscribe_while_delivering, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_bigger_than_max_frame, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hung_broker_releases_publisher, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,6 +37,8 @@ typedef struct peer {
     uint32_t ping_ms, idle_ms;   /* sent in WELCOME */
     uint64_t epoch;
     int no_pong, hello_error, slow_reader, no_unsub_ack;
+    int stall;                   /* stop reading (a hung broker) */
+    uint32_t max_frame;          /* in WELCOME when non-zero */
     uint64_t seq;                /* last sequence given to a PUBLISH */
 } peer_t;
 
@@ -173,6 +175,10 @@ static void peer_answer(peer_t *p, int fd, const Fanout__Frame *f)
         w.has_ping_interval_ms = 1; w.ping_interval_ms = p->ping_ms;
         w.has_idle_timeout_ms = 1; w.idle_timeout_ms = p->idle_ms;
         w.has_epoch = 1; w.epoch = p->epoch;
+        if (p->max_frame) {
+            w.has_max_frame = 1;
+            w.max_frame = p->max_frame;
+        }
         o.body_case = FANOUT__FRAME__BODY_WELCOME;
         o.welcome = &w;
         peer_send_fd(p, fd, &o);
@@ -239,10 +245,14 @@ static void peer_serve(peer_t *p, int fd)
     fo_arena_init(&a, 4096, 0);
     for (;;) {
         pthread_mutex_lock(&p->mu);
-        int stop = p->stop, cur = p->fd, slow = p->slow_reader;
+        int stop = p->stop, cur = p->fd, slow = p->slow_reader, stall = p->stall;
         pthread_mutex_unlock(&p->mu);
         if (stop || cur != fd)
             break;
+        if (stall) {
+            usleep(5000);
+            continue;
+        }
         struct pollfd pf = { .fd = fd, .events = POLLIN };
         if (poll(&pf, 1, 20) <= 0)
             continue;
