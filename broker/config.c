@@ -56,7 +56,8 @@ enum {
 typedef struct enum_name { const char *name; unsigned value; } enum_name_t;
 
 static const enum_name_t slow_names[] = {
-    { "drop", FO_SLOW_DROP }, { "disconnect", FO_SLOW_DISCONNECT }, { NULL, 0 } };
+    { "drop", FO_POLICY_DROP }, { "disconnect", FO_POLICY_DISCONNECT },
+    { "block", FO_POLICY_BLOCK }, { NULL, 0 } };
 static const enum_name_t level_names[] = {
     { "error", FO_LOG_ERROR }, { "warn", FO_LOG_WARN }, { "info", FO_LOG_INFO },
     { "debug", FO_LOG_DEBUG }, { NULL, 0 } };
@@ -114,7 +115,7 @@ static const opt_t opts[] = {
 
 #define NOPTS (sizeof opts / sizeof opts[0])
 _Static_assert(NOPTS <= 64, "set_by_argv is a 64-bit mask");
-_Static_assert(sizeof(fo_slow_t) == 4 && sizeof(fo_log_level_t) == 4 && sizeof(int) == 4,
+_Static_assert(sizeof(fo_policy_t) == 4 && sizeof(fo_log_level_t) == 4 && sizeof(int) == 4,
                "numeric fields are stored as 4 or 8 bytes");
 
 static const char *const groups[] = { G_NET, G_LIM, G_SLOW, G_TIME, G_AUTH, G_MC, G_GEN };

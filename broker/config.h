@@ -17,7 +17,7 @@
 
 #define FO_MCAST_MAX_GROUPS 32
 
-typedef enum { FO_SLOW_DROP = 1, FO_SLOW_DISCONNECT = 2 } fo_slow_t;
+typedef enum { FO_POLICY_DROP = 1, FO_POLICY_DISCONNECT = 2, FO_POLICY_BLOCK = 3 } fo_policy_t;
 typedef enum { FO_LOG_ERROR, FO_LOG_WARN, FO_LOG_INFO, FO_LOG_DEBUG } fo_log_level_t;
 
 typedef struct fo_mcast_map {
@@ -35,7 +35,7 @@ typedef struct fo_config {
     int max_conns;             /* concurrent client connections          */
     uint64_t max_memory;       /* cap on message memory, bytes           */
     uint64_t max_output;       /* per-connection output limit, bytes     */
-    fo_slow_t slow_policy;     /* default for SLOW_DEFAULT subscriptions */
+    fo_policy_t slow_policy;     /* default for SLOW_DEFAULT subscriptions */
     uint32_t retention_msgs;   /* per-topic ring: messages               */
     uint64_t retention_bytes;  /* per-topic ring: payload bytes          */
     int max_topics;            /* topics the registry will create        */

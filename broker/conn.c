@@ -15,6 +15,9 @@
 #include "log.h"
 #include "route.h"
 
+/* Policy block may overshoot max-output by what is in flight when the
+ * publishers are told to pause; past this it is treated as disconnect. */
+#define BLOCK_HARD_LIMIT(limit) (2 * (limit) + (16ull << 20))
 #define LINGER_MS 5000   /* bound on a closing connection's life */
 
 static int write_some(fo_conn_t *c);
@@ -110,10 +113,35 @@ fail:
     return FO_ERR_NOMEM;
 }
 
+static void unlink_paused(fo_conn_t *c)
+{
+    if (!c->paused_on)
+        return;
+    for (fo_conn_t **pp = &c->w->paused; *pp; pp = &(*pp)->paused_next)
+        if (*pp == c) {
+            *pp = c->paused_next;
+            break;
+        }
+    c->paused_on = NULL;
+}
+
+static void set_congested(fo_conn_t *c, int on)
+{
+    if (c->congested == on)
+        return;
+    c->congested = (uint8_t)on;
+    if (on)
+        FO_STAT_INC(&c->w->stats, congestions);
+    for (fo_sub_t *s = c->subs; s; s = s->conn_next)
+        if (s->policy == FO_POLICY_BLOCK)
+            fo_registry_set_congested(c->w->b->reg, s, on);
+}
+
 void fo_conn_destroy(fo_conn_t *c)
 {
     fo_worker_t *w = c->w;
-    fo_route_drop_subs(c);
+    unlink_paused(c);
+    fo_route_drop_subs(c);          /* unbinding uncounts congestion too */
     if (c->dirty) {                 /* unlink from the dirty list */
         fo_conn_t **pp = &w->dirty;
         while (*pp && *pp != c)
@@ -210,6 +238,8 @@ void fo_conn_fail(fo_conn_t *c, int code, const char *fmt, ...)
     }
     c->state = FO_CONN_CLOSING;
     c->close_deadline_ms = c->w->now_ms + LINGER_MS;
+    set_congested(c, 0);            /* it will not drain: release publishers */
+    unlink_paused(c);
     /* Its subscriptions stay bound until fo_conn_destroy: this may run in
      * the middle of a fan-out loop walking those very bindings. Nothing is
      * delivered to a closing connection (fo_conn_deliver checks). */
@@ -274,13 +304,22 @@ void fo_conn_deliver(fo_conn_t *c, fo_sub_t *sub, fo_msg_t *m)
     if (c->outq.bytes + m->shared_len > limit)
         write_some(c);   /* a burst, or a slow reader? ask the socket first */
     if (c->outq.bytes + m->shared_len > limit) {
-        if (policy == FO_SLOW_DISCONNECT) {
+        uint64_t hard = BLOCK_HARD_LIMIT(limit);
+        if (policy == FO_POLICY_BLOCK && c->outq.bytes + m->shared_len <= hard) {
+            /* keep it, and pause the publishers until this queue drains;
+             * what is already in flight (publishers notice within a read
+             * batch or so) fits under the hard limit */
+            set_congested(c, 1);
+            goto queue;
+        }
+        if (policy != FO_POLICY_DROP) {      /* disconnect, or block past 4x */
             fo_msg_unref(m);
             FO_STAT_INC(&c->w->stats, slow_consumer_disconnects);
             fo_outq_drop_unsent(&c->outq);  /* it cannot keep up: say why, next */
             fo_conn_fail(c, ERR(SLOW_CONSUMER),
-                         "output queue over %llu bytes (subscription %u, policy disconnect)",
-                         (unsigned long long)limit, sub->sid);
+                         "output queue over %llu bytes (subscription %u, policy %s)",
+                         (unsigned long long)(policy == FO_POLICY_BLOCK ? hard : limit),
+                         sub->sid, policy == FO_POLICY_BLOCK ? "block" : "disconnect");
             return;
         }
         /* drop-oldest down to 3/4 of the limit, so this is not per message */
@@ -295,7 +334,8 @@ void fo_conn_deliver(fo_conn_t *c, fo_sub_t *sub, fo_msg_t *m)
             return;
         }
     }
-    if (fo_outq_push_msg(&c->outq, m, sub->sid, policy != FO_SLOW_DISCONNECT) == FO_OK) {
+queue:
+    if (fo_outq_push_msg(&c->outq, m, sub->sid, policy == FO_POLICY_DROP) == FO_OK) {
         FO_STAT_INC(&c->w->stats, messages_out);
         fo_worker_mark_dirty(c->w, c);
     }
@@ -330,6 +370,8 @@ int fo_conn_flush(fo_conn_t *c)
         fo_conn_destroy(c);
         return -1;
     }
+    if (c->congested && c->outq.bytes <= LIM(c->w->b, max_output) / 2)
+        set_congested(c, 0);        /* drained well below: publishers resume */
     int pending = c->outq.count > 0;
     if (pending != c->want_out) {
         c->want_out = (uint8_t)pending;
@@ -487,7 +529,7 @@ static void handle_frames(fo_conn_t *c)
     const uint8_t *body;
     size_t len;
     fo_err_t err;
-    while (c->state != FO_CONN_CLOSING &&
+    while (c->state != FO_CONN_CLOSING && !c->paused_on &&
            (err = fo_decoder_next(&c->dec, &body, &len)) == FO_OK) {
         FO_STAT_INC(&w->stats, frames_in);
         fo_publish_view_t v;
@@ -583,7 +625,7 @@ void fo_conn_on_readable(fo_conn_t *c)
         w->read_time_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
         got += (uint64_t)k;
         handle_frames(c);
-        if (c->state == FO_CONN_CLOSING || got >= budget)
+        if (c->state == FO_CONN_CLOSING || c->paused_on || got >= budget)
             break;
     }
     if (fo_buf_len(&c->dec.buf) == 0)
@@ -620,6 +662,42 @@ void fo_conn_tick(fo_conn_t *c)
         f.body_case = FANOUT__FRAME__BODY_PING;
         f.ping = &p;
         fo_conn_send(c, &f);
+    }
+}
+
+void fo_conn_pause(fo_conn_t *c, struct fo_topic *t)
+{
+    if (c->paused_on || c->state == FO_CONN_CLOSING)
+        return;
+    c->paused_on = t;
+    c->paused_next = c->w->paused;
+    c->w->paused = c;
+    FO_STAT_INC(&c->w->stats, publishers_paused);
+    if (c->reading) {
+        c->reading = 0;
+        set_events(c);
+    }
+}
+
+void fo_conn_resume_ready(fo_worker_t *w)
+{
+    for (fo_conn_t **pp = &w->paused; *pp;) {
+        fo_conn_t *c = *pp;
+        if (atomic_load_explicit(&c->paused_on->blocked, memory_order_relaxed) > 0) {
+            pp = &c->paused_next;
+            continue;
+        }
+        *pp = c->paused_next;
+        c->paused_on = NULL;
+        if (w->drain_phase || c->state == FO_CONN_CLOSING)
+            continue;
+        handle_frames(c);              /* what was read before the pause */
+        if (c->paused_on)
+            continue;                  /* paused again (it is on the list) */
+        if (fo_buf_len(&c->dec.buf) == 0)
+            give_back_buffer(c);
+        c->reading = 1;
+        set_events(c);
     }
 }
 

@@ -40,6 +40,9 @@ typedef struct fo_conn {
     fo_sub_t *subs;                /* owned list                     */
     uint32_t nsubs;
     struct fo_topic *last_topic;   /* last published to (topics live on) */
+    struct fo_topic *paused_on;    /* publishing paused while it is blocked */
+    struct fo_conn *paused_next;   /* w->paused list                        */
+    uint8_t congested;             /* a block-policy queue over the limit   */
     uint64_t created_ms, last_rx_ms, last_ping_ms, close_deadline_ms;
     struct fo_conn *all_prev, *all_next, *dirty_next;
     char peer[48];
@@ -72,6 +75,12 @@ void fo_conn_deliver(fo_conn_t *c, fo_sub_t *sub, fo_msg_t *m);
 /* Send a GAP frame for sid. */
 void fo_conn_send_gap(fo_conn_t *c, uint32_t sid, const char *topic, size_t topic_len,
                       uint64_t first, uint64_t last, int reason);
+
+/* Publisher flow control (policy block): stop reading c until topic t has
+ * no congested block-policy subscriber; fo_conn_resume_ready() (each loop
+ * iteration) resumes the connections whose topic is clear. */
+void fo_conn_pause(fo_conn_t *c, struct fo_topic *t);
+void fo_conn_resume_ready(fo_worker_t *w);
 
 /* Find a subscription by sid. */
 fo_sub_t *fo_conn_sub(fo_conn_t *c, uint32_t sid);

@@ -251,6 +251,8 @@ void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
     }
     if (!routed)
         FO_STAT_INC(&w->stats, drops_no_route);
+    if (atomic_load_explicit(&t->blocked, memory_order_relaxed) > 0)
+        fo_conn_pause(c, t);       /* flow control: a subscriber is full */
     if (req)
         send_ack(c, req, m->seq, 1);
     fo_msg_unref(m);
@@ -335,7 +337,7 @@ static const char *sub_request_problem(const Fanout__Subscribe *s)
     if (s->has_start && (s->start < FANOUT__START__START_NEW || s->start > FANOUT__START__START_EARLIEST))
         return "unknown start";
     if (s->has_slow && (s->slow < FANOUT__SLOW_POLICY__SLOW_DEFAULT ||
-                        s->slow > FANOUT__SLOW_POLICY__SLOW_DISCONNECT))
+                        s->slow > FANOUT__SLOW_POLICY__SLOW_BLOCK))
         return "unknown slow policy";
     if (queue && !fo_topic_valid(s->queue, strlen(s->queue)))
         return "invalid queue group name";
@@ -398,8 +400,9 @@ void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
     sub->conn_id = c->id;
     sub->multicast = s->has_delivery && s->delivery == FANOUT__DELIVERY__DELIVERY_MULTICAST;
     int pol = s->has_slow ? (int)s->slow : 0;
-    sub->policy = (uint8_t)(pol == FANOUT__SLOW_POLICY__SLOW_DISCONNECT ? FO_SLOW_DISCONNECT
-                          : pol == FANOUT__SLOW_POLICY__SLOW_DROP ? FO_SLOW_DROP
+    sub->policy = (uint8_t)(pol == FANOUT__SLOW_POLICY__SLOW_DISCONNECT ? FO_POLICY_DISCONNECT
+                          : pol == FANOUT__SLOW_POLICY__SLOW_DROP ? FO_POLICY_DROP
+                          : pol == FANOUT__SLOW_POLICY__SLOW_BLOCK ? FO_POLICY_BLOCK
                           : LIM(w->b, slow_policy));
     if (s->queue && s->queue[0] && !(sub->queue = strdup(s->queue))) {
         free(sub);

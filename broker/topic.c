@@ -263,6 +263,8 @@ static fo_binding_t *bind(fo_topic_t *t, fo_sub_t *sub, uint64_t from_seq)
 static void unbind(fo_binding_t *b)
 {
     fo_topic_t *t = b->topic;
+    if (b->counted)
+        atomic_fetch_sub(&t->blocked, 1);
     if (b->group) {
         fo_qgroup_t *g = b->group;
         if (--g->count == 0) {
@@ -417,4 +419,22 @@ fo_binding_t *fo_qgroup_pick(fo_qgroup_t *g, uint64_t seq)
         b = next;
     } while (b != start);
     return NULL;
+}
+
+void fo_registry_set_congested(fo_registry_t *r, fo_sub_t *sub, int on)
+{
+    /* the read lock keeps bindings from coming or going meanwhile; a topic
+     * created later starts uncounted (its publishers are not paused for a
+     * subscriber that was already congested: bounded by the hard limit) */
+    pthread_rwlock_rdlock(&r->lock);
+    for (fo_binding_t *b = sub->bindings; b; b = b->snext) {
+        if (on && !b->counted) {
+            b->counted = 1;
+            atomic_fetch_add(&b->topic->blocked, 1);
+        } else if (!on && b->counted) {
+            b->counted = 0;
+            atomic_fetch_sub(&b->topic->blocked, 1);
+        }
+    }
+    pthread_rwlock_unlock(&r->lock);
 }

@@ -44,7 +44,7 @@ struct fo_conn;
 /* A subscription. Owned by its connection (conn.c); registered here. */
 struct fo_sub {
     uint32_t sid;
-    uint8_t policy;           /* fo_slow_t                                */
+    uint8_t policy;           /* fo_policy_t                                */
     uint8_t multicast;        /* DELIVERY_MULTICAST: no TCP fan-out       */
     uint8_t wildcard;         /* filter has * or >                        */
     int worker;               /* index of the owning worker               */
@@ -64,6 +64,7 @@ struct fo_binding {
     fo_binding_t *tprev, *tnext;  /* topic->local[w] or group members     */
     fo_binding_t *snext;          /* sub->bindings                        */
     fo_qgroup_t *group;           /* queue membership, else NULL          */
+    uint8_t counted;              /* adds 1 to topic->blocked (owner only) */
 };
 
 struct fo_qgroup {
@@ -82,6 +83,8 @@ struct fo_topic {
     uint64_t seq;                 /* last sequence given                   */
     fo_ring_t ring;
     fo_qgroup_t *groups;
+    _Atomic int blocked;          /* congested block-policy subscribers:
+                                   * while > 0 publishers pause (route.c) */
     fo_binding_t **local;         /* [nworkers] plain bindings per worker  */
     _Atomic uint32_t *nlocal;     /* [nworkers] list lengths               */
     size_t len;
@@ -121,6 +124,11 @@ typedef void (*fo_bound_fn)(void *ud, fo_topic_t *t, fo_binding_t *b);
 fo_err_t fo_registry_subscribe(fo_registry_t *r, fo_sub_t *sub, fo_bound_fn bound, void *ud);
 /* Unbind and unregister sub (the caller frees it). */
 void fo_registry_unsubscribe(fo_registry_t *r, fo_sub_t *sub);
+
+/* A block-policy subscription's connection became congested (on = 1) or
+ * drained (on = 0): count it on (or off) every topic it is bound to. Owner
+ * worker only. */
+void fo_registry_set_congested(fo_registry_t *r, fo_sub_t *sub, int on);
 
 /* Queue groups: choose the member for message seq (topic locked). NULL when
  * no member wants it. Advances the group's cursor. */

@@ -276,6 +276,8 @@ static void *worker_main(void *arg)
         int timeout = (int)(w->next_tick_ms > w->now_ms ? w->next_tick_ms - w->now_ms : 0);
         if (w->drain_phase && timeout > 10)
             timeout = 10;
+        if (w->paused && timeout > 1)
+            timeout = 1;             /* poll paused publishers' topics */
         int n = epoll_wait(w->epfd, evs, 256, timeout);
         uint64_t t0 = now_ns();
         w->now_ms = fo_now_ms();
@@ -298,6 +300,8 @@ static void *worker_main(void *arg)
         }
         if (n < 0 && errno != EINTR)
             fo_error(0, "epoll_wait: %s", strerror(errno));
+        if (w->paused)
+            fo_conn_resume_ready(w);   /* may publish: before the flushes */
         flush_outboxes(w);
         flush_dirty(w);
         fo_mcast_tx_flush(w->mtx);

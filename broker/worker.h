@@ -44,6 +44,7 @@ typedef struct fo_worker {
     uint32_t *free_next;
     struct fo_conn *all;         /* every connection (timers, drain)  */
     struct fo_conn *dirty;       /* connections with output to write  */
+    struct fo_conn *paused;      /* publishers paused (flow control)  */
     int nconns;
     /* outboxes to each worker (own index unused) */
     fo_outbox_t *outbox;

@@ -299,6 +299,55 @@ static void test_slow_consumer_disconnect(void **state)
     assert_int_equal(fo_tb_stop(&b), 0);
 }
 
+/* Policy block: nothing is lost; the publisher is paused while the
+ * subscriber's queue is full and resumes when it drains. */
+typedef struct { fo_tc_t c; int n; int ok; } pubber_t;
+static void *pub_main(void *arg)
+{
+    pubber_t *p = arg;
+    static char payload[1024];
+    for (int i = 1; i <= p->n; i++)
+        if (fo_tc_publish(&p->c, "bk.t", payload, sizeof payload, i == p->n ? 5 : 0))
+            return NULL;
+    p->ok = fo_tc_wait_ack(&p->c, 5, 30000) == 0;
+    return NULL;
+}
+
+static void test_slow_consumer_block(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    fo_tb_t b;
+    const char *args[] = { "--max-output", "256KiB", NULL };
+    assert_int_equal(fo_tb_start(&b, args), 0);
+    fo_tc_t slow;
+    assert_int_equal(open_slow(&slow, b.port, 3, "bk.t", FANOUT__SLOW_POLICY__SLOW_BLOCK), 0);
+    static pubber_t p;
+    p.n = N;
+    p.ok = 0;
+    assert_int_equal(fo_tc_open(&p.c, b.port, "pub"), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, pub_main, &p), 0);
+    /* the subscriber reads nothing until the broker has paused the publisher */
+    assert_int_equal(fo_tb_wait_metric(&b, "fanout_publishers_paused_total", 1, 10000), 0);
+    assert_true(fo_tb_metric(&b, "fanout_congestions_total") >= 1);
+    for (uint64_t s = 1; s <= N; s++) {
+        Fanout__Frame *f;
+        do
+            assert_int_equal(fo_tc_recv(&slow, 10000, &f), 1);
+        while (f->body_case != FANOUT__FRAME__BODY_DELIVER &&
+               f->body_case != FANOUT__FRAME__BODY_GAP);
+        assert_int_equal(f->body_case, FANOUT__FRAME__BODY_DELIVER);   /* no GAP */
+        assert_int_equal(f->deliver->seq, s);
+    }
+    pthread_join(th, NULL);
+    assert_true(p.ok);
+    assert_int_equal(fo_tb_metric(&b, "fanout_drops_slow_consumer_total"), 0);
+    fo_tc_close(&slow);
+    fo_tc_close(&p.c);
+    assert_int_equal(fo_tb_stop(&b), 0);
+}
+
 /* The memory cap refuses publishes with ERROR; the connection stays. */
 static void test_memory_cap(void **state)
 {
@@ -485,6 +534,7 @@ int main(void)
         cmocka_unit_test(test_bad_requests_keep_connection),
         cmocka_unit_test(test_slow_consumer_drop),
         cmocka_unit_test(test_slow_consumer_disconnect),
+        cmocka_unit_test(test_slow_consumer_block),
         cmocka_unit_test(test_memory_cap),
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_max_conns),

@@ -131,7 +131,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_conns, 10000);
     assert_true(c.max_memory == 1ull << 30);
     assert_true(c.max_output == 32ull << 20);
-    assert_int_equal(c.slow_policy, FO_SLOW_DROP);
+    assert_int_equal(c.slow_policy, FO_POLICY_DROP);
     assert_int_equal(c.retention_msgs, 1000);
     assert_true(c.retention_bytes == 8ull << 20);
     assert_int_equal(c.max_topics, 100000);
@@ -170,7 +170,7 @@ static void test_set_each_type(void **state)
     assert_int_equal(fo_config_set(&c, "idle-timeout", "1m", errbuf, sizeof errbuf), FO_OK);
     assert_int_equal(c.idle_timeout_ms, 60000);
     assert_int_equal(fo_config_set(&c, "slow-policy", "disconnect", errbuf, sizeof errbuf), FO_OK);
-    assert_int_equal(c.slow_policy, FO_SLOW_DISCONNECT);
+    assert_int_equal(c.slow_policy, FO_POLICY_DISCONNECT);
     assert_int_equal(fo_config_set(&c, "log-level", "DEBUG", errbuf, sizeof errbuf), FO_OK);
     assert_int_equal(c.log_level, FO_LOG_DEBUG);
     assert_int_equal(fo_config_set(&c, "log-level", "error", errbuf, sizeof errbuf), FO_OK);
@@ -341,7 +341,7 @@ static void test_env(void **state)
                           "FANOUT_UNRELATED=1", "FANOUT_SERVER=x:1", NULL };
     assert_int_equal(load(&c, NULL, env, NULL), FO_OK);
     assert_int_equal(c.max_conns, 77);
-    assert_int_equal(c.slow_policy, FO_SLOW_DISCONNECT);
+    assert_int_equal(c.slow_policy, FO_POLICY_DISCONNECT);
     assert_int_equal(c.mcast_count, 2);
     assert_string_equal(c.mcast[1].filter, "b.>");
     assert_int_equal(c.mcast[1].port, 2);
@@ -475,7 +475,7 @@ static void test_reload(void **state)
     assert_true(c.max_output == 1ull << 20);             /* argv wins */
     assert_int_equal(c.retention_msgs, 5);
     assert_int_equal(c.idle_timeout_ms, 60000);
-    assert_int_equal(c.slow_policy, FO_SLOW_DISCONNECT); /* env */
+    assert_int_equal(c.slow_policy, FO_POLICY_DISCONNECT); /* env */
     assert_string_equal(c.config_file, path);
 
     /* a bad file changes nothing, nor does a broken cross-check */
