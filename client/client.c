@@ -14,11 +14,12 @@
  * When the connection is lost the reader fails pending requests, reports
  * FO_EV_DISCONNECTED, and reconnects with exponential backoff and jitter
  * (servers round-robin). After HELLO/WELCOME it sends every subscription
- * again with Subscribe.positions = last seen seq + 1 per topic, ahead of
- * the publishes buffered meanwhile, then reports FO_EV_RECONNECTED.
- * Losses are what the broker reports with GAP (including resume points
- * older than its retention: GAP_EVICTED). A broker restart (new Welcome.epoch) restarts
- * every topic's numbering, so resume points are forgotten then.
+ * again with Subscribe.positions = the first seq not yet seen per topic
+ * (seqmap.h), ahead of the publishes buffered meanwhile, then reports
+ * FO_EV_RECONNECTED. Losses are what the broker reports with GAP
+ * (including resume points older than its retention: GAP_EVICTED). A
+ * broker restart (new Welcome.epoch) restarts every topic's numbering, so
+ * resume points are forgotten then.
  */
 #include <errno.h>
 #include <poll.h>
@@ -402,11 +403,16 @@ static void on_deliver(fo_client_t *c, uint32_t sid, const fo_msg_t *m)
     if (!s)
         return;                 /* late message for a closed subscription */
     if (!s->queue && s->delivery == FO_DELIVERY_TCP) {
-        /* Highest sequence seen per topic: the resume point. Not a loss
-         * detector: several publishers' messages may arrive out of order. */
+        /* Track what was seen per topic, for the resume point. A replay
+         * of something already seen (we resume from the first sequence
+         * not seen, so a few may come again) is dropped. Not a loss
+         * detector: messages may arrive out of order (PROTOCOL.md 7). */
         fo_seqmap_ent_t *e = fo_seqmap_get(&s->seqs, m->topic, m->topic_len);
-        if (e && m->seq > e->seq)
-            e->seq = m->seq;
+        if (e) {
+            if (m->replay && fo_seqmap_seen(e, m->seq))
+                return;
+            fo_seqmap_mark(e, m->seq);
+        }
     }
     fo_client_dispatch_(c, s, m);
 }
@@ -422,8 +428,8 @@ static void on_gap(fo_client_t *c, uint32_t sid, const Fanout__Gap *g)
         return;
     if (!s->queue && s->delivery == FO_DELIVERY_TCP) {
         fo_seqmap_ent_t *e = fo_seqmap_get(&s->seqs, g->topic, strlen(g->topic));
-        if (e && e->seq < g->last)
-            e->seq = g->last;
+        if (e)
+            fo_seqmap_skip(e, g->first, g->last);
     }
     fo_client_gap_(c, s, g->topic, g->first, g->last,
                    g->has_reason && g->reason == FANOUT__GAP_REASON__GAP_EVICTED ?

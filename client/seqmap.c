@@ -92,7 +92,8 @@ fo_seqmap_ent_t *fo_seqmap_get(fo_seqmap_t *m, const char *topic, size_t len)
     e->topic = t;
     e->len = len;
     e->hash = h;
-    e->seq = 0;
+    e->seq = e->low = 0;
+    memset(e->win, 0, sizeof e->win);
     m->count++;
     return e;
 }
@@ -103,4 +104,89 @@ const fo_seqmap_ent_t *fo_seqmap_next(const fo_seqmap_t *m, size_t *i)
         if (m->slots[*i].topic)
             return &m->slots[(*i)++];
     return NULL;
+}
+
+/* ------------------------------------------------------------ window */
+
+#define WORDS (FO_SEQMAP_WINDOW / 64)
+
+/* Move the watermark up by k, sliding the window with it. */
+static void slide(fo_seqmap_ent_t *e, uint64_t k)
+{
+    e->low += k;
+    if (k >= FO_SEQMAP_WINDOW) {
+        memset(e->win, 0, sizeof e->win);
+        return;
+    }
+    unsigned q = (unsigned)(k / 64), r = (unsigned)(k % 64);
+    for (unsigned i = 0; i < WORDS; i++) {
+        uint64_t lo = i + q < WORDS ? e->win[i + q] : 0;
+        uint64_t hi = i + q + 1 < WORDS ? e->win[i + q + 1] : 0;
+        e->win[i] = r ? (lo >> r) | (hi << (64 - r)) : lo;
+    }
+}
+
+/* Raise the watermark over the run of seen sequences right above it. */
+static void advance(fo_seqmap_ent_t *e)
+{
+    for (;;) {
+        uint64_t w = e->win[0];
+        if (!(w & 1))
+            return;
+        unsigned ones = ~w ? (unsigned)__builtin_ctzll(~w) : 64;
+        slide(e, ones);
+    }
+}
+
+static void set_bit(fo_seqmap_ent_t *e, uint64_t seq)
+{
+    uint64_t i = seq - e->low - 1;      /* caller keeps it < WINDOW */
+    e->win[i / 64] |= 1ull << (i % 64);
+}
+
+int fo_seqmap_seen(const fo_seqmap_ent_t *e, uint64_t seq)
+{
+    if (!e->seq)
+        return 0;
+    if (seq <= e->low)
+        return 1;
+    uint64_t i = seq - e->low - 1;
+    return i < FO_SEQMAP_WINDOW && (e->win[i / 64] >> (i % 64) & 1);
+}
+
+void fo_seqmap_mark(fo_seqmap_ent_t *e, uint64_t seq)
+{
+    if (!seq)
+        return;
+    if (!e->seq)
+        e->low = seq - 1;            /* the first one seen sets the mark */
+    if (seq > e->seq)
+        e->seq = seq;
+    if (seq <= e->low)
+        return;
+    if (seq - e->low > FO_SEQMAP_WINDOW)
+        slide(e, seq - e->low - FO_SEQMAP_WINDOW);
+    set_bit(e, seq);
+    advance(e);
+}
+
+void fo_seqmap_skip(fo_seqmap_ent_t *e, uint64_t first, uint64_t last)
+{
+    if (!first || last < first)
+        return;
+    if (!e->seq)
+        e->low = first - 1;
+    if (last > e->seq)
+        e->seq = last;
+    if (last <= e->low)
+        return;
+    if (first <= e->low + 1) {
+        slide(e, last - e->low);
+    } else {
+        if (last - e->low > FO_SEQMAP_WINDOW)
+            slide(e, last - e->low - FO_SEQMAP_WINDOW);
+        for (uint64_t s = first > e->low ? first : e->low + 1; s <= last; s++)
+            set_bit(e, s);
+    }
+    advance(e);
 }

@@ -1,7 +1,15 @@
 /* seqmap.h -- last sequence seen per topic, for one subscription.
  *
- * The client resumes a subscription after a reconnect from each topic's
- * last seen sequence + 1 (Subscribe.positions), and spots sequence jumps.
+ * The client resumes a subscription after a reconnect (Subscribe.positions)
+ * from each topic's first sequence not yet seen. Messages of one topic can
+ * arrive out of order (several publishers, docs/PROTOCOL.md section 7), so
+ * "highest seen + 1" could skip one still in flight: each entry keeps a
+ * watermark `low` (every sequence <= low is accounted for: seen, reported
+ * in a GAP, or older than the first one seen) and a 256-sequence window of
+ * what was seen above it. Resuming from low + 1 replays a few messages
+ * already seen; fo_seqmap_seen() tells the client to drop those replays.
+ * A sequence more than 256 beyond the watermark pushes it forward (what it
+ * skips is then taken as accounted for).
  * An open-addressing hash table keyed by topic (copied once per topic),
  * bounded by `max` topics: a topic beyond the bound is not tracked (its
  * resume follows the subscription's start position; counted in dropped).
@@ -14,11 +22,15 @@
 #include <stdint.h>
 #include "fo_err.h"
 
+#define FO_SEQMAP_WINDOW 256
+
 typedef struct fo_seqmap_ent {
     char *topic;          /* owned, NUL-terminated; NULL = empty slot */
     size_t len;
     uint64_t hash;
-    uint64_t seq;         /* last sequence seen                       */
+    uint64_t seq;         /* highest sequence seen; 0 = none yet       */
+    uint64_t low;         /* watermark: all <= low accounted for       */
+    uint64_t win[FO_SEQMAP_WINDOW / 64];  /* bit i: low + 1 + i seen   */
 } fo_seqmap_ent_t;
 
 typedef struct fo_seqmap {
@@ -34,6 +46,18 @@ void fo_seqmap_clear(fo_seqmap_t *m);
 /* The entry for topic, created (seq 0) when absent; NULL when the map is
  * full or out of memory. Valid until the next get/clear. */
 fo_seqmap_ent_t *fo_seqmap_get(fo_seqmap_t *m, const char *topic, size_t len);
+
+/* Was seq already accounted for (seen, or at or below the watermark)? */
+int fo_seqmap_seen(const fo_seqmap_ent_t *e, uint64_t seq);
+/* Record that seq was seen (the first one also sets the watermark). */
+void fo_seqmap_mark(fo_seqmap_ent_t *e, uint64_t seq);
+/* Record that first..last will never come (a GAP). */
+void fo_seqmap_skip(fo_seqmap_ent_t *e, uint64_t first, uint64_t last);
+/* Where to resume: the first sequence not accounted for (0: none seen). */
+static inline uint64_t fo_seqmap_resume(const fo_seqmap_ent_t *e)
+{
+    return e->seq ? e->low + 1 : 0;
+}
 
 /* Iterate: *i starts at 0; returns the next entry or NULL at the end. */
 const fo_seqmap_ent_t *fo_seqmap_next(const fo_seqmap_t *m, size_t *i);

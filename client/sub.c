@@ -250,7 +250,7 @@ static fo_err_t append_resub(fo_client_t *c, fo_sub_t *s, fo_buf_t *frames)
         fanout__position__init(&pos[k]);
         pos[k].topic = e->topic;
         pos[k].has_seq = 1;
-        pos[k].seq = e->seq + 1;
+        pos[k].seq = fo_seqmap_resume(e);
         pp[k] = &pos[k];
         k++;
     }

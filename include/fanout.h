@@ -5,12 +5,13 @@
  * reads and decodes every frame, answers the broker's PINGs, sends PINGs of
  * its own every Welcome.ping_interval_ms, runs message and gap callbacks,
  * and reconnects (with backoff and jitter) when the connection drops,
- * resubscribing by itself and resuming every topic from its last seen
- * sequence + 1. What could not be resumed is reported as a gap, never
- * hidden: the broker says so with GAP frames, which the library hands to
- * the gap callback. (Sequence numbers of one topic may arrive out of order
- * when several connections publish to it, so the library never guesses a
- * loss from a jump; docs/PROTOCOL.md section 7.) docs/CLIENT.md is the guide; this header is the reference.
+ * resubscribing by itself and resuming every topic from the first
+ * sequence it has not seen. What could not be resumed is reported as a
+ * gap, never hidden: the broker says so with GAP frames, which the library
+ * hands to the gap callback. (Sequence numbers of one topic may arrive out
+ * of order when several connections publish to it, so the library never
+ * guesses a loss from a jump; docs/PROTOCOL.md section 7.) docs/CLIENT.md
+ * is the guide; this header is the reference.
  *
  * Threading, one line per call (also in docs/CLIENT.md):
  *   fo_client_opts_init, fo_sub_opts_init, fo_strerror  any thread, reentrant

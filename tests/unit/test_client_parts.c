@@ -227,6 +227,65 @@ static void test_addr_split(void **state)
     assert_int_equal(fo_addr_split(NULL, h, sizeof h, &port), FO_ERR_ADDR);
 }
 
+/* The resume watermark: out-of-order arrivals, GAPs, the window bound. */
+static void test_seqmap_watermark(void **state)
+{
+    (void)state;
+    fo_seqmap_t m;
+    fo_seqmap_init(&m, 0);
+    fo_seqmap_ent_t *e = fo_seqmap_get(&m, "t", 1);
+    assert_int_equal(fo_seqmap_resume(e), 0);
+    assert_false(fo_seqmap_seen(e, 5));
+    const uint64_t order[] = { 5, 6, 9, 7, 11 };
+    for (int i = 0; i < 5; i++)
+        fo_seqmap_mark(e, order[i]);
+    assert_int_equal(e->seq, 11);
+    assert_int_equal(fo_seqmap_resume(e), 8);      /* 8 may still come */
+    assert_true(fo_seqmap_seen(e, 4));             /* below the first seen */
+    assert_true(fo_seqmap_seen(e, 9));
+    assert_false(fo_seqmap_seen(e, 8));
+    assert_false(fo_seqmap_seen(e, 10));
+    fo_seqmap_mark(e, 8);
+    assert_int_equal(fo_seqmap_resume(e), 10);
+    fo_seqmap_skip(e, 10, 10);                     /* a GAP fills the hole */
+    assert_int_equal(fo_seqmap_resume(e), 12);
+    fo_seqmap_skip(e, 20, 30);                     /* a GAP further up */
+    assert_int_equal(fo_seqmap_resume(e), 12);
+    assert_true(fo_seqmap_seen(e, 25));
+    for (uint64_t q = 12; q < 20; q++)
+        fo_seqmap_mark(e, q);
+    assert_int_equal(fo_seqmap_resume(e), 31);
+    /* far beyond the window: the watermark is pushed along */
+    fo_seqmap_mark(e, 31 + 1000);
+    assert_int_equal(fo_seqmap_resume(e), 31 + 1000 - FO_SEQMAP_WINDOW + 1);
+    assert_true(fo_seqmap_seen(e, 1031));
+    assert_false(fo_seqmap_seen(e, 1030));
+    /* holes more than a window behind are given up as the stream goes on */
+    for (uint64_t q = 1032; q < 1032 + 5000; q++)
+        fo_seqmap_mark(e, q);
+    assert_int_equal(fo_seqmap_resume(e), 1032 + 5000);
+    fo_seqmap_skip(e, 700, 1030);                  /* old news: no change */
+    assert_int_equal(fo_seqmap_resume(e), 1032 + 5000);
+    /* random order within the window always ends exact */
+    fo_seqmap_ent_t *f = fo_seqmap_get(&m, "u", 1);
+    srand(5);
+    uint64_t perm[200];
+    for (int i = 0; i < 200; i++)
+        perm[i] = 1000 + (uint64_t)i;
+    for (int i = 199; i > 0; i--) {
+        int j = rand() % (i + 1);
+        uint64_t t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+    }
+    fo_seqmap_mark(f, 999);
+    for (int i = 0; i < 200; i++) {
+        assert_false(fo_seqmap_seen(f, perm[i]));
+        fo_seqmap_mark(f, perm[i]);
+        assert_true(fo_seqmap_seen(f, perm[i]));
+    }
+    assert_int_equal(fo_seqmap_resume(f), 1200);
+    fo_seqmap_destroy(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -234,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_deliver_peek_shared_prefix),
         cmocka_unit_test(test_publish_pack_matches_protobuf_c),
         cmocka_unit_test(test_seqmap),
+        cmocka_unit_test(test_seqmap_watermark),
         cmocka_unit_test(test_msgq_fifo_and_bound),
         cmocka_unit_test(test_addr_split),
     };
