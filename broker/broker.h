@@ -30,7 +30,8 @@ typedef struct fo_limits {
 } fo_limits_t;
 
 typedef struct fo_broker {
-    fo_config_t cfg;             /* as loaded at start (main thread owns) */
+    fo_config_t cfg;             /* as loaded at start; never written after
+                                  * the workers start (SIGHUP -> lim)     */
     fo_limits_t lim;             /* reloadable, read by workers           */
     fo_registry_t *reg;          /* owned                                 */
     fo_mcast_t *mcast;           /* owned                                 */

@@ -125,16 +125,28 @@ static void unlink_paused(fo_conn_t *c)
     c->paused_on = NULL;
 }
 
+/* Congestion is decided where messages are queued -- possibly with a
+ * topic lock or the registry lock held (replay, repair) -- but published to
+ * the registry only from fo_conn_flush, where no lock is held (lock order,
+ * docs/ARCHITECTURE.md). */
 static void set_congested(fo_conn_t *c, int on)
 {
-    if (c->congested == on)
+    if (c->congest_want != on) {
+        c->congest_want = (uint8_t)on;
+        fo_worker_mark_dirty(c->w, c);
+    }
+}
+
+static void apply_congestion(fo_conn_t *c)
+{
+    if (c->congested == c->congest_want)
         return;
-    c->congested = (uint8_t)on;
-    if (on)
+    c->congested = c->congest_want;
+    if (c->congested)
         FO_STAT_INC(&c->w->stats, congestions);
     for (fo_sub_t *s = c->subs; s; s = s->conn_next)
         if (s->policy == FO_POLICY_BLOCK)
-            fo_registry_set_congested(c->w->b->reg, s, on);
+            fo_registry_set_congested(c->w->b->reg, s, c->congested);
 }
 
 void fo_conn_destroy(fo_conn_t *c)
@@ -370,8 +382,9 @@ int fo_conn_flush(fo_conn_t *c)
         fo_conn_destroy(c);
         return -1;
     }
-    if (c->congested && c->outq.bytes <= LIM(c->w->b, max_output) / 2)
-        set_congested(c, 0);        /* drained well below: publishers resume */
+    if (c->congest_want && c->outq.bytes <= LIM(c->w->b, max_output) / 2)
+        c->congest_want = 0;        /* drained well below: publishers resume */
+    apply_congestion(c);
     int pending = c->outq.count > 0;
     if (pending != c->want_out) {
         c->want_out = (uint8_t)pending;

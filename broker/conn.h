@@ -42,7 +42,8 @@ typedef struct fo_conn {
     struct fo_topic *last_topic;   /* last published to (topics live on) */
     struct fo_topic *paused_on;    /* publishing paused while it is blocked */
     struct fo_conn *paused_next;   /* w->paused list                        */
-    uint8_t congested;             /* a block-policy queue over the limit   */
+    uint8_t congested;             /* counted on its topics (registry)      */
+    uint8_t congest_want;          /* what the next flush should make it    */
     uint64_t created_ms, last_rx_ms, last_ping_ms, close_deadline_ms;
     struct fo_conn *all_prev, *all_next, *dirty_next;
     char peer[48];

@@ -272,6 +272,11 @@ int main(int argc, char **argv)
     fo_info(0, "fanoutd %s listening on %s, %d workers, http %s", FO_VERSION,
             b->cfg.listen, b->nworkers, b->cfg.http);
 
+    /* SIGHUP reloads into this copy, which only the main thread touches;
+     * b->cfg stays as it was at start (workers read it without locks) and
+     * the reloadable values reach the workers through b->lim's atomics. */
+    static fo_config_t reload_cfg;
+    reload_cfg = b->cfg;
     int rr = 0, draining = 0;
     uint64_t accept_paused_until = 0;
     for (;;) {
@@ -288,12 +293,12 @@ int main(int argc, char **argv)
                 struct signalfd_siginfo si;
                 while (read(sfd, &si, sizeof si) == sizeof si) {
                     if (si.ssi_signo == SIGHUP) {
-                        if (fo_config_reload(&b->cfg, environ, err, sizeof err)) {
+                        if (fo_config_reload(&reload_cfg, environ, err, sizeof err)) {
                             fo_error(0, "SIGHUP: reload failed, keeping the old values: %s",
                                      strncmp(err, "fanoutd: ", 9) ? err : err + 9);
                         } else {
-                            fo_broker_apply_limits(b, &b->cfg);
-                            fo_log_set_level(b->cfg.log_level);
+                            fo_broker_apply_limits(b, &reload_cfg);
+                            fo_log_set_level(reload_cfg.log_level);
                             fo_info(0, "SIGHUP: configuration reloaded");
                         }
                     } else if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !draining) {

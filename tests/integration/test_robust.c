@@ -348,6 +348,49 @@ static void test_slow_consumer_block(void **state)
     assert_int_equal(fo_tb_stop(&b), 0);
 }
 
+/* A replay that overflows a block-policy subscriber is decided with the
+ * registry and topic locks held: congestion must not take a lock there
+ * (it used to: a self-deadlock). The replay arrives whole. */
+static void test_block_replay(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    fo_tb_t b;
+    const char *args[] = { "--max-output", "4KiB", NULL };
+    assert_int_equal(fo_tb_start(&b, args), 0);
+    fo_tc_t pub, sub;
+    assert_int_equal(fo_tc_open(&pub, b.port, "pub"), 0);
+    static char payload[1024];
+    for (int i = 1; i <= N; i++)
+        fo_tc_publish(&pub, "br.t", payload, sizeof payload, i == N ? 1 : 0);
+    assert_int_equal(fo_tc_wait_ack(&pub, 1, 5000), 0);
+    assert_int_equal(fo_tc_open(&sub, b.port, "sub"), 0);
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Subscribe s = FANOUT__SUBSCRIBE__INIT;
+    s.has_sid = 1; s.sid = 1; s.filter = "br.>";
+    s.has_start = 1; s.start = FANOUT__START__START_EARLIEST;
+    s.has_slow = 1; s.slow = FANOUT__SLOW_POLICY__SLOW_BLOCK;
+    f.body_case = FANOUT__FRAME__BODY_SUBSCRIBE; f.subscribe = &s;
+    f.has_req = 1; f.req = 2;
+    assert_int_equal(fo_tc_send(&sub, &f), 0);
+    assert_int_equal(fo_tc_wait_ack(&sub, 2, 5000), 0);
+    for (uint64_t seq = 1; seq <= N; seq++) {
+        Fanout__Frame *r;
+        assert_int_equal(fo_tc_recv(&sub, 5000, &r), 1);
+        assert_int_equal(r->body_case, FANOUT__FRAME__BODY_DELIVER);
+        assert_int_equal(r->deliver->seq, seq);
+    }
+    /* the publisher is not paused forever once the replay drained */
+    fo_tc_publish(&pub, "br.t", "x", 1, 3);
+    assert_int_equal(fo_tc_wait_ack(&pub, 3, 5000), 0);
+    Fanout__Frame *r;
+    assert_int_equal(fo_tc_recv(&sub, 5000, &r), 1);
+    assert_int_equal(r->deliver->seq, N + 1);
+    fo_tc_close(&sub);
+    fo_tc_close(&pub);
+    assert_int_equal(fo_tb_stop(&b), 0);
+}
+
 /* The memory cap refuses publishes with ERROR; the connection stays. */
 static void test_memory_cap(void **state)
 {
@@ -535,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_slow_consumer_drop),
         cmocka_unit_test(test_slow_consumer_disconnect),
         cmocka_unit_test(test_slow_consumer_block),
+        cmocka_unit_test(test_block_replay),
         cmocka_unit_test(test_memory_cap),
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_max_conns),
