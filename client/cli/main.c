@@ -23,7 +23,8 @@ static const char usage[] =
     "  bench  load test:             fanout bench -s HOST:PORT --pubs P --subs S --msgs N --size B\n"
     "  stats  broker metrics table:  fanout stats -s HOST:HTTP_PORT\n"
     "\n"
-    "`fanout COMMAND --help` describes a command's options.\n"
+    "`fanout COMMAND --help` describes a command's options; `fanout --version`\n"
+    "prints the version.\n"
     "Broker address default: " CLI_DEFAULT_SERVER " (stats: " CLI_DEFAULT_HTTP ").\n"
     "Exit status: 0 ok, 1 runtime error, 2 usage error.\n";
 
