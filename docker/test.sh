@@ -68,6 +68,10 @@ apt_install() {
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM HUP
+    # A signal's trap runs inside the redirections of the command it
+    # interrupted (compose up >up.log): write to the script's own output.
+    exec 1>&"$OUT" 2>&"$ERR"
+    [ "$rc" -eq 0 ] || [ "$fail" -gt 0 ] || { fail=1; echo "FAIL  interrupted (exit $rc)"; }
     if [ -n "${COMPOSE:-}" ] && docker info >/dev/null 2>&1; then
         if [ "$fail" -gt 0 ]; then
             say "logs of the stack:"
@@ -89,10 +93,10 @@ cleanup() {
         fi
     fi
     rm -rf "$WORK"
-    [ "$rc" -eq 0 ] || [ "$fail" -gt 0 ] || fail=1
     echo "$pass passed, $fail failed, $skip skipped"
     [ "$fail" -eq 0 ] && exit 0 || exit 1
 }
+exec {OUT}>&1 {ERR}>&2
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
@@ -112,7 +116,7 @@ if ! docker info >/dev/null 2>&1; then
     command -v iptables >/dev/null && forward_policy=$(iptables -S FORWARD 2>/dev/null | awk '$1 == "-P" { print $3; exit }')
     log=${FO_DOCKER_LOG:-/var/log/fanout-dockerd.log}
     say "starting dockerd (log: $log)"
-    setsid dockerd </dev/null >"$log" 2>&1 &
+    setsid dockerd </dev/null >"$log" 2>&1 {OUT}>&- {ERR}>&- &
     started_dockerd=$!
     wait_for 60 docker info || { cp "$log" "$WORK/dockerd.log"; die "dockerd starts" "$WORK/dockerd.log"; }
 fi
