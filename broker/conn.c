@@ -245,7 +245,7 @@ void fo_conn_fail(fo_conn_t *c, int code, const char *fmt, ...)
     if (code > 0) {
         va_list ap;
         va_start(ap, fmt);
-        send_error_v(c, code, 0, 0, fmt, ap);
+        send_error_v(c, code, c->cur_req, 0, fmt, ap);   /* ref: PROTOCOL.md §4.11 */
         va_end(ap);
     }
     c->state = FO_CONN_CLOSING;
@@ -547,7 +547,9 @@ static void handle_frames(fo_conn_t *c)
         FO_STAT_INC(&w->stats, frames_in);
         fo_publish_view_t v;
         if (c->state == FO_CONN_OPEN && fo_publish_peek(body, len, &v) == FO_OK) {
+            c->cur_req = v.req;
             fo_route_publish(c, v.topic, v.topic_len, v.payload, v.payload_len, v.req);
+            c->cur_req = 0;
             if (c->state == FO_CONN_CLOSING)
                 FO_STAT_INC(&w->stats, protocol_errors);   /* invalid topic */
             continue;
@@ -558,7 +560,9 @@ static void handle_frames(fo_conn_t *c)
             fo_conn_fail(c, ERR(BAD_FRAME), "frame of %zu bytes does not unpack", len);
             break;
         }
+        c->cur_req = f->has_req ? f->req : 0;
         dispatch(c, f);
+        c->cur_req = 0;
         if (c->state == FO_CONN_CLOSING)
             FO_STAT_INC(&w->stats, protocol_errors);
     }

@@ -340,7 +340,7 @@ fo_err_t fo_subscribe(fo_client_t *c, const char *filter,
         opts = &def;
     }
     if ((unsigned)opts->start > FO_START_EARLIEST ||
-        (unsigned)opts->slow > FO_SLOW_DISCONNECT ||
+        (unsigned)opts->slow > FO_SLOW_BLOCK ||
         (unsigned)opts->delivery > FO_DELIVERY_MULTICAST)
         return FO_ERR_INVAL;
     fo_sub_t *s = calloc(1, sizeof *s);

@@ -194,7 +194,8 @@ typedef enum fo_start {
 typedef enum fo_slow {
     FO_SLOW_DEFAULT = 0,     /* the broker's default                        */
     FO_SLOW_DROP = 1,        /* drop oldest queued, then a GAP              */
-    FO_SLOW_DISCONNECT = 2   /* broker closes us with ERROR slow_consumer   */
+    FO_SLOW_DISCONNECT = 2,  /* broker closes us with ERROR slow_consumer   */
+    FO_SLOW_BLOCK = 3        /* lose nothing: the broker pauses publishers  */
 } fo_slow_t;
 
 typedef enum fo_delivery {

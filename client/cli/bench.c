@@ -59,6 +59,9 @@ static const char help[] =
     "                          needs an --mcast-group covering bench.>); the\n"
     "                          report adds datagram gaps, repaired and lost\n"
     "      --iface ADDR        interface the subscribers join the groups on\n"
+    "      --slow POLICY       subscribers' slow-consumer policy: drop, disconnect\n"
+    "                          or block (flow control: publishers are paused,\n"
+    "                          nothing is lost). Default: the broker's\n"
     "  -h, --help              this text\n"
     "\n"
     "The scenarios of ../shared/tools/peers.sh:\n"
@@ -98,6 +101,7 @@ struct bench {
     double rate, duration, wait;
     int json, multicast;
     const char *iface;
+    fo_slow_t slow;                /* --slow, or FO_SLOW_DEFAULT */
     fo_mcast_stats_t mc;           /* --multicast: summed over subscribers */
     char **topics;
     char filter[96];
@@ -247,6 +251,7 @@ static int parse(bench_t *b, int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { "multicast", no_argument, NULL, 'M' },
         { "iface", required_argument, NULL, 'I' },
+        { "slow", required_argument, NULL, 'P' },
         { NULL, 0, NULL, 0 },
     };
     optind = 1;
@@ -267,6 +272,7 @@ static int parse(bench_t *b, int argc, char **argv)
         case 'j': b->json = 1; break;
         case 'M': b->multicast = 1; break;
         case 'I': b->iface = optarg; break;
+        case 'P': if (cli_slow(optarg, &b->slow)) bad = "--slow wants drop, disconnect or block"; break;
         case 'h': fputs(help, stdout); return -1;
         case ':': return cli_usage("bench", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage("bench", "unknown option '%s'", argv[optind - 1]);
@@ -368,6 +374,7 @@ static int run(bench_t *b)
         fo_sub_opts_init(&so);
         so.cb = on_msg;
         so.ud = s;
+        so.slow = b->slow;
         if (b->multicast) {
             so.delivery = FO_DELIVERY_MULTICAST;
             so.mcast_iface = b->iface;

@@ -30,6 +30,8 @@ int cli_usage(const char *cmd, const char *fmt, ...)
 /* Strict number parsing: the whole string, in range. 0 ok, -1 bad. */
 int cli_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 int cli_double(const char *s, double min, double max, double *out);
+/* "drop" | "disconnect" | "block" -> fo_slow_t; nonzero when unknown. */
+int cli_slow(const char *s, fo_slow_t *out);
 
 /* Connect to server with the CLI's defaults (name "fanout-CMD", no
  * reconnect unless `reconnect`). On failure prints the one line and

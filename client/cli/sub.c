@@ -30,6 +30,9 @@ static const char help[] =
     "                          (broker receive time), replay, and payload (a\n"
     "                          string, or payload_base64 when not UTF-8)\n"
     "  -t, --timeout SEC       exit 1 when no message came for SEC seconds\n"
+    "      --slow POLICY       when we cannot keep up: drop (oldest, then a\n"
+    "                          gap), disconnect, or block (the broker pauses\n"
+    "                          publishers; nothing lost). Default: the broker's\n"
     "      --multicast         receive by UDP multicast, on the groups the broker\n"
     "                          announces; missed datagrams are repaired over TCP\n"
     "      --iface ADDR        interface (address or name) to join the groups on\n"
@@ -183,6 +186,7 @@ int cli_sub(int argc, char **argv)
         { "multicast", no_argument, NULL, 'M' },
         { "iface", required_argument, NULL, 'I' },
         { "stats", no_argument, NULL, 'S' },
+        { "slow", required_argument, NULL, 'P' },
         { NULL, 0, NULL, 0 },
     };
     const char *server = CLI_DEFAULT_SERVER;
@@ -224,6 +228,10 @@ int cli_sub(int argc, char **argv)
         case 'M': so.delivery = FO_DELIVERY_MULTICAST; break;
         case 'I': so.mcast_iface = optarg; break;
         case 'S': stats = 1; break;
+        case 'P':
+            if (cli_slow(optarg, &so.slow))
+                return cli_usage("sub", "--slow wants drop, disconnect or block, not '%s'", optarg);
+            break;
         case ':': return cli_usage("sub", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage("sub", "unknown option '%s'", argv[optind - 1]);
         }

@@ -90,3 +90,16 @@ const char *cli_why(fo_client_t *c, fo_err_t err, char *buf)
     }
     return fo_strerror(err);
 }
+
+int cli_slow(const char *s, fo_slow_t *out)
+{
+    static const struct { const char *name; fo_slow_t v; } names[] = {
+        { "drop", FO_SLOW_DROP }, { "disconnect", FO_SLOW_DISCONNECT }, { "block", FO_SLOW_BLOCK },
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(s, names[i].name)) {
+            *out = names[i].v;
+            return 0;
+        }
+    return -1;
+}

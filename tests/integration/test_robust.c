@@ -33,6 +33,36 @@ static void assert_healthy(fo_tb_t *b, const char *t)
     fo_tc_close(&pub);
 }
 
+/* A closing ERROR answers the request that caused it (Error.ref). */
+static void test_closing_error_has_ref(void **state)
+{
+    (void)state;
+    fo_tb_t b;
+    assert_int_equal(fo_tb_start(&b, NULL), 0);
+    for (int k = 0; k < 2; k++) {
+        fo_tc_t c;
+        assert_int_equal(fo_tc_open(&c, b.port, "ref"), 0);
+        if (k == 0) {
+            fo_tc_publish(&c, "a..b", "x", 1, 77);           /* fast path */
+        } else {
+            Fanout__Frame f = FANOUT__FRAME__INIT;
+            Fanout__Subscribe s = FANOUT__SUBSCRIBE__INIT;
+            s.has_sid = 1; s.sid = 1; s.filter = "a..b";
+            f.body_case = FANOUT__FRAME__BODY_SUBSCRIBE; f.subscribe = &s;
+            f.has_req = 1; f.req = 77;
+            fo_tc_send(&c, &f);
+        }
+        Fanout__Frame *r;
+        assert_int_equal(fo_tc_recv(&c, 5000, &r), 1);
+        assert_int_equal(r->body_case, FANOUT__FRAME__BODY_ERROR);
+        assert_int_equal(r->error->code, FANOUT__ERROR_CODE__ERR_INVALID_TOPIC);
+        assert_true(r->error->has_ref);
+        assert_int_equal(r->error->ref, 77);
+        fo_tc_close(&c);
+    }
+    assert_int_equal(fo_tb_stop(&b), 0);
+}
+
 static void expect_error_close(fo_tc_t *c, int code)
 {
     int got;
@@ -575,6 +605,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_frames),
         cmocka_unit_test(test_bad_requests_keep_connection),
+        cmocka_unit_test(test_closing_error_has_ref),
         cmocka_unit_test(test_slow_consumer_drop),
         cmocka_unit_test(test_slow_consumer_disconnect),
         cmocka_unit_test(test_slow_consumer_block),
