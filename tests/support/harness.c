@@ -95,6 +95,35 @@ int fo_tb_http_get(int port, const char *path, char *buf, size_t len)
     return status;
 }
 
+/* Brokers still running when the test process exits (a failed assertion
+ * skips fo_tb_stop) are killed, so no test leaves a process behind. */
+#define MAX_LIVE 64
+static pid_t live[MAX_LIVE];
+
+static void kill_leftovers(void)
+{
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (live[i] > 0) {
+            kill(live[i], SIGKILL);
+            waitpid(live[i], NULL, 0);
+            live[i] = 0;
+        }
+}
+
+static void track(pid_t pid, int on)
+{
+    static int registered;
+    if (!registered) {
+        atexit(kill_leftovers);
+        registered = 1;
+    }
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (on ? live[i] == 0 : live[i] == pid) {
+            live[i] = on ? pid : 0;
+            return;
+        }
+}
+
 int fo_tb_start(fo_tb_t *b, const char *const *extra)
 {
     memset(b, 0, sizeof *b);
@@ -139,11 +168,13 @@ int fo_tb_start(fo_tb_t *b, const char *const *extra)
         _exit(127);
     }
     b->pid = pid;
+    track(pid, 1);
     uint64_t deadline = fo_tb_now_ms() + (w && *w ? 60000 : 10000);
     char body[256];
     while (fo_tb_now_ms() < deadline) {
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
+            track(pid, 0);
             b->pid = 0;
             fprintf(stderr, "fanoutd exited at start; log %s\n", b->log_path);
             return -1;
@@ -167,6 +198,7 @@ int fo_tb_stop(fo_tb_t *b)
 {
     if (b->pid <= 0)
         return -1;
+    track(b->pid, 0);
     kill(b->pid, SIGTERM);
     uint64_t deadline = fo_tb_now_ms() + 15000;
     int st = 0;
