@@ -5,7 +5,7 @@
 # are root on Debian/Ubuntu, installs it with apt; otherwise prints the exact
 # command to run and fails. Used by `make` (once per build dir) and .ci/run.
 set -eu
-PKGS="gcc make pkg-config protobuf-c-compiler libprotobuf-c-dev libcmocka-dev"
+PKGS="gcc libc6-dev make pkg-config protobuf-c-compiler libprotobuf-c-dev libcmocka-dev"
 # the multicast namespace test (tests/integration/netns_mcast.sh)
 PKGS="$PKGS iproute2 iptables"
 missing=""
