@@ -255,6 +255,10 @@ int cli_sub(int argc, char **argv)
         return rc;
     }
     atomic_store(&subscribed, 1);
+    fo_mcast_stats_t mst;
+    if (so.delivery == FO_DELIVERY_MULTICAST && !fo_sub_mcast_stats(s, &mst) && !mst.groups)
+        fprintf(stderr, "fanout sub: no multicast group carries '%s': messages come by TCP\n",
+                filter);
     int rc = CLI_OK;
     int tmo = timeout > 0 ? (int)(timeout * 1000) : -1;
     for (uint64_t got = 0; !count || got < count; got++) {
