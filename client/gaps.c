@@ -335,8 +335,10 @@ fo_err_t fo_gaps_offer(fo_gaps_t *g, const char *name, uint64_t seq, const uint8
     }
     if (!repaired && g->o.probe_ms != UINT32_MAX && g->cb.on_repair) {
         t->rx_ms = (uint32_t)now_ms;             /* most recent first */
-        list_set(g, t, ACTIVE, 0);
-        list_set(g, t, ACTIVE, 1);
+        if (g->list[ACTIVE] != t) {
+            list_set(g, t, ACTIVE, 0);
+            list_set(g, t, ACTIVE, 1);
+        }
     }
     if (seq < t->next) {
         g->st.duplicates++;
