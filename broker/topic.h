@@ -1,10 +1,7 @@
 /* topic.h -- topic names, filters, and the registry that binds them.
  *
- * Names are dot-separated tokens ("prices.eur.spot"); filters may use `*`
- * for exactly one token and `>` for one or more trailing tokens, as NATS
- * users expect. Rules (docs/PROTOCOL.md, Topics): 1..255 bytes, no empty
- * token, no byte <= 0x20 or 0x7f; `*` and `>` only as whole tokens of a
- * filter, `>` only last.
+ * The rules for names and filters, and matching, are in
+ * proto/topic_name.h (shared with the client library).
  *
  * The registry maps names to fo_topic_t and holds every subscription. When
  * a subscription meets a topic (either comes first) a binding is made:
@@ -32,8 +29,7 @@
 #include <stdint.h>
 #include "fo_err.h"
 #include "ring.h"
-
-#define FO_TOPIC_MAX 255
+#include "topic_name.h"
 
 typedef struct fo_topic fo_topic_t;
 typedef struct fo_sub fo_sub_t;
@@ -92,12 +88,6 @@ struct fo_topic {
 };
 
 typedef struct fo_registry fo_registry_t;
-
-/* ---- names and filters ---- */
-int fo_topic_valid(const char *s, size_t len);     /* concrete name       */
-int fo_filter_valid(const char *s, size_t len);    /* may hold * and >    */
-int fo_filter_is_wild(const char *s);
-int fo_topic_match(const char *filter, const char *topic);  /* 1 = match  */
 
 /* ---- registry ---- */
 

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "topic_name.h"
 #include "fanout.pb-c.h"
 
 #define BATCH 32
@@ -53,55 +54,6 @@ struct fo_mcast_rx {
     fo_gaps_t *gaps;                 /* owned                             */
     uint64_t datagrams, bad, foreign, restarts, filtered;
 };
-
-/* ------------------------------------------------------------ filters */
-
-/* One dot-separated token of s: its length; *next = after the dot, or
- * NULL at the end. */
-static size_t token(const char *s, const char **next)
-{
-    const char *e = strchr(s, '.');
-    *next = e ? e + 1 : NULL;
-    return e ? (size_t)(e - s) : strlen(s);
-}
-
-static int is_tok(const char *s, size_t n, char c)
-{
-    return n == 1 && s[0] == c;
-}
-
-/* NATS-style match: `*` one token, `>` one or more. */
-static int match(const char *f, const char *t)
-{
-    for (;;) {
-        const char *fn, *tn;
-        size_t fl = token(f, &fn), tl = token(t, &tn);
-        if (is_tok(f, fl, '>'))
-            return tl > 0;
-        if (tl == 0 || (!is_tok(f, fl, '*') && (fl != tl || memcmp(f, t, fl) != 0)))
-            return 0;
-        if (!fn || !tn)
-            return !fn && !tn;
-        f = fn;
-        t = tn;
-    }
-}
-
-int fo_mcast_filters_overlap(const char *a, const char *b)
-{
-    for (;;) {
-        const char *an, *bn;
-        size_t al = token(a, &an), bl = token(b, &bn);
-        if (is_tok(a, al, '>') || is_tok(b, bl, '>'))
-            return 1;
-        if (!is_tok(a, al, '*') && !is_tok(b, bl, '*') && (al != bl || memcmp(a, b, al) != 0))
-            return 0;
-        if (!an || !bn)
-            return !an && !bn;
-        a = an;
-        b = bn;
-    }
-}
 
 /* ------------------------------------------------------------ socket */
 
@@ -218,7 +170,7 @@ static void process(fo_mcast_rx_t *rx, const uint8_t *p, size_t n, uint64_t now_
     }
     for (size_t i = 0; i < d->n_msgs; i++) {
         const Fanout__McastMsg *m = d->msgs[i];
-        if (rx->filter && !match(rx->filter, m->topic)) {
+        if (rx->filter && !fo_topic_match(rx->filter, m->topic)) {
             rx->filtered++;
             continue;
         }

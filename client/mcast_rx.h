@@ -88,8 +88,4 @@ void fo_mcast_rx_flush(fo_mcast_rx_t *rx);
 
 void fo_mcast_rx_stats(const fo_mcast_rx_t *rx, fo_mcast_rx_stats_t *out);
 
-/* 1 when some topic matches both filters: a subscription to `a` joins every
- * announced group whose filter `b` overlaps it. */
-int fo_mcast_filters_overlap(const char *a, const char *b);
-
 #endif

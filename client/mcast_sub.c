@@ -17,6 +17,7 @@
 
 #include "client_int.h"
 #include "mcast_rx.h"
+#include "topic_name.h"
 
 #define MAX_RECEIVERS 256
 #define MAX_EVENTS 64
@@ -171,7 +172,7 @@ fo_err_t fo_mcast_subs_add(fo_mcast_subs_t *m, uint32_t sid, const char *filter,
     pthread_mutex_lock(&m->mu);
     for (size_t i = 0; i < m->ngroups; i++) {
         const group_t *g = &m->groups[i];
-        if (!fo_mcast_filters_overlap(filter, g->filter))
+        if (!fo_filters_overlap(filter, g->filter))
             continue;
         if (m->nents >= MAX_RECEIVERS) {
             err = FO_ERR_BUSY;

@@ -72,6 +72,12 @@ static void test_match(void **state)
     assert_false(fo_topic_match("*", "x.y"));
     assert_true(fo_topic_match("*.*.>", "a.b.c"));
     assert_false(fo_topic_match("*.*.>", "a.b"));
+    assert_true(fo_filters_overlap("a.*", "a.b"));
+    assert_true(fo_filters_overlap("a.>", "*.b.c"));
+    assert_true(fo_filters_overlap(">", "x"));
+    assert_false(fo_filters_overlap("a.*", "b.*"));
+    assert_false(fo_filters_overlap("a.*", "a.b.c"));
+    assert_false(fo_filters_overlap("a.b", "a"));
     assert_true(fo_filter_is_wild("a.*"));
     assert_true(fo_filter_is_wild(">"));
     assert_false(fo_filter_is_wild("a.b"));

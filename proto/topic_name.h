@@ -1,0 +1,26 @@
+/* topic_name.h -- topic names and filters: the rules and the matching,
+ * shared by the broker (registry, multicast map) and the client library
+ * (multicast receivers), so there is one implementation.
+ *
+ * Names are dot-separated tokens ("prices.eur.spot"); filters may use `*`
+ * for exactly one token and `>` for one or more trailing tokens, as NATS
+ * users expect. Rules (docs/PROTOCOL.md, Topics): 1..255 bytes, no empty
+ * token, no byte <= 0x20 or 0x7f; `*` and `>` only as whole tokens of a
+ * filter, `>` only last.
+ */
+#ifndef FO_TOPIC_NAME_H
+#define FO_TOPIC_NAME_H
+
+#include <stddef.h>
+
+#define FO_TOPIC_MAX 255
+
+int fo_topic_valid(const char *s, size_t len);     /* concrete name       */
+int fo_filter_valid(const char *s, size_t len);    /* may hold * and >    */
+int fo_filter_is_wild(const char *s);              /* has a * or > token  */
+/* 1 when the (valid, NUL-terminated) filter matches the topic. */
+int fo_topic_match(const char *filter, const char *topic);
+/* 1 when some topic matches both filters. */
+int fo_filters_overlap(const char *a, const char *b);
+
+#endif
