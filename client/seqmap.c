@@ -26,6 +26,7 @@ void fo_seqmap_init(fo_seqmap_t *m, size_t max_topics)
 
 void fo_seqmap_clear(fo_seqmap_t *m)
 {
+    m->last = NULL;
     for (size_t i = 0; i < m->cap; i++) {
         free(m->slots[i].topic);
         m->slots[i].topic = NULL;
@@ -66,16 +67,20 @@ static int grow(fo_seqmap_t *m)
     free(m->slots);
     m->slots = ns;
     m->cap = ncap;
+    m->last = NULL;
     return 0;
 }
 
 fo_seqmap_ent_t *fo_seqmap_get(fo_seqmap_t *m, const char *topic, size_t len)
 {
+    fo_seqmap_ent_t *l = m->last;
+    if (l && l->len == len && !memcmp(l->topic, topic, len))
+        return l;
     uint64_t h = hash_bytes(topic, len);
     if (m->cap) {
         fo_seqmap_ent_t *e = probe(m->slots, m->cap, h, topic, len);
         if (e->topic)
-            return e;
+            return m->last = e;
     }
     if (m->count >= m->max) {
         m->dropped++;
@@ -95,7 +100,7 @@ fo_seqmap_ent_t *fo_seqmap_get(fo_seqmap_t *m, const char *topic, size_t len)
     e->seq = e->low = 0;
     memset(e->win, 0, sizeof e->win);
     m->count++;
-    return e;
+    return m->last = e;
 }
 
 const fo_seqmap_ent_t *fo_seqmap_next(const fo_seqmap_t *m, size_t *i)
@@ -154,10 +159,24 @@ int fo_seqmap_seen(const fo_seqmap_ent_t *e, uint64_t seq)
     return i < FO_SEQMAP_WINDOW && (e->win[i / 64] >> (i % 64) & 1);
 }
 
+static int window_empty(const fo_seqmap_ent_t *e)
+{
+    uint64_t any = 0;
+    for (unsigned i = 0; i < WORDS; i++)
+        any |= e->win[i];
+    return !any;
+}
+
 void fo_seqmap_mark(fo_seqmap_ent_t *e, uint64_t seq)
 {
     if (!seq)
         return;
+    if (e->seq && seq == e->low + 1 && window_empty(e)) {
+        e->low = seq;                /* in order, nothing pending: the usual */
+        if (seq > e->seq)
+            e->seq = seq;
+        return;
+    }
     if (!e->seq)
         e->low = seq - 1;            /* the first one seen sets the mark */
     if (seq > e->seq)

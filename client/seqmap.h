@@ -35,6 +35,8 @@ typedef struct fo_seqmap_ent {
 
 typedef struct fo_seqmap {
     fo_seqmap_ent_t *slots;  /* owned */
+    fo_seqmap_ent_t *last;   /* the entry found last (most messages repeat
+                              * a topic); into slots, reset when they move */
     size_t cap, count, max;
     uint64_t dropped;        /* topics not tracked for lack of room */
 } fo_seqmap_t;

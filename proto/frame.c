@@ -9,10 +9,41 @@
 #include <string.h>
 #include "frame.h"
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "fo_varint_get_slow's word-at-a-time path assumes a little-endian host"
+#endif
+
 /* ------------------------------------------------------------ varints */
+
+/* Bytes 0..k-1 of a little-endian word, 7 payload bits each, squeezed
+ * into one value (k <= 8): three mask-and-shift steps instead of a loop. */
+static uint64_t squeeze(uint64_t x, unsigned k)
+{
+    if (k < 8)
+        x &= (1ull << (8 * k)) - 1;
+    x &= 0x7f7f7f7f7f7f7f7full;
+    x = (x & 0x007f007f007f007full) | ((x & 0x7f007f007f007f00ull) >> 1);
+    x = (x & 0x00003fff00003fffull) | ((x & 0x3fff00003fff0000ull) >> 2);
+    x = (x & 0x000000000fffffffull) | ((x & 0x0fffffff00000000ull) >> 4);
+    return x;
+}
 
 size_t fo_varint_get_slow(const uint8_t *p, size_t n, uint64_t *v)
 {
+    if (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);          /* little-endian hosts (x86-64, arm64) */
+        uint64_t stops = ~w & 0x8080808080808080ull;
+        if (stops) {               /* ends within the first 8 bytes */
+            unsigned k = (unsigned)__builtin_ctzll(stops) / 8 + 1;
+            *v = squeeze(w, k);
+            return k;
+        }
+        if (n >= 9 && !(p[8] & 0x80)) {   /* 9 bytes: e.g. a time in ns */
+            *v = squeeze(w, 8) | (uint64_t)p[8] << 56;
+            return 9;
+        }
+    }
     uint64_t r = 0;
     for (size_t i = 0; i < n && i < 10; i++) {
         r |= (uint64_t)(p[i] & 0x7f) << (7 * i);
@@ -300,8 +331,60 @@ size_t fo_deliver_prefix(uint8_t *out, uint32_t sid, size_t shared_len)
 
 /* Anything the view does not understand, malformed bytes included, is
  * left to protobuf-c (FO_ERR_AGAIN): it alone decides what is bad. */
+/* The layout fanoutd writes (broker/msg.c + fo_deliver_prefix): Frame.sid,
+ * then Frame.deliver {topic, seq, time_ns, [replay], payload}. Matched
+ * directly; anything else takes the general loop below. */
+static int deliver_canonical(const uint8_t *b, size_t len, fo_deliver_view_t *v)
+{
+    uint64_t x, dl, tl, pl;
+    size_t i = 0, k, end;
+    if (len < 8 || b[0] != ((15u << 3) | WT_VARINT))
+        return 0;
+    if (!(k = fo_varint_get(b + 1, len - 1, &x)) || x > UINT32_MAX)
+        return 0;
+    v->sid = (uint32_t)x;
+    i = 1 + k;
+    if (i >= len || b[i] != ((6u << 3) | WT_LEN))
+        return 0;
+    i++;
+    if (!(k = fo_varint_get(b + i, len - i, &dl)) || dl != len - i - k)
+        return 0;
+    i += k;
+    end = len;
+    if (i >= end || b[i++] != ((1u << 3) | WT_LEN))
+        return 0;
+    if (!(k = fo_varint_get(b + i, end - i, &tl)) || tl > end - i - k)
+        return 0;
+    v->topic = (const char *)b + i + k;
+    v->topic_len = (size_t)tl;
+    i += k + (size_t)tl;
+    if (i >= end || b[i++] != ((2u << 3) | WT_VARINT) ||
+        !(k = fo_varint_get(b + i, end - i, &v->seq)))
+        return 0;
+    i += k;
+    if (i >= end || b[i++] != ((4u << 3) | WT_VARINT) ||
+        !(k = fo_varint_get(b + i, end - i, &v->time_ns)))
+        return 0;
+    i += k;
+    v->replay = 0;
+    if (i + 1 < end && b[i] == ((5u << 3) | WT_VARINT) && b[i + 1] < 0x80) {
+        v->replay = b[i + 1] != 0;
+        i += 2;
+    }
+    if (i >= end || b[i++] != ((3u << 3) | WT_LEN))
+        return 0;
+    if (!(k = fo_varint_get(b + i, end - i, &pl)) || pl != end - i - k)
+        return 0;
+    v->payload = b + i + k;
+    v->payload_len = (size_t)pl;
+    /* an embedded NUL is what protobuf-c would cut short: slow path */
+    return !memchr(v->topic, 0, v->topic_len);
+}
+
 fo_err_t fo_deliver_peek(const uint8_t *body, size_t len, fo_deliver_view_t *v)
 {
+    if (deliver_canonical(body, len, v))
+        return FO_OK;
     const uint8_t *del = NULL;
     size_t del_len = 0;
     int seen_sid = 0, seen_req = 0;

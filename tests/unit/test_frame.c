@@ -317,6 +317,19 @@ static void test_varint(void **state)
         if (n > 1)
             assert_int_equal(fo_varint_get(b, n - 1, &v), 0);   /* truncated */
     }
+    /* word-at-a-time decoding agrees with the byte loop, any length/offset */
+    srand(99);
+    for (int iter = 0; iter < 200000; iter++) {
+        uint64_t x = (uint64_t)rand() << 33 ^ (uint64_t)rand() << 11 ^ (uint64_t)rand();
+        x >>= rand() % 64;
+        uint8_t b[24];
+        memset(b, rand() & 0xff, sizeof b);
+        size_t n = fo_varint_put(b + 3, x);
+        uint64_t got;
+        assert_int_equal(fo_varint_get(b + 3, n + (size_t)(rand() % 8), &got), n);
+        assert_true(got == x);
+        assert_int_equal(fo_varint_get(b + 3, n - 1, &got), n == 1 ? 0 : 0);
+    }
     uint8_t over[11];
     memset(over, 0xff, sizeof over);
     uint64_t v;

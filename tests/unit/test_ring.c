@@ -176,6 +176,65 @@ static void test_inbox_mpsc(void **state)
     fo_inbox_destroy(&ib);
 }
 
+/* The client's zero-copy DELIVER view reads exactly what the broker
+ * writes (its canonical fast path), and agrees with protobuf-c on every
+ * corrupted variant it still accepts. */
+static void test_deliver_peek_on_broker_frames(void **state)
+{
+    (void)state;
+    fo_arena_t a;
+    fo_arena_init(&a, 4096, 0);
+    srand(4242);
+    int fast = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        uint8_t payload[300];
+        size_t pl = (size_t)(rand() % 300);
+        for (size_t k = 0; k < pl; k++) payload[k] = (uint8_t)rand();
+        char topic[40];
+        int tl = snprintf(topic, sizeof topic, "t%d.x%d", rand() % 1000, rand());
+        uint64_t seq = (uint64_t)rand() * (iter % 3 ? 1 : 100000);
+        fo_msg_t *m = fo_msg_new(&mem, NULL, topic, (size_t)tl, seq, (uint64_t)rand() << 20,
+                                 payload, pl, iter % 5 == 0);
+        uint8_t wire[512];
+        uint32_t sid = (uint32_t)rand();
+        size_t pn = fo_deliver_prefix(wire, sid, m->shared_len);
+        memcpy(wire + pn, m->shared, m->shared_len);
+        uint8_t *body = wire + 4;
+        size_t len = pn + m->shared_len - 4;
+        int mutated = iter % 2;
+        if (mutated) {
+            for (int k = 0; k < 1 + rand() % 3; k++)
+                body[rand() % len] = (uint8_t)rand();
+            if (rand() % 4 == 0)
+                len = (size_t)rand() % len + 1;
+        }
+        fo_deliver_view_t v;
+        fo_err_t pe = fo_deliver_peek(body, len, &v);
+        Fanout__Frame *f = NULL;
+        fo_err_t ue = fo_frame_unpack(body, len, &a, &f);
+        if (!mutated)
+            assert_int_equal(pe, FO_OK);
+        if (pe == FO_OK) {
+            fast += !mutated;
+            assert_int_equal(ue, FO_OK);
+            assert_int_equal(f->body_case, FANOUT__FRAME__BODY_DELIVER);
+            assert_int_equal(v.sid, f->has_sid ? f->sid : 0);
+            assert_int_equal(v.topic_len, strlen(f->deliver->topic));
+            assert_memory_equal(v.topic, f->deliver->topic, v.topic_len);
+            assert_true(v.seq == f->deliver->seq);
+            assert_true(v.time_ns == f->deliver->time_ns);
+            assert_int_equal(v.replay, f->deliver->replay);
+            assert_int_equal(v.payload_len, f->deliver->payload.len);
+            if (v.payload_len)
+                assert_memory_equal(v.payload, f->deliver->payload.data, v.payload_len);
+        }
+        fo_msg_unref(m);
+        fo_arena_reset(&a);
+    }
+    assert_int_equal(fast, 10000);
+    fo_arena_destroy(&a);
+}
+
 /* Blocks freed on another thread go home and are reused there. */
 static fo_msg_t *cross[64];
 static void *free_all(void *arg)
@@ -225,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_ring_byte_bound_and_zero),
         cmocka_unit_test(test_inbox_mpsc),
         cmocka_unit_test(test_msg_cache_returns_home),
+        cmocka_unit_test(test_deliver_peek_on_broker_frames),
     };
     return cmocka_run_group_tests_name("ring", tests, NULL, NULL);
 }
