@@ -97,8 +97,9 @@ $(BUILD)/libfanout.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libfanout.so: $(LIB_OBJ)
-	$(CC) $(LDFLAGS) -shared -Wl,-soname,libfanout.so.0 -o $@ $^ $(LDLIBS)
+$(BUILD)/libfanout.so: $(LIB_OBJ) scripts/libfanout.map
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libfanout.so.0 -Wl,--version-script=scripts/libfanout.map \
+		-o $@ $(LIB_OBJ) $(LDLIBS)
 
 $(BUILD)/fanout.pc: scripts/fanout.pc.in VERSION
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@

@@ -1,0 +1,64 @@
+/* test_abi.c -- libfanout.so exports exactly the public API: every fo_*
+ * function named in include/fanout.h and include/fo_err.h resolves, and
+ * the codec and internals (fo_frame_pack, fo_decoder_next...) do not. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <ctype.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include "harness.h"
+
+static int check_header(void *so, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char text[1 << 18];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    int found = 0;
+    for (char *p = strstr(text, "fo_"); p; p = strstr(p + 3, "fo_")) {
+        if (p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_'))
+            continue;
+        char name[128];
+        size_t k = 0;
+        while (k < sizeof name - 1 && (isalnum((unsigned char)p[k]) || p[k] == '_'))
+            name[k] = p[k], k++;
+        name[k] = 0;
+        if (p[k] != '(')
+            continue;                 /* a type or a macro, not a call */
+        if (!dlsym(so, name))
+            fail_msg("%s (named in %s) is not exported by libfanout.so", name, path);
+        found++;
+    }
+    return found;
+}
+
+static void test_exports(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/libfanout.so", fo_tb_build_dir());
+    void *so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!so)
+        fail_msg("dlopen %s: %s", path, dlerror());
+    int n = check_header(so, "include/fanout.h") + check_header(so, "include/fo_err.h");
+    assert_true(n >= 15);
+    const char *private_[] = { "fo_frame_pack", "fo_decoder_next", "fo_publish_peek",
+                               "fo_arena_alloc", "fo_buf_reserve", "fo_topic_match" };
+    for (size_t i = 0; i < sizeof private_ / sizeof private_[0]; i++)
+        if (dlsym(so, private_[i]))
+            fail_msg("%s should not be exported", private_[i]);
+    dlclose(so);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = { cmocka_unit_test(test_exports) };
+    return cmocka_run_group_tests_name("abi", tests, NULL, NULL);
+}
