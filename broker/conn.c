@@ -67,7 +67,9 @@ fo_err_t fo_conn_create(fo_worker_t *w, int fd, fo_conn_t **out)
     } else {
         if (w->nslots == (1u << 24))
             goto fail;
-        if ((w->nslots & (w->nslots - 1)) == 0) {   /* grow at powers of 2 */
+        /* the table holds 64, then doubles whenever nslots reaches a
+         * power of two (>= 64): capacity is always > nslots */
+        if (w->nslots == 0 || (w->nslots >= 64 && (w->nslots & (w->nslots - 1)) == 0)) {
             uint32_t ncap = w->nslots ? w->nslots * 2 : 64;
             fo_conn_t **ns = realloc(w->slots, ncap * sizeof *ns);
             if (!ns)
