@@ -182,6 +182,7 @@ void fo_conn_destroy(fo_conn_t *c)
     else
         free(blk);
     fo_decoder_destroy(&c->dec);
+    fo_mem_uncharge(&w->b->mem, c->in_charged);
     fo_outq_clear(&c->outq);
     FO_STAT_INC(&w->stats, connections_closed);
     FO_STAT_SUB(&w->stats, connections, 1);
@@ -582,6 +583,8 @@ static void give_back_buffer(fo_conn_t *c)
     void *blk = fo_buf_release(&c->dec.buf, &cap);
     if (!blk)
         return;
+    fo_mem_uncharge(&c->w->b->mem, c->in_charged);
+    c->in_charged = 0;
     if (cap == FO_READ_BLOCK)
         fo_worker_buf_put(c->w, blk);
     else
@@ -613,6 +616,19 @@ void fo_conn_on_readable(fo_conn_t *c)
         size_t want = fo_decoder_want(&c->dec);
         if (want < 4096)
             want = 4096;
+        /* a frame bigger than a cache block is charged to --max-memory
+         * before its buffer grows: 10,000 peers each half-sending a 1 MiB
+         * frame must not take the broker down */
+        uint64_t need = fo_buf_len(&c->dec.buf) + want;
+        if (need > FO_READ_BLOCK && need > c->in_charged) {
+            if (fo_mem_charge(&w->b->mem, need - c->in_charged)) {
+                FO_STAT_INC(&w->stats, publish_refused_memory);
+                fo_conn_fail(c, ERR(MEMORY_LIMIT), "a %zu-byte frame would exceed the broker's memory cap",
+                             fo_buf_len(&c->dec.buf) + fo_decoder_want(&c->dec) - FO_FRAME_HDR);
+                return;
+            }
+            c->in_charged = need;
+        }
         if (fo_buf_reserve(&c->dec.buf, want)) {
             fo_conn_fail(c, ERR(UNKNOWN), "out of memory");
             return;

@@ -45,6 +45,7 @@ typedef struct fo_conn {
     uint8_t congested;             /* counted on its topics (registry)      */
     uint8_t congest_want;          /* what the next flush should make it    */
     uint64_t cur_req;              /* Frame.req of the frame being handled  */
+    uint64_t in_charged;           /* input buffer bytes charged to --max-memory */
     uint64_t created_ms, last_rx_ms, last_ping_ms, close_deadline_ms;
     struct fo_conn *all_prev, *all_next, *dirty_next;
     char peer[48];

@@ -133,7 +133,7 @@ void fo_msg_caches_release(void)
 
 /* ------------------------------------------------------------ messages */
 
-static int charge(fo_mem_t *mem, uint64_t n)
+int fo_mem_charge(fo_mem_t *mem, uint64_t n)
 {
     uint64_t limit = atomic_load_explicit(&mem->limit, memory_order_relaxed);
     uint64_t used = atomic_fetch_add_explicit(&mem->used, n, memory_order_relaxed);
@@ -171,7 +171,7 @@ fo_msg_t *fo_msg_new(fo_mem_t *mem, struct fo_topic *topic, const char *name,
                  + 1 + fo_varint_len(payload_len) + payload_len;
     size_t shared = 1 + fo_varint_len(inner) + inner;
     size_t total = sizeof(fo_msg_t) + shared;
-    if (shared > UINT32_MAX || charge(mem, total))
+    if (shared > UINT32_MAX || fo_mem_charge(mem, total))
         return NULL;
     uint8_t cls;
     fo_msg_cache_t *home;

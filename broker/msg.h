@@ -50,6 +50,14 @@ typedef struct fo_msg {
     _Alignas(8) uint8_t shared[];
 } fo_msg_t;
 
+/* Charge n bytes that are not a message (large input buffers) against
+ * the same cap: -1 (nothing charged) when it would go over. */
+int fo_mem_charge(fo_mem_t *mem, uint64_t n);
+static inline void fo_mem_uncharge(fo_mem_t *mem, uint64_t n)
+{
+    atomic_fetch_sub_explicit(&mem->used, n, memory_order_relaxed);
+}
+
 /* A message with one reference (the caller's); NULL when the cap would be
  * exceeded or malloc fails. name/payload are copied into the encoding. */
 fo_msg_t *fo_msg_new(fo_mem_t *mem, struct fo_topic *topic, const char *name,
