@@ -19,6 +19,7 @@
     X(connections_closed,   counter, "Client connections closed")                \
     X(connections,          gauge,   "Client connections open")                  \
     X(subscriptions,        gauge,   "Subscriptions open")                       \
+    X(input_buffer_bytes,   gauge,   "Bytes of read buffers held by connections") \
     X(messages_in,          counter, "Messages published")                       \
     X(bytes_in,             counter, "Payload bytes published")                 \
     X(messages_out,         counter, "Messages delivered to subscribers (TCP)")  \

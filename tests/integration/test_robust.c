@@ -506,6 +506,58 @@ static void test_memory_cap_input(void **state)
     assert_int_equal(fo_tb_stop(&b), 0);
 }
 
+/* Peers that stop in the middle of a frame give their 64 KiB read blocks
+ * back after a second of silence, and their frames still complete. */
+static void test_idle_partial_frames(void **state)
+{
+    (void)state;
+    enum { N = 50 };
+    fo_tb_t b;
+    assert_int_equal(fo_tb_start(&b, NULL), 0);
+    static fo_tc_t c[N];
+    fo_tc_t sub;
+    assert_int_equal(fo_tc_open(&sub, b.port, "sub"), 0);
+    assert_int_equal(fo_tc_subscribe(&sub, 1, "part.t", NULL), 0);
+    static uint8_t wire[N][128];
+    size_t n[N];
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(fo_tc_open(&c[i], b.port, "partial"), 0);
+        Fanout__Frame f = FANOUT__FRAME__INIT;
+        Fanout__Publish p = FANOUT__PUBLISH__INIT;
+        char payload[16];
+        int pl = snprintf(payload, sizeof payload, "p%d", i);
+        p.topic = "part.t"; p.has_payload = 1;
+        p.payload.data = (uint8_t *)payload; p.payload.len = (size_t)pl;
+        f.body_case = FANOUT__FRAME__BODY_PUBLISH; f.publish = &p;
+        n[i] = fo_frame_pack(&f, wire[i]);
+        fo_tc_send_raw(&c[i], wire[i], n[i] / 2);          /* half a frame */
+    }
+    /* the blocks are held, then given back once the peers are quiet */
+    assert_int_equal(fo_tb_wait_metric(&b, "fanout_input_buffer_bytes", N * 65536.0, 5000), 0);
+    uint64_t deadline = fo_tb_now_ms() + 10000;
+    while (fo_tb_metric(&b, "fanout_input_buffer_bytes") >= N * 4096.0 &&
+           fo_tb_now_ms() < deadline)
+        ;
+    assert_true(fo_tb_metric(&b, "fanout_input_buffer_bytes") < N * 4096.0);
+    /* the rest of each frame still makes a whole, correct message */
+    for (int i = 0; i < N; i++)
+        fo_tc_send_raw(&c[i], wire[i] + n[i] / 2, n[i] - n[i] / 2);
+    static int seen[N];
+    for (int k = 0; k < N; k++) {
+        Fanout__Frame *f;
+        assert_int_equal(fo_tc_recv(&sub, 5000, &f), 1);
+        assert_int_equal(f->body_case, FANOUT__FRAME__BODY_DELIVER);
+        char num[16] = {0};
+        memcpy(num, f->deliver->payload.data + 1, f->deliver->payload.len - 1);
+        int i = atoi(num);
+        assert_int_equal(seen[i]++, 0);
+    }
+    for (int i = 0; i < N; i++)
+        fo_tc_close(&c[i]);
+    fo_tc_close(&sub);
+    assert_int_equal(fo_tb_stop(&b), 0);
+}
+
 static void test_timeouts(void **state)
 {
     (void)state;
@@ -663,6 +715,7 @@ int main(void)
         cmocka_unit_test(test_block_replay),
         cmocka_unit_test(test_memory_cap),
         cmocka_unit_test(test_memory_cap_input),
+        cmocka_unit_test(test_idle_partial_frames),
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_max_conns),
         cmocka_unit_test(test_sigterm_drains),
