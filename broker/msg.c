@@ -1,10 +1,9 @@
 /* msg.c -- refcounted, encoded-once messages (see msg.h).
  *
- * The shared DELIVER part is written by hand rather than through
- * fanout__deliver__pack: we know every field, we want the payload last (so
- * its offset is known) and we want one malloc and one pass. The layout is
- * plain protobuf and test_msg.c checks protobuf-c decodes it to the same
- * fields:
+ * The shared DELIVER part is written by fo_deliver_write_shared
+ * (proto/frame.c) straight into the message block, payload last so its
+ * offset is known: one block, one pass, no protobuf-c structs. test_ring.c
+ * checks protobuf-c decodes it to the same fields:
  *
  *   0x32 LEN                      Frame.deliver (field 6, length-delimited)
  *     0x0a LEN topic              Deliver.topic   (1)
@@ -159,32 +158,11 @@ int fo_mem_charge(fo_mem_t *mem, uint64_t n)
     return 0;
 }
 
-/* time_ns takes 9 varint bytes and is the same for a whole read batch:
- * encode it once per value, per thread. */
-static _Thread_local uint64_t tl_time = UINT64_MAX;
-static _Thread_local uint8_t tl_time_enc[10];
-static _Thread_local size_t tl_time_len;
-
-static size_t put_time(uint8_t *p, uint64_t t)
-{
-    if (t != tl_time) {
-        tl_time = t;
-        tl_time_len = fo_varint_put(tl_time_enc, t);
-    }
-    memcpy(p, tl_time_enc, tl_time_len);
-    return tl_time_len;
-}
-
 fo_msg_t *fo_msg_new(fo_mem_t *mem, struct fo_topic *topic, const char *name,
                      size_t name_len, uint64_t seq, uint64_t time_ns,
                      const uint8_t *payload, size_t payload_len, int replay)
 {
-    size_t inner = 1 + fo_varint_len(name_len) + name_len
-                 + 1 + fo_varint_len(seq)
-                 + 1 + fo_varint_len(time_ns)
-                 + (replay ? 2 : 0)
-                 + 1 + fo_varint_len(payload_len) + payload_len;
-    size_t shared = 1 + fo_varint_len(inner) + inner;
+    size_t shared = fo_deliver_shared_len(name_len, seq, time_ns, replay, payload_len);
     size_t total = sizeof(fo_msg_t) + shared;
     if (shared > UINT32_MAX || fo_mem_charge(mem, total))
         return NULL;
@@ -192,7 +170,7 @@ fo_msg_t *fo_msg_new(fo_mem_t *mem, struct fo_topic *topic, const char *name,
     fo_msg_cache_t *home;
     fo_msg_t *m = block_get(total, &cls, &home);
     if (!m) {
-        atomic_fetch_sub_explicit(&mem->used, total, memory_order_relaxed);
+        fo_mem_uncharge(mem, total);
         return NULL;
     }
     m->size_class = cls;
@@ -204,28 +182,10 @@ fo_msg_t *fo_msg_new(fo_mem_t *mem, struct fo_topic *topic, const char *name,
     m->time_ns = time_ns;
     m->charged = (uint32_t)total;
     m->replay = (uint8_t)(replay != 0);
-    uint8_t *p = m->shared;
-    *p++ = (6u << 3) | 2;
-    p += fo_varint_put(p, inner);
-    *p++ = (1u << 3) | 2;
-    p += fo_varint_put(p, name_len);
-    memcpy(p, name, name_len);
-    p += name_len;
-    *p++ = (2u << 3) | 0;
-    p += fo_varint_put(p, seq);
-    *p++ = (4u << 3) | 0;
-    p += put_time(p, time_ns);
-    if (replay) {
-        *p++ = (5u << 3) | 0;
-        *p++ = 1;
-    }
-    *p++ = (3u << 3) | 2;
-    p += fo_varint_put(p, payload_len);
-    m->payload_off = (uint32_t)(p - m->shared);
+    m->shared_len = (uint32_t)fo_deliver_write_shared(m->shared, name, name_len, seq, time_ns,
+                                                      replay, payload, payload_len);
+    m->payload_off = m->shared_len - (uint32_t)payload_len;   /* payload is last */
     m->payload_len = (uint32_t)payload_len;
-    if (payload_len)
-        memcpy(p, payload, payload_len);
-    m->shared_len = (uint32_t)shared;
     return m;
 }
 

@@ -154,6 +154,52 @@ static size_t read_len(const uint8_t *p, size_t n, const uint8_t **val,
     return used;
 }
 
+/* The general peeks' walk over a Frame's top-level fields: exactly one
+ * length-delimited `body_field`, at most one Frame.req and, when sid is
+ * given, at most one Frame.sid (within uint32). Returns 1 with *sub set, 0
+ * for anything else (left to protobuf-c), -1 when the bytes are not valid
+ * protobuf. */
+static int scan_frame(const uint8_t *b, size_t len, uint32_t body_field,
+                      const uint8_t **sub, size_t *sub_len, uint64_t *req, uint32_t *sid)
+{
+    int seen_req = 0, seen_sid = 0;
+    *sub = NULL;
+    *req = 0;
+    if (sid)
+        *sid = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t field;
+        int wt;
+        uint64_t x;
+        size_t k = read_key(b + i, len - i, &field, &wt);
+        if (!k)
+            return -1;
+        i += k;
+        if (field == body_field && wt == WT_LEN && !*sub) {
+            size_t l = read_len(b + i, len - i, sub, sub_len);
+            if (!l)
+                return -1;
+            i += l + *sub_len;
+        } else if (field == 14 && wt == WT_VARINT && !seen_req++) {
+            size_t l = fo_varint_get(b + i, len - i, req);
+            if (!l)
+                return -1;
+            i += l;
+        } else if (sid && field == 15 && wt == WT_VARINT && !seen_sid++) {
+            size_t l = fo_varint_get(b + i, len - i, &x);
+            if (!l)
+                return -1;
+            if (x > UINT32_MAX)
+                return 0;                 /* protobuf-c truncates; let it */
+            *sid = (uint32_t)x;
+            i += l;
+        } else {
+            return 0;                     /* anything unusual */
+        }
+    }
+    return *sub != NULL;
+}
+
 /* The layout every PUBLISH encoder produces (protobuf-c and libfanout
  * alike): Frame.publish {topic, payload} and maybe Frame.req after it.
  * Matched directly; anything else takes the general loop below. */
@@ -200,34 +246,11 @@ fo_err_t fo_publish_peek(const uint8_t *body, size_t len, fo_publish_view_t *v)
 {
     if (peek_canonical(body, len, v))
         return FO_OK;
-    const uint8_t *pub = NULL;
-    size_t pub_len = 0;
-    int seen_req = 0;
-    v->req = 0;
-    for (size_t i = 0; i < len;) {
-        uint32_t field;
-        int wt;
-        size_t k = read_key(body + i, len - i, &field, &wt);
-        if (!k)
-            return FO_ERR_BAD_FRAME;
-        i += k;
-        if (field == 3 && wt == WT_LEN && !pub) {
-            size_t l = read_len(body + i, len - i, &pub, &pub_len);
-            if (!l)
-                return FO_ERR_BAD_FRAME;
-            i += l + pub_len;
-        } else if (field == 14 && wt == WT_VARINT && !seen_req) {
-            size_t l = fo_varint_get(body + i, len - i, &v->req);
-            if (!l)
-                return FO_ERR_BAD_FRAME;
-            i += l;
-            seen_req = 1;
-        } else {
-            return FO_ERR_AGAIN;   /* anything unusual: let protobuf-c decide */
-        }
-    }
-    if (!pub)
-        return FO_ERR_AGAIN;
+    const uint8_t *pub;
+    size_t pub_len;
+    int r = scan_frame(body, len, 3, &pub, &pub_len, &v->req, NULL);
+    if (r <= 0)
+        return r < 0 ? FO_ERR_BAD_FRAME : FO_ERR_AGAIN;
     int seen_topic = 0, seen_payload = 0;
     v->payload = (const uint8_t *)"";
     v->payload_len = 0;
@@ -302,19 +325,47 @@ fo_err_t fo_frame_pack_iov(const Fanout__Frame *f, uint8_t hdr[FO_FRAME_HDR],
 #define TAG_DELIVER ((6u << 3) | WT_LEN)
 #define TAG_SID     ((15u << 3) | WT_VARINT)
 
-size_t fo_deliver_shared_size(const Fanout__Deliver *d)
+static size_t deliver_inner_len(size_t topic_len, uint64_t seq, uint64_t time_ns,
+                                int replay, size_t payload_len)
 {
-    size_t n = fanout__deliver__get_packed_size(d);
-    return 1 + fo_varint_len(n) + n;
+    return 1 + fo_varint_len(topic_len) + topic_len
+         + 1 + fo_varint_len(seq)
+         + 1 + fo_varint_len(time_ns)
+         + (replay ? 2 : 0)
+         + 1 + fo_varint_len(payload_len) + payload_len;
 }
 
-size_t fo_deliver_pack_shared(const Fanout__Deliver *d, uint8_t *out)
+size_t fo_deliver_shared_len(size_t topic_len, uint64_t seq, uint64_t time_ns,
+                             int replay, size_t payload_len)
 {
-    size_t n = fanout__deliver__get_packed_size(d);
-    size_t h = 0;
-    out[h++] = TAG_DELIVER;
-    h += fo_varint_put(out + h, n);
-    return h + fanout__deliver__pack(d, out + h);
+    size_t inner = deliver_inner_len(topic_len, seq, time_ns, replay, payload_len);
+    return 1 + fo_varint_len(inner) + inner;
+}
+
+size_t fo_deliver_write_shared(uint8_t *out, const char *topic, size_t topic_len,
+                               uint64_t seq, uint64_t time_ns, int replay,
+                               const void *payload, size_t payload_len)
+{
+    uint8_t *p = out;
+    *p++ = TAG_DELIVER;
+    p += fo_varint_put(p, deliver_inner_len(topic_len, seq, time_ns, replay, payload_len));
+    *p++ = (1u << 3) | WT_LEN;
+    p += fo_varint_put(p, topic_len);
+    memcpy(p, topic, topic_len);
+    p += topic_len;
+    *p++ = (2u << 3) | WT_VARINT;
+    p += fo_varint_put(p, seq);
+    *p++ = (4u << 3) | WT_VARINT;
+    p += fo_varint_put(p, time_ns);
+    if (replay) {
+        *p++ = (5u << 3) | WT_VARINT;
+        *p++ = 1;
+    }
+    *p++ = (3u << 3) | WT_LEN;
+    p += fo_varint_put(p, payload_len);
+    if (payload_len)
+        memcpy(p, payload, payload_len);
+    return (size_t)(p - out) + payload_len;
 }
 
 size_t fo_deliver_prefix(uint8_t *out, uint32_t sid, size_t shared_len)
@@ -385,43 +436,10 @@ fo_err_t fo_deliver_peek(const uint8_t *body, size_t len, fo_deliver_view_t *v)
 {
     if (deliver_canonical(body, len, v))
         return FO_OK;
-    const uint8_t *del = NULL;
-    size_t del_len = 0;
-    int seen_sid = 0, seen_req = 0;
-    uint64_t x;
-    v->sid = 0;
-    for (size_t i = 0; i < len;) {
-        uint32_t field;
-        int wt;
-        size_t k = read_key(body + i, len - i, &field, &wt);
-        if (!k)
-            return FO_ERR_AGAIN;
-        i += k;
-        if (field == 6 && wt == WT_LEN && !del) {
-            size_t l = read_len(body + i, len - i, &del, &del_len);
-            if (!l)
-                return FO_ERR_AGAIN;
-            i += l + del_len;
-        } else if (field == 15 && wt == WT_VARINT && !seen_sid) {
-            size_t l = fo_varint_get(body + i, len - i, &x);
-            if (!l)
-                return FO_ERR_AGAIN;
-            if (x > UINT32_MAX)
-                return FO_ERR_AGAIN;      /* protobuf-c truncates; let it */
-            v->sid = (uint32_t)x;
-            i += l;
-            seen_sid = 1;
-        } else if (field == 14 && wt == WT_VARINT && !seen_req) {
-            size_t l = fo_varint_get(body + i, len - i, &x);
-            if (!l)
-                return FO_ERR_AGAIN;
-            i += l;
-            seen_req = 1;
-        } else {
-            return FO_ERR_AGAIN;
-        }
-    }
-    if (!del)
+    const uint8_t *del;
+    size_t del_len;
+    uint64_t x, req;
+    if (scan_frame(body, len, 6, &del, &del_len, &req, &v->sid) <= 0)
         return FO_ERR_AGAIN;
     int seen[6] = {0};
     v->topic = NULL;

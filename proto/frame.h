@@ -12,7 +12,7 @@
  *     only from a caller's arena (no malloc of its own).
  *
  * Encoding writes length + body into a caller's buffer, fo_buf_t, or iovec.
- * DELIVER is special: fo_deliver_pack_shared() encodes the part every
+ * DELIVER is special: fo_deliver_write_shared() encodes the part every
  * subscriber shares once, and fo_deliver_prefix() makes the few bytes that
  * differ per subscriber (length and subscription id); the two are sent with
  * one writev. Protobuf field order is free, so prefix+shared is a valid Frame.
@@ -123,11 +123,17 @@ fo_err_t fo_frame_append(fo_buf_t *b, const Fanout__Frame *f);
 fo_err_t fo_frame_pack_iov(const Fanout__Frame *f, uint8_t hdr[FO_FRAME_HDR],
                            uint8_t *body, size_t cap, struct iovec iov[2]);
 
-/* The shared part of a DELIVER frame: the `deliver` field of Frame (tag,
- * length, Deliver message). fo_deliver_shared_size() first, then pack into a
- * buffer of that size. */
-size_t fo_deliver_shared_size(const Fanout__Deliver *d);
-size_t fo_deliver_pack_shared(const Fanout__Deliver *d, uint8_t *out);
+/* The shared part of a DELIVER frame, as fanoutd sends it: the `deliver`
+ * field of Frame (tag, length) around Deliver {topic, seq, time_ns,
+ * [replay], payload} -- payload last, so it sits at the end of the buffer.
+ * fo_deliver_shared_len() first, then write into a buffer of that size;
+ * the writer returns the bytes written. One encoder for the broker
+ * (broker/msg.c), the tests and the protocol document's hex dump. */
+size_t fo_deliver_shared_len(size_t topic_len, uint64_t seq, uint64_t time_ns,
+                             int replay, size_t payload_len);
+size_t fo_deliver_write_shared(uint8_t *out, const char *topic, size_t topic_len,
+                               uint64_t seq, uint64_t time_ns, int replay,
+                               const void *payload, size_t payload_len);
 
 /* The per-subscriber head of a DELIVER frame whose shared part is
  * shared_len bytes: 4-byte length, then Frame.sid. Writes at most

@@ -95,11 +95,8 @@ static void test_deliver_peek_shared_prefix(void **state)
 {
     (void)state;
     /* The broker's way: per-subscriber prefix + shared body. */
-    Fanout__Deliver d = FANOUT__DELIVER__INIT;
-    d.topic = "x.y"; d.has_seq = 1; d.seq = 300;
-    d.has_payload = 1; d.payload.data = (uint8_t *)"hi"; d.payload.len = 2;
     uint8_t shared[64], pre[FO_DELIVER_PREFIX_MAX], wire[128];
-    size_t sl = fo_deliver_pack_shared(&d, shared);
+    size_t sl = fo_deliver_write_shared(shared, "x.y", 3, 300, 0, 0, "hi", 2);
     size_t pl = fo_deliver_prefix(pre, 77777, sl);
     memcpy(wire, pre, pl);
     memcpy(wire + pl, shared, sl);

@@ -250,13 +250,9 @@ static void test_unpack_uses_arena_only(void **state)
 static void test_deliver_shared_and_prefix(void **state)
 {
     (void)state;
-    Fanout__Deliver d = FANOUT__DELIVER__INIT;
-    d.topic = "prices.eur";
-    d.has_seq = 1; d.seq = 123456789;
-    d.has_payload = 1; d.payload.data = (uint8_t *)"42.0"; d.payload.len = 4;
     uint8_t shared[128];
-    size_t sn = fo_deliver_shared_size(&d);
-    assert_int_equal(fo_deliver_pack_shared(&d, shared), sn);
+    size_t sn = fo_deliver_shared_len(10, 123456789, 55, 0, 4);
+    assert_int_equal(fo_deliver_write_shared(shared, "prices.eur", 10, 123456789, 55, 0, "42.0", 4), sn);
     fo_arena_t a;
     fo_arena_init(&a, 1024, 0);
     uint32_t sids[] = {1, 127, 128, 300000, UINT32_MAX};

@@ -62,19 +62,12 @@ static size_t build_publish(uint8_t *out)
 /* DELIVER as the broker sends it: per-subscriber prefix + shared body. */
 static size_t build_deliver(uint8_t *out)
 {
-    Fanout__Deliver d = FANOUT__DELIVER__INIT;
-    d.topic = "orders.eu";
-    d.has_seq = 1;
-    d.seq = 42;
-    d.has_payload = 1;
-    d.payload.data = (uint8_t *)"hello";
-    d.payload.len = 5;
-    d.has_time_ns = 1;
-    d.time_ns = UINT64_C(1700000000123456789);
     uint8_t shared[FRAME_CAP];
-    size_t slen = fo_deliver_shared_size(&d);
+    size_t slen = fo_deliver_shared_len(9, 42, UINT64_C(1700000000123456789), 0, 5);
     assert_true(slen <= sizeof shared);
-    assert_int_equal(fo_deliver_pack_shared(&d, shared), slen);
+    assert_int_equal(fo_deliver_write_shared(shared, "orders.eu", 9, 42,
+                                             UINT64_C(1700000000123456789), 0, "hello", 5),
+                     slen);
     size_t plen = fo_deliver_prefix(out, 3, slen);
     assert_true(plen <= FO_DELIVER_PREFIX_MAX);
     assert_true(plen + slen <= FRAME_CAP);
