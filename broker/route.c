@@ -47,14 +47,6 @@ void fo_topic_cache_destroy(fo_topic_cache_t *c)
     free(c);
 }
 
-static uint32_t hash_name(const char *s, size_t len)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)s[i]) * 16777619u;
-    return h;
-}
-
 static fo_topic_t *cache_find(fo_topic_cache_t *c, const char *name, size_t len, uint32_t h)
 {
     for (size_t i = h & (c->cap - 1);; i = (i + 1) & (c->cap - 1)) {
@@ -169,7 +161,7 @@ void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
     /* a publisher mostly repeats its last topic: check it before hashing */
     fo_topic_t *t = c->last_topic;
     if (!t || t->len != len || memcmp(t->name, name, len))
-        t = cache_find(w->tcache, name, len, hash_name(name, len));
+        t = cache_find(w->tcache, name, len, fo_topic_hash(name, len));
     if (!t) {
         /* a cached name was valid when it was first seen: check misses only */
         if (!fo_topic_valid(name, len)) {

@@ -25,14 +25,6 @@ struct fo_registry {
 
 /* ------------------------------------------------------------ registry */
 
-static uint32_t hash_name(const char *s, size_t len)
-{
-    uint32_t h = 2166136261u;        /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)s[i]) * 16777619u;
-    return h;
-}
-
 fo_err_t fo_registry_create(int nworkers, int max_topics, fo_group_fn group_for,
                             const void *group_ud, fo_registry_t **out)
 {
@@ -106,7 +98,7 @@ static fo_topic_t *find_locked(fo_registry_t *r, const char *name, size_t len, u
 
 fo_topic_t *fo_registry_find(fo_registry_t *r, const char *name, size_t len)
 {
-    uint32_t h = hash_name(name, len);
+    uint32_t h = fo_topic_hash(name, len);
     pthread_rwlock_rdlock(&r->lock);
     fo_topic_t *t = find_locked(r, name, len, h);
     pthread_rwlock_unlock(&r->lock);
@@ -225,7 +217,7 @@ static void unbind(fo_binding_t *b)
 
 fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len, fo_err_t *err)
 {
-    uint32_t h = hash_name(name, len);
+    uint32_t h = fo_topic_hash(name, len);
     pthread_rwlock_rdlock(&r->lock);
     fo_topic_t *t = find_locked(r, name, len, h);
     pthread_rwlock_unlock(&r->lock);
@@ -285,7 +277,7 @@ fo_err_t fo_registry_subscribe(fo_registry_t *r, fo_sub_t *sub, fo_bound_fn boun
     r->subs = sub;
     if (!sub->wildcard) {
         size_t len = strlen(sub->filter);
-        fo_topic_t *t = find_locked(r, sub->filter, len, hash_name(sub->filter, len));
+        fo_topic_t *t = find_locked(r, sub->filter, len, fo_topic_hash(sub->filter, len));
         if (t) {
             pthread_mutex_lock(&t->lock);
             fo_binding_t *b = bind(t, sub, t->seq + 1);

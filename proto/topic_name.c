@@ -85,3 +85,11 @@ int fo_filters_overlap(const char *a, const char *b)
         b = be + 1;
     }
 }
+
+uint32_t fo_topic_hash(const char *s, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
+    return h;
+}

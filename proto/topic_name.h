@@ -12,6 +12,7 @@
 #define FO_TOPIC_NAME_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define FO_TOPIC_MAX 255
 
@@ -20,6 +21,9 @@ int fo_filter_valid(const char *s, size_t len);    /* may hold * and >    */
 int fo_filter_is_wild(const char *s);              /* has a * or > token  */
 /* 1 when the (valid, NUL-terminated) filter matches the topic. */
 int fo_topic_match(const char *filter, const char *topic);
+/* FNV-1a of a name: the registry's hash and the workers' topic caches must
+ * agree, so there is one. */
+uint32_t fo_topic_hash(const char *s, size_t len);
 /* 1 when some topic matches both filters. */
 int fo_filters_overlap(const char *a, const char *b);
 
