@@ -37,6 +37,7 @@
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
+#include "clock.h"
 #include "config.h"
 
 #define MAX_EVENTS     32
@@ -70,13 +71,6 @@ struct fo_http {
 };
 
 static char tag_listen, tag_timer;     /* epoll data for the two fixed fds */
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static const char *reason(int status)
 {
@@ -116,7 +110,7 @@ static void conn_linger(fo_http_t *h, hconn_t *c)
 {
     shutdown(c->fd, SHUT_WR);
     c->st = ST_LINGER;
-    uint64_t until = now_ms() + LINGER_MS;
+    uint64_t until = fo_clock_ms() + LINGER_MS;
     if (until < c->deadline)
         c->deadline = until;
     if (c->want_out) {
@@ -344,7 +338,7 @@ static void accept_some(fo_http_t *h, uint64_t now)
  * timer for the next deadline (or disarm it). */
 static void reap_and_arm(fo_http_t *h)
 {
-    uint64_t now = now_ms(), next = 0;
+    uint64_t now = fo_clock_ms(), next = 0;
     for (hconn_t *c = h->conns, *nx; c; c = nx) {
         nx = c->next;
         if (c->deadline <= now)
@@ -378,7 +372,7 @@ void fo_http_poll(fo_http_t *h)
         return;
     struct epoll_event evs[MAX_EVENTS];
     int n = epoll_wait(h->epfd, evs, MAX_EVENTS, 0);
-    uint64_t now = now_ms();
+    uint64_t now = fo_clock_ms();
     for (int i = 0; i < n; i++) {
         void *p = evs[i].data.ptr;
         if (p == &tag_listen) {

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "clock.h"
 
 static _Atomic int log_level = FO_LOG_INFO;
 static _Atomic int log_fd = 2;
@@ -57,9 +58,7 @@ static int64_t now_seconds(void)
     int64_t (*fn)(void) = atomic_load_explicit(&log_clock, memory_order_relaxed);
     if (fn)
         return fn();
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec;
+    return (int64_t)(fo_clock_ns() / 1000000000u);
 }
 
 /* Append src to line[*n..cap), escaping control bytes; "..." when cut. */
@@ -91,13 +90,13 @@ static void vlog(fo_log_level_t level, uint64_t conn, const char *fmt, va_list a
 {
     int saved = errno;
     char msg[FO_LOG_LINE_MAX], line[FO_LOG_LINE_MAX];
-    struct timespec ts;
     struct tm tm;
     char who[16], cid[24];
 
     vsnprintf(msg, sizeof msg, fmt, ap);
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
+    uint64_t t_ns = fo_realtime_ns();
+    time_t t_s = (time_t)(t_ns / 1000000000u);
+    gmtime_r(&t_s, &tm);
     if (tl_worker < 0)
         snprintf(who, sizeof who, "main");
     else
@@ -108,7 +107,7 @@ static void vlog(fo_log_level_t level, uint64_t conn, const char *fmt, va_list a
         snprintf(cid, sizeof cid, "-");
     int h = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %-5s %s %s ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (int)(ts.tv_nsec / 1000000),
+                     tm.tm_sec, (int)(t_ns / 1000000u % 1000u),
                      level_names[level <= FO_LOG_DEBUG ? level : FO_LOG_DEBUG], who, cid);
     size_t n = h > 0 ? (size_t)h : 0;
     append_escaped(line, &n, sizeof line - 1, msg);

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "broker.h"
+#include "clock.h"
 #include "conn.h"
 #include "http.h"
 #include "log.h"
@@ -63,13 +64,6 @@ static void raise_fd_limit(int max_conns)
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)max_conns + 64)
         fo_warn(0, "open-file limit %llu is below --max-conns %d + 64: raise it (ulimit -n)",
                 (unsigned long long)rl.rlim_cur, max_conns);
-}
-
-static uint64_t realtime_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static int group_for(const void *ud, const char *topic)
@@ -135,7 +129,7 @@ static int http_handler(void *ud, const char *path, fo_buf_t *body, const char *
             .topics = fo_registry_topics(b->reg),
             .memory_bytes = atomic_load(&b->mem.used),
             .memory_limit = atomic_load(&b->mem.limit),
-            .uptime_s = (fo_now_ms() - h->start_ms) / 1000,
+            .uptime_s = (fo_clock_ms() - h->start_ms) / 1000,
             .version = FO_VERSION,
         };
         *ctype = "text/plain; version=0.0.4; charset=utf-8";
@@ -228,7 +222,7 @@ int main(int argc, char **argv)
         b->nworkers = 1;
     if (b->nworkers > 64)      /* the publish path keeps a 64-bit worker mask */
         b->nworkers = 64;
-    b->epoch = realtime_ns();
+    b->epoch = fo_realtime_ns();
     snprintf(b->server_id, sizeof b->server_id, "%016llx%08x",
              (unsigned long long)b->epoch, (unsigned)getpid());
     fo_broker_apply_limits(b, &b->cfg);
@@ -252,7 +246,7 @@ int main(int argc, char **argv)
     for (; started < b->nworkers; started++)
         if (fo_worker_start(b->workers[started]))
             goto out;
-    http_ctx_t hctx = { b, fo_now_ms() };
+    http_ctx_t hctx = { b, fo_clock_ms() };
     fo_err_t herr = fo_http_create(b->cfg.http, http_handler, &hctx, &http);
     if (herr) {
         fprintf(stderr, "fanoutd: cannot listen on --http %s: %s\n", b->cfg.http,
@@ -287,7 +281,7 @@ int main(int argc, char **argv)
             if (fd == lfd) {
                 if (accept_all(b, lfd, &rr) < 0) {
                     epoll_ctl(epfd, EPOLL_CTL_DEL, lfd, NULL);
-                    accept_paused_until = fo_now_ms() + 100;
+                    accept_paused_until = fo_clock_ms() + 100;
                 }
             } else if (fd == sfd) {
                 struct signalfd_siginfo si;
@@ -318,7 +312,7 @@ int main(int argc, char **argv)
                 fo_http_poll(http);
             }
         }
-        if (accept_paused_until && fo_now_ms() >= accept_paused_until && lfd >= 0) {
+        if (accept_paused_until && fo_clock_ms() >= accept_paused_until && lfd >= 0) {
             accept_paused_until = 0;
             ev.events = EPOLLIN;
             ev.data.fd = lfd;

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <time.h>
 #include <unistd.h>
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "route.h"
@@ -24,20 +24,6 @@
 
 #define TICK_MS 250
 static char inbox_tag;   /* epoll data for the inbox eventfd */
-
-uint64_t fo_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 fo_err_t fo_worker_create(fo_broker_t *b, int id, fo_worker_t **out)
 {
@@ -97,6 +83,7 @@ void fo_worker_destroy(fo_worker_t *w)
     for (int i = 0; i < w->nbufcache; i++)
         free(w->bufcache[i]);
     free(w->spare);
+    free(w->picks);
     free(w->slots);
     free(w->free_next);
     if (w->epfd >= 0)
@@ -270,7 +257,7 @@ static void *worker_main(void *arg)
     fo_worker_t *w = arg;
     fo_log_set_worker(w->id);
     struct epoll_event evs[256];
-    w->now_ms = fo_now_ms();
+    w->now_ms = fo_clock_ms();
     w->next_tick_ms = w->now_ms + TICK_MS;
     for (;;) {
         int timeout = (int)(w->next_tick_ms > w->now_ms ? w->next_tick_ms - w->now_ms : 0);
@@ -279,8 +266,8 @@ static void *worker_main(void *arg)
         if (w->paused && timeout > 1)
             timeout = 1;             /* poll paused publishers' topics */
         int n = epoll_wait(w->epfd, evs, 256, timeout);
-        uint64_t t0 = now_ns();
-        w->now_ms = fo_now_ms();
+        uint64_t t0 = fo_clock_ns();
+        w->now_ms = fo_clock_ms();
         FO_STAT_INC(&w->stats, loop_iterations);
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
@@ -312,14 +299,14 @@ static void *worker_main(void *arg)
                 fo_conn_tick(c);
             }
         }
-        FO_STAT_ADD(&w->stats, busy_ns, now_ns() - t0);
+        FO_STAT_ADD(&w->stats, busy_ns, fo_clock_ns() - t0);
         if (atomic_load_explicit(&w->b->draining, memory_order_relaxed) && drain_step(w))
             break;
     }
     /* Tell everyone still here, then close. */
     for (fo_conn_t *c = w->all; c; c = c->all_next)
         if (c->state != FO_CONN_CLOSING)
-            fo_conn_send_error(c, FANOUT__ERROR_CODE__ERR_SHUTDOWN, 0, 0, "broker is shutting down");
+            fo_conn_send_error(c, FANOUT__ERROR_CODE__ERR_SHUTDOWN, 0, FO_NO_SID, "broker is shutting down");
     for (fo_conn_t *c = w->all, *next; c; c = next) {
         next = c->all_next;
         fo_conn_flush(c);

@@ -58,6 +58,8 @@ typedef struct fo_worker {
     uint8_t prefix[(FO_IOV_MAX / 2) * 16];
     fo_mcast_tx_t *mtx;          /* owned                              */
     fo_topic_cache_t *tcache;    /* owned: name -> fo_topic_t*         */
+    struct fo_pick *picks;       /* owned: queue-group picks scratch   */
+    uint32_t picks_cap;          /*   (route.c)                        */
     uint64_t now_ms;             /* CLOCK_MONOTONIC, per iteration     */
     uint64_t read_time_ns;       /* CLOCK_REALTIME at the current read */
     uint64_t next_tick_ms;
@@ -78,7 +80,6 @@ void fo_worker_mark_dirty(fo_worker_t *w, struct fo_conn *c);
 struct fo_conn *fo_worker_conn(fo_worker_t *w, uint64_t conn_id);
 void *fo_worker_buf_get(fo_worker_t *w);
 void fo_worker_buf_put(fo_worker_t *w, void *block);
-uint64_t fo_now_ms(void);
 
 /* The topic cache (route.c): per-worker name -> topic, no locks. */
 fo_topic_cache_t *fo_topic_cache_create(void);

@@ -15,16 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
+#include "clock.h"
 #include <unistd.h>
 #include "dial.h"
-
-long long fo_mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static void say(char *err, size_t errlen, const char *fmt, const char *a,
                 const char *b)
@@ -72,7 +65,7 @@ fo_err_t fo_addr_split(const char *hostport, char *host, size_t hostlen,
 }
 
 /* One connect attempt bounded by deadline_ms. */
-static fo_err_t try_connect(const struct addrinfo *ai, long long deadline_ms,
+static fo_err_t try_connect(const struct addrinfo *ai, uint64_t deadline_ms,
                             int *fdp, int *sys_errno)
 {
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
@@ -89,14 +82,14 @@ static fo_err_t try_connect(const struct addrinfo *ai, long long deadline_ms,
             goto fail;
         }
         for (;;) {
-            long long left = deadline_ms - fo_mono_ms();
-            if (left <= 0) {
+            uint64_t now = fo_clock_ms();
+            if (now >= deadline_ms) {
                 *sys_errno = ETIMEDOUT;
                 ret = FO_ERR_TIMEOUT;
                 goto fail;
             }
             struct pollfd p = { .fd = fd, .events = POLLOUT };
-            int n = poll(&p, 1, (int)left);
+            int n = poll(&p, 1, (int)(deadline_ms - now));
             if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0) {
@@ -144,7 +137,7 @@ fo_err_t fo_dial(const char *hostport, int timeout_ms, int *fd, char *err,
         say(err, errlen, "bad address '%s': %s", hostport, gai_strerror(g));
         return FO_ERR_ADDR;
     }
-    long long deadline = fo_mono_ms() + (timeout_ms > 0 ? timeout_ms : 5000);
+    uint64_t deadline = fo_clock_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 5000);
     fo_err_t ret = FO_ERR_ADDR;
     int sys_errno = 0;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {

@@ -21,7 +21,4 @@ fo_err_t fo_addr_split(const char *hostport, char *host, size_t hostlen,
 fo_err_t fo_dial(const char *hostport, int timeout_ms, int *fd, char *err,
                  size_t errlen);
 
-/* Milliseconds on CLOCK_MONOTONIC. */
-long long fo_mono_ms(void);
-
 #endif

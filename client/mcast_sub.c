@@ -248,7 +248,7 @@ int fo_mcast_subs_fd(const fo_mcast_subs_t *m)
     return m->epfd;
 }
 
-int fo_mcast_subs_run(fo_mcast_subs_t *m, long long now_ms)
+int fo_mcast_subs_run(fo_mcast_subs_t *m, uint64_t now_ms)
 {
     struct epoll_event ev[MAX_EVENTS];
     uint32_t wait = UINT32_MAX;
@@ -258,13 +258,13 @@ int fo_mcast_subs_run(fo_mcast_subs_t *m, long long now_ms)
     for (int i = 0; i < n; i++) {
         entry_t *e = ev[i].data.ptr;
         if (!e->dead)
-            (void)fo_mcast_rx_read(e->rx, (uint64_t)now_ms);
+            (void)fo_mcast_rx_read(e->rx, now_ms);
     }
     for (size_t i = 0; i < m->nents; i++) {     /* nents may grow meanwhile */
         entry_t *e = m->ents[i];
         if (e->dead)
             continue;
-        uint32_t w = fo_mcast_rx_poll(e->rx, (uint64_t)now_ms);
+        uint32_t w = fo_mcast_rx_poll(e->rx, now_ms);
         if (w < wait)
             wait = w;
     }
@@ -276,7 +276,7 @@ int fo_mcast_subs_run(fo_mcast_subs_t *m, long long now_ms)
 
 /* The live entries of sid, one at a time: returns 1 if any took it. */
 int fo_mcast_subs_repaired(fo_mcast_subs_t *m, uint32_t sid, const fo_msg_t *msg,
-                           long long now_ms)
+                           uint64_t now_ms)
 {
     int took = 0;
     pthread_mutex_lock(&m->mu);
@@ -287,7 +287,7 @@ int fo_mcast_subs_repaired(fo_mcast_subs_t *m, uint32_t sid, const fo_msg_t *msg
             continue;
         took = 1;
         fo_mcast_rx_repaired(e->rx, msg->topic, msg->seq, msg->payload, msg->payload_len,
-                             (uint64_t)now_ms);
+                             now_ms);
     }
     if (--m->running == 0)
         purge(m);

@@ -51,12 +51,12 @@ int fo_mcast_subs_fd(const fo_mcast_subs_t *m);
 
 /* Read what is ready, run the timers (repair requests, give-ups). Returns
  * ms until it wants to run again, -1 when no timer is pending. */
-int fo_mcast_subs_run(fo_mcast_subs_t *m, long long now_ms);
+int fo_mcast_subs_run(fo_mcast_subs_t *m, uint64_t now_ms);
 
 /* DELIVER with replay=true / GAP for sid: 1 when sid is a multicast
  * subscription here and the frame was taken (repair answer), else 0. */
 int fo_mcast_subs_repaired(fo_mcast_subs_t *m, uint32_t sid, const fo_msg_t *msg,
-                           long long now_ms);
+                           uint64_t now_ms);
 int fo_mcast_subs_gap(fo_mcast_subs_t *m, uint32_t sid, const char *topic, uint64_t first,
                       uint64_t last);
 

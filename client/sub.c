@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "client_int.h"
+#include "clock.h"
 #include "mcast_sub.h"
 
 void fo_sub_opts_init(fo_sub_opts_t *o)
@@ -145,16 +146,7 @@ fo_err_t fo_sub_next(fo_sub_t *s, int timeout_ms, const fo_msg_t **out)
 {
     if (!s || !out || s->cb)
         return FO_ERR_INVAL;
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    if (timeout_ms > 0) {
-        dl.tv_sec += timeout_ms / 1000;
-        dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (dl.tv_nsec >= 1000000000L) {
-            dl.tv_sec++;
-            dl.tv_nsec -= 1000000000L;
-        }
-    }
+    struct timespec dl = fo_deadline_ts(timeout_ms);
     *out = NULL;
     pthread_mutex_lock(&s->qmu);
     fo_err_t err;

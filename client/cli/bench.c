@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "cli.h"
+#include "clock.h"
 #include "hist.h"
 
 static const char help[] =
@@ -112,18 +113,11 @@ struct bench {
     _Atomic int pubs_done;
 };
 
-static uint64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
 static void on_msg(void *ud, fo_sub_t *s, const fo_msg_t *m)
 {
     (void)s;
     bsub_t *b = ud;
-    uint64_t now = now_ns(), sent;
+    uint64_t now = fo_clock_ns(), sent;
     if (m->payload_len >= 8) {
         memcpy(&sent, m->payload, 8);
         fo_hist_record(&b->hist, now > sent ? now - sent : 0);
@@ -144,7 +138,7 @@ static void on_gap(void *ud, const fo_gap_t *g)
 static void wait_until(uint64_t t)
 {
     for (;;) {
-        uint64_t now = now_ns();
+        uint64_t now = fo_clock_ns();
         if (now >= t)
             return;
         if (t - now > 200000) {
@@ -175,7 +169,7 @@ static void *pub_main(void *arg)
                 break;
             wait_until(stamp);
         } else {
-            stamp = now_ns();
+            stamp = fo_clock_ns();
             if (stop && stamp >= stop)
                 break;
         }
@@ -195,7 +189,7 @@ static void *pub_main(void *arg)
 out:
     if (p->err)
         cli_why(p->c, p->err, p->errtext);
-    p->done_ns = now_ns();
+    p->done_ns = fo_clock_ns();
     atomic_fetch_add(&b->pubs_done, 1);
     free(buf);
     return NULL;
@@ -221,7 +215,7 @@ static void progress(const bench_t *b, int tty, uint64_t *next_ns, int final)
 {
     if (!tty)
         return;
-    uint64_t now = now_ns();
+    uint64_t now = fo_clock_ns();
     if (!final && now < *next_ns)
         return;
     *next_ns = now + 1000000000ull;
@@ -345,7 +339,7 @@ static void report(const bench_t *b, const fo_hist_t *h, uint64_t sent,
 static int run(bench_t *b)
 {
     char why[256];
-    unsigned runid = (unsigned)getpid() ^ (unsigned)now_ns();
+    unsigned runid = (unsigned)getpid() ^ (unsigned)fo_clock_ns();
     b->topics = calloc(b->ntopics, sizeof *b->topics);
     b->sub = calloc(b->subs, sizeof *b->sub);
     b->pub = calloc(b->pubs, sizeof *b->pub);
@@ -405,7 +399,7 @@ static int run(bench_t *b)
     }
     int tty = isatty(2);
     uint64_t next = 0;
-    b->t0 = now_ns();
+    b->t0 = fo_clock_ns();
     pthread_barrier_wait(&b->go);
     while (atomic_load(&b->pubs_done) < (int)b->pubs) {
         progress(b, tty, &next, 0);
@@ -423,8 +417,8 @@ static int run(bench_t *b)
     }
     pthread_barrier_destroy(&b->go);
     uint64_t sent = sum_sent(b), expected = sent * b->subs;
-    uint64_t deadline = now_ns() + (uint64_t)(b->wait * 1e9);
-    while (sum_got(b) < expected && now_ns() < deadline) {
+    uint64_t deadline = fo_clock_ns() + (uint64_t)(b->wait * 1e9);
+    while (sum_got(b) < expected && fo_clock_ns() < deadline) {
         progress(b, tty, &next, 0);
         struct timespec ts = { 0, 2000000 };
         nanosleep(&ts, NULL);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include "../dial.h"
 #include "buf.h"
+#include "clock.h"
 #include "cli.h"
 
 #define MAX_BODY (8u << 20)
@@ -50,11 +51,11 @@ static int fetch(const char *server, int timeout_ms, fo_buf_t *body)
         close(fd);
         return cli_fail("stats", CLI_RUNTIME, "sending to %s: %s", server, strerror(errno));
     }
-    long long deadline = fo_mono_ms() + timeout_ms;
+    uint64_t deadline = fo_clock_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
-        long long left = deadline - fo_mono_ms();
+        uint64_t now = fo_clock_ms();
         struct pollfd p = { .fd = fd, .events = POLLIN };
-        if (left <= 0 || poll(&p, 1, (int)left) == 0) {
+        if (now >= deadline || poll(&p, 1, (int)(deadline - now)) == 0) {
             close(fd);
             return cli_fail("stats", CLI_RUNTIME, "%s did not answer within %d ms",
                             server, timeout_ms);
