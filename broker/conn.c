@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "route.h"
@@ -207,7 +208,7 @@ static const char *code_name(int code)
     return v ? v->name : "ERR_UNKNOWN";
 }
 
-static void send_error_v(fo_conn_t *c, int code, uint64_t ref, uint32_t sid,
+static void send_error_v(fo_conn_t *c, int code, uint64_t ref, int64_t sid,
                          const char *fmt, va_list ap)
 {
     char text[256];
@@ -221,9 +222,9 @@ static void send_error_v(fo_conn_t *c, int code, uint64_t ref, uint32_t sid,
         e.has_ref = 1;
         e.ref = ref;
     }
-    if (sid) {
+    if (sid != FO_NO_SID) {
         e.has_sid = 1;
-        e.sid = sid;
+        e.sid = (uint32_t)sid;
     }
     f.body_case = FANOUT__FRAME__BODY_ERROR;
     f.error = &e;
@@ -234,7 +235,7 @@ static void send_error_v(fo_conn_t *c, int code, uint64_t ref, uint32_t sid,
                 c->name[0] ? c->name : "-", text);
 }
 
-void fo_conn_send_error(fo_conn_t *c, int code, uint64_t ref, uint32_t sid, const char *fmt, ...)
+void fo_conn_send_error(fo_conn_t *c, int code, uint64_t ref, int64_t sid, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -242,16 +243,12 @@ void fo_conn_send_error(fo_conn_t *c, int code, uint64_t ref, uint32_t sid, cons
     va_end(ap);
 }
 
-void fo_conn_fail(fo_conn_t *c, int code, const char *fmt, ...)
+static void fail_v(fo_conn_t *c, int code, int64_t sid, const char *fmt, va_list ap)
 {
     if (c->state == FO_CONN_CLOSING)
         return;
-    if (code > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        send_error_v(c, code, c->cur_req, 0, fmt, ap);   /* ref: PROTOCOL.md §4.11 */
-        va_end(ap);
-    }
+    if (code > 0)
+        send_error_v(c, code, c->cur_req, sid, fmt, ap);   /* ref: PROTOCOL.md §4.11 */
     c->state = FO_CONN_CLOSING;
     c->close_deadline_ms = c->w->now_ms + LINGER_MS;
     set_congested(c, 0);            /* it will not drain: release publishers */
@@ -260,6 +257,22 @@ void fo_conn_fail(fo_conn_t *c, int code, const char *fmt, ...)
      * the middle of a fan-out loop walking those very bindings. Nothing is
      * delivered to a closing connection (fo_conn_deliver checks). */
     fo_worker_mark_dirty(c->w, c);
+}
+
+void fo_conn_fail(fo_conn_t *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fail_v(c, code, FO_NO_SID, fmt, ap);
+    va_end(ap);
+}
+
+void fo_conn_fail_sid(fo_conn_t *c, int code, uint32_t sid, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fail_v(c, code, sid, fmt, ap);
+    va_end(ap);
 }
 
 /* Encode a GAP frame (owned bytes). */
@@ -332,7 +345,7 @@ void fo_conn_deliver(fo_conn_t *c, fo_sub_t *sub, fo_msg_t *m)
             fo_msg_unref(m);
             FO_STAT_INC(&c->w->stats, slow_consumer_disconnects);
             fo_outq_drop_unsent(&c->outq);  /* it cannot keep up: say why, next */
-            fo_conn_fail(c, ERR(SLOW_CONSUMER),
+            fo_conn_fail_sid(c, ERR(SLOW_CONSUMER), sub->sid,
                          "output queue over %llu bytes (subscription %u, policy %s)",
                          (unsigned long long)(policy == FO_POLICY_BLOCK ? hard : limit),
                          sub->sid, policy == FO_POLICY_BLOCK ? "block" : "disconnect");
@@ -565,6 +578,16 @@ static void handle_frames(fo_conn_t *c)
             break;
         }
         c->cur_req = f->has_req ? f->req : 0;
+        const ProtobufCFieldDescriptor *nul = fo_frame_nul_string(body, len);
+        if (nul) {
+            /* protobuf-c cut it short at the NUL: never act on the rest */
+            FO_STAT_INC(&w->stats, protocol_errors);
+            if (fo_field_is_topic(nul))
+                fo_conn_fail(c, ERR(INVALID_TOPIC), "a %s contains a NUL byte", nul->name);
+            else
+                fo_conn_fail(c, ERR(BAD_FRAME), "string field %s contains a NUL byte", nul->name);
+            break;
+        }
         dispatch(c, f);
         c->cur_req = 0;
         if (c->state == FO_CONN_CLOSING)
@@ -663,9 +686,7 @@ void fo_conn_on_readable(fo_conn_t *c)
         }
         fo_buf_commit(&c->dec.buf, (size_t)k);
         c->last_rx_ms = w->now_ms;
-        struct timespec ts;   /* Deliver.time_ns: one clock read per read */
-        clock_gettime(CLOCK_REALTIME, &ts);
-        w->read_time_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        w->read_time_ns = fo_realtime_ns();   /* Deliver.time_ns: one read per read */
         got += (uint64_t)k;
         handle_frames(c);
         if (c->state == FO_CONN_CLOSING || c->paused_on || got >= budget)

@@ -65,11 +65,18 @@ void fo_conn_tick(fo_conn_t *c);
 
 /* Queue a frame (owned copy). */
 void fo_conn_send(fo_conn_t *c, const Fanout__Frame *f);
-void fo_conn_send_error(fo_conn_t *c, int code, uint64_t ref, uint32_t sid,
+/* ERROR {code, text, ref (when non-zero), sid (when not FO_NO_SID)};
+ * the connection stays open. */
+#define FO_NO_SID (-1)
+void fo_conn_send_error(fo_conn_t *c, int code, uint64_t ref, int64_t sid,
                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-/* ERROR (code > 0) then close: enters CLOSING. code 0 = plain close. */
+/* ERROR (code > 0) then close: enters CLOSING. code 0 = plain close.
+ * The ERROR's ref is the request being handled (c->cur_req). */
 void fo_conn_fail(fo_conn_t *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same for an error about one subscription (Error.sid = sid). */
+void fo_conn_fail_sid(fo_conn_t *c, int code, uint32_t sid, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Queue a message for sub (takes one reference the caller holds),
  * enforcing the output limit and the subscription's slow policy. */

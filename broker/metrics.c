@@ -103,12 +103,15 @@ fo_err_t fo_metrics_render(const fo_metrics_src_t *src, fo_buf_t *out)
         for (int w = 0; w < src->nworkers; w++)                                 \
             v += FO_STAT_GET(src->workers[w], field);                           \
         int counter = !strcmp(#kind, "counter");                                \
+        if (!strcmp(#kind, "internal"))                                         \
+            goto next_##field;                                                  \
         snprintf(name, sizeof name, "fanout_%s%s", #field, counter ? "_total" : ""); \
         family(&o, name, #kind, help);                                          \
         if (counter)                                                            \
             put(&o, "%s %" PRIu64 "\n", name, v);                               \
         else                                                                    \
             put(&o, "%s %" PRId64 "\n", name, (int64_t)v);                      \
+    next_##field:;                                                              \
     }
     FO_STATS(FO_METRICS_ROW_)
 #undef FO_METRICS_ROW_

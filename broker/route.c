@@ -151,7 +151,27 @@ void fo_route_item(fo_worker_t *w, fo_item_t *it)
 
 /* ------------------------------------------------------------ publish */
 
-#define MAX_PICKS 16
+/* One queue-group member chosen for a message (one per group). */
+struct fo_pick {
+    int worker;
+    uint32_t sid;
+    uint64_t conn_id;
+};
+
+/* Room for one more pick in the worker's scratch array (it only grows:
+ * a topic with many queue groups needs as many picks per message). */
+static int picks_room(fo_worker_t *w, uint32_t n)
+{
+    if (n < w->picks_cap)
+        return 1;
+    uint32_t ncap = w->picks_cap ? w->picks_cap * 2 : 16;
+    struct fo_pick *np = realloc(w->picks, ncap * sizeof *np);
+    if (!np)
+        return 0;
+    w->picks = np;
+    w->picks_cap = ncap;
+    return 1;
+}
 
 void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
                       const uint8_t *payload, size_t plen, uint64_t req)
@@ -173,18 +193,17 @@ void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
         t = fo_registry_get(b->reg, name, len, &err);
         if (!t) {
             if (err == FO_ERR_BUSY)
-                fo_conn_send_error(c, ERR(BAD_REQUEST), req, 0,
-                                   "topic limit reached (%d topics)", b->cfg.max_topics);
+                fo_conn_send_error(c, ERR(BAD_REQUEST), req, FO_NO_SID,
+                                   "topic limit reached (--max-topics %d)", b->cfg.max_topics);
             else
-                fo_conn_send_error(c, ERR(MEMORY_LIMIT), req, 0, "out of memory");
+                fo_conn_send_error(c, ERR(MEMORY_LIMIT), req, FO_NO_SID, "out of memory");
             return;
         }
         cache_put(w->tcache, t);
     }
     c->last_topic = t;
     uint64_t now = w->read_time_ns;
-    struct { int worker; uint64_t conn_id; uint32_t sid; } picks[MAX_PICKS];
-    int npicks = 0;
+    uint32_t npicks = 0, picks_lost = 0;
     uint32_t retain_msgs = LIM(b, retention_msgs);
     uint64_t retain_bytes = LIM(b, retention_bytes);
 
@@ -193,21 +212,22 @@ void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
     if (!m) {
         pthread_mutex_unlock(&t->lock);
         FO_STAT_INC(&w->stats, publish_refused_memory);
-        fo_conn_send_error(c, ERR(MEMORY_LIMIT), req, 0,
+        fo_conn_send_error(c, ERR(MEMORY_LIMIT), req, FO_NO_SID,
                            "broker memory cap reached (%llu bytes): publish refused",
                            (unsigned long long)atomic_load(&b->mem.limit));
         return;
     }
     t->seq = m->seq;
     fo_ring_push(&t->ring, m, retain_msgs, retain_bytes);
-    for (fo_qgroup_t *g = t->groups; g && npicks < MAX_PICKS; g = g->next) {
+    for (fo_qgroup_t *g = t->groups; g; g = g->next) {
         fo_binding_t *pb = fo_qgroup_pick(g, m->seq);
-        if (pb) {
-            picks[npicks].worker = pb->sub->worker;
-            picks[npicks].conn_id = pb->sub->conn_id;
-            picks[npicks].sid = pb->sub->sid;
-            npicks++;
+        if (!pb)
+            continue;
+        if (!picks_room(w, npicks)) {
+            picks_lost++;             /* out of memory: counted, never silent */
+            continue;
         }
+        w->picks[npicks++] = (struct fo_pick){ pb->sub->worker, pb->sub->sid, pb->sub->conn_id };
     }
     /* Which workers have plain subscribers, read under the lock so a
      * concurrent SUBSCRIBE is either before (sees this seq) or after. */
@@ -228,13 +248,16 @@ void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
     }
     if (mask & (1ull << w->id))
         deliver_local(w, fo_msg_ref(m));
-    for (int i = 0; i < npicks; i++) {
-        if (picks[i].worker == w->id) {
-            deliver_target(w, fo_msg_ref(m), picks[i].conn_id, picks[i].sid);
+    if (picks_lost)
+        FO_STAT_ADD(&w->stats, drops_gone, picks_lost);
+    for (uint32_t i = 0; i < npicks; i++) {
+        const struct fo_pick *pk = &w->picks[i];
+        if (pk->worker == w->id) {
+            deliver_target(w, fo_msg_ref(m), pk->conn_id, pk->sid);
         } else {
-            fo_item_t it = { .kind = FO_ITEM_TARGET, .sid = picks[i].sid,
-                             .u.msg = fo_msg_ref(m), .conn_id = picks[i].conn_id };
-            fo_worker_post(w, picks[i].worker, &it);
+            fo_item_t it = { .kind = FO_ITEM_TARGET, .sid = pk->sid,
+                             .u.msg = fo_msg_ref(m), .conn_id = pk->conn_id };
+            fo_worker_post(w, pk->worker, &it);
         }
     }
     if (t->mcast_group >= 0) {
@@ -300,17 +323,18 @@ static void on_bound(void *ud, fo_topic_t *t, fo_binding_t *b)
     for (size_t i = 0; i < s->n_positions; i++) {
         const Fanout__Position *p = s->positions[i];
         if (p->topic && !strcmp(p->topic, t->name)) {
-            from = p->has_seq ? p->seq : 1;
+            from = p->seq;
             want = 1;
             break;
         }
     }
     if (!want && s->has_start) {
         if (s->start == FANOUT__START__START_EARLIEST) {
-            from = 1;
+            /* what is retained: no GAP for what went before (§8) */
+            from = fo_ring_oldest(&t->ring, t->seq + 1);
             want = 1;
         } else if (s->start == FANOUT__START__START_SEQ) {
-            from = s->has_start_seq ? s->start_seq : 1;
+            from = s->start_seq;
             want = 1;
         }
     }
@@ -318,8 +342,41 @@ static void on_bound(void *ud, fo_topic_t *t, fo_binding_t *b)
         replay_range(ctx->c, b->sub, t, from, t->seq);
 }
 
+/* The SUBSCRIBE checks that close the connection (docs/PROTOCOL.md §14:
+ * those come first): missing fields, then topic and filter syntax.
+ * Returns 0 when it failed the connection. */
+static int sub_frame_ok(fo_conn_t *c, const Fanout__Subscribe *s)
+{
+    if (!s->has_sid || !s->filter) {
+        fo_conn_fail(c, ERR(MISSING_FIELD), "SUBSCRIBE needs sid and filter");
+        return 0;
+    }
+    if (s->has_start && s->start == FANOUT__START__START_SEQ && !s->has_start_seq) {
+        fo_conn_fail(c, ERR(MISSING_FIELD), "START_SEQ needs start_seq");
+        return 0;
+    }
+    for (size_t i = 0; i < s->n_positions; i++)
+        if (!s->positions[i]->topic || !s->positions[i]->has_seq) {
+            fo_conn_fail(c, ERR(MISSING_FIELD), "a Position needs topic and seq");
+            return 0;
+        }
+    if (!fo_filter_valid(s->filter, strlen(s->filter))) {
+        fo_conn_fail(c, ERR(INVALID_TOPIC), "invalid filter \"%.64s\"", s->filter);
+        return 0;
+    }
+    for (size_t i = 0; i < s->n_positions; i++) {
+        const char *t = s->positions[i]->topic;
+        if (!fo_topic_valid(t, strlen(t))) {
+            fo_conn_fail(c, ERR(INVALID_TOPIC), "invalid position topic \"%.64s\"", t);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* What is wrong with a SUBSCRIBE's values (docs/PROTOCOL.md §8, §9), or
- * NULL. protobuf-c does not check enum values, so we do. */
+ * NULL: ERR_BAD_REQUEST, the connection stays open. protobuf-c does not
+ * check enum values, so we do. */
 static const char *sub_request_problem(const Fanout__Subscribe *s)
 {
     int queue = s->queue && s->queue[0];
@@ -338,14 +395,13 @@ static const char *sub_request_problem(const Fanout__Subscribe *s)
     int replay = (s->has_start && s->start != FANOUT__START__START_NEW) || s->n_positions;
     if ((queue || mcast) && replay)
         return "queue-group and multicast subscriptions start at NEW, without positions";
-    if (s->has_start && s->start == FANOUT__START__START_SEQ && s->has_start_seq && s->start_seq == 0)
+    if (s->has_start && s->start == FANOUT__START__START_SEQ && s->start_seq == 0)
         return "start_seq must be >= 1";
     for (size_t i = 0; i < s->n_positions; i++) {
         const Fanout__Position *p = s->positions[i];
-        if (!p->topic || !fo_topic_valid(p->topic, strlen(p->topic)) ||
-            !fo_topic_match(s->filter, p->topic))
+        if (!fo_topic_match(s->filter, p->topic))
             return "a position names a topic the filter does not match";
-        if (p->has_seq && p->seq == 0)
+        if (p->seq == 0)
             return "a position's seq must be >= 1";
     }
     return NULL;
@@ -354,23 +410,12 @@ static const char *sub_request_problem(const Fanout__Subscribe *s)
 void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
 {
     fo_worker_t *w = c->w;
-    if (!s->has_sid || !s->filter) {
-        fo_conn_fail(c, ERR(MISSING_FIELD), "SUBSCRIBE needs sid and filter");
+    if (!sub_frame_ok(c, s))
         return;
-    }
     size_t fl = strlen(s->filter);
-    if (!fo_filter_valid(s->filter, fl)) {
-        fo_conn_fail(c, ERR(INVALID_TOPIC), "invalid filter \"%.64s\"", s->filter);
-        return;
-    }
     if (s->sid == 0 || fo_conn_sub(c, s->sid)) {
         fo_conn_send_error(c, ERR(BAD_SID), req, s->sid, "sid %u is %s", s->sid,
                            s->sid ? "already in use" : "reserved");
-        return;
-    }
-    if (c->nsubs >= (uint32_t)w->b->cfg.max_subs) {
-        fo_conn_send_error(c, ERR(MAX_SUBS), req, s->sid, "at most %d subscriptions per connection",
-                           w->b->cfg.max_subs);
         return;
     }
     const char *bad = sub_request_problem(s);
@@ -378,8 +423,9 @@ void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
         fo_conn_send_error(c, ERR(BAD_REQUEST), req, s->sid, "%s", bad);
         return;
     }
-    if (s->has_start && s->start == FANOUT__START__START_SEQ && !s->has_start_seq) {
-        fo_conn_fail(c, ERR(MISSING_FIELD), "START_SEQ needs start_seq");
+    if (c->nsubs >= (uint32_t)w->b->cfg.max_subs) {
+        fo_conn_send_error(c, ERR(MAX_SUBS), req, s->sid, "at most %d subscriptions per connection",
+                           w->b->cfg.max_subs);
         return;
     }
     fo_sub_t *sub = calloc(1, sizeof *sub + fl + 1);
@@ -463,39 +509,42 @@ void fo_route_drop_subs(fo_conn_t *c)
 void fo_route_repair(fo_conn_t *c, const Fanout__Repair *r, uint64_t req)
 {
     fo_worker_t *w = c->w;
-    if (!r->has_sid || !r->topic || !r->has_first) {
-        fo_conn_fail(c, ERR(MISSING_FIELD), "REPAIR needs sid, topic and first");
+    if (!r->has_sid || !r->topic || !r->has_first || !r->has_last) {
+        fo_conn_fail(c, ERR(MISSING_FIELD), "REPAIR needs sid, topic, first and last");
         return;
     }
-    uint64_t first = r->first, last = r->has_last ? r->last : r->first;
+    size_t tl = strlen(r->topic);
+    if (!fo_topic_valid(r->topic, tl)) {
+        fo_conn_fail(c, ERR(INVALID_TOPIC), "invalid topic \"%.64s\"", r->topic);
+        return;
+    }
+    uint64_t first = r->first, last = r->last;
     fo_sub_t *sub = fo_conn_sub(c, r->sid);
     if (!sub) {
         fo_conn_send_error(c, ERR(BAD_SID), req, r->sid, "no subscription %u", r->sid);
         return;
     }
-    size_t tl = strlen(r->topic);
-    if (!fo_topic_valid(r->topic, tl) || !fo_topic_match(sub->filter, r->topic) ||
+    if (!fo_topic_match(sub->filter, r->topic) ||
         first == 0 || last < first || last - first >= REPAIR_MAX) {
         fo_conn_send_error(c, ERR(BAD_REQUEST), req, r->sid,
                            "bad REPAIR range %llu..%llu on \"%.64s\" (at most %u, within the filter)",
                            (unsigned long long)first, (unsigned long long)last, r->topic, REPAIR_MAX);
         return;
     }
+    /* sequences not given yet are ignored (docs/PROTOCOL.md §4.13): on a
+     * topic that does not exist, none are */
     fo_topic_t *t = fo_registry_find(w->b->reg, r->topic, tl);
     uint64_t sent = 0;
-    if (!t) {
-        fo_conn_send_gap(c, r->sid, r->topic, tl, first, last, FANOUT__GAP_REASON__GAP_EVICTED);
-    } else {
-        /* sequences not given yet are ignored (docs/PROTOCOL.md §7) */
+    if (t) {
         pthread_mutex_lock(&t->lock);
         if (last > t->seq)
             last = t->seq;
         sent = replay_range(c, sub, t, first, last);
         pthread_mutex_unlock(&t->lock);
+        FO_STAT_ADD(&w->stats, repairs_served, sent);
+        if (first <= last && sent < last - first + 1)
+            FO_STAT_INC(&w->stats, repairs_missed);
     }
-    FO_STAT_ADD(&w->stats, repairs_served, sent);
-    if (first <= last && sent < last - first + 1)
-        FO_STAT_INC(&w->stats, repairs_missed);
     if (req)
         send_ack(c, req, 0, 0);
 }

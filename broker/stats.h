@@ -6,7 +6,9 @@
  *
  * The list is an X-macro so the struct, the Prometheus names and the help
  * texts come from one place:  X(field, kind, help)  kind = counter|gauge.
- * Metric name = "fanout_" field (counters get "_total").
+ * Metric name = "fanout_" field (counters get "_total"); kind "internal"
+ * is kept but not rendered as its own family (metrics.c shows it another
+ * way, e.g. busy_ns as fanout_worker_busy_seconds_total).
  */
 #ifndef FO_STATS_H
 #define FO_STATS_H
@@ -38,7 +40,7 @@
     X(replayed,             counter, "Messages replayed from retention")         \
     X(inbox_batches,        counter, "Batches received from other workers")      \
     X(loop_iterations,      counter, "Event loop iterations")                    \
-    X(busy_ns,              counter, "Nanoseconds spent handling events")        \
+    X(busy_ns,              internal, "Nanoseconds spent handling events")       \
     X(mcast_messages,       counter, "Messages sent by multicast")               \
     X(mcast_datagrams,      counter, "Multicast datagrams sent")                 \
     X(mcast_oversize,       counter, "Messages too large for a datagram (announced, not carried)") \

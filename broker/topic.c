@@ -192,7 +192,14 @@ static void unbind(fo_binding_t *b)
     if (b->group) {
         fo_qgroup_t *g = b->group;
         if (--g->count == 0) {
-            g->members = g->cursor = NULL;
+            /* the last member left: the group goes too (a client cycling
+             * through queue names must not grow the topic's list) */
+            for (fo_qgroup_t **gp = &t->groups; *gp; gp = &(*gp)->next)
+                if (*gp == g) {
+                    *gp = g->next;
+                    break;
+                }
+            free(g);
         } else {
             b->tprev->tnext = b->tnext;
             b->tnext->tprev = b->tprev;

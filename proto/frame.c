@@ -283,6 +283,62 @@ fo_err_t fo_publish_peek(const uint8_t *body, size_t len, fo_publish_view_t *v)
     return seen_topic ? FO_OK : FO_ERR_AGAIN;
 }
 
+/* ------------------------------------------------------- NUL in strings */
+
+/* Walk a message of type `desc` in b[0..len): the first string field, at
+ * any depth, holding a NUL byte. protobuf-c hands strings over as C
+ * strings, cut at the NUL, so this is the only place it can be seen. */
+static const ProtobufCFieldDescriptor *nul_in(const ProtobufCMessageDescriptor *desc,
+                                              const uint8_t *b, size_t len, int depth)
+{
+    for (size_t i = 0; i < len;) {
+        uint32_t field;
+        int wt;
+        uint64_t x;
+        size_t k = read_key(b + i, len - i, &field, &wt);
+        if (!k)
+            return NULL;
+        i += k;
+        if (wt == 0) {
+            if (!(k = fo_varint_get(b + i, len - i, &x)))
+                return NULL;
+            i += k;
+        } else if (wt == 1 || wt == 5) {
+            i += wt == 1 ? 8 : 4;
+        } else if (wt == 2) {
+            const uint8_t *val;
+            size_t vlen;
+            if (!(k = read_len(b + i, len - i, &val, &vlen)))
+                return NULL;
+            i += k + vlen;
+            const ProtobufCFieldDescriptor *fd =
+                protobuf_c_message_descriptor_get_field(desc, field);
+            if (!fd)
+                continue;
+            if (fd->type == PROTOBUF_C_TYPE_STRING && memchr(val, 0, vlen))
+                return fd;
+            if (fd->type == PROTOBUF_C_TYPE_MESSAGE && depth < 8) {
+                const ProtobufCFieldDescriptor *in = nul_in(fd->descriptor, val, vlen, depth + 1);
+                if (in)
+                    return in;
+            }
+        } else {
+            return NULL;                  /* groups: protobuf-c refused them */
+        }
+    }
+    return NULL;
+}
+
+const ProtobufCFieldDescriptor *fo_frame_nul_string(const uint8_t *body, size_t len)
+{
+    return nul_in(&fanout__frame__descriptor, body, len, 0);
+}
+
+int fo_field_is_topic(const ProtobufCFieldDescriptor *fd)
+{
+    return fd && (!strcmp(fd->name, "topic") || !strcmp(fd->name, "filter"));
+}
+
 /* ------------------------------------------------------------ encoder */
 
 size_t fo_frame_size(const Fanout__Frame *f)

@@ -70,6 +70,14 @@ fo_err_t fo_decoder_finish(const fo_decoder_t *d);
 fo_err_t fo_frame_unpack(const uint8_t *body, size_t len, fo_arena_t *arena,
                          Fanout__Frame **out);
 
+/* A frame body that unpacked: the first string field in it (at any depth)
+ * holding a NUL byte, or NULL. protobuf-c cuts such strings short, so
+ * the broker asks this before trusting one (docs/PROTOCOL.md §6: NUL is
+ * never part of a string). fo_field_is_topic() tells a topic or filter
+ * (ERR_INVALID_TOPIC) from any other string (ERR_BAD_FRAME). */
+const ProtobufCFieldDescriptor *fo_frame_nul_string(const uint8_t *body, size_t len);
+int fo_field_is_topic(const ProtobufCFieldDescriptor *fd);
+
 /* Zero-copy view of a PUBLISH frame, for the broker's hot path: if `body`
  * is a well-formed Frame holding a Publish with a topic, fill the view and
  * return FO_OK (pointers into body). FO_ERR_AGAIN when the frame is valid

@@ -235,8 +235,22 @@ static void test_queue_groups(void **state)
     freesub(r, m[0]);
     freesub(r, m[2]);
     freesub(r, late);
+    /* the last member of "g" left: the group is gone, "h" stays */
+    ngroups = 0;
+    for (fo_qgroup_t *g = t->groups; g; g = g->next)
+        ngroups++;
+    assert_int_equal(ngroups, 1);
     freesub(r, other);
-    assert_null(fo_qgroup_pick(g3, 2000));
+    assert_null(t->groups);
+    /* a client cycling through queue names does not grow the list */
+    for (int i = 0; i < 100; i++) {
+        char q[16];
+        snprintf(q, sizeof q, "q%d", i);
+        fo_sub_t *s = mksub("jobs.x", q, 0, 10);
+        assert_int_equal(fo_registry_subscribe(r, s, NULL, NULL), FO_OK);
+        freesub(r, s);
+        assert_null(t->groups);
+    }
     fo_registry_destroy(r);
 }
 
