@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include "client_int.h"
 #include "mcast_sub.h"
+#include "clock.h"
 #include "dial.h"
 
 #define READ_CHUNK (128u << 10)
@@ -54,6 +55,7 @@ void fo_client_opts_init(fo_client_opts_t *o)
     o->max_reconnects = -1;
     o->write_buffer = 64u << 10;
     o->max_pending = 8u << 20;
+    o->linger_us = 1000;
 }
 
 void fo_client_set_error_(fo_client_t *c, const char *text)
@@ -171,17 +173,6 @@ static void fail_pending(fo_client_t *c, fo_err_t err)
     pthread_mutex_unlock(&c->mu);
 }
 
-static void deadline_in(struct timespec *t, int ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, t);
-    t->tv_sec += ms / 1000;
-    t->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (t->tv_nsec >= 1000000000L) {
-        t->tv_sec++;
-        t->tv_nsec -= 1000000000L;
-    }
-}
-
 fo_err_t fo_client_request_(fo_client_t *c, Fanout__Frame *f, int timeout_ms,
                             uint64_t *seq)
 {
@@ -199,8 +190,7 @@ fo_err_t fo_client_request_(fo_client_t *c, Fanout__Frame *f, int timeout_ms,
     f->has_req = 1;
     f->req = p.req;
     fo_err_t err = fo_client_send_frame_(c, f);
-    struct timespec dl;
-    deadline_in(&dl, timeout_ms > 0 ? timeout_ms : 0);
+    struct timespec dl = fo_deadline_ts(timeout_ms);
     /* A send error needs no special case: the connection is broken, and the
      * reader fails every pending request when it notices. */
     (void)err;
@@ -301,7 +291,7 @@ static fo_err_t handshake(fo_client_t *c, int fd, uint64_t *epoch, char *err,
     }
     fo_buf_consume(&c->dec.buf, fo_buf_len(&c->dec.buf));
     c->dec.max_frame = FO_MAX_FRAME_DEFAULT;
-    long long deadline = fo_mono_ms() + c->connect_timeout_ms;
+    uint64_t deadline = fo_clock_ms() + (uint64_t)c->connect_timeout_ms;
     for (;;) {
         const uint8_t *body;
         size_t len;
@@ -334,13 +324,13 @@ static fo_err_t handshake(fo_client_t *c, int fd, uint64_t *epoch, char *err,
             snprintf(err, errlen, "broker sent a frame of bad length");
             return FO_ERR_PROTO;
         }
-        long long left = deadline - fo_mono_ms();
-        if (left <= 0) {
+        uint64_t now = fo_clock_ms();
+        if (now >= deadline) {
             snprintf(err, errlen, "no WELCOME within %d ms", c->connect_timeout_ms);
             return FO_ERR_TIMEOUT;
         }
         struct pollfd p = { .fd = fd, .events = POLLIN };
-        int n = poll(&p, 1, (int)left);
+        int n = poll(&p, 1, (int)(deadline - now));
         if (n <= 0)
             continue;
         if (fo_buf_reserve(&c->dec.buf, 4096))
@@ -397,7 +387,7 @@ static void batch_unpin(fo_client_t *c)
 
 static void on_deliver(fo_client_t *c, uint32_t sid, const fo_msg_t *m)
 {
-    if (m->replay && fo_mcast_subs_repaired(c->mcast, sid, m, fo_mono_ms()))
+    if (m->replay && fo_mcast_subs_repaired(c->mcast, sid, m, fo_clock_ms()))
         return;                 /* a multicast repair: in order via its receiver */
     fo_sub_t *s = batch_pin(c, sid);
     if (!s)
@@ -541,7 +531,7 @@ static fo_err_t read_batch(fo_client_t *c)
         return FO_ERR_CLOSED;
     fo_buf_commit(&c->dec.buf, (size_t)n);
     atomic_fetch_add_explicit(&c->st_bytes_in, (uint64_t)n, memory_order_relaxed);
-    c->last_rx_ms = fo_mono_ms();
+    c->last_rx_ms = fo_clock_ms();
     return drain_frames(c);
 }
 
@@ -583,24 +573,34 @@ static void conn_lost(fo_client_t *c, fo_err_t why, const char *text)
     }
 }
 
+/* Drain the wake-up eventfd (close and the linger flush write it). */
+static void wake_ack(fo_client_t *c)
+{
+    uint64_t v;
+    if (read(c->wakefd, &v, sizeof v) < 0) {
+        /* EAGAIN: nothing pending */
+    }
+}
+
 /* Sleep up to ms, returning early (1) when the client is closing. */
 static int nap(fo_client_t *c, int ms)
 {
     struct pollfd p = { .fd = c->wakefd, .events = POLLIN };
-    long long end = fo_mono_ms() + ms;
+    uint64_t end = fo_clock_ms() + (uint64_t)ms;
     for (;;) {
         if (atomic_load(&c->stop))
             return 1;
-        long long left = end - fo_mono_ms();
-        if (left <= 0)
+        uint64_t now = fo_clock_ms();
+        if (now >= end)
             return 0;
-        poll(&p, 1, (int)left);
+        if (poll(&p, 1, (int)(end - now)) > 0)
+            wake_ack(c);             /* a linger wake-up: nothing to send now */
     }
 }
 
 static int backoff_ms(const fo_client_t *c, int attempt, unsigned *seed)
 {
-    long long d = c->rc_min_ms;
+    int64_t d = c->rc_min_ms;
     for (int i = 0; i < attempt && d < c->rc_max_ms; i++)
         d *= 2;
     if (d > c->rc_max_ms)
@@ -612,7 +612,7 @@ static int backoff_ms(const fo_client_t *c, int attempt, unsigned *seed)
 /* Reconnect until it works (0) or the policy gives up / close (-1). */
 static int reconnect(fo_client_t *c)
 {
-    unsigned seed = (unsigned)fo_mono_ms() ^ (unsigned)(uintptr_t)c;
+    unsigned seed = (unsigned)fo_clock_ns() ^ (unsigned)(uintptr_t)c;
     char err[256];
     for (int attempt = 0;; attempt++) {
         if (c->max_reconnects >= 0 && attempt >= c->max_reconnects)
@@ -650,7 +650,7 @@ static int reconnect(fo_client_t *c)
             continue;
         }
         c->rfd = fd;
-        c->last_rx_ms = c->last_ping_ms = fo_mono_ms();
+        c->last_rx_ms = c->last_ping_ms = fo_clock_ms();
         pthread_mutex_lock(&c->mu);
         c->state = FO_ST_CONNECTED;
         pthread_cond_broadcast(&c->cv);
@@ -672,11 +672,56 @@ static int reconnect(fo_client_t *c)
     return -1;
 }
 
+/* The keepalive PING; skipped while a writer holds the lock (it is
+ * sending anyway) and retried on the next tick. */
+static void keepalive(fo_client_t *c, uint64_t now)
+{
+    if (pthread_mutex_trylock(&c->wmu))
+        return;
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Ping pi = FANOUT__PING__INIT;
+    f.body_case = FANOUT__FRAME__BODY_PING;
+    f.ping = &pi;
+    pi.has_nonce = 1;
+    pi.nonce = ++c->ping_nonce;
+    if (c->wfd >= 0 && !fo_frame_append(&c->out, &f))
+        (void)fo_client_write_locked_(c);
+    pthread_mutex_unlock(&c->wmu);
+    c->last_ping_ms = now;
+}
+
+/* Publishes buffered longer than the linger go out by themselves. A
+ * writer holding the lock is writing anyway: try again shortly. */
+static void linger_due(fo_client_t *c)
+{
+    if (!pthread_mutex_trylock(&c->wmu)) {
+        fo_client_linger_flush_locked_(c);
+        pthread_mutex_unlock(&c->wmu);
+    }
+}
+
+/* The next time the reader must wake up by itself, in µs. */
+static uint64_t next_wake_us(fo_client_t *c, uint64_t now_us, uint64_t mdue_ms)
+{
+    uint64_t next = (c->last_ping_ms + c->ping_interval_ms) * 1000;
+    uint64_t idle = (c->last_rx_ms + c->idle_ms) * 1000;
+    if (idle < next)
+        next = idle;
+    if (atomic_load(&c->pong_due) && now_us + 5000 < next)
+        next = now_us + 5000;
+    if (mdue_ms != UINT64_MAX && mdue_ms * 1000 < next)
+        next = mdue_ms * 1000;
+    uint64_t fl = atomic_load_explicit(&c->flush_at_us, memory_order_relaxed);
+    if (fl && fl < next)
+        next = fl;
+    return next;
+}
+
 static void *reader_main(void *arg)
 {
     fo_client_t *c = arg;
     char text[160];
-    long long mdue = -1;        /* multicast timers (repair), -1 = none */
+    uint64_t mdue = UINT64_MAX;  /* multicast timers (repair), ms; MAX = none */
     if (drain_frames(c))
         conn_lost(c, FO_ERR_PROTO, "bad frame from broker");
     while (!atomic_load(&c->stop)) {
@@ -685,25 +730,22 @@ static void *reader_main(void *arg)
                 break;
             continue;
         }
-        long long now = fo_mono_ms();
-        long long next = c->last_ping_ms + c->ping_interval_ms;
-        if (c->last_rx_ms + c->idle_ms < next)
-            next = c->last_rx_ms + c->idle_ms;
-        if (atomic_load(&c->pong_due) && now + 5 < next)
-            next = now + 5;
-        if (mdue >= 0 && mdue < next)
-            next = mdue;
-        int tmo = next > now ? (int)(next - now) : 0;
+        uint64_t now_us = fo_clock_us();
+        uint64_t next = next_wake_us(c, now_us, mdue);
+        uint64_t wait = next > now_us ? next - now_us : 0;
+        struct timespec tmo = { (time_t)(wait / 1000000), (long)(wait % 1000000) * 1000 };
         struct pollfd p[3] = { { .fd = c->rfd, .events = POLLIN },
                                { .fd = c->wakefd, .events = POLLIN },
                                { .fd = fo_mcast_subs_fd(c->mcast), .events = POLLIN } };
-        int n = poll(p, 3, tmo);
+        int n = ppoll(p, 3, &tmo, NULL);
         if (atomic_load(&c->stop))
             break;
-        now = fo_mono_ms();
-        if ((n > 0 && p[2].revents) || (mdue >= 0 && now >= mdue)) {
+        if (n > 0 && p[1].revents)
+            wake_ack(c);
+        uint64_t now = fo_clock_ms();
+        if ((n > 0 && p[2].revents) || (mdue != UINT64_MAX && now >= mdue)) {
             int w = fo_mcast_subs_run(c->mcast, now);
-            mdue = w < 0 ? -1 : now + w;
+            mdue = w < 0 ? UINT64_MAX : now + (uint64_t)w;
         }
         if (n > 0 && p[0].revents) {
             fo_err_t e = read_batch(c);
@@ -715,26 +757,16 @@ static void *reader_main(void *arg)
         }
         if (atomic_load(&c->pong_due))
             fo_client_send_pong_(c);
-        now = fo_mono_ms();
-        if (now - c->last_ping_ms >= c->ping_interval_ms &&
-            !pthread_mutex_trylock(&c->wmu)) {
-            /* Keepalive; skipped while a writer holds the lock (it is
-             * sending anyway) and retried on the next tick. */
-            Fanout__Frame f = FANOUT__FRAME__INIT;
-            Fanout__Ping pi = FANOUT__PING__INIT;
-            f.body_case = FANOUT__FRAME__BODY_PING;
-            f.ping = &pi;
-            pi.has_nonce = 1;
-            pi.nonce = ++c->ping_nonce;
-            if (c->wfd >= 0 && !fo_frame_append(&c->out, &f))
-                (void)fo_client_write_locked_(c);
-            pthread_mutex_unlock(&c->wmu);
-            c->last_ping_ms = now;
-        }
+        uint64_t fl = atomic_load_explicit(&c->flush_at_us, memory_order_relaxed);
+        if (fl && fo_clock_us() >= fl)
+            linger_due(c);
+        now = fo_clock_ms();
+        if (now - c->last_ping_ms >= c->ping_interval_ms)
+            keepalive(c, now);
         /* Dead when nothing was heard and nothing could be written for
          * idle_ms: a broker that is slowly reading a flood of ours is
          * alive even though its PONG is stuck behind our data. */
-        long long tx = atomic_load_explicit(&c->tx_ms, memory_order_relaxed);
+        uint64_t tx = atomic_load_explicit(&c->tx_ms, memory_order_relaxed);
         if (now - c->last_rx_ms > c->idle_ms && now - tx > c->idle_ms) {
             snprintf(text, sizeof text, "nothing heard from the broker in %u ms",
                      c->idle_ms);
@@ -817,6 +849,7 @@ fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
     c->max_reconnects = o->max_reconnects;
     c->write_buffer = o->write_buffer ? o->write_buffer : (64u << 10);
     c->max_pending = o->max_pending ? o->max_pending : (8u << 20);
+    c->linger_us = o->linger_us ? o->linger_us : 1000;
     c->on_gap = o->on_gap;
     c->on_event = o->on_event;
     c->ud = o->ud;
@@ -840,7 +873,7 @@ fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
         goto fail;
     c->wfd = c->rfd = fd;
     c->state = FO_ST_CONNECTED;
-    c->last_rx_ms = c->last_ping_ms = fo_mono_ms();
+    c->last_rx_ms = c->last_ping_ms = fo_clock_ms();
     if (pthread_create(&c->reader, NULL, reader_main, c)) {
         close(fd);
         ret = FO_ERR_NOMEM;

@@ -72,6 +72,7 @@ struct fo_client {
     int connect_timeout_ms, request_timeout_ms;
     int rc_min_ms, rc_max_ms, max_reconnects;
     size_t write_buffer, max_pending;
+    int linger_us;           /* < 0: no linger flush                  */
     fo_gap_cb_t on_gap;
     fo_event_cb_t on_event;
     void *ud;
@@ -82,7 +83,8 @@ struct fo_client {
     fo_buf_t out;            /* whole frames; out_sent bytes written  */
     size_t out_sent;
     uint64_t ping_nonce;     /* last PING nonce sent                  */
-    _Atomic long long tx_ms; /* last time a send() made progress      */
+    _Atomic uint64_t tx_ms;  /* last time a send() made progress      */
+    _Atomic uint64_t flush_at_us; /* linger: write the buffer by then (0 = none) */
     _Atomic uint32_t max_frame_out; /* Welcome.max_frame: larger is refused */
     _Atomic int pong_due;    /* the reader owes a PONG (pong_val)     */
     uint64_t pong_val;       /* written by the reader before pong_due */
@@ -121,12 +123,15 @@ struct fo_client {
     uint32_t ping_interval_ms, idle_ms;
     uint64_t epoch;
     struct fo_mcast_subs *mcast;  /* multicast subscriptions (mcast_sub.h) */
-    long long last_rx_ms, last_ping_ms;
+    uint64_t last_rx_ms, last_ping_ms;
     fo_sub_t *cur;           /* reader: sub kept pinned across a batch */
 };
 
 /* writer.c */
 fo_err_t fo_client_write_locked_(fo_client_t *c);      /* holds wmu     */
+/* The linger flush (reader thread, wmu held): write without blocking,
+ * keep what the socket does not take for the next try. */
+void fo_client_linger_flush_locked_(fo_client_t *c);
 fo_err_t fo_client_send_frame_(fo_client_t *c, const Fanout__Frame *f);
 void fo_client_drop_partial_locked_(fo_client_t *c);   /* holds wmu     */
 fo_err_t fo_client_ping_(fo_client_t *c, uint64_t *nonce);

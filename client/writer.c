@@ -3,7 +3,10 @@
  * Publishing appends an encoded PUBLISH frame to c->out under c->wmu and
  * writes the buffer with one send() when it reaches write_buffer bytes (or
  * on fo_client_flush), so a flood of small messages costs one system call
- * per 64 KiB, not one per message. The socket is blocking: a publisher
+ * per 64 KiB, not one per message. A publish that leaves the buffer short
+ * of write_buffer arms the linger (opts.linger_us, 1 ms): the reader
+ * thread writes whatever is still buffered then, without blocking, so a
+ * lone publish never waits for the next keepalive. The socket is blocking: a publisher
  * that outruns the broker waits in send() (backpressure), and the reader
  * thread's dead-peer check shut()s the socket down to release it.
  *
@@ -16,9 +19,10 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/socket.h>
 #include "client_int.h"
-#include "dial.h"
+#include "clock.h"
 
 static fo_err_t append_ctl(fo_client_t *c, int ping, uint64_t nonce)
 {
@@ -39,7 +43,9 @@ static fo_err_t append_ctl(fo_client_t *c, int ping, uint64_t nonce)
     return fo_frame_append(&c->out, &f);
 }
 
-fo_err_t fo_client_write_locked_(fo_client_t *c)
+/* Send the buffer; with MSG_DONTWAIT stop (FO_ERR_AGAIN) when the socket
+ * is full and keep the rest for later. */
+static fo_err_t write_out(fo_client_t *c, int flags)
 {
     if (c->wfd < 0)
         return FO_ERR_NOT_CONNECTED;
@@ -50,10 +56,12 @@ fo_err_t fo_client_write_locked_(fo_client_t *c)
     }
     while (c->out_sent < fo_buf_len(&c->out)) {
         ssize_t n = send(c->wfd, fo_buf_head(&c->out) + c->out_sent,
-                         fo_buf_len(&c->out) - c->out_sent, MSG_NOSIGNAL);
+                         fo_buf_len(&c->out) - c->out_sent, MSG_NOSIGNAL | flags);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
+            if ((flags & MSG_DONTWAIT) && (errno == EAGAIN || errno == EWOULDBLOCK))
+                return FO_ERR_AGAIN;
             /* Let the reader notice, drop the partial frame, reconnect. */
             shutdown(c->wfd, SHUT_RDWR);
             return FO_ERR_IO;
@@ -62,13 +70,45 @@ fo_err_t fo_client_write_locked_(fo_client_t *c)
         /* Progress of real data (not a lone PING/PONG, which a hung
          * broker's kernel would accept too) proves the broker reads. */
         if (n > 64)
-            atomic_store_explicit(&c->tx_ms, fo_mono_ms(), memory_order_relaxed);
+            atomic_store_explicit(&c->tx_ms, fo_clock_ms(), memory_order_relaxed);
         atomic_fetch_add_explicit(&c->st_bytes_out, (uint64_t)n,
                                   memory_order_relaxed);
     }
     fo_buf_consume(&c->out, fo_buf_len(&c->out));
     c->out_sent = 0;
+    atomic_store_explicit(&c->flush_at_us, 0, memory_order_relaxed);
     return FO_OK;
+}
+
+fo_err_t fo_client_write_locked_(fo_client_t *c)
+{
+    return write_out(c, 0);
+}
+
+void fo_client_linger_flush_locked_(fo_client_t *c)
+{
+    /* Never block the reader in send(): a broker that stopped reading us
+     * (flow control) must still be read from. */
+    if (write_out(c, MSG_DONTWAIT) == FO_ERR_AGAIN)
+        atomic_store_explicit(&c->flush_at_us, fo_clock_us() + (uint64_t)c->linger_us,
+                              memory_order_relaxed);
+    else
+        atomic_store_explicit(&c->flush_at_us, 0, memory_order_relaxed);
+}
+
+/* A publish left bytes in the buffer: make sure they go out within the
+ * linger, by the reader, if nobody writes them before. */
+static void arm_linger(fo_client_t *c)
+{
+    if (c->linger_us < 0 || atomic_load_explicit(&c->flush_at_us, memory_order_relaxed))
+        return;
+    atomic_store_explicit(&c->flush_at_us, fo_clock_us() + (uint64_t)c->linger_us,
+                          memory_order_relaxed);
+    uint64_t one = 1;
+    if (write(c->wakefd, &one, sizeof one) < 0) {
+        /* cannot fail (the counter is far from full); the reader's next
+         * tick would notice anyway */
+    }
 }
 
 void fo_client_drop_partial_locked_(fo_client_t *c)
@@ -109,6 +149,8 @@ fo_err_t fo_publish(fo_client_t *c, const char *topic, const void *payload,
     FO_COUNT_ADD(c->st_published, 1);
     if (c->wfd >= 0 && fo_buf_len(&c->out) >= c->write_buffer)
         (void)fo_client_write_locked_(c);   /* a failure keeps the frames */
+    else if (c->wfd >= 0)
+        arm_linger(c);
 out:
     pthread_mutex_unlock(&c->wmu);
     return err;
@@ -168,14 +210,7 @@ fo_err_t fo_client_flush(fo_client_t *c, int timeout_ms)
     uint64_t nonce;
     if ((err = fo_client_ping_(c, &nonce)))
         return err;
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
+    struct timespec dl = fo_deadline_ts(timeout_ms);
     pthread_mutex_lock(&c->mu);
     while (c->pong_nonce < nonce && c->conn_gen == gen && !err)
         if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) == ETIMEDOUT)

@@ -113,6 +113,11 @@ typedef struct fo_client_opts {
     int reconnect_max_ms;          /* 5000  */
     int max_reconnects;            /* -1    */
     size_t write_buffer;           /* publish buffer flushed at this size; 64 KiB */
+    int linger_us;                 /* a publish that does not fill the buffer is
+                                      written within this many µs anyway, by the
+                                      reader thread (a flood still batches);
+                                      1000; < 0 = only at write_buffer bytes or
+                                      on fo_client_flush                     */
     size_t max_pending;            /* bytes buffered while disconnected before
                                       fo_publish says FO_ERR_BUSY; 8 MiB   */
     fo_gap_cb_t on_gap;            /* may be NULL (gaps are still counted)  */
@@ -135,7 +140,7 @@ fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
 
 /* Publish one message (fire and forget). The frame is appended to the
  * client's write buffer, which is written when it reaches write_buffer
- * bytes or by fo_client_flush. topic and payload are borrowed (copied).
+ * bytes, by fo_client_flush, or at the latest linger_us later. topic and payload are borrowed (copied).
  * While reconnecting, up to max_pending bytes are kept and sent after the
  * reconnect; beyond that FO_ERR_BUSY. A frame half-written when the
  * connection broke is dropped (counted in fo_client_stats.publish_lost).

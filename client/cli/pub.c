@@ -8,11 +8,13 @@
  * --rate paces open-loop: message k leaves at start + k/R.
  */
 #include <getopt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "cli.h"
+#include "clock.h"
 
 static const char help[] =
     "usage: fanout pub [-s HOST:PORT] TOPIC [MESSAGE]\n"
@@ -30,11 +32,31 @@ static const char help[] =
     "\n"
     "Exit status: 0 ok, 1 runtime error (connection, broker ERROR), 2 usage.\n";
 
+/* ERRORs that answer no request: the broker refusing a buffered publish
+ * (e.g. a memory cap or the topic limit). Counted on the reader thread. */
+typedef struct refusals {
+    pthread_mutex_t mu;
+    uint64_t n;
+    char first[256];
+} refusals_t;
+
+static void on_event(void *ud, fo_event_t ev, fo_err_t err, const char *text)
+{
+    (void)err;
+    refusals_t *r = ud;
+    if (ev != FO_EV_SERVER_ERROR)
+        return;
+    pthread_mutex_lock(&r->mu);
+    if (r->n++ == 0)
+        snprintf(r->first, sizeof r->first, "%s", text);
+    pthread_mutex_unlock(&r->mu);
+}
+
 typedef struct pub {
     fo_client_t *c;
     const char *topic;
     double rate;
-    struct timespec t0;
+    uint64_t t0_ns;                /* CLOCK_MONOTONIC at the first message */
     uint64_t sent;
     int confirm;
 } pub_t;
@@ -43,14 +65,7 @@ static void pace(pub_t *p)
 {
     if (p->rate <= 0)
         return;
-    double due = (double)p->sent / p->rate;
-    struct timespec t = p->t0;
-    t.tv_sec += (time_t)due;
-    t.tv_nsec += (long)((due - (double)(time_t)due) * 1e9);
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
+    struct timespec t = fo_ts_of_ns(p->t0_ns + (uint64_t)((double)p->sent / p->rate * 1e9));
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL))
         ;
 }
@@ -127,10 +142,11 @@ int cli_pub(int argc, char **argv)
     p.topic = argv[optind];
     const char *message = npos == 2 ? argv[optind + 1] : NULL;
 
-    p.c = cli_connect("pub", server, 0, NULL, NULL, NULL);
+    refusals_t ref = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    p.c = cli_connect("pub", server, 0, on_event, NULL, &ref);
     if (!p.c)
         return CLI_RUNTIME;
-    clock_gettime(CLOCK_MONOTONIC, &p.t0);
+    p.t0_ns = fo_clock_ns();
     int rc = CLI_OK;
     char why[256];
     if (message) {
@@ -167,12 +183,17 @@ int cli_pub(int argc, char **argv)
         free(line);
     }
     if (rc == CLI_OK) {
+        /* The round trip: every ERROR about what we sent has arrived. */
         fo_err_t err = fo_client_flush(p.c, 10000);
         if (err)
             rc = cli_fail("pub", CLI_RUNTIME, "publish to '%s' failed: %s",
                           p.topic, cli_why(p.c, err, why));
     }
     fflush(stdout);
-    fo_client_destroy(p.c);
+    fo_client_destroy(p.c);   /* the reader thread is gone: ref is ours */
+    if (rc == CLI_OK && ref.n)
+        rc = cli_fail("pub", CLI_RUNTIME, "the broker refused %llu of %llu message%s to '%s': %s",
+                      (unsigned long long)ref.n, (unsigned long long)p.sent,
+                      p.sent == 1 ? "" : "s", p.topic, ref.first);
     return rc;
 }
