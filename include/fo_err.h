@@ -3,12 +3,23 @@
  * Every fallible function returns fo_err_t; 0 (FO_OK) is success, anything
  * else is one of the codes below. fo_strerror() gives a stable, static,
  * human-readable text for each (the caller never frees it).
+ *
+ * Functions returning fo_err_t are declared FO_MUST_CHECK: ignoring the
+ * result is a compiler warning (an error in fanout's own -Werror build).
+ * Where dropping it is meant, say so with `(void)!f(...)` -- GCC, unlike
+ * clang, does not accept a plain (void) cast for this attribute.
  */
 #ifndef FO_ERR_H
 #define FO_ERR_H
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FO_MUST_CHECK __attribute__((warn_unused_result))
+#else
+#define FO_MUST_CHECK
 #endif
 
 typedef enum fo_err {
