@@ -1,15 +1,24 @@
-/* broker.h -- the state every thread of fanoutd shares.
+/* broker.h -- the state every thread of fanoutd shares, and its lifecycle.
  *
- * One fo_broker_t per process, built by main.c. Immutable after start but
- * for the atomics: the reloadable limits (SIGHUP writes, workers read
+ * One fo_broker_t per process (main.c). Immutable once the workers run,
+ * but for the atomics: the reloadable limits (SIGHUP writes, workers read
  * relaxed), the connection count (acceptor adds, workers subtract), the
  * drain flags, and the memory account (msg.h).
+ *
+ * Lifecycle (broker.c), all on the main thread:
+ *   fo_broker_init   limits, multicast, registry, workers (no threads yet)
+ *   fo_broker_start  the worker threads
+ *   fo_broker_reload SIGHUP: re-read file and environment, apply limits
+ *   fo_broker_drain  SIGTERM: workers stop reading, deliver, close
+ *   fo_broker_stop   join the workers (draining them first if need be)
+ *                    and free everything; safe after a failed init/start
  */
 #ifndef FO_BROKER_H
 #define FO_BROKER_H
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include "buf.h"
 #include "config.h"
 #include "msg.h"
 #include "topic.h"
@@ -32,13 +41,17 @@ typedef struct fo_limits {
 typedef struct fo_broker {
     fo_config_t cfg;             /* as loaded at start; never written after
                                   * the workers start (SIGHUP -> lim)     */
+    fo_config_t reload_cfg;      /* main thread only: what SIGHUP re-reads
+                                  * into (cfg stays as it was)            */
     fo_limits_t lim;             /* reloadable, read by workers           */
     fo_registry_t *reg;          /* owned                                 */
     fo_mcast_t *mcast;           /* owned                                 */
     fo_mem_t mem;
     struct fo_worker **workers;  /* owned, nworkers                       */
     int nworkers;
+    int started;                 /* worker threads running (main thread)  */
     uint64_t epoch;              /* start time, ns since the Unix epoch   */
+    uint64_t start_ms;           /* CLOCK_MONOTONIC at start (uptime)     */
     char server_id[40];
     _Atomic int conns;           /* open client connections               */
     _Atomic int draining;        /* SIGTERM seen                          */
@@ -46,9 +59,31 @@ typedef struct fo_broker {
     _Atomic uint64_t next_conn;  /* connection id counter                 */
 } fo_broker_t;
 
+#define LIM(b, f) atomic_load_explicit(&(b)->lim.f, memory_order_relaxed)
+
+/* b->cfg must be loaded. FO_ERR_NOMEM, FO_ERR_ADDR (multicast groups) or
+ * FO_ERR_IO, with one line in err. Call fo_broker_stop either way. */
+FO_MUST_CHECK fo_err_t fo_broker_init(fo_broker_t *b, char *err, size_t errlen);
+/* Start every worker thread. FO_ERR_IO (pthread_create) with one line in
+ * err; the workers already started are stopped by fo_broker_stop. */
+FO_MUST_CHECK fo_err_t fo_broker_start(fo_broker_t *b, char *err, size_t errlen);
+/* SIGHUP: reload the reloadable options (docs/CONFIG.md) from the config
+ * file and environment into b->reload_cfg and apply them; a bad file
+ * keeps the old values. Logs what happened. */
+void fo_broker_reload(fo_broker_t *b);
+/* SIGTERM: set draining and wake every worker. */
+void fo_broker_drain(fo_broker_t *b);
+/* Every worker has stopped reading (the drain can finish). */
+int fo_broker_quiet(const fo_broker_t *b);
+/* Join the workers (draining them first if they still run) and free
+ * everything fo_broker_init made. */
+void fo_broker_stop(fo_broker_t *b);
+
 /* Push the reloadable values of cfg into b->lim (start and SIGHUP). */
 void fo_broker_apply_limits(fo_broker_t *b, const fo_config_t *cfg);
 
-#define LIM(b, f) atomic_load_explicit(&(b)->lim.f, memory_order_relaxed)
+/* The --http handler (http.h's fo_http_handler_t; ud = the broker):
+ * /healthz and /metrics. */
+int fo_broker_http(void *ud, const char *path, fo_buf_t *body, const char **ctype);
 
 #endif

@@ -20,6 +20,7 @@
  * copies only the reloadable options not pinned by the command line.
  */
 #include "config.h"
+#include "addr.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -255,45 +256,6 @@ fo_err_t fo_parse_duration_ms(const char *s, uint64_t *out)
     return parse_scaled(s, out, units, mult, sizeof units / sizeof units[0]);
 }
 
-fo_err_t fo_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
-{
-    if (!s || !host || !hostlen)
-        return FO_ERR_INVAL;
-    const char *h = s, *colon;
-    size_t hl;
-    if (*s == '[') {
-        const char *rb = strchr(s, ']');
-        if (!rb || rb[1] != ':')
-            return FO_ERR_INVAL;
-        h = s + 1;
-        hl = (size_t)(rb - h);
-        colon = rb + 1;
-        if (hl == 0)
-            return FO_ERR_INVAL;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon)
-            return FO_ERR_INVAL;
-        hl = (size_t)(colon - s);
-        if (memchr(s, ':', hl))         /* bare IPv6 needs brackets */
-            return FO_ERR_INVAL;
-    }
-    for (size_t i = 0; i < hl; i++)
-        if (isspace((unsigned char)h[i]) || h[i] == '/' || h[i] == '[' || h[i] == ']')
-            return FO_ERR_INVAL;
-    uint64_t p;
-    const char *end = parse_digits(colon + 1, &p);
-    if (!end || *end || p > 65535)
-        return FO_ERR_INVAL;
-    if (hl >= hostlen)
-        return FO_ERR_RANGE;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    if (port)
-        *port = (uint16_t)p;
-    return FO_OK;
-}
-
 static bool ipv4_multicast(const char *addr)
 {
     struct in_addr a;
@@ -347,8 +309,12 @@ static fo_err_t parse_mcast(fo_config_t *c, const char *where, const char *v,
     memcpy(m.filter, v, fl);
     if (!filter_ok(m.filter))
         return fail(err, errlen, "%s: \"%s\" is not a valid topic filter", where, m.filter);
-    if (fo_parse_hostport(eq + 1, m.addr, sizeof m.addr, &m.port) != FO_OK || m.port == 0)
+    fo_addr_t a;
+    if (fo_addr_parse(eq + 1, FO_ADDR_NEED_PORT | FO_ADDR_NO_SCHEME, &a) != FO_OK || a.port == 0 ||
+        strlen(a.host) >= sizeof m.addr)
         return fail(err, errlen, "%s: \"%s\" is not ADDR:PORT (port 1..65535)", where, eq + 1);
+    memcpy(m.addr, a.host, strlen(a.host) + 1);
+    m.port = a.port;
     if (!ipv4_multicast(m.addr))
         return fail(err, errlen, "%s: \"%s\" is not an IPv4 multicast address (224.0.0.0/4)",
                     where, m.addr);
@@ -431,19 +397,16 @@ static fo_err_t set_value(fo_config_t *c, const opt_t *o, const char *where, con
         memcpy(field, v, strlen(v) + 1);
         return FO_OK;
     case T_HOSTPORT: {
-        char host[128];
-        uint16_t port;
         if ((o->flags & F_OFF) && !strcmp(v, "off")) {
             memcpy(field, "off", 4);
             return FO_OK;
         }
-        e = fo_parse_hostport(v, host, sizeof host, &port);
-        if (e != FO_OK)
+        fo_addr_t a;
+        if (fo_addr_parse(v, FO_ADDR_NEED_PORT | FO_ADDR_NO_SCHEME, &a) != FO_OK)
             return fail(err, errlen, "%s: \"%s\" is not HOST:PORT%s", where, v,
                         o->flags & F_OFF ? " or off" : "");
         char norm[300];
-        int len = strchr(host, ':') ? snprintf(norm, sizeof norm, "[%s]:%u", host, port)
-                                    : snprintf(norm, sizeof norm, "%s:%u", *host ? host : "0.0.0.0", port);
+        int len = fo_addr_format(&a, "0.0.0.0", norm, sizeof norm);
         if (len < 0 || (size_t)len >= o->size)
             return fail(err, errlen, "%s: value too long (at most %zu bytes)", where, o->size - 1);
         memcpy(field, norm, (size_t)len + 1);

@@ -14,11 +14,11 @@
 #include <stdint.h>
 #include <stdio.h>
 #include "fo_err.h"
+#include "log.h"
 
 #define FO_MCAST_MAX_GROUPS 32
 
 typedef enum { FO_POLICY_DROP = 1, FO_POLICY_DISCONNECT = 2, FO_POLICY_BLOCK = 3 } fo_policy_t;
-typedef enum { FO_LOG_ERROR, FO_LOG_WARN, FO_LOG_INFO, FO_LOG_DEBUG } fo_log_level_t;
 
 typedef struct fo_mcast_map {
     char filter[256];      /* topic filter, e.g. "prices.>"  */
@@ -92,8 +92,5 @@ void fo_config_usage(FILE *out);
  * "30s", "2m" (bare number = ms) -> milliseconds. */
 fo_err_t fo_parse_size(const char *s, uint64_t *out);
 fo_err_t fo_parse_duration_ms(const char *s, uint64_t *out);
-
-/* Split "HOST:PORT" / "[v6]:PORT". */
-fo_err_t fo_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
 
 #endif

@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
+#include "net.h"
 #include "route.h"
 
 /* Policy block may overshoot max-output by what is in flight when the
@@ -22,7 +23,6 @@
 #define LINGER_MS 5000   /* bound on a closing connection's life */
 
 static int write_some(fo_conn_t *c);
-#define ERR(x) FANOUT__ERROR_CODE__ERR_##x
 
 static void set_events(fo_conn_t *c)
 {
@@ -35,96 +35,44 @@ static void set_events(fo_conn_t *c)
     epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &e);
 }
 
-static void peer_name(int fd, char *out, size_t len)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    char host[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-            port = ntohs(a->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-            port = ntohs(a->sin6_port);
-        }
-    }
-    snprintf(out, len, "%s:%d", host, port);
-}
-
 fo_err_t fo_conn_create(fo_worker_t *w, int fd, fo_conn_t **out)
 {
     fo_conn_t *c = calloc(1, sizeof *c);
     if (!c)
         return FO_ERR_NOMEM;
-    /* a slot: from the free list, or a new one */
-    uint32_t slot;
-    if (w->free_head) {
-        slot = w->free_head - 1;
-        w->free_head = w->free_next[slot];
-    } else {
-        if (w->nslots == (1u << 24))
-            goto fail;
-        /* the table holds 64, then doubles whenever nslots reaches a
-         * power of two (>= 64): capacity is always > nslots */
-        if (w->nslots == 0 || (w->nslots >= 64 && (w->nslots & (w->nslots - 1)) == 0)) {
-            uint32_t ncap = w->nslots ? w->nslots * 2 : 64;
-            fo_conn_t **ns = realloc(w->slots, ncap * sizeof *ns);
-            if (!ns)
-                goto fail;
-            w->slots = ns;
-            uint32_t *nf = realloc(w->free_next, ncap * sizeof *nf);
-            if (!nf)
-                goto fail;
-            w->free_next = nf;
-        }
-        slot = w->nslots++;
-    }
-    uint64_t seq = atomic_fetch_add(&w->b->next_conn, 1) + 1;
-    c->id = (seq << 32) | ((uint64_t)slot << 8) | (uint64_t)w->id;
-    c->slot = slot;
     c->fd = fd;
     c->w = w;
     c->state = FO_CONN_HELLO_WAIT;
     c->created_ms = c->last_rx_ms = c->last_ping_ms = w->now_ms;
     fo_decoder_init(&c->dec, w->b->cfg.max_frame);
     fo_outq_init(&c->outq);
-    peer_name(fd, c->peer, sizeof c->peer);
+    fo_net_peer_name(fd, c->peer, sizeof c->peer);
+    fo_err_t err = fo_worker_attach(w, c);     /* a slot, an id, w->all */
+    if (err)
+        goto fail;
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev)) {
-        w->free_next[slot] = w->free_head;
-        w->free_head = slot + 1;
+        err = FO_ERR_IO;
+        fo_worker_detach(w, c);
         goto fail;
     }
     c->reading = 1;
-    w->slots[slot] = c;
-    c->all_next = w->all;
-    if (w->all)
-        w->all->all_prev = c;
-    w->all = c;
-    w->nconns++;
     FO_STAT_INC(&w->stats, connections_accepted);
     FO_STAT_INC(&w->stats, connections);
     fo_debug(c->id, "connection from %s", c->peer);
     *out = c;
     return FO_OK;
 fail:
+    fo_decoder_destroy(&c->dec);
     free(c);
-    return FO_ERR_NOMEM;
+    return err;
 }
 
 static void unlink_paused(fo_conn_t *c)
 {
     if (!c->paused_on)
         return;
-    for (fo_conn_t **pp = &c->w->paused; *pp; pp = &(*pp)->paused_next)
-        if (*pp == c) {
-            *pp = c->paused_next;
-            break;
-        }
+    fo_worker_unpause(c->w, c);
     c->paused_on = NULL;
 }
 
@@ -157,23 +105,7 @@ void fo_conn_destroy(fo_conn_t *c)
     fo_worker_t *w = c->w;
     unlink_paused(c);
     fo_route_drop_subs(c);          /* unbinding uncounts congestion too */
-    if (c->dirty) {                 /* unlink from the dirty list */
-        fo_conn_t **pp = &w->dirty;
-        while (*pp && *pp != c)
-            pp = &(*pp)->dirty_next;
-        if (*pp)
-            *pp = c->dirty_next;
-    }
-    if (c->all_prev)
-        c->all_prev->all_next = c->all_next;
-    else
-        w->all = c->all_next;
-    if (c->all_next)
-        c->all_next->all_prev = c->all_prev;
-    w->slots[c->slot] = NULL;
-    w->free_next[c->slot] = w->free_head;
-    w->free_head = c->slot + 1;
-    w->nconns--;
+    fo_worker_detach(w, c);         /* slot, w->all, w->dirty */
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     FO_STAT_SUB(&w->stats, input_buffer_bytes, c->dec.buf.cap);
@@ -345,7 +277,7 @@ void fo_conn_deliver(fo_conn_t *c, fo_sub_t *sub, fo_msg_t *m)
             fo_msg_unref(m);
             FO_STAT_INC(&c->w->stats, slow_consumer_disconnects);
             fo_outq_drop_unsent(&c->outq);  /* it cannot keep up: say why, next */
-            fo_conn_fail_sid(c, ERR(SLOW_CONSUMER), sub->sid,
+            fo_conn_fail_sid(c, FO_CODE(SLOW_CONSUMER), sub->sid,
                          "output queue over %llu bytes (subscription %u, policy %s)",
                          (unsigned long long)(policy == FO_POLICY_BLOCK ? hard : limit),
                          sub->sid, policy == FO_POLICY_BLOCK ? "block" : "disconnect");
@@ -430,18 +362,18 @@ static void on_hello(fo_conn_t *c, const Fanout__Frame *f)
     fo_broker_t *b = c->w->b;
     const Fanout__Hello *h = f->hello;
     if (!h->has_version) {
-        fo_conn_fail(c, ERR(MISSING_FIELD), "HELLO needs version");
+        fo_conn_fail(c, FO_CODE(MISSING_FIELD), "HELLO needs version");
         return;
     }
     if (h->version == 0) {
-        fo_conn_fail(c, ERR(VERSION), "protocol version 0 does not exist (this broker speaks %u)",
+        fo_conn_fail(c, FO_CODE(VERSION), "protocol version 0 does not exist (this broker speaks %u)",
                      FO_PROTOCOL_VERSION);
         return;
     }
     if (b->cfg.user[0] &&
         (!h->user || !h->password || strcmp(h->user, b->cfg.user) ||
          strcmp(h->password, b->cfg.password))) {
-        fo_conn_fail(c, ERR(AUTH), "bad credentials");
+        fo_conn_fail(c, FO_CODE(AUTH), "bad credentials");
         return;
     }
     if (h->client_name) {
@@ -503,14 +435,14 @@ static void dispatch(fo_conn_t *c, const Fanout__Frame *f)
         if (f->body_case == FANOUT__FRAME__BODY_HELLO)
             on_hello(c, f);
         else
-            fo_conn_fail(c, ERR(NOT_HELLO), "the first frame must be HELLO");
+            fo_conn_fail(c, FO_CODE(NOT_HELLO), "the first frame must be HELLO");
         return;
     }
     switch (f->body_case) {
     case FANOUT__FRAME__BODY_PUBLISH: {
         const Fanout__Publish *p = f->publish;
         if (!p->topic) {
-            fo_conn_fail(c, ERR(MISSING_FIELD), "PUBLISH needs topic");
+            fo_conn_fail(c, FO_CODE(MISSING_FIELD), "PUBLISH needs topic");
             return;
         }
         size_t tl = strlen(p->topic);
@@ -522,7 +454,7 @@ static void dispatch(fo_conn_t *c, const Fanout__Frame *f)
         return;
     case FANOUT__FRAME__BODY_UNSUBSCRIBE:
         if (!f->unsubscribe->has_sid) {
-            fo_conn_fail(c, ERR(MISSING_FIELD), "UNSUBSCRIBE needs sid");
+            fo_conn_fail(c, FO_CODE(MISSING_FIELD), "UNSUBSCRIBE needs sid");
             return;
         }
         fo_route_unsubscribe(c, f->unsubscribe->sid, req);
@@ -536,18 +468,18 @@ static void dispatch(fo_conn_t *c, const Fanout__Frame *f)
     case FANOUT__FRAME__BODY_PONG:
         return;
     case FANOUT__FRAME__BODY_HELLO:
-        fo_conn_fail(c, ERR(NOT_HELLO), "HELLO sent twice");
+        fo_conn_fail(c, FO_CODE(NOT_HELLO), "HELLO sent twice");
         return;
     case FANOUT__FRAME__BODY_WELCOME:
     case FANOUT__FRAME__BODY_DELIVER:
     case FANOUT__FRAME__BODY_ACK:
     case FANOUT__FRAME__BODY_ERROR:
     case FANOUT__FRAME__BODY_GAP:
-        fo_conn_fail(c, ERR(UNEXPECTED), "frame type %d is sent by the broker, not to it",
+        fo_conn_fail(c, FO_CODE(UNEXPECTED), "frame type %d is sent by the broker, not to it",
                      (int)f->body_case);
         return;
     default:
-        fo_conn_fail(c, ERR(UNKNOWN_FRAME), "unknown or empty frame");
+        fo_conn_fail(c, FO_CODE(UNKNOWN_FRAME), "unknown or empty frame");
         return;
     }
 }
@@ -574,7 +506,7 @@ static void handle_frames(fo_conn_t *c)
         Fanout__Frame *f;
         if (fo_frame_unpack(body, len, &w->arena, &f)) {
             FO_STAT_INC(&w->stats, protocol_errors);
-            fo_conn_fail(c, ERR(BAD_FRAME), "frame of %zu bytes does not unpack", len);
+            fo_conn_fail(c, FO_CODE(BAD_FRAME), "frame of %zu bytes does not unpack", len);
             break;
         }
         c->cur_req = f->has_req ? f->req : 0;
@@ -583,9 +515,9 @@ static void handle_frames(fo_conn_t *c)
             /* protobuf-c cut it short at the NUL: never act on the rest */
             FO_STAT_INC(&w->stats, protocol_errors);
             if (fo_field_is_topic(nul))
-                fo_conn_fail(c, ERR(INVALID_TOPIC), "a %s contains a NUL byte", nul->name);
+                fo_conn_fail(c, FO_CODE(INVALID_TOPIC), "a %s contains a NUL byte", nul->name);
             else
-                fo_conn_fail(c, ERR(BAD_FRAME), "string field %s contains a NUL byte", nul->name);
+                fo_conn_fail(c, FO_CODE(BAD_FRAME), "string field %s contains a NUL byte", nul->name);
             break;
         }
         dispatch(c, f);
@@ -595,7 +527,7 @@ static void handle_frames(fo_conn_t *c)
     }
     if (c->state != FO_CONN_CLOSING && err == FO_ERR_FRAME_SIZE) {
         FO_STAT_INC(&w->stats, protocol_errors);
-        fo_conn_fail(c, ERR(FRAME_SIZE), "frame length %zu is %s (limit %u)", len,
+        fo_conn_fail(c, FO_CODE(FRAME_SIZE), "frame length %zu is %s (limit %u)", len,
                      len == 0 ? "zero" : "over the limit", c->dec.max_frame);
     }
     fo_arena_reset(&w->arena);
@@ -651,7 +583,7 @@ void fo_conn_on_readable(fo_conn_t *c)
         if (need > FO_READ_BLOCK && need > c->in_charged) {
             if (fo_mem_charge(&w->b->mem, need - c->in_charged)) {
                 FO_STAT_INC(&w->stats, publish_refused_memory);
-                fo_conn_fail(c, ERR(MEMORY_LIMIT), "a %zu-byte frame would exceed the broker's memory cap",
+                fo_conn_fail(c, FO_CODE(MEMORY_LIMIT), "a %zu-byte frame would exceed the broker's memory cap",
                              fo_buf_len(&c->dec.buf) + fo_decoder_want(&c->dec) - FO_FRAME_HDR);
                 return;
             }
@@ -661,7 +593,7 @@ void fo_conn_on_readable(fo_conn_t *c)
         fo_err_t rerr = fo_buf_reserve(&c->dec.buf, want);
         FO_STAT_ADD(&w->stats, input_buffer_bytes, c->dec.buf.cap - cap_before);
         if (rerr) {
-            fo_conn_fail(c, ERR(UNKNOWN), "out of memory");
+            fo_conn_fail(c, FO_CODE(UNKNOWN), "out of memory");
             return;
         }
         ssize_t k = recv(c->fd, fo_buf_tail(&c->dec.buf), fo_buf_room(&c->dec.buf), MSG_DONTWAIT);
@@ -677,7 +609,7 @@ void fo_conn_on_readable(fo_conn_t *c)
         if (k == 0) {
             if (fo_decoder_finish(&c->dec) == FO_ERR_TRUNCATED) {
                 FO_STAT_INC(&w->stats, protocol_errors);
-                FO_STAT_INC(&w->stats, errors_sent[ERR(TRUNCATED)]);
+                FO_STAT_INC(&w->stats, errors_sent[FO_CODE(TRUNCATED)]);
                 FO_LOG_RATE(FO_LOG_WARN, c->id, "ERR_TRUNCATED %s: stream ended inside a frame",
                             c->peer);
             }
@@ -728,7 +660,7 @@ void fo_conn_tick(fo_conn_t *c)
     if (c->state == FO_CONN_HELLO_WAIT) {
         if (now - c->created_ms >= w->b->cfg.hello_timeout_ms) {
             FO_STAT_INC(&w->stats, idle_timeouts);
-            fo_conn_fail(c, ERR(IDLE_TIMEOUT), "no HELLO within %u ms", w->b->cfg.hello_timeout_ms);
+            fo_conn_fail(c, FO_CODE(IDLE_TIMEOUT), "no HELLO within %u ms", w->b->cfg.hello_timeout_ms);
         }
         return;
     }
@@ -736,7 +668,7 @@ void fo_conn_tick(fo_conn_t *c)
     uint64_t silent = now - c->last_rx_ms;
     if (silent >= idle) {
         FO_STAT_INC(&w->stats, idle_timeouts);
-        fo_conn_fail(c, ERR(IDLE_TIMEOUT), "nothing heard for %llu ms", (unsigned long long)silent);
+        fo_conn_fail(c, FO_CODE(IDLE_TIMEOUT), "nothing heard for %llu ms", (unsigned long long)silent);
     } else if (silent >= ping && now - c->last_ping_ms >= ping) {
         c->last_ping_ms = now;
         Fanout__Frame f = FANOUT__FRAME__INIT;
@@ -754,8 +686,7 @@ void fo_conn_pause(fo_conn_t *c, struct fo_topic *t)
     if (c->paused_on || c->state == FO_CONN_CLOSING)
         return;
     c->paused_on = t;
-    c->paused_next = c->w->paused;
-    c->w->paused = c;
+    fo_worker_pause(c->w, c);
     FO_STAT_INC(&c->w->stats, publishers_paused);
     if (c->reading) {
         c->reading = 0;
@@ -763,26 +694,23 @@ void fo_conn_pause(fo_conn_t *c, struct fo_topic *t)
     }
 }
 
-void fo_conn_resume_ready(fo_worker_t *w)
+int fo_conn_blocked(const fo_conn_t *c)
 {
-    for (fo_conn_t **pp = &w->paused; *pp;) {
-        fo_conn_t *c = *pp;
-        if (atomic_load_explicit(&c->paused_on->blocked, memory_order_relaxed) > 0) {
-            pp = &c->paused_next;
-            continue;
-        }
-        *pp = c->paused_next;
-        c->paused_on = NULL;
-        if (w->drain_phase || c->state == FO_CONN_CLOSING)
-            continue;
-        handle_frames(c);              /* what was read before the pause */
-        if (c->paused_on)
-            continue;                  /* paused again (it is on the list) */
-        if (fo_buf_len(&c->dec.buf) == 0)
-            give_back_buffer(c);
-        c->reading = 1;
-        set_events(c);
-    }
+    return atomic_load_explicit(&c->paused_on->blocked, memory_order_relaxed) > 0;
+}
+
+void fo_conn_resume(fo_conn_t *c)
+{
+    c->paused_on = NULL;
+    if (c->w->drain_phase || c->state == FO_CONN_CLOSING)
+        return;
+    handle_frames(c);              /* what was read before the pause */
+    if (c->paused_on)
+        return;                    /* paused again (it is on the list) */
+    if (fo_buf_len(&c->dec.buf) == 0)
+        give_back_buffer(c);
+    c->reading = 1;
+    set_events(c);
 }
 
 fo_sub_t *fo_conn_sub(fo_conn_t *c, uint32_t sid)

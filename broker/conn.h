@@ -87,10 +87,13 @@ void fo_conn_send_gap(fo_conn_t *c, uint32_t sid, const char *topic, size_t topi
                       uint64_t first, uint64_t last, int reason);
 
 /* Publisher flow control (policy block): stop reading c until topic t has
- * no congested block-policy subscriber; fo_conn_resume_ready() (each loop
- * iteration) resumes the connections whose topic is clear. */
+ * no congested block-policy subscriber. The worker keeps the paused
+ * connections and asks each loop iteration: fo_conn_blocked() (is its
+ * topic still blocked?), then fo_conn_resume() (taken off the worker's
+ * list already: handle what was read, read again). */
 void fo_conn_pause(fo_conn_t *c, struct fo_topic *t);
-void fo_conn_resume_ready(fo_worker_t *w);
+int fo_conn_blocked(const fo_conn_t *c);
+void fo_conn_resume(fo_conn_t *c);
 
 /* Find a subscription by sid. */
 fo_sub_t *fo_conn_sub(fo_conn_t *c, uint32_t sid);

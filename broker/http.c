@@ -39,6 +39,7 @@
 #include <unistd.h>
 #include "clock.h"
 #include "config.h"
+#include "net.h"
 
 #define MAX_EVENTS     32
 #define ACCEPT_BATCH   32
@@ -302,11 +303,9 @@ static void refuse_busy(int fd)
 static void accept_some(fo_http_t *h, uint64_t now)
 {
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = accept4(h->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = fo_net_accept(h->lfd);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            if (fo_net_out_of_fds(errno)) {
                 epoll_ctl(h->epfd, EPOLL_CTL_DEL, h->lfd, NULL);
                 h->paused_until = now + PAUSE_MS;
             }
@@ -387,44 +386,6 @@ void fo_http_poll(fo_http_t *h)
     reap_and_arm(h);
 }
 
-static fo_err_t listen_on(const char *hostport, int *lfd, int *port)
-{
-    char host[256], portstr[8];
-    uint16_t p;
-    if (fo_parse_hostport(hostport, host, sizeof host, &p) != FO_OK)
-        return FO_ERR_ADDR;
-    snprintf(portstr, sizeof portstr, "%u", p);
-    struct addrinfo hints, *ai = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = *host ? AF_UNSPEC : AF_INET;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    if (getaddrinfo(*host ? host : NULL, portstr, &hints, &ai) != 0 || !ai)
-        return FO_ERR_ADDR;
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    fo_err_t e = FO_ERR_IO;
-    if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
-        bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, BACKLOG) == 0) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
-            *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                   : ((struct sockaddr_in *)&ss)->sin_port);
-            e = FO_OK;
-        }
-    }
-    freeaddrinfo(ai);
-    if (e != FO_OK && fd >= 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        fd = -1;
-    }
-    *lfd = fd;
-    return e;
-}
-
 fo_err_t fo_http_create(const char *hostport, fo_http_handler_t handler,
                         void *ud, fo_http_t **out)
 {
@@ -441,8 +402,10 @@ fo_err_t fo_http_create(const char *hostport, fo_http_handler_t handler,
     h->handler = handler;
     h->ud = ud;
     h->timeout_ms = FO_HTTP_TIMEOUT_MS;
-    if ((e = listen_on(hostport, &h->lfd, &h->port)) != FO_OK)
+    uint16_t port;
+    if ((e = fo_net_listen(hostport, BACKLOG, &h->lfd, &port, NULL, 0)) != FO_OK)
         goto fail;
+    h->port = port;
     e = FO_ERR_IO;
     h->epfd = epoll_create1(EPOLL_CLOEXEC);
     h->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);

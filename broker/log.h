@@ -16,7 +16,8 @@
 #define FO_LOG_H
 
 #include <stdint.h>
-#include "config.h"
+
+typedef enum { FO_LOG_ERROR, FO_LOG_WARN, FO_LOG_INFO, FO_LOG_DEBUG } fo_log_level_t;
 
 #define FO_LOG_BURST 10
 #define FO_LOG_LINE_MAX 2048

@@ -14,76 +14,9 @@
 #include <time.h>
 #include "log.h"
 #include "route.h"
+#include "tcache.h"
 
-#define ERR(x) FANOUT__ERROR_CODE__ERR_##x
 #define REPAIR_MAX 100000u      /* sequences one REPAIR may ask for */
-
-/* ------------------------------------------------------- topic cache */
-
-struct fo_topic_cache {
-    fo_topic_t **slots;
-    size_t cap, len;
-};
-
-fo_topic_cache_t *fo_topic_cache_create(void)
-{
-    fo_topic_cache_t *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
-    c->cap = 256;
-    c->slots = calloc(c->cap, sizeof *c->slots);
-    if (!c->slots) {
-        free(c);
-        return NULL;
-    }
-    return c;
-}
-
-void fo_topic_cache_destroy(fo_topic_cache_t *c)
-{
-    if (!c)
-        return;
-    free(c->slots);
-    free(c);
-}
-
-static fo_topic_t *cache_find(fo_topic_cache_t *c, const char *name, size_t len, uint32_t h)
-{
-    for (size_t i = h & (c->cap - 1);; i = (i + 1) & (c->cap - 1)) {
-        fo_topic_t *t = c->slots[i];
-        if (!t)
-            return NULL;
-        if (t->hash == h && t->len == len && !memcmp(t->name, name, len))
-            return t;
-    }
-}
-
-static void cache_put(fo_topic_cache_t *c, fo_topic_t *t)
-{
-    if ((c->len + 1) * 2 > c->cap) {
-        size_t ncap = c->cap * 2;
-        fo_topic_t **ns = calloc(ncap, sizeof *ns);
-        if (!ns)
-            return;                  /* stays uncached: still correct */
-        for (size_t i = 0; i < c->cap; i++) {
-            fo_topic_t *o = c->slots[i];
-            if (!o)
-                continue;
-            size_t k = o->hash & (ncap - 1);
-            while (ns[k])
-                k = (k + 1) & (ncap - 1);
-            ns[k] = o;
-        }
-        free(c->slots);
-        c->slots = ns;
-        c->cap = ncap;
-    }
-    size_t k = t->hash & (c->cap - 1);
-    while (c->slots[k])
-        k = (k + 1) & (c->cap - 1);
-    c->slots[k] = t;
-    c->len++;
-}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -181,11 +114,11 @@ void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
     /* a publisher mostly repeats its last topic: check it before hashing */
     fo_topic_t *t = c->last_topic;
     if (!t || t->len != len || memcmp(t->name, name, len))
-        t = cache_find(w->tcache, name, len, fo_topic_hash(name, len));
+        t = fo_tcache_find(w->tcache, name, len, fo_topic_hash(name, len));
     if (!t) {
         /* a cached name was valid when it was first seen: check misses only */
         if (!fo_topic_valid(name, len)) {
-            fo_conn_fail(c, ERR(INVALID_TOPIC), "invalid topic \"%.*s\"",
+            fo_conn_fail(c, FO_CODE(INVALID_TOPIC), "invalid topic \"%.*s\"",
                          (int)(len < 64 ? len : 64), name);
             return;
         }
@@ -193,13 +126,13 @@ void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
         t = fo_registry_get(b->reg, name, len, &err);
         if (!t) {
             if (err == FO_ERR_BUSY)
-                fo_conn_send_error(c, ERR(BAD_REQUEST), req, FO_NO_SID,
+                fo_conn_send_error(c, FO_CODE(BAD_REQUEST), req, FO_NO_SID,
                                    "topic limit reached (--max-topics %d)", b->cfg.max_topics);
             else
-                fo_conn_send_error(c, ERR(MEMORY_LIMIT), req, FO_NO_SID, "out of memory");
+                fo_conn_send_error(c, FO_CODE(MEMORY_LIMIT), req, FO_NO_SID, "out of memory");
             return;
         }
-        cache_put(w->tcache, t);
+        fo_tcache_put(w->tcache, t);
     }
     c->last_topic = t;
     uint64_t now = w->read_time_ns;
@@ -212,7 +145,7 @@ void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
     if (!m) {
         pthread_mutex_unlock(&t->lock);
         FO_STAT_INC(&w->stats, publish_refused_memory);
-        fo_conn_send_error(c, ERR(MEMORY_LIMIT), req, FO_NO_SID,
+        fo_conn_send_error(c, FO_CODE(MEMORY_LIMIT), req, FO_NO_SID,
                            "broker memory cap reached (%llu bytes): publish refused",
                            (unsigned long long)atomic_load(&b->mem.limit));
         return;
@@ -348,26 +281,26 @@ static void on_bound(void *ud, fo_topic_t *t, fo_binding_t *b)
 static int sub_frame_ok(fo_conn_t *c, const Fanout__Subscribe *s)
 {
     if (!s->has_sid || !s->filter) {
-        fo_conn_fail(c, ERR(MISSING_FIELD), "SUBSCRIBE needs sid and filter");
+        fo_conn_fail(c, FO_CODE(MISSING_FIELD), "SUBSCRIBE needs sid and filter");
         return 0;
     }
     if (s->has_start && s->start == FANOUT__START__START_SEQ && !s->has_start_seq) {
-        fo_conn_fail(c, ERR(MISSING_FIELD), "START_SEQ needs start_seq");
+        fo_conn_fail(c, FO_CODE(MISSING_FIELD), "START_SEQ needs start_seq");
         return 0;
     }
     for (size_t i = 0; i < s->n_positions; i++)
         if (!s->positions[i]->topic || !s->positions[i]->has_seq) {
-            fo_conn_fail(c, ERR(MISSING_FIELD), "a Position needs topic and seq");
+            fo_conn_fail(c, FO_CODE(MISSING_FIELD), "a Position needs topic and seq");
             return 0;
         }
     if (!fo_filter_valid(s->filter, strlen(s->filter))) {
-        fo_conn_fail(c, ERR(INVALID_TOPIC), "invalid filter \"%.64s\"", s->filter);
+        fo_conn_fail(c, FO_CODE(INVALID_TOPIC), "invalid filter \"%.64s\"", s->filter);
         return 0;
     }
     for (size_t i = 0; i < s->n_positions; i++) {
         const char *t = s->positions[i]->topic;
         if (!fo_topic_valid(t, strlen(t))) {
-            fo_conn_fail(c, ERR(INVALID_TOPIC), "invalid position topic \"%.64s\"", t);
+            fo_conn_fail(c, FO_CODE(INVALID_TOPIC), "invalid position topic \"%.64s\"", t);
             return 0;
         }
     }
@@ -414,17 +347,17 @@ void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
         return;
     size_t fl = strlen(s->filter);
     if (s->sid == 0 || fo_conn_sub(c, s->sid)) {
-        fo_conn_send_error(c, ERR(BAD_SID), req, s->sid, "sid %u is %s", s->sid,
+        fo_conn_send_error(c, FO_CODE(BAD_SID), req, s->sid, "sid %u is %s", s->sid,
                            s->sid ? "already in use" : "reserved");
         return;
     }
     const char *bad = sub_request_problem(s);
     if (bad) {
-        fo_conn_send_error(c, ERR(BAD_REQUEST), req, s->sid, "%s", bad);
+        fo_conn_send_error(c, FO_CODE(BAD_REQUEST), req, s->sid, "%s", bad);
         return;
     }
     if (c->nsubs >= (uint32_t)w->b->cfg.max_subs) {
-        fo_conn_send_error(c, ERR(MAX_SUBS), req, s->sid, "at most %d subscriptions per connection",
+        fo_conn_send_error(c, FO_CODE(MAX_SUBS), req, s->sid, "at most %d subscriptions per connection",
                            w->b->cfg.max_subs);
         return;
     }
@@ -467,7 +400,7 @@ void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
              sub->queue ? " queue " : "", sub->queue ? sub->queue : "");
     return;
 nomem:
-    fo_conn_send_error(c, ERR(MEMORY_LIMIT), req, s->sid, "out of memory");
+    fo_conn_send_error(c, FO_CODE(MEMORY_LIMIT), req, s->sid, "out of memory");
 }
 
 static void free_sub(fo_conn_t *c, fo_sub_t *s)
@@ -491,7 +424,7 @@ void fo_route_unsubscribe(fo_conn_t *c, uint32_t sid, uint64_t req)
             send_ack(c, req, 0, 0);
         return;
     }
-    fo_conn_send_error(c, ERR(BAD_SID), req, sid, "no subscription %u", sid);
+    fo_conn_send_error(c, FO_CODE(BAD_SID), req, sid, "no subscription %u", sid);
 }
 
 void fo_route_drop_subs(fo_conn_t *c)
@@ -510,23 +443,23 @@ void fo_route_repair(fo_conn_t *c, const Fanout__Repair *r, uint64_t req)
 {
     fo_worker_t *w = c->w;
     if (!r->has_sid || !r->topic || !r->has_first || !r->has_last) {
-        fo_conn_fail(c, ERR(MISSING_FIELD), "REPAIR needs sid, topic, first and last");
+        fo_conn_fail(c, FO_CODE(MISSING_FIELD), "REPAIR needs sid, topic, first and last");
         return;
     }
     size_t tl = strlen(r->topic);
     if (!fo_topic_valid(r->topic, tl)) {
-        fo_conn_fail(c, ERR(INVALID_TOPIC), "invalid topic \"%.64s\"", r->topic);
+        fo_conn_fail(c, FO_CODE(INVALID_TOPIC), "invalid topic \"%.64s\"", r->topic);
         return;
     }
     uint64_t first = r->first, last = r->last;
     fo_sub_t *sub = fo_conn_sub(c, r->sid);
     if (!sub) {
-        fo_conn_send_error(c, ERR(BAD_SID), req, r->sid, "no subscription %u", r->sid);
+        fo_conn_send_error(c, FO_CODE(BAD_SID), req, r->sid, "no subscription %u", r->sid);
         return;
     }
     if (!fo_topic_match(sub->filter, r->topic) ||
         first == 0 || last < first || last - first >= REPAIR_MAX) {
-        fo_conn_send_error(c, ERR(BAD_REQUEST), req, r->sid,
+        fo_conn_send_error(c, FO_CODE(BAD_REQUEST), req, r->sid,
                            "bad REPAIR range %llu..%llu on \"%.64s\" (at most %u, within the filter)",
                            (unsigned long long)first, (unsigned long long)last, r->topic, REPAIR_MAX);
         return;

@@ -20,6 +20,7 @@
 #include "conn.h"
 #include "log.h"
 #include "route.h"
+#include "tcache.h"
 #include "worker.h"
 
 #define TICK_MS 250
@@ -43,7 +44,7 @@ fo_err_t fo_worker_create(fo_broker_t *b, int id, fo_worker_t **out)
     w->outbox = calloc((size_t)b->nworkers, sizeof *w->outbox);
     if (!w->outbox)
         goto fail;
-    if (!(w->tcache = fo_topic_cache_create()))
+    if (!(w->tcache = fo_tcache_create()))
         goto fail;
     if ((err = fo_mcast_tx_create(b->mcast, &w->stats, &w->mtx)))
         goto fail;
@@ -79,7 +80,7 @@ void fo_worker_destroy(fo_worker_t *w)
     fo_inbox_destroy(&w->inbox);
     fo_arena_destroy(&w->arena);
     fo_mcast_tx_destroy(w->mtx);
-    fo_topic_cache_destroy(w->tcache);
+    fo_tcache_destroy(w->tcache);
     for (int i = 0; i < w->nbufcache; i++)
         free(w->bufcache[i]);
     free(w->spare);
@@ -152,6 +153,112 @@ void fo_worker_mark_dirty(fo_worker_t *w, fo_conn_t *c)
         c->dirty = 1;
         c->dirty_next = w->dirty;
         w->dirty = c;
+    }
+}
+
+/* ------------------------------------------------------------ connections
+ *
+ * The slot table gives O(1) lookup by connection id: the id carries the
+ * slot (bits 8..31) and the worker (bits 0..7) under a process-wide
+ * sequence number (bits 32..63), so a stale id (its slot reused) never
+ * matches. The table holds 64 slots, then doubles whenever nslots reaches
+ * a power of two (>= 64): capacity is always > nslots. Freed slots go on
+ * a free list (free_head is the first free slot + 1).
+ */
+
+static fo_err_t slot_take(fo_worker_t *w, uint32_t *slot)
+{
+    if (w->free_head) {
+        *slot = w->free_head - 1;
+        w->free_head = w->free_next[*slot];
+        return FO_OK;
+    }
+    if (w->nslots == (1u << 24))
+        return FO_ERR_BUSY;
+    if (w->nslots == 0 || (w->nslots >= 64 && (w->nslots & (w->nslots - 1)) == 0)) {
+        uint32_t ncap = w->nslots ? w->nslots * 2 : 64;
+        fo_conn_t **ns = realloc(w->slots, ncap * sizeof *ns);
+        if (!ns)
+            return FO_ERR_NOMEM;
+        w->slots = ns;
+        uint32_t *nf = realloc(w->free_next, ncap * sizeof *nf);
+        if (!nf)
+            return FO_ERR_NOMEM;
+        w->free_next = nf;
+    }
+    *slot = w->nslots++;
+    return FO_OK;
+}
+
+fo_err_t fo_worker_attach(fo_worker_t *w, fo_conn_t *c)
+{
+    uint32_t slot;
+    fo_err_t err = slot_take(w, &slot);
+    if (err)
+        return err;
+    uint64_t seq = atomic_fetch_add(&w->b->next_conn, 1) + 1;
+    c->id = (seq << 32) | ((uint64_t)slot << 8) | (uint64_t)w->id;
+    c->slot = slot;
+    w->slots[slot] = c;
+    c->all_prev = NULL;
+    c->all_next = w->all;
+    if (w->all)
+        w->all->all_prev = c;
+    w->all = c;
+    w->nconns++;
+    return FO_OK;
+}
+
+void fo_worker_detach(fo_worker_t *w, fo_conn_t *c)
+{
+    if (c->dirty) {
+        fo_conn_t **pp = &w->dirty;
+        while (*pp && *pp != c)
+            pp = &(*pp)->dirty_next;
+        if (*pp)
+            *pp = c->dirty_next;
+        c->dirty = 0;
+    }
+    if (c->all_prev)
+        c->all_prev->all_next = c->all_next;
+    else
+        w->all = c->all_next;
+    if (c->all_next)
+        c->all_next->all_prev = c->all_prev;
+    w->slots[c->slot] = NULL;
+    w->free_next[c->slot] = w->free_head;
+    w->free_head = c->slot + 1;
+    w->nconns--;
+}
+
+void fo_worker_pause(fo_worker_t *w, fo_conn_t *c)
+{
+    c->paused_next = w->paused;
+    w->paused = c;
+}
+
+void fo_worker_unpause(fo_worker_t *w, fo_conn_t *c)
+{
+    for (fo_conn_t **pp = &w->paused; *pp; pp = &(*pp)->paused_next)
+        if (*pp == c) {
+            *pp = c->paused_next;
+            return;
+        }
+}
+
+/* Resume the paused publishers whose topic is no longer blocked. */
+static void resume_paused(fo_worker_t *w)
+{
+    for (fo_conn_t **pp = &w->paused; *pp;) {
+        fo_conn_t *c = *pp;
+        if (fo_conn_blocked(c)) {
+            pp = &c->paused_next;
+            continue;
+        }
+        *pp = c->paused_next;
+        fo_conn_resume(c);         /* may pause c again: it goes on the head */
+        if (*pp == c)              /* ...which is where pp points when it was */
+            pp = &c->paused_next;  /* the head: do not look at it twice       */
     }
 }
 
@@ -288,7 +395,7 @@ static void *worker_main(void *arg)
         if (n < 0 && errno != EINTR)
             fo_error(0, "epoll_wait: %s", strerror(errno));
         if (w->paused)
-            fo_conn_resume_ready(w);   /* may publish: before the flushes */
+            resume_paused(w);          /* may publish: before the flushes */
         flush_outboxes(w);
         flush_dirty(w);
         fo_mcast_tx_flush(w->mtx);

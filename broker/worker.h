@@ -28,7 +28,7 @@ typedef struct fo_outbox {
     size_t len, cap;
 } fo_outbox_t;
 
-typedef struct fo_topic_cache fo_topic_cache_t;
+struct fo_tcache;
 
 typedef struct fo_worker {
     int id;
@@ -57,7 +57,7 @@ typedef struct fo_worker {
     struct iovec iov[FO_IOV_MAX];
     uint8_t prefix[(FO_IOV_MAX / 2) * 16];
     fo_mcast_tx_t *mtx;          /* owned                              */
-    fo_topic_cache_t *tcache;    /* owned: name -> fo_topic_t*         */
+    struct fo_tcache *tcache;    /* owned: name -> fo_topic_t* (tcache.h) */
     struct fo_pick *picks;       /* owned: queue-group picks scratch   */
     uint32_t picks_cap;          /*   (route.c)                        */
     uint64_t now_ms;             /* CLOCK_MONOTONIC, per iteration     */
@@ -77,12 +77,17 @@ void fo_worker_wake(fo_worker_t *w);
 /* Worker thread only: */
 void fo_worker_post(fo_worker_t *w, int to, const fo_item_t *it);  /* outbox */
 void fo_worker_mark_dirty(fo_worker_t *w, struct fo_conn *c);
+/* The connection table: attach gives c its slot and id (c->id, c->slot)
+ * and puts it on w->all (FO_ERR_NOMEM, FO_ERR_BUSY at 2^24 slots);
+ * detach takes it off every list of w (all, dirty) and frees the slot. */
+FO_MUST_CHECK fo_err_t fo_worker_attach(fo_worker_t *w, struct fo_conn *c);
+void fo_worker_detach(fo_worker_t *w, struct fo_conn *c);
+/* Publishers paused by flow control (conn.c decides, the worker keeps the
+ * list and resumes them when their topic clears). */
+void fo_worker_pause(fo_worker_t *w, struct fo_conn *c);
+void fo_worker_unpause(fo_worker_t *w, struct fo_conn *c);
 struct fo_conn *fo_worker_conn(fo_worker_t *w, uint64_t conn_id);
 void *fo_worker_buf_get(fo_worker_t *w);
 void fo_worker_buf_put(fo_worker_t *w, void *block);
-
-/* The topic cache (route.c): per-worker name -> topic, no locks. */
-fo_topic_cache_t *fo_topic_cache_create(void);
-void fo_topic_cache_destroy(fo_topic_cache_t *c);
 
 #endif

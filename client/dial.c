@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include "clock.h"
 #include <unistd.h>
+#include "addr.h"
 #include "dial.h"
 
 static void say(char *err, size_t errlen, const char *fmt, const char *a,
@@ -24,44 +25,6 @@ static void say(char *err, size_t errlen, const char *fmt, const char *a,
 {
     if (err && errlen)
         snprintf(err, errlen, fmt, a, b);
-}
-
-fo_err_t fo_addr_split(const char *hostport, char *host, size_t hostlen,
-                       int *port)
-{
-    if (!hostport || !*hostport || hostlen < 2)
-        return FO_ERR_ADDR;
-    const char *colon, *hs = hostport, *he;
-    if (*hostport == '[') {
-        const char *rb = strchr(hostport, ']');
-        if (!rb || rb[1] != ':')
-            return FO_ERR_ADDR;
-        hs = hostport + 1;
-        he = rb;
-        colon = rb + 1;
-    } else {
-        colon = strrchr(hostport, ':');
-        if (!colon || memchr(hostport, ':', (size_t)(colon - hostport)))
-            return FO_ERR_ADDR;   /* no port, or a bare IPv6 literal */
-        he = colon;
-    }
-    size_t hl = (size_t)(he - hs);
-    if (hl >= hostlen)
-        return FO_ERR_ADDR;
-    if (hl == 0) {
-        snprintf(host, hostlen, "127.0.0.1");
-    } else {
-        memcpy(host, hs, hl);
-        host[hl] = 0;
-    }
-    const char *ps = colon + 1;
-    char *end;
-    errno = 0;
-    long p = strtol(ps, &end, 10);
-    if (!*ps || *end || errno || p < 1 || p > 65535)
-        return FO_ERR_ADDR;
-    *port = (int)p;
-    return FO_OK;
 }
 
 /* One connect attempt bounded by deadline_ms. */
@@ -122,14 +85,15 @@ fail:
 fo_err_t fo_dial(const char *hostport, int timeout_ms, int *fd, char *err,
                  size_t errlen)
 {
-    char host[256], port_s[8];
-    int port;
-    if (fo_addr_split(hostport, host, sizeof host, &port)) {
-        say(err, errlen, "bad address '%s'%s (want HOST:PORT)",
+    fo_addr_t a;
+    char port_s[8];
+    if (fo_addr_parse(hostport, 0, &a)) {
+        say(err, errlen, "bad address '%s'%s (want HOST[:PORT] or fanout://HOST[:PORT])",
             hostport ? hostport : "", "");
         return FO_ERR_ADDR;
     }
-    snprintf(port_s, sizeof port_s, "%d", port);
+    const char *host = a.host[0] ? a.host : "127.0.0.1";
+    snprintf(port_s, sizeof port_s, "%u", (unsigned)a.port);
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                               .ai_flags = AI_NUMERICSERV }, *res = NULL;
     int g = getaddrinfo(host, port_s, &hints, &res);

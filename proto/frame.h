@@ -34,6 +34,10 @@
 #define FO_PROTOCOL_VERSION  1u
 #define FO_DELIVER_PREFIX_MAX (FO_FRAME_HDR + 1 + 5)  /* len + sid field     */
 
+/* fanout.ErrorCode by its short name: FO_CODE(BAD_SID) ==
+ * FANOUT__ERROR_CODE__ERR_BAD_SID. */
+#define FO_CODE(name) FANOUT__ERROR_CODE__ERR_##name
+
 /* ------------------------------------------------------------ decoding */
 
 typedef struct fo_decoder {

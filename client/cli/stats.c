@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "../dial.h"
+#include "addr.h"
 #include "buf.h"
 #include "clock.h"
 #include "cli.h"
@@ -38,10 +39,12 @@ static const char help[] =
 /* GET /metrics into body (NUL-terminated). 0 ok, else prints and returns 1. */
 static int fetch(const char *server, int timeout_ms, fo_buf_t *body)
 {
-    char err[256], host[256];
-    int port, fd;
-    if (fo_addr_split(server, host, sizeof host, &port))
+    char err[256];
+    int fd;
+    fo_addr_t a;
+    if (fo_addr_parse(server, FO_ADDR_NO_SCHEME, &a))
         return cli_fail("stats", CLI_RUNTIME, "bad address '%s' (want HOST:PORT)", server);
+    const char *host = a.host[0] ? a.host : "127.0.0.1";
     if (fo_dial(server, timeout_ms, &fd, err, sizeof err))
         return cli_fail("stats", CLI_RUNTIME, "%s", err);
     char req[512];

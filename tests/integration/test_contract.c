@@ -16,7 +16,6 @@
 #include "fanout.h"
 #include "harness.h"
 
-#define ERR(x) FANOUT__ERROR_CODE__ERR_##x
 
 static fo_tb_t broker;
 
@@ -168,26 +167,26 @@ static void test_nul_in_strings(void **state)
     static const uint8_t sub[] = { 0x22, 0x07, 0x08, 0x01, 0x12, 0x03, 'a', 0, 'b' };
     assert_int_equal(fo_tc_open(&c, broker.port, "nul"), 0);
     send_raw_frame(&c, sub, sizeof sub);
-    expect_error(&c, ERR(INVALID_TOPIC), 1);
+    expect_error(&c, FO_CODE(INVALID_TOPIC), 1);
     fo_tc_close(&c);
     /* nothing was subscribed: a publish to "a" reaches nobody */
     /* Frame.publish { topic "a\0b", payload "p" } */
     static const uint8_t pub[] = { 0x1a, 0x08, 0x0a, 0x03, 'a', 0, 'b', 0x12, 0x01, 'p' };
     assert_int_equal(fo_tc_open(&c, broker.port, "nul"), 0);
     send_raw_frame(&c, pub, sizeof pub);
-    expect_error(&c, ERR(INVALID_TOPIC), 1);
+    expect_error(&c, FO_CODE(INVALID_TOPIC), 1);
     fo_tc_close(&c);
     /* Frame.subscribe { sid 1, filter "a", queue "q\0r" } */
     static const uint8_t q[] = { 0x22, 0x0a, 0x08, 0x01, 0x12, 0x01, 'a', 0x1a, 0x03, 'q', 0, 'r' };
     assert_int_equal(fo_tc_open(&c, broker.port, "nul"), 0);
     send_raw_frame(&c, q, sizeof q);
-    expect_error(&c, ERR(BAD_FRAME), 1);
+    expect_error(&c, FO_CODE(BAD_FRAME), 1);
     fo_tc_close(&c);
     /* Frame.hello { version 1, client_name "x\0y" } */
     static const uint8_t hello[] = { 0x0a, 0x07, 0x08, 0x01, 0x12, 0x03, 'x', 0, 'y' };
     assert_int_equal(fo_tc_connect(&c, broker.port), 0);
     send_raw_frame(&c, hello, sizeof hello);
-    expect_error(&c, ERR(BAD_FRAME), 1);
+    expect_error(&c, FO_CODE(BAD_FRAME), 1);
     fo_tc_close(&c);
 }
 
@@ -203,7 +202,7 @@ static void test_bad_sid_zero_carries_sid(void **state)
     s.sid = 0;
     s.filter = "ok.topic";
     assert_int_equal(send_sub(&c, &s, 3), 0);
-    assert_int_equal(expect_error(&c, ERR(BAD_SID), 0), 0);   /* sid present, 0 */
+    assert_int_equal(expect_error(&c, FO_CODE(BAD_SID), 0), 0);   /* sid present, 0 */
     fo_tc_close(&c);
 }
 
@@ -237,7 +236,7 @@ static void test_slow_disconnect_carries_sid(void **state)
         if (f->body_case == FANOUT__FRAME__BODY_DELIVER)
             continue;
         assert_int_equal(f->body_case, FANOUT__FRAME__BODY_ERROR);
-        assert_int_equal(f->error->code, ERR(SLOW_CONSUMER));
+        assert_int_equal(f->error->code, FO_CODE(SLOW_CONSUMER));
         sid = f->error->has_sid ? (int64_t)f->error->sid : -1;
         break;
     }
@@ -261,7 +260,7 @@ static void test_repair_needs_last(void **state)
     r.first = 1;
     r.topic = "rl.t";
     assert_int_equal(send_repair(&c, &r, 4), 0);
-    expect_error(&c, ERR(MISSING_FIELD), 1);
+    expect_error(&c, FO_CODE(MISSING_FIELD), 1);
     fo_tc_close(&c);
 }
 
@@ -286,7 +285,7 @@ static void test_position_needs_topic_and_seq(void **state)
         s.n_positions = 1;
         s.positions = &pp;
         assert_int_equal(send_sub(&c, &s, 2), 0);
-        expect_error(&c, ERR(MISSING_FIELD), 1);
+        expect_error(&c, FO_CODE(MISSING_FIELD), 1);
         fo_tc_close(&c);
     }
 }
@@ -311,13 +310,13 @@ static void test_invalid_topic_in_position_and_repair(void **state)
     s.n_positions = 1;
     s.positions = &pp;
     assert_int_equal(send_sub(&c, &s, 2), 0);
-    expect_error(&c, ERR(INVALID_TOPIC), 1);
+    expect_error(&c, FO_CODE(INVALID_TOPIC), 1);
     fo_tc_close(&c);
     /* a valid one the filter does not match stays open */
     assert_int_equal(fo_tc_open(&c, broker.port, "it"), 0);
     p.topic = "other.topic";
     assert_int_equal(send_sub(&c, &s, 2), 0);
-    expect_error(&c, ERR(BAD_REQUEST), 0);
+    expect_error(&c, FO_CODE(BAD_REQUEST), 0);
     fo_tc_close(&c);
     /* REPAIR of an invalid topic closes, even for an unknown sid */
     assert_int_equal(fo_tc_open(&c, broker.port, "it"), 0);
@@ -327,7 +326,7 @@ static void test_invalid_topic_in_position_and_repair(void **state)
     r.first = r.last = 1;
     r.topic = "it.*";
     assert_int_equal(send_repair(&c, &r, 3), 0);
-    expect_error(&c, ERR(INVALID_TOPIC), 1);
+    expect_error(&c, FO_CODE(INVALID_TOPIC), 1);
     fo_tc_close(&c);
 }
 
@@ -391,7 +390,7 @@ static void test_which_error_wins(void **state)
     s.sid = 0;
     s.filter = "a..b";
     assert_int_equal(send_sub(&c, &s, 1), 0);
-    expect_error(&c, ERR(INVALID_TOPIC), 1);
+    expect_error(&c, FO_CODE(INVALID_TOPIC), 1);
     fo_tc_close(&c);
     /* START_SEQ without start_seq (closes) and a bad queue (stays open) */
     assert_int_equal(fo_tc_open(&c, broker.port, "pr"), 0);
@@ -401,7 +400,7 @@ static void test_which_error_wins(void **state)
     s.has_start = 1;
     s.start = FANOUT__START__START_SEQ;
     assert_int_equal(send_sub(&c, &s, 1), 0);
-    expect_error(&c, ERR(MISSING_FIELD), 1);
+    expect_error(&c, FO_CODE(MISSING_FIELD), 1);
     fo_tc_close(&c);
 }
 

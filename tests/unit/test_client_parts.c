@@ -205,25 +205,6 @@ static void test_msgq_fifo_and_bound(void **state)
     fo_msgq_destroy(&q);
 }
 
-static void test_addr_split(void **state)
-{
-    (void)state;
-    char h[64];
-    int port;
-    assert_int_equal(fo_addr_split("127.0.0.1:7400", h, sizeof h, &port), FO_OK);
-    assert_string_equal(h, "127.0.0.1");
-    assert_int_equal(port, 7400);
-    assert_int_equal(fo_addr_split(":80", h, sizeof h, &port), FO_OK);
-    assert_string_equal(h, "127.0.0.1");
-    assert_int_equal(fo_addr_split("[::1]:9", h, sizeof h, &port), FO_OK);
-    assert_string_equal(h, "::1");
-    const char *bad[] = { "", "host", "host:", "host:0", "host:65536",
-                          "host:12x", "::1:80", "[::1]80", NULL };
-    for (int i = 0; bad[i]; i++)
-        assert_int_equal(fo_addr_split(bad[i], h, sizeof h, &port), FO_ERR_ADDR);
-    assert_int_equal(fo_addr_split(NULL, h, sizeof h, &port), FO_ERR_ADDR);
-}
-
 /* The resume watermark: out-of-order arrivals, GAPs, the window bound. */
 static void test_seqmap_watermark(void **state)
 {
@@ -292,7 +273,6 @@ int main(void)
         cmocka_unit_test(test_seqmap),
         cmocka_unit_test(test_seqmap_watermark),
         cmocka_unit_test(test_msgq_fifo_and_bound),
-        cmocka_unit_test(test_addr_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -94,28 +94,6 @@ static void test_parse_duration(void **state)
     }
 }
 
-static void test_parse_hostport(void **state)
-{
-    (void)state;
-    char host[64];
-    uint16_t port;
-    assert_int_equal(fo_parse_hostport("127.0.0.1:7400", host, sizeof host, &port), FO_OK);
-    assert_string_equal(host, "127.0.0.1");
-    assert_int_equal(port, 7400);
-    assert_int_equal(fo_parse_hostport("[::1]:0", host, sizeof host, &port), FO_OK);
-    assert_string_equal(host, "::1");
-    assert_int_equal(port, 0);
-    assert_int_equal(fo_parse_hostport(":80", host, sizeof host, &port), FO_OK);
-    assert_string_equal(host, "");
-    assert_int_equal(fo_parse_hostport("localhost:65535", host, sizeof host, &port), FO_OK);
-    static const char *const bad[] = { "", "7400", "host:", "host:65536", "host:x", "::1:80",
-                                       "[::1]80", "[]:80", "a b:1", "host:-1" };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        assert_int_not_equal(fo_parse_hostport(bad[i], host, sizeof host, &port), FO_OK);
-    char tiny[4];
-    assert_int_equal(fo_parse_hostport("longhost:1", tiny, sizeof tiny, &port), FO_ERR_RANGE);
-}
-
 /* ------------------------------------------------------------ the table */
 
 static void test_defaults(void **state)
@@ -541,7 +519,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_duration),
-        cmocka_unit_test(test_parse_hostport),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_set_each_type),
         cmocka_unit_test(test_bad_values),

@@ -1,0 +1,169 @@
+/* broker.c -- the broker's lifecycle: build, start, reload, drain, stop
+ * (see broker.h), and the --http endpoints that report on it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "broker.h"
+#include "clock.h"
+#include "log.h"
+#include "metrics.h"
+#include "worker.h"
+
+extern char **environ;
+
+void fo_broker_apply_limits(fo_broker_t *b, const fo_config_t *c)
+{
+    atomic_store(&b->lim.max_output, c->max_output);
+    atomic_store(&b->lim.slow_policy, (int)c->slow_policy);
+    atomic_store(&b->lim.ping_interval_ms, c->ping_interval_ms);
+    atomic_store(&b->lim.idle_timeout_ms, c->idle_timeout_ms);
+    atomic_store(&b->lim.drain_timeout_ms, c->drain_timeout_ms);
+    atomic_store(&b->lim.read_budget, c->read_budget);
+    atomic_store(&b->lim.retention_msgs, c->retention_msgs);
+    atomic_store(&b->lim.retention_bytes, c->retention_bytes);
+    atomic_store(&b->lim.max_conns, c->max_conns);
+    atomic_store(&b->mem.limit, c->max_memory);
+}
+
+static int group_for(const void *ud, const char *topic)
+{
+    return fo_mcast_group_for(ud, topic);
+}
+
+static int worker_count(const fo_config_t *c)
+{
+    long n = c->threads > 0 ? c->threads : sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    return n > 64 ? 64 : (int)n;   /* the publish path keeps a 64-bit worker mask */
+}
+
+fo_err_t fo_broker_init(fo_broker_t *b, char *err, size_t errlen)
+{
+    b->nworkers = worker_count(&b->cfg);
+    b->epoch = fo_realtime_ns();
+    b->start_ms = fo_clock_ms();
+    snprintf(b->server_id, sizeof b->server_id, "%016llx%08x",
+             (unsigned long long)b->epoch, (unsigned)getpid());
+    b->reload_cfg = b->cfg;
+    fo_broker_apply_limits(b, &b->cfg);
+    fo_err_t e = fo_mcast_create(&b->cfg, b->epoch, &b->mcast);
+    if (e) {
+        snprintf(err, errlen, "fanoutd: cannot set up multicast: %s (see --mcast-group)",
+                 fo_strerror(e));
+        return e;
+    }
+    e = fo_registry_create(b->nworkers, b->cfg.max_topics, group_for, b->mcast, &b->reg);
+    if (e)
+        goto nomem;
+    b->workers = calloc((size_t)b->nworkers, sizeof *b->workers);
+    if (!b->workers) {
+        e = FO_ERR_NOMEM;
+        goto nomem;
+    }
+    for (int i = 0; i < b->nworkers; i++)
+        if ((e = fo_worker_create(b, i, &b->workers[i]))) {
+            snprintf(err, errlen, "fanoutd: cannot create worker %d: %s", i, fo_strerror(e));
+            return e;
+        }
+    return FO_OK;
+nomem:
+    snprintf(err, errlen, "fanoutd: out of memory");
+    return e;
+}
+
+fo_err_t fo_broker_start(fo_broker_t *b, char *err, size_t errlen)
+{
+    for (; b->started < b->nworkers; b->started++)
+        if (fo_worker_start(b->workers[b->started])) {
+            snprintf(err, errlen, "fanoutd: cannot start worker %d", b->started);
+            return FO_ERR_IO;
+        }
+    return FO_OK;
+}
+
+void fo_broker_reload(fo_broker_t *b)
+{
+    char err[512];
+    if (fo_config_reload(&b->reload_cfg, environ, err, sizeof err)) {
+        fo_error(0, "SIGHUP: reload failed, keeping the old values: %s",
+                 strncmp(err, "fanoutd: ", 9) ? err : err + 9);
+        return;
+    }
+    fo_broker_apply_limits(b, &b->reload_cfg);
+    fo_log_set_level(b->reload_cfg.log_level);
+    fo_info(0, "SIGHUP: configuration reloaded");
+}
+
+void fo_broker_drain(fo_broker_t *b)
+{
+    atomic_store(&b->draining, 1);
+    for (int i = 0; i < b->started; i++)
+        fo_worker_wake(b->workers[i]);
+}
+
+int fo_broker_quiet(const fo_broker_t *b)
+{
+    return atomic_load(&b->quiesced) == b->nworkers;
+}
+
+void fo_broker_stop(fo_broker_t *b)
+{
+    if (b->started && !atomic_load(&b->draining))
+        fo_broker_drain(b);          /* failed after starting: stop them */
+    for (int i = 0; i < b->started; i++)
+        fo_worker_join(b->workers[i]);
+    b->started = 0;
+    for (int i = 0; b->workers && i < b->nworkers; i++)
+        fo_worker_destroy(b->workers[i]);
+    free(b->workers);
+    b->workers = NULL;
+    fo_registry_destroy(b->reg);
+    b->reg = NULL;
+    fo_msg_caches_release();
+    fo_mcast_destroy(b->mcast);
+    b->mcast = NULL;
+}
+
+/* ------------------------------------------------------------ --http */
+
+static int metrics(fo_broker_t *b, fo_buf_t *body)
+{
+    const fo_stats_t *st[64];
+    for (int i = 0; i < b->nworkers; i++)
+        st[i] = &b->workers[i]->stats;
+    fo_metrics_src_t src = {
+        .workers = st, .nworkers = b->nworkers,
+        .topics = fo_registry_topics(b->reg),
+        .memory_bytes = atomic_load(&b->mem.used),
+        .memory_limit = atomic_load(&b->mem.limit),
+        .uptime_s = (fo_clock_ms() - b->start_ms) / 1000,
+        .version = FO_VERSION,
+    };
+    if (fo_metrics_render(&src, body)) {
+        fo_buf_free(body);
+        return 500;                 /* out of memory: no half a page */
+    }
+    return 200;
+}
+
+int fo_broker_http(void *ud, const char *path, fo_buf_t *body, const char **ctype)
+{
+    fo_broker_t *b = ud;
+    *ctype = "text/plain; charset=utf-8";
+    if (!strcmp(path, "/healthz")) {
+        int draining = atomic_load(&b->draining);
+        const char *s = draining ? "draining\n" : "ok\n";
+        if (fo_buf_append(body, s, strlen(s)))
+            return 500;
+        return draining ? 503 : 200;
+    }
+    if (!strcmp(path, "/metrics")) {
+        *ctype = "text/plain; version=0.0.4; charset=utf-8";
+        return metrics(b, body);
+    }
+    if (fo_buf_append(body, "not found\n", 10))
+        return 500;
+    return 404;
+}

@@ -1,0 +1,120 @@
+/* net.c -- listen, accept and socket options (see net.h). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "addr.h"
+#include "net.h"
+
+static fo_err_t say(fo_err_t e, char *err, size_t errlen, const char *fmt, const char *a,
+                    const char *b)
+{
+    if (err && errlen)
+        snprintf(err, errlen, fmt, a, b);
+    return e;
+}
+
+static int bound_port(int fd, uint16_t *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl))
+        return -1;
+    *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                           : ((struct sockaddr_in *)&ss)->sin_port);
+    return 0;
+}
+
+static int listen_one(const struct addrinfo *ai, int backlog)
+{
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, backlog)) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+fo_err_t fo_net_listen(const char *hostport, int backlog, int *fd, uint16_t *port,
+                       char *err, size_t errlen)
+{
+    fo_addr_t a;
+    if (fo_addr_parse(hostport, FO_ADDR_NEED_PORT | FO_ADDR_NO_SCHEME, &a))
+        return say(FO_ERR_ADDR, err, errlen, "bad address \"%s\"%s (want HOST:PORT)",
+                   hostport ? hostport : "", "");
+    char ps[8];
+    snprintf(ps, sizeof ps, "%u", (unsigned)a.port);
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV }, *res;
+    int g = getaddrinfo(a.host[0] ? a.host : "0.0.0.0", ps, &hints, &res);
+    if (g)
+        return say(FO_ERR_ADDR, err, errlen, "%s: %s", hostport, gai_strerror(g));
+    int s = -1;
+    for (const struct addrinfo *ai = res; ai && s < 0; ai = ai->ai_next)
+        s = listen_one(ai, backlog);
+    int saved = errno;
+    freeaddrinfo(res);
+    if (s < 0) {
+        errno = saved;
+        return say(FO_ERR_IO, err, errlen, "cannot listen on %s: %s", hostport, strerror(saved));
+    }
+    if (port && bound_port(s, port)) {
+        saved = errno;
+        close(s);
+        errno = saved;
+        return say(FO_ERR_IO, err, errlen, "cannot listen on %s: %s", hostport, strerror(saved));
+    }
+    *fd = s;
+    return FO_OK;
+}
+
+int fo_net_accept(int lfd)
+{
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0 || (errno != EINTR && errno != ECONNABORTED))
+            return fd;
+    }
+}
+
+int fo_net_out_of_fds(int e)
+{
+    return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+}
+
+void fo_net_nodelay(int fd)
+{
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+void fo_net_peer_name(int fd, char *out, size_t len)
+{
+    struct sockaddr_storage ss = { .ss_family = AF_UNSPEC };
+    socklen_t sl = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+            port = ntohs(a->sin6_port);
+        }
+    }
+    snprintf(out, len, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port);
+}
