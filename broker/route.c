@@ -151,7 +151,8 @@ void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
         return;
     }
     t->seq = m->seq;
-    fo_ring_push(&t->ring, m, retain_msgs, retain_bytes);
+    if (fo_ring_push(&t->ring, m, retain_msgs, retain_bytes))
+        FO_STAT_INC(&w->stats, retention_failures);   /* delivered, not retained */
     for (fo_qgroup_t *g = t->groups; g; g = g->next) {
         fo_binding_t *pb = fo_qgroup_pick(g, m->seq);
         if (!pb)

@@ -38,6 +38,7 @@
     X(idle_timeouts,        counter, "Connections closed for silence")           \
     X(gaps_sent,            counter, "GAP frames sent")                          \
     X(replayed,             counter, "Messages replayed from retention")         \
+    X(retention_failures,   counter, "Messages not retained: the ring could not grow (out of memory)") \
     X(inbox_batches,        counter, "Batches received from other workers")      \
     X(loop_iterations,      counter, "Event loop iterations")                    \
     X(busy_ns,              internal, "Nanoseconds spent handling events")       \

@@ -67,8 +67,8 @@ typedef struct fo_worker {
     uint64_t drain_deadline_ms;
 } fo_worker_t;
 
-fo_err_t fo_worker_create(fo_broker_t *b, int id, fo_worker_t **out);
-fo_err_t fo_worker_start(fo_worker_t *w);
+FO_MUST_CHECK fo_err_t fo_worker_create(fo_broker_t *b, int id, fo_worker_t **out);
+FO_MUST_CHECK fo_err_t fo_worker_start(fo_worker_t *w);
 void fo_worker_join(fo_worker_t *w);
 void fo_worker_destroy(fo_worker_t *w);      /* after join; NULL ok */
 /* Wake the worker (drain, reload). Any thread. */
