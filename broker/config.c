@@ -337,89 +337,124 @@ static fo_err_t check_bounds(const opt_t *o, const char *where, const char *v, u
     return FO_OK;
 }
 
+/* The number an INT, SIZE, DURATION or BOOL option's text stands for
+ * (bounds are checked by the caller). */
+static fo_err_t parse_number(const opt_t *o, const char *where, const char *v, uint64_t *n,
+                             char *err, size_t errlen)
+{
+    fo_err_t e;
+    switch (o->type) {
+    case T_INT: {
+        const char *end = parse_digits(v, n);
+        if (!end || *end)
+            return fail(err, errlen, "%s: \"%s\" is not a whole number", where, v);
+        return FO_OK;
+    }
+    case T_SIZE:
+        e = fo_parse_size(v, n);
+        if (e == FO_ERR_RANGE)
+            return fail(err, errlen, "%s: \"%s\" is too large", where, v);
+        if (e != FO_OK)
+            return fail(err, errlen, "%s: \"%s\" is not a size (e.g. 1MiB)", where, v);
+        return FO_OK;
+    case T_DURATION:
+        e = fo_parse_duration_ms(v, n);
+        if (e == FO_ERR_RANGE)
+            return fail(err, errlen, "%s: \"%s\" is too long", where, v);
+        if (e != FO_OK)
+            return fail(err, errlen, "%s: \"%s\" is not a duration (e.g. 500ms, 10s, 2m)", where, v);
+        return FO_OK;
+    default: {                                              /* T_BOOL */
+        static const char *const yes[] = { "1", "yes", "true", "on" };
+        static const char *const no[] = { "0", "no", "false", "off" };
+        for (size_t i = 0; i < 4; i++) {
+            if (!strcasecmp(v, yes[i])) {
+                *n = 1;
+                return FO_OK;
+            }
+            if (!strcasecmp(v, no[i])) {
+                *n = 0;
+                return FO_OK;
+            }
+        }
+        return fail(err, errlen, "%s: \"%s\" is not a boolean (1|0|yes|no|true|false|on|off)", where, v);
+    }
+    }
+}
+
+static fo_err_t set_enum(fo_config_t *c, const opt_t *o, const char *where, const char *v,
+                         char *err, size_t errlen)
+{
+    for (const enum_name_t *en = o->names; en->name; en++)
+        if (!strcasecmp(v, en->name)) {
+            store_num(c, o, en->value);
+            return FO_OK;
+        }
+    char list[128] = "";
+    for (const enum_name_t *x = o->names; x->name; x++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+                 x == o->names ? "" : "|", x->name);
+    return fail(err, errlen, "%s: \"%s\" is not one of %s", where, v, list);
+}
+
+static fo_err_t set_string(char *field, const opt_t *o, const char *where, const char *v,
+                           char *err, size_t errlen)
+{
+    if (strlen(v) >= o->size)
+        return fail(err, errlen, "%s: value too long (at most %zu bytes)", where, o->size - 1);
+    if ((o->flags & F_IPV4) && *v && inet_pton(AF_INET, v, &(struct in_addr){ 0 }) != 1)
+        return fail(err, errlen, "%s: \"%s\" is not an IPv4 address", where, v);
+    memcpy(field, v, strlen(v) + 1);
+    return FO_OK;
+}
+
+/* A listen address, stored normalised ("0.0.0.0:7400", "[::1]:9"). */
+static fo_err_t set_hostport(char *field, const opt_t *o, const char *where, const char *v,
+                             char *err, size_t errlen)
+{
+    if ((o->flags & F_OFF) && !strcmp(v, "off")) {
+        memcpy(field, "off", 4);
+        return FO_OK;
+    }
+    fo_addr_t a;
+    if (fo_addr_parse(v, FO_ADDR_NEED_PORT | FO_ADDR_NO_SCHEME, &a) != FO_OK)
+        return fail(err, errlen, "%s: \"%s\" is not HOST:PORT%s", where, v,
+                    o->flags & F_OFF ? " or off" : "");
+    char norm[300];
+    int len = fo_addr_format(&a, "0.0.0.0", norm, sizeof norm);
+    if (len < 0 || (size_t)len >= o->size)
+        return fail(err, errlen, "%s: value too long (at most %zu bytes)", where, o->size - 1);
+    memcpy(field, norm, (size_t)len + 1);
+    return FO_OK;
+}
+
 /* Parse v for option o and store it in c. `where` names the source. */
 static fo_err_t set_value(fo_config_t *c, const opt_t *o, const char *where, const char *v,
                           char *err, size_t errlen)
 {
     char *field = (char *)c + o->off;
-    uint64_t n = 0;
-    fo_err_t e;
-
     switch (o->type) {
-    case T_INT: {
-        const char *end = parse_digits(v, &n);
-        if (!end || *end)
-            return fail(err, errlen, "%s: \"%s\" is not a whole number", where, v);
-        break;
-    }
-    case T_SIZE:
-        e = fo_parse_size(v, &n);
-        if (e == FO_ERR_RANGE)
-            return fail(err, errlen, "%s: \"%s\" is too large", where, v);
-        if (e != FO_OK)
-            return fail(err, errlen, "%s: \"%s\" is not a size (e.g. 1MiB)", where, v);
-        break;
-    case T_DURATION:
-        e = fo_parse_duration_ms(v, &n);
-        if (e == FO_ERR_RANGE)
-            return fail(err, errlen, "%s: \"%s\" is too long", where, v);
-        if (e != FO_OK)
-            return fail(err, errlen, "%s: \"%s\" is not a duration (e.g. 500ms, 10s, 2m)", where, v);
-        break;
-    case T_BOOL:
-        if (!strcmp(v, "1") || !strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcasecmp(v, "on"))
-            n = 1;
-        else if (!strcmp(v, "0") || !strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcasecmp(v, "off"))
-            n = 0;
-        else
-            return fail(err, errlen, "%s: \"%s\" is not a boolean (1|0|yes|no|true|false|on|off)", where, v);
-        break;
-    case T_ENUM: {
-        const enum_name_t *en = o->names;
-        for (; en->name; en++)
-            if (!strcasecmp(v, en->name))
-                break;
-        if (!en->name) {
-            char list[128] = "";
-            for (const enum_name_t *x = o->names; x->name; x++)
-                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
-                         x == o->names ? "" : "|", x->name);
-            return fail(err, errlen, "%s: \"%s\" is not one of %s", where, v, list);
-        }
-        store_num(c, o, en->value);
-        return FO_OK;
-    }
+    case T_ENUM:
+        return set_enum(c, o, where, v, err, errlen);
     case T_STRING:
-        if (strlen(v) >= o->size)
-            return fail(err, errlen, "%s: value too long (at most %zu bytes)", where, o->size - 1);
-        if ((o->flags & F_IPV4) && *v && inet_pton(AF_INET, v, &(struct in_addr){ 0 }) != 1)
-            return fail(err, errlen, "%s: \"%s\" is not an IPv4 address", where, v);
-        memcpy(field, v, strlen(v) + 1);
-        return FO_OK;
-    case T_HOSTPORT: {
-        if ((o->flags & F_OFF) && !strcmp(v, "off")) {
-            memcpy(field, "off", 4);
-            return FO_OK;
-        }
-        fo_addr_t a;
-        if (fo_addr_parse(v, FO_ADDR_NEED_PORT | FO_ADDR_NO_SCHEME, &a) != FO_OK)
-            return fail(err, errlen, "%s: \"%s\" is not HOST:PORT%s", where, v,
-                        o->flags & F_OFF ? " or off" : "");
-        char norm[300];
-        int len = fo_addr_format(&a, "0.0.0.0", norm, sizeof norm);
-        if (len < 0 || (size_t)len >= o->size)
-            return fail(err, errlen, "%s: value too long (at most %zu bytes)", where, o->size - 1);
-        memcpy(field, norm, (size_t)len + 1);
-        return FO_OK;
-    }
+        return set_string(field, o, where, v, err, errlen);
+    case T_HOSTPORT:
+        return set_hostport(field, o, where, v, err, errlen);
     case T_LIST:
         return parse_mcast(c, where, v, err, errlen);
+    case T_INT:
+    case T_SIZE:
+    case T_DURATION:
+    case T_BOOL:
+        break;
     }
-    e = check_bounds(o, where, v, n, err, errlen);
-    if (e != FO_OK)
-        return e;
-    store_num(c, o, n);
-    return FO_OK;
+    uint64_t n = 0;
+    fo_err_t e = parse_number(o, where, v, &n, err, errlen);
+    if (e == FO_OK)
+        e = check_bounds(o, where, v, n, err, errlen);
+    if (e == FO_OK)
+        store_num(c, o, n);
+    return e;
 }
 
 /* Set from a source: a list option given for the first time by this source

@@ -548,54 +548,79 @@ static void give_back_buffer(fo_conn_t *c)
         free(blk);                  /* grown for a big frame: not cached */
 }
 
+/* A closing connection: discard input until EOF (see fo_conn_flush). */
+static void linger_read(fo_conn_t *c)
+{
+    char sink[4096];
+    ssize_t k;
+    while ((k = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT)) > 0)
+        ;
+    if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        fo_conn_destroy(c);
+}
+
+/* Room in the input buffer for the next read: a block from the worker's
+ * cache, grown for a frame bigger than a block only after charging it to
+ * --max-memory (10,000 peers each half-sending a 1 MiB frame must not
+ * take the broker down). 0, or -1 when the connection failed. */
+static int input_room(fo_conn_t *c)
+{
+    fo_worker_t *w = c->w;
+    if (!c->dec.buf.data) {
+        void *blk = fo_worker_buf_get(w);
+        if (!blk) {
+            fo_conn_fail(c, FO_CODE(MEMORY_LIMIT), "out of memory for a read buffer");
+            return -1;
+        }
+        fo_buf_adopt(&c->dec.buf, blk, FO_READ_BLOCK);
+        FO_STAT_ADD(&w->stats, input_buffer_bytes, FO_READ_BLOCK);
+    }
+    size_t want = fo_decoder_want(&c->dec);
+    if (want < 4096)
+        want = 4096;
+    uint64_t need = fo_buf_len(&c->dec.buf) + want;
+    if (need > FO_READ_BLOCK && need > c->in_charged) {
+        if (fo_mem_charge(&w->b->mem, need - c->in_charged)) {
+            FO_STAT_INC(&w->stats, publish_refused_memory);
+            fo_conn_fail(c, FO_CODE(MEMORY_LIMIT), "a %zu-byte frame would exceed the broker's memory cap",
+                         fo_buf_len(&c->dec.buf) + fo_decoder_want(&c->dec) - FO_FRAME_HDR);
+            return -1;
+        }
+        c->in_charged = need;
+    }
+    size_t cap_before = c->dec.buf.cap;
+    fo_err_t rerr = fo_buf_reserve(&c->dec.buf, want);
+    FO_STAT_ADD(&w->stats, input_buffer_bytes, c->dec.buf.cap - cap_before);
+    if (rerr) {
+        fo_conn_fail(c, FO_CODE(MEMORY_LIMIT), "out of memory for a read buffer");
+        return -1;
+    }
+    return 0;
+}
+
+/* The peer closed its side: what was cut off mid-frame is counted. */
+static void on_eof(fo_conn_t *c)
+{
+    fo_worker_t *w = c->w;
+    if (fo_decoder_finish(&c->dec) == FO_ERR_TRUNCATED) {
+        FO_STAT_INC(&w->stats, protocol_errors);
+        FO_STAT_INC(&w->stats, errors_sent[FO_CODE(TRUNCATED)]);
+        FO_LOG_RATE(FO_LOG_WARN, c->id, "ERR_TRUNCATED %s: stream ended inside a frame", c->peer);
+    }
+    fo_conn_destroy(c);
+}
+
 void fo_conn_on_readable(fo_conn_t *c)
 {
     fo_worker_t *w = c->w;
     if (c->state == FO_CONN_CLOSING) {
-        /* lingering: discard input until EOF (see fo_conn_flush) */
-        char sink[4096];
-        ssize_t k;
-        while ((k = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT)) > 0)
-            ;
-        if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-            fo_conn_destroy(c);
+        linger_read(c);
         return;
     }
-    uint64_t budget = LIM(w->b, read_budget);
-    uint64_t got = 0;
+    uint64_t budget = LIM(w->b, read_budget), got = 0;
     for (;;) {
-        if (!c->dec.buf.data) {
-            void *blk = fo_worker_buf_get(w);
-            if (!blk) {
-                fo_error(c->id, "out of memory for a read buffer");
-                return;
-            }
-            fo_buf_adopt(&c->dec.buf, blk, FO_READ_BLOCK);
-            FO_STAT_ADD(&w->stats, input_buffer_bytes, FO_READ_BLOCK);
-        }
-        size_t want = fo_decoder_want(&c->dec);
-        if (want < 4096)
-            want = 4096;
-        /* a frame bigger than a cache block is charged to --max-memory
-         * before its buffer grows: 10,000 peers each half-sending a 1 MiB
-         * frame must not take the broker down */
-        uint64_t need = fo_buf_len(&c->dec.buf) + want;
-        if (need > FO_READ_BLOCK && need > c->in_charged) {
-            if (fo_mem_charge(&w->b->mem, need - c->in_charged)) {
-                FO_STAT_INC(&w->stats, publish_refused_memory);
-                fo_conn_fail(c, FO_CODE(MEMORY_LIMIT), "a %zu-byte frame would exceed the broker's memory cap",
-                             fo_buf_len(&c->dec.buf) + fo_decoder_want(&c->dec) - FO_FRAME_HDR);
-                return;
-            }
-            c->in_charged = need;
-        }
-        size_t cap_before = c->dec.buf.cap;
-        fo_err_t rerr = fo_buf_reserve(&c->dec.buf, want);
-        FO_STAT_ADD(&w->stats, input_buffer_bytes, c->dec.buf.cap - cap_before);
-        if (rerr) {
-            fo_conn_fail(c, FO_CODE(UNKNOWN), "out of memory");
+        if (input_room(c))
             return;
-        }
         ssize_t k = recv(c->fd, fo_buf_tail(&c->dec.buf), fo_buf_room(&c->dec.buf), MSG_DONTWAIT);
         if (k < 0) {
             if (errno == EINTR)
@@ -607,13 +632,7 @@ void fo_conn_on_readable(fo_conn_t *c)
             return;
         }
         if (k == 0) {
-            if (fo_decoder_finish(&c->dec) == FO_ERR_TRUNCATED) {
-                FO_STAT_INC(&w->stats, protocol_errors);
-                FO_STAT_INC(&w->stats, errors_sent[FO_CODE(TRUNCATED)]);
-                FO_LOG_RATE(FO_LOG_WARN, c->id, "ERR_TRUNCATED %s: stream ended inside a frame",
-                            c->peer);
-            }
-            fo_conn_destroy(c);
+            on_eof(c);
             return;
         }
         fo_buf_commit(&c->dec.buf, (size_t)k);

@@ -106,49 +106,56 @@ static int picks_room(fo_worker_t *w, uint32_t n)
     return 1;
 }
 
-void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
-                      const uint8_t *payload, size_t plen, uint64_t req)
+/* The topic of a PUBLISH: the publisher's last one, the worker's cache,
+ * else the registry (creating it). NULL when refused (the error is sent). */
+static fo_topic_t *publish_topic(fo_conn_t *c, const char *name, size_t len, uint64_t req)
 {
     fo_worker_t *w = c->w;
-    fo_broker_t *b = w->b;
     /* a publisher mostly repeats its last topic: check it before hashing */
     fo_topic_t *t = c->last_topic;
-    if (!t || t->len != len || memcmp(t->name, name, len))
-        t = fo_tcache_find(w->tcache, name, len, fo_topic_hash(name, len));
-    if (!t) {
-        /* a cached name was valid when it was first seen: check misses only */
-        if (!fo_topic_valid(name, len)) {
-            fo_conn_fail(c, FO_CODE(INVALID_TOPIC), "invalid topic \"%.*s\"",
-                         (int)(len < 64 ? len : 64), name);
-            return;
-        }
-        fo_err_t err = FO_OK;
-        t = fo_registry_get(b->reg, name, len, &err);
-        if (!t) {
-            if (err == FO_ERR_BUSY)
-                fo_conn_send_error(c, FO_CODE(BAD_REQUEST), req, FO_NO_SID,
-                                   "topic limit reached (--max-topics %d)", b->cfg.max_topics);
-            else
-                fo_conn_send_error(c, FO_CODE(MEMORY_LIMIT), req, FO_NO_SID, "out of memory");
-            return;
-        }
-        fo_tcache_put(w->tcache, t);
+    if (t && t->len == len && !memcmp(t->name, name, len))
+        return t;
+    t = fo_tcache_find(w->tcache, name, len, fo_topic_hash(name, len));
+    if (t)
+        return t;
+    /* a cached name was valid when it was first seen: check misses only */
+    if (!fo_topic_valid(name, len)) {
+        fo_conn_fail(c, FO_CODE(INVALID_TOPIC), "invalid topic \"%.*s\"",
+                     (int)(len < 64 ? len : 64), name);
+        return NULL;
     }
-    c->last_topic = t;
-    uint64_t now = w->read_time_ns;
-    uint32_t npicks = 0, picks_lost = 0;
-    uint32_t retain_msgs = LIM(b, retention_msgs);
-    uint64_t retain_bytes = LIM(b, retention_bytes);
+    fo_err_t err = FO_OK;
+    t = fo_registry_get(w->b->reg, name, len, &err);
+    if (!t) {
+        if (err == FO_ERR_BUSY)
+            fo_conn_send_error(c, FO_CODE(BAD_REQUEST), req, FO_NO_SID,
+                               "topic limit reached (--max-topics %d)", w->b->cfg.max_topics);
+        else
+            fo_conn_send_error(c, FO_CODE(MEMORY_LIMIT), req, FO_NO_SID, "out of memory");
+        return NULL;
+    }
+    fo_tcache_put(w->tcache, t);
+    return t;
+}
 
+/* The one topic-lock section of a publish: the next sequence, the encoded
+ * message, its ring slot, a member of each queue group (into w->picks)
+ * and which workers have plain subscribers (*mask, read under the lock so
+ * a concurrent SUBSCRIBE is either before and sees this seq, or after).
+ * NULL when the memory cap refuses it. */
+static fo_msg_t *sequence(fo_worker_t *w, fo_topic_t *t, const char *name, size_t len,
+                          const uint8_t *payload, size_t plen, uint64_t *mask, uint32_t *npicks)
+{
+    fo_broker_t *b = w->b;
+    uint32_t retain_msgs = LIM(b, retention_msgs), lost = 0;
+    uint64_t retain_bytes = LIM(b, retention_bytes);
+    *npicks = 0;
+    *mask = 0;
     pthread_mutex_lock(&t->lock);
-    fo_msg_t *m = fo_msg_new(&b->mem, t, name, len, t->seq + 1, now, payload, plen, 0);
+    fo_msg_t *m = fo_msg_new(&b->mem, t, name, len, t->seq + 1, w->read_time_ns, payload, plen, 0);
     if (!m) {
         pthread_mutex_unlock(&t->lock);
-        FO_STAT_INC(&w->stats, publish_refused_memory);
-        fo_conn_send_error(c, FO_CODE(MEMORY_LIMIT), req, FO_NO_SID,
-                           "broker memory cap reached (%llu bytes): publish refused",
-                           (unsigned long long)atomic_load(&b->mem.limit));
-        return;
+        return NULL;
     }
     t->seq = m->seq;
     if (fo_ring_push(&t->ring, m, retain_msgs, retain_bytes))
@@ -157,24 +164,26 @@ void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
         fo_binding_t *pb = fo_qgroup_pick(g, m->seq);
         if (!pb)
             continue;
-        if (!picks_room(w, npicks)) {
-            picks_lost++;             /* out of memory: counted, never silent */
+        if (!picks_room(w, *npicks)) {
+            lost++;                   /* out of memory: counted, never silent */
             continue;
         }
-        w->picks[npicks++] = (struct fo_pick){ pb->sub->worker, pb->sub->sid, pb->sub->conn_id };
+        w->picks[(*npicks)++] = (struct fo_pick){ pb->sub->worker, pb->sub->sid, pb->sub->conn_id };
     }
-    /* Which workers have plain subscribers, read under the lock so a
-     * concurrent SUBSCRIBE is either before (sees this seq) or after. */
-    uint64_t mask = 0;
     for (int i = 0; i < b->nworkers && i < 64; i++)
         if (atomic_load_explicit(&t->nlocal[i], memory_order_relaxed))
-            mask |= 1ull << i;
+            *mask |= 1ull << i;
     pthread_mutex_unlock(&t->lock);
+    if (lost)
+        FO_STAT_ADD(&w->stats, drops_gone, lost);
+    return m;
+}
 
-    FO_STAT_INC(&w->stats, messages_in);
-    FO_STAT_ADD(&w->stats, bytes_in, plen);
-    int routed = npicks > 0 || mask != 0;
-    for (int i = 0; i < b->nworkers; i++) {
+/* After the lock: one reference to each other worker with subscribers,
+ * this worker's own subscribers directly, then the queue-group picks. */
+static void fan_out(fo_worker_t *w, fo_msg_t *m, uint64_t mask, uint32_t npicks)
+{
+    for (int i = 0; i < w->b->nworkers; i++) {
         if (!(mask & (1ull << i)) || i == w->id)
             continue;
         fo_item_t it = { .kind = FO_ITEM_FANOUT, .u.msg = fo_msg_ref(m) };
@@ -182,8 +191,6 @@ void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
     }
     if (mask & (1ull << w->id))
         deliver_local(w, fo_msg_ref(m));
-    if (picks_lost)
-        FO_STAT_ADD(&w->stats, drops_gone, picks_lost);
     for (uint32_t i = 0; i < npicks; i++) {
         const struct fo_pick *pk = &w->picks[i];
         if (pk->worker == w->id) {
@@ -194,6 +201,30 @@ void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
             fo_worker_post(w, pk->worker, &it);
         }
     }
+}
+
+void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
+                      const uint8_t *payload, size_t plen, uint64_t req)
+{
+    fo_worker_t *w = c->w;
+    fo_topic_t *t = publish_topic(c, name, len, req);
+    if (!t)
+        return;
+    c->last_topic = t;
+    uint64_t mask;
+    uint32_t npicks;
+    fo_msg_t *m = sequence(w, t, name, len, payload, plen, &mask, &npicks);
+    if (!m) {
+        FO_STAT_INC(&w->stats, publish_refused_memory);
+        fo_conn_send_error(c, FO_CODE(MEMORY_LIMIT), req, FO_NO_SID,
+                           "broker memory cap reached (%llu bytes): publish refused",
+                           (unsigned long long)atomic_load(&w->b->mem.limit));
+        return;
+    }
+    FO_STAT_INC(&w->stats, messages_in);
+    FO_STAT_ADD(&w->stats, bytes_in, plen);
+    fan_out(w, m, mask, npicks);
+    int routed = npicks > 0 || mask != 0;
     if (t->mcast_group >= 0) {
         fo_mcast_tx_add(w->mtx, t->mcast_group, name, len, m->seq, payload, plen);
         routed = 1;
@@ -308,20 +339,29 @@ static int sub_frame_ok(fo_conn_t *c, const Fanout__Subscribe *s)
     return 1;
 }
 
-/* What is wrong with a SUBSCRIBE's values (docs/PROTOCOL.md §8, §9), or
- * NULL: ERR_BAD_REQUEST, the connection stays open. protobuf-c does not
- * check enum values, so we do. */
-static const char *sub_request_problem(const Fanout__Subscribe *s)
+/* An enum value protobuf-c let through but the protocol does not know. */
+static const char *enum_problem(const Fanout__Subscribe *s)
 {
-    int queue = s->queue && s->queue[0];
-    int mcast = s->has_delivery && s->delivery == FANOUT__DELIVERY__DELIVERY_MULTICAST;
-    if (s->has_delivery && s->delivery != FANOUT__DELIVERY__DELIVERY_TCP && !mcast)
+    if (s->has_delivery && s->delivery != FANOUT__DELIVERY__DELIVERY_TCP &&
+        s->delivery != FANOUT__DELIVERY__DELIVERY_MULTICAST)
         return "unknown delivery";
     if (s->has_start && (s->start < FANOUT__START__START_NEW || s->start > FANOUT__START__START_EARLIEST))
         return "unknown start";
     if (s->has_slow && (s->slow < FANOUT__SLOW_POLICY__SLOW_DEFAULT ||
                         s->slow > FANOUT__SLOW_POLICY__SLOW_BLOCK))
         return "unknown slow policy";
+    return NULL;
+}
+
+/* What is wrong with a SUBSCRIBE's values (docs/PROTOCOL.md §8, §9), or
+ * NULL: ERR_BAD_REQUEST, the connection stays open. */
+static const char *sub_request_problem(const Fanout__Subscribe *s)
+{
+    const char *bad = enum_problem(s);
+    if (bad)
+        return bad;
+    int queue = s->queue && s->queue[0];
+    int mcast = s->has_delivery && s->delivery == FANOUT__DELIVERY__DELIVERY_MULTICAST;
     if (queue && !fo_topic_valid(s->queue, strlen(s->queue)))
         return "invalid queue group name";
     if (queue && mcast)

@@ -65,6 +65,40 @@ static int v6_ok(const char *h, size_t n)
     return 1;
 }
 
+/* Split p[0..n) into host and port text: "[v6]" or a plain host, then
+ * ":PORT" or nothing (*port = NULL). */
+static fo_err_t split_host(const char *p, size_t n, fo_addr_t *out, const char **host,
+                           size_t *hl, const char **port)
+{
+    *port = NULL;
+    if (n && *p == '[') {
+        const char *rb = memchr(p, ']', n);
+        if (!rb || rb == p + 1)
+            return FO_ERR_ADDR;
+        *host = p + 1;
+        *hl = (size_t)(rb - *host);
+        out->ipv6 = 1;
+        if (rb + 1 < p + n) {
+            if (rb[1] != ':')
+                return FO_ERR_ADDR;
+            *port = rb + 2;
+        }
+        return v6_ok(*host, *hl) ? FO_OK : FO_ERR_ADDR;
+    }
+    const char *colon = memchr(p, ':', n);
+    *host = p;
+    *hl = colon ? (size_t)(colon - p) : n;
+    if (colon) {
+        if (memchr(colon + 1, ':', n - *hl - 1))
+            return FO_ERR_ADDR;            /* a bare IPv6 literal needs brackets */
+        *port = colon + 1;
+    }
+    for (size_t i = 0; i < *hl; i++)
+        if (!host_byte_ok(p[i]))
+            return FO_ERR_ADDR;
+    return FO_OK;
+}
+
 fo_err_t fo_addr_parse(const char *s, unsigned flags, fo_addr_t *out)
 {
     if (!s || !out)
@@ -73,57 +107,27 @@ fo_err_t fo_addr_parse(const char *s, unsigned flags, fo_addr_t *out)
     const char *p = strip_scheme(s, &out->scheme);
     if (out->scheme != FO_SCHEME_NONE && (flags & FO_ADDR_NO_SCHEME))
         return FO_ERR_ADDR;
-    size_t n = strlen(p);
+    size_t n = strlen(p), hl;
     if (out->scheme != FO_SCHEME_NONE && n && p[n - 1] == '/')
         n--;                               /* "tls://host:7443/" */
-    const char *host = p, *port = NULL;
-    size_t hl;
-    if (n && *p == '[') {
-        const char *rb = memchr(p, ']', n);
-        if (!rb || rb == p + 1)
-            return FO_ERR_ADDR;
-        host = p + 1;
-        hl = (size_t)(rb - host);
-        out->ipv6 = 1;
-        size_t rest = n - (size_t)(rb + 1 - p);
-        if (rest) {
-            if (rb[1] != ':')
-                return FO_ERR_ADDR;
-            port = rb + 2;
-        }
-        if (!v6_ok(host, hl))
-            return FO_ERR_ADDR;
-    } else {
-        const char *colon = memchr(p, ':', n);
-        hl = colon ? (size_t)(colon - p) : n;
-        if (colon) {
-            if (memchr(colon + 1, ':', n - hl - 1))
-                return FO_ERR_ADDR;        /* a bare IPv6 literal needs brackets */
-            port = colon + 1;
-        }
-        for (size_t i = 0; i < hl; i++)
-            if (!host_byte_ok(host[i]))
-                return FO_ERR_ADDR;
-    }
+    const char *host, *port;
+    if (split_host(p, n, out, &host, &hl, &port))
+        return FO_ERR_ADDR;
     if (hl > FO_ADDR_HOST_MAX)
         return FO_ERR_RANGE;
-    if (hl == 0 && !port)
-        return FO_ERR_ADDR;                /* nothing at all */
-    if (hl == 0 && out->scheme != FO_SCHEME_NONE)
-        return FO_ERR_ADDR;                /* a URL names its host */
+    if (hl == 0 && (!port || out->scheme != FO_SCHEME_NONE))
+        return FO_ERR_ADDR;                /* nothing at all, or a URL without host */
     memcpy(out->host, host, hl);
     out->host[hl] = '\0';
-    if (port) {
-        if (parse_port(port, n - (size_t)(port - p), &out->port))
-            return FO_ERR_ADDR;
-        if (out->port == 0 && !(flags & FO_ADDR_NEED_PORT))
-            return FO_ERR_ADDR;            /* port 0 = any: only to listen */
-        out->has_port = 1;
-    } else {
-        if (flags & FO_ADDR_NEED_PORT)
-            return FO_ERR_ADDR;
+    if (!port) {
         out->port = fo_addr_default_port(out->scheme);
+        return flags & FO_ADDR_NEED_PORT ? FO_ERR_ADDR : FO_OK;
     }
+    if (parse_port(port, n - (size_t)(port - p), &out->port))
+        return FO_ERR_ADDR;
+    if (out->port == 0 && !(flags & FO_ADDR_NEED_PORT))
+        return FO_ERR_ADDR;                /* port 0 = any: only to listen */
+    out->has_port = 1;
     return FO_OK;
 }
 

@@ -438,52 +438,55 @@ size_t fo_deliver_prefix(uint8_t *out, uint32_t sid, size_t shared_len)
 
 /* Anything the view does not understand, malformed bytes included, is
  * left to protobuf-c (FO_ERR_AGAIN): it alone decides what is bad. */
+/* One field of an exact layout at b[*i], below end: key byte `tag`, then
+ * a varint (into *v) or a length-delimited value (*p, *n, fitting before
+ * end). 1 and *i moved past it, or 0 when the bytes are anything else. */
+static inline int want_varint(const uint8_t *b, size_t end, size_t *i, uint8_t tag, uint64_t *v)
+{
+    size_t k;
+    if (*i >= end || b[*i] != tag || !(k = fo_varint_get(b + *i + 1, end - *i - 1, v)))
+        return 0;
+    *i += 1 + k;
+    return 1;
+}
+
+static inline int want_bytes(const uint8_t *b, size_t end, size_t *i, uint8_t tag,
+                             const uint8_t **p, size_t *n)
+{
+    uint64_t l;
+    size_t at = *i;
+    if (!want_varint(b, end, &at, tag, &l) || l > end - at)
+        return 0;
+    *p = b + at;
+    *n = (size_t)l;
+    *i = at + (size_t)l;
+    return 1;
+}
+
 /* The layout fanoutd writes (broker/msg.c + fo_deliver_prefix): Frame.sid,
- * then Frame.deliver {topic, seq, time_ns, [replay], payload}. Matched
- * directly; anything else takes the general loop below. */
+ * then Frame.deliver {topic, seq, time_ns, [replay], payload}, the payload
+ * ending the frame. Matched directly; anything else takes the general
+ * loop below. */
 static int deliver_canonical(const uint8_t *b, size_t len, fo_deliver_view_t *v)
 {
-    uint64_t x, dl, tl, pl;
-    size_t i = 0, k, end;
-    if (len < 8 || b[0] != ((15u << 3) | WT_VARINT))
+    uint64_t sid, replay;
+    size_t i = 0, dl;
+    const uint8_t *d, *topic;
+    if (len < 8 || !want_varint(b, len, &i, (15u << 3) | WT_VARINT, &sid) || sid > UINT32_MAX ||
+        !want_bytes(b, len, &i, (6u << 3) | WT_LEN, &d, &dl) || i != len)
         return 0;
-    if (!(k = fo_varint_get(b + 1, len - 1, &x)) || x > UINT32_MAX)
+    size_t end = (size_t)(d - b) + dl, pl;
+    i = (size_t)(d - b);
+    if (!want_bytes(b, end, &i, (1u << 3) | WT_LEN, &topic, &v->topic_len) ||
+        !want_varint(b, end, &i, (2u << 3) | WT_VARINT, &v->seq) ||
+        !want_varint(b, end, &i, (4u << 3) | WT_VARINT, &v->time_ns))
         return 0;
-    v->sid = (uint32_t)x;
-    i = 1 + k;
-    if (i >= len || b[i] != ((6u << 3) | WT_LEN))
+    v->replay = want_varint(b, end, &i, (5u << 3) | WT_VARINT, &replay) && replay;
+    if (!want_bytes(b, end, &i, (3u << 3) | WT_LEN, &v->payload, &pl) || i != end)
         return 0;
-    i++;
-    if (!(k = fo_varint_get(b + i, len - i, &dl)) || dl != len - i - k)
-        return 0;
-    i += k;
-    end = len;
-    if (i >= end || b[i++] != ((1u << 3) | WT_LEN))
-        return 0;
-    if (!(k = fo_varint_get(b + i, end - i, &tl)) || tl > end - i - k)
-        return 0;
-    v->topic = (const char *)b + i + k;
-    v->topic_len = (size_t)tl;
-    i += k + (size_t)tl;
-    if (i >= end || b[i++] != ((2u << 3) | WT_VARINT) ||
-        !(k = fo_varint_get(b + i, end - i, &v->seq)))
-        return 0;
-    i += k;
-    if (i >= end || b[i++] != ((4u << 3) | WT_VARINT) ||
-        !(k = fo_varint_get(b + i, end - i, &v->time_ns)))
-        return 0;
-    i += k;
-    v->replay = 0;
-    if (i + 1 < end && b[i] == ((5u << 3) | WT_VARINT) && b[i + 1] < 0x80) {
-        v->replay = b[i + 1] != 0;
-        i += 2;
-    }
-    if (i >= end || b[i++] != ((3u << 3) | WT_LEN))
-        return 0;
-    if (!(k = fo_varint_get(b + i, end - i, &pl)) || pl != end - i - k)
-        return 0;
-    v->payload = b + i + k;
-    v->payload_len = (size_t)pl;
+    v->sid = (uint32_t)sid;
+    v->topic = (const char *)topic;
+    v->payload_len = pl;
     /* an embedded NUL is what protobuf-c would cut short: slow path */
     return !memchr(v->topic, 0, v->topic_len);
 }
