@@ -359,57 +359,66 @@ static int drain_step(fo_worker_t *w)
     return 0;
 }
 
+static void on_event(fo_worker_t *w, const struct epoll_event *ev)
+{
+    void *p = ev->data.ptr;
+    if (p == &inbox_tag) {
+        handle_inbox(w);
+        return;
+    }
+    fo_conn_t *c = p;
+    if (w->drain_phase && (ev->events & (EPOLLHUP | EPOLLERR)))
+        fo_conn_destroy(c);             /* gone: nothing to deliver to */
+    else if (ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        fo_conn_on_readable(c);         /* may free c; it is not dirty then */
+    else if (ev->events & EPOLLOUT)
+        fo_worker_mark_dirty(w, c);
+}
+
+int fo_worker_step(fo_worker_t *w, int max_wait_ms)
+{
+    if (!w->next_tick_ms) {
+        w->now_ms = fo_clock_ms();
+        w->next_tick_ms = w->now_ms + TICK_MS;
+    }
+    struct epoll_event evs[256];
+    int timeout = (int)(w->next_tick_ms > w->now_ms ? w->next_tick_ms - w->now_ms : 0);
+    if (w->drain_phase && timeout > 10)
+        timeout = 10;
+    if (w->paused && timeout > 1)
+        timeout = 1;                 /* poll paused publishers' topics */
+    if (max_wait_ms >= 0 && timeout > max_wait_ms)
+        timeout = max_wait_ms;
+    int n = epoll_wait(w->epfd, evs, 256, timeout);
+    uint64_t t0 = fo_clock_ns();
+    w->now_ms = fo_clock_ms();
+    FO_STAT_INC(&w->stats, loop_iterations);
+    for (int i = 0; i < n; i++)
+        on_event(w, &evs[i]);
+    if (n < 0 && errno != EINTR)
+        fo_error(0, "epoll_wait: %s", strerror(errno));
+    if (w->paused)
+        resume_paused(w);            /* may publish: before the flushes */
+    flush_outboxes(w);
+    flush_dirty(w);
+    fo_mcast_tx_flush(w->mtx);
+    if (w->now_ms >= w->next_tick_ms) {
+        w->next_tick_ms = w->now_ms + TICK_MS;
+        for (fo_conn_t *c = w->all, *next; c; c = next) {
+            next = c->all_next;
+            fo_conn_tick(c);
+        }
+    }
+    FO_STAT_ADD(&w->stats, busy_ns, fo_clock_ns() - t0);
+    return atomic_load_explicit(&w->b->draining, memory_order_relaxed) && drain_step(w);
+}
+
 static void *worker_main(void *arg)
 {
     fo_worker_t *w = arg;
     fo_log_set_worker(w->id);
-    struct epoll_event evs[256];
-    w->now_ms = fo_clock_ms();
-    w->next_tick_ms = w->now_ms + TICK_MS;
-    for (;;) {
-        int timeout = (int)(w->next_tick_ms > w->now_ms ? w->next_tick_ms - w->now_ms : 0);
-        if (w->drain_phase && timeout > 10)
-            timeout = 10;
-        if (w->paused && timeout > 1)
-            timeout = 1;             /* poll paused publishers' topics */
-        int n = epoll_wait(w->epfd, evs, 256, timeout);
-        uint64_t t0 = fo_clock_ns();
-        w->now_ms = fo_clock_ms();
-        FO_STAT_INC(&w->stats, loop_iterations);
-        for (int i = 0; i < n; i++) {
-            void *p = evs[i].data.ptr;
-            if (p == &inbox_tag) {
-                handle_inbox(w);
-                continue;
-            }
-            fo_conn_t *c = p;
-            if (w->drain_phase && (evs[i].events & (EPOLLHUP | EPOLLERR))) {
-                fo_conn_destroy(c);         /* gone: nothing to deliver to */
-                continue;
-            }
-            if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-                fo_conn_on_readable(c);     /* may free c; it is not dirty then */
-            else if (evs[i].events & EPOLLOUT)
-                fo_worker_mark_dirty(w, c);
-        }
-        if (n < 0 && errno != EINTR)
-            fo_error(0, "epoll_wait: %s", strerror(errno));
-        if (w->paused)
-            resume_paused(w);          /* may publish: before the flushes */
-        flush_outboxes(w);
-        flush_dirty(w);
-        fo_mcast_tx_flush(w->mtx);
-        if (w->now_ms >= w->next_tick_ms) {
-            w->next_tick_ms = w->now_ms + TICK_MS;
-            for (fo_conn_t *c = w->all, *next; c; c = next) {
-                next = c->all_next;
-                fo_conn_tick(c);
-            }
-        }
-        FO_STAT_ADD(&w->stats, busy_ns, fo_clock_ns() - t0);
-        if (atomic_load_explicit(&w->b->draining, memory_order_relaxed) && drain_step(w))
-            break;
-    }
+    while (!fo_worker_step(w, -1))
+        ;
     /* Tell everyone still here, then close. */
     for (fo_conn_t *c = w->all; c; c = c->all_next)
         if (c->state != FO_CONN_CLOSING)

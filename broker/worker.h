@@ -71,6 +71,12 @@ FO_MUST_CHECK fo_err_t fo_worker_create(fo_broker_t *b, int id, fo_worker_t **ou
 FO_MUST_CHECK fo_err_t fo_worker_start(fo_worker_t *w);
 void fo_worker_join(fo_worker_t *w);
 void fo_worker_destroy(fo_worker_t *w);      /* after join; NULL ok */
+/* One loop iteration on the calling thread (the worker's thread runs
+ * nothing else; tests drive a worker that has no thread with it): wait at
+ * most max_wait_ms (< 0: until the next timer tick) for events, handle
+ * them, post the outboxes, write dirty connections, run the timers.
+ * Returns 1 when a drain is complete (the loop should end). */
+int fo_worker_step(fo_worker_t *w, int max_wait_ms);
 /* Wake the worker (drain, reload). Any thread. */
 void fo_worker_wake(fo_worker_t *w);
 
