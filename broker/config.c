@@ -68,7 +68,8 @@ typedef struct opt {
     opt_type_t type;
     const char *group;         /* --help section                         */
     const char *def;           /* default, as text; NULL = none          */
-    uint64_t min, max;         /* numbers: inclusive bounds              */
+    uint64_t min, max;         /* numbers: inclusive bounds; HOSTPORT:
+                                  min = the port when none is written    */
     size_t off, size;          /* where in fo_config_t, field size       */
     int flags;
     const enum_name_t *names;  /* T_ENUM                                 */
@@ -86,8 +87,8 @@ typedef struct opt {
 
 static const opt_t opts[] = {
     /* name            type        group   default          min     max          field              flags      names        help */
-    { "listen",        T_HOSTPORT, G_NET,  "0.0.0.0:7400",  0, 0,                FIELD(listen),           0,        NULL, "address of the client (TCP) listener" },
-    { "http",          T_HOSTPORT, G_NET,  "127.0.0.1:7401", 0, 0,               FIELD(http),             F_OFF,    NULL, "address of /metrics and /healthz, or \"off\"" },
+    { "listen",        T_HOSTPORT, G_NET,  "0.0.0.0:7400",  FO_PORT_CLIENT, 0,   FIELD(listen),           0,        NULL, "address of the client (TCP) listener" },
+    { "http",          T_HOSTPORT, G_NET,  "127.0.0.1:7401", FO_PORT_HTTP, 0,    FIELD(http),             F_OFF,    NULL, "address of /metrics and /healthz, or \"off\"" },
     { "threads",       T_INT,      G_NET,  "0",             0, 64,               FIELD(threads),          0,        NULL, "worker threads, 0 = one per online core" },
     { "max-frame",     T_SIZE,     G_LIM,  "1MiB",          64, 64 * MiB,        FIELD(max_frame),        0,        NULL, "largest frame body accepted" },
     { "max-conns",     T_INT,      G_LIM,  "10000",         1, 1000000,          FIELD(max_conns),        F_RELOAD, NULL, "concurrent client connections" },
@@ -417,9 +418,14 @@ static fo_err_t set_hostport(char *field, const opt_t *o, const char *where, con
         return FO_OK;
     }
     fo_addr_t a;
-    if (fo_addr_parse(v, FO_ADDR_NEED_PORT | FO_ADDR_NO_SCHEME, &a) != FO_OK)
-        return fail(err, errlen, "%s: \"%s\" is not HOST:PORT%s", where, v,
+    if (fo_addr_parse(v, FO_ADDR_NO_SCHEME | FO_ADDR_LISTEN, &a) != FO_OK)
+        return fail(err, errlen, "%s: \"%s\" is not HOST[:PORT]%s", where, v,
                     o->flags & F_OFF ? " or off" : "");
+    if (!a.has_port && !a.ipv6 && strspn(a.host, "0123456789") == strlen(a.host))
+        return fail(err, errlen, "%s: \"%s\" is not HOST[:PORT] (a port alone is written \":%s\")",
+                    where, v, v);
+    if (!a.has_port)
+        a.port = (uint16_t)o->min;           /* the option's own default port */
     char norm[300];
     int len = fo_addr_format(&a, "0.0.0.0", norm, sizeof norm);
     if (len < 0 || (size_t)len >= o->size)
@@ -752,7 +758,7 @@ static void metavar(const opt_t *o, char *out, size_t len)
     case T_SIZE:     snprintf(out, len, "SIZE"); break;
     case T_DURATION: snprintf(out, len, "TIME"); break;
     case T_STRING:   snprintf(out, len, o->flags & F_NOFILE ? "FILE" : "STR"); break;
-    case T_HOSTPORT: snprintf(out, len, "HOST:PORT"); break;
+    case T_HOSTPORT: snprintf(out, len, "HOST[:PORT]"); break;
     case T_BOOL:     snprintf(out, len, "0|1"); break;
     case T_LIST:     snprintf(out, len, "FILTER=ADDR:PORT"); break;
     case T_ENUM:

@@ -50,7 +50,7 @@ fo_err_t fo_net_listen(const char *hostport, int backlog, int *fd, uint16_t *por
                        char *err, size_t errlen)
 {
     fo_addr_t a;
-    if (fo_addr_parse(hostport, FO_ADDR_NEED_PORT | FO_ADDR_NO_SCHEME, &a))
+    if (fo_addr_parse(hostport, FO_ADDR_NEED_PORT | FO_ADDR_NO_SCHEME | FO_ADDR_LISTEN, &a))
         return say(FO_ERR_ADDR, err, errlen, "bad address \"%s\"%s (want HOST:PORT)",
                    hostport ? hostport : "", "");
     char ps[8];

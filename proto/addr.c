@@ -125,7 +125,7 @@ fo_err_t fo_addr_parse(const char *s, unsigned flags, fo_addr_t *out)
     }
     if (parse_port(port, n - (size_t)(port - p), &out->port))
         return FO_ERR_ADDR;
-    if (out->port == 0 && !(flags & FO_ADDR_NEED_PORT))
+    if (out->port == 0 && !(flags & FO_ADDR_LISTEN))
         return FO_ERR_ADDR;                /* port 0 = any: only to listen */
     out->has_port = 1;
     return FO_OK;

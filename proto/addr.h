@@ -41,14 +41,15 @@ typedef struct fo_addr {
 } fo_addr_t;
 
 enum {
-    FO_ADDR_NEED_PORT = 1,     /* "HOST" alone is an error (listen addresses) */
+    FO_ADDR_NEED_PORT = 1,     /* "HOST" alone is an error                    */
     FO_ADDR_NO_SCHEME = 2,     /* "fanout://" and "tls://" are errors         */
+    FO_ADDR_LISTEN    = 4,     /* port 0 ("any free port") is allowed         */
 };
 
 /* Lex s into *out. FO_ERR_ADDR when it is not one of the forms above (a
- * port outside 1..65535 included; port 0 only with FO_ADDR_NEED_PORT, for
- * "any free port"); FO_ERR_RANGE when the host is longer than
- * FO_ADDR_HOST_MAX. *out is undefined on error. */
+ * port outside 1..65535 included; port 0 only with FO_ADDR_LISTEN);
+ * FO_ERR_RANGE when the host is longer than FO_ADDR_HOST_MAX. *out is
+ * undefined on error. */
 FO_MUST_CHECK fo_err_t fo_addr_parse(const char *s, unsigned flags, fo_addr_t *out);
 
 /* The default port of a scheme. */

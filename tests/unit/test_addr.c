@@ -40,8 +40,8 @@ static void test_forms(void **state)
     ok("tls://b1", 0, FO_SCHEME_TLS, "b1", FO_PORT_TLS, 0);
     ok("tls://[fe80::1%eth0]:8443", 0, FO_SCHEME_TLS, "fe80::1%eth0", 8443, 1);
     /* listen addresses: the port is required, and 0 means any */
-    ok("0.0.0.0:0", FO_ADDR_NEED_PORT, FO_SCHEME_NONE, "0.0.0.0", 0, 1);
-    ok("[::1]:0", FO_ADDR_NEED_PORT, FO_SCHEME_NONE, "::1", 0, 1);
+    ok("0.0.0.0:0", FO_ADDR_NEED_PORT | FO_ADDR_LISTEN, FO_SCHEME_NONE, "0.0.0.0", 0, 1);
+    ok("[::1]:0", FO_ADDR_LISTEN, FO_SCHEME_NONE, "::1", 0, 1);
 }
 
 static void test_rejects(void **state)
@@ -72,7 +72,7 @@ static void test_format(void **state)
     (void)state;
     fo_addr_t a;
     char buf[64];
-    assert_int_equal(fo_addr_parse(":7400", FO_ADDR_NEED_PORT, &a), FO_OK);
+    assert_int_equal(fo_addr_parse(":7400", FO_ADDR_LISTEN, &a), FO_OK);
     assert_int_equal(fo_addr_format(&a, "0.0.0.0", buf, sizeof buf), 12);
     assert_string_equal(buf, "0.0.0.0:7400");
     assert_int_equal(fo_addr_parse("[::1]:9", 0, &a), FO_OK);

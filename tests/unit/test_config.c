@@ -198,8 +198,12 @@ static void test_bad_values(void **state)
     expect_error(&c, "mcast-ttl", "256", "above the maximum 255");
     expect_error(&c, "max-datagram", "511", "below the minimum 512B");
     expect_error(&c, "max-datagram", "65001", "above the maximum 65000B");
-    expect_error(&c, "listen", "7400", "--listen: \"7400\" is not HOST:PORT");
-    expect_error(&c, "http", "nowhere", "is not HOST:PORT or off");
+    expect_error(&c, "listen", "7400", "--listen: \"7400\" is not HOST[:PORT] (a port alone is written \":7400\")");
+    expect_error(&c, "http", "no where", "is not HOST[:PORT] or off");
+    assert_int_equal(fo_config_set(&c, "listen", "broker.local", NULL, 0), FO_OK);
+    assert_string_equal(c.listen, "broker.local:7400");      /* the option's port */
+    assert_int_equal(fo_config_set(&c, "http", "[::1]", NULL, 0), FO_OK);
+    assert_string_equal(c.http, "[::1]:7401");
     expect_error(&c, "mcast-if", "eth0", "is not an IPv4 address");
     expect_error(&c, "nosuch", "1", "--nosuch: unknown option");
     char longv[300];
