@@ -118,6 +118,7 @@ void fo_conn_destroy(fo_conn_t *c)
     fo_decoder_destroy(&c->dec);
     fo_mem_uncharge(&w->b->mem, c->in_charged);
     fo_outq_clear(&c->outq);
+    free(c->sidtab);
     FO_STAT_INC(&w->stats, connections_closed);
     FO_STAT_SUB(&w->stats, connections, 1);
     atomic_fetch_sub(&w->b->conns, 1);
@@ -732,10 +733,69 @@ void fo_conn_resume(fo_conn_t *c)
     set_events(c);
 }
 
-fo_sub_t *fo_conn_sub(fo_conn_t *c, uint32_t sid)
+/* ------------------------------------------------------------ subscriptions */
+
+static uint32_t sid_bucket(uint32_t sid, uint32_t cap)
 {
-    for (fo_sub_t *s = c->subs; s; s = s->conn_next)
+    return (sid * 2654435761u) & (cap - 1);      /* Fibonacci hashing */
+}
+
+fo_sub_t *fo_conn_sub(const fo_conn_t *c, uint32_t sid)
+{
+    if (!c->sidcap)
+        return NULL;
+    for (fo_sub_t *s = c->sidtab[sid_bucket(sid, c->sidcap)]; s; s = s->sid_next)
         if (s->sid == sid)
             return s;
     return NULL;
+}
+
+static fo_err_t sid_grow(fo_conn_t *c)
+{
+    uint32_t ncap = c->sidcap ? c->sidcap * 2 : 4;
+    fo_sub_t **nt = calloc(ncap, sizeof *nt);
+    if (!nt)
+        return FO_ERR_NOMEM;
+    for (fo_sub_t *s = c->subs; s; s = s->conn_next) {
+        uint32_t k = sid_bucket(s->sid, ncap);
+        s->sid_next = nt[k];
+        nt[k] = s;
+    }
+    free(c->sidtab);
+    c->sidtab = nt;
+    c->sidcap = ncap;
+    return FO_OK;
+}
+
+fo_err_t fo_conn_sub_add(fo_conn_t *c, fo_sub_t *s)
+{
+    if (c->nsubs >= c->sidcap && sid_grow(c))
+        return FO_ERR_NOMEM;
+    uint32_t k = sid_bucket(s->sid, c->sidcap);
+    s->sid_next = c->sidtab[k];
+    c->sidtab[k] = s;
+    s->conn_prev = NULL;
+    s->conn_next = c->subs;
+    if (c->subs)
+        c->subs->conn_prev = s;
+    c->subs = s;
+    c->nsubs++;
+    return FO_OK;
+}
+
+void fo_conn_sub_remove(fo_conn_t *c, fo_sub_t *s)
+{
+    for (fo_sub_t **pp = &c->sidtab[sid_bucket(s->sid, c->sidcap)]; *pp; pp = &(*pp)->sid_next)
+        if (*pp == s) {
+            *pp = s->sid_next;
+            break;
+        }
+    if (s->conn_prev)
+        s->conn_prev->conn_next = s->conn_next;
+    else
+        c->subs = s->conn_next;
+    if (s->conn_next)
+        s->conn_next->conn_prev = s->conn_prev;
+    s->conn_prev = s->conn_next = s->sid_next = NULL;
+    c->nsubs--;
 }

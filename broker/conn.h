@@ -37,8 +37,9 @@ typedef struct fo_conn {
     uint8_t reading;               /* EPOLLIN registered             */
     fo_decoder_t dec;
     fo_outq_t outq;
-    fo_sub_t *subs;                /* owned list                     */
-    uint32_t nsubs;
+    fo_sub_t *subs;                /* owned list (fo_conn_sub_add)   */
+    fo_sub_t **sidtab;             /* sid -> sub, chained; sidcap buckets */
+    uint32_t nsubs, sidcap;
     struct fo_topic *last_topic;   /* last published to (topics live on) */
     struct fo_topic *paused_on;    /* publishing paused while it is blocked */
     struct fo_conn *paused_next;   /* w->paused list                        */
@@ -95,7 +96,12 @@ void fo_conn_pause(fo_conn_t *c, struct fo_topic *t);
 int fo_conn_blocked(const fo_conn_t *c);
 void fo_conn_resume(fo_conn_t *c);
 
-/* Find a subscription by sid. */
-fo_sub_t *fo_conn_sub(fo_conn_t *c, uint32_t sid);
+/* The connection's subscriptions: a list (c->subs, conn_next) for walking
+ * and a hash by sid, so lookup, add and remove cost O(1) however many a
+ * connection holds. add: FO_ERR_NOMEM when the table cannot grow (the
+ * sub is then not added); the caller checks the sid is free first. */
+fo_sub_t *fo_conn_sub(const fo_conn_t *c, uint32_t sid);
+FO_MUST_CHECK fo_err_t fo_conn_sub_add(fo_conn_t *c, fo_sub_t *s);
+void fo_conn_sub_remove(fo_conn_t *c, fo_sub_t *s);
 
 #endif

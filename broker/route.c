@@ -421,17 +421,18 @@ void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
         goto nomem;
     }
     /* On the connection first, so replay (inside subscribe) finds it. */
-    sub->conn_next = c->subs;
-    c->subs = sub;
-    c->nsubs++;
+    if (fo_conn_sub_add(c, sub)) {
+        free(sub->queue);
+        free(sub);
+        goto nomem;
+    }
     /* The ACK precedes every DELIVER/GAP of the subscription, replays
      * included (docs/PROTOCOL.md §5); OOM below is reported with ERROR. */
     if (req)
         send_ack(c, req, 0, 0);
     bound_ctx_t ctx = { c, s };
     if (fo_registry_subscribe(w->b->reg, sub, on_bound, &ctx)) {
-        c->subs = sub->conn_next;
-        c->nsubs--;
+        fo_conn_sub_remove(c, sub);
         free(sub->queue);
         free(sub);
         goto nomem;
@@ -454,28 +455,24 @@ static void free_sub(fo_conn_t *c, fo_sub_t *s)
 
 void fo_route_unsubscribe(fo_conn_t *c, uint32_t sid, uint64_t req)
 {
-    for (fo_sub_t **pp = &c->subs; *pp; pp = &(*pp)->conn_next) {
-        if ((*pp)->sid != sid)
-            continue;
-        fo_sub_t *s = *pp;
-        *pp = s->conn_next;
-        c->nsubs--;
-        free_sub(c, s);
-        if (req)
-            send_ack(c, req, 0, 0);
+    fo_sub_t *s = fo_conn_sub(c, sid);
+    if (!s) {
+        fo_conn_send_error(c, FO_CODE(BAD_SID), req, sid, "no subscription %u", sid);
         return;
     }
-    fo_conn_send_error(c, FO_CODE(BAD_SID), req, sid, "no subscription %u", sid);
+    fo_conn_sub_remove(c, s);
+    free_sub(c, s);
+    if (req)
+        send_ack(c, req, 0, 0);
 }
 
 void fo_route_drop_subs(fo_conn_t *c)
 {
     while (c->subs) {
         fo_sub_t *s = c->subs;
-        c->subs = s->conn_next;
+        fo_conn_sub_remove(c, s);
         free_sub(c, s);
     }
-    c->nsubs = 0;
 }
 
 /* ------------------------------------------------------------ repair */
