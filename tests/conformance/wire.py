@@ -179,8 +179,6 @@ def describe(f):
     if f.HasField("sid"):
         env.append("sid=%d" % f.sid)
     txt = str(body).replace("\n", " ").strip() if body is not None else ""
-    if k == "error":
-        txt = "code=%s %s" % (pb.ErrorCode.Name(body.code) if body.HasField("code") else "?", txt)
     return "%s{%s}%s" % ((k or "NOBODY").upper(), txt[:200], (" " + " ".join(env)) if env else "")
 
 
