@@ -58,6 +58,45 @@ def f_bytes(field, b):
     return key(field, 2) + varint(len(b)) + b
 
 
+def read_varint(b, i):
+    v, shift = 0, 0
+    while True:
+        if i >= len(b):
+            raise ValueError("varint runs past the end")
+        x = b[i]
+        i += 1
+        v |= (x & 0x7F) << shift
+        shift += 7
+        if not x & 0x80:
+            return v, i
+
+
+def fields(b):
+    """Walk a protobuf message: [(field, wire type, start, end, value)], where
+    start..end are the bytes of the whole field (key included) and value is
+    an int (varint) or the bytes of a length-delimited field."""
+    out, i = [], 0
+    while i < len(b):
+        start = i
+        k, i = read_varint(b, i)
+        fld, wt = k >> 3, k & 7
+        if wt == 0:
+            v, i = read_varint(b, i)
+        elif wt == 2:
+            n, i = read_varint(b, i)
+            if i + n > len(b):
+                raise ValueError("field %d runs past the end" % fld)
+            v, i = b[i:i + n], i + n
+        elif wt == 1:
+            v, i = b[i:i + 8], i + 8
+        elif wt == 5:
+            v, i = b[i:i + 4], i + 4
+        else:
+            raise ValueError("wire type %d" % wt)
+        out.append((fld, wt, start, i, v))
+    return out
+
+
 def frame_bytes(body):
     """Prefix a frame body with its 4-byte big-endian length."""
     return struct.pack(">I", len(body)) + body
