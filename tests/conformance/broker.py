@@ -108,6 +108,7 @@ class Broker:
         self.port = self.http_port = None
         self.log_path = os.path.join(self.logdir, "fanoutd-%s.log" % key)
         self.stopped = False
+        self.expect_exit = False    # set by a test that stops the broker itself
         self.start_wall_ns = None
 
     @property

@@ -49,7 +49,7 @@ class Suite:
         b = self.brokers.get(key)
         if b is None or b.stopped:
             return
-        if not b.alive():
+        if not b.alive() and not b.expect_exit:
             self.dead.append("broker %s died during the suite (exit %s, log %s)" %
                              (key, b.proc.returncode, b.log_path))
         b.stop()

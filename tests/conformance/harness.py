@@ -25,6 +25,7 @@ BROKERS = {
     "auth": ["--user", "alice", "--password", "s3cret"],
     # §3 step 6: SIGTERM while a reader is behind
     "shutdown": ["--drain-timeout", "3s", "--max-output", "64MiB"],
+    "shutdown2": ["--drain-timeout", "3s", "--max-output", "64MiB"],
 }
 
 
