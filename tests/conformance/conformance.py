@@ -49,10 +49,17 @@ class Suite:
         b = self.brokers.get(key)
         if b is None or b.stopped:
             return
-        if not b.alive() and not b.expect_exit:
-            self.dead.append("broker %s died during the suite (exit %s, log %s)" %
-                             (key, b.proc.returncode, b.log_path))
-        b.stop()
+        if not b.alive():
+            if not b.expect_exit:
+                self.dead.append("broker_%s_died_during_the_suite (exit %s, log %s)" %
+                                 (key, b.proc.returncode, b.log_path))
+            b.stopped = True
+            return
+        rc = b.stop()
+        if rc != 0:
+            # §3 step 6: SIGTERM drains and closes; a non-zero status is a crash
+            # or, under a sanitizer, a report (see the log)
+            self.dead.append("broker_%s_exit_status_%s_after_SIGTERM (log %s)" % (key, rc, b.log_path))
 
     def stop_all(self):
         for b in self.brokers.values():

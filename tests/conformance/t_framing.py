@@ -157,6 +157,8 @@ def _(ctx):
 def _(ctx):
     """A stream that ends inside a frame: ERR_TRUNCATED is never sent; the
     broker just closes (we half-close after half a frame)."""
+    b = ctx.b
+    before = b.metrics()
     for partial in (b"\x00\x00", wire.enc(wire.ping(5))[:-2]):
         c = ctx.client()
         c.send_raw(partial)
@@ -165,6 +167,16 @@ def _(ctx):
         check(not rest, "broker sent %s to a truncated stream (§1: nothing is sent)",
               [describe(x) for x in rest])
     ctx.client().assert_open()
+    # "the broker logs it and counts it": some counter about truncation (or
+    # the protocol error total) grows by the two streams
+    def counted():
+        now = b.metrics()
+        keys = [k for k in now if "truncat" in k.lower()] + ["fanout_protocol_errors_total"]
+        return any(now.get(k, 0) - before.get(k, 0) >= 2 for k in keys)
+    deadline = wire.now() + 3
+    while not counted():
+        check(wire.now() < deadline, "no counter (truncated, or fanout_protocol_errors_total) "
+              "counted the two truncated streams")
 
 
 # ------------------------------------------------------------------ §2
@@ -466,6 +478,7 @@ def _(ctx):
     other = ctx.client()
     before = b.metric("fanout_protocol_errors_total")
     check(before is not None, "fanout_protocol_errors_total missing from /metrics")
+    per0 = {k: v for k, v in b.metrics().items() if '"invalid_topic"' in k}
     c = ctx.client()
     c.send(wire.publish(t, b"1", req=1), wire.publish("bad topic", b"2", req=2),
            wire.publish(t, b"3", req=3))
@@ -477,6 +490,10 @@ def _(ctx):
     eq(seqs, [2], "seq after the closed connection's frames (the third PUBLISH must not count)")
     b.wait_metric("fanout_protocol_errors_total", lambda v: v >= before + 1,
                   what=">= %d" % (before + 1))
+    # ... and in a per-code counter: some series labelled invalid_topic grew
+    per = {k: v for k, v in b.metrics().items() if '"invalid_topic"' in k}
+    check(per and any(v - per0.get(k, 0) >= 1 for k, v in per.items()),
+          "no per-code error counter (a series labelled \"invalid_topic\") counted the error")
 
 
 @test("s03_close_removes_subscriptions")

@@ -15,6 +15,9 @@ import fanout_pb2 as pb  # generated at test time by tests/conformance/run
 
 DEFAULT_TIMEOUT = 3.0
 
+# Every ERROR any connection received during the run: (has code, code, text).
+ERRORS_SEEN = []
+
 
 class Timeout(AssertionError):
     pass
@@ -316,6 +319,9 @@ class Conn:
         body = self.recv_body(timeout)
         f = pb.Frame()
         f.ParseFromString(body)
+        if f.WhichOneof("body") == "error":
+            e = f.error
+            ERRORS_SEEN.append((e.HasField("code"), e.code, e.text if e.HasField("text") else None))
         return f
 
     def expect(self, want, timeout=DEFAULT_TIMEOUT, skip=()):
