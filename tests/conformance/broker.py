@@ -21,6 +21,16 @@ import wire
 PORT_LO, PORT_HI = 20000, 32000
 
 
+def _die_with_parent():
+    """In the child before exec: SIGKILL it if the suite itself dies (a
+    safety net; the suite stops its brokers itself)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)   # PR_SET_PDEATHSIG, SIGKILL
+    except Exception:
+        pass
+
+
 def now():
     return time.monotonic()
 
@@ -134,7 +144,8 @@ class Broker:
             env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}
             self.start_wall_ns = time.time_ns()
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, env=env)
+                                         stderr=subprocess.STDOUT, env=env,
+                                         preexec_fn=_die_with_parent)
             log.close()
             self.port, self.http_port = port, hport
             while now() < deadline:

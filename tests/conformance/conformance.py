@@ -12,6 +12,7 @@ Output: one line per test, then cmocka-style totals ([  PASSED  ] N
 test(s). ...), which is what tests/run.sh counts.
 """
 import os
+import signal
 import sys
 import time
 import traceback
@@ -69,6 +70,10 @@ class Suite:
                 b.kill()
 
 
+def _interrupt(sig, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv):
     verbose = "-v" in argv
     pats = [a for a in argv if not a.startswith("-")]
@@ -79,6 +84,8 @@ def main(argv):
     for i, (_, _, keys) in enumerate(tests):
         for k in keys:
             last_use[k] = i
+    # SIGTERM (tests/run.sh's timeout) unwinds like ^C: brokers get stopped
+    signal.signal(signal.SIGTERM, _interrupt)
     suite = Suite(build, verbose)
     passed, failed, skipped = [], [], []
     t0 = time.monotonic()

@@ -12,13 +12,14 @@ TESTS = []          # (name, fn, broker keys)
 BROKERS = {
     "default": [],
     # §13/§3: short keepalive and hello timeouts
-    "keepalive": ["--ping-interval", "200ms", "--idle-timeout", "1s", "--hello-timeout", "300ms"],
+    # (and §14: a topic limit, which no keepalive test reaches)
+    "keepalive": ["--ping-interval", "200ms", "--idle-timeout", "1s", "--hello-timeout", "300ms",
+                  "--max-topics", "3"],
     # §11: a tiny output limit
     "slow": ["--max-output", "4KiB"],
     # §8: small retention rings; §15: a small max-frame and max-subs
     "retention": ["--retention-msgs", "5", "--retention-bytes", "4KiB", "--max-frame", "2KiB",
                   "--max-subs", "3"],
-    "topics": ["--max-topics", "3"],
     "maxconns": ["--max-conns", "2"],
     # §12: all message memory is output queue (nothing retained)
     "memory": ["--max-memory", "1MiB", "--retention-msgs", "0", "--max-output", "64MiB"],

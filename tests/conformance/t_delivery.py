@@ -314,6 +314,7 @@ def _(ctx):
     before = b.metric("fanout_idle_timeouts_total")
     check(before is not None, "fanout_idle_timeouts_total missing")
     c = ctx.connect()
+    c.auto_pong = False
     c.send(wire.hello())
     t0 = wire.now()
     c.expect("welcome")
@@ -339,6 +340,7 @@ def _(ctx):
     """A client that answers every PING with a PONG (same nonce) stays connected
     well past idle-timeout (2.5 s > 1 s)."""
     c = ctx.client()
+    c.auto_pong = False
     end = wire.now() + 2.5
     pings = 0
     while wire.now() < end:

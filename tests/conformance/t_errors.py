@@ -95,7 +95,7 @@ def _(ctx):
         s.wait_eof(timeout=10)
 
 
-@test("s14_topic_limit_bad_request", brokers="topics")
+@test("s14_topic_limit_bad_request", brokers="keepalive")
 def _(ctx):
     """At max-topics (3), a PUBLISH to a new topic is refused with
     ERR_BAD_REQUEST ("topic limit reached", stays open); existing topics go on;

@@ -245,6 +245,7 @@ class Conn:
         self.nonce = 1000
         self.raw_frames = []   # raw bodies of the frames received, in order
         self.keep_raw = False
+        self.auto_pong = True
 
     # -- sending
     def send_raw(self, data):
@@ -316,13 +317,22 @@ class Conn:
                 raise Timeout("no frame within %.1fs" % timeout)
 
     def recv(self, timeout=DEFAULT_TIMEOUT):
-        body = self.recv_body(timeout)
-        f = pb.Frame()
-        f.ParseFromString(body)
-        if f.WhichOneof("body") == "error":
-            e = f.error
-            ERRORS_SEEN.append((e.HasField("code"), e.code, e.text if e.HasField("text") else None))
-        return f
+        """The next frame. A PING from the broker is answered with a PONG and
+        skipped while auto_pong is set (as a real client does, §13)."""
+        deadline = now() + timeout
+        while True:
+            body = self.recv_body(max(0.0, deadline - now()))
+            f = pb.Frame()
+            f.ParseFromString(body)
+            k = f.WhichOneof("body")
+            if k == "error":
+                e = f.error
+                ERRORS_SEEN.append((e.HasField("code"), e.code,
+                                    e.text if e.HasField("text") else None))
+            if k == "ping" and self.auto_pong:
+                self.send(pong(f.ping.nonce) if f.ping.HasField("nonce") else pong())
+                continue
+            return f
 
     def expect(self, want, timeout=DEFAULT_TIMEOUT, skip=()):
         """The next frame, which must be of kind `want` (frames whose kind is
