@@ -78,7 +78,8 @@ def main(argv):
     verbose = "-v" in argv
     pats = [a for a in argv if not a.startswith("-")]
     build = os.environ.get("FO_BUILD", "build")
-    import t_framing, t_messages, t_topics, t_replay, t_delivery, t_errors, t_hexdump, t_mcast, t_http  # noqa
+    # the section modules register their tests in document order
+    import t_framing, t_messages, t_topics, t_replay, t_delivery, t_errors, t_hexdump, t_mcast, t_http  # noqa: F401
     tests = [t for t in TESTS if not pats or any(p in t[0] for p in pats)]
     last_use = {}
     for i, (_, _, keys) in enumerate(tests):

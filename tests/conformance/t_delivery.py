@@ -4,7 +4,7 @@ import struct
 import threading
 
 import wire
-from harness import (ANY, ERR, check, closes, delivers, describe, eq, kind, pb, publish_acked,
+from harness import (ERR, check, closes, delivers, describe, eq, kind, pb, publish_acked,
                      stays_open, sub, test)
 
 S = pb

@@ -2,7 +2,6 @@
 frame breaks several rules, NUL bytes in strings), §15 Limits, §16
 Versioning."""
 import signal
-import struct
 
 import wire
 from harness import (ANY, ERR, check, closes, delivers, describe, eq, kind, pb, publish_acked,

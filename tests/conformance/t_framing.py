@@ -4,8 +4,8 @@ import struct
 import time
 
 import wire
-from harness import (ANY, ERR, E, Skip, check, closes, delivers, eq, kind, describe,
-                     publish_acked, stays_open, sub, test, pb)
+from harness import (ANY, ERR, check, closes, delivers, eq, kind, describe, publish_acked,
+                     sub, test)
 
 MAX_FRAME = 1048576
 
@@ -213,11 +213,9 @@ def _(ctx):
     (Publish field 9) and in HELLO."""
     c = ctx.connect()
     t = ctx.topic()
-    h = wire.hello().SerializeToString()
     c.send_raw(wire.frame_bytes(wire.f_bytes(1, wire.hello().hello.SerializeToString() +
                                              wire.f_varint(50, 1)) + wire.f_varint(100, 7)))
     c.expect("welcome")
-    del h
     body = wire.f_bytes(3, wire.f_bytes(1, t) + wire.f_bytes(2, b"p") + wire.f_varint(9, 3) +
                         wire.f_bytes(10, b"zz")) + wire.f_varint(14, 5) + wire.f_bytes(20, b"x")
     c.send_raw(wire.frame_bytes(body))

@@ -10,7 +10,7 @@ import socket
 import broker as brokermod
 import harness
 import wire
-from harness import (ERR, Skip, check, delivers, describe, eq, kind, pb, publish_acked, sub, test)
+from harness import (Skip, check, delivers, describe, eq, kind, pb, publish_acked, sub, test)
 
 S = pb
 G1, G2 = "239.77.9.2", "239.77.9.1"   # G1 listed first: mc.a.>, G2: mc.>

@@ -2,7 +2,7 @@
 import time
 
 import wire
-from harness import (ANY, ERR, check, closes, delivers, describe, eq, kind, pb,
+from harness import (ERR, check, closes, delivers, describe, eq, kind, pb,
                      publish_acked, stays_open, sub, test)
 
 S = pb

@@ -5,7 +5,6 @@ fanout.Frame. Everything here blocks with explicit deadlines: a receive
 that does not complete in time raises Timeout, a peer that closes raises
 Closed (carrying whatever came before). Nothing sleeps.
 """
-import os
 import select
 import socket
 import struct
