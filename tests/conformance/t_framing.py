@@ -183,10 +183,11 @@ def _(ctx):
 
 @test("s02_no_body_member_unknown_frame")
 def _(ctx):
-    """A Frame with no body member (only req) -> ERR_UNKNOWN_FRAME, close."""
+    """A Frame with no body member (only req) -> ERR_UNKNOWN_FRAME with ref = req
+    (§4.11: ref when the offending frame carried a non-zero req), close."""
     c = ctx.client()
     c.send_raw(wire.frame_bytes(wire.f_varint(14, 9)))
-    closes(c, ERR["ERR_UNKNOWN_FRAME"], ref=ANY)
+    closes(c, ERR["ERR_UNKNOWN_FRAME"], ref=9)
 
 
 @test("s02_unknown_body_member_unknown_frame")
@@ -302,10 +303,11 @@ def _(ctx):
     """Any other first frame -> ERR_NOT_HELLO, close: PUBLISH, SUBSCRIBE, PING,
     and a broker-only frame (DELIVER)."""
     t = ctx.topic()
-    for f in (wire.publish(t, b"x", req=1), wire.subscribe(1, t), wire.ping(1)):
+    for f, ref in ((wire.publish(t, b"x", req=1), 1), (wire.subscribe(1, t), None),
+                   (wire.ping(1), None)):
         c = ctx.connect()
         c.send(f)
-        closes(c, ERR["ERR_NOT_HELLO"], ref=ANY)
+        closes(c, ERR["ERR_NOT_HELLO"], ref=ref)
     c = ctx.connect()
     c.send_raw(wire.frame_bytes(wire.f_bytes(6, wire.f_bytes(1, "a"))))
     closes(c, ERR["ERR_NOT_HELLO"])

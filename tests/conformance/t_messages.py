@@ -394,6 +394,10 @@ def _(ctx):
     c = ctx.client()
     c.send(wire.pong(4), wire.pong(None))
     c.assert_open()
+    p = wire.pong(5)
+    p.req = 6
+    c.send(p)
+    eq(c.barrier(), [], "answers to a PONG with req (§4.10: req is ignored)")
 
 
 # ------------------------------------------------------------------ §4.13 Repair

@@ -218,6 +218,41 @@ def _(ctx):
     eq([f.deliver.time_ns for f in delivers(c, 2)], orig, "time_ns of the replayed messages")
 
 
+@test("s08_replay_under_slow_policy", brokers="slow")
+def _(ctx):
+    """Replay goes through the output queue under the same slow-consumer
+    policy: a non-reading START_EARLIEST subscriber (DROP) of ~8 MB retained
+    gets replayed DELIVERs and GAP_SLOW_CONSUMER that together cover every seq
+    once, in order."""
+    t = ctx.topic()
+    p = ctx.client(name="publisher")
+    n = 1000
+    for k in range(0, n, 100):
+        publish_acked(p, t, [b"%06d" % (k + i) + b"r" * 7994 for i in range(100)], req0=k + 1)
+    s = ctx.client(rcvbuf=4096)
+    sub(s, 4, t, start=S.START_EARLIEST, slow=S.SLOW_DROP)
+    nxt, gaps = 1, 0
+    deadline = wire.now() + 15
+    while nxt <= n:
+        check(wire.now() < deadline, "stream stopped at seq %d of %d", nxt, n)
+        f = s.recv(timeout=5)
+        check(f.sid == 4, "frame for sid %d", f.sid)
+        if kind(f) == "deliver":
+            eq(f.deliver.seq, nxt, "next seq (replay and GAPs cover 1..%d in order)" % n)
+            check(f.deliver.replay, "replayed DELIVER without replay=true")
+            nxt += 1
+        elif kind(f) == "gap":
+            eq((f.gap.first, pb.GapReason.Name(f.gap.reason)), (nxt, "GAP_SLOW_CONSUMER"),
+               "GAP first, reason")
+            nxt = f.gap.last + 1
+            gaps += 1
+        else:
+            raise AssertionError("unexpected %s" % describe(f))
+    eq(nxt, n + 1, "end of the stream")
+    check(gaps >= 1, "no GAP: the replay did not overflow the 4 KiB output limit (test setup)")
+    eq(s.barrier(), [], "more frames")
+
+
 # -- eviction (retention broker: 5 messages, 4 KiB of payload per topic)
 
 @test("s08_evicted_start_seq_gap", brokers="retention")
