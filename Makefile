@@ -1,7 +1,8 @@
 # fanout -- build, test, run.
 #
 #   make                  build/fanoutd, build/fanout, build/libfanout.{a,so}
-#   make test             unit + integration tests (installs build deps first)
+#   make test             unit + integration + conformance tests (installs build deps first)
+#   make conformance      docs/PROTOCOL.md against fanoutd (tests/conformance/)
 #   make run              run the broker on its defaults
 #   make SANITIZE=address,undefined test   |   make SANITIZE=thread test
 #   make bench            micro-benchmarks (codec) and `fanout bench` scenarios
@@ -59,7 +60,7 @@ BENCH_BIN  := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(BENCH_SRC))
 ALL_BIN := $(BUILD)/fanoutd $(BUILD)/fanout $(BUILD)/libfanout.a \
            $(BUILD)/libfanout.so $(BUILD)/fanout.pc
 
-.PHONY: all deps test unit integration run bench bench-compare fuzz clean install docker-test valgrind
+.PHONY: all deps test unit integration conformance run bench bench-compare fuzz clean install docker-test valgrind
 all: $(ALL_BIN)
 
 # ---------------------------------------------------------------- deps
@@ -137,13 +138,18 @@ $(BUILD)/examples/%: examples/%.c include/fanout.h include/fo_err.h $(BUILD)/lib
 
 # ---------------------------------------------------------------- targets
 test: deps all $(UNIT_BIN) $(INTEG_BIN)
-	@sh tests/run.sh $(BUILD) $(UNIT_BIN) $(INTEG_BIN)
+	@sh tests/run.sh $(BUILD) $(UNIT_BIN) $(INTEG_BIN) tests/conformance/run
 
 unit: deps $(UNIT_BIN)
 	@sh tests/run.sh $(BUILD) $(UNIT_BIN)
 
 integration: deps all $(INTEG_BIN)
 	@sh tests/run.sh $(BUILD) $(INTEG_BIN)
+
+# docs/PROTOCOL.md checked against a real fanoutd by a second client written
+# from the document alone (Python, tests/conformance/); one line per test.
+conformance: deps $(BUILD)/fanoutd
+	@FO_BUILD=$(BUILD) tests/conformance/run
 
 # The integration suites with every broker under valgrind (slow: minutes).
 valgrind: deps all $(INTEG_BIN)

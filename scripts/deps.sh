@@ -8,6 +8,9 @@ set -eu
 PKGS="gcc libc6-dev make pkg-config protobuf-c-compiler libprotobuf-c-dev libcmocka-dev"
 # the multicast namespace test (tests/integration/netns_mcast.sh)
 PKGS="$PKGS iproute2 iptables"
+# the protocol conformance suite (tests/conformance/): protoc for fanout_pb2,
+# Google's Python runtime, promtool for /metrics
+PKGS="$PKGS python3-protobuf protobuf-compiler prometheus"
 missing=""
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -17,6 +20,9 @@ else
     command -v protoc-c >/dev/null 2>&1 || missing="$missing protobuf-c-compiler"
     [ -e /usr/include/protobuf-c/protobuf-c.h ] || missing="$missing libprotobuf-c-dev"
     [ -e /usr/include/cmocka.h ] || missing="$missing libcmocka-dev"
+    command -v protoc >/dev/null 2>&1 || missing="$missing protobuf-compiler"
+    command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
+    python3 -c 'import google.protobuf' 2>/dev/null || missing="$missing python3-protobuf"
 fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

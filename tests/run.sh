@@ -1,8 +1,9 @@
 #!/bin/sh
 # run.sh BUILD TEST... -- run test binaries, one line each, and a total.
 #
-# Each binary is a cmocka suite (or prints "N passed, N failed" itself); its
-# full output goes to BUILD/test-logs/NAME.log and is shown when it fails.
+# Each binary is a cmocka suite (or prints cmocka-style totals itself, as
+# tests/conformance/run does); its full output goes to
+# BUILD/test-logs/NAME.log and is shown when it fails.
 # A binary that crashes or times out counts as one failed test.
 build=$1; shift
 logs="$build/test-logs"; mkdir -p "$logs"
@@ -10,6 +11,8 @@ tmo=${FO_TEST_TIMEOUT:-600}
 pass=0; fail=0; skip=0; bad=""
 for t in "$@"; do
     name=$(basename "$t")
+    # a suite run by a script named run (tests/conformance/run) is named by its folder
+    [ "$name" = run ] && name=$(basename "$(dirname "$t")")
     log="$logs/$name.log"
     start=$(date +%s)
     FO_BUILD="$build" timeout -k 5 "$tmo" "$t" >"$log" 2>&1
