@@ -207,7 +207,7 @@ fo_err_t fo_acceptor_run(fo_acceptor_t *a)
             a->paused_until = 0;
             set_listening(a, 1);
         }
-        if (a->draining && fo_broker_quiet(a->b))
-            return FO_OK;           /* every worker stopped reading */
+        if (a->draining && fo_broker_drained(a->b))
+            return FO_OK;           /* every worker is done: /healthz said 503 till now */
     }
 }

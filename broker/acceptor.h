@@ -7,7 +7,8 @@
  * descriptors the listeners leave the set for 100 ms instead of spinning.
  * SIGHUP reloads (fo_broker_reload), SIGTERM/SIGINT close the listeners
  * and drain (fo_broker_drain); fo_acceptor_run returns once every worker
- * has stopped reading.
+ * has finished (HTTP is served all along: /healthz answers 503 while the
+ * drain runs).
  *
  * Signals: fo_acceptor_create blocks TERM, INT, HUP and PIPE in the
  * calling thread before it makes the signalfd, so it must run before any

@@ -103,9 +103,9 @@ void fo_broker_drain(fo_broker_t *b)
         fo_worker_wake(b->workers[i]);
 }
 
-int fo_broker_quiet(const fo_broker_t *b)
+int fo_broker_drained(const fo_broker_t *b)
 {
-    return atomic_load(&b->quiesced) == b->nworkers;
+    return atomic_load(&b->exited) == b->started;
 }
 
 void fo_broker_stop(fo_broker_t *b)

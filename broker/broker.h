@@ -56,6 +56,7 @@ typedef struct fo_broker {
     _Atomic int conns;           /* open client connections               */
     _Atomic int draining;        /* SIGTERM seen                          */
     _Atomic int quiesced;        /* workers that stopped reading          */
+    _Atomic int exited;          /* workers whose loop has ended          */
     _Atomic uint64_t next_conn;  /* connection id counter                 */
 } fo_broker_t;
 
@@ -73,8 +74,10 @@ FO_MUST_CHECK fo_err_t fo_broker_start(fo_broker_t *b, char *err, size_t errlen)
 void fo_broker_reload(fo_broker_t *b);
 /* SIGTERM: set draining and wake every worker. */
 void fo_broker_drain(fo_broker_t *b);
-/* Every worker has stopped reading (the drain can finish). */
-int fo_broker_quiet(const fo_broker_t *b);
+/* Every worker has finished its loop (delivered what it could, closed
+ * its connections): the drain is over. /healthz keeps answering 503
+ * until then. */
+int fo_broker_drained(const fo_broker_t *b);
 /* Join the workers (draining them first if they still run) and free
  * everything fo_broker_init made. */
 void fo_broker_stop(fo_broker_t *b);

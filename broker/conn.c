@@ -144,8 +144,9 @@ static const char *code_name(int code)
 static void send_error_v(fo_conn_t *c, int code, uint64_t ref, int64_t sid,
                          const char *fmt, va_list ap)
 {
-    char text[256];
-    vsnprintf(text, sizeof text, fmt, ap);
+    char raw[256], text[256];
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    fo_log_escape(raw, text, sizeof text);   /* one line, whatever a peer sent */
     Fanout__Frame f = FANOUT__FRAME__INIT;
     Fanout__Error e = FANOUT__ERROR__INIT;
     e.has_code = 1;
@@ -208,51 +209,27 @@ void fo_conn_fail_sid(fo_conn_t *c, int code, uint32_t sid, const char *fmt, ...
     va_end(ap);
 }
 
-/* Encode a GAP frame (owned bytes). */
-static uint8_t *gap_frame(uint32_t sid, const char *topic, size_t topic_len,
-                          uint64_t first, uint64_t last, int reason, uint32_t *len)
+void fo_conn_send_gap(fo_conn_t *c, uint32_t sid, const struct fo_topic *t, const char *name,
+                      size_t name_len, uint64_t first, uint64_t last, int reason)
 {
-    char name[FO_TOPIC_MAX + 1];
-    if (topic_len > FO_TOPIC_MAX)
-        topic_len = FO_TOPIC_MAX;
-    memcpy(name, topic, topic_len);
-    name[topic_len] = 0;
-    Fanout__Frame f = FANOUT__FRAME__INIT;
-    Fanout__Gap g = FANOUT__GAP__INIT;
-    g.topic = name;
-    g.has_first = g.has_last = g.has_reason = 1;
-    g.first = first;
-    g.last = last;
-    g.reason = reason;
-    f.body_case = FANOUT__FRAME__BODY_GAP;
-    f.gap = &g;
-    f.has_sid = 1;
-    f.sid = sid;
-    size_t n = fo_frame_size(&f);
-    uint8_t *b = malloc(n);
-    if (b)
-        *len = (uint32_t)fo_frame_pack(&f, b);
-    return b;
+    int merged = 0;
+    if (fo_outq_push_gap(&c->outq, sid, t, name, name_len, first, last, reason, &merged)) {
+        FO_LOG_RATE(FO_LOG_ERROR, c->id, "out of memory for a GAP notice (sid %u, %llu..%llu)",
+                    sid, (unsigned long long)first, (unsigned long long)last);
+        return;
+    }
+    fo_worker_mark_dirty(c->w, c);
+    if (!merged)
+        FO_STAT_INC(&c->w->stats, gaps_sent);
 }
 
-void fo_conn_send_gap(fo_conn_t *c, uint32_t sid, const char *topic, size_t topic_len,
-                      uint64_t first, uint64_t last, int reason)
-{
-    uint32_t len;
-    uint8_t *b = gap_frame(sid, topic, topic_len, first, last, reason, &len);
-    if (b && fo_outq_push_bytes(&c->outq, b, len) == FO_OK)
-        fo_worker_mark_dirty(c->w, c);
-    FO_STAT_INC(&c->w->stats, gaps_sent);
-}
-
-static uint8_t *on_dropped(void *ud, const fo_dropped_t *d, uint32_t *len)
+static void on_dropped(void *ud, uint32_t sid, uint64_t first, uint64_t last, int new_notice)
 {
     fo_conn_t *c = ud;
-    size_t tl;
-    const char *t = fo_msg_topic(d->last_msg, &tl);
-    FO_STAT_ADD(&c->w->stats, drops_slow_consumer, d->last - d->first + 1);
-    FO_STAT_INC(&c->w->stats, gaps_sent);
-    return gap_frame(d->sid, t, tl, d->first, d->last, FANOUT__GAP_REASON__GAP_SLOW_CONSUMER, len);
+    (void)sid;
+    FO_STAT_ADD(&c->w->stats, drops_slow_consumer, last - first + 1);
+    if (new_notice)
+        FO_STAT_INC(&c->w->stats, gaps_sent);
 }
 
 void fo_conn_deliver(fo_conn_t *c, fo_sub_t *sub, fo_msg_t *m)
@@ -287,10 +264,12 @@ void fo_conn_deliver(fo_conn_t *c, fo_sub_t *sub, fo_msg_t *m)
         /* drop-oldest down to 3/4 of the limit, so this is not per message */
         fo_outq_drop_oldest(&c->outq, limit - limit / 4, on_dropped, c);
         if (c->outq.bytes + m->shared_len > limit) {
+            /* nothing droppable left: this one goes, noted by a GAP that
+             * extends the last one while the reader stays stuck */
             size_t tl;
             const char *t = fo_msg_topic(m, &tl);
             FO_STAT_INC(&c->w->stats, drops_slow_consumer);
-            fo_conn_send_gap(c, sub->sid, t, tl, m->seq, m->seq,
+            fo_conn_send_gap(c, sub->sid, m->topic, t, tl, m->seq, m->seq,
                              FANOUT__GAP_REASON__GAP_SLOW_CONSUMER);
             fo_msg_unref(m);
             return;
@@ -432,6 +411,11 @@ static void pong(fo_conn_t *c, const Fanout__Ping *p)
 static void dispatch(fo_conn_t *c, const Fanout__Frame *f)
 {
     uint64_t req = f->has_req ? f->req : 0;
+    if (f->body_case == FANOUT__FRAME__BODY__NOT_SET) {
+        /* the body member comes before the connection state (§14) */
+        fo_conn_fail(c, FO_CODE(UNKNOWN_FRAME), "unknown or empty frame");
+        return;
+    }
     if (c->state == FO_CONN_HELLO_WAIT) {
         if (f->body_case == FANOUT__FRAME__BODY_HELLO)
             on_hello(c, f);

@@ -83,9 +83,11 @@ void fo_conn_fail_sid(fo_conn_t *c, int code, uint32_t sid, const char *fmt, ...
  * enforcing the output limit and the subscription's slow policy. */
 void fo_conn_deliver(fo_conn_t *c, fo_sub_t *sub, fo_msg_t *m);
 
-/* Send a GAP frame for sid. */
-void fo_conn_send_gap(fo_conn_t *c, uint32_t sid, const char *topic, size_t topic_len,
-                      uint64_t first, uint64_t last, int reason);
+/* Queue GAP {name, first, last, reason} for sid; a GAP continuing the
+ * last queued notice of (sid, t) extends it (outq.h). t identifies the
+ * topic, name/name_len are its name. */
+void fo_conn_send_gap(fo_conn_t *c, uint32_t sid, const struct fo_topic *t, const char *name,
+                      size_t name_len, uint64_t first, uint64_t last, int reason);
 
 /* Publisher flow control (policy block): stop reading c until topic t has
  * no congested block-policy subscriber. The worker keeps the paused

@@ -86,6 +86,19 @@ static void append_escaped(char *line, size_t *n, size_t cap, const char *src)
     *n = i;
 }
 
+void fo_log_escape(const char *src, char *dst, size_t cap)
+{
+    size_t n = 0;
+    if (!cap)
+        return;
+    if (cap < 8) {               /* no room for an escape and "..." */
+        dst[0] = '\0';
+        return;
+    }
+    append_escaped(dst, &n, cap - 1, src);    /* as vlog: room for the NUL */
+    dst[n] = '\0';
+}
+
 static void vlog(fo_log_level_t level, uint64_t conn, const char *fmt, va_list ap)
 {
     int saved = errno;

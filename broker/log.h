@@ -15,6 +15,7 @@
 #ifndef FO_LOG_H
 #define FO_LOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum { FO_LOG_ERROR, FO_LOG_WARN, FO_LOG_INFO, FO_LOG_DEBUG } fo_log_level_t;
@@ -36,6 +37,11 @@ int fo_log_enabled(fo_log_level_t level);
 
 /* Name the calling thread's worker index for its log lines (-1 = "main"). */
 void fo_log_set_worker(int worker);
+
+/* Copy src to dst (cap bytes, NUL-terminated) with control bytes written
+ * as \xNN, as log lines show them: a peer's topic in an ERROR text stays
+ * one line. Cut with "..." when it does not fit. */
+void fo_log_escape(const char *src, char *dst, size_t cap);
 
 /* conn 0 = no connection. */
 void fo_log(fo_log_level_t level, uint64_t conn, const char *fmt, ...)

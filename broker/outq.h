@@ -11,8 +11,12 @@
  * `bytes` is what the queue would put on the wire; the connection compares
  * it with --max-output. fo_outq_drop_oldest() frees space by dropping the
  * oldest shared messages of drop-policy subscriptions (never the entry
- * being written) and reports the exact sequences lost, so the caller can
- * send GAP.
+ * being written) and puts a GAP notice naming exactly the sequences lost
+ * where they were. GAP notices are merged: a GAP that continues the last
+ * queued notice of the same subscription and topic (first = its last + 1)
+ * extends it instead of adding a frame, so a subscriber that reads
+ * nothing costs one notice per run of losses, not one per message (the
+ * queue stays bounded however long it is stuck).
  *
  * Not thread-safe: a queue belongs to its connection's worker.
  */
@@ -30,8 +34,9 @@ typedef struct fo_out {
     fo_msg_t *msg;        /* shared message (one reference), or NULL    */
     uint8_t *frame;       /* owned frame bytes when msg == NULL         */
     uint32_t len;         /* bytes on the wire (prefix + body, or frame) */
-    uint32_t sid;         /* subscription (shared messages)             */
+    uint32_t sid;         /* subscription (shared messages, GAPs)       */
     uint8_t droppable;    /* subscription policy is drop                */
+    uint8_t gap;          /* frame is a GAP notice (outq.c's own)       */
 } fo_out_t;
 
 typedef struct fo_outq {
@@ -41,13 +46,6 @@ typedef struct fo_outq {
     uint64_t bytes;       /* wire bytes queued (minus head_off)         */
 } fo_outq_t;
 
-/* A range of sequences of one topic dropped for one subscription. */
-typedef struct fo_dropped {
-    uint32_t sid;
-    struct fo_topic *topic;
-    fo_msg_t *last_msg;   /* borrowed only during the callback          */
-    uint64_t first, last;
-} fo_dropped_t;
 
 void fo_outq_init(fo_outq_t *q);
 /* Unref/free every entry and the ring. */
@@ -60,6 +58,13 @@ fo_err_t fo_outq_push_msg(fo_outq_t *q, fo_msg_t *m, uint32_t sid, int droppable
 fo_err_t fo_outq_push_frame(fo_outq_t *q, const Fanout__Frame *f);
 /* Queue frame bytes, taking ownership (freed on failure too). */
 fo_err_t fo_outq_push_bytes(fo_outq_t *q, uint8_t *frame, uint32_t len);
+/* Queue GAP {name, first, last, reason} for subscription sid, or extend
+ * the last notice of (sid, topic) when this one continues it. topic only
+ * identifies the topic (never dereferenced); name is copied. *merged (may
+ * be NULL) says which happened. FO_ERR_NOMEM: nothing queued. */
+FO_MUST_CHECK fo_err_t fo_outq_push_gap(fo_outq_t *q, uint32_t sid, const struct fo_topic *topic,
+                                        const char *name, size_t name_len, uint64_t first,
+                                        uint64_t last, int reason, int *merged);
 
 /* Fill up to max iovecs (2 per shared message) from the head; prefix
  * scratch must hold max/2 * FO_DELIVER_PREFIX_MAX bytes. Returns the iovec
@@ -69,11 +74,12 @@ int fo_outq_iov(const fo_outq_t *q, struct iovec *iov, int max, uint8_t *scratch
 void fo_outq_advance(fo_outq_t *q, size_t n);
 
 /* Drop the oldest droppable shared messages until bytes <= target. Each
- * contiguous (sid, topic) run dropped is replaced, in place, by the frame
- * cb returns (a GAP: owned malloc'd bytes, *len set; NULL = nothing), so
- * the subscriber reads the notice exactly where the messages would have
- * been. Returns the number of messages dropped. */
-typedef uint8_t *(*fo_dropped_fn)(void *ud, const fo_dropped_t *d, uint32_t *len);
+ * contiguous (sid, topic) run dropped is replaced, in place, by a GAP
+ * {reason GAP_SLOW_CONSUMER} (merged as above), so the subscriber reads
+ * the notice where the messages would have been. cb (may be NULL) hears
+ * of each run: new = 1 when it made a notice, 0 when it extended one.
+ * Returns the number of messages dropped. */
+typedef void (*fo_dropped_fn)(void *ud, uint32_t sid, uint64_t first, uint64_t last, int new_notice);
 size_t fo_outq_drop_oldest(fo_outq_t *q, uint64_t target, fo_dropped_fn cb, void *ud);
 
 /* Drop every entry except a partly written head (so the stream stays

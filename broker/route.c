@@ -254,7 +254,7 @@ static uint64_t replay_range(fo_conn_t *c, fo_sub_t *sub, fo_topic_t *t,
     uint64_t oldest = fo_ring_oldest(&t->ring, t->seq + 1);
     if (first < oldest) {
         uint64_t gl = oldest - 1 < last ? oldest - 1 : last;
-        fo_conn_send_gap(c, sub->sid, t->name, t->len, first, gl, FANOUT__GAP_REASON__GAP_EVICTED);
+        fo_conn_send_gap(c, sub->sid, t, t->name, t->len, first, gl, FANOUT__GAP_REASON__GAP_EVICTED);
         first = gl + 1;
     }
     uint64_t sent = 0;
@@ -262,7 +262,7 @@ static uint64_t replay_range(fo_conn_t *c, fo_sub_t *sub, fo_topic_t *t,
         fo_msg_t *m = fo_ring_get(&t->ring, s);
         fo_msg_t *copy = m ? fo_msg_replay_copy(m) : NULL;
         if (!copy) {
-            fo_conn_send_gap(c, sub->sid, t->name, t->len, s, last, FANOUT__GAP_REASON__GAP_EVICTED);
+            fo_conn_send_gap(c, sub->sid, t, t->name, t->len, s, last, FANOUT__GAP_REASON__GAP_EVICTED);
             break;
         }
         fo_conn_deliver(c, sub, copy);

@@ -429,6 +429,7 @@ static void *worker_main(void *arg)
     }
     while (w->all)
         fo_conn_destroy(w->all);
+    atomic_fetch_add(&w->b->exited, 1);
     return NULL;
 }
 
