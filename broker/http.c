@@ -7,18 +7,22 @@
  *
  *   READ    bytes accumulate in a fixed FO_HTTP_MAX_REQUEST buffer until
  *           the blank line ending the headers (else 431 when full, 400 when
- *           malformed, 405 for anything but GET); the handler renders the
- *           body and the whole response is queued.
+ *           malformed, 405 for anything but GET and HEAD); the handler
+ *           renders the body and the whole response is queued (HEAD: the
+ *           headers alone).
  *   WRITE   the response is sent as far as the socket takes it; the rest
  *           waits for EPOLLOUT.
  *   LINGER  after shutdown(SHUT_WR) the rest of the request is read and
  *           dropped until the peer closes, so unread bytes never turn the
  *           close into a reset that could eat the response.
  *
- * Every connection has a deadline (FO_HTTP_TIMEOUT_MS for its whole life,
- * shorter for LINGER); the timerfd is armed at the earliest one, so a
- * silent client is reaped even when nothing else happens. At most
- * FO_HTTP_MAX_CONNS connections: more are answered 503 and closed at once.
+ * Every connection has a deadline (FO_HTTP_HEADER_MS to send its request,
+ * FO_HTTP_TIMEOUT_MS for its whole life, shorter for LINGER); the timerfd
+ * is armed at the earliest one, so a silent client is reaped even when
+ * nothing else happens. At most FO_HTTP_MAX_CONNS connections, and
+ * FO_HTTP_PER_ADDR from one address: beyond, a new connection replaces the
+ * oldest one still reading its request (slowloris cannot starve
+ * /healthz), and only when none is reading is it answered 503.
  * When accept fails for lack of descriptors the listener is taken out of
  * the set for a moment instead of spinning the main loop.
  *
@@ -42,7 +46,7 @@
 #include "net.h"
 
 #define MAX_EVENTS     32
-#define ACCEPT_BATCH   32
+#define ACCEPT_BATCH   8       /* < FO_HTTP_PER_ADDR: reads run between batches */
 #define LINGER_MS      500
 #define PAUSE_MS       100
 #define BACKLOG        128     /* > FO_HTTP_MAX_CONNS: a burst waits in the kernel, in order */
@@ -52,6 +56,9 @@ typedef enum { ST_READ, ST_WRITE, ST_LINGER } state_t;
 typedef struct hconn {
     struct hconn *prev, *next;
     int fd;
+    uint64_t accepted;         /* monotonic ms: who is oldest */
+    int head;                  /* HEAD: headers only */
+    struct sockaddr_storage peer;
     state_t st;
     int want_out;              /* registered for EPOLLOUT */
     uint64_t deadline;         /* monotonic ms */
@@ -69,6 +76,7 @@ struct fo_http {
     void *ud;
     hconn_t *conns;
     int nconns;
+    uint64_t evicted;          /* slow requests closed to make room */
 };
 
 static char tag_listen, tag_timer;     /* epoll data for the two fixed fds */
@@ -147,7 +155,7 @@ static int conn_flush(fo_http_t *h, hconn_t *c)
 }
 
 static fo_err_t build_response(fo_buf_t *out, int status, const char *ctype,
-                               const char *extra, const fo_buf_t *body)
+                               const char *extra, const fo_buf_t *body, int head_only)
 {
     char hdr[512];
     size_t blen = fo_buf_len(body);
@@ -157,6 +165,8 @@ static fo_err_t build_response(fo_buf_t *out, int status, const char *ctype,
                      "%sConnection: close\r\n\r\n",
                      status, r, ctype, blen ? blen : strlen(r) + 1, extra);
     fo_err_t e = fo_buf_append(out, hdr, (size_t)n);
+    if (head_only)
+        return e;
     if (e == FO_OK && blen)
         e = fo_buf_append(out, fo_buf_head(body), blen);
     else if (e == FO_OK) {
@@ -175,11 +185,12 @@ static int conn_respond(fo_http_t *h, hconn_t *c, int status, const char *ctype,
 {
     fo_buf_t none = FO_BUF_INIT;
     if (build_response(&c->out, status, ctype ? ctype : text_plain, extra ? extra : "",
-                       body ? body : &none) != FO_OK) {
+                       body ? body : &none, c->head) != FO_OK) {
         conn_close(h, c);
         return -1;
     }
     c->st = ST_WRITE;
+    c->deadline = c->accepted + (uint64_t)h->timeout_ms;   /* the rest of its life */
     return conn_flush(h, c);
 }
 
@@ -199,8 +210,9 @@ static int conn_request(fo_http_t *h, hconn_t *c, size_t hdr_end)
         return conn_respond(h, c, 400, NULL, NULL, NULL);
     *sp1 = '\0';
     *sp2 = '\0';
-    if (strcmp(line, "GET") != 0)
-        return conn_respond(h, c, 405, NULL, "Allow: GET\r\n", NULL);
+    c->head = !strcmp(line, "HEAD");
+    if (strcmp(line, "GET") != 0 && !c->head)
+        return conn_respond(h, c, 405, NULL, "Allow: GET, HEAD\r\n", NULL);
     char *path = sp1 + 1;
     char *q = strchr(path, '?');
     if (q)
@@ -300,6 +312,59 @@ static void refuse_busy(int fd)
     close(fd);
 }
 
+static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    if (a->ss_family == AF_INET6)
+        return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                       &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
+    return 0;
+}
+
+/* Room for a connection from peer: 1, after closing the oldest connection
+ * still reading its request if the server (or that address) is full; 0
+ * when every candidate is busy answering. */
+static int make_room(fo_http_t *h, const struct sockaddr_storage *peer)
+{
+    if (h->nconns >= FO_HTTP_PER_ADDR) {
+        /* before calling anyone slow, read what has arrived: a request
+         * already sent in full is answered, not evicted */
+        for (hconn_t *c = h->conns, *nx; c; c = nx) {
+            nx = c->next;
+            if (c->st == ST_READ)
+                conn_readable(h, c);     /* may close c */
+        }
+    }
+    int from_peer = 0;
+    hconn_t *oldest = NULL, *oldest_of_peer = NULL;
+    for (hconn_t *c = h->conns; c; c = c->next) {
+        int mine = same_addr(&c->peer, peer);
+        from_peer += mine;
+        if (c->st != ST_READ)
+            continue;
+        if (!oldest || c->accepted < oldest->accepted)
+            oldest = c;
+        if (mine && (!oldest_of_peer || c->accepted < oldest_of_peer->accepted))
+            oldest_of_peer = c;
+    }
+    hconn_t *victim = NULL;
+    if (from_peer >= FO_HTTP_PER_ADDR)
+        victim = oldest_of_peer;
+    else if (h->nconns >= FO_HTTP_MAX_CONNS)
+        victim = oldest;
+    else
+        return 1;
+    if (!victim)
+        return 0;
+    conn_close(h, victim);
+    h->evicted++;
+    return 1;
+}
+
 static void accept_some(fo_http_t *h, uint64_t now)
 {
     for (int i = 0; i < ACCEPT_BATCH; i++) {
@@ -311,7 +376,10 @@ static void accept_some(fo_http_t *h, uint64_t now)
             }
             return;
         }
-        if (h->nconns >= FO_HTTP_MAX_CONNS) {
+        struct sockaddr_storage peer = { .ss_family = AF_UNSPEC };
+        socklen_t pl = sizeof peer;
+        (void)!getpeername(fd, (struct sockaddr *)&peer, &pl);   /* unknown: AF_UNSPEC */
+        if (!make_room(h, &peer)) {
             refuse_busy(fd);
             continue;
         }
@@ -324,7 +392,10 @@ static void accept_some(fo_http_t *h, uint64_t now)
         }
         c->fd = fd;
         c->st = ST_READ;
-        c->deadline = now + (uint64_t)h->timeout_ms;
+        c->accepted = now;
+        c->peer = peer;
+        c->deadline = now + (uint64_t)(h->timeout_ms < FO_HTTP_HEADER_MS ? h->timeout_ms
+                                                                     : FO_HTTP_HEADER_MS);
         c->next = h->conns;
         if (h->conns)
             h->conns->prev = c;

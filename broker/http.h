@@ -24,8 +24,18 @@ typedef int (*fo_http_handler_t)(void *ud, const char *path, fo_buf_t *body,
                                  const char **content_type);
 
 #define FO_HTTP_MAX_REQUEST 8192    /* request line + headers, bytes   */
-#define FO_HTTP_MAX_CONNS   64      /* more are answered 503 at once   */
+#define FO_HTTP_MAX_CONNS   64      /* open at once (see below)        */
+#define FO_HTTP_PER_ADDR    32      /* open at once from one address   */
+#define FO_HTTP_HEADER_MS   500     /* to send the whole request       */
 #define FO_HTTP_TIMEOUT_MS  5000    /* a connection's whole life       */
+
+/* Slow clients cannot hold the health check hostage: a request must be
+ * complete within FO_HTTP_HEADER_MS of the accept, and when the server is
+ * full (or one address holds FO_HTTP_PER_ADDR connections) a new
+ * connection takes the place of the oldest one still sending its request
+ * (closed at once) -- a prober whose requests complete in microseconds is
+ * never that one. Only when every connection is busy answering is a new
+ * one refused with 503. */
 
 /* Listen on "HOST:PORT" (":PORT" = all interfaces). "off" (or NULL) gives
  * FO_OK with *out = NULL: every function below accepts that NULL and does
@@ -40,7 +50,8 @@ void fo_http_poll(fo_http_t *h);                /* do what is ready     */
 int fo_http_port(const fo_http_t *h);           /* bound port (for :0)  */
 void fo_http_destroy(fo_http_t *h);             /* NULL is fine         */
 
-/* Change the per-connection deadline (default FO_HTTP_TIMEOUT_MS). */
+/* Change the per-connection deadline (default FO_HTTP_TIMEOUT_MS); the
+ * request deadline is the smaller of it and FO_HTTP_HEADER_MS. */
 void fo_http_set_timeout(fo_http_t *h, int ms);
 
 #endif
