@@ -1,18 +1,22 @@
-/* topic.c -- topic validation, filter matching and the registry (topic.h).
+/* topic.c -- the registry: topics, subscriptions, bindings (topic.h).
  *
- * The registry is a chained hash of topics plus a list of subscriptions.
- * Lookups take the read lock; creating a topic or (un)subscribing takes the
- * write lock and walks the other side (all subscriptions for a new topic,
- * all topics for a new subscription). That is linear, but it happens once
- * per topic or subscription, never per message: the publish path only
- * looks a topic up (and workers cache the pointer, see route.c).
+ * The registry is a chained hash of topics, a list of subscriptions and
+ * an index of their filters by token (sublist.c). Lookups take the read
+ * lock; creating a topic or (un)subscribing takes the write lock. A new
+ * topic asks the index for the subscriptions that match it (cost grows
+ * with those, not with all subscriptions); a new subscription with a
+ * literal filter finds its one topic by hash, and only a wildcard one
+ * walks the topics. Never per message: the publish path only looks a
+ * topic up (and workers cache the pointer, tcache.c).
  */
 #include <stdlib.h>
 #include <string.h>
+#include "sublist.h"
 #include "topic.h"
 
 struct fo_registry {
     pthread_rwlock_t lock;
+    fo_sublist_t *index;          /* every subscription, by filter token  */
     fo_topic_t **buckets;
     size_t nbuckets;
     _Atomic uint64_t ntopics;
@@ -35,6 +39,8 @@ fo_err_t fo_registry_create(int nworkers, int max_topics, fo_group_fn group_for,
     r->buckets = calloc(r->nbuckets, sizeof *r->buckets);
     if (!r->buckets)
         goto fail;
+    if (fo_sublist_create(&r->index))
+        goto fail;
     if (pthread_rwlock_init(&r->lock, NULL))
         goto fail;
     r->nworkers = nworkers;
@@ -44,8 +50,10 @@ fo_err_t fo_registry_create(int nworkers, int max_topics, fo_group_fn group_for,
     *out = r;
     return FO_OK;
 fail:
-    if (r)
+    if (r) {
         free(r->buckets);
+        fo_sublist_destroy(r->index);
+    }
     free(r);
     return FO_ERR_NOMEM;
 }
@@ -79,6 +87,7 @@ void fo_registry_destroy(fo_registry_t *r)
         }
     }
     pthread_rwlock_destroy(&r->lock);
+    fo_sublist_destroy(r->index);
     free(r->buckets);
     free(r);
 }
@@ -222,6 +231,12 @@ static void unbind(fo_binding_t *b)
     }
 }
 
+/* fo_sublist_match's callback for a topic being created. */
+static void bind_new(void *ud, fo_sub_t *s)
+{
+    (void)!bind(ud, s, 1);   /* NULL on OOM: that sub misses this topic */
+}
+
 fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len, fo_err_t *err)
 {
     uint32_t h = fo_topic_hash(name, len);
@@ -255,10 +270,9 @@ fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len, fo_e
     t->hash = h;
     fo_ring_init(&t->ring);
     t->mcast_group = r->group_for ? r->group_for(r->group_ud, t->name) : -1;
-    /* Not visible yet: bind matching subscriptions without the topic lock. */
-    for (fo_sub_t *s = r->subs; s; s = s->reg_next)
-        if (fo_topic_match(s->filter, t->name))
-            bind(t, s, 1);   /* NULL on OOM: that sub misses this topic */
+    /* Not visible yet: bind matching subscriptions without the topic lock;
+     * the index finds them without looking at the others */
+    fo_sublist_match(r->index, t->name, t->len, bind_new, t);
     t->hnext = r->buckets[h & (r->nbuckets - 1)];
     r->buckets[h & (r->nbuckets - 1)] = t;
     atomic_fetch_add_explicit(&r->ntopics, 1, memory_order_relaxed);
@@ -277,6 +291,10 @@ fo_err_t fo_registry_subscribe(fo_registry_t *r, fo_sub_t *sub, fo_bound_fn boun
     fo_err_t err = FO_OK;
     sub->wildcard = (uint8_t)fo_filter_is_wild(sub->filter);
     pthread_rwlock_wrlock(&r->lock);
+    if (fo_sublist_insert(r->index, sub)) {
+        pthread_rwlock_unlock(&r->lock);
+        return FO_ERR_NOMEM;
+    }
     sub->reg_prev = NULL;
     sub->reg_next = r->subs;
     if (r->subs)
@@ -325,6 +343,7 @@ void fo_registry_unsubscribe(fo_registry_t *r, fo_sub_t *sub)
         pthread_mutex_unlock(&b->topic->lock);
         free(b);
     }
+    fo_sublist_remove(r->index, sub);
     if (sub->reg_prev)
         sub->reg_prev->reg_next = sub->reg_next;
     else if (r->subs == sub)

@@ -49,6 +49,9 @@ struct fo_sub {
     char *queue;              /* owned; NULL = no queue group             */
     fo_binding_t *bindings;   /* owned; guarded by the registry lock      */
     fo_sub_t *reg_prev, *reg_next;  /* registry list (registry lock)      */
+    void *sl_node;            /* the filter index's node (sublist.c)      */
+    fo_sub_t *sl_prev, *sl_next;
+    uint8_t sl_rest;          /* on the node's `>` list                   */
     fo_sub_t *conn_prev, *conn_next;  /* the connection's list (conn.c)   */
     fo_sub_t *sid_next;       /* the connection's sid hash chain (conn.c) */
     char filter[];            /* NUL-terminated                           */
