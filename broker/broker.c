@@ -19,6 +19,7 @@ void fo_broker_apply_limits(fo_broker_t *b, const fo_config_t *c)
     atomic_store(&b->lim.ping_interval_ms, c->ping_interval_ms);
     atomic_store(&b->lim.idle_timeout_ms, c->idle_timeout_ms);
     atomic_store(&b->lim.drain_timeout_ms, c->drain_timeout_ms);
+    atomic_store(&b->lim.block_timeout_ms, c->block_timeout_ms);
     atomic_store(&b->lim.read_budget, c->read_budget);
     atomic_store(&b->lim.retention_msgs, c->retention_msgs);
     atomic_store(&b->lim.retention_bytes, c->retention_bytes);

@@ -32,6 +32,7 @@ typedef struct fo_limits {
     _Atomic uint32_t ping_interval_ms;
     _Atomic uint32_t idle_timeout_ms;
     _Atomic uint32_t drain_timeout_ms;
+    _Atomic uint32_t block_timeout_ms;
     _Atomic uint64_t read_budget;
     _Atomic uint32_t retention_msgs;
     _Atomic uint64_t retention_bytes;

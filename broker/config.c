@@ -104,6 +104,7 @@ static const opt_t opts[] = {
     { "idle-timeout",  T_DURATION, G_TIME, "30s",           200, 24 * HOUR,      FIELD(idle_timeout_ms),  F_RELOAD, NULL, "close a peer silent this long (> ping-interval)" },
     { "hello-timeout", T_DURATION, G_TIME, "5s",            100, 1 * HOUR,       FIELD(hello_timeout_ms), 0,        NULL, "time a new connection has to send HELLO" },
     { "drain-timeout", T_DURATION, G_TIME, "5s",            0, 10 * MIN,         FIELD(drain_timeout_ms), F_RELOAD, NULL, "on SIGTERM, time to flush before closing" },
+    { "block-timeout", T_DURATION, G_SLOW, "5s",            100, 1 * HOUR,       FIELD(block_timeout_ms), F_RELOAD, NULL, "longest a block-policy sub may pause publishers" },
     { "user",          T_STRING,   G_AUTH, "",              0, 0,                FIELD(user),             0,        NULL, "when set, HELLO must carry this user" },
     { "password",      T_STRING,   G_AUTH, "",              0, 0,                FIELD(password),         0,        NULL, "... and this password (best set in env or file)" },
     { "mcast-group",   T_LIST,     G_MC,   NULL,            0, 0,                FIELD(mcast),            0,        NULL, "topics matching FILTER go to a group (repeatable)" },

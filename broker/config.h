@@ -44,6 +44,7 @@ typedef struct fo_config {
     uint32_t idle_timeout_ms;  /* ... and closes it after this           */
     uint32_t hello_timeout_ms; /* time allowed to send HELLO             */
     uint32_t drain_timeout_ms; /* SIGTERM: time to flush before closing  */
+    uint32_t block_timeout_ms; /* longest one congestion of a block sub  */
     uint64_t read_budget;      /* bytes read per connection per event    */
     fo_log_level_t log_level;
     char user[64];             /* when set, HELLO must carry these       */

@@ -84,6 +84,8 @@ static void set_congested(fo_conn_t *c, int on)
 {
     if (c->congest_want != on) {
         c->congest_want = (uint8_t)on;
+        if (on)
+            c->congested_ms = c->w->now_ms;   /* block-timeout counts from here */
         fo_worker_mark_dirty(c->w, c);
     }
 }
@@ -651,11 +653,35 @@ static void shrink_idle_input(fo_conn_t *c)
     *b = small;
 }
 
+/* The block-policy subscription that keeps c congested (for Error.sid). */
+static uint32_t blocking_sid(const fo_conn_t *c)
+{
+    for (const fo_sub_t *s = c->subs; s; s = s->conn_next)
+        if (s->policy == FO_POLICY_BLOCK)
+            return s->sid;
+    return 0;
+}
+
+/* A block-policy subscriber may keep its publishers paused for at most
+ * --block-timeout at a time: past it, it is cut as a slow consumer and
+ * they resume (one stuck reader must not freeze a topic for everyone). */
+static void check_block_timeout(fo_conn_t *c)
+{
+    uint32_t limit = LIM(c->w->b, block_timeout_ms);
+    if (!c->congest_want || c->w->now_ms - c->congested_ms < limit)
+        return;
+    FO_STAT_INC(&c->w->stats, block_timeouts);
+    fo_outq_drop_unsent(&c->outq);
+    fo_conn_fail_sid(c, FO_CODE(SLOW_CONSUMER), blocking_sid(c),
+                     "blocked publishers for %u ms without draining (--block-timeout)", limit);
+}
+
 void fo_conn_tick(fo_conn_t *c)
 {
     fo_worker_t *w = c->w;
     uint64_t now = w->now_ms;
     shrink_idle_input(c);
+    check_block_timeout(c);
     if (c->state == FO_CONN_CLOSING) {
         if (now >= c->close_deadline_ms)
             fo_conn_destroy(c);

@@ -45,6 +45,7 @@ typedef struct fo_conn {
     struct fo_conn *paused_next;   /* w->paused list                        */
     uint8_t congested;             /* counted on its topics (registry)      */
     uint8_t congest_want;          /* what the next flush should make it    */
+    uint64_t congested_ms;         /* when congest_want last turned on      */
     uint64_t cur_req;              /* Frame.req of the frame being handled  */
     uint64_t in_charged;           /* input buffer bytes charged to --max-memory */
     uint64_t created_ms, last_rx_ms, last_ping_ms, close_deadline_ms;

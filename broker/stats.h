@@ -33,6 +33,7 @@
     X(slow_consumer_disconnects, counter, "Connections closed by the disconnect slow-consumer policy") \
     X(congestions,          counter, "Times a block-policy subscriber's queue went over max-output") \
     X(publishers_paused,    counter, "Times a publisher was paused for a congested block-policy subscriber") \
+    X(block_timeouts,       counter, "Block-policy subscribers cut for keeping publishers paused past --block-timeout") \
     X(publish_refused_memory, counter, "Publishes refused by the memory cap")    \
     X(protocol_errors,      counter, "Connections closed for bad input")         \
     X(idle_timeouts,        counter, "Connections closed for silence")           \

@@ -1,7 +1,9 @@
 /* test_isolation.c -- no client, careless or hostile, can hurt the others.
  * Each attack runs against a real fanoutd while a healthy client checks
  * its own outcome with a deadline (docs/RELIABILITY.md lists them):
- *   - slowloris on the metrics port: /healthz keeps answering 200.
+ *   - slowloris on the metrics port: /healthz keeps answering 200;
+ *   - a block-policy subscriber that never reads: cut after
+ *     --block-timeout, and the topic's publishers go on.
  * Every wait has a deadline; no sleep-and-hope. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -103,10 +105,90 @@ static void test_healthz_under_slowloris(void **state)
     assert_int_equal(fo_tb_stop(&b), 0);
 }
 
+/* ------------------------------------------------------------ block */
+
+static int subscribe_slow(fo_tc_t *c, uint32_t sid, const char *filter, int slow)
+{
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Subscribe s = FANOUT__SUBSCRIBE__INIT;
+    s.has_sid = 1;
+    s.sid = sid;
+    s.filter = (char *)filter;
+    s.has_slow = 1;
+    s.slow = slow;
+    f.body_case = FANOUT__FRAME__BODY_SUBSCRIBE;
+    f.subscribe = &s;
+    f.has_req = 1;
+    f.req = 900 + sid;
+    if (fo_tc_send(c, &f))
+        return -1;
+    return fo_tc_wait_ack(c, 900 + sid, 5000);
+}
+
+typedef struct reader {
+    fo_tc_t *c;
+    int want;
+    _Atomic int got, gaps;
+} reader_t;
+
+/* The healthy subscriber reads on its own thread, as a real one would. */
+static void *read_all(void *arg)
+{
+    reader_t *r = arg;
+    uint64_t end = fo_tb_now_ms() + 30000;
+    while (atomic_load(&r->got) < r->want && fo_tb_now_ms() < end) {
+        Fanout__Frame *f;
+        if (fo_tc_recv(r->c, 100, &f) != 1)
+            continue;
+        if (f->body_case == FANOUT__FRAME__BODY_DELIVER)
+            atomic_fetch_add(&r->got, 1);
+        else if (f->body_case == FANOUT__FRAME__BODY_GAP)
+            atomic_fetch_add(&r->gaps, 1);
+    }
+    return NULL;
+}
+
+static void test_stuck_block_subscriber_is_cut(void **state)
+{
+    (void)state;
+    fo_tb_t b;
+    const char *args[] = { "--max-output", "64KiB", "--block-timeout", "1s", NULL };
+    assert_int_equal(fo_tb_start(&b, args), 0);
+    fo_tc_t stuck, pub, healthy;
+    assert_int_equal(fo_tc_open_rcvbuf(&stuck, b.port, "stuck", 4096), 0);
+    assert_int_equal(subscribe_slow(&stuck, 1, ">", FANOUT__SLOW_POLICY__SLOW_BLOCK), 0);
+    assert_int_equal(fo_tc_open(&healthy, b.port, "healthy"), 0);
+    assert_int_equal(subscribe_slow(&healthy, 1, "blk.t", FANOUT__SLOW_POLICY__SLOW_BLOCK), 0);
+    enum { N = 10000 };   /* 20 MB: more than the kernel's socket buffers too */
+    reader_t r = { .c = &healthy, .want = N };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, read_all, &r), 0);
+    assert_int_equal(fo_tc_open(&pub, b.port, "pub"), 0);
+    /* far more than the stuck reader can absorb: it congests, the
+     * publisher is paused, then the stuck one is cut and it goes on */
+    static char payload[2048];
+    memset(payload, 'p', sizeof payload);
+    for (int i = 1; i <= N; i++)
+        assert_int_equal(fo_tc_publish(&pub, "blk.t", payload, sizeof payload, i == N ? 1 : 0), 0);
+    assert_int_equal(fo_tc_wait_ack(&pub, 1, 15000), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&r.got), N);       /* nothing lost for the healthy one */
+    assert_int_equal(atomic_load(&r.gaps), 0);
+    assert_true(fo_tb_metric(&b, "fanout_block_timeouts_total") >= 1);
+    assert_true(fo_tb_metric(&b, "fanout_publishers_paused_total") >= 1);
+    int code = -1;
+    fo_tc_close(&healthy);
+    fo_tc_close(&pub);
+    (void)fo_tc_wait_closed(&stuck, 5000, &code);   /* it reads its ERROR last */
+    fo_tc_close(&stuck);
+    assert_int_equal(fo_tb_stop(&b), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_healthz_under_slowloris),
+        cmocka_unit_test(test_stuck_block_subscriber_is_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
