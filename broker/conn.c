@@ -44,7 +44,7 @@ fo_err_t fo_conn_create(fo_worker_t *w, int fd, fo_conn_t **out)
     c->w = w;
     c->state = FO_CONN_HELLO_WAIT;
     c->created_ms = c->last_rx_ms = c->last_ping_ms = w->now_ms;
-    fo_decoder_init(&c->dec, w->b->cfg.max_frame);
+    fo_decoder_init(&c->dec, FO_HELLO_MAX_FRAME);    /* max-frame after WELCOME */
     fo_outq_init(&c->outq);
     fo_net_peer_name(fd, c->peer, sizeof c->peer);
     fo_err_t err = fo_worker_attach(w, c);     /* a slot, an id, w->all */
@@ -394,6 +394,7 @@ static void on_hello(fo_conn_t *c, const Fanout__Frame *f)
     }
     fo_conn_send(c, &out);
     c->state = FO_CONN_OPEN;
+    c->dec.max_frame = b->cfg.max_frame;
     fo_info(c->id, "hello from %s (%s)", c->peer, c->name[0] ? c->name : "-");
 }
 
@@ -553,7 +554,7 @@ static void linger_read(fo_conn_t *c)
 static int input_room(fo_conn_t *c)
 {
     fo_worker_t *w = c->w;
-    if (!c->dec.buf.data) {
+    if (!c->dec.buf.data && c->state != FO_CONN_HELLO_WAIT) {
         void *blk = fo_worker_buf_get(w);
         if (!blk) {
             fo_conn_fail(c, FO_CODE(MEMORY_LIMIT), "out of memory for a read buffer");
@@ -562,15 +563,25 @@ static int input_room(fo_conn_t *c)
         fo_buf_adopt(&c->dec.buf, blk, FO_READ_BLOCK);
         FO_STAT_ADD(&w->stats, input_buffer_bytes, FO_READ_BLOCK);
     }
+    /* Grow with what has arrived, never to what a header announces: at
+     * most double what is held (10,000 peers each sending the header of a
+     * 1 MiB frame and one byte hold 10,000 blocks, not 10 GB of promises),
+     * and what goes past a block is charged to --max-memory first. */
+    size_t live = fo_buf_len(&c->dec.buf);
     size_t want = fo_decoder_want(&c->dec);
+    size_t step = live > FO_READ_BLOCK / 2 ? live : FO_READ_BLOCK / 2;
+    if (want > step)
+        want = step;
     if (want < 4096)
         want = 4096;
-    uint64_t need = fo_buf_len(&c->dec.buf) + want;
+    if (c->state == FO_CONN_HELLO_WAIT)
+        want = FO_HELLO_MAX_FRAME + FO_FRAME_HDR;   /* a small buffer of its own */
+    uint64_t need = live + want;
     if (need > FO_READ_BLOCK && need > c->in_charged) {
         if (fo_mem_charge(&w->b->mem, need - c->in_charged)) {
             FO_STAT_INC(&w->stats, publish_refused_memory);
             fo_conn_fail(c, FO_CODE(MEMORY_LIMIT), "a %zu-byte frame would exceed the broker's memory cap",
-                         fo_buf_len(&c->dec.buf) + fo_decoder_want(&c->dec) - FO_FRAME_HDR);
+                         live + fo_decoder_want(&c->dec) - FO_FRAME_HDR);
             return -1;
         }
         c->in_charged = need;
@@ -627,6 +638,10 @@ void fo_conn_on_readable(fo_conn_t *c)
         w->read_time_ns = fo_realtime_ns();   /* Deliver.time_ns: one read per read */
         got += (uint64_t)k;
         handle_frames(c);
+        if (!fo_buf_len(&c->dec.buf))
+            c->partial_ms = 0;
+        else if (!c->partial_ms)
+            c->partial_ms = w->now_ms ? w->now_ms : 1;
         if (c->state == FO_CONN_CLOSING || c->paused_on || got >= budget)
             break;
     }
@@ -642,8 +657,10 @@ static void shrink_idle_input(fo_conn_t *c)
 {
     fo_buf_t *b = &c->dec.buf;
     size_t len = fo_buf_len(b);
-    if (!b->data || b->cap != FO_READ_BLOCK || len == 0 || len > 4096 ||
-        c->w->now_ms - c->last_rx_ms < 1000)
+    /* held for a second, however it trickles in: a peer sending a byte now
+     * and then must not keep a block */
+    if (!b->data || b->cap != FO_READ_BLOCK || len == 0 || len > 4096 || !c->partial_ms ||
+        c->w->now_ms - c->partial_ms < 1000)
         return;
     fo_buf_t small = FO_BUF_INIT;
     if (fo_buf_append(&small, fo_buf_head(b), len))

@@ -48,11 +48,17 @@ typedef struct fo_conn {
     uint64_t congested_ms;         /* when congest_want last turned on      */
     uint64_t cur_req;              /* Frame.req of the frame being handled  */
     uint64_t in_charged;           /* input buffer bytes charged to --max-memory */
+    uint64_t partial_ms;           /* since when a partial frame is buffered (0: none) */
     uint64_t created_ms, last_rx_ms, last_ping_ms, close_deadline_ms;
     struct fo_conn *all_prev, *all_next, *dirty_next;
     char peer[48];
     char name[32];
 } fo_conn_t;
+
+/* Before WELCOME a connection may send only a small HELLO: frames are
+ * limited to this, and its input lives in a buffer of that size (not a
+ * 64 KiB block), so unauthenticated peers hold little memory. */
+#define FO_HELLO_MAX_FRAME 4096
 
 /* Adopt an accepted socket. */
 fo_err_t fo_conn_create(fo_worker_t *w, int fd, fo_conn_t **out);

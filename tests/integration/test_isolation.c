@@ -3,7 +3,10 @@
  * its own outcome with a deadline (docs/RELIABILITY.md lists them):
  *   - slowloris on the metrics port: /healthz keeps answering 200;
  *   - a block-policy subscriber that never reads: cut after
- *     --block-timeout, and the topic's publishers go on.
+ *     --block-timeout, and the topic's publishers go on;
+ *   - many connections holding the header of a huge frame and one byte:
+ *     a healthy publisher's messages are all accepted;
+ *   - a frame bigger than a small HELLO before WELCOME: refused at once.
  * Every wait has a deadline; no sleep-and-hope. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -184,11 +187,74 @@ static void test_stuck_block_subscriber_is_cut(void **state)
     assert_int_equal(fo_tb_stop(&b), 0);
 }
 
+/* ------------------------------------------------------------ partial frames */
+
+static void test_partial_frames_do_not_starve_memory(void **state)
+{
+    (void)state;
+    fo_tb_t b;
+    const char *args[] = { "--max-memory", "64MiB", NULL };
+    assert_int_equal(fo_tb_start(&b, args), 0);
+    enum { HOLDERS = 300 };
+    static fo_tc_t h[HOLDERS];
+    /* each: HELLO, then the header of a 1 MiB frame and one byte of it */
+    static const uint8_t part[] = { 0x00, 0x10, 0x00, 0x00, 0x1a };
+    for (int i = 0; i < HOLDERS; i++) {
+        assert_int_equal(fo_tc_open(&h[i], b.port, "holder"), 0);
+        assert_int_equal(fo_tc_send_raw(&h[i], part, sizeof part), 0);
+    }
+    /* the broker has read them all (a frame is in flight on each) */
+    assert_int_equal(fo_tb_wait_metric(&b, "fanout_frames_in_total", HOLDERS, 5000), 0);
+    fo_tc_t pub;
+    assert_int_equal(fo_tc_open(&pub, b.port, "healthy"), 0);
+    static char payload[4096];
+    memset(payload, 'h', sizeof payload);
+    enum { N = 3000 };
+    for (int i = 1; i <= N; i++)
+        assert_int_equal(fo_tc_publish(&pub, "mem.t", payload, sizeof payload, (uint64_t)i), 0);
+    int acks = 0, refused = 0;
+    uint64_t end = fo_tb_now_ms() + 15000;
+    while (acks + refused < N && fo_tb_now_ms() < end) {
+        Fanout__Frame *f;
+        if (fo_tc_recv(&pub, 100, &f) != 1)
+            continue;
+        if (f->body_case == FANOUT__FRAME__BODY_ACK)
+            acks++;
+        else if (f->body_case == FANOUT__FRAME__BODY_ERROR)
+            refused++;
+    }
+    assert_int_equal(refused, 0);                  /* every one accepted */
+    assert_int_equal(acks, N);
+    assert_true(fo_tb_metric(&b, "fanout_memory_bytes") < 32.0 * 1024 * 1024);
+    for (int i = 0; i < HOLDERS; i++)
+        fo_tc_close(&h[i]);
+    fo_tc_close(&pub);
+    assert_int_equal(fo_tb_stop(&b), 0);
+}
+
+static void test_big_frame_before_hello(void **state)
+{
+    (void)state;
+    fo_tb_t b;
+    assert_int_equal(fo_tb_start(&b, NULL), 0);
+    fo_tc_t c;
+    assert_int_equal(fo_tc_connect(&c, b.port), 0);
+    static const uint8_t hdr[] = { 0x00, 0x00, 0x20, 0x00 };   /* 8 KiB, before HELLO */
+    assert_int_equal(fo_tc_send_raw(&c, hdr, sizeof hdr), 0);
+    int code = -1;
+    assert_int_equal(fo_tc_wait_closed(&c, 5000, &code), 0);
+    assert_int_equal(code, FANOUT__ERROR_CODE__ERR_FRAME_SIZE);
+    fo_tc_close(&c);
+    assert_int_equal(fo_tb_stop(&b), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_healthz_under_slowloris),
         cmocka_unit_test(test_stuck_block_subscriber_is_cut),
+        cmocka_unit_test(test_partial_frames_do_not_starve_memory),
+        cmocka_unit_test(test_big_frame_before_hello),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
