@@ -145,64 +145,64 @@ static void test_publish_pack_matches_protobuf_c(void **state)
 static void test_seqmap(void **state)
 {
     (void)state;
-    fo_seqmap_t m;
-    fo_seqmap_init(&m, 100);
+    fo__seqmap_t m;
+    fo__seqmap_init(&m, 100);
     char t[32];
     for (int i = 0; i < 100; i++) {
         snprintf(t, sizeof t, "topic.%d", i);
-        fo_seqmap_ent_t *e = fo_seqmap_get(&m, t, strlen(t));
+        fo__seqmap_ent_t *e = fo__seqmap_get(&m, t, strlen(t));
         assert_non_null(e);
         assert_int_equal(e->seq, 0);
         e->seq = (uint64_t)i + 1;
     }
-    assert_null(fo_seqmap_get(&m, "one.more", 8));   /* bounded */
+    assert_null(fo__seqmap_get(&m, "one.more", 8));  /* bounded */
     assert_int_equal(m.dropped, 1);
     for (int i = 0; i < 100; i++) {
         snprintf(t, sizeof t, "topic.%d", i);
-        assert_int_equal(fo_seqmap_get(&m, t, strlen(t))->seq, (uint64_t)i + 1);
+        assert_int_equal(fo__seqmap_get(&m, t, strlen(t))->seq, (uint64_t)i + 1);
     }
     size_t it = 0, n = 0;
-    const fo_seqmap_ent_t *e;
-    while ((e = fo_seqmap_next(&m, &it)))
+    const fo__seqmap_ent_t *e;
+    while ((e = fo__seqmap_next(&m, &it)))
         n++;
     assert_int_equal(n, 100);
-    fo_seqmap_clear(&m);
+    fo__seqmap_clear(&m);
     assert_int_equal(m.count, 0);
-    assert_int_equal(fo_seqmap_get(&m, "topic.1", 7)->seq, 0);
-    fo_seqmap_destroy(&m);
-    fo_seqmap_destroy(NULL);
+    assert_int_equal(fo__seqmap_get(&m, "topic.1", 7)->seq, 0);
+    fo__seqmap_destroy(&m);
+    fo__seqmap_destroy(NULL);
 }
 
 static void test_msgq_fifo_and_bound(void **state)
 {
     (void)state;
-    fo_msgq_t q;
-    fo_msgq_init(&q, 200);
+    fo__msgq_t q;
+    fo__msgq_init(&q, 200);
     fo_msg_t m = { "a.b", 3, "payload", 7, 1, 5, 0 }, out;
-    assert_int_equal(fo_msgq_pop(&q, &out), FO_ERR_AGAIN);
+    assert_int_equal(fo__msgq_pop(&q, &out), FO_ERR_AGAIN);
     int pushed = 0;
-    while (fo_msgq_push(&q, &m) == FO_OK) {
+    while (fo__msgq_push(&q, &m) == FO_OK) {
         m.seq++;
         pushed++;
     }
     assert_true(pushed >= 2 && pushed < 10);
     for (int i = 0; i < pushed; i++) {
-        assert_int_equal(fo_msgq_pop(&q, &out), FO_OK);
+        assert_int_equal(fo__msgq_pop(&q, &out), FO_OK);
         assert_int_equal(out.seq, (uint64_t)i + 1);
         assert_string_equal(out.topic, "a.b");
         assert_int_equal(out.payload_len, 7);
         assert_memory_equal(out.payload, "payload", 7);
         assert_int_equal(out.time_ns, 5);
     }
-    assert_int_equal(fo_msgq_pop(&q, &out), FO_ERR_AGAIN);
+    assert_int_equal(fo__msgq_pop(&q, &out), FO_ERR_AGAIN);
     /* an empty queue takes one message even above the bound */
     static char big[1000];
     fo_msg_t bm = { "t", 1, big, sizeof big, 9, 0, 1 };
-    assert_int_equal(fo_msgq_push(&q, &bm), FO_OK);
-    assert_int_equal(fo_msgq_push(&q, &m), FO_ERR_BUSY);
-    assert_int_equal(fo_msgq_pop(&q, &out), FO_OK);
+    assert_int_equal(fo__msgq_push(&q, &bm), FO_OK);
+    assert_int_equal(fo__msgq_push(&q, &m), FO_ERR_BUSY);
+    assert_int_equal(fo__msgq_pop(&q, &out), FO_OK);
     assert_int_equal(out.replay, 1);
-    fo_msgq_destroy(&q);
+    fo__msgq_destroy(&q);
 }
 
 static void test_addr_split(void **state)
@@ -228,43 +228,43 @@ static void test_addr_split(void **state)
 static void test_seqmap_watermark(void **state)
 {
     (void)state;
-    fo_seqmap_t m;
-    fo_seqmap_init(&m, 0);
-    fo_seqmap_ent_t *e = fo_seqmap_get(&m, "t", 1);
-    assert_int_equal(fo_seqmap_resume(e), 0);
-    assert_false(fo_seqmap_seen(e, 5));
+    fo__seqmap_t m;
+    fo__seqmap_init(&m, 0);
+    fo__seqmap_ent_t *e = fo__seqmap_get(&m, "t", 1);
+    assert_int_equal(fo__seqmap_resume(e), 0);
+    assert_false(fo__seqmap_seen(e, 5));
     const uint64_t order[] = { 5, 6, 9, 7, 11 };
     for (int i = 0; i < 5; i++)
-        fo_seqmap_mark(e, order[i]);
+        fo__seqmap_mark(e, order[i]);
     assert_int_equal(e->seq, 11);
-    assert_int_equal(fo_seqmap_resume(e), 8);      /* 8 may still come */
-    assert_true(fo_seqmap_seen(e, 4));             /* below the first seen */
-    assert_true(fo_seqmap_seen(e, 9));
-    assert_false(fo_seqmap_seen(e, 8));
-    assert_false(fo_seqmap_seen(e, 10));
-    fo_seqmap_mark(e, 8);
-    assert_int_equal(fo_seqmap_resume(e), 10);
-    fo_seqmap_skip(e, 10, 10);                     /* a GAP fills the hole */
-    assert_int_equal(fo_seqmap_resume(e), 12);
-    fo_seqmap_skip(e, 20, 30);                     /* a GAP further up */
-    assert_int_equal(fo_seqmap_resume(e), 12);
-    assert_true(fo_seqmap_seen(e, 25));
+    assert_int_equal(fo__seqmap_resume(e), 8);     /* 8 may still come */
+    assert_true(fo__seqmap_seen(e, 4));            /* below the first seen */
+    assert_true(fo__seqmap_seen(e, 9));
+    assert_false(fo__seqmap_seen(e, 8));
+    assert_false(fo__seqmap_seen(e, 10));
+    fo__seqmap_mark(e, 8);
+    assert_int_equal(fo__seqmap_resume(e), 10);
+    fo__seqmap_skip(e, 10, 10);                    /* a GAP fills the hole */
+    assert_int_equal(fo__seqmap_resume(e), 12);
+    fo__seqmap_skip(e, 20, 30);                    /* a GAP further up */
+    assert_int_equal(fo__seqmap_resume(e), 12);
+    assert_true(fo__seqmap_seen(e, 25));
     for (uint64_t q = 12; q < 20; q++)
-        fo_seqmap_mark(e, q);
-    assert_int_equal(fo_seqmap_resume(e), 31);
+        fo__seqmap_mark(e, q);
+    assert_int_equal(fo__seqmap_resume(e), 31);
     /* far beyond the window: the watermark is pushed along */
-    fo_seqmap_mark(e, 31 + 1000);
-    assert_int_equal(fo_seqmap_resume(e), 31 + 1000 - FO_SEQMAP_WINDOW + 1);
-    assert_true(fo_seqmap_seen(e, 1031));
-    assert_false(fo_seqmap_seen(e, 1030));
+    fo__seqmap_mark(e, 31 + 1000);
+    assert_int_equal(fo__seqmap_resume(e), 31 + 1000 - FO__SEQMAP_WINDOW + 1);
+    assert_true(fo__seqmap_seen(e, 1031));
+    assert_false(fo__seqmap_seen(e, 1030));
     /* holes more than a window behind are given up as the stream goes on */
     for (uint64_t q = 1032; q < 1032 + 5000; q++)
-        fo_seqmap_mark(e, q);
-    assert_int_equal(fo_seqmap_resume(e), 1032 + 5000);
-    fo_seqmap_skip(e, 700, 1030);                  /* old news: no change */
-    assert_int_equal(fo_seqmap_resume(e), 1032 + 5000);
+        fo__seqmap_mark(e, q);
+    assert_int_equal(fo__seqmap_resume(e), 1032 + 5000);
+    fo__seqmap_skip(e, 700, 1030);                 /* old news: no change */
+    assert_int_equal(fo__seqmap_resume(e), 1032 + 5000);
     /* random order within the window always ends exact */
-    fo_seqmap_ent_t *f = fo_seqmap_get(&m, "u", 1);
+    fo__seqmap_ent_t *f = fo__seqmap_get(&m, "u", 1);
     srand(5);
     uint64_t perm[200];
     for (int i = 0; i < 200; i++)
@@ -273,14 +273,14 @@ static void test_seqmap_watermark(void **state)
         int j = rand() % (i + 1);
         uint64_t t = perm[i]; perm[i] = perm[j]; perm[j] = t;
     }
-    fo_seqmap_mark(f, 999);
+    fo__seqmap_mark(f, 999);
     for (int i = 0; i < 200; i++) {
-        assert_false(fo_seqmap_seen(f, perm[i]));
-        fo_seqmap_mark(f, perm[i]);
-        assert_true(fo_seqmap_seen(f, perm[i]));
+        assert_false(fo__seqmap_seen(f, perm[i]));
+        fo__seqmap_mark(f, perm[i]);
+        assert_true(fo__seqmap_seen(f, perm[i]));
     }
-    assert_int_equal(fo_seqmap_resume(f), 1200);
-    fo_seqmap_destroy(&m);
+    assert_int_equal(fo__seqmap_resume(f), 1200);
+    fo__seqmap_destroy(&m);
 }
 
 int main(void)
