@@ -191,10 +191,16 @@ fo_err_t fo__client_request(fo_client_t *c, Fanout__Frame *f, int timeout_ms,
     f->req = p.req;
     fo_err_t err = fo__client_send_frame(c, f);
     struct timespec dl = fo_deadline_ts(timeout_ms);
-    /* A send error needs no special case: the connection is broken, and the
-     * reader fails every pending request when it notices. */
-    (void)err;
     pthread_mutex_lock(&c->mu);
+    /* A frame that could not be queued (no memory, no connection) will
+     * not be answered: fail now instead of at the timeout. One queued but
+     * not written (FO_ERR_IO) may still go out after a reconnect, like
+     * any buffered frame; the reader fails the wait when it notices the
+     * broken connection. */
+    if (err && err != FO_ERR_IO && !p.done) {
+        p.done = 1;
+        p.err = err;
+    }
     while (!p.done) {
         if (timeout_ms < 0)
             pthread_cond_wait(&c->cv, &c->mu);
@@ -251,7 +257,10 @@ static fo_err_t send_all(int fd, const uint8_t *p, size_t n)
     return FO_OK;
 }
 
-static void take_welcome(fo_client_t *c, const Fanout__Welcome *w)
+/* The limits and timers WELCOME sets; FO_ERR_NOMEM when its multicast
+ * groups could not be copied (a multicast subscription would then miss
+ * its groups: the connection attempt fails instead). */
+static fo_err_t take_welcome(fo_client_t *c, const Fanout__Welcome *w)
 {
     c->ping_interval_ms = w->has_ping_interval_ms && w->ping_interval_ms ?
         w->ping_interval_ms : 10000;
@@ -263,7 +272,7 @@ static void take_welcome(fo_client_t *c, const Fanout__Welcome *w)
         mf = FO_MAX_FRAME_LIMIT;
     c->dec.max_frame = mf;
     atomic_store(&c->max_frame_out, mf);
-    (void)fo__mcast_subs_welcome(c->mcast, w);
+    return fo__mcast_subs_welcome(c->mcast, w);
 }
 
 /* HELLO, then wait for WELCOME (answering PINGs); frames that follow stay
@@ -304,9 +313,10 @@ static fo_err_t handshake(fo_client_t *c, int fd, uint64_t *epoch, char *err,
                 return FO_ERR_PROTO;
             }
             if (in->body_case == FANOUT__FRAME__BODY_WELCOME) {
-                take_welcome(c, in->welcome);
                 *epoch = in->welcome->has_epoch ? in->welcome->epoch : 0;
-                return FO_OK;
+                if ((ret = take_welcome(c, in->welcome)))
+                    snprintf(err, errlen, "taking WELCOME: %s", fo_strerror(ret));
+                return ret;
             }
             if (in->body_case == FANOUT__FRAME__BODY_ERROR) {
                 char t[200];
@@ -641,10 +651,14 @@ static int reconnect(fo_client_t *c)
             c->out_sent = 0;
             c->wfd = fd;
             atomic_store(&c->pong_due, 0);
-            (void)fo__client_write_locked(c);
+            /* A failed write shut the socket down: the first read below
+             * notices and the loss is handled like any other. */
+            (void)!fo__client_write_locked(c);
         }
         pthread_mutex_unlock(&c->wmu);
         if (re) {
+            snprintf(err, sizeof err, "resending the subscriptions: %s", fo_strerror(re));
+            fo__client_set_error(c, err);
             fo_buf_free(&frames);
             close(fd);
             continue;
@@ -684,8 +698,11 @@ static void keepalive(fo_client_t *c, uint64_t now)
     f.ping = &pi;
     pi.has_nonce = 1;
     pi.nonce = ++c->ping_nonce;
+    /* Nothing to do about a failure here: the PING is retried next
+     * interval, and a write that failed shut the socket down, which the
+     * reader notices. */
     if (c->wfd >= 0 && !fo_frame_append(&c->out, &f))
-        (void)fo__client_write_locked(c);
+        (void)!fo__client_write_locked(c);
     pthread_mutex_unlock(&c->wmu);
     c->last_ping_ms = now;
 }
@@ -778,12 +795,15 @@ static void *reader_main(void *arg)
 
 /* ------------------------------------------------------------ lifecycle */
 
+/* c->sync says which of mu, wmu and cv exist (initialised in that order). */
+enum { SYNC_MU = 1, SYNC_WMU = 2, SYNC_CV = 3 };
+
 static void client_free(fo_client_t *c)
 {
     for (size_t i = 0; i < c->nsubs; i++)
         fo__sub_free(c->subs[i]);
     free(c->subs);
-    for (size_t i = 0; i < c->nservers; i++)
+    for (size_t i = 0; c->servers && i < c->nservers; i++)
         free(c->servers[i]);
     free(c->servers);
     free(c->name);
@@ -795,52 +815,71 @@ static void client_free(fo_client_t *c)
     fo__mcast_subs_destroy(c->mcast);
     if (c->wakefd >= 0)
         close(c->wakefd);
-    pthread_mutex_destroy(&c->mu);
-    pthread_mutex_destroy(&c->wmu);
-    pthread_cond_destroy(&c->cv);
+    if (c->sync >= SYNC_CV)
+        pthread_cond_destroy(&c->cv);
+    if (c->sync >= SYNC_WMU)
+        pthread_mutex_destroy(&c->wmu);
+    if (c->sync >= SYNC_MU)
+        pthread_mutex_destroy(&c->mu);
     free(c);
 }
 
-fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
-                           char *errtext, size_t errlen)
+int fo__client_cond_init(pthread_cond_t *cv)
 {
-    char ebuf[256] = "";
-    fo_err_t ret = FO_ERR_INVAL;
-    if (!o || !out || !o->servers || !o->nservers) {
-        snprintf(ebuf, sizeof ebuf, "no server given");
-        goto early;
-    }
-    fo_client_t *c = calloc(1, sizeof *c);
-    if (!c) {
-        ret = FO_ERR_NOMEM;
-        goto early;
-    }
-    c->wfd = c->rfd = c->wakefd = -1;
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_mutex_init(&c->wmu, NULL);
     pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    fo_decoder_init(&c->dec, 0);
-    ret = FO_ERR_NOMEM;
-    if (fo_arena_init(&c->arena, 64u << 10, 0))
-        goto fail;
+    int err = pthread_condattr_init(&ca);
+    if (err)
+        return err;
+    err = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (!err)
+        err = pthread_cond_init(cv, &ca);
+    int derr = pthread_condattr_destroy(&ca);
+    if (!err && derr) {
+        pthread_cond_destroy(cv);
+        err = derr;
+    }
+    return err;
+}
+
+/* The locks and the condition variable; c->sync counts what exists. */
+static fo_err_t init_sync(fo_client_t *c)
+{
+    if (pthread_mutex_init(&c->mu, NULL))
+        return FO_ERR_NOMEM;
+    c->sync = SYNC_MU;
+    if (pthread_mutex_init(&c->wmu, NULL))
+        return FO_ERR_NOMEM;
+    c->sync = SYNC_WMU;
+    if (fo__client_cond_init(&c->cv))
+        return FO_ERR_NOMEM;
+    c->sync = SYNC_CV;
+    return FO_OK;
+}
+
+/* Copy the servers, name and credentials (borrowed in o). */
+static fo_err_t copy_strings(fo_client_t *c, const fo_client_opts_t *o)
+{
     c->servers = calloc(o->nservers, sizeof *c->servers);
     if (!c->servers)
-        goto fail;
+        return FO_ERR_NOMEM;
     c->nservers = o->nservers;
-    for (size_t i = 0; i < o->nservers; i++)
-        if (!o->servers[i] || !(c->servers[i] = strdup(o->servers[i]))) {
-            ret = o->servers[i] ? FO_ERR_NOMEM : FO_ERR_INVAL;
-            goto fail;
-        }
+    for (size_t i = 0; i < o->nservers; i++) {
+        if (!o->servers[i])
+            return FO_ERR_INVAL;
+        if (!(c->servers[i] = strdup(o->servers[i])))
+            return FO_ERR_NOMEM;
+    }
     c->name = dupstr(o->name ? o->name : "libfanout");
     c->user = dupstr(o->user);
     c->password = dupstr(o->password);
     if (!c->name || (o->user && !c->user) || (o->password && !c->password))
-        goto fail;
+        return FO_ERR_NOMEM;
+    return FO_OK;
+}
+
+/* Timeouts, reconnect policy, buffer sizes and callbacks: zero = default. */
+static void take_settings(fo_client_t *c, const fo_client_opts_t *o)
+{
     c->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
     c->request_timeout_ms = o->request_timeout_ms > 0 ? o->request_timeout_ms : 5000;
     c->rc_min_ms = o->reconnect_min_ms > 0 ? o->reconnect_min_ms : 100;
@@ -853,23 +892,59 @@ fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
     c->on_gap = o->on_gap;
     c->on_event = o->on_event;
     c->ud = o->ud;
+}
+
+/* Everything but the connection: locks, buffers, options, wake-up fd,
+ * multicast set. */
+static fo_err_t client_init(fo_client_t *c, const fo_client_opts_t *o)
+{
+    fo_err_t ret = init_sync(c);
+    if (ret)
+        return ret;
+    fo_decoder_init(&c->dec, 0);
+    if ((ret = fo_arena_init(&c->arena, 64u << 10, 0)))
+        return ret;
+    if ((ret = copy_strings(c, o)))
+        return ret;
+    take_settings(c, o);
     c->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (c->wakefd < 0) {
-        ret = FO_ERR_IO;
-        goto fail;
-    }
-    if ((ret = fo__mcast_subs_create(c, &c->mcast)))
-        goto fail;
-    int fd = -1;
-    ret = FO_ERR_ADDR;
+    if (c->wakefd < 0)
+        return FO_ERR_IO;
+    return fo__mcast_subs_create(c, &c->mcast);
+}
+
+/* The first server that answers, in order; ebuf gets the last reason. */
+static fo_err_t dial_first(fo_client_t *c, int *fd, char *ebuf, size_t elen)
+{
+    fo_err_t ret = FO_ERR_ADDR;
     for (size_t i = 0; i < c->nservers; i++) {
-        ret = open_conn(c, c->servers[i], &fd, &c->epoch, ebuf, sizeof ebuf);
+        ret = open_conn(c, c->servers[i], fd, &c->epoch, ebuf, elen);
         if (!ret) {
             c->server_idx = i + 1;
             break;
         }
     }
-    if (ret)
+    return ret;
+}
+
+fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
+                           char *errtext, size_t errlen)
+{
+    char ebuf[256] = "";
+    fo_err_t ret = FO_ERR_INVAL;
+    fo_client_t *c = NULL;
+    if (!o || !out || !o->servers || !o->nservers) {
+        snprintf(ebuf, sizeof ebuf, "no server given");
+        goto fail;
+    }
+    ret = FO_ERR_NOMEM;
+    if (!(c = calloc(1, sizeof *c)))
+        goto fail;
+    c->wfd = c->rfd = c->wakefd = -1;
+    if ((ret = client_init(c, o)))
+        goto fail;
+    int fd = -1;
+    if ((ret = dial_first(c, &fd, ebuf, sizeof ebuf)))
         goto fail;
     c->wfd = c->rfd = fd;
     c->state = FO__ST_CONNECTED;
@@ -883,42 +958,41 @@ fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
     *out = c;
     return FO_OK;
 fail:
-    client_free(c);
-early:
+    if (c)
+        client_free(c);
     if (errtext && errlen)
         snprintf(errtext, errlen, "%s", *ebuf ? ebuf : fo_strerror(ret));
     return ret;
+}
+
+/* close without a drain: write what is buffered. Publishes that cannot go
+ * out now (no connection, a broken socket) are lost with the client. */
+static fo_err_t final_flush(fo_client_t *c)
+{
+    fo_err_t err = fo_client_flush(c, 0);
+    if (!err)
+        return FO_OK;
+    pthread_mutex_lock(&c->wmu);
+    int lost = fo_buf_len(&c->out) > c->out_sent;
+    pthread_mutex_unlock(&c->wmu);
+    return lost ? err : FO_OK;
 }
 
 fo_err_t fo_client_close(fo_client_t *c, int drain_ms)
 {
     if (!c)
         return FO_OK;
-    fo_err_t ret = FO_OK;
+    fo_err_t ret;
     if (drain_ms > 0 && fo_client_connected(c)) {
-        pthread_mutex_lock(&c->mu);
-        size_t n = c->nsubs;
-        uint32_t *sids = n ? malloc(n * sizeof *sids) : NULL;
-        for (size_t i = 0; sids && i < n; i++)
-            sids[i] = c->subs[i]->sid;
-        pthread_mutex_unlock(&c->mu);
-        for (size_t i = 0; sids && i < n; i++) {
-            Fanout__Frame f = FANOUT__FRAME__INIT;
-            Fanout__Unsubscribe u = FANOUT__UNSUBSCRIBE__INIT;
-            u.has_sid = 1;
-            u.sid = sids[i];
-            f.body_case = FANOUT__FRAME__BODY_UNSUBSCRIBE;
-            f.unsubscribe = &u;
-            (void)fo__client_send_frame(c, &f);
-        }
-        free(sids);
         /* The PONG comes after every DELIVER the broker queued before it
          * read our UNSUBSCRIBEs, and the reader handles frames in order. */
-        ret = fo_client_flush(c, drain_ms);
+        ret = fo__client_unsubscribe_all(c);
+        if (!ret)
+            ret = fo_client_flush(c, drain_ms);
         if (ret)
             ret = FO_ERR_TIMEOUT;
     } else {
-        (void)fo_client_flush(c, 0);
+        ret = final_flush(c);
     }
     atomic_store(&c->stop, 1);
     uint64_t one = 1;
@@ -937,5 +1011,6 @@ fo_err_t fo_client_close(fo_client_t *c, int drain_ms)
 
 void fo_client_destroy(fo_client_t *c)
 {
-    (void)fo_client_close(c, 0);
+    /* destroy has no result: callers that want to know use close */
+    (void)!fo_client_close(c, 0);
 }

@@ -101,6 +101,7 @@ struct fo_client {
     /* shared state (mu) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    int sync;                /* how many of mu, wmu, cv exist (client.c) */
     int state;
     uint64_t conn_gen;       /* bumped on every disconnect            */
     uint64_t pong_nonce;     /* highest PONG nonce received           */
@@ -137,18 +138,25 @@ struct fo_client {
 };
 
 /* writer.c */
+FO_MUST_CHECK
 fo_err_t fo__client_write_locked(fo_client_t *c);      /* holds wmu     */
 /* The linger flush (reader thread, wmu held): write without blocking,
  * keep what the socket does not take for the next try. */
 void fo__client_linger_flush_locked(fo_client_t *c);
+FO_MUST_CHECK
 fo_err_t fo__client_send_frame(fo_client_t *c, const Fanout__Frame *f);
 void fo__client_drop_partial_locked(fo_client_t *c);   /* holds wmu     */
+FO_MUST_CHECK
 fo_err_t fo__client_ping(fo_client_t *c, uint64_t *nonce);
 void fo__client_send_pong(fo_client_t *c);             /* reader thread */
 
 /* client.c */
+/* pthread_cond_init on CLOCK_MONOTONIC (what fo_deadline_ts gives):
+ * 0, or the errno of the call that failed (nothing is left to destroy). */
+int fo__client_cond_init(pthread_cond_t *cv);
 void fo__client_set_error(fo_client_t *c, const char *text);
 int fo__client_on_reader(const fo_client_t *c);
+FO_MUST_CHECK
 fo_err_t fo__client_request(fo_client_t *c, Fanout__Frame *f, int timeout_ms,
                             uint64_t *seq);
 /* sub.c: the reader's side */
@@ -159,9 +167,15 @@ void fo__client_gap(fo_client_t *c, fo_sub_t *s, const char *topic,
                     uint64_t first, uint64_t last, fo_gap_reason_t why);
 /* Append a SUBSCRIBE for every subscription (with resume positions unless
  * `forget`, which also clears them) to frames. Reader thread. */
+FO_MUST_CHECK
 fo_err_t fo__client_resubscribe(fo_client_t *c, fo_buf_t *frames, int forget);
 void fo__client_wake_subs(fo_client_t *c);
+/* UNSUBSCRIBE every subscription (close's drain; the subs stay until the
+ * client is freed). Stops at the first frame that cannot be sent. */
+FO_MUST_CHECK
+fo_err_t fo__client_unsubscribe_all(fo_client_t *c);
 void fo__sub_free(fo_sub_t *s);
+FO_MUST_CHECK
 fo_err_t fo__client_send_repair(fo_client_t *c, uint32_t sid, const char *topic,
                                 uint64_t first, uint64_t last);
 

@@ -85,6 +85,7 @@ typedef struct fo__gaps_opts {
 #define FO__GAPS_OVERSIZE 2u  /* a marker: the message exists, no payload  */
 
 /* opts may be NULL (defaults); zero fields take defaults. cb is copied. */
+FO_MUST_CHECK
 fo_err_t fo__gaps_create(const fo__gaps_opts_t *opts, const fo__gaps_cb_t *cb,
                          fo__gaps_t **out);
 void fo__gaps_destroy(fo__gaps_t *g);                       /* NULL is fine */
@@ -93,6 +94,7 @@ void fo__gaps_destroy(fo__gaps_t *g);                       /* NULL is fine */
  * callbacks must not call back into the tracker). FO_ERR_NOMEM when the
  * topic or a held copy could not be allocated (the message then counts as
  * missing). */
+FO_MUST_CHECK
 fo_err_t fo__gaps_offer(fo__gaps_t *g, const char *topic, uint64_t seq, const uint8_t *payload,
                         size_t len, unsigned flags, uint64_t now_ms);
 

@@ -52,7 +52,7 @@ struct fo__mcast_rx {
     struct iovec iov[BATCH];
     fo_arena_t arena;
     fo__gaps_t *gaps;                /* owned                             */
-    uint64_t datagrams, bad, foreign, restarts, filtered;
+    uint64_t datagrams, bad, foreign, restarts, filtered, dropped, errors;
 };
 
 /* ------------------------------------------------------------ socket */
@@ -174,11 +174,13 @@ static void process(fo__mcast_rx_t *rx, const uint8_t *p, size_t n, uint64_t now
             rx->filtered++;
             continue;
         }
+        fo_err_t err;
         if (m->has_oversize && m->oversize)
-            (void)fo__gaps_offer(rx->gaps, m->topic, m->seq, NULL, 0, FO__GAPS_OVERSIZE, now_ms);
+            err = fo__gaps_offer(rx->gaps, m->topic, m->seq, NULL, 0, FO__GAPS_OVERSIZE, now_ms);
         else
-            (void)fo__gaps_offer(rx->gaps, m->topic, m->seq, m->payload.data, m->payload.len, 0,
+            err = fo__gaps_offer(rx->gaps, m->topic, m->seq, m->payload.data, m->payload.len, 0,
                                  now_ms);
+        rx->dropped += err != FO_OK;        /* no memory to track it */
     }
 }
 
@@ -196,7 +198,10 @@ fo_err_t fo__mcast_rx_read(fo__mcast_rx_t *rx, uint64_t now_ms)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return errno == EAGAIN || errno == EWOULDBLOCK ? FO_OK : FO_ERR_IO;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return FO_OK;
+            rx->errors++;
+            return FO_ERR_IO;
         }
         for (int i = 0; i < n; i++) {
             size_t len = rx->hdr[i].msg_len;
@@ -222,7 +227,8 @@ uint32_t fo__mcast_rx_poll(fo__mcast_rx_t *rx, uint64_t now_ms)
 void fo__mcast_rx_repaired(fo__mcast_rx_t *rx, const char *topic, uint64_t seq,
                            const uint8_t *payload, size_t len, uint64_t now_ms)
 {
-    (void)fo__gaps_offer(rx->gaps, topic, seq, payload, len, FO__GAPS_REPAIRED, now_ms);
+    if (fo__gaps_offer(rx->gaps, topic, seq, payload, len, FO__GAPS_REPAIRED, now_ms))
+        rx->dropped++;                      /* no memory to track it */
 }
 
 void fo__mcast_rx_lost(fo__mcast_rx_t *rx, const char *topic, uint64_t first, uint64_t last)
@@ -251,4 +257,6 @@ void fo__mcast_rx_stats(const fo__mcast_rx_t *rx, fo__mcast_rx_stats_t *out)
     out->foreign = rx->foreign;
     out->restarts = rx->restarts;
     out->filtered = rx->filtered;
+    out->dropped = rx->dropped;
+    out->errors = rx->errors;
 }

@@ -50,11 +50,14 @@ typedef struct fo__mcast_rx_stats {
     uint64_t foreign;         /* an older epoch (stale): dropped           */
     uint64_t restarts;        /* newer epochs adopted from datagrams       */
     uint64_t filtered;        /* messages outside the filter: skipped      */
+    uint64_t dropped;         /* messages the tracker had no memory for    */
+    uint64_t errors;          /* reads that failed (recvmmsg, not EAGAIN)  */
 } fo__mcast_rx_stats_t;
 
 /* Open the socket and join. cb is copied (gaps.h: on_deliver in order,
  * on_lost for given-up ranges, on_repair to ask the broker). *out owned by
  * the caller. FO_ERR_ADDR: bad group/interface; FO_ERR_IO: socket calls. */
+FO_MUST_CHECK
 fo_err_t fo__mcast_rx_create(const fo__mcast_rx_opts_t *o, const fo__gaps_cb_t *cb,
                              fo__mcast_rx_t **out);
 void fo__mcast_rx_destroy(fo__mcast_rx_t *rx);              /* NULL is fine */
@@ -65,6 +68,7 @@ uint16_t fo__mcast_rx_port(const fo__mcast_rx_t *rx);      /* bound port */
 /* Read what the socket holds (bounded per call, so one busy group cannot
  * starve the caller's other work) and process it. FO_ERR_AGAIN when the
  * bound was hit and more may be waiting; FO_OK when drained. */
+FO_MUST_CHECK
 fo_err_t fo__mcast_rx_read(fo__mcast_rx_t *rx, uint64_t now_ms);
 
 /* Timers: repair requests and give-ups. Returns ms until the next call is

@@ -48,6 +48,24 @@ struct fo__mcast_subs {
     int evicted;              /* inside _gap: losses are GAP_EVICTED */
 };
 
+/* The set's lock is recursive: callbacks run under it may (un)subscribe. */
+static int recursive_mutex_init(pthread_mutex_t *mu)
+{
+    pthread_mutexattr_t a;
+    int err = pthread_mutexattr_init(&a);
+    if (err)
+        return err;
+    err = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    if (!err)
+        err = pthread_mutex_init(mu, &a);
+    int derr = pthread_mutexattr_destroy(&a);
+    if (!err && derr) {
+        pthread_mutex_destroy(mu);
+        err = derr;
+    }
+    return err;
+}
+
 fo_err_t fo__mcast_subs_create(fo_client_t *c, fo__mcast_subs_t **out)
 {
     fo__mcast_subs_t *m = calloc(1, sizeof(*m));
@@ -55,16 +73,16 @@ fo_err_t fo__mcast_subs_create(fo_client_t *c, fo__mcast_subs_t **out)
     if (!m)
         return FO_ERR_NOMEM;
     m->c = c;
+    if (recursive_mutex_init(&m->mu)) {
+        free(m);
+        return FO_ERR_NOMEM;
+    }
     m->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (m->epfd < 0) {
+        pthread_mutex_destroy(&m->mu);
         free(m);
         return FO_ERR_IO;
     }
-    pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
-    pthread_mutex_init(&m->mu, &a);
-    pthread_mutexattr_destroy(&a);
     *out = m;
     return FO_OK;
 }
@@ -159,8 +177,10 @@ static void on_lost(void *ud, const char *topic, uint64_t first, uint64_t last)
 static void on_repair(void *ud, const char *topic, uint64_t first, uint64_t last)
 {
     entry_t *e = ud;
+    /* Unsent (no connection): the holes are given up after repair_ms and
+     * reported as gaps, like an unanswered request. */
     if (!e->dead)
-        (void)fo__client_send_repair(e->m->c, e->sid, topic, first, last);
+        (void)!fo__client_send_repair(e->m->c, e->sid, topic, first, last);
 }
 
 /* ------------------------------------------------------------ set */
@@ -257,8 +277,10 @@ int fo__mcast_subs_run(fo__mcast_subs_t *m, uint64_t now_ms)
     int n = epoll_wait(m->epfd, ev, MAX_EVENTS, 0);
     for (int i = 0; i < n; i++) {
         entry_t *e = ev[i].data.ptr;
-        if (!e->dead)
-            (void)fo__mcast_rx_read(e->rx, now_ms);
+        /* FO_ERR_AGAIN: more is waiting, come back at once; a failed
+         * read (FO_ERR_IO) is counted by the receiver (stats.errors). */
+        if (!e->dead && fo__mcast_rx_read(e->rx, now_ms) == FO_ERR_AGAIN)
+            wait = 0;
     }
     for (size_t i = 0; i < m->nents; i++) {     /* nents may grow meanwhile */
         entry_t *e = m->ents[i];
@@ -336,7 +358,7 @@ fo_err_t fo_sub_mcast_stats(const fo_sub_t *s, fo_mcast_stats_t *out)
         out->duplicates += st.gaps.duplicates;
         out->oversize += st.gaps.oversize;
         out->datagrams += st.datagrams;
-        out->bad += st.bad + st.foreign;
+        out->bad += st.bad + st.foreign + st.dropped + st.errors;
         out->groups++;
     }
     pthread_mutex_unlock(&m->mu);

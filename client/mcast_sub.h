@@ -29,11 +29,13 @@
 typedef struct fo__mcast_subs fo__mcast_subs_t;
 
 /* c is borrowed (the owner). *out freed by fo__mcast_subs_destroy. */
+FO_MUST_CHECK
 fo_err_t fo__mcast_subs_create(fo_client_t *c, fo__mcast_subs_t **out);
 void fo__mcast_subs_destroy(fo__mcast_subs_t *m);           /* NULL is fine */
 
 /* WELCOME: groups (copied), epoch (a new one restarts every receiver's
  * tracking) and max_datagram. */
+FO_MUST_CHECK
 fo_err_t fo__mcast_subs_welcome(fo__mcast_subs_t *m, const Fanout__Welcome *w);
 
 /* Join every announced group whose filter overlaps `filter`, for
@@ -42,6 +44,7 @@ fo_err_t fo__mcast_subs_welcome(fo__mcast_subs_t *m, const Fanout__Welcome *w);
  * ACK is missed. No group overlapping is fine: the broker then sends every
  * message by TCP. FO_ERR_ADDR: bad interface; FO_ERR_BUSY: too many
  * receivers; FO_ERR_IO: socket calls. */
+FO_MUST_CHECK
 fo_err_t fo__mcast_subs_add(fo__mcast_subs_t *m, uint32_t sid, const char *filter,
                             const char *iface);
 void fo__mcast_subs_remove(fo__mcast_subs_t *m, uint32_t sid);

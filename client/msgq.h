@@ -26,10 +26,12 @@ void fo__msgq_destroy(fo__msgq_t *q); /* NULL is fine */
 
 /* Copy a message in. FO_ERR_BUSY when it would exceed max_bytes (an empty
  * queue always accepts one message), FO_ERR_NOMEM. */
+FO_MUST_CHECK
 fo_err_t fo__msgq_push(fo__msgq_t *q, const fo_msg_t *m);
 
 /* Take the oldest message; *out points into q->cur, valid until the next
  * pop. FO_ERR_AGAIN when empty. */
+FO_MUST_CHECK
 fo_err_t fo__msgq_pop(fo__msgq_t *q, fo_msg_t *out);
 
 #endif

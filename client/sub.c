@@ -216,6 +216,27 @@ static void unsub_frame(uint32_t sid, Fanout__Frame *f, Fanout__Unsubscribe *u)
     f->unsubscribe = u;
 }
 
+fo_err_t fo__client_unsubscribe_all(fo_client_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    size_t n = c->nsubs;
+    uint32_t *sids = n ? malloc(n * sizeof *sids) : NULL;
+    for (size_t i = 0; sids && i < n; i++)
+        sids[i] = c->subs[i]->sid;
+    pthread_mutex_unlock(&c->mu);
+    if (n && !sids)
+        return FO_ERR_NOMEM;
+    fo_err_t err = FO_OK;
+    for (size_t i = 0; !err && i < n; i++) {
+        Fanout__Frame f = FANOUT__FRAME__INIT;
+        Fanout__Unsubscribe u;
+        unsub_frame(sids[i], &f, &u);
+        err = fo__client_send_frame(c, &f);
+    }
+    free(sids);
+    return err;
+}
+
 /* One sub's SUBSCRIBE with resume positions, kept under max_frame. */
 static fo_err_t append_resub(fo_client_t *c, fo_sub_t *s, fo_buf_t *frames)
 {
@@ -321,30 +342,30 @@ static void retire(fo_client_t *c, fo_sub_t *s)
     fo__sub_free(s);
 }
 
-fo_err_t fo_subscribe(fo_client_t *c, const char *filter,
-                      const fo_sub_opts_t *opts, fo_sub_t **out)
+static int opts_valid(const fo_sub_opts_t *o)
 {
-    if (!c || !filter || !*filter || !out)
-        return FO_ERR_INVAL;
-    fo_sub_opts_t def;
-    if (!opts) {
-        fo_sub_opts_init(&def);
-        opts = &def;
-    }
-    if ((unsigned)opts->start > FO_START_EARLIEST ||
-        (unsigned)opts->slow > FO_SLOW_BLOCK ||
-        (unsigned)opts->delivery > FO_DELIVERY_MULTICAST)
-        return FO_ERR_INVAL;
+    return (unsigned)o->start <= FO_START_EARLIEST && (unsigned)o->slow <= FO_SLOW_BLOCK &&
+           (unsigned)o->delivery <= FO_DELIVERY_MULTICAST;
+}
+
+/* A new subscription of c, not yet in its table: *out, or FO_ERR_NOMEM
+ * with nothing left behind. */
+static fo_err_t sub_new(fo_client_t *c, const char *filter, const fo_sub_opts_t *opts,
+                        fo_sub_t **out)
+{
     fo_sub_t *s = calloc(1, sizeof *s);
     if (!s)
         return FO_ERR_NOMEM;
+    if (pthread_mutex_init(&s->qmu, NULL)) {
+        free(s);
+        return FO_ERR_NOMEM;
+    }
+    if (fo__client_cond_init(&s->qcv)) {
+        pthread_mutex_destroy(&s->qmu);
+        free(s);
+        return FO_ERR_NOMEM;
+    }
     s->c = c;
-    pthread_mutex_init(&s->qmu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->qcv, &ca);
-    pthread_condattr_destroy(&ca);
     fo__seqmap_init(&s->seqs, 0);
     fo__msgq_init(&s->q, opts->max_queued);
     s->filter = strdup(filter);
@@ -359,49 +380,83 @@ fo_err_t fo_subscribe(fo_client_t *c, const char *filter,
     s->delivery = opts->delivery;
     s->cb = opts->cb;
     s->ud = opts->ud;
+    *out = s;
+    return FO_OK;
+}
 
+/* Give s the next sid and put it in the table (which stays sorted: sids
+ * only grow). Not while disconnected. */
+static fo_err_t table_add(fo_client_t *c, fo_sub_t *s)
+{
+    fo_err_t err = FO_OK;
     pthread_mutex_lock(&c->mu);
     if (c->state != FO__ST_CONNECTED) {
-        int dead = c->state == FO__ST_CLOSED;
-        pthread_mutex_unlock(&c->mu);
-        fo__sub_free(s);
-        return dead ? FO_ERR_CLOSED : FO_ERR_NOT_CONNECTED;
-    }
-    if (c->nsubs == c->subs_cap) {
+        err = c->state == FO__ST_CLOSED ? FO_ERR_CLOSED : FO_ERR_NOT_CONNECTED;
+    } else if (c->nsubs == c->subs_cap) {
         size_t ncap = c->subs_cap ? c->subs_cap * 2 : 8;
         fo_sub_t **ns = realloc(c->subs, ncap * sizeof *ns);
-        if (!ns) {
-            pthread_mutex_unlock(&c->mu);
-            fo__sub_free(s);
-            return FO_ERR_NOMEM;
+        if (ns) {
+            c->subs = ns;
+            c->subs_cap = ncap;
+        } else {
+            err = FO_ERR_NOMEM;
         }
-        c->subs = ns;
-        c->subs_cap = ncap;
     }
-    s->sid = ++c->next_sid;
-    c->subs[c->nsubs++] = s;    /* sids only grow: stays sorted */
+    if (!err) {
+        s->sid = ++c->next_sid;
+        c->subs[c->nsubs++] = s;
+    }
     pthread_mutex_unlock(&c->mu);
-    /* multicast: join the groups before SUBSCRIBE, so nothing is missed */
-    fo_err_t err = s->delivery != FO_DELIVERY_MULTICAST ? FO_OK
-                 : fo__mcast_subs_add(c->mcast, s->sid, s->filter, opts->mcast_iface);
-    if (err) {
-        retire(c, s);
-        return err;
-    }
+    return err;
+}
 
+/* Tell the broker: join the multicast groups first (so nothing is
+ * missed), then SUBSCRIBE and, off the reader thread, wait for the ACK.
+ * A SUBSCRIBE that failed otherwise than by the broker's refusal may
+ * still have reached it: it is taken back. */
+static fo_err_t announce(fo_client_t *c, fo_sub_t *s, const char *iface)
+{
+    fo_err_t err = s->delivery != FO_DELIVERY_MULTICAST ? FO_OK
+                 : fo__mcast_subs_add(c->mcast, s->sid, s->filter, iface);
+    if (err)
+        return err;
     Fanout__Frame f = FANOUT__FRAME__INIT;
     Fanout__Subscribe m;
     sub_frame(s, &f, &m);
     err = fo__client_on_reader(c) ? fo__client_send_frame(c, &f)
         : fo__client_request(c, &f, c->request_timeout_ms, NULL);
-    if (err) {
-        if (err != FO_ERR_SERVER) {
-            /* It may have reached the broker: take it back. */
-            Fanout__Unsubscribe u;
-            unsub_frame(s->sid, &f, &u);
-            f.has_req = 0;
-            (void)fo__client_send_frame(c, &f);
-        }
+    if (err && err != FO_ERR_SERVER) {
+        Fanout__Unsubscribe u;
+        unsub_frame(s->sid, &f, &u);
+        f.has_req = 0;
+        /* Best effort: if it cannot be sent the connection is gone,
+         * and the broker drops the subscription with it. */
+        (void)!fo__client_send_frame(c, &f);
+    }
+    return err;
+}
+
+fo_err_t fo_subscribe(fo_client_t *c, const char *filter,
+                      const fo_sub_opts_t *opts, fo_sub_t **out)
+{
+    if (!c || !filter || !*filter || !out)
+        return FO_ERR_INVAL;
+    fo_sub_opts_t def;
+    if (!opts) {
+        fo_sub_opts_init(&def);
+        opts = &def;
+    }
+    if (!opts_valid(opts))
+        return FO_ERR_INVAL;
+    fo_sub_t *s;
+    fo_err_t err = sub_new(c, filter, opts, &s);
+    if (err)
+        return err;
+    if ((err = table_add(c, s))) {
+        fo__sub_free(s);
+        return err;
+    }
+    if ((err = announce(c, s, opts->mcast_iface))) {
         retire(c, s);
         return err;
     }

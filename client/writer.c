@@ -147,8 +147,10 @@ fo_err_t fo_publish(fo_client_t *c, const char *topic, const void *payload,
     fo_buf_commit(&c->out, fo_publish_frame_pack(fo_buf_tail(&c->out), topic,
                                                  tl, payload, len, 0));
     FO__COUNT_ADD(c->st_published, 1);
+    /* A failed write keeps the frames (they go out after the reconnect)
+     * and shuts the socket down, which the reader notices. */
     if (c->wfd >= 0 && fo_buf_len(&c->out) >= c->write_buffer)
-        (void)fo__client_write_locked(c);   /* a failure keeps the frames */
+        (void)!fo__client_write_locked(c);
     else if (c->wfd >= 0)
         arm_linger(c);
 out:
@@ -186,8 +188,9 @@ void fo__client_send_pong(fo_client_t *c)
 {
     if (pthread_mutex_trylock(&c->wmu))
         return;
+    /* A failed write shut the socket down: the reader notices. */
     if (c->wfd >= 0)
-        (void)fo__client_write_locked(c);
+        (void)!fo__client_write_locked(c);
     pthread_mutex_unlock(&c->wmu);
 }
 

@@ -166,7 +166,7 @@ static int pump(fo_tc_t *sub, uint32_t sid, int (*cond)(void))
         if (poll(p, 2, 10) <= 0)
             continue;
         if (p[0].revents)
-            fo__mcast_rx_read(rx, fo_tb_now_ms());
+            assert_int_not_equal(fo__mcast_rx_read(rx, fo_tb_now_ms()), FO_ERR_IO);
         Fanout__Frame *f;
         int r;                  /* every frame read, not one per wake-up */
         while (p[1].revents && (r = fo_tc_recv(sub, 0, &f)) != 0) {
