@@ -553,6 +553,11 @@ static void conn_lost(fo_client_t *c, fo_err_t why, const char *text)
     shutdown(c->rfd, SHUT_RDWR);
     pthread_mutex_lock(&c->wmu);
     fo__client_drop_partial_locked(c);
+    /* A client that will not reconnect is dead before its socket goes: a
+     * publisher must see FO_ERR_CLOSED then, not FO_ERR_BUSY for the
+     * frames it piled up while the send failed. */
+    if (c->max_reconnects == 0 || atomic_load(&c->stop))
+        atomic_store(&c->dead, 1);
     c->wfd = -1;
     pthread_mutex_unlock(&c->wmu);
     close(c->rfd);
