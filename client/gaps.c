@@ -310,80 +310,81 @@ static void deliver_next(fo__gaps_t *g, topic_t *t, const uint8_t *p, size_t n, 
     drain(g, t);
 }
 
-fo_err_t fo__gaps_offer(fo__gaps_t *g, const char *name, uint64_t seq, const uint8_t *payload,
-                        size_t len, unsigned flags, uint64_t now_ms)
+/* A topic past max_topics: delivered as it comes, not tracked. */
+static void untracked(fo__gaps_t *g, const char *name, uint64_t seq, const uint8_t *p,
+                      size_t n, int marker, int repaired)
 {
-    int full = 0, marker = (flags & FO__GAPS_OVERSIZE) != 0;
-    int repaired = (flags & FO__GAPS_REPAIRED) != 0;
-    topic_t *t = topic_get(g, name, 1, &full);
+    g->st.untracked++;
     if (marker)
-        g->st.oversize++;
-    if (!t) {
-        if (!full)
-            return FO_ERR_NOMEM;
-        g->st.untracked++;
-        if (!marker) {
-            g->st.received++;
-            if (g->cb.on_deliver)
-                g->cb.on_deliver(g->cb.ud, name, seq, payload, len, repaired);
+        return;
+    g->st.received++;
+    if (g->cb.on_deliver)
+        g->cb.on_deliver(g->cb.ud, name, seq, p, n, repaired);
+}
+
+/* A multicast arrival moves t to the head of the ACTIVE list, so the tail
+ * probe finds the quietest topic at its tail. */
+static void note_multicast(fo__gaps_t *g, topic_t *t, int repaired, uint64_t now_ms)
+{
+    if (repaired || g->o.probe_ms == UINT32_MAX || !g->cb.on_repair)
+        return;
+    t->rx_ms = (uint32_t)now_ms;
+    if (g->list[ACTIVE] != t) {
+        list_set(g, t, ACTIVE, 0);
+        list_set(g, t, ACTIVE, 1);
+    }
+}
+
+/* Count what seq (at or past next, within the window) turns out to be: a
+ * known hole filled late or by repair, or a new one a repair found past
+ * the end (a tail loss the probe caught). 1 when it is a duplicate of
+ * what the slot already has. */
+static int count_arrival(fo__gaps_t *g, topic_t *t, uint64_t seq, int marker, int repaired)
+{
+    if (seq >= t->hi) {
+        if (repaired && !marker) {
+            g->st.gaps++;
+            g->st.repaired++;
         }
-        return FO_OK;
+        return 0;
     }
-    if (!t->started) {                           /* first sight: start here */
-        t->started = 1;
-        t->next = t->hi = seq;
-    }
-    if (!repaired && g->o.probe_ms != UINT32_MAX && g->cb.on_repair) {
-        t->rx_ms = (uint32_t)now_ms;             /* most recent first */
-        if (g->list[ACTIVE] != t) {
-            list_set(g, t, ACTIVE, 0);
-            list_set(g, t, ACTIVE, 1);
-        }
-    }
-    if (seq < t->next) {
+    uint8_t st = slot_at(g, t, seq)->state;
+    if (st == HAVE || st == LOST || (st == MARKER && marker)) {
         g->st.duplicates++;
-        return FO_OK;
+        return 1;
     }
-    if (seq - t->next >= g->o.window)            /* keep seq in the window */
-        settle_below(g, t, seq - g->o.window + 1);
-    int hole = seq < t->hi;                      /* filling a known hole */
-    if (!hole && repaired && !marker) {          /* a tail loss a probe found */
-        g->st.gaps++;
-        g->st.repaired++;
-    }
-    if (hole) {
-        uint8_t st = slot_at(g, t, seq)->state;
-        if (st == HAVE || st == LOST || (st == MARKER && marker)) {
-            g->st.duplicates++;
-            return FO_OK;
-        }
-        if (!marker && st == MISSING)
-            g->st.late += !repaired;
-        if (!marker)
-            g->st.repaired += repaired;
-    }
-    if (seq == t->next && !marker) {             /* in order: no copy */
-        deliver_next(g, t, payload, len, repaired);
-        return FO_OK;
-    }
-    /* Out of order (or a marker): hold it. */
-    if (!t->ring) {
-        t->ring = calloc(g->o.window, sizeof(*t->ring));
-        if (!t->ring)
-            return FO_ERR_NOMEM;
-    }
+    if (!marker && st == MISSING)
+        g->st.late += !repaired;
+    if (!marker)
+        g->st.repaired += repaired;
+    return 0;
+}
+
+/* Sequences hi..seq-1 were skipped: holes from now on. */
+static void extend(fo__gaps_t *g, topic_t *t, uint64_t seq, uint64_t now_ms)
+{
+    g->st.gaps += seq - t->hi;
+    for (uint64_t h = t->hi; h < seq; h++)
+        slot_at(g, t, h)->ms = (uint32_t)now_ms;
+    t->hi = seq + 1;
+    list_set(g, t, PENDING, 1);
+}
+
+/* Out of order (or a marker): keep it in its slot until what comes before
+ * it settles. Over the byte bound, the holes before it are given up
+ * instead and it is delivered now. */
+static fo_err_t hold(fo__gaps_t *g, topic_t *t, uint64_t seq, const uint8_t *payload,
+                     size_t len, int marker, int repaired, uint64_t now_ms)
+{
+    if (!t->ring && !(t->ring = calloc(g->o.window, sizeof(*t->ring))))
+        return FO_ERR_NOMEM;
     if (!marker && g->held_bytes + len > g->o.max_bytes) {
-        settle_below(g, t, seq);                 /* over the bound: settle */
+        settle_below(g, t, seq);
         deliver_next(g, t, payload, len, repaired);
         return FO_OK;
     }
-    if (!hole) {
-        g->st.gaps += seq - t->hi;
-        for (uint64_t h = t->hi; h < seq; h++)
-            slot_at(g, t, h)->ms = (uint32_t)now_ms;
-        t->hi = seq + 1;
-        list_set(g, t, PENDING, 1);
-    }
+    if (seq >= t->hi)
+        extend(g, t, seq, now_ms);
     slot_t *s = slot_at(g, t, seq);
     if (marker) {                     /* no reason to wait: ask at once */
         s->state = MARKER;
@@ -401,6 +402,40 @@ fo_err_t fo__gaps_offer(fo__gaps_t *g, const char *name, uint64_t seq, const uin
     s->repaired = (uint8_t)repaired;
     g->held_bytes += len;
     return FO_OK;
+}
+
+fo_err_t fo__gaps_offer(fo__gaps_t *g, const char *name, uint64_t seq, const uint8_t *payload,
+                        size_t len, unsigned flags, uint64_t now_ms)
+{
+    int full = 0, marker = (flags & FO__GAPS_OVERSIZE) != 0;
+    int repaired = (flags & FO__GAPS_REPAIRED) != 0;
+    topic_t *t = topic_get(g, name, 1, &full);
+    if (marker)
+        g->st.oversize++;
+    if (!t) {
+        if (!full)
+            return FO_ERR_NOMEM;
+        untracked(g, name, seq, payload, len, marker, repaired);
+        return FO_OK;
+    }
+    if (!t->started) {                           /* first sight: start here */
+        t->started = 1;
+        t->next = t->hi = seq;
+    }
+    note_multicast(g, t, repaired, now_ms);
+    if (seq < t->next) {
+        g->st.duplicates++;
+        return FO_OK;
+    }
+    if (seq - t->next >= g->o.window)            /* keep seq in the window */
+        settle_below(g, t, seq - g->o.window + 1);
+    if (count_arrival(g, t, seq, marker, repaired))
+        return FO_OK;
+    if (seq == t->next && !marker) {             /* in order: no copy */
+        deliver_next(g, t, payload, len, repaired);
+        return FO_OK;
+    }
+    return hold(g, t, seq, payload, len, marker, repaired, now_ms);
 }
 
 void fo__gaps_lost(fo__gaps_t *g, const char *name, uint64_t first, uint64_t last)
