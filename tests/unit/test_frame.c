@@ -1,4 +1,6 @@
-/* test_frame.c -- the frame codec: framing, limits, unpacking, encoders. */
+/* test_frame.c -- the frame codec: framing, limits, unpacking, encoders,
+ * and the zero-copy PUBLISH and DELIVER views (the DELIVER one against the
+ * bodies the broker's msg.c encodes). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -8,6 +10,9 @@
 #include <string.h>
 #include <cmocka.h>
 #include "frame.h"
+#include "msg.h"
+
+static fo_mem_t mem;          /* no limit: for the broker-encoded bodies */
 
 static size_t encode_publish(uint8_t *out, const char *topic,
                              const void *payload, size_t plen, uint64_t req)
@@ -338,7 +343,7 @@ static void test_publish_peek_agrees_with_protobuf_c(void **state)
 {
     (void)state;
     fo_arena_t a;
-    fo_arena_init(&a, 4096, 0);
+    assert_int_equal(fo_arena_init(&a, 4096, 0), FO_OK);
     srand(12345);
     uint8_t wire[512];
     int ok_seen = 0, fallback_seen = 0;
@@ -387,6 +392,65 @@ static void test_publish_peek_agrees_with_protobuf_c(void **state)
     fo_arena_destroy(&a);
 }
 
+/* The client's zero-copy DELIVER view reads exactly what the broker
+ * writes (its canonical fast path), and agrees with protobuf-c on every
+ * corrupted variant it still accepts. */
+static void test_deliver_peek_on_broker_frames(void **state)
+{
+    (void)state;
+    fo_arena_t a;
+    assert_int_equal(fo_arena_init(&a, 4096, 0), FO_OK);
+    srand(4242);
+    int fast = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        uint8_t payload[300];
+        size_t pl = (size_t)(rand() % 300);
+        for (size_t k = 0; k < pl; k++) payload[k] = (uint8_t)rand();
+        char topic[40];
+        int tl = snprintf(topic, sizeof topic, "t%d.x%d", rand() % 1000, rand());
+        uint64_t seq = (uint64_t)rand() * (iter % 3 ? 1 : 100000);
+        fo_msg_t *m = fo_msg_new(&mem, NULL, topic, (size_t)tl, seq, (uint64_t)rand() << 20,
+                                 payload, pl, iter % 5 == 0);
+        uint8_t wire[512];
+        uint32_t sid = (uint32_t)rand();
+        size_t pn = fo_deliver_prefix(wire, sid, m->shared_len);
+        memcpy(wire + pn, m->shared, m->shared_len);
+        uint8_t *body = wire + 4;
+        size_t len = pn + m->shared_len - 4;
+        int mutated = iter % 2;
+        if (mutated) {
+            for (int k = 0; k < 1 + rand() % 3; k++)
+                body[rand() % len] = (uint8_t)rand();
+            if (rand() % 4 == 0)
+                len = (size_t)rand() % len + 1;
+        }
+        fo_deliver_view_t v;
+        fo_err_t pe = fo_deliver_peek(body, len, &v);
+        Fanout__Frame *f = NULL;
+        fo_err_t ue = fo_frame_unpack(body, len, &a, &f);
+        if (!mutated)
+            assert_int_equal(pe, FO_OK);
+        if (pe == FO_OK) {
+            fast += !mutated;
+            assert_int_equal(ue, FO_OK);
+            assert_int_equal(f->body_case, FANOUT__FRAME__BODY_DELIVER);
+            assert_int_equal(v.sid, f->has_sid ? f->sid : 0);
+            assert_int_equal(v.topic_len, strlen(f->deliver->topic));
+            assert_memory_equal(v.topic, f->deliver->topic, v.topic_len);
+            assert_true(v.seq == f->deliver->seq);
+            assert_true(v.time_ns == f->deliver->time_ns);
+            assert_int_equal(v.replay, f->deliver->replay);
+            assert_int_equal(v.payload_len, f->deliver->payload.len);
+            if (v.payload_len)
+                assert_memory_equal(v.payload, f->deliver->payload.data, v.payload_len);
+        }
+        fo_msg_unref(m);
+        fo_arena_reset(&a);
+    }
+    assert_int_equal(fast, 10000);
+    fo_arena_destroy(&a);
+}
+
 /* Property: random frame sequences, cut at random boundaries, decode to
  * exactly the frames that were encoded, in order. */
 static void test_property_random_cuts(void **state)
@@ -394,7 +458,7 @@ static void test_property_random_cuts(void **state)
     (void)state;
     srand(777);
     fo_arena_t a;
-    fo_arena_init(&a, 4096, 0);
+    assert_int_equal(fo_arena_init(&a, 4096, 0), FO_OK);
     for (int round = 0; round < 200; round++) {
         int nframes = 1 + rand() % 60;
         fo_buf_t wire = FO_BUF_INIT;
@@ -469,6 +533,7 @@ int main(void)
         cmocka_unit_test(test_pack_iov),
         cmocka_unit_test(test_varint),
         cmocka_unit_test(test_publish_peek_agrees_with_protobuf_c),
+        cmocka_unit_test(test_deliver_peek_on_broker_frames),
         cmocka_unit_test(test_property_random_cuts),
     };
     return cmocka_run_group_tests_name("frame", tests, NULL, NULL);
