@@ -12,15 +12,7 @@
 #include <cmocka.h>
 #include "msg.h"
 #include "frame.h"
-
-static fo_mem_t mem;
-
-static fo_msg_t *mk(uint64_t seq, size_t plen)
-{
-    static uint8_t payload[4096];
-    memset(payload, (int)seq, plen);
-    return fo_msg_new(&mem, NULL, "r.t", 3, seq, 1234, payload, plen, 0);
-}
+#include "broker_msg_fixture.h"
 
 static void test_msg_encoding_matches_protobuf_c(void **state)
 {

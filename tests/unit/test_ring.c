@@ -9,15 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "ring.h"
-
-static fo_mem_t mem;
-
-static fo_msg_t *mk(uint64_t seq, size_t plen)
-{
-    static uint8_t payload[4096];
-    memset(payload, (int)seq, plen);
-    return fo_msg_new(&mem, NULL, "r.t", 3, seq, 1234, payload, plen, 0);
-}
+#include "broker_msg_fixture.h"
 
 static void test_ring_count_bound(void **state)
 {
