@@ -58,7 +58,7 @@ void fo_client_opts_init(fo_client_opts_t *o)
     o->linger_us = 1000;
 }
 
-void fo_client_set_error_(fo_client_t *c, const char *text)
+void fo__client_set_error(fo_client_t *c, const char *text)
 {
     pthread_mutex_lock(&c->mu);
     snprintf(c->last_error, sizeof c->last_error, "%s", text ? text : "");
@@ -85,7 +85,7 @@ char *fo_client_last_error(fo_client_t *c, char *buf, size_t len)
     return buf;
 }
 
-int fo_client_on_reader_(const fo_client_t *c)
+int fo__client_on_reader(const fo_client_t *c)
 {
     return c->reader_started && pthread_equal(pthread_self(), c->reader);
 }
@@ -93,7 +93,7 @@ int fo_client_on_reader_(const fo_client_t *c)
 int fo_client_connected(fo_client_t *c)
 {
     pthread_mutex_lock(&c->mu);
-    int ok = c->state == FO_ST_CONNECTED;
+    int ok = c->state == FO__ST_CONNECTED;
     pthread_mutex_unlock(&c->mu);
     return ok;
 }
@@ -150,7 +150,7 @@ static void error_text(const Fanout__Error *e, char *buf, size_t len)
 static void complete(fo_client_t *c, uint64_t ref, fo_err_t err, uint64_t seq)
 {
     pthread_mutex_lock(&c->mu);
-    for (fo_pending_t *p = c->pending; p; p = p->next)
+    for (fo__pending_t *p = c->pending; p; p = p->next)
         if (p->req == ref && !p->done) {
             p->done = 1;
             p->err = err;
@@ -164,7 +164,7 @@ static void complete(fo_client_t *c, uint64_t ref, fo_err_t err, uint64_t seq)
 static void fail_pending(fo_client_t *c, fo_err_t err)
 {
     pthread_mutex_lock(&c->mu);
-    for (fo_pending_t *p = c->pending; p; p = p->next)
+    for (fo__pending_t *p = c->pending; p; p = p->next)
         if (!p->done) {
             p->done = 1;
             p->err = err;
@@ -173,13 +173,13 @@ static void fail_pending(fo_client_t *c, fo_err_t err)
     pthread_mutex_unlock(&c->mu);
 }
 
-fo_err_t fo_client_request_(fo_client_t *c, Fanout__Frame *f, int timeout_ms,
+fo_err_t fo__client_request(fo_client_t *c, Fanout__Frame *f, int timeout_ms,
                             uint64_t *seq)
 {
-    fo_pending_t p = { 0 };
+    fo__pending_t p = { 0 };
     pthread_mutex_lock(&c->mu);
-    if (c->state != FO_ST_CONNECTED) {
-        int dead = c->state == FO_ST_CLOSED;
+    if (c->state != FO__ST_CONNECTED) {
+        int dead = c->state == FO__ST_CLOSED;
         pthread_mutex_unlock(&c->mu);
         return dead ? FO_ERR_CLOSED : FO_ERR_NOT_CONNECTED;
     }
@@ -189,12 +189,18 @@ fo_err_t fo_client_request_(fo_client_t *c, Fanout__Frame *f, int timeout_ms,
     pthread_mutex_unlock(&c->mu);
     f->has_req = 1;
     f->req = p.req;
-    fo_err_t err = fo_client_send_frame_(c, f);
+    fo_err_t err = fo__client_send_frame(c, f);
     struct timespec dl = fo_deadline_ts(timeout_ms);
-    /* A send error needs no special case: the connection is broken, and the
-     * reader fails every pending request when it notices. */
-    (void)err;
     pthread_mutex_lock(&c->mu);
+    /* A frame that could not be queued (no memory, no connection) will
+     * not be answered: fail now instead of at the timeout. One queued but
+     * not written (FO_ERR_IO) may still go out after a reconnect, like
+     * any buffered frame; the reader fails the wait when it notices the
+     * broken connection. */
+    if (err && err != FO_ERR_IO && !p.done) {
+        p.done = 1;
+        p.err = err;
+    }
     while (!p.done) {
         if (timeout_ms < 0)
             pthread_cond_wait(&c->cv, &c->mu);
@@ -204,7 +210,7 @@ fo_err_t fo_client_request_(fo_client_t *c, Fanout__Frame *f, int timeout_ms,
     err = p.done ? p.err : FO_ERR_TIMEOUT;
     if (seq)
         *seq = p.seq;
-    for (fo_pending_t **pp = &c->pending; *pp; pp = &(*pp)->next)
+    for (fo__pending_t **pp = &c->pending; *pp; pp = &(*pp)->next)
         if (*pp == &p) {
             *pp = p.next;
             break;
@@ -218,7 +224,7 @@ fo_err_t fo_publish_sync(fo_client_t *c, const char *topic, const void *payload,
 {
     if (!c || !topic || (!payload && len))
         return FO_ERR_INVAL;
-    if (fo_client_on_reader_(c))
+    if (fo__client_on_reader(c))
         return FO_ERR_INVAL;            /* would wait for itself */
     if (fo_publish_frame_size(strlen(topic), len, UINT64_MAX) - FO_FRAME_HDR >
         atomic_load(&c->max_frame_out))
@@ -232,7 +238,7 @@ fo_err_t fo_publish_sync(fo_client_t *c, const char *topic, const void *payload,
     f.body_case = FANOUT__FRAME__BODY_PUBLISH;
     f.publish = &p;
     atomic_fetch_add(&c->st_published_sync, 1);
-    return fo_client_request_(c, &f, timeout_ms, seq);
+    return fo__client_request(c, &f, timeout_ms, seq);
 }
 
 /* ------------------------------------------------------------ handshake */
@@ -251,7 +257,10 @@ static fo_err_t send_all(int fd, const uint8_t *p, size_t n)
     return FO_OK;
 }
 
-static void take_welcome(fo_client_t *c, const Fanout__Welcome *w)
+/* The limits and timers WELCOME sets; FO_ERR_NOMEM when its multicast
+ * groups could not be copied (a multicast subscription would then miss
+ * its groups: the connection attempt fails instead). */
+static fo_err_t take_welcome(fo_client_t *c, const Fanout__Welcome *w)
 {
     c->ping_interval_ms = w->has_ping_interval_ms && w->ping_interval_ms ?
         w->ping_interval_ms : 10000;
@@ -263,7 +272,7 @@ static void take_welcome(fo_client_t *c, const Fanout__Welcome *w)
         mf = FO_MAX_FRAME_LIMIT;
     c->dec.max_frame = mf;
     atomic_store(&c->max_frame_out, mf);
-    (void)fo_mcast_subs_welcome(c->mcast, w);
+    return fo__mcast_subs_welcome(c->mcast, w);
 }
 
 /* HELLO, then wait for WELCOME (answering PINGs); frames that follow stay
@@ -304,9 +313,10 @@ static fo_err_t handshake(fo_client_t *c, int fd, uint64_t *epoch, char *err,
                 return FO_ERR_PROTO;
             }
             if (in->body_case == FANOUT__FRAME__BODY_WELCOME) {
-                take_welcome(c, in->welcome);
                 *epoch = in->welcome->has_epoch ? in->welcome->epoch : 0;
-                return FO_OK;
+                if ((ret = take_welcome(c, in->welcome)))
+                    snprintf(err, errlen, "taking WELCOME: %s", fo_strerror(ret));
+                return ret;
             }
             if (in->body_case == FANOUT__FRAME__BODY_ERROR) {
                 char t[200];
@@ -374,20 +384,20 @@ static fo_sub_t *batch_pin(fo_client_t *c, uint32_t sid)
     if (s && s->sid == sid && !atomic_load(&s->dead))
         return s;
     if (s)
-        fo_client_unpin_(c, s);
-    return c->cur = fo_client_pin_(c, sid);
+        fo__client_unpin(c, s);
+    return c->cur = fo__client_pin(c, sid);
 }
 
 static void batch_unpin(fo_client_t *c)
 {
     if (c->cur)
-        fo_client_unpin_(c, c->cur);
+        fo__client_unpin(c, c->cur);
     c->cur = NULL;
 }
 
 static void on_deliver(fo_client_t *c, uint32_t sid, const fo_msg_t *m)
 {
-    if (m->replay && fo_mcast_subs_repaired(c->mcast, sid, m, fo_clock_ms()))
+    if (m->replay && fo__mcast_subs_repaired(c->mcast, sid, m, fo_clock_ms()))
         return;                 /* a multicast repair: in order via its receiver */
     fo_sub_t *s = batch_pin(c, sid);
     if (!s)
@@ -397,34 +407,34 @@ static void on_deliver(fo_client_t *c, uint32_t sid, const fo_msg_t *m)
          * of something already seen (we resume from the first sequence
          * not seen, so a few may come again) is dropped. Not a loss
          * detector: messages may arrive out of order (PROTOCOL.md 7). */
-        fo_seqmap_ent_t *e = fo_seqmap_get(&s->seqs, m->topic, m->topic_len);
+        fo__seqmap_ent_t *e = fo__seqmap_get(&s->seqs, m->topic, m->topic_len);
         if (e) {
-            if (m->replay && fo_seqmap_seen(e, m->seq))
+            if (m->replay && fo__seqmap_seen(e, m->seq))
                 return;
-            fo_seqmap_mark(e, m->seq);
+            fo__seqmap_mark(e, m->seq);
         }
     }
-    fo_client_dispatch_(c, s, m);
+    fo__client_dispatch(c, s, m);
 }
 
 static void on_gap(fo_client_t *c, uint32_t sid, const Fanout__Gap *g)
 {
     if (!g->topic || !g->has_first || !g->has_last || g->last < g->first)
         return;
-    if (fo_mcast_subs_gap(c->mcast, sid, g->topic, g->first, g->last))
+    if (fo__mcast_subs_gap(c->mcast, sid, g->topic, g->first, g->last))
         return;
-    fo_sub_t *s = fo_client_pin_(c, sid);
+    fo_sub_t *s = fo__client_pin(c, sid);
     if (!s)
         return;
     if (!s->queue && s->delivery == FO_DELIVERY_TCP) {
-        fo_seqmap_ent_t *e = fo_seqmap_get(&s->seqs, g->topic, strlen(g->topic));
+        fo__seqmap_ent_t *e = fo__seqmap_get(&s->seqs, g->topic, strlen(g->topic));
         if (e)
-            fo_seqmap_skip(e, g->first, g->last);
+            fo__seqmap_skip(e, g->first, g->last);
     }
-    fo_client_gap_(c, s, g->topic, g->first, g->last,
+    fo__client_gap(c, s, g->topic, g->first, g->last,
                    g->has_reason && g->reason == FANOUT__GAP_REASON__GAP_EVICTED ?
                    FO_GAP_EVICTED : FO_GAP_SLOW_CONSUMER);
-    fo_client_unpin_(c, s);
+    fo__client_unpin(c, s);
 }
 
 /* One frame from the broker. Non-zero: the connection must be dropped. */
@@ -542,16 +552,21 @@ static void conn_lost(fo_client_t *c, fo_err_t why, const char *text)
      * reading: it holds wmu, which we need next. */
     shutdown(c->rfd, SHUT_RDWR);
     pthread_mutex_lock(&c->wmu);
-    fo_client_drop_partial_locked_(c);
+    fo__client_drop_partial_locked(c);
+    /* A client that will not reconnect is dead before its socket goes: a
+     * publisher must see FO_ERR_CLOSED then, not FO_ERR_BUSY for the
+     * frames it piled up while the send failed. */
+    if (c->max_reconnects == 0 || atomic_load(&c->stop))
+        atomic_store(&c->dead, 1);
     c->wfd = -1;
     pthread_mutex_unlock(&c->wmu);
     close(c->rfd);
     c->rfd = -1;
     pthread_mutex_lock(&c->mu);
     c->state = c->max_reconnects == 0 || atomic_load(&c->stop) ?
-        FO_ST_CLOSED : FO_ST_RECONNECTING;
+        FO__ST_CLOSED : FO__ST_RECONNECTING;
     c->conn_gen++;
-    for (fo_pending_t *p = c->pending; p; p = p->next)
+    for (fo__pending_t *p = c->pending; p; p = p->next)
         if (!p->done) {
             p->done = 1;
             p->err = FO_ERR_NOT_CONNECTED;
@@ -560,14 +575,14 @@ static void conn_lost(fo_client_t *c, fo_err_t why, const char *text)
         snprintf(c->last_error, sizeof c->last_error, "%s", text);
     c->error_seen = 0;
     pthread_cond_broadcast(&c->cv);
-    int closed = c->state == FO_ST_CLOSED;
+    int closed = c->state == FO__ST_CLOSED;
     pthread_mutex_unlock(&c->mu);
     if (closed)
         atomic_store(&c->dead, 1);
     if (!atomic_load(&c->stop)) {
         event(c, FO_EV_DISCONNECTED, why, text);
         if (closed) {
-            fo_client_wake_subs_(c);
+            fo__client_wake_subs(c);
             event(c, FO_EV_CLOSED, why, text);
         }
     }
@@ -624,14 +639,14 @@ static int reconnect(fo_client_t *c)
         uint64_t epoch = 0;
         fo_err_t e = open_conn(c, server, &fd, &epoch, err, sizeof err);
         if (e) {
-            fo_client_set_error_(c, err);
+            fo__client_set_error(c, err);
             continue;
         }
         /* A new broker process (new epoch) numbers every topic afresh. */
         int forget = c->epoch && epoch != c->epoch;
         c->epoch = epoch;
         fo_buf_t frames = FO_BUF_INIT;
-        fo_err_t re = fo_client_resubscribe_(c, &frames, forget);
+        fo_err_t re = fo__client_resubscribe(c, &frames, forget);
         pthread_mutex_lock(&c->wmu);
         if (!re && fo_buf_len(&c->out))
             re = fo_buf_append(&frames, fo_buf_head(&c->out), fo_buf_len(&c->out));
@@ -641,10 +656,14 @@ static int reconnect(fo_client_t *c)
             c->out_sent = 0;
             c->wfd = fd;
             atomic_store(&c->pong_due, 0);
-            (void)fo_client_write_locked_(c);
+            /* A failed write shut the socket down: the first read below
+             * notices and the loss is handled like any other. */
+            (void)!fo__client_write_locked(c);
         }
         pthread_mutex_unlock(&c->wmu);
         if (re) {
+            snprintf(err, sizeof err, "resending the subscriptions: %s", fo_strerror(re));
+            fo__client_set_error(c, err);
             fo_buf_free(&frames);
             close(fd);
             continue;
@@ -652,7 +671,7 @@ static int reconnect(fo_client_t *c)
         c->rfd = fd;
         c->last_rx_ms = c->last_ping_ms = fo_clock_ms();
         pthread_mutex_lock(&c->mu);
-        c->state = FO_ST_CONNECTED;
+        c->state = FO__ST_CONNECTED;
         pthread_cond_broadcast(&c->cv);
         pthread_mutex_unlock(&c->mu);
         atomic_fetch_add(&c->st_reconnects, 1);
@@ -663,11 +682,11 @@ static int reconnect(fo_client_t *c)
         return 0;
     }
     pthread_mutex_lock(&c->mu);
-    c->state = FO_ST_CLOSED;
+    c->state = FO__ST_CLOSED;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
     atomic_store(&c->dead, 1);
-    fo_client_wake_subs_(c);
+    fo__client_wake_subs(c);
     event(c, FO_EV_CLOSED, FO_ERR_NOT_CONNECTED, "gave up reconnecting");
     return -1;
 }
@@ -684,8 +703,11 @@ static void keepalive(fo_client_t *c, uint64_t now)
     f.ping = &pi;
     pi.has_nonce = 1;
     pi.nonce = ++c->ping_nonce;
+    /* Nothing to do about a failure here: the PING is retried next
+     * interval, and a write that failed shut the socket down, which the
+     * reader notices. */
     if (c->wfd >= 0 && !fo_frame_append(&c->out, &f))
-        (void)fo_client_write_locked_(c);
+        (void)!fo__client_write_locked(c);
     pthread_mutex_unlock(&c->wmu);
     c->last_ping_ms = now;
 }
@@ -695,7 +717,7 @@ static void keepalive(fo_client_t *c, uint64_t now)
 static void linger_due(fo_client_t *c)
 {
     if (!pthread_mutex_trylock(&c->wmu)) {
-        fo_client_linger_flush_locked_(c);
+        fo__client_linger_flush_locked(c);
         pthread_mutex_unlock(&c->wmu);
     }
 }
@@ -736,7 +758,7 @@ static void *reader_main(void *arg)
         struct timespec tmo = { (time_t)(wait / 1000000), (long)(wait % 1000000) * 1000 };
         struct pollfd p[3] = { { .fd = c->rfd, .events = POLLIN },
                                { .fd = c->wakefd, .events = POLLIN },
-                               { .fd = fo_mcast_subs_fd(c->mcast), .events = POLLIN } };
+                               { .fd = fo__mcast_subs_fd(c->mcast), .events = POLLIN } };
         int n = ppoll(p, 3, &tmo, NULL);
         if (atomic_load(&c->stop))
             break;
@@ -744,7 +766,7 @@ static void *reader_main(void *arg)
             wake_ack(c);
         uint64_t now = fo_clock_ms();
         if ((n > 0 && p[2].revents) || (mdue != UINT64_MAX && now >= mdue)) {
-            int w = fo_mcast_subs_run(c->mcast, now);
+            int w = fo__mcast_subs_run(c->mcast, now);
             mdue = w < 0 ? UINT64_MAX : now + (uint64_t)w;
         }
         if (n > 0 && p[0].revents) {
@@ -756,7 +778,7 @@ static void *reader_main(void *arg)
             }
         }
         if (atomic_load(&c->pong_due))
-            fo_client_send_pong_(c);
+            fo__client_send_pong(c);
         uint64_t fl = atomic_load_explicit(&c->flush_at_us, memory_order_relaxed);
         if (fl && fo_clock_us() >= fl)
             linger_due(c);
@@ -778,12 +800,15 @@ static void *reader_main(void *arg)
 
 /* ------------------------------------------------------------ lifecycle */
 
+/* c->sync says which of mu, wmu and cv exist (initialised in that order). */
+enum { SYNC_MU = 1, SYNC_WMU = 2, SYNC_CV = 3 };
+
 static void client_free(fo_client_t *c)
 {
     for (size_t i = 0; i < c->nsubs; i++)
-        fo_sub_free_(c->subs[i]);
+        fo__sub_free(c->subs[i]);
     free(c->subs);
-    for (size_t i = 0; i < c->nservers; i++)
+    for (size_t i = 0; c->servers && i < c->nservers; i++)
         free(c->servers[i]);
     free(c->servers);
     free(c->name);
@@ -792,55 +817,74 @@ static void client_free(fo_client_t *c)
     fo_buf_free(&c->out);
     fo_decoder_destroy(&c->dec);
     fo_arena_destroy(&c->arena);
-    fo_mcast_subs_destroy(c->mcast);
+    fo__mcast_subs_destroy(c->mcast);
     if (c->wakefd >= 0)
         close(c->wakefd);
-    pthread_mutex_destroy(&c->mu);
-    pthread_mutex_destroy(&c->wmu);
-    pthread_cond_destroy(&c->cv);
+    if (c->sync >= SYNC_CV)
+        pthread_cond_destroy(&c->cv);
+    if (c->sync >= SYNC_WMU)
+        pthread_mutex_destroy(&c->wmu);
+    if (c->sync >= SYNC_MU)
+        pthread_mutex_destroy(&c->mu);
     free(c);
 }
 
-fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
-                           char *errtext, size_t errlen)
+int fo__client_cond_init(pthread_cond_t *cv)
 {
-    char ebuf[256] = "";
-    fo_err_t ret = FO_ERR_INVAL;
-    if (!o || !out || !o->servers || !o->nservers) {
-        snprintf(ebuf, sizeof ebuf, "no server given");
-        goto early;
-    }
-    fo_client_t *c = calloc(1, sizeof *c);
-    if (!c) {
-        ret = FO_ERR_NOMEM;
-        goto early;
-    }
-    c->wfd = c->rfd = c->wakefd = -1;
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_mutex_init(&c->wmu, NULL);
     pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    fo_decoder_init(&c->dec, 0);
-    ret = FO_ERR_NOMEM;
-    if (fo_arena_init(&c->arena, 64u << 10, 0))
-        goto fail;
+    int err = pthread_condattr_init(&ca);
+    if (err)
+        return err;
+    err = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (!err)
+        err = pthread_cond_init(cv, &ca);
+    int derr = pthread_condattr_destroy(&ca);
+    if (!err && derr) {
+        pthread_cond_destroy(cv);
+        err = derr;
+    }
+    return err;
+}
+
+/* The locks and the condition variable; c->sync counts what exists. */
+static fo_err_t init_sync(fo_client_t *c)
+{
+    if (pthread_mutex_init(&c->mu, NULL))
+        return FO_ERR_NOMEM;
+    c->sync = SYNC_MU;
+    if (pthread_mutex_init(&c->wmu, NULL))
+        return FO_ERR_NOMEM;
+    c->sync = SYNC_WMU;
+    if (fo__client_cond_init(&c->cv))
+        return FO_ERR_NOMEM;
+    c->sync = SYNC_CV;
+    return FO_OK;
+}
+
+/* Copy the servers, name and credentials (borrowed in o). */
+static fo_err_t copy_strings(fo_client_t *c, const fo_client_opts_t *o)
+{
     c->servers = calloc(o->nservers, sizeof *c->servers);
     if (!c->servers)
-        goto fail;
+        return FO_ERR_NOMEM;
     c->nservers = o->nservers;
-    for (size_t i = 0; i < o->nservers; i++)
-        if (!o->servers[i] || !(c->servers[i] = strdup(o->servers[i]))) {
-            ret = o->servers[i] ? FO_ERR_NOMEM : FO_ERR_INVAL;
-            goto fail;
-        }
+    for (size_t i = 0; i < o->nservers; i++) {
+        if (!o->servers[i])
+            return FO_ERR_INVAL;
+        if (!(c->servers[i] = strdup(o->servers[i])))
+            return FO_ERR_NOMEM;
+    }
     c->name = dupstr(o->name ? o->name : "libfanout");
     c->user = dupstr(o->user);
     c->password = dupstr(o->password);
     if (!c->name || (o->user && !c->user) || (o->password && !c->password))
-        goto fail;
+        return FO_ERR_NOMEM;
+    return FO_OK;
+}
+
+/* Timeouts, reconnect policy, buffer sizes and callbacks: zero = default. */
+static void take_settings(fo_client_t *c, const fo_client_opts_t *o)
+{
     c->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
     c->request_timeout_ms = o->request_timeout_ms > 0 ? o->request_timeout_ms : 5000;
     c->rc_min_ms = o->reconnect_min_ms > 0 ? o->reconnect_min_ms : 100;
@@ -853,26 +897,62 @@ fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
     c->on_gap = o->on_gap;
     c->on_event = o->on_event;
     c->ud = o->ud;
+}
+
+/* Everything but the connection: locks, buffers, options, wake-up fd,
+ * multicast set. */
+static fo_err_t client_init(fo_client_t *c, const fo_client_opts_t *o)
+{
+    fo_err_t ret = init_sync(c);
+    if (ret)
+        return ret;
+    fo_decoder_init(&c->dec, 0);
+    if ((ret = fo_arena_init(&c->arena, 64u << 10, 0)))
+        return ret;
+    if ((ret = copy_strings(c, o)))
+        return ret;
+    take_settings(c, o);
     c->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (c->wakefd < 0) {
-        ret = FO_ERR_IO;
-        goto fail;
-    }
-    if ((ret = fo_mcast_subs_create(c, &c->mcast)))
-        goto fail;
-    int fd = -1;
-    ret = FO_ERR_ADDR;
+    if (c->wakefd < 0)
+        return FO_ERR_IO;
+    return fo__mcast_subs_create(c, &c->mcast);
+}
+
+/* The first server that answers, in order; ebuf gets the last reason. */
+static fo_err_t dial_first(fo_client_t *c, int *fd, char *ebuf, size_t elen)
+{
+    fo_err_t ret = FO_ERR_ADDR;
     for (size_t i = 0; i < c->nservers; i++) {
-        ret = open_conn(c, c->servers[i], &fd, &c->epoch, ebuf, sizeof ebuf);
+        ret = open_conn(c, c->servers[i], fd, &c->epoch, ebuf, elen);
         if (!ret) {
             c->server_idx = i + 1;
             break;
         }
     }
-    if (ret)
+    return ret;
+}
+
+fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
+                           char *errtext, size_t errlen)
+{
+    char ebuf[256] = "";
+    fo_err_t ret = FO_ERR_INVAL;
+    fo_client_t *c = NULL;
+    if (!o || !out || !o->servers || !o->nservers) {
+        snprintf(ebuf, sizeof ebuf, "no server given");
+        goto fail;
+    }
+    ret = FO_ERR_NOMEM;
+    if (!(c = calloc(1, sizeof *c)))
+        goto fail;
+    c->wfd = c->rfd = c->wakefd = -1;
+    if ((ret = client_init(c, o)))
+        goto fail;
+    int fd = -1;
+    if ((ret = dial_first(c, &fd, ebuf, sizeof ebuf)))
         goto fail;
     c->wfd = c->rfd = fd;
-    c->state = FO_ST_CONNECTED;
+    c->state = FO__ST_CONNECTED;
     c->last_rx_ms = c->last_ping_ms = fo_clock_ms();
     if (pthread_create(&c->reader, NULL, reader_main, c)) {
         close(fd);
@@ -883,42 +963,42 @@ fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
     *out = c;
     return FO_OK;
 fail:
-    client_free(c);
-early:
+    if (c)
+        client_free(c);
     if (errtext && errlen)
         snprintf(errtext, errlen, "%s", *ebuf ? ebuf : fo_strerror(ret));
     return ret;
+}
+
+/* close without a drain: write what is buffered. Publishes that cannot go
+ * out now (no connection, a broken socket) are lost with the client. */
+static fo_err_t final_flush(fo_client_t *c)
+{
+    fo_err_t err = fo_client_flush(c, 0);
+    if (!err)
+        return FO_OK;
+    pthread_mutex_lock(&c->wmu);
+    int lost = fo_buf_len(&c->out) > c->out_sent;
+    pthread_mutex_unlock(&c->wmu);
+    return lost ? err : FO_OK;
 }
 
 fo_err_t fo_client_close(fo_client_t *c, int drain_ms)
 {
     if (!c)
         return FO_OK;
-    fo_err_t ret = FO_OK;
+    fo_err_t ret;
     if (drain_ms > 0 && fo_client_connected(c)) {
-        pthread_mutex_lock(&c->mu);
-        size_t n = c->nsubs;
-        uint32_t *sids = n ? malloc(n * sizeof *sids) : NULL;
-        for (size_t i = 0; sids && i < n; i++)
-            sids[i] = c->subs[i]->sid;
-        pthread_mutex_unlock(&c->mu);
-        for (size_t i = 0; sids && i < n; i++) {
-            Fanout__Frame f = FANOUT__FRAME__INIT;
-            Fanout__Unsubscribe u = FANOUT__UNSUBSCRIBE__INIT;
-            u.has_sid = 1;
-            u.sid = sids[i];
-            f.body_case = FANOUT__FRAME__BODY_UNSUBSCRIBE;
-            f.unsubscribe = &u;
-            (void)fo_client_send_frame_(c, &f);
-        }
-        free(sids);
         /* The PONG comes after every DELIVER the broker queued before it
          * read our UNSUBSCRIBEs, and the reader handles frames in order. */
-        ret = fo_client_flush(c, drain_ms);
-        if (ret)
+        ret = fo__client_unsubscribe_all(c);
+        /* Without the unsubscribes there is no drain to wait for; what is
+         * buffered is still written. */
+        fo_err_t fl = fo_client_flush(c, ret ? 0 : drain_ms);
+        if (ret || fl)
             ret = FO_ERR_TIMEOUT;
     } else {
-        (void)fo_client_flush(c, 0);
+        ret = final_flush(c);
     }
     atomic_store(&c->stop, 1);
     uint64_t one = 1;
@@ -937,5 +1017,6 @@ fo_err_t fo_client_close(fo_client_t *c, int drain_ms)
 
 void fo_client_destroy(fo_client_t *c)
 {
-    (void)fo_client_close(c, 0);
+    /* destroy has no result: callers that want to know use close */
+    (void)!fo_client_close(c, 0);
 }

@@ -2,6 +2,14 @@
  * (client.c: connection and reader thread, writer.c: the publish path,
  * sub.c: subscriptions) and the multicast receive seam.
  *
+ * Naming (libuv's convention): the public API is include/fanout.h, fo_*
+ * only. Everything in client/ that is not public but is shared between
+ * files -- functions, types, globals -- is fo__<module>_<verb> (double
+ * underscore: fo__client_ping, fo__sub_free, fo__seqmap_get, fo__gaps_t),
+ * and internal macros and enum constants are FO__*. File-local helpers are
+ * plain `static` with no prefix. Not covered: the shared codec in proto/
+ * (fo_frame_*, fo_buf_*, ...: linked into the broker too) and dial.h.
+ *
  * Locks, always taken in this order when nested: c->mu, then c->wmu, then
  * a sub's qmu. c->mu guards the connection state, the subscription table,
  * pending requests and last_error; c->wmu guards the write buffer and the
@@ -10,18 +18,19 @@
  * subscription's seqmap (touched only while it holds the sub "busy").
  *
  * Multicast seam (client/mcast_rx.c, by the multicast engineer): a
- * receiver calls fo_client_dispatch_() for each message of a multicast
- * subscription and fo_client_gap_() for what it cannot repair; both must
+ * receiver calls fo__client_dispatch() for each message of a multicast
+ * subscription and fo__client_gap() for what it cannot repair; both must
  * run on the reader thread (which is where mcast_rx is polled), with the
- * sub pinned (fo_client_pin_/unpin_) while they run.
- * fo_client_send_repair_() asks the broker to resend first..last over TCP.
- * The Welcome's groups are in c->welcome_groups (reader-owned copy).
+ * sub pinned (fo__client_pin/fo__client_unpin) while they run.
+ * fo__client_send_repair() asks the broker to resend first..last over TCP.
+ * The Welcome's groups are kept by the multicast set (mcast_sub.h,
+ * fo__mcast_subs_welcome).
  */
 #ifndef FO_CLIENT_INT_H
 #define FO_CLIENT_INT_H
 
 /* Increment a counter that only one thread (or one lock holder) writes. */
-#define FO_COUNT_ADD(ctr, n) atomic_store_explicit(&(ctr),                \
+#define FO__COUNT_ADD(ctr, n) atomic_store_explicit(&(ctr),               \
         atomic_load_explicit(&(ctr), memory_order_relaxed) + (n),        \
         memory_order_relaxed)
 
@@ -32,16 +41,16 @@
 #include "msgq.h"
 #include "seqmap.h"
 
-enum { FO_ST_CONNECTED = 1, FO_ST_RECONNECTING = 2, FO_ST_CLOSED = 3 };
+enum { FO__ST_CONNECTED = 1, FO__ST_RECONNECTING = 2, FO__ST_CLOSED = 3 };
 
 /* A request waiting for ACK/ERROR (lives on the waiter's stack). */
-typedef struct fo_pending {
+typedef struct fo__pending {
     uint64_t req;
     int done;
     fo_err_t err;
     uint64_t seq;
-    struct fo_pending *next;
-} fo_pending_t;
+    struct fo__pending *next;
+} fo__pending_t;
 
 struct fo_sub {
     fo_client_t *c;          /* borrowed: the owning client           */
@@ -53,10 +62,10 @@ struct fo_sub {
     fo_delivery_t delivery;
     fo_msg_cb_t cb;
     void *ud;
-    fo_seqmap_t seqs;        /* reader-only: last seq per topic       */
+    fo__seqmap_t seqs;       /* reader-only: last seq per topic       */
     pthread_mutex_t qmu;
     pthread_cond_t qcv;
-    fo_msgq_t q;             /* queue mode                            */
+    fo__msgq_t q;            /* queue mode                            */
     fo_msg_t cur;            /* queue mode: the message last popped   */
     _Atomic uint64_t delivered, gap_msgs;
     _Atomic int busy;        /* pinned by the reader                  */
@@ -92,12 +101,13 @@ struct fo_client {
     /* shared state (mu) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    int sync;                /* how many of mu, wmu, cv exist (client.c) */
     int state;
     uint64_t conn_gen;       /* bumped on every disconnect            */
     uint64_t pong_nonce;     /* highest PONG nonce received           */
     uint64_t next_req;
     uint32_t next_sid;
-    fo_pending_t *pending;
+    fo__pending_t *pending;
     fo_sub_t **subs;         /* sorted by sid                         */
     size_t nsubs, subs_cap;
     char last_error[256];
@@ -122,38 +132,51 @@ struct fo_client {
     size_t server_idx;
     uint32_t ping_interval_ms, idle_ms;
     uint64_t epoch;
-    struct fo_mcast_subs *mcast;  /* multicast subscriptions (mcast_sub.h) */
+    struct fo__mcast_subs *mcast; /* multicast subscriptions (mcast_sub.h) */
     uint64_t last_rx_ms, last_ping_ms;
     fo_sub_t *cur;           /* reader: sub kept pinned across a batch */
 };
 
 /* writer.c */
-fo_err_t fo_client_write_locked_(fo_client_t *c);      /* holds wmu     */
+FO_MUST_CHECK
+fo_err_t fo__client_write_locked(fo_client_t *c);      /* holds wmu     */
 /* The linger flush (reader thread, wmu held): write without blocking,
  * keep what the socket does not take for the next try. */
-void fo_client_linger_flush_locked_(fo_client_t *c);
-fo_err_t fo_client_send_frame_(fo_client_t *c, const Fanout__Frame *f);
-void fo_client_drop_partial_locked_(fo_client_t *c);   /* holds wmu     */
-fo_err_t fo_client_ping_(fo_client_t *c, uint64_t *nonce);
-void fo_client_send_pong_(fo_client_t *c);             /* reader thread */
+void fo__client_linger_flush_locked(fo_client_t *c);
+FO_MUST_CHECK
+fo_err_t fo__client_send_frame(fo_client_t *c, const Fanout__Frame *f);
+void fo__client_drop_partial_locked(fo_client_t *c);   /* holds wmu     */
+FO_MUST_CHECK
+fo_err_t fo__client_ping(fo_client_t *c, uint64_t *nonce);
+void fo__client_send_pong(fo_client_t *c);             /* reader thread */
 
 /* client.c */
-void fo_client_set_error_(fo_client_t *c, const char *text);
-int fo_client_on_reader_(const fo_client_t *c);
-fo_err_t fo_client_request_(fo_client_t *c, Fanout__Frame *f, int timeout_ms,
+/* pthread_cond_init on CLOCK_MONOTONIC (what fo_deadline_ts gives):
+ * 0, or the errno of the call that failed (nothing is left to destroy). */
+int fo__client_cond_init(pthread_cond_t *cv);
+void fo__client_set_error(fo_client_t *c, const char *text);
+int fo__client_on_reader(const fo_client_t *c);
+FO_MUST_CHECK
+fo_err_t fo__client_request(fo_client_t *c, Fanout__Frame *f, int timeout_ms,
                             uint64_t *seq);
 /* sub.c: the reader's side */
-fo_sub_t *fo_client_pin_(fo_client_t *c, uint32_t sid);  /* NULL: none  */
-void fo_client_unpin_(fo_client_t *c, fo_sub_t *s);
-void fo_client_dispatch_(fo_client_t *c, fo_sub_t *s, const fo_msg_t *m);
-void fo_client_gap_(fo_client_t *c, fo_sub_t *s, const char *topic,
+fo_sub_t *fo__client_pin(fo_client_t *c, uint32_t sid);  /* NULL: none  */
+void fo__client_unpin(fo_client_t *c, fo_sub_t *s);
+void fo__client_dispatch(fo_client_t *c, fo_sub_t *s, const fo_msg_t *m);
+void fo__client_gap(fo_client_t *c, fo_sub_t *s, const char *topic,
                     uint64_t first, uint64_t last, fo_gap_reason_t why);
 /* Append a SUBSCRIBE for every subscription (with resume positions unless
  * `forget`, which also clears them) to frames. Reader thread. */
-fo_err_t fo_client_resubscribe_(fo_client_t *c, fo_buf_t *frames, int forget);
-void fo_client_wake_subs_(fo_client_t *c);
-void fo_sub_free_(fo_sub_t *s);
-fo_err_t fo_client_send_repair_(fo_client_t *c, uint32_t sid, const char *topic,
+FO_MUST_CHECK
+fo_err_t fo__client_resubscribe(fo_client_t *c, fo_buf_t *frames, int forget);
+void fo__client_wake_subs(fo_client_t *c);
+/* UNSUBSCRIBE every subscription (close's drain; the subs stay until the
+ * client is freed). Stops at the first frame that cannot be sent. */
+FO_MUST_CHECK
+fo_err_t fo__client_unsubscribe_all(fo_client_t *c);
+void fo__sub_free(fo_sub_t *s);
+FO_MUST_CHECK
+fo_err_t fo__client_send_repair(fo_client_t *c, uint32_t sid, const char *topic,
                                 uint64_t first, uint64_t last);
 
 #endif

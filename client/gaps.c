@@ -10,7 +10,7 @@
  * when it catches up, so an in-order topic costs only its entry.
  *
  * Topics with pending sequences are on a doubly-linked list, so
- * fo_gaps_poll() touches only those; topics that got multicast since
+ * fo__gaps_poll() touches only those; topics that got multicast since
  * their last probe are on a second list, for the tail probe. Repair timing is per hole: a slot
  * remembers when it became a hole and, once asked for, when it was asked
  * (ms, 32 bits, compared with wrap-around arithmetic); runs of holes old
@@ -51,10 +51,10 @@ typedef struct topic {
     char name[];                  /* NUL-terminated              */
 } topic_t;
 
-struct fo_gaps {
-    fo_gaps_opts_t o;
-    fo_gaps_cb_t cb;
-    fo_gaps_stats_t st;
+struct fo__gaps {
+    fo__gaps_opts_t o;
+    fo__gaps_cb_t cb;
+    fo__gaps_stats_t st;
     topic_t **buckets;            /* owned, nbuckets entries     */
     size_t nbuckets, ntopics;
     uint64_t held_bytes;
@@ -75,9 +75,9 @@ static uint64_t hash_str(const char *s, size_t *len)
     return h;
 }
 
-fo_err_t fo_gaps_create(const fo_gaps_opts_t *opts, const fo_gaps_cb_t *cb, fo_gaps_t **out)
+fo_err_t fo__gaps_create(const fo__gaps_opts_t *opts, const fo__gaps_cb_t *cb, fo__gaps_t **out)
 {
-    fo_gaps_t *g = calloc(1, sizeof(*g));
+    fo__gaps_t *g = calloc(1, sizeof(*g));
     *out = NULL;
     if (!g)
         return FO_ERR_NOMEM;
@@ -103,7 +103,7 @@ fo_err_t fo_gaps_create(const fo_gaps_opts_t *opts, const fo_gaps_cb_t *cb, fo_g
     return FO_OK;
 }
 
-static void ring_free(fo_gaps_t *g, topic_t *t)
+static void ring_free(fo__gaps_t *g, topic_t *t)
 {
     if (!t->ring)
         return;
@@ -116,7 +116,7 @@ static void ring_free(fo_gaps_t *g, topic_t *t)
     t->ring = NULL;
 }
 
-void fo_gaps_reset(fo_gaps_t *g)
+void fo__gaps_reset(fo__gaps_t *g)
 {
     for (size_t b = 0; b < g->nbuckets; b++) {
         topic_t *t = g->buckets[b];
@@ -133,23 +133,23 @@ void fo_gaps_reset(fo_gaps_t *g)
     memset(g->tail, 0, sizeof(g->tail));
 }
 
-void fo_gaps_destroy(fo_gaps_t *g)
+void fo__gaps_destroy(fo__gaps_t *g)
 {
     if (!g)
         return;
-    fo_gaps_reset(g);
+    fo__gaps_reset(g);
     free(g->buckets);
     free(g);
 }
 
-void fo_gaps_stats(const fo_gaps_t *g, fo_gaps_stats_t *out)
+void fo__gaps_stats(const fo__gaps_t *g, fo__gaps_stats_t *out)
 {
     *out = g->st;
 }
 
 /* ------------------------------------------------------------ topics */
 
-static void grow(fo_gaps_t *g)
+static void grow(fo__gaps_t *g)
 {
     size_t n = g->nbuckets * 2;
     topic_t **nb = calloc(n, sizeof(*nb));
@@ -167,7 +167,7 @@ static void grow(fo_gaps_t *g)
 }
 
 /* Find or create; NULL past max_topics (*full set) or out of memory. */
-static topic_t *topic_get(fo_gaps_t *g, const char *name, int create, int *full)
+static topic_t *topic_get(fo__gaps_t *g, const char *name, int create, int *full)
 {
     size_t len;
     uint64_t h = hash_str(name, &len);
@@ -193,7 +193,7 @@ static topic_t *topic_get(fo_gaps_t *g, const char *name, int create, int *full)
     return t;
 }
 
-static void list_set(fo_gaps_t *g, topic_t *t, int which, int on)
+static void list_set(fo__gaps_t *g, topic_t *t, int which, int on)
 {
     link_t *l = &t->link[which];
     if (on == l->on)
@@ -219,12 +219,12 @@ static void list_set(fo_gaps_t *g, topic_t *t, int which, int on)
     }
 }
 
-static slot_t *slot_at(fo_gaps_t *g, topic_t *t, uint64_t seq)
+static slot_t *slot_at(fo__gaps_t *g, topic_t *t, uint64_t seq)
 {
     return &t->ring[seq % g->o.window];
 }
 
-static void deliver(fo_gaps_t *g, topic_t *t, uint64_t seq, const uint8_t *p, size_t n,
+static void deliver(fo__gaps_t *g, topic_t *t, uint64_t seq, const uint8_t *p, size_t n,
                     int repaired)
 {
     g->st.received++;
@@ -234,7 +234,7 @@ static void deliver(fo_gaps_t *g, topic_t *t, uint64_t seq, const uint8_t *p, si
 
 /* Settle what can be settled at the head: held messages are delivered,
  * lost runs reported; stop at the first hole. */
-static void drain(fo_gaps_t *g, topic_t *t)
+static void drain(fo__gaps_t *g, topic_t *t)
 {
     while (t->next < t->hi) {
         slot_t *s = slot_at(g, t, t->next);
@@ -263,7 +263,7 @@ static void drain(fo_gaps_t *g, topic_t *t)
 }
 
 /* Give up every hole below upto (within [next, hi)), then drain. */
-static void give_up(fo_gaps_t *g, topic_t *t, uint64_t upto)
+static void give_up(fo__gaps_t *g, topic_t *t, uint64_t upto)
 {
     if (upto > t->hi)
         upto = t->hi;
@@ -279,7 +279,7 @@ static void give_up(fo_gaps_t *g, topic_t *t, uint64_t upto)
 
 /* Nothing pending (next == hi): sequences next..to-1, never seen, are
  * gone: they count as gaps, lost at once. */
-static void jump(fo_gaps_t *g, topic_t *t, uint64_t to)
+static void jump(fo__gaps_t *g, topic_t *t, uint64_t to)
 {
     uint64_t n = to - t->next;
     g->st.gaps += n;
@@ -291,7 +291,7 @@ static void jump(fo_gaps_t *g, topic_t *t, uint64_t to)
 
 /* Settle everything below want: give up its holes, and jump over
  * sequences never seen at all. */
-static void settle_below(fo_gaps_t *g, topic_t *t, uint64_t want)
+static void settle_below(fo__gaps_t *g, topic_t *t, uint64_t want)
 {
     give_up(g, t, want);
     if (t->next < want)
@@ -299,7 +299,7 @@ static void settle_below(fo_gaps_t *g, topic_t *t, uint64_t want)
 }
 
 /* Deliver the message at next (not held), then what follows it. */
-static void deliver_next(fo_gaps_t *g, topic_t *t, const uint8_t *p, size_t n, int repaired)
+static void deliver_next(fo__gaps_t *g, topic_t *t, const uint8_t *p, size_t n, int repaired)
 {
     deliver(g, t, t->next, p, n, repaired);
     if (t->ring)
@@ -310,80 +310,81 @@ static void deliver_next(fo_gaps_t *g, topic_t *t, const uint8_t *p, size_t n, i
     drain(g, t);
 }
 
-fo_err_t fo_gaps_offer(fo_gaps_t *g, const char *name, uint64_t seq, const uint8_t *payload,
-                       size_t len, unsigned flags, uint64_t now_ms)
+/* A topic past max_topics: delivered as it comes, not tracked. */
+static void untracked(fo__gaps_t *g, const char *name, uint64_t seq, const uint8_t *p,
+                      size_t n, int marker, int repaired)
 {
-    int full = 0, marker = (flags & FO_GAPS_OVERSIZE) != 0;
-    int repaired = (flags & FO_GAPS_REPAIRED) != 0;
-    topic_t *t = topic_get(g, name, 1, &full);
+    g->st.untracked++;
     if (marker)
-        g->st.oversize++;
-    if (!t) {
-        if (!full)
-            return FO_ERR_NOMEM;
-        g->st.untracked++;
-        if (!marker) {
-            g->st.received++;
-            if (g->cb.on_deliver)
-                g->cb.on_deliver(g->cb.ud, name, seq, payload, len, repaired);
+        return;
+    g->st.received++;
+    if (g->cb.on_deliver)
+        g->cb.on_deliver(g->cb.ud, name, seq, p, n, repaired);
+}
+
+/* A multicast arrival moves t to the head of the ACTIVE list, so the tail
+ * probe finds the quietest topic at its tail. */
+static void note_multicast(fo__gaps_t *g, topic_t *t, int repaired, uint64_t now_ms)
+{
+    if (repaired || g->o.probe_ms == UINT32_MAX || !g->cb.on_repair)
+        return;
+    t->rx_ms = (uint32_t)now_ms;
+    if (g->list[ACTIVE] != t) {
+        list_set(g, t, ACTIVE, 0);
+        list_set(g, t, ACTIVE, 1);
+    }
+}
+
+/* Count what seq (at or past next, within the window) turns out to be: a
+ * known hole filled late or by repair, or a new one a repair found past
+ * the end (a tail loss the probe caught). 1 when it is a duplicate of
+ * what the slot already has. */
+static int count_arrival(fo__gaps_t *g, topic_t *t, uint64_t seq, int marker, int repaired)
+{
+    if (seq >= t->hi) {
+        if (repaired && !marker) {
+            g->st.gaps++;
+            g->st.repaired++;
         }
-        return FO_OK;
+        return 0;
     }
-    if (!t->started) {                           /* first sight: start here */
-        t->started = 1;
-        t->next = t->hi = seq;
-    }
-    if (!repaired && g->o.probe_ms != UINT32_MAX && g->cb.on_repair) {
-        t->rx_ms = (uint32_t)now_ms;             /* most recent first */
-        if (g->list[ACTIVE] != t) {
-            list_set(g, t, ACTIVE, 0);
-            list_set(g, t, ACTIVE, 1);
-        }
-    }
-    if (seq < t->next) {
+    uint8_t st = slot_at(g, t, seq)->state;
+    if (st == HAVE || st == LOST || (st == MARKER && marker)) {
         g->st.duplicates++;
-        return FO_OK;
+        return 1;
     }
-    if (seq - t->next >= g->o.window)            /* keep seq in the window */
-        settle_below(g, t, seq - g->o.window + 1);
-    int hole = seq < t->hi;                      /* filling a known hole */
-    if (!hole && repaired && !marker) {          /* a tail loss a probe found */
-        g->st.gaps++;
-        g->st.repaired++;
-    }
-    if (hole) {
-        uint8_t st = slot_at(g, t, seq)->state;
-        if (st == HAVE || st == LOST || (st == MARKER && marker)) {
-            g->st.duplicates++;
-            return FO_OK;
-        }
-        if (!marker && st == MISSING)
-            g->st.late += !repaired;
-        if (!marker)
-            g->st.repaired += repaired;
-    }
-    if (seq == t->next && !marker) {             /* in order: no copy */
-        deliver_next(g, t, payload, len, repaired);
-        return FO_OK;
-    }
-    /* Out of order (or a marker): hold it. */
-    if (!t->ring) {
-        t->ring = calloc(g->o.window, sizeof(*t->ring));
-        if (!t->ring)
-            return FO_ERR_NOMEM;
-    }
+    if (!marker && st == MISSING)
+        g->st.late += !repaired;
+    if (!marker)
+        g->st.repaired += repaired;
+    return 0;
+}
+
+/* Sequences hi..seq-1 were skipped: holes from now on. */
+static void extend(fo__gaps_t *g, topic_t *t, uint64_t seq, uint64_t now_ms)
+{
+    g->st.gaps += seq - t->hi;
+    for (uint64_t h = t->hi; h < seq; h++)
+        slot_at(g, t, h)->ms = (uint32_t)now_ms;
+    t->hi = seq + 1;
+    list_set(g, t, PENDING, 1);
+}
+
+/* Out of order (or a marker): keep it in its slot until what comes before
+ * it settles. Over the byte bound, the holes before it are given up
+ * instead and it is delivered now. */
+static fo_err_t hold(fo__gaps_t *g, topic_t *t, uint64_t seq, const uint8_t *payload,
+                     size_t len, int marker, int repaired, uint64_t now_ms)
+{
+    if (!t->ring && !(t->ring = calloc(g->o.window, sizeof(*t->ring))))
+        return FO_ERR_NOMEM;
     if (!marker && g->held_bytes + len > g->o.max_bytes) {
-        settle_below(g, t, seq);                 /* over the bound: settle */
+        settle_below(g, t, seq);
         deliver_next(g, t, payload, len, repaired);
         return FO_OK;
     }
-    if (!hole) {
-        g->st.gaps += seq - t->hi;
-        for (uint64_t h = t->hi; h < seq; h++)
-            slot_at(g, t, h)->ms = (uint32_t)now_ms;
-        t->hi = seq + 1;
-        list_set(g, t, PENDING, 1);
-    }
+    if (seq >= t->hi)
+        extend(g, t, seq, now_ms);
     slot_t *s = slot_at(g, t, seq);
     if (marker) {                     /* no reason to wait: ask at once */
         s->state = MARKER;
@@ -403,7 +404,41 @@ fo_err_t fo_gaps_offer(fo_gaps_t *g, const char *name, uint64_t seq, const uint8
     return FO_OK;
 }
 
-void fo_gaps_lost(fo_gaps_t *g, const char *name, uint64_t first, uint64_t last)
+fo_err_t fo__gaps_offer(fo__gaps_t *g, const char *name, uint64_t seq, const uint8_t *payload,
+                        size_t len, unsigned flags, uint64_t now_ms)
+{
+    int full = 0, marker = (flags & FO__GAPS_OVERSIZE) != 0;
+    int repaired = (flags & FO__GAPS_REPAIRED) != 0;
+    topic_t *t = topic_get(g, name, 1, &full);
+    if (marker)
+        g->st.oversize++;
+    if (!t) {
+        if (!full)
+            return FO_ERR_NOMEM;
+        untracked(g, name, seq, payload, len, marker, repaired);
+        return FO_OK;
+    }
+    if (!t->started) {                           /* first sight: start here */
+        t->started = 1;
+        t->next = t->hi = seq;
+    }
+    note_multicast(g, t, repaired, now_ms);
+    if (seq < t->next) {
+        g->st.duplicates++;
+        return FO_OK;
+    }
+    if (seq - t->next >= g->o.window)            /* keep seq in the window */
+        settle_below(g, t, seq - g->o.window + 1);
+    if (count_arrival(g, t, seq, marker, repaired))
+        return FO_OK;
+    if (seq == t->next && !marker) {             /* in order: no copy */
+        deliver_next(g, t, payload, len, repaired);
+        return FO_OK;
+    }
+    return hold(g, t, seq, payload, len, marker, repaired, now_ms);
+}
+
+void fo__gaps_lost(fo__gaps_t *g, const char *name, uint64_t first, uint64_t last)
 {
     int full = 0;
     topic_t *t = topic_get(g, name, 0, &full);
@@ -431,7 +466,7 @@ static int is_hole(const slot_t *s)
 
 /* One topic: give up holes asked for too long ago, ask for holes old
  * enough (coalesced runs), settle. Returns ms until it needs a look. */
-static uint32_t poll_topic(fo_gaps_t *g, topic_t *t, uint64_t now_ms)
+static uint32_t poll_topic(fo__gaps_t *g, topic_t *t, uint64_t now_ms)
 {
     uint32_t now = (uint32_t)now_ms, wait = UINT32_MAX;
     uint64_t run = 0;                 /* first seq of the run to ask, or 0 */
@@ -472,7 +507,7 @@ static uint32_t poll_topic(fo_gaps_t *g, topic_t *t, uint64_t now_ms)
  * may have lost its last datagrams, which no later message would reveal:
  * ask the broker for what follows the highest sequence known (it resends
  * what it has, ignores sequences not yet given). Oldest first. */
-static uint32_t probe(fo_gaps_t *g, uint64_t now_ms)
+static uint32_t probe(fo__gaps_t *g, uint64_t now_ms)
 {
     uint32_t now = (uint32_t)now_ms;
     while (g->tail[ACTIVE]) {
@@ -487,7 +522,7 @@ static uint32_t probe(fo_gaps_t *g, uint64_t now_ms)
     return UINT32_MAX;
 }
 
-uint32_t fo_gaps_poll(fo_gaps_t *g, uint64_t now_ms)
+uint32_t fo__gaps_poll(fo__gaps_t *g, uint64_t now_ms)
 {
     uint32_t wait = probe(g, now_ms);
     for (topic_t *t = g->list[PENDING], *next; t; t = next) {
@@ -499,7 +534,7 @@ uint32_t fo_gaps_poll(fo_gaps_t *g, uint64_t now_ms)
     return wait;
 }
 
-void fo_gaps_flush(fo_gaps_t *g)
+void fo__gaps_flush(fo__gaps_t *g)
 {
     while (g->list[PENDING]) {
         topic_t *t = g->list[PENDING];

@@ -42,7 +42,7 @@
 #define MAX_BATCHES_PER_READ 8
 #define DATAGRAM_LIMIT 65507u
 
-struct fo_mcast_rx {
+struct fo__mcast_rx {
     int fd;
     char *filter;                    /* owned; NULL = every topic         */
     uint64_t epoch;
@@ -51,13 +51,13 @@ struct fo_mcast_rx {
     struct mmsghdr hdr[BATCH];
     struct iovec iov[BATCH];
     fo_arena_t arena;
-    fo_gaps_t *gaps;                 /* owned                             */
-    uint64_t datagrams, bad, foreign, restarts, filtered;
+    fo__gaps_t *gaps;                /* owned                             */
+    uint64_t datagrams, bad, foreign, restarts, filtered, dropped, errors;
 };
 
 /* ------------------------------------------------------------ socket */
 
-static fo_err_t join(int fd, const fo_mcast_rx_opts_t *o)
+static fo_err_t join(int fd, const fo__mcast_rx_opts_t *o)
 {
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(o->port) };
     struct ip_mreqn mr;
@@ -83,11 +83,11 @@ static fo_err_t join(int fd, const fo_mcast_rx_opts_t *o)
     return FO_OK;
 }
 
-fo_err_t fo_mcast_rx_create(const fo_mcast_rx_opts_t *o, const fo_gaps_cb_t *cb,
-                            fo_mcast_rx_t **out)
+fo_err_t fo__mcast_rx_create(const fo__mcast_rx_opts_t *o, const fo__gaps_cb_t *cb,
+                             fo__mcast_rx_t **out)
 {
     fo_err_t err = FO_ERR_NOMEM;
-    fo_mcast_rx_t *rx = calloc(1, sizeof(*rx));
+    fo__mcast_rx_t *rx = calloc(1, sizeof(*rx));
     *out = NULL;
     if (!rx)
         return FO_ERR_NOMEM;
@@ -101,7 +101,7 @@ fo_err_t fo_mcast_rx_create(const fo_mcast_rx_opts_t *o, const fo_gaps_cb_t *cb,
     rx->mem = malloc(BATCH * rx->buflen);
     if (!rx->mem || fo_arena_init(&rx->arena, 2 * rx->buflen + 4096, 0) != FO_OK)
         goto fail;
-    if ((err = fo_gaps_create(&o->gaps, cb, &rx->gaps)) != FO_OK)
+    if ((err = fo__gaps_create(&o->gaps, cb, &rx->gaps)) != FO_OK)
         goto fail;
     err = FO_ERR_IO;
     rx->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -112,29 +112,29 @@ fo_err_t fo_mcast_rx_create(const fo_mcast_rx_opts_t *o, const fo_gaps_cb_t *cb,
     *out = rx;
     return FO_OK;
 fail:
-    fo_mcast_rx_destroy(rx);
+    fo__mcast_rx_destroy(rx);
     return err;
 }
 
-void fo_mcast_rx_destroy(fo_mcast_rx_t *rx)
+void fo__mcast_rx_destroy(fo__mcast_rx_t *rx)
 {
     if (!rx)
         return;
     if (rx->fd >= 0)
         close(rx->fd);              /* leaves the group */
-    fo_gaps_destroy(rx->gaps);
+    fo__gaps_destroy(rx->gaps);
     fo_arena_destroy(&rx->arena);
     free(rx->filter);
     free(rx->mem);
     free(rx);
 }
 
-int fo_mcast_rx_fd(const fo_mcast_rx_t *rx)
+int fo__mcast_rx_fd(const fo__mcast_rx_t *rx)
 {
     return rx->fd;
 }
 
-uint16_t fo_mcast_rx_port(const fo_mcast_rx_t *rx)
+uint16_t fo__mcast_rx_port(const fo__mcast_rx_t *rx)
 {
     struct sockaddr_in a;
     socklen_t len = sizeof(a);
@@ -144,7 +144,7 @@ uint16_t fo_mcast_rx_port(const fo_mcast_rx_t *rx)
 }
 
 /* One datagram: check, then every message to the tracker. */
-static void process(fo_mcast_rx_t *rx, const uint8_t *p, size_t n, uint64_t now_ms)
+static void process(fo__mcast_rx_t *rx, const uint8_t *p, size_t n, uint64_t now_ms)
 {
     rx->datagrams++;
     Fanout__Datagram *d = fanout__datagram__unpack(fo_arena_pb(&rx->arena), n, p);
@@ -159,7 +159,7 @@ static void process(fo_mcast_rx_t *rx, const uint8_t *p, size_t n, uint64_t now_
     if (d->epoch > rx->epoch) {         /* the broker restarted */
         rx->epoch = d->epoch;
         rx->restarts++;
-        fo_gaps_reset(rx->gaps);
+        fo__gaps_reset(rx->gaps);
     }
     for (size_t i = 0; i < d->n_msgs; i++) {
         const Fanout__McastMsg *m = d->msgs[i];
@@ -174,15 +174,17 @@ static void process(fo_mcast_rx_t *rx, const uint8_t *p, size_t n, uint64_t now_
             rx->filtered++;
             continue;
         }
+        fo_err_t err;
         if (m->has_oversize && m->oversize)
-            (void)fo_gaps_offer(rx->gaps, m->topic, m->seq, NULL, 0, FO_GAPS_OVERSIZE, now_ms);
+            err = fo__gaps_offer(rx->gaps, m->topic, m->seq, NULL, 0, FO__GAPS_OVERSIZE, now_ms);
         else
-            (void)fo_gaps_offer(rx->gaps, m->topic, m->seq, m->payload.data, m->payload.len, 0,
-                                now_ms);
+            err = fo__gaps_offer(rx->gaps, m->topic, m->seq, m->payload.data, m->payload.len, 0,
+                                 now_ms);
+        rx->dropped += err != FO_OK;        /* no memory to track it */
     }
 }
 
-fo_err_t fo_mcast_rx_read(fo_mcast_rx_t *rx, uint64_t now_ms)
+fo_err_t fo__mcast_rx_read(fo__mcast_rx_t *rx, uint64_t now_ms)
 {
     for (int round = 0; round < MAX_BATCHES_PER_READ; round++) {
         for (int i = 0; i < BATCH; i++) {
@@ -196,7 +198,10 @@ fo_err_t fo_mcast_rx_read(fo_mcast_rx_t *rx, uint64_t now_ms)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return errno == EAGAIN || errno == EWOULDBLOCK ? FO_OK : FO_ERR_IO;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return FO_OK;
+            rx->errors++;
+            return FO_ERR_IO;
         }
         for (int i = 0; i < n; i++) {
             size_t len = rx->hdr[i].msg_len;
@@ -214,41 +219,44 @@ fo_err_t fo_mcast_rx_read(fo_mcast_rx_t *rx, uint64_t now_ms)
     return FO_ERR_AGAIN;
 }
 
-uint32_t fo_mcast_rx_poll(fo_mcast_rx_t *rx, uint64_t now_ms)
+uint32_t fo__mcast_rx_poll(fo__mcast_rx_t *rx, uint64_t now_ms)
 {
-    return fo_gaps_poll(rx->gaps, now_ms);
+    return fo__gaps_poll(rx->gaps, now_ms);
 }
 
-void fo_mcast_rx_repaired(fo_mcast_rx_t *rx, const char *topic, uint64_t seq,
-                          const uint8_t *payload, size_t len, uint64_t now_ms)
+void fo__mcast_rx_repaired(fo__mcast_rx_t *rx, const char *topic, uint64_t seq,
+                           const uint8_t *payload, size_t len, uint64_t now_ms)
 {
-    (void)fo_gaps_offer(rx->gaps, topic, seq, payload, len, FO_GAPS_REPAIRED, now_ms);
+    if (fo__gaps_offer(rx->gaps, topic, seq, payload, len, FO__GAPS_REPAIRED, now_ms))
+        rx->dropped++;                      /* no memory to track it */
 }
 
-void fo_mcast_rx_lost(fo_mcast_rx_t *rx, const char *topic, uint64_t first, uint64_t last)
+void fo__mcast_rx_lost(fo__mcast_rx_t *rx, const char *topic, uint64_t first, uint64_t last)
 {
-    fo_gaps_lost(rx->gaps, topic, first, last);
+    fo__gaps_lost(rx->gaps, topic, first, last);
 }
 
-void fo_mcast_rx_set_epoch(fo_mcast_rx_t *rx, uint64_t epoch)
+void fo__mcast_rx_set_epoch(fo__mcast_rx_t *rx, uint64_t epoch)
 {
     if (epoch == rx->epoch)
         return;
     rx->epoch = epoch;
-    fo_gaps_reset(rx->gaps);
+    fo__gaps_reset(rx->gaps);
 }
 
-void fo_mcast_rx_flush(fo_mcast_rx_t *rx)
+void fo__mcast_rx_flush(fo__mcast_rx_t *rx)
 {
-    fo_gaps_flush(rx->gaps);
+    fo__gaps_flush(rx->gaps);
 }
 
-void fo_mcast_rx_stats(const fo_mcast_rx_t *rx, fo_mcast_rx_stats_t *out)
+void fo__mcast_rx_stats(const fo__mcast_rx_t *rx, fo__mcast_rx_stats_t *out)
 {
-    fo_gaps_stats(rx->gaps, &out->gaps);
+    fo__gaps_stats(rx->gaps, &out->gaps);
     out->datagrams = rx->datagrams;
     out->bad = rx->bad;
     out->foreign = rx->foreign;
     out->restarts = rx->restarts;
     out->filtered = rx->filtered;
+    out->dropped = rx->dropped;
+    out->errors = rx->errors;
 }

@@ -6,11 +6,11 @@
  * message to a gap tracker (gaps.h), which hands them on in order per
  * topic and asks for repair of what is missing. Repaired messages and the
  * broker's GAP answers come back over TCP and are fed in with
- * fo_mcast_rx_repaired() / fo_mcast_rx_lost().
+ * fo__mcast_rx_repaired() / fo__mcast_rx_lost().
  *
  * It is passive: it owns a non-blocking socket and does work only when
- * called. The owner polls fo_mcast_rx_fd() for input, calls
- * fo_mcast_rx_read() when it is readable and fo_mcast_rx_poll() when the
+ * called. The owner polls fo__mcast_rx_fd() for input, calls
+ * fo__mcast_rx_read() when it is readable and fo__mcast_rx_poll() when the
  * time it returned has passed. Several receivers on one host (even in one
  * process) can join the same group: SO_REUSEADDR, each gets every datagram.
  *
@@ -26,9 +26,9 @@
 #include "fo_err.h"
 #include "gaps.h"
 
-typedef struct fo_mcast_rx fo_mcast_rx_t;
+typedef struct fo__mcast_rx fo__mcast_rx_t;
 
-typedef struct fo_mcast_rx_opts {
+typedef struct fo__mcast_rx_opts {
     const char *group;        /* IPv4 multicast address; borrowed          */
     uint16_t port;            /* 0 = any free port (tests)                 */
     const char *filter;       /* the subscription's filter: other topics of
@@ -40,52 +40,56 @@ typedef struct fo_mcast_rx_opts {
     uint32_t max_datagram;    /* Welcome.max_datagram (0 = 65507)          */
     int rcvbuf;               /* SO_RCVBUF bytes, 0 = 4 MiB (capped by the
                                  kernel's rmem_max)                        */
-    fo_gaps_opts_t gaps;      /* tracker bounds and timers (0 = defaults)  */
-} fo_mcast_rx_opts_t;
+    fo__gaps_opts_t gaps;     /* tracker bounds and timers (0 = defaults)  */
+} fo__mcast_rx_opts_t;
 
-typedef struct fo_mcast_rx_stats {
-    fo_gaps_stats_t gaps;     /* messages, gaps, repaired, lost...         */
+typedef struct fo__mcast_rx_stats {
+    fo__gaps_stats_t gaps;    /* messages, gaps, repaired, lost...         */
     uint64_t datagrams;       /* datagrams read                            */
     uint64_t bad;             /* did not decode, or truncated: dropped     */
     uint64_t foreign;         /* an older epoch (stale): dropped           */
     uint64_t restarts;        /* newer epochs adopted from datagrams       */
     uint64_t filtered;        /* messages outside the filter: skipped      */
-} fo_mcast_rx_stats_t;
+    uint64_t dropped;         /* messages the tracker had no memory for    */
+    uint64_t errors;          /* reads that failed (recvmmsg, not EAGAIN)  */
+} fo__mcast_rx_stats_t;
 
 /* Open the socket and join. cb is copied (gaps.h: on_deliver in order,
  * on_lost for given-up ranges, on_repair to ask the broker). *out owned by
  * the caller. FO_ERR_ADDR: bad group/interface; FO_ERR_IO: socket calls. */
-fo_err_t fo_mcast_rx_create(const fo_mcast_rx_opts_t *o, const fo_gaps_cb_t *cb,
-                            fo_mcast_rx_t **out);
-void fo_mcast_rx_destroy(fo_mcast_rx_t *rx);                /* NULL is fine */
+FO_MUST_CHECK
+fo_err_t fo__mcast_rx_create(const fo__mcast_rx_opts_t *o, const fo__gaps_cb_t *cb,
+                             fo__mcast_rx_t **out);
+void fo__mcast_rx_destroy(fo__mcast_rx_t *rx);              /* NULL is fine */
 
-int fo_mcast_rx_fd(const fo_mcast_rx_t *rx);
-uint16_t fo_mcast_rx_port(const fo_mcast_rx_t *rx);        /* bound port */
+int fo__mcast_rx_fd(const fo__mcast_rx_t *rx);
+uint16_t fo__mcast_rx_port(const fo__mcast_rx_t *rx);      /* bound port */
 
 /* Read what the socket holds (bounded per call, so one busy group cannot
  * starve the caller's other work) and process it. FO_ERR_AGAIN when the
  * bound was hit and more may be waiting; FO_OK when drained. */
-fo_err_t fo_mcast_rx_read(fo_mcast_rx_t *rx, uint64_t now_ms);
+FO_MUST_CHECK
+fo_err_t fo__mcast_rx_read(fo__mcast_rx_t *rx, uint64_t now_ms);
 
 /* Timers: repair requests and give-ups. Returns ms until the next call is
  * useful (UINT32_MAX: nothing pending). */
-uint32_t fo_mcast_rx_poll(fo_mcast_rx_t *rx, uint64_t now_ms);
+uint32_t fo__mcast_rx_poll(fo__mcast_rx_t *rx, uint64_t now_ms);
 
 /* A message resent by the broker (DELIVER replay for this subscription). */
-void fo_mcast_rx_repaired(fo_mcast_rx_t *rx, const char *topic, uint64_t seq,
-                          const uint8_t *payload, size_t len, uint64_t now_ms);
+void fo__mcast_rx_repaired(fo__mcast_rx_t *rx, const char *topic, uint64_t seq,
+                           const uint8_t *payload, size_t len, uint64_t now_ms);
 
 /* The broker answered GAP: first..last of topic are gone. */
-void fo_mcast_rx_lost(fo_mcast_rx_t *rx, const char *topic, uint64_t first, uint64_t last);
+void fo__mcast_rx_lost(fo__mcast_rx_t *rx, const char *topic, uint64_t first, uint64_t last);
 
 /* The epoch of the broker the client is connected to now (WELCOME after a
  * reconnect): when it differs, sequences start again and the tracker
  * forgets every topic. Same epoch: nothing happens. */
-void fo_mcast_rx_set_epoch(fo_mcast_rx_t *rx, uint64_t epoch);
+void fo__mcast_rx_set_epoch(fo__mcast_rx_t *rx, uint64_t epoch);
 
 /* Give up every hole (closing, or no TCP connection to repair over). */
-void fo_mcast_rx_flush(fo_mcast_rx_t *rx);
+void fo__mcast_rx_flush(fo__mcast_rx_t *rx);
 
-void fo_mcast_rx_stats(const fo_mcast_rx_t *rx, fo_mcast_rx_stats_t *out);
+void fo__mcast_rx_stats(const fo__mcast_rx_t *rx, fo__mcast_rx_stats_t *out);
 
 #endif

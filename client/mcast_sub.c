@@ -3,7 +3,7 @@
  * Entries are heap objects in a growable array of pointers, one per
  * (subscription, group) receiver; the epoll set's data.ptr points at the
  * entry. Removal marks an entry dead; it is freed at once unless
- * fo_mcast_subs_run is on the stack (a callback unsubscribed), in which
+ * fo__mcast_subs_run is on the stack (a callback unsubscribed), in which
  * case run frees it on the way out. Stats of one subscription add up its
  * receivers' (fo_sub_mcast_stats).
  */
@@ -28,13 +28,13 @@ typedef struct group {
 } group_t;
 
 typedef struct entry {
-    fo_mcast_subs_t *m;
+    fo__mcast_subs_t *m;
     uint32_t sid;
     int dead;
-    fo_mcast_rx_t *rx;        /* owned */
+    fo__mcast_rx_t *rx;       /* owned */
 } entry_t;
 
-struct fo_mcast_subs {
+struct fo__mcast_subs {
     fo_client_t *c;           /* borrowed */
     pthread_mutex_t mu;       /* recursive */
     int epfd;
@@ -48,28 +48,46 @@ struct fo_mcast_subs {
     int evicted;              /* inside _gap: losses are GAP_EVICTED */
 };
 
-fo_err_t fo_mcast_subs_create(fo_client_t *c, fo_mcast_subs_t **out)
+/* The set's lock is recursive: callbacks run under it may (un)subscribe. */
+static int recursive_mutex_init(pthread_mutex_t *mu)
 {
-    fo_mcast_subs_t *m = calloc(1, sizeof(*m));
+    pthread_mutexattr_t a;
+    int err = pthread_mutexattr_init(&a);
+    if (err)
+        return err;
+    err = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    if (!err)
+        err = pthread_mutex_init(mu, &a);
+    int derr = pthread_mutexattr_destroy(&a);
+    if (!err && derr) {
+        pthread_mutex_destroy(mu);
+        err = derr;
+    }
+    return err;
+}
+
+fo_err_t fo__mcast_subs_create(fo_client_t *c, fo__mcast_subs_t **out)
+{
+    fo__mcast_subs_t *m = calloc(1, sizeof(*m));
     *out = NULL;
     if (!m)
         return FO_ERR_NOMEM;
     m->c = c;
+    if (recursive_mutex_init(&m->mu)) {
+        free(m);
+        return FO_ERR_NOMEM;
+    }
     m->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (m->epfd < 0) {
+        pthread_mutex_destroy(&m->mu);
         free(m);
         return FO_ERR_IO;
     }
-    pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
-    pthread_mutex_init(&m->mu, &a);
-    pthread_mutexattr_destroy(&a);
     *out = m;
     return FO_OK;
 }
 
-static void groups_free(fo_mcast_subs_t *m)
+static void groups_free(fo__mcast_subs_t *m)
 {
     for (size_t i = 0; i < m->ngroups; i++) {
         free(m->groups[i].filter);
@@ -82,11 +100,11 @@ static void groups_free(fo_mcast_subs_t *m)
 
 static void entry_free(entry_t *e)
 {
-    fo_mcast_rx_destroy(e->rx);         /* closing the fd leaves epoll */
+    fo__mcast_rx_destroy(e->rx);        /* closing the fd leaves epoll */
     free(e);
 }
 
-void fo_mcast_subs_destroy(fo_mcast_subs_t *m)
+void fo__mcast_subs_destroy(fo__mcast_subs_t *m)
 {
     if (!m)
         return;
@@ -99,7 +117,7 @@ void fo_mcast_subs_destroy(fo_mcast_subs_t *m)
     free(m);
 }
 
-fo_err_t fo_mcast_subs_welcome(fo_mcast_subs_t *m, const Fanout__Welcome *w)
+fo_err_t fo__mcast_subs_welcome(fo__mcast_subs_t *m, const Fanout__Welcome *w)
 {
     fo_err_t err = FO_OK;
     pthread_mutex_lock(&m->mu);
@@ -123,7 +141,7 @@ fo_err_t fo_mcast_subs_welcome(fo_mcast_subs_t *m, const Fanout__Welcome *w)
     if (epoch != m->epoch) {
         m->epoch = epoch;
         for (size_t i = 0; i < m->nents; i++)
-            fo_mcast_rx_set_epoch(m->ents[i]->rx, epoch);
+            fo__mcast_rx_set_epoch(m->ents[i]->rx, epoch);
     }
     pthread_mutex_unlock(&m->mu);
     return err;
@@ -136,37 +154,39 @@ static void on_deliver(void *ud, const char *topic, uint64_t seq, const uint8_t 
 {
     entry_t *e = ud;
     fo_client_t *c = e->m->c;
-    fo_sub_t *s = e->dead ? NULL : fo_client_pin_(c, e->sid);
+    fo_sub_t *s = e->dead ? NULL : fo__client_pin(c, e->sid);
     if (!s)
         return;
     fo_msg_t msg = { topic, strlen(topic), p ? (const void *)p : "", n, seq, 0, repaired };
-    fo_client_dispatch_(c, s, &msg);
-    fo_client_unpin_(c, s);
+    fo__client_dispatch(c, s, &msg);
+    fo__client_unpin(c, s);
 }
 
 static void on_lost(void *ud, const char *topic, uint64_t first, uint64_t last)
 {
     entry_t *e = ud;
     fo_client_t *c = e->m->c;
-    fo_sub_t *s = e->dead ? NULL : fo_client_pin_(c, e->sid);
+    fo_sub_t *s = e->dead ? NULL : fo__client_pin(c, e->sid);
     if (!s)
         return;
-    fo_client_gap_(c, s, topic, first, last,
+    fo__client_gap(c, s, topic, first, last,
                    e->m->evicted ? FO_GAP_EVICTED : FO_GAP_MULTICAST);
-    fo_client_unpin_(c, s);
+    fo__client_unpin(c, s);
 }
 
 static void on_repair(void *ud, const char *topic, uint64_t first, uint64_t last)
 {
     entry_t *e = ud;
+    /* Unsent (no connection): the holes are given up after repair_ms and
+     * reported as gaps, like an unanswered request. */
     if (!e->dead)
-        (void)fo_client_send_repair_(e->m->c, e->sid, topic, first, last);
+        (void)!fo__client_send_repair(e->m->c, e->sid, topic, first, last);
 }
 
 /* ------------------------------------------------------------ set */
 
-fo_err_t fo_mcast_subs_add(fo_mcast_subs_t *m, uint32_t sid, const char *filter,
-                           const char *iface)
+fo_err_t fo__mcast_subs_add(fo__mcast_subs_t *m, uint32_t sid, const char *filter,
+                            const char *iface)
 {
     fo_err_t err;
     pthread_mutex_lock(&m->mu);
@@ -195,16 +215,16 @@ fo_err_t fo_mcast_subs_add(fo_mcast_subs_t *m, uint32_t sid, const char *filter,
         }
         e->m = m;
         e->sid = sid;
-        fo_mcast_rx_opts_t o = { .group = g->addr, .port = g->port, .iface = iface,
+        fo__mcast_rx_opts_t o = { .group = g->addr, .port = g->port, .iface = iface,
                                  .filter = filter, .epoch = m->epoch,
                                  .max_datagram = m->max_datagram };
-        fo_gaps_cb_t cb = { on_deliver, on_lost, on_repair, e };
-        if ((err = fo_mcast_rx_create(&o, &cb, &e->rx)) != FO_OK) {
+        fo__gaps_cb_t cb = { on_deliver, on_lost, on_repair, e };
+        if ((err = fo__mcast_rx_create(&o, &cb, &e->rx)) != FO_OK) {
             free(e);
             goto fail;
         }
         struct epoll_event ev = { .events = EPOLLIN, .data.ptr = e };
-        if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, fo_mcast_rx_fd(e->rx), &ev) < 0) {
+        if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, fo__mcast_rx_fd(e->rx), &ev) < 0) {
             entry_free(e);
             err = FO_ERR_IO;
             goto fail;
@@ -215,12 +235,12 @@ fo_err_t fo_mcast_subs_add(fo_mcast_subs_t *m, uint32_t sid, const char *filter,
     return FO_OK;
 fail:
     pthread_mutex_unlock(&m->mu);
-    fo_mcast_subs_remove(m, sid);
+    fo__mcast_subs_remove(m, sid);
     return err;
 }
 
 /* Free dead entries (not while run is on the stack). Holds mu. */
-static void purge(fo_mcast_subs_t *m)
+static void purge(fo__mcast_subs_t *m)
 {
     size_t k = 0;
     for (size_t i = 0; i < m->nents; i++) {
@@ -232,7 +252,7 @@ static void purge(fo_mcast_subs_t *m)
     m->nents = k;
 }
 
-void fo_mcast_subs_remove(fo_mcast_subs_t *m, uint32_t sid)
+void fo__mcast_subs_remove(fo__mcast_subs_t *m, uint32_t sid)
 {
     pthread_mutex_lock(&m->mu);
     for (size_t i = 0; i < m->nents; i++)
@@ -243,12 +263,12 @@ void fo_mcast_subs_remove(fo_mcast_subs_t *m, uint32_t sid)
     pthread_mutex_unlock(&m->mu);
 }
 
-int fo_mcast_subs_fd(const fo_mcast_subs_t *m)
+int fo__mcast_subs_fd(const fo__mcast_subs_t *m)
 {
     return m->epfd;
 }
 
-int fo_mcast_subs_run(fo_mcast_subs_t *m, uint64_t now_ms)
+int fo__mcast_subs_run(fo__mcast_subs_t *m, uint64_t now_ms)
 {
     struct epoll_event ev[MAX_EVENTS];
     uint32_t wait = UINT32_MAX;
@@ -257,14 +277,16 @@ int fo_mcast_subs_run(fo_mcast_subs_t *m, uint64_t now_ms)
     int n = epoll_wait(m->epfd, ev, MAX_EVENTS, 0);
     for (int i = 0; i < n; i++) {
         entry_t *e = ev[i].data.ptr;
-        if (!e->dead)
-            (void)fo_mcast_rx_read(e->rx, now_ms);
+        /* FO_ERR_AGAIN: more is waiting, come back at once; a failed
+         * read (FO_ERR_IO) is counted by the receiver (stats.errors). */
+        if (!e->dead && fo__mcast_rx_read(e->rx, now_ms) == FO_ERR_AGAIN)
+            wait = 0;
     }
     for (size_t i = 0; i < m->nents; i++) {     /* nents may grow meanwhile */
         entry_t *e = m->ents[i];
         if (e->dead)
             continue;
-        uint32_t w = fo_mcast_rx_poll(e->rx, now_ms);
+        uint32_t w = fo__mcast_rx_poll(e->rx, now_ms);
         if (w < wait)
             wait = w;
     }
@@ -275,8 +297,8 @@ int fo_mcast_subs_run(fo_mcast_subs_t *m, uint64_t now_ms)
 }
 
 /* The live entries of sid, one at a time: returns 1 if any took it. */
-int fo_mcast_subs_repaired(fo_mcast_subs_t *m, uint32_t sid, const fo_msg_t *msg,
-                           uint64_t now_ms)
+int fo__mcast_subs_repaired(fo__mcast_subs_t *m, uint32_t sid, const fo_msg_t *msg,
+                            uint64_t now_ms)
 {
     int took = 0;
     pthread_mutex_lock(&m->mu);
@@ -286,8 +308,8 @@ int fo_mcast_subs_repaired(fo_mcast_subs_t *m, uint32_t sid, const fo_msg_t *msg
         if (e->sid != sid || e->dead)
             continue;
         took = 1;
-        fo_mcast_rx_repaired(e->rx, msg->topic, msg->seq, msg->payload, msg->payload_len,
-                             now_ms);
+        fo__mcast_rx_repaired(e->rx, msg->topic, msg->seq, msg->payload, msg->payload_len,
+                              now_ms);
     }
     if (--m->running == 0)
         purge(m);
@@ -295,8 +317,8 @@ int fo_mcast_subs_repaired(fo_mcast_subs_t *m, uint32_t sid, const fo_msg_t *msg
     return took;
 }
 
-int fo_mcast_subs_gap(fo_mcast_subs_t *m, uint32_t sid, const char *topic, uint64_t first,
-                      uint64_t last)
+int fo__mcast_subs_gap(fo__mcast_subs_t *m, uint32_t sid, const char *topic, uint64_t first,
+                       uint64_t last)
 {
     int took = 0;
     pthread_mutex_lock(&m->mu);
@@ -307,7 +329,7 @@ int fo_mcast_subs_gap(fo_mcast_subs_t *m, uint32_t sid, const char *topic, uint6
         if (e->sid != sid || e->dead)
             continue;
         took = 1;
-        fo_mcast_rx_lost(e->rx, topic, first, last);
+        fo__mcast_rx_lost(e->rx, topic, first, last);
     }
     m->evicted = 0;
     if (--m->running == 0)
@@ -321,14 +343,14 @@ fo_err_t fo_sub_mcast_stats(const fo_sub_t *s, fo_mcast_stats_t *out)
     memset(out, 0, sizeof(*out));
     if (!s || s->delivery != FO_DELIVERY_MULTICAST || !s->c->mcast)
         return FO_ERR_INVAL;
-    fo_mcast_subs_t *m = s->c->mcast;
+    fo__mcast_subs_t *m = s->c->mcast;
     pthread_mutex_lock(&m->mu);
     for (size_t i = 0; i < m->nents; i++) {
         entry_t *e = m->ents[i];
         if (e->sid != s->sid)
             continue;
-        fo_mcast_rx_stats_t st;
-        fo_mcast_rx_stats(e->rx, &st);
+        fo__mcast_rx_stats_t st;
+        fo__mcast_rx_stats(e->rx, &st);
         out->received += st.gaps.received;
         out->gaps += st.gaps.gaps;
         out->repaired += st.gaps.repaired;
@@ -336,7 +358,7 @@ fo_err_t fo_sub_mcast_stats(const fo_sub_t *s, fo_mcast_stats_t *out)
         out->duplicates += st.gaps.duplicates;
         out->oversize += st.gaps.oversize;
         out->datagrams += st.datagrams;
-        out->bad += st.bad + st.foreign;
+        out->bad += st.bad + st.foreign + st.dropped + st.errors;
         out->groups++;
     }
     pthread_mutex_unlock(&m->mu);

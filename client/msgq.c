@@ -12,13 +12,13 @@ typedef struct rec_hdr {
     uint64_t seq, time_ns;
 } rec_hdr_t;
 
-void fo_msgq_init(fo_msgq_t *q, size_t max_bytes)
+void fo__msgq_init(fo__msgq_t *q, size_t max_bytes)
 {
     memset(q, 0, sizeof *q);
     q->max_bytes = max_bytes ? max_bytes : (16u << 20);
 }
 
-void fo_msgq_destroy(fo_msgq_t *q)
+void fo__msgq_destroy(fo__msgq_t *q)
 {
     if (!q)
         return;
@@ -27,7 +27,7 @@ void fo_msgq_destroy(fo_msgq_t *q)
     q->count = 0;
 }
 
-fo_err_t fo_msgq_push(fo_msgq_t *q, const fo_msg_t *m)
+fo_err_t fo__msgq_push(fo__msgq_t *q, const fo_msg_t *m)
 {
     size_t total = sizeof(rec_hdr_t) + m->topic_len + 1 + m->payload_len;
     if (total > UINT32_MAX || m->topic_len > UINT32_MAX)
@@ -53,7 +53,7 @@ fo_err_t fo_msgq_push(fo_msgq_t *q, const fo_msg_t *m)
     return FO_OK;
 }
 
-fo_err_t fo_msgq_pop(fo_msgq_t *q, fo_msg_t *out)
+fo_err_t fo__msgq_pop(fo__msgq_t *q, fo_msg_t *out)
 {
     if (!q->count)
         return FO_ERR_AGAIN;

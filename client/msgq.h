@@ -14,22 +14,24 @@
 #include "buf.h"
 #include "fanout.h"
 
-typedef struct fo_msgq {
+typedef struct fo__msgq {
     fo_buf_t q;          /* owned: queued records                    */
     fo_buf_t cur;        /* owned: the record last popped            */
     size_t max_bytes;
     size_t count;        /* records queued                           */
-} fo_msgq_t;
+} fo__msgq_t;
 
-void fo_msgq_init(fo_msgq_t *q, size_t max_bytes);
-void fo_msgq_destroy(fo_msgq_t *q);   /* NULL is fine */
+void fo__msgq_init(fo__msgq_t *q, size_t max_bytes);
+void fo__msgq_destroy(fo__msgq_t *q); /* NULL is fine */
 
 /* Copy a message in. FO_ERR_BUSY when it would exceed max_bytes (an empty
  * queue always accepts one message), FO_ERR_NOMEM. */
-fo_err_t fo_msgq_push(fo_msgq_t *q, const fo_msg_t *m);
+FO_MUST_CHECK
+fo_err_t fo__msgq_push(fo__msgq_t *q, const fo_msg_t *m);
 
 /* Take the oldest message; *out points into q->cur, valid until the next
  * pop. FO_ERR_AGAIN when empty. */
-fo_err_t fo_msgq_pop(fo_msgq_t *q, fo_msg_t *out);
+FO_MUST_CHECK
+fo_err_t fo__msgq_pop(fo__msgq_t *q, fo_msg_t *out);
 
 #endif

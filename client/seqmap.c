@@ -18,13 +18,13 @@ static uint64_t hash_bytes(const char *p, size_t n)
     return h;
 }
 
-void fo_seqmap_init(fo_seqmap_t *m, size_t max_topics)
+void fo__seqmap_init(fo__seqmap_t *m, size_t max_topics)
 {
     memset(m, 0, sizeof *m);
     m->max = max_topics ? max_topics : 65536;
 }
 
-void fo_seqmap_clear(fo_seqmap_t *m)
+void fo__seqmap_clear(fo__seqmap_t *m)
 {
     m->last = NULL;
     for (size_t i = 0; i < m->cap; i++) {
@@ -34,30 +34,30 @@ void fo_seqmap_clear(fo_seqmap_t *m)
     m->count = 0;
 }
 
-void fo_seqmap_destroy(fo_seqmap_t *m)
+void fo__seqmap_destroy(fo__seqmap_t *m)
 {
     if (!m)
         return;
-    fo_seqmap_clear(m);
+    fo__seqmap_clear(m);
     free(m->slots);
     m->slots = NULL;
     m->cap = 0;
 }
 
-static fo_seqmap_ent_t *probe(fo_seqmap_ent_t *slots, size_t cap, uint64_t h,
-                              const char *t, size_t n)
+static fo__seqmap_ent_t *probe(fo__seqmap_ent_t *slots, size_t cap, uint64_t h,
+                               const char *t, size_t n)
 {
     for (size_t i = h & (cap - 1);; i = (i + 1) & (cap - 1)) {
-        fo_seqmap_ent_t *e = &slots[i];
+        fo__seqmap_ent_t *e = &slots[i];
         if (!e->topic || (e->hash == h && e->len == n && !memcmp(e->topic, t, n)))
             return e;
     }
 }
 
-static int grow(fo_seqmap_t *m)
+static int grow(fo__seqmap_t *m)
 {
     size_t ncap = m->cap ? m->cap * 2 : 16;
-    fo_seqmap_ent_t *ns = calloc(ncap, sizeof *ns);
+    fo__seqmap_ent_t *ns = calloc(ncap, sizeof *ns);
     if (!ns)
         return -1;
     for (size_t i = 0; i < m->cap; i++)
@@ -71,14 +71,14 @@ static int grow(fo_seqmap_t *m)
     return 0;
 }
 
-fo_seqmap_ent_t *fo_seqmap_get(fo_seqmap_t *m, const char *topic, size_t len)
+fo__seqmap_ent_t *fo__seqmap_get(fo__seqmap_t *m, const char *topic, size_t len)
 {
-    fo_seqmap_ent_t *l = m->last;
+    fo__seqmap_ent_t *l = m->last;
     if (l && l->len == len && !memcmp(l->topic, topic, len))
         return l;
     uint64_t h = hash_bytes(topic, len);
     if (m->cap) {
-        fo_seqmap_ent_t *e = probe(m->slots, m->cap, h, topic, len);
+        fo__seqmap_ent_t *e = probe(m->slots, m->cap, h, topic, len);
         if (e->topic)
             return m->last = e;
     }
@@ -88,7 +88,7 @@ fo_seqmap_ent_t *fo_seqmap_get(fo_seqmap_t *m, const char *topic, size_t len)
     }
     if ((m->count + 1) * 2 > m->cap && grow(m))
         return NULL;
-    fo_seqmap_ent_t *e = probe(m->slots, m->cap, h, topic, len);
+    fo__seqmap_ent_t *e = probe(m->slots, m->cap, h, topic, len);
     char *t = malloc(len + 1);
     if (!t)
         return NULL;
@@ -103,7 +103,7 @@ fo_seqmap_ent_t *fo_seqmap_get(fo_seqmap_t *m, const char *topic, size_t len)
     return m->last = e;
 }
 
-const fo_seqmap_ent_t *fo_seqmap_next(const fo_seqmap_t *m, size_t *i)
+const fo__seqmap_ent_t *fo__seqmap_next(const fo__seqmap_t *m, size_t *i)
 {
     for (; *i < m->cap; (*i)++)
         if (m->slots[*i].topic)
@@ -113,13 +113,13 @@ const fo_seqmap_ent_t *fo_seqmap_next(const fo_seqmap_t *m, size_t *i)
 
 /* ------------------------------------------------------------ window */
 
-#define WORDS (FO_SEQMAP_WINDOW / 64)
+#define WORDS (FO__SEQMAP_WINDOW / 64)
 
 /* Move the watermark up by k, sliding the window with it. */
-static void slide(fo_seqmap_ent_t *e, uint64_t k)
+static void slide(fo__seqmap_ent_t *e, uint64_t k)
 {
     e->low += k;
-    if (k >= FO_SEQMAP_WINDOW) {
+    if (k >= FO__SEQMAP_WINDOW) {
         memset(e->win, 0, sizeof e->win);
         return;
     }
@@ -132,7 +132,7 @@ static void slide(fo_seqmap_ent_t *e, uint64_t k)
 }
 
 /* Raise the watermark over the run of seen sequences right above it. */
-static void advance(fo_seqmap_ent_t *e)
+static void advance(fo__seqmap_ent_t *e)
 {
     for (;;) {
         uint64_t w = e->win[0];
@@ -143,23 +143,23 @@ static void advance(fo_seqmap_ent_t *e)
     }
 }
 
-static void set_bit(fo_seqmap_ent_t *e, uint64_t seq)
+static void set_bit(fo__seqmap_ent_t *e, uint64_t seq)
 {
     uint64_t i = seq - e->low - 1;      /* caller keeps it < WINDOW */
     e->win[i / 64] |= 1ull << (i % 64);
 }
 
-int fo_seqmap_seen(const fo_seqmap_ent_t *e, uint64_t seq)
+int fo__seqmap_seen(const fo__seqmap_ent_t *e, uint64_t seq)
 {
     if (!e->seq)
         return 0;
     if (seq <= e->low)
         return 1;
     uint64_t i = seq - e->low - 1;
-    return i < FO_SEQMAP_WINDOW && (e->win[i / 64] >> (i % 64) & 1);
+    return i < FO__SEQMAP_WINDOW && (e->win[i / 64] >> (i % 64) & 1);
 }
 
-static int window_empty(const fo_seqmap_ent_t *e)
+static int window_empty(const fo__seqmap_ent_t *e)
 {
     uint64_t any = 0;
     for (unsigned i = 0; i < WORDS; i++)
@@ -167,7 +167,7 @@ static int window_empty(const fo_seqmap_ent_t *e)
     return !any;
 }
 
-void fo_seqmap_mark(fo_seqmap_ent_t *e, uint64_t seq)
+void fo__seqmap_mark(fo__seqmap_ent_t *e, uint64_t seq)
 {
     if (!seq)
         return;
@@ -183,13 +183,13 @@ void fo_seqmap_mark(fo_seqmap_ent_t *e, uint64_t seq)
         e->seq = seq;
     if (seq <= e->low)
         return;
-    if (seq - e->low > FO_SEQMAP_WINDOW)
-        slide(e, seq - e->low - FO_SEQMAP_WINDOW);
+    if (seq - e->low > FO__SEQMAP_WINDOW)
+        slide(e, seq - e->low - FO__SEQMAP_WINDOW);
     set_bit(e, seq);
     advance(e);
 }
 
-void fo_seqmap_skip(fo_seqmap_ent_t *e, uint64_t first, uint64_t last)
+void fo__seqmap_skip(fo__seqmap_ent_t *e, uint64_t first, uint64_t last)
 {
     if (!first || last < first)
         return;
@@ -202,8 +202,8 @@ void fo_seqmap_skip(fo_seqmap_ent_t *e, uint64_t first, uint64_t last)
     if (first <= e->low + 1) {
         slide(e, last - e->low);
     } else {
-        if (last - e->low > FO_SEQMAP_WINDOW)
-            slide(e, last - e->low - FO_SEQMAP_WINDOW);
+        if (last - e->low > FO__SEQMAP_WINDOW)
+            slide(e, last - e->low - FO__SEQMAP_WINDOW);
         for (uint64_t s = first > e->low ? first : e->low + 1; s <= last; s++)
             set_bit(e, s);
     }

@@ -7,7 +7,7 @@
  * watermark `low` (every sequence <= low is accounted for: seen, reported
  * in a GAP, or older than the first one seen) and a 256-sequence window of
  * what was seen above it. Resuming from low + 1 replays a few messages
- * already seen; fo_seqmap_seen() tells the client to drop those replays.
+ * already seen; fo__seqmap_seen() tells the client to drop those replays.
  * A sequence more than 256 beyond the watermark pushes it forward (what it
  * skips is then taken as accounted for).
  * An open-addressing hash table keyed by topic (copied once per topic),
@@ -22,46 +22,46 @@
 #include <stdint.h>
 #include "fo_err.h"
 
-#define FO_SEQMAP_WINDOW 256
+#define FO__SEQMAP_WINDOW 256
 
-typedef struct fo_seqmap_ent {
+typedef struct fo__seqmap_ent {
     char *topic;          /* owned, NUL-terminated; NULL = empty slot */
     size_t len;
     uint64_t hash;
     uint64_t seq;         /* highest sequence seen; 0 = none yet       */
     uint64_t low;         /* watermark: all <= low accounted for       */
-    uint64_t win[FO_SEQMAP_WINDOW / 64];  /* bit i: low + 1 + i seen   */
-} fo_seqmap_ent_t;
+    uint64_t win[FO__SEQMAP_WINDOW / 64]; /* bit i: low + 1 + i seen   */
+} fo__seqmap_ent_t;
 
-typedef struct fo_seqmap {
-    fo_seqmap_ent_t *slots;  /* owned */
-    fo_seqmap_ent_t *last;   /* the entry found last (most messages repeat
+typedef struct fo__seqmap {
+    fo__seqmap_ent_t *slots; /* owned */
+    fo__seqmap_ent_t *last;  /* the entry found last (most messages repeat
                               * a topic); into slots, reset when they move */
     size_t cap, count, max;
     uint64_t dropped;        /* topics not tracked for lack of room */
-} fo_seqmap_t;
+} fo__seqmap_t;
 
-void fo_seqmap_init(fo_seqmap_t *m, size_t max_topics);
-void fo_seqmap_destroy(fo_seqmap_t *m);     /* NULL is fine */
-void fo_seqmap_clear(fo_seqmap_t *m);
+void fo__seqmap_init(fo__seqmap_t *m, size_t max_topics);
+void fo__seqmap_destroy(fo__seqmap_t *m);   /* NULL is fine */
+void fo__seqmap_clear(fo__seqmap_t *m);
 
 /* The entry for topic, created (seq 0) when absent; NULL when the map is
  * full or out of memory. Valid until the next get/clear. */
-fo_seqmap_ent_t *fo_seqmap_get(fo_seqmap_t *m, const char *topic, size_t len);
+fo__seqmap_ent_t *fo__seqmap_get(fo__seqmap_t *m, const char *topic, size_t len);
 
 /* Was seq already accounted for (seen, or at or below the watermark)? */
-int fo_seqmap_seen(const fo_seqmap_ent_t *e, uint64_t seq);
+int fo__seqmap_seen(const fo__seqmap_ent_t *e, uint64_t seq);
 /* Record that seq was seen (the first one also sets the watermark). */
-void fo_seqmap_mark(fo_seqmap_ent_t *e, uint64_t seq);
+void fo__seqmap_mark(fo__seqmap_ent_t *e, uint64_t seq);
 /* Record that first..last will never come (a GAP). */
-void fo_seqmap_skip(fo_seqmap_ent_t *e, uint64_t first, uint64_t last);
+void fo__seqmap_skip(fo__seqmap_ent_t *e, uint64_t first, uint64_t last);
 /* Where to resume: the first sequence not accounted for (0: none seen). */
-static inline uint64_t fo_seqmap_resume(const fo_seqmap_ent_t *e)
+static inline uint64_t fo__seqmap_resume(const fo__seqmap_ent_t *e)
 {
     return e->seq ? e->low + 1 : 0;
 }
 
 /* Iterate: *i starts at 0; returns the next entry or NULL at the end. */
-const fo_seqmap_ent_t *fo_seqmap_next(const fo_seqmap_t *m, size_t *i);
+const fo__seqmap_ent_t *fo__seqmap_next(const fo__seqmap_t *m, size_t *i);
 
 #endif

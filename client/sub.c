@@ -30,14 +30,14 @@ uint32_t fo_sub_id(const fo_sub_t *s) { return s->sid; }
 uint64_t fo_sub_delivered_count(const fo_sub_t *s) { return atomic_load(&s->delivered); }
 uint64_t fo_sub_gap_count(const fo_sub_t *s) { return atomic_load(&s->gap_msgs); }
 
-void fo_sub_free_(fo_sub_t *s)
+void fo__sub_free(fo_sub_t *s)
 {
     if (!s)
         return;
     free(s->filter);
     free(s->queue);
-    fo_seqmap_destroy(&s->seqs);
-    fo_msgq_destroy(&s->q);
+    fo__seqmap_destroy(&s->seqs);
+    fo__msgq_destroy(&s->q);
     pthread_mutex_destroy(&s->qmu);
     pthread_cond_destroy(&s->qcv);
     free(s);
@@ -68,7 +68,7 @@ static int remove_locked(fo_client_t *c, fo_sub_t *s)
     return 1;
 }
 
-fo_sub_t *fo_client_pin_(fo_client_t *c, uint32_t sid)
+fo_sub_t *fo__client_pin(fo_client_t *c, uint32_t sid)
 {
     fo_sub_t *s = NULL;
     pthread_mutex_lock(&c->mu);
@@ -81,12 +81,12 @@ fo_sub_t *fo_client_pin_(fo_client_t *c, uint32_t sid)
     return s;
 }
 
-void fo_client_unpin_(fo_client_t *c, fo_sub_t *s)
+void fo__client_unpin(fo_client_t *c, fo_sub_t *s)
 {
     int orphan = s->orphan;   /* read before s may be freed by a waiter */
     if (atomic_fetch_sub(&s->busy, 1) == 1 && atomic_load(&s->dead)) {
         if (orphan) {
-            fo_sub_free_(s);
+            fo__sub_free(s);
         } else {
             pthread_mutex_lock(&c->mu);
             pthread_cond_broadcast(&c->cv);
@@ -97,7 +97,7 @@ void fo_client_unpin_(fo_client_t *c, fo_sub_t *s)
 
 /* ------------------------------------------------------------ delivery */
 
-void fo_client_gap_(fo_client_t *c, fo_sub_t *s, const char *topic,
+void fo__client_gap(fo_client_t *c, fo_sub_t *s, const char *topic,
                     uint64_t first, uint64_t last, fo_gap_reason_t why)
 {
     uint64_t n = last - first + 1;
@@ -110,28 +110,28 @@ void fo_client_gap_(fo_client_t *c, fo_sub_t *s, const char *topic,
     }
 }
 
-void fo_client_dispatch_(fo_client_t *c, fo_sub_t *s, const fo_msg_t *m)
+void fo__client_dispatch(fo_client_t *c, fo_sub_t *s, const fo_msg_t *m)
 {
     if (s->cb) {
-        FO_COUNT_ADD(s->delivered, 1);
-        FO_COUNT_ADD(c->st_delivered, 1);
+        FO__COUNT_ADD(s->delivered, 1);
+        FO__COUNT_ADD(c->st_delivered, 1);
         s->cb(s->ud, s, m);
         return;
     }
     pthread_mutex_lock(&s->qmu);
-    fo_err_t err = fo_msgq_push(&s->q, m);
+    fo_err_t err = fo__msgq_push(&s->q, m);
     if (!err)
         pthread_cond_signal(&s->qcv);
     pthread_mutex_unlock(&s->qmu);
     if (err) {
-        fo_client_gap_(c, s, m->topic, m->seq, m->seq, FO_GAP_LOCAL);
+        fo__client_gap(c, s, m->topic, m->seq, m->seq, FO_GAP_LOCAL);
         return;
     }
-    FO_COUNT_ADD(s->delivered, 1);
-    FO_COUNT_ADD(c->st_delivered, 1);
+    FO__COUNT_ADD(s->delivered, 1);
+    FO__COUNT_ADD(c->st_delivered, 1);
 }
 
-void fo_client_wake_subs_(fo_client_t *c)
+void fo__client_wake_subs(fo_client_t *c)
 {
     pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < c->nsubs; i++) {
@@ -151,7 +151,7 @@ fo_err_t fo_sub_next(fo_sub_t *s, int timeout_ms, const fo_msg_t **out)
     pthread_mutex_lock(&s->qmu);
     fo_err_t err;
     for (;;) {
-        err = fo_msgq_pop(&s->q, &s->cur);
+        err = fo__msgq_pop(&s->q, &s->cur);
         if (err != FO_ERR_AGAIN)
             break;
         if (atomic_load(&s->c->dead)) {
@@ -165,7 +165,7 @@ fo_err_t fo_sub_next(fo_sub_t *s, int timeout_ms, const fo_msg_t **out)
         if (timeout_ms < 0)
             pthread_cond_wait(&s->qcv, &s->qmu);
         else if (pthread_cond_timedwait(&s->qcv, &s->qmu, &dl) == ETIMEDOUT) {
-            err = fo_msgq_pop(&s->q, &s->cur);
+            err = fo__msgq_pop(&s->q, &s->cur);
             if (err == FO_ERR_AGAIN)
                 err = FO_ERR_TIMEOUT;
             break;
@@ -216,6 +216,27 @@ static void unsub_frame(uint32_t sid, Fanout__Frame *f, Fanout__Unsubscribe *u)
     f->unsubscribe = u;
 }
 
+fo_err_t fo__client_unsubscribe_all(fo_client_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    size_t n = c->nsubs;
+    uint32_t *sids = n ? malloc(n * sizeof *sids) : NULL;
+    for (size_t i = 0; sids && i < n; i++)
+        sids[i] = c->subs[i]->sid;
+    pthread_mutex_unlock(&c->mu);
+    if (n && !sids)
+        return FO_ERR_NOMEM;
+    fo_err_t err = FO_OK;
+    for (size_t i = 0; !err && i < n; i++) {
+        Fanout__Frame f = FANOUT__FRAME__INIT;
+        Fanout__Unsubscribe u;
+        unsub_frame(sids[i], &f, &u);
+        err = fo__client_send_frame(c, &f);
+    }
+    free(sids);
+    return err;
+}
+
 /* One sub's SUBSCRIBE with resume positions, kept under max_frame. */
 static fo_err_t append_resub(fo_client_t *c, fo_sub_t *s, fo_buf_t *frames)
 {
@@ -232,8 +253,8 @@ static fo_err_t append_resub(fo_client_t *c, fo_sub_t *s, fo_buf_t *frames)
         return FO_ERR_NOMEM;
     }
     size_t k = 0, i = 0, budget = c->dec.max_frame / 2, used = 0;
-    const fo_seqmap_ent_t *e;
-    while ((e = fo_seqmap_next(&s->seqs, &i)) && k < n) {
+    const fo__seqmap_ent_t *e;
+    while ((e = fo__seqmap_next(&s->seqs, &i)) && k < n) {
         if (!e->seq)
             continue;
         used += e->len + 16;
@@ -242,7 +263,7 @@ static fo_err_t append_resub(fo_client_t *c, fo_sub_t *s, fo_buf_t *frames)
         fanout__position__init(&pos[k]);
         pos[k].topic = e->topic;
         pos[k].has_seq = 1;
-        pos[k].seq = fo_seqmap_resume(e);
+        pos[k].seq = fo__seqmap_resume(e);
         pp[k] = &pos[k];
         k++;
     }
@@ -254,7 +275,7 @@ static fo_err_t append_resub(fo_client_t *c, fo_sub_t *s, fo_buf_t *frames)
     return err;
 }
 
-fo_err_t fo_client_resubscribe_(fo_client_t *c, fo_buf_t *frames, int forget)
+fo_err_t fo__client_resubscribe(fo_client_t *c, fo_buf_t *frames, int forget)
 {
     pthread_mutex_lock(&c->mu);
     size_t n = c->nsubs;
@@ -272,16 +293,16 @@ fo_err_t fo_client_resubscribe_(fo_client_t *c, fo_buf_t *frames, int forget)
     for (size_t i = 0; i < n; i++) {
         fo_sub_t *s = list[i];
         if (forget)
-            fo_seqmap_clear(&s->seqs);
+            fo__seqmap_clear(&s->seqs);
         if (!err)
             err = append_resub(c, s, frames);
-        fo_client_unpin_(c, s);
+        fo__client_unpin(c, s);
     }
     free(list);
     return err;
 }
 
-fo_err_t fo_client_send_repair_(fo_client_t *c, uint32_t sid, const char *topic,
+fo_err_t fo__client_send_repair(fo_client_t *c, uint32_t sid, const char *topic,
                                 uint64_t first, uint64_t last)
 {
     Fanout__Frame f = FANOUT__FRAME__INIT;
@@ -294,7 +315,7 @@ fo_err_t fo_client_send_repair_(fo_client_t *c, uint32_t sid, const char *topic,
     r.last = last;
     f.body_case = FANOUT__FRAME__BODY_REPAIR;
     f.repair = &r;
-    return fo_client_send_frame_(c, &f);
+    return fo__client_send_frame(c, &f);
 }
 
 /* ------------------------------------------------------------ API */
@@ -302,23 +323,117 @@ fo_err_t fo_client_send_repair_(fo_client_t *c, uint32_t sid, const char *topic,
 /* Take s out of the table and free it once no callback runs for it. */
 static void retire(fo_client_t *c, fo_sub_t *s)
 {
-    fo_mcast_subs_remove(c->mcast, s->sid);     /* before mu: lock order */
+    fo__mcast_subs_remove(c->mcast, s->sid);    /* before mu: lock order */
     pthread_mutex_lock(&c->mu);
     remove_locked(c, s);
     atomic_store(&s->dead, 1);
-    if (fo_client_on_reader_(c)) {
+    if (fo__client_on_reader(c)) {
         int busy = atomic_load(&s->busy) > 0;
         if (busy)
             s->orphan = 1;     /* the reader frees it when it unpins */
         pthread_mutex_unlock(&c->mu);
         if (!busy)
-            fo_sub_free_(s);
+            fo__sub_free(s);
         return;
     }
     while (atomic_load(&s->busy) > 0)
         pthread_cond_wait(&c->cv, &c->mu);
     pthread_mutex_unlock(&c->mu);
-    fo_sub_free_(s);
+    fo__sub_free(s);
+}
+
+static int opts_valid(const fo_sub_opts_t *o)
+{
+    return (unsigned)o->start <= FO_START_EARLIEST && (unsigned)o->slow <= FO_SLOW_BLOCK &&
+           (unsigned)o->delivery <= FO_DELIVERY_MULTICAST;
+}
+
+/* A new subscription of c, not yet in its table: *out, or FO_ERR_NOMEM
+ * with nothing left behind. */
+static fo_err_t sub_new(fo_client_t *c, const char *filter, const fo_sub_opts_t *opts,
+                        fo_sub_t **out)
+{
+    fo_sub_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return FO_ERR_NOMEM;
+    if (pthread_mutex_init(&s->qmu, NULL)) {
+        free(s);
+        return FO_ERR_NOMEM;
+    }
+    if (fo__client_cond_init(&s->qcv)) {
+        pthread_mutex_destroy(&s->qmu);
+        free(s);
+        return FO_ERR_NOMEM;
+    }
+    s->c = c;
+    fo__seqmap_init(&s->seqs, 0);
+    fo__msgq_init(&s->q, opts->max_queued);
+    s->filter = strdup(filter);
+    s->queue = opts->queue && *opts->queue ? strdup(opts->queue) : NULL;
+    if (!s->filter || (opts->queue && *opts->queue && !s->queue)) {
+        fo__sub_free(s);
+        return FO_ERR_NOMEM;
+    }
+    s->start = opts->start;
+    s->start_seq = opts->start_seq;
+    s->slow = opts->slow;
+    s->delivery = opts->delivery;
+    s->cb = opts->cb;
+    s->ud = opts->ud;
+    *out = s;
+    return FO_OK;
+}
+
+/* Give s the next sid and put it in the table (which stays sorted: sids
+ * only grow). Not while disconnected. */
+static fo_err_t table_add(fo_client_t *c, fo_sub_t *s)
+{
+    fo_err_t err = FO_OK;
+    pthread_mutex_lock(&c->mu);
+    if (c->state != FO__ST_CONNECTED) {
+        err = c->state == FO__ST_CLOSED ? FO_ERR_CLOSED : FO_ERR_NOT_CONNECTED;
+    } else if (c->nsubs == c->subs_cap) {
+        size_t ncap = c->subs_cap ? c->subs_cap * 2 : 8;
+        fo_sub_t **ns = realloc(c->subs, ncap * sizeof *ns);
+        if (ns) {
+            c->subs = ns;
+            c->subs_cap = ncap;
+        } else {
+            err = FO_ERR_NOMEM;
+        }
+    }
+    if (!err) {
+        s->sid = ++c->next_sid;
+        c->subs[c->nsubs++] = s;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return err;
+}
+
+/* Tell the broker: join the multicast groups first (so nothing is
+ * missed), then SUBSCRIBE and, off the reader thread, wait for the ACK.
+ * A SUBSCRIBE that failed otherwise than by the broker's refusal may
+ * still have reached it: it is taken back. */
+static fo_err_t announce(fo_client_t *c, fo_sub_t *s, const char *iface)
+{
+    fo_err_t err = s->delivery != FO_DELIVERY_MULTICAST ? FO_OK
+                 : fo__mcast_subs_add(c->mcast, s->sid, s->filter, iface);
+    if (err)
+        return err;
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Subscribe m;
+    sub_frame(s, &f, &m);
+    err = fo__client_on_reader(c) ? fo__client_send_frame(c, &f)
+        : fo__client_request(c, &f, c->request_timeout_ms, NULL);
+    if (err && err != FO_ERR_SERVER) {
+        Fanout__Unsubscribe u;
+        unsub_frame(s->sid, &f, &u);
+        f.has_req = 0;
+        /* Best effort: if it cannot be sent the connection is gone,
+         * and the broker drops the subscription with it. */
+        (void)!fo__client_send_frame(c, &f);
+    }
+    return err;
 }
 
 fo_err_t fo_subscribe(fo_client_t *c, const char *filter,
@@ -331,77 +446,17 @@ fo_err_t fo_subscribe(fo_client_t *c, const char *filter,
         fo_sub_opts_init(&def);
         opts = &def;
     }
-    if ((unsigned)opts->start > FO_START_EARLIEST ||
-        (unsigned)opts->slow > FO_SLOW_BLOCK ||
-        (unsigned)opts->delivery > FO_DELIVERY_MULTICAST)
+    if (!opts_valid(opts))
         return FO_ERR_INVAL;
-    fo_sub_t *s = calloc(1, sizeof *s);
-    if (!s)
-        return FO_ERR_NOMEM;
-    s->c = c;
-    pthread_mutex_init(&s->qmu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->qcv, &ca);
-    pthread_condattr_destroy(&ca);
-    fo_seqmap_init(&s->seqs, 0);
-    fo_msgq_init(&s->q, opts->max_queued);
-    s->filter = strdup(filter);
-    s->queue = opts->queue && *opts->queue ? strdup(opts->queue) : NULL;
-    if (!s->filter || (opts->queue && *opts->queue && !s->queue)) {
-        fo_sub_free_(s);
-        return FO_ERR_NOMEM;
-    }
-    s->start = opts->start;
-    s->start_seq = opts->start_seq;
-    s->slow = opts->slow;
-    s->delivery = opts->delivery;
-    s->cb = opts->cb;
-    s->ud = opts->ud;
-
-    pthread_mutex_lock(&c->mu);
-    if (c->state != FO_ST_CONNECTED) {
-        int dead = c->state == FO_ST_CLOSED;
-        pthread_mutex_unlock(&c->mu);
-        fo_sub_free_(s);
-        return dead ? FO_ERR_CLOSED : FO_ERR_NOT_CONNECTED;
-    }
-    if (c->nsubs == c->subs_cap) {
-        size_t ncap = c->subs_cap ? c->subs_cap * 2 : 8;
-        fo_sub_t **ns = realloc(c->subs, ncap * sizeof *ns);
-        if (!ns) {
-            pthread_mutex_unlock(&c->mu);
-            fo_sub_free_(s);
-            return FO_ERR_NOMEM;
-        }
-        c->subs = ns;
-        c->subs_cap = ncap;
-    }
-    s->sid = ++c->next_sid;
-    c->subs[c->nsubs++] = s;    /* sids only grow: stays sorted */
-    pthread_mutex_unlock(&c->mu);
-    /* multicast: join the groups before SUBSCRIBE, so nothing is missed */
-    fo_err_t err = s->delivery != FO_DELIVERY_MULTICAST ? FO_OK
-                 : fo_mcast_subs_add(c->mcast, s->sid, s->filter, opts->mcast_iface);
-    if (err) {
-        retire(c, s);
+    fo_sub_t *s;
+    fo_err_t err = sub_new(c, filter, opts, &s);
+    if (err)
+        return err;
+    if ((err = table_add(c, s))) {
+        fo__sub_free(s);
         return err;
     }
-
-    Fanout__Frame f = FANOUT__FRAME__INIT;
-    Fanout__Subscribe m;
-    sub_frame(s, &f, &m);
-    err = fo_client_on_reader_(c) ? fo_client_send_frame_(c, &f)
-        : fo_client_request_(c, &f, c->request_timeout_ms, NULL);
-    if (err) {
-        if (err != FO_ERR_SERVER) {
-            /* It may have reached the broker: take it back. */
-            Fanout__Unsubscribe u;
-            unsub_frame(s->sid, &f, &u);
-            f.has_req = 0;
-            (void)fo_client_send_frame_(c, &f);
-        }
+    if ((err = announce(c, s, opts->mcast_iface))) {
         retire(c, s);
         return err;
     }
@@ -415,7 +470,7 @@ fo_err_t fo_unsubscribe(fo_sub_t *s)
         return FO_OK;
     fo_client_t *c = s->c;
     pthread_mutex_lock(&c->mu);
-    int connected = c->state == FO_ST_CONNECTED;
+    int connected = c->state == FO__ST_CONNECTED;
     pthread_mutex_unlock(&c->mu);
     fo_err_t err = FO_OK;
     if (connected) {
@@ -424,8 +479,8 @@ fo_err_t fo_unsubscribe(fo_sub_t *s)
         unsub_frame(s->sid, &f, &u);
         /* Waiting for the ACK means no late DELIVER for this sid is left
          * in flight when we return (the broker answers in order). */
-        err = fo_client_on_reader_(c) ? fo_client_send_frame_(c, &f)
-            : fo_client_request_(c, &f, c->request_timeout_ms, NULL);
+        err = fo__client_on_reader(c) ? fo__client_send_frame(c, &f)
+            : fo__client_request(c, &f, c->request_timeout_ms, NULL);
         if (err == FO_ERR_NOT_CONNECTED)
             err = FO_OK;   /* gone with the connection anyway */
     }

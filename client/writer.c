@@ -15,7 +15,7 @@
  * it drops the frames already (partly) written and keeps the rest, which
  * go out first thing after the reconnect. The reader never blocks on wmu:
  * it sends PING/PONG with trylock and otherwise leaves the PONG to whoever
- * holds the lock (fo_client_write_locked_ sends a pending PONG first).
+ * holds the lock (fo__client_write_locked sends a pending PONG first).
  */
 #include <errno.h>
 #include <string.h>
@@ -80,12 +80,12 @@ static fo_err_t write_out(fo_client_t *c, int flags)
     return FO_OK;
 }
 
-fo_err_t fo_client_write_locked_(fo_client_t *c)
+fo_err_t fo__client_write_locked(fo_client_t *c)
 {
     return write_out(c, 0);
 }
 
-void fo_client_linger_flush_locked_(fo_client_t *c)
+void fo__client_linger_flush_locked(fo_client_t *c)
 {
     /* Never block the reader in send(): a broker that stopped reading us
      * (flow control) must still be read from. */
@@ -111,7 +111,7 @@ static void arm_linger(fo_client_t *c)
     }
 }
 
-void fo_client_drop_partial_locked_(fo_client_t *c)
+void fo__client_drop_partial_locked(fo_client_t *c)
 {
     size_t off = 0, len = fo_buf_len(&c->out);
     const uint8_t *h = fo_buf_head(&c->out);
@@ -146,9 +146,11 @@ fo_err_t fo_publish(fo_client_t *c, const char *topic, const void *payload,
         goto out;
     fo_buf_commit(&c->out, fo_publish_frame_pack(fo_buf_tail(&c->out), topic,
                                                  tl, payload, len, 0));
-    FO_COUNT_ADD(c->st_published, 1);
+    FO__COUNT_ADD(c->st_published, 1);
+    /* A failed write keeps the frames (they go out after the reconnect)
+     * and shuts the socket down, which the reader notices. */
     if (c->wfd >= 0 && fo_buf_len(&c->out) >= c->write_buffer)
-        (void)fo_client_write_locked_(c);   /* a failure keeps the frames */
+        (void)!fo__client_write_locked(c);
     else if (c->wfd >= 0)
         arm_linger(c);
 out:
@@ -156,17 +158,17 @@ out:
     return err;
 }
 
-fo_err_t fo_client_send_frame_(fo_client_t *c, const Fanout__Frame *f)
+fo_err_t fo__client_send_frame(fo_client_t *c, const Fanout__Frame *f)
 {
     pthread_mutex_lock(&c->wmu);
     fo_err_t err = c->wfd < 0 ? FO_ERR_NOT_CONNECTED : fo_frame_append(&c->out, f);
     if (!err)
-        err = fo_client_write_locked_(c);
+        err = fo__client_write_locked(c);
     pthread_mutex_unlock(&c->wmu);
     return err;
 }
 
-fo_err_t fo_client_ping_(fo_client_t *c, uint64_t *nonce)
+fo_err_t fo__client_ping(fo_client_t *c, uint64_t *nonce)
 {
     pthread_mutex_lock(&c->wmu);
     fo_err_t err = FO_ERR_NOT_CONNECTED;
@@ -174,7 +176,7 @@ fo_err_t fo_client_ping_(fo_client_t *c, uint64_t *nonce)
         *nonce = ++c->ping_nonce;
         err = append_ctl(c, 1, *nonce);
         if (!err)
-            err = fo_client_write_locked_(c);
+            err = fo__client_write_locked(c);
     }
     pthread_mutex_unlock(&c->wmu);
     return err;
@@ -182,21 +184,22 @@ fo_err_t fo_client_ping_(fo_client_t *c, uint64_t *nonce)
 
 /* Reader thread: PONG now if the lock is free, else leave pong_due for
  * the holder (and retry on the next reader tick). */
-void fo_client_send_pong_(fo_client_t *c)
+void fo__client_send_pong(fo_client_t *c)
 {
     if (pthread_mutex_trylock(&c->wmu))
         return;
+    /* A failed write shut the socket down: the reader notices. */
     if (c->wfd >= 0)
-        (void)fo_client_write_locked_(c);
+        (void)!fo__client_write_locked(c);
     pthread_mutex_unlock(&c->wmu);
 }
 
 fo_err_t fo_client_flush(fo_client_t *c, int timeout_ms)
 {
-    if (!c || (timeout_ms > 0 && fo_client_on_reader_(c)))
+    if (!c || (timeout_ms > 0 && fo__client_on_reader(c)))
         return FO_ERR_INVAL;   /* a callback cannot wait for its own reader */
     pthread_mutex_lock(&c->wmu);
-    fo_err_t err = fo_client_write_locked_(c);
+    fo_err_t err = fo__client_write_locked(c);
     pthread_mutex_unlock(&c->wmu);
     if (err == FO_ERR_NOT_CONNECTED && atomic_load(&c->dead))
         err = FO_ERR_CLOSED;
@@ -208,7 +211,7 @@ fo_err_t fo_client_flush(fo_client_t *c, int timeout_ms)
     uint64_t gen = c->conn_gen;
     pthread_mutex_unlock(&c->mu);
     uint64_t nonce;
-    if ((err = fo_client_ping_(c, &nonce)))
+    if ((err = fo__client_ping(c, &nonce)))
         return err;
     struct timespec dl = fo_deadline_ts(timeout_ms);
     pthread_mutex_lock(&c->mu);

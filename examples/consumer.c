@@ -66,6 +66,9 @@ int main(int argc, char **argv)
         printf("%s #%llu: %.*s\n", m->topic, (unsigned long long)m->seq,
                (int)m->payload_len, (const char *)m->payload);
     }
-    fo_client_close(c, 2000);
+    /* Drain: what the broker sent before our UNSUBSCRIBE is still read. */
+    fo_err_t ce = fo_client_close(c, 2000);
+    if (ce)
+        fprintf(stderr, "consumer: close: %s\n", fo_strerror(ce));
     return e ? 1 : 0;
 }

@@ -135,6 +135,7 @@ void fo_client_opts_init(fo_client_opts_t *o);
  * and the error is one of FO_ERR_ADDR, FO_ERR_REFUSED, FO_ERR_TIMEOUT,
  * FO_ERR_IO, FO_ERR_SERVER (ERROR answered HELLO: e.g. auth), FO_ERR_PROTO.
  * errtext (may be NULL) receives a one-line reason of at most errlen bytes. */
+FO_MUST_CHECK
 fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
                            char *errtext, size_t errlen);
 
@@ -145,26 +146,32 @@ fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
  * reconnect; beyond that FO_ERR_BUSY. A frame half-written when the
  * connection broke is dropped (counted in fo_client_stats.publish_lost).
  * FO_ERR_RANGE when the frame would exceed the broker's Welcome.max_frame. */
+FO_MUST_CHECK
 fo_err_t fo_publish(fo_client_t *c, const char *topic, const void *payload,
                     size_t len);
 
 /* Publish and wait for the broker's ACK (timeout_ms, < 0 = forever).
  * *seq (may be NULL) gets the sequence given to the message. FO_ERR_SERVER
  * when the broker refused it (fo_client_last_error has its text). */
+FO_MUST_CHECK
 fo_err_t fo_publish_sync(fo_client_t *c, const char *topic, const void *payload,
                          size_t len, int timeout_ms, uint64_t *seq);
 
 /* Write the buffered publishes to the socket. With timeout_ms > 0, also
  * wait until the broker has read everything sent so far (a PING/PONG round
  * trip); 0 = only write. FO_ERR_NOT_CONNECTED while reconnecting. */
+FO_MUST_CHECK
 fo_err_t fo_client_flush(fo_client_t *c, int timeout_ms);
 
 /* Close: with drain_ms > 0, first unsubscribe everything, flush, and wait
  * (up to drain_ms) until every message the broker sent before our
  * unsubscribes was delivered to the callbacks; then stop the reader
  * thread, close the socket and free the client and all its
- * subscriptions. Returns FO_ERR_TIMEOUT if the drain did not complete (the
- * client is freed anyway). NULL is fine. */
+ * subscriptions. Returns FO_ERR_TIMEOUT if the drain did not complete;
+ * without a drain, FO_ERR_NOT_CONNECTED, FO_ERR_CLOSED or FO_ERR_IO when
+ * buffered publishes could not be written (they are lost). The client is
+ * freed anyway. NULL is fine. */
+FO_MUST_CHECK
 fo_err_t fo_client_close(fo_client_t *c, int drain_ms);
 /* fo_client_close(c, 0). NULL is fine. */
 void fo_client_destroy(fo_client_t *c);
@@ -232,6 +239,7 @@ void fo_sub_opts_init(fo_sub_opts_t *o);
  * returns is delivered. filter and opts are borrowed (copied). *out is
  * owned by the library and freed by fo_unsubscribe or when the client is
  * closed. opts may be NULL (defaults: queue mode, start new). */
+FO_MUST_CHECK
 fo_err_t fo_subscribe(fo_client_t *c, const char *filter,
                       const fo_sub_opts_t *opts, fo_sub_t **out);
 
@@ -241,6 +249,7 @@ fo_err_t fo_subscribe(fo_client_t *c, const char *filter,
  * callback for it starts after it returns. `s` is freed and invalid
  * afterwards whatever the result (FO_ERR_TIMEOUT: the ACK did not come in
  * time; late messages for it are then dropped). NULL is fine. */
+FO_MUST_CHECK
 fo_err_t fo_unsubscribe(fo_sub_t *s);
 
 /* Queue mode: wait up to timeout_ms (< 0 = forever, 0 = poll) for the next
@@ -248,6 +257,7 @@ fo_err_t fo_unsubscribe(fo_sub_t *s);
  * fo_sub_next / fo_unsubscribe on `s`. FO_ERR_TIMEOUT when none came,
  * FO_ERR_CLOSED when the client is closed for good and the queue is empty,
  * FO_ERR_INVAL on a callback-mode subscription. *out is NULL on error. */
+FO_MUST_CHECK
 fo_err_t fo_sub_next(fo_sub_t *s, int timeout_ms, const fo_msg_t **out);
 
 uint32_t fo_sub_id(const fo_sub_t *s);              /* the subscription id */
@@ -263,9 +273,12 @@ typedef struct fo_mcast_stats {
     uint64_t repaired;    /* ... fetched again over TCP                   */
     uint64_t lost;        /* ... given up (reported as gaps)              */
     uint64_t duplicates, oversize, datagrams;
-    uint64_t bad;         /* datagrams dropped: undecodable or stale      */
+    uint64_t bad;         /* datagrams dropped: undecodable or stale; also
+                             messages with no memory to track them and
+                             failed socket reads                          */
     uint32_t groups;      /* groups joined                                */
 } fo_mcast_stats_t;
+FO_MUST_CHECK
 fo_err_t fo_sub_mcast_stats(const fo_sub_t *s, fo_mcast_stats_t *out);
 
 #ifdef __cplusplus

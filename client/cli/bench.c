@@ -336,15 +336,10 @@ static void report(const bench_t *b, const fo_hist_t *h, uint64_t sent,
                (unsigned long long)b->mc.lost);
 }
 
-static int run(bench_t *b)
+/* The topics bench.<run id>[.<i>] and the filter covering them all. */
+static int make_topics(bench_t *b)
 {
-    char why[256];
     unsigned runid = (unsigned)getpid() ^ (unsigned)fo_clock_ns();
-    b->topics = calloc(b->ntopics, sizeof *b->topics);
-    b->sub = calloc(b->subs, sizeof *b->sub);
-    b->pub = calloc(b->pubs, sizeof *b->pub);
-    if (!b->topics || !b->sub || !b->pub)
-        return cli_fail("bench", CLI_RUNTIME, "out of memory");
     for (uint64_t i = 0; i < b->ntopics; i++) {
         char t[96];
         if (b->ntopics == 1)
@@ -358,7 +353,13 @@ static int run(bench_t *b)
         snprintf(b->filter, sizeof b->filter, "%s", b->topics[0]);
     else
         snprintf(b->filter, sizeof b->filter, "bench.%08x.*", runid);
+    return CLI_OK;
+}
 
+/* Every subscriber connected and its subscription confirmed (ACK). */
+static int start_subscribers(bench_t *b)
+{
+    char why[256];
     for (uint64_t i = 0; i < b->subs; i++) {
         bsub_t *s = &b->sub[i];
         fo_hist_init(&s->hist);
@@ -378,6 +379,12 @@ static int run(bench_t *b)
             return cli_fail("bench", CLI_RUNTIME, "subscribe to '%s' failed: %s",
                             b->filter, cli_why(s->c, err, why));
     }
+    return CLI_OK;
+}
+
+/* Every publisher connected, with its share of the messages. */
+static int connect_publishers(bench_t *b)
+{
     uint64_t per = b->duration > 0 ? 0 : b->msgs / b->pubs;
     for (uint64_t i = 0; i < b->pubs; i++) {
         bpub_t *p = &b->pub[i];
@@ -387,6 +394,13 @@ static int run(bench_t *b)
         if (!(p->c = cli_connect("bench", b->server, 0, NULL, NULL, NULL)))
             return CLI_RUNTIME;
     }
+    return CLI_OK;
+}
+
+/* Start the publishers together (b->t0), wait for them all; *pub_end gets
+ * the time the last one finished. */
+static int run_publishers(bench_t *b, int tty, uint64_t *next, uint64_t *pub_end)
+{
     pthread_barrier_init(&b->go, NULL, (unsigned)b->pubs + 1);
     uint64_t started = 0;
     for (; started < b->pubs; started++)
@@ -397,37 +411,52 @@ static int run(bench_t *b)
         cli_fail("bench", CLI_RUNTIME, "cannot start publisher threads");
         exit(CLI_RUNTIME);
     }
-    int tty = isatty(2);
-    uint64_t next = 0;
     b->t0 = fo_clock_ns();
     pthread_barrier_wait(&b->go);
     while (atomic_load(&b->pubs_done) < (int)b->pubs) {
-        progress(b, tty, &next, 0);
+        progress(b, tty, next, 0);
         struct timespec ts = { 0, 20000000 };
         nanosleep(&ts, NULL);
     }
-    uint64_t pub_end = 0;
     int rc = CLI_OK;
+    *pub_end = 0;
     for (uint64_t i = 0; i < b->pubs; i++) {
         pthread_join(b->pub[i].th, NULL);
-        if (b->pub[i].done_ns > pub_end)
-            pub_end = b->pub[i].done_ns;
+        if (b->pub[i].done_ns > *pub_end)
+            *pub_end = b->pub[i].done_ns;
         if (b->pub[i].err && rc == CLI_OK)
             rc = cli_fail("bench", CLI_RUNTIME, "publish failed: %s", b->pub[i].errtext);
     }
     pthread_barrier_destroy(&b->go);
-    uint64_t sent = sum_sent(b), expected = sent * b->subs;
+    return rc;
+}
+
+/* Up to --wait seconds for every expected delivery. */
+static void await_deliveries(const bench_t *b, uint64_t expected, int tty, uint64_t *next)
+{
     uint64_t deadline = fo_clock_ns() + (uint64_t)(b->wait * 1e9);
     while (sum_got(b) < expected && fo_clock_ns() < deadline) {
-        progress(b, tty, &next, 0);
+        progress(b, tty, next, 0);
         struct timespec ts = { 0, 2000000 };
         nanosleep(&ts, NULL);
     }
-    progress(b, tty, &next, 1);
-    /* Stop the subscribers (joins their readers) before reading hists. */
-    fo_hist_t all;
-    fo_hist_init(&all);
-    uint64_t delivered = 0, gaps = 0, last = b->t0;
+    progress(b, tty, next, 1);
+}
+
+/* What the subscribers got. */
+typedef struct tally {
+    fo_hist_t all;                 /* every subscriber's latencies */
+    uint64_t delivered, gaps;
+    uint64_t last_ns;              /* the last delivery */
+} tally_t;
+
+/* Stop the subscribers (joins their readers, so their histograms and
+ * counters are final) and add them up; with --multicast also b->mc. */
+static void stop_subscribers(bench_t *b, tally_t *t)
+{
+    fo_hist_init(&t->all);
+    t->delivered = t->gaps = 0;
+    t->last_ns = b->t0;
     for (uint64_t i = 0; i < b->subs; i++) {
         bsub_t *s = &b->sub[i];
         fo_mcast_stats_t mc;
@@ -439,15 +468,38 @@ static int run(bench_t *b)
         }
         fo_client_destroy(s->c);
         s->c = NULL;
-        fo_hist_merge(&all, &s->hist);
-        delivered += atomic_load(&s->got);
-        gaps += atomic_load(&s->gap_msgs);
-        if (atomic_load(&s->last_ns) > last)
-            last = atomic_load(&s->last_ns);
+        fo_hist_merge(&t->all, &s->hist);
+        t->delivered += atomic_load(&s->got);
+        t->gaps += atomic_load(&s->gap_msgs);
+        if (atomic_load(&s->last_ns) > t->last_ns)
+            t->last_ns = atomic_load(&s->last_ns);
     }
+}
+
+static int run(bench_t *b)
+{
+    b->topics = calloc(b->ntopics, sizeof *b->topics);
+    b->sub = calloc(b->subs, sizeof *b->sub);
+    b->pub = calloc(b->pubs, sizeof *b->pub);
+    if (!b->topics || !b->sub || !b->pub)
+        return cli_fail("bench", CLI_RUNTIME, "out of memory");
+    int rc = make_topics(b);
     if (rc == CLI_OK)
-        report(b, &all, sent, delivered, gaps, (double)(pub_end - b->t0) / 1e9,
-               (double)(last - b->t0) / 1e9);
+        rc = start_subscribers(b);
+    if (rc == CLI_OK)
+        rc = connect_publishers(b);
+    if (rc != CLI_OK)
+        return rc;
+    int tty = isatty(2);
+    uint64_t next = 0, pub_end;
+    rc = run_publishers(b, tty, &next, &pub_end);
+    uint64_t sent = sum_sent(b);
+    await_deliveries(b, sent * b->subs, tty, &next);
+    tally_t t;
+    stop_subscribers(b, &t);
+    if (rc == CLI_OK)
+        report(b, &t.all, sent, t.delivered, t.gaps, (double)(pub_end - b->t0) / 1e9,
+               (double)(t.last_ns - b->t0) / 1e9);
     return rc;
 }
 

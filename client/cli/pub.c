@@ -70,9 +70,16 @@ static void pace(pub_t *p)
         ;
 }
 
-static int send_one(pub_t *p, const void *data, size_t len)
+/* The one line for a publish (or its round trip) that failed. */
+static int publish_failed(pub_t *p, fo_err_t err)
 {
     char why[256];
+    return cli_fail("pub", CLI_RUNTIME, "publish to '%s' failed: %s", p->topic,
+                    cli_why(p->c, err, why));
+}
+
+static int send_one(pub_t *p, const void *data, size_t len)
+{
     pace(p);
     fo_err_t err;
     if (p->confirm) {
@@ -86,13 +93,22 @@ static int send_one(pub_t *p, const void *data, size_t len)
             err = fo_client_flush(p->c, 0);
     }
     if (err)
-        return cli_fail("pub", CLI_RUNTIME, "publish to '%s' failed: %s",
-                        p->topic, cli_why(p->c, err, why));
+        return publish_failed(p, err);
     p->sent++;
     return CLI_OK;
 }
 
-int cli_pub(int argc, char **argv)
+/* What to publish, from the command line. */
+typedef struct pub_args {
+    const char *server;
+    const char *message;           /* NULL: --count, or stdin lines */
+    uint64_t count, size;
+    int have_count;
+} pub_args_t;
+
+/* Options and arguments into p and a: 0, CLI_USAGE (said why), or -1
+ * after --help. */
+static int parse_args(pub_t *p, pub_args_t *a, int argc, char **argv)
 {
     static const struct option opts[] = {
         { "server", required_argument, NULL, 's' },
@@ -103,31 +119,27 @@ int cli_pub(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *server = CLI_DEFAULT_SERVER;
-    uint64_t count = 0, size = 16;
-    int have_count = 0;
-    pub_t p = { 0 };
     optind = 1;
     opterr = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, ":s:c:z:r:h", opts, NULL)) != -1) {
         switch (ch) {
-        case 's': server = optarg; break;
+        case 's': a->server = optarg; break;
         case 'c':
-            if (cli_u64(optarg, 1, UINT64_MAX, &count))
+            if (cli_u64(optarg, 1, UINT64_MAX, &a->count))
                 return cli_usage("pub", "--count wants a positive integer, not '%s'", optarg);
-            have_count = 1;
+            a->have_count = 1;
             break;
         case 'z':
-            if (cli_u64(optarg, 0, 64u << 20, &size))
+            if (cli_u64(optarg, 0, 64u << 20, &a->size))
                 return cli_usage("pub", "--size wants 0..67108864, not '%s'", optarg);
             break;
         case 'r':
-            if (cli_double(optarg, 0.001, 1e9, &p.rate))
+            if (cli_double(optarg, 0.001, 1e9, &p->rate))
                 return cli_usage("pub", "--rate wants a positive number, not '%s'", optarg);
             break;
-        case 'C': p.confirm = 1; break;
-        case 'h': fputs(help, stdout); return CLI_OK;
+        case 'C': p->confirm = 1; break;
+        case 'h': fputs(help, stdout); return -1;
         case ':': return cli_usage("pub", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage("pub", "unknown option '%s'", argv[optind - 1]);
         }
@@ -137,57 +149,81 @@ int cli_pub(int argc, char **argv)
         return cli_usage("pub", "missing TOPIC");
     if (npos > 2)
         return cli_usage("pub", "too many arguments (quote a MESSAGE with spaces)");
-    if (npos == 2 && have_count)
+    if (npos == 2 && a->have_count)
         return cli_usage("pub", "give either MESSAGE or --count, not both");
-    p.topic = argv[optind];
-    const char *message = npos == 2 ? argv[optind + 1] : NULL;
+    p->topic = argv[optind];
+    a->message = npos == 2 ? argv[optind + 1] : NULL;
+    return 0;
+}
+
+/* One MESSAGE: a confirmed publish makes errors certain. */
+static int publish_message(pub_t *p, const char *message)
+{
+    uint64_t seq = 0;
+    fo_err_t err = fo_publish_sync(p->c, p->topic, message, strlen(message), 5000, &seq);
+    if (err)
+        return publish_failed(p, err);
+    if (p->confirm)
+        printf("%llu\n", (unsigned long long)seq);
+    return CLI_OK;
+}
+
+/* --count N generated payloads of --size bytes. */
+static int publish_generated(pub_t *p, uint64_t count, uint64_t size)
+{
+    char *buf = malloc(size ? size : 1);
+    if (!buf)
+        return cli_fail("pub", CLI_RUNTIME, "out of memory");
+    int rc = CLI_OK;
+    for (uint64_t i = 0; i < count && rc == CLI_OK; i++) {
+        for (uint64_t k = 0; k < size; k++)
+            buf[k] = (char)('a' + (i + k) % 26);
+        rc = send_one(p, buf, size);
+    }
+    free(buf);
+    return rc;
+}
+
+/* Each line of stdin, newline removed. */
+static int publish_lines(pub_t *p)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int rc = CLI_OK;
+    while (rc == CLI_OK && (n = getline(&line, &cap, stdin)) >= 0) {
+        if (n && line[n - 1] == '\n')
+            n--;
+        rc = send_one(p, line, (size_t)n);
+    }
+    free(line);
+    return rc;
+}
+
+int cli_pub(int argc, char **argv)
+{
+    pub_t p = { 0 };
+    pub_args_t a = { .server = CLI_DEFAULT_SERVER, .size = 16 };
+    int rc = parse_args(&p, &a, argc, argv);
+    if (rc)
+        return rc < 0 ? CLI_OK : rc;
 
     refusals_t ref = { .mu = PTHREAD_MUTEX_INITIALIZER };
-    p.c = cli_connect("pub", server, 0, on_event, NULL, &ref);
+    p.c = cli_connect("pub", a.server, 0, on_event, NULL, &ref);
     if (!p.c)
         return CLI_RUNTIME;
     p.t0_ns = fo_clock_ns();
-    int rc = CLI_OK;
-    char why[256];
-    if (message) {
-        /* One message: a confirmed publish makes errors certain. */
-        uint64_t seq = 0;
-        fo_err_t err = fo_publish_sync(p.c, p.topic, message, strlen(message),
-                                       5000, &seq);
-        if (err)
-            rc = cli_fail("pub", CLI_RUNTIME, "publish to '%s' failed: %s",
-                          p.topic, cli_why(p.c, err, why));
-        else if (p.confirm)
-            printf("%llu\n", (unsigned long long)seq);
-    } else if (have_count) {
-        char *buf = malloc(size ? size : 1);
-        if (!buf) {
-            fo_client_destroy(p.c);
-            return cli_fail("pub", CLI_RUNTIME, "out of memory");
-        }
-        for (uint64_t i = 0; i < count && rc == CLI_OK; i++) {
-            for (uint64_t k = 0; k < size; k++)
-                buf[k] = (char)('a' + (i + k) % 26);
-            rc = send_one(&p, buf, size);
-        }
-        free(buf);
-    } else {
-        char *line = NULL;
-        size_t cap = 0;
-        ssize_t n;
-        while (rc == CLI_OK && (n = getline(&line, &cap, stdin)) >= 0) {
-            if (n && line[n - 1] == '\n')
-                n--;
-            rc = send_one(&p, line, (size_t)n);
-        }
-        free(line);
-    }
+    if (a.message)
+        rc = publish_message(&p, a.message);
+    else if (a.have_count)
+        rc = publish_generated(&p, a.count, a.size);
+    else
+        rc = publish_lines(&p);
     if (rc == CLI_OK) {
         /* The round trip: every ERROR about what we sent has arrived. */
         fo_err_t err = fo_client_flush(p.c, 10000);
         if (err)
-            rc = cli_fail("pub", CLI_RUNTIME, "publish to '%s' failed: %s",
-                          p.topic, cli_why(p.c, err, why));
+            rc = publish_failed(&p, err);
     }
     fflush(stdout);
     fo_client_destroy(p.c);   /* the reader thread is gone: ref is ours */

@@ -133,8 +133,8 @@ static void test_queue_group_shares(void **state)
     assert_int_equal(fo_client_flush(cb, 5000), FO_OK);
     assert_int_equal(atomic_load(&a.n) + atomic_load(&b.n), 200);
     fo_client_destroy(pub);
-    fo_client_close(ca, 2000);
-    fo_client_close(cb, 2000);
+    assert_int_equal(fo_client_close(ca, 2000), FO_OK);
+    assert_int_equal(fo_client_close(cb, 2000), FO_OK);
 }
 
 static void test_slow_consumer_gap_reaches_app(void **state)

@@ -26,7 +26,7 @@
 static fo_tb_t broker;
 static char group[32];
 static uint16_t gport;
-static fo_mcast_rx_t *rx;        /* joined before the broker starts */
+static fo__mcast_rx_t *rx;       /* joined before the broker starts */
 
 typedef struct sink {
     char log[8192];
@@ -72,12 +72,12 @@ static int setup(void **state)
     (void)state;
     unsigned r = (unsigned)getpid();
     snprintf(group, sizeof(group), "239.%u.%u.%u", 60 + r % 40, (r >> 8) & 255, 1 + r % 250);
-    fo_mcast_rx_opts_t o = { .group = group, .iface = "127.0.0.1", .max_datagram = MAXD,
+    fo__mcast_rx_opts_t o = { .group = group, .iface = "127.0.0.1", .max_datagram = MAXD,
                              .gaps = { .reorder_ms = 10, .repair_ms = 2000 } };
-    fo_gaps_cb_t cb = { on_deliver, on_lost, on_repair, &sink };
-    if (fo_mcast_rx_create(&o, &cb, &rx) != FO_OK)
+    fo__gaps_cb_t cb = { on_deliver, on_lost, on_repair, &sink };
+    if (fo__mcast_rx_create(&o, &cb, &rx) != FO_OK)
         return -1;
-    gport = fo_mcast_rx_port(rx);
+    gport = fo__mcast_rx_port(rx);
     char map[128], maxd[16], retain[16];
     snprintf(map, sizeof(map), "t.>=%s:%u", group, gport);
     snprintf(maxd, sizeof(maxd), "%d", MAXD);
@@ -90,7 +90,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    fo_mcast_rx_destroy(rx);
+    fo__mcast_rx_destroy(rx);
     return fo_tb_stop(&broker) == 0 ? 0 : -1;
 }
 
@@ -157,16 +157,16 @@ static int pump(fo_tc_t *sub, uint32_t sid, int (*cond)(void))
         uint64_t now = fo_tb_now_ms();
         if (now >= deadline)
             return 0;
-        fo_mcast_rx_poll(rx, now);
+        fo__mcast_rx_poll(rx, now);
         for (; asked < sink.nask; asked++)
             send_repair(sub, sid, sink.ask[asked].topic, sink.ask[asked].first,
                         sink.ask[asked].last, 0);
-        struct pollfd p[2] = { { .fd = fo_mcast_rx_fd(rx), .events = POLLIN },
+        struct pollfd p[2] = { { .fd = fo__mcast_rx_fd(rx), .events = POLLIN },
                                { .fd = sub->fd, .events = POLLIN } };
         if (poll(p, 2, 10) <= 0)
             continue;
         if (p[0].revents)
-            fo_mcast_rx_read(rx, fo_tb_now_ms());
+            assert_int_not_equal(fo__mcast_rx_read(rx, fo_tb_now_ms()), FO_ERR_IO);
         Fanout__Frame *f;
         int r;                  /* every frame read, not one per wake-up */
         while (p[1].revents && (r = fo_tc_recv(sub, 0, &f)) != 0) {
@@ -175,11 +175,11 @@ static int pump(fo_tc_t *sub, uint32_t sid, int (*cond)(void))
             if (f->body_case == FANOUT__FRAME__BODY_DELIVER) {
                 assert_int_equal(f->sid, sid);
                 assert_true(f->deliver->replay);
-                fo_mcast_rx_repaired(rx, f->deliver->topic, f->deliver->seq,
-                                     f->deliver->payload.data, f->deliver->payload.len,
-                                     fo_tb_now_ms());
+                fo__mcast_rx_repaired(rx, f->deliver->topic, f->deliver->seq,
+                                      f->deliver->payload.data, f->deliver->payload.len,
+                                      fo_tb_now_ms());
             } else if (f->body_case == FANOUT__FRAME__BODY_GAP) {
-                fo_mcast_rx_lost(rx, f->gap->topic, f->gap->first, f->gap->last);
+                fo__mcast_rx_lost(rx, f->gap->topic, f->gap->first, f->gap->last);
             }
         }
     }
@@ -222,14 +222,14 @@ static void test_welcome_and_delivery(void **state)
     assert_string_equal(w->groups[0]->filter, "t.>");
     assert_string_equal(w->groups[0]->address, group);
     assert_int_equal(w->groups[0]->port, gport);
-    fo_mcast_rx_set_epoch(rx, epoch);
+    fo__mcast_rx_set_epoch(rx, epoch);
     subscribe_mcast(&sub, 1, "t.>");
     assert_int_equal(fo_tc_open(&pub, broker.port, "pub"), 0);
     publish_n(&pub, "t.a", 30, 20);
     want_delivered = 30;
     assert_true(pump(&sub, 1, enough));
-    fo_mcast_rx_stats_t st;
-    fo_mcast_rx_stats(rx, &st);
+    fo__mcast_rx_stats_t st;
+    fo__mcast_rx_stats(rx, &st);
     assert_int_equal(st.gaps.received, 30);
     assert_int_equal(st.gaps.gaps, 0);
     assert_int_equal(st.foreign + st.bad, 0);
@@ -307,7 +307,7 @@ static void test_tail_loss_probed(void **state)
     want_delivered = 1;
     assert_true(pump(&sub, 1, enough));
     publish_n(&pub, "t.tail", 2, 4);                 /* seqs 2 and 3 ... */
-    struct pollfd p = { .fd = fo_mcast_rx_fd(rx), .events = POLLIN };
+    struct pollfd p = { .fd = fo__mcast_rx_fd(rx), .events = POLLIN };
     uint8_t junk[MAXD + 1];
     int stolen = 0;
     while (poll(&p, 1, stolen ? 100 : 3000) > 0)    /* ... never arrive */
@@ -316,8 +316,8 @@ static void test_tail_loss_probed(void **state)
     want_delivered = 3;
     assert_true(pump(&sub, 1, enough));
     assert_string_equal(sink.log, "t.tail:1/4 t.tail:2r/4 t.tail:3r/4 ");
-    fo_mcast_rx_stats_t st;
-    fo_mcast_rx_stats(rx, &st);
+    fo__mcast_rx_stats_t st;
+    fo__mcast_rx_stats(rx, &st);
     assert_true(st.gaps.probes >= 1);
 }
 

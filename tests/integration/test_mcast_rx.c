@@ -73,21 +73,21 @@ static void on_repair(void *ud, const char *topic, uint64_t first, uint64_t last
     s->nask++;
 }
 
-static fo_mcast_rx_t *rx_new(sink_t *s, uint16_t port, uint64_t epoch)
+static fo__mcast_rx_t *rx_new(sink_t *s, uint16_t port, uint64_t epoch)
 {
     memset(s, 0, sizeof(*s));
-    fo_mcast_rx_opts_t o = { .group = group, .port = port, .iface = "127.0.0.1",
+    fo__mcast_rx_opts_t o = { .group = group, .port = port, .iface = "127.0.0.1",
                              .epoch = epoch, .max_datagram = 1400,
                              .gaps = { .reorder_ms = 20, .repair_ms = 500,
                                        .probe_ms = UINT32_MAX } };
-    fo_gaps_cb_t cb = { on_deliver, on_lost, on_repair, s };
-    fo_mcast_rx_t *rx = NULL;
-    assert_int_equal(fo_mcast_rx_create(&o, &cb, &rx), FO_OK);
+    fo__gaps_cb_t cb = { on_deliver, on_lost, on_repair, s };
+    fo__mcast_rx_t *rx = NULL;
+    assert_int_equal(fo__mcast_rx_create(&o, &cb, &rx), FO_OK);
     return rx;
 }
 
 /* Read and run timers until cond(s) or 3 s pass. */
-static int pump(fo_mcast_rx_t *rx, sink_t *s, int (*cond)(const sink_t *, uint64_t),
+static int pump(fo__mcast_rx_t *rx, sink_t *s, int (*cond)(const sink_t *, uint64_t),
                 uint64_t arg)
 {
     uint64_t deadline = now_ms() + 3000;
@@ -95,15 +95,15 @@ static int pump(fo_mcast_rx_t *rx, sink_t *s, int (*cond)(const sink_t *, uint64
         uint64_t now = now_ms();
         if (now >= deadline)
             return 0;
-        uint32_t wait = fo_mcast_rx_poll(rx, now);
+        uint32_t wait = fo__mcast_rx_poll(rx, now);
         if (cond(s, arg))
             break;
-        struct pollfd p = { .fd = fo_mcast_rx_fd(rx), .events = POLLIN };
+        struct pollfd p = { .fd = fo__mcast_rx_fd(rx), .events = POLLIN };
         int t = (int)(deadline - now);
         if (wait < (uint32_t)t)
             t = (int)wait;
         if (poll(&p, 1, t) > 0)
-            assert_int_not_equal(fo_mcast_rx_read(rx, now_ms()), FO_ERR_IO);
+            assert_int_not_equal(fo__mcast_rx_read(rx, now_ms()), FO_ERR_IO);
     }
     return 1;
 }
@@ -159,10 +159,10 @@ static void test_in_order_two_receivers(void **state)
 {
     (void)state;
     sink_t s1, s2;
-    fo_mcast_rx_t *r1 = rx_new(&s1, 0, EPOCH);
-    uint16_t port = fo_mcast_rx_port(r1);
-    fo_mcast_rx_t *r2 = rx_new(&s2, port, EPOCH);
-    assert_int_equal(fo_mcast_rx_port(r2), port);
+    fo__mcast_rx_t *r1 = rx_new(&s1, 0, EPOCH);
+    uint16_t port = fo__mcast_rx_port(r1);
+    fo__mcast_rx_t *r2 = rx_new(&s2, port, EPOCH);
+    assert_int_equal(fo__mcast_rx_port(r2), port);
     tx_t t;
     tx_open(&t, port, EPOCH, 1400);
     for (uint64_t i = 1; i <= 300; i++) {
@@ -175,16 +175,16 @@ static void test_in_order_two_receivers(void **state)
     fo_mcast_tx_flush(t.tx);
     assert_true(pump(r1, &s1, delivered_at_least, 400));
     assert_true(pump(r2, &s2, delivered_at_least, 400));
-    fo_mcast_rx_stats_t st;
-    fo_mcast_rx_stats(r1, &st);
+    fo__mcast_rx_stats_t st;
+    fo__mcast_rx_stats(r1, &st);
     assert_int_equal(st.gaps.received, 400);
     assert_int_equal(st.gaps.gaps, 0);
     assert_int_equal(st.bad + st.foreign, 0);
     assert_true(st.datagrams < 100);          /* packed */
     assert_string_equal(s1.log, s2.log);
     tx_close(&t);
-    fo_mcast_rx_destroy(r1);
-    fo_mcast_rx_destroy(r2);
+    fo__mcast_rx_destroy(r1);
+    fo__mcast_rx_destroy(r2);
 }
 
 /* Messages the sender skips are gaps; the receiver asks for them, gets
@@ -193,9 +193,9 @@ static void test_gap_repair(void **state)
 {
     (void)state;
     sink_t s;
-    fo_mcast_rx_t *rx = rx_new(&s, 0, EPOCH);
+    fo__mcast_rx_t *rx = rx_new(&s, 0, EPOCH);
     tx_t t;
-    tx_open(&t, fo_mcast_rx_port(rx), EPOCH, 1400);
+    tx_open(&t, fo__mcast_rx_port(rx), EPOCH, 1400);
     for (uint64_t i = 1; i <= 20; i++)
         if (i != 5 && i != 6 && i != 12)
             tx_msg(&t, "a", i);
@@ -208,20 +208,20 @@ static void test_gap_repair(void **state)
     assert_int_equal(s.ask[1].first, 12);
     assert_int_equal(s.ask[1].last, 12);
     uint64_t now = now_ms();
-    fo_mcast_rx_repaired(rx, "a", 6, (const uint8_t *)"a#6", 3, now);
-    fo_mcast_rx_repaired(rx, "a", 12, (const uint8_t *)"a#12", 4, now);
-    fo_mcast_rx_lost(rx, "a", 5, 5);
+    fo__mcast_rx_repaired(rx, "a", 6, (const uint8_t *)"a#6", 3, now);
+    fo__mcast_rx_repaired(rx, "a", 12, (const uint8_t *)"a#12", 4, now);
+    fo__mcast_rx_lost(rx, "a", 5, 5);
     assert_true(pump(rx, &s, delivered_at_least, 19));
     assert_string_equal(s.log, "a:1 a:2 a:3 a:4 a:L5-5 a:6 a:7 a:8 a:9 a:10 a:11 a:12 a:13 "
                                "a:14 a:15 a:16 a:17 a:18 a:19 a:20 ");
-    fo_mcast_rx_stats_t st;
-    fo_mcast_rx_stats(rx, &st);
+    fo__mcast_rx_stats_t st;
+    fo__mcast_rx_stats(rx, &st);
     assert_int_equal(st.gaps.gaps, 3);
     assert_int_equal(st.gaps.repaired, 2);
     assert_int_equal(st.gaps.lost, 1);
     assert_int_equal(s.repaired, 2);
     tx_close(&t);
-    fo_mcast_rx_destroy(rx);
+    fo__mcast_rx_destroy(rx);
 }
 
 /* Oversize markers are asked for at once and filled by repair. */
@@ -229,9 +229,9 @@ static void test_oversize(void **state)
 {
     (void)state;
     sink_t s;
-    fo_mcast_rx_t *rx = rx_new(&s, 0, EPOCH);
+    fo__mcast_rx_t *rx = rx_new(&s, 0, EPOCH);
     tx_t t;
-    tx_open(&t, fo_mcast_rx_port(rx), EPOCH, 512);
+    tx_open(&t, fo__mcast_rx_port(rx), EPOCH, 512);
     char big[1000];
     memset(big, 'x', sizeof(big));
     tx_msg(&t, "o", 1);
@@ -241,14 +241,14 @@ static void test_oversize(void **state)
     assert_true(pump(rx, &s, asked_at_least, 1));
     assert_int_equal(s.ask[0].first, 2);
     assert_int_equal(s.ask[0].last, 2);
-    fo_mcast_rx_repaired(rx, "o", 2, (const uint8_t *)"o#2", 3, now_ms());
+    fo__mcast_rx_repaired(rx, "o", 2, (const uint8_t *)"o#2", 3, now_ms());
     assert_string_equal(s.log, "o:1 o:2 o:3 ");
-    fo_mcast_rx_stats_t st;
-    fo_mcast_rx_stats(rx, &st);
+    fo__mcast_rx_stats_t st;
+    fo__mcast_rx_stats(rx, &st);
     assert_int_equal(st.gaps.oversize, 1);
     assert_int_equal(st.gaps.gaps, 0);
     tx_close(&t);
-    fo_mcast_rx_destroy(rx);
+    fo__mcast_rx_destroy(rx);
 }
 
 /* An older epoch, junk, a too-large datagram, a message without a seq:
@@ -258,8 +258,8 @@ static void test_foreign_and_bad(void **state)
 {
     (void)state;
     sink_t s;
-    fo_mcast_rx_t *rx = rx_new(&s, 0, EPOCH);
-    uint16_t port = fo_mcast_rx_port(rx);
+    fo__mcast_rx_t *rx = rx_new(&s, 0, EPOCH);
+    uint16_t port = fo__mcast_rx_port(rx);
     tx_t old;
     tx_open(&old, port, EPOCH - 1, 1400);
     tx_msg(&old, "a", 1);
@@ -284,8 +284,8 @@ static void test_foreign_and_bad(void **state)
     tx_msg(&t, "a", 1);
     fo_mcast_tx_flush(t.tx);
     assert_true(pump(rx, &s, delivered_at_least, 1));
-    fo_mcast_rx_stats_t st;
-    fo_mcast_rx_stats(rx, &st);
+    fo__mcast_rx_stats_t st;
+    fo__mcast_rx_stats(rx, &st);
     assert_int_equal(st.foreign, 1);
     assert_int_equal(st.bad, 3);
     assert_int_equal(st.datagrams, 5);
@@ -303,12 +303,12 @@ static void test_foreign_and_bad(void **state)
     fo_mcast_tx_flush(neu.tx);
     assert_true(pump(rx, &s, delivered_at_least, 3));
     assert_string_equal(s.log, "a:1 a:1 a:2 ");
-    fo_mcast_rx_stats(rx, &st);
+    fo__mcast_rx_stats(rx, &st);
     assert_int_equal(st.restarts, 1);
     assert_int_equal(st.foreign, 2);
     /* reconnected to a broker whose WELCOME names another epoch */
-    fo_mcast_rx_set_epoch(rx, EPOCH + 1);            /* same: nothing */
-    fo_mcast_rx_set_epoch(rx, EPOCH + 5);
+    fo__mcast_rx_set_epoch(rx, EPOCH + 1);           /* same: nothing */
+    fo__mcast_rx_set_epoch(rx, EPOCH + 5);
     tx_msg(&neu, "a", 3);
     fo_mcast_tx_flush(neu.tx);
     tx_t five;
@@ -321,7 +321,7 @@ static void test_foreign_and_bad(void **state)
     tx_close(&neu);
     tx_close(&old);
     tx_close(&t);
-    fo_mcast_rx_destroy(rx);
+    fo__mcast_rx_destroy(rx);
 }
 
 static void test_filters(void **state)
@@ -340,13 +340,13 @@ static void test_filters(void **state)
     /* a receiver for "p.eu.*" on a group carrying "p.>" sees only its part */
     sink_t s;
     memset(&s, 0, sizeof(s));
-    fo_mcast_rx_opts_t o = { .group = group, .iface = "127.0.0.1", .epoch = EPOCH,
+    fo__mcast_rx_opts_t o = { .group = group, .iface = "127.0.0.1", .epoch = EPOCH,
                              .filter = "p.eu.*" };
-    fo_gaps_cb_t cb = { on_deliver, on_lost, on_repair, &s };
-    fo_mcast_rx_t *rx = NULL;
-    assert_int_equal(fo_mcast_rx_create(&o, &cb, &rx), FO_OK);
+    fo__gaps_cb_t cb = { on_deliver, on_lost, on_repair, &s };
+    fo__mcast_rx_t *rx = NULL;
+    assert_int_equal(fo__mcast_rx_create(&o, &cb, &rx), FO_OK);
     tx_t t;
-    tx_open(&t, fo_mcast_rx_port(rx), EPOCH, 1400);
+    tx_open(&t, fo__mcast_rx_port(rx), EPOCH, 1400);
     tx_msg(&t, "p.us.x", 1);
     tx_msg(&t, "p.eu.x", 1);
     tx_msg(&t, "p.eu.x.y", 1);
@@ -354,11 +354,11 @@ static void test_filters(void **state)
     fo_mcast_tx_flush(t.tx);
     assert_true(pump(rx, &s, delivered_at_least, 2));
     assert_string_equal(s.log, "p.eu.x:1 p.eu.x:2 ");
-    fo_mcast_rx_stats_t st;
-    fo_mcast_rx_stats(rx, &st);
+    fo__mcast_rx_stats_t st;
+    fo__mcast_rx_stats(rx, &st);
     assert_int_equal(st.filtered, 2);
     tx_close(&t);
-    fo_mcast_rx_destroy(rx);
+    fo__mcast_rx_destroy(rx);
 }
 
 /* Mutated and truncated datagrams (a small fuzz run, meant for the ASan
@@ -375,11 +375,11 @@ static void fuzz_deliver(void *ud, const char *topic, uint64_t seq, const uint8_
 static void test_fuzzed_datagrams(void **state)
 {
     (void)state;
-    fo_mcast_rx_opts_t o = { .group = group, .iface = "127.0.0.1", .epoch = EPOCH,
+    fo__mcast_rx_opts_t o = { .group = group, .iface = "127.0.0.1", .epoch = EPOCH,
                              .max_datagram = 1400, .gaps = { .window = 64, .max_topics = 16 } };
-    fo_gaps_cb_t cb = { fuzz_deliver, NULL, NULL, NULL };
-    fo_mcast_rx_t *rx = NULL;
-    assert_int_equal(fo_mcast_rx_create(&o, &cb, &rx), FO_OK);
+    fo__gaps_cb_t cb = { fuzz_deliver, NULL, NULL, NULL };
+    fo__mcast_rx_t *rx = NULL;
+    assert_int_equal(fo__mcast_rx_create(&o, &cb, &rx), FO_OK);
     /* a valid datagram to mutate: three messages */
     Fanout__McastMsg m[3];
     Fanout__McastMsg *mp[3];
@@ -407,7 +407,7 @@ static void test_fuzzed_datagrams(void **state)
     struct in_addr ifa;
     inet_pton(AF_INET, "127.0.0.1", &ifa);
     setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &ifa, sizeof(ifa));
-    struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons(fo_mcast_rx_port(rx)) };
+    struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons(fo__mcast_rx_port(rx)) };
     inet_pton(AF_INET, group, &dst.sin_addr);
     srand(4242);
     enum { ROUNDS = 40, PER = 50 };
@@ -424,53 +424,53 @@ static void test_fuzzed_datagrams(void **state)
                              (ssize_t)len);
         }
         uint64_t end = now_ms() + 2000;
-        fo_mcast_rx_stats_t st;
+        fo__mcast_rx_stats_t st;
         do {
-            struct pollfd p = { .fd = fo_mcast_rx_fd(rx), .events = POLLIN };
+            struct pollfd p = { .fd = fo__mcast_rx_fd(rx), .events = POLLIN };
             if (poll(&p, 1, 10) > 0)
-                fo_mcast_rx_read(rx, now_ms());
-            fo_mcast_rx_poll(rx, now_ms());
-            fo_mcast_rx_stats(rx, &st);
+                assert_int_not_equal(fo__mcast_rx_read(rx, now_ms()), FO_ERR_IO);
+            fo__mcast_rx_poll(rx, now_ms());
+            fo__mcast_rx_stats(rx, &st);
         } while (st.datagrams < (uint64_t)(r + 1) * PER && now_ms() < end);
         assert_int_equal(st.datagrams, (uint64_t)(r + 1) * PER);
     }
-    fo_mcast_rx_stats_t st;
-    fo_mcast_rx_stats(rx, &st);
+    fo__mcast_rx_stats_t st;
+    fo__mcast_rx_stats(rx, &st);
     assert_true(st.bad > 0);
     /* a restart-looking epoch may have been adopted: follow it, then a
      * valid datagram on a fresh topic is delivered */
-    fo_mcast_rx_set_epoch(rx, EPOCH);
+    fo__mcast_rx_set_epoch(rx, EPOCH);
     m[0].topic = (char *)"fresh";
     d.n_msgs = 1;
     glen = fanout__datagram__pack(&d, good);
-    fo_mcast_rx_flush(rx);
+    fo__mcast_rx_flush(rx);
     uint64_t before = fuzz_delivered;
     sendto(fd, good, glen, 0, (struct sockaddr *)&dst, sizeof(dst));
     uint64_t end = now_ms() + 2000;
     while (fuzz_delivered == before && now_ms() < end) {
-        struct pollfd p = { .fd = fo_mcast_rx_fd(rx), .events = POLLIN };
+        struct pollfd p = { .fd = fo__mcast_rx_fd(rx), .events = POLLIN };
         if (poll(&p, 1, 10) > 0)
-            fo_mcast_rx_read(rx, now_ms());
+            assert_int_not_equal(fo__mcast_rx_read(rx, now_ms()), FO_ERR_IO);
     }
     assert_int_equal(fuzz_delivered, before + 1);
     close(fd);
-    fo_mcast_rx_destroy(rx);
+    fo__mcast_rx_destroy(rx);
 }
 
 static void test_bad_opts(void **state)
 {
     (void)state;
-    fo_mcast_rx_t *rx = (fo_mcast_rx_t *)1;
-    fo_gaps_cb_t cb = { 0 };
-    fo_mcast_rx_opts_t o = { .group = "10.1.2.3", .port = 5000 };
-    assert_int_equal(fo_mcast_rx_create(&o, &cb, &rx), FO_ERR_ADDR);
+    fo__mcast_rx_t *rx = (fo__mcast_rx_t *)1;
+    fo__gaps_cb_t cb = { 0 };
+    fo__mcast_rx_opts_t o = { .group = "10.1.2.3", .port = 5000 };
+    assert_int_equal(fo__mcast_rx_create(&o, &cb, &rx), FO_ERR_ADDR);
     assert_null(rx);
     o.group = NULL;
-    assert_int_equal(fo_mcast_rx_create(&o, &cb, &rx), FO_ERR_ADDR);
+    assert_int_equal(fo__mcast_rx_create(&o, &cb, &rx), FO_ERR_ADDR);
     o.group = group;
     o.iface = "no-such-if0";
-    assert_int_equal(fo_mcast_rx_create(&o, &cb, &rx), FO_ERR_ADDR);
-    fo_mcast_rx_destroy(NULL);
+    assert_int_equal(fo__mcast_rx_create(&o, &cb, &rx), FO_ERR_ADDR);
+    fo__mcast_rx_destroy(NULL);
 }
 
 int main(void)

@@ -22,6 +22,7 @@ typedef struct got {
     char gap_topic[8][32];
     int events[16], nevents;
     fo_sub_t *unsub_me;     /* unsubscribe this from the callback */
+    fo_err_t unsub_err;     /* ... and what it returned */
 } got_t;
 
 static void on_msg(void *ud, fo_sub_t *s, const fo_msg_t *m)
@@ -37,7 +38,7 @@ static void on_msg(void *ud, fo_sub_t *s, const fo_msg_t *m)
     pthread_mutex_unlock(&g->mu);
     if (g->unsub_me == s) {
         g->unsub_me = NULL;
-        fo_unsubscribe(s);
+        g->unsub_err = fo_unsubscribe(s);
     }
 }
 
@@ -444,6 +445,7 @@ static void test_unsubscribe_inside_callback(void **state)
     assert_int_equal(peer_wait(&x->peer, FANOUT__FRAME__BODY_UNSUBSCRIBE, 1, 2000), 1);
     assert_int_equal(fo_client_flush(x->c, 2000), FO_OK);
     assert_int_equal(x->got.n, 1);
+    assert_int_equal(x->got.unsub_err, FO_OK);
 }
 
 static void test_close_with_drain(void **state)

@@ -1,4 +1,6 @@
-/* test_frame.c -- the frame codec: framing, limits, unpacking, encoders. */
+/* test_frame.c -- the frame codec: framing, limits, unpacking, encoders,
+ * and the zero-copy PUBLISH and DELIVER views (the DELIVER one against the
+ * bodies the broker's msg.c encodes). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -8,6 +10,9 @@
 #include <string.h>
 #include <cmocka.h>
 #include "frame.h"
+#include "msg.h"
+
+static fo_mem_t mem;          /* no limit: for the broker-encoded bodies */
 
 static size_t encode_publish(uint8_t *out, const char *topic,
                              const void *payload, size_t plen, uint64_t req)
@@ -25,6 +30,44 @@ static size_t encode_publish(uint8_t *out, const char *topic,
         f.req = req;
     }
     return fo_frame_pack(&f, out);
+}
+
+/* Corrupt a few bytes of a frame body, and maybe cut it short. */
+static void corrupt(uint8_t *body, size_t *len)
+{
+    for (int k = 0; k < 1 + rand() % 3; k++)
+        body[rand() % *len] = (uint8_t)rand();
+    if (rand() % 4 == 0)
+        *len = (size_t)rand() % *len + 1;
+}
+
+/* A random topic (1..20 letters) and payload (0..59 bytes): its length. */
+static int random_msg(char topic[32], char payload[64])
+{
+    int tl = 1 + rand() % 20, pl = rand() % 60;
+    for (int i = 0; i < tl; i++)
+        topic[i] = (char)('a' + rand() % 26);
+    topic[tl] = 0;
+    for (int i = 0; i < pl; i++)
+        payload[i] = (char)rand();
+    return pl;
+}
+
+/* A DELIVER view reads what protobuf-c decodes from the same body. */
+static void assert_view_matches(const fo_deliver_view_t *v, const Fanout__Frame *f)
+{
+    assert_int_equal(f->body_case, FANOUT__FRAME__BODY_DELIVER);
+    const Fanout__Deliver *d = f->deliver;
+    assert_non_null(d->topic);
+    assert_int_equal(strlen(d->topic), v->topic_len);
+    assert_memory_equal(d->topic, v->topic, v->topic_len);
+    assert_int_equal(d->payload.len, v->payload_len);
+    if (v->payload_len)
+        assert_memory_equal(d->payload.data, v->payload, v->payload_len);
+    assert_true(v->seq == (d->has_seq ? d->seq : 0));
+    assert_true(v->time_ns == (d->has_time_ns ? d->time_ns : 0));
+    assert_int_equal(v->replay, d->has_replay && d->replay);
+    assert_true(v->sid == (f->has_sid ? f->sid : 0));
 }
 
 static void test_roundtrip_every_frame(void **state)
@@ -332,32 +375,135 @@ static void test_varint(void **state)
     assert_int_equal(fo_varint_get(over, sizeof over, &v), 0);  /* > 64 bits */
 }
 
+static size_t encode_deliver(uint8_t *out, uint32_t sid, const char *topic,
+                             const void *p, size_t n, uint64_t seq,
+                             uint64_t t, int replay, int extras)
+{
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Deliver d = FANOUT__DELIVER__INIT;
+    d.topic = (char *)topic;
+    d.has_payload = 1; d.payload.data = (uint8_t *)p; d.payload.len = n;
+    if (seq) { d.has_seq = 1; d.seq = seq; }
+    if (t) { d.has_time_ns = 1; d.time_ns = t; }
+    if (replay) { d.has_replay = 1; d.replay = 1; }
+    f.body_case = FANOUT__FRAME__BODY_DELIVER;
+    f.deliver = &d;
+    if (sid) { f.has_sid = 1; f.sid = sid; }
+    if (extras) { f.has_req = 1; f.req = 99; }
+    return fo_frame_pack(&f, out);
+}
+
+/* Whatever fo_deliver_peek accepts, protobuf-c reads the same way. */
+static void test_deliver_peek_agrees_with_protobuf_c(void **state)
+{
+    (void)state;
+    fo_arena_t a;
+    assert_int_equal(fo_arena_init(&a, 4096, 0), FO_OK);
+    srand(4242);
+    uint8_t wire[512];
+    int ok_seen = 0, fallback_seen = 0, bad_seen = 0;
+    for (int iter = 0; iter < 30000; iter++) {
+        char topic[32], payload[64];
+        int pl = random_msg(topic, payload);
+        size_t n = encode_deliver(wire, (uint32_t)(rand() % 4 ? rand() : 0), topic,
+                                  payload, (size_t)pl, (uint64_t)rand() * (uint64_t)rand(),
+                                  rand() % 2 ? (uint64_t)rand() << 20 : 0, rand() % 5 == 0,
+                                  rand() % 7 == 0);
+        uint8_t *body = wire + 4;
+        size_t len = n - 4;
+        if (iter % 2)
+            corrupt(body, &len);
+        fo_deliver_view_t v;
+        fo_err_t pe = fo_deliver_peek(body, len, &v);
+        Fanout__Frame *f = NULL;
+        fo_err_t ue = fo_frame_unpack(body, len, &a, &f);
+        if (pe == FO_OK) {
+            ok_seen++;
+            assert_int_equal(ue, FO_OK);
+            assert_view_matches(&v, f);
+        } else {
+            assert_int_equal(pe, FO_ERR_AGAIN);
+            bad_seen += ue == FO_ERR_BAD_FRAME;
+            fallback_seen++;
+        }
+        fo_arena_reset(&a);
+    }
+    assert_true(ok_seen > 15000);
+    assert_true(fallback_seen > 0);
+    assert_true(bad_seen > 0);
+    fo_arena_destroy(&a);
+}
+
+static void test_deliver_peek_shared_prefix(void **state)
+{
+    (void)state;
+    /* The broker's way: per-subscriber prefix + shared body. */
+    uint8_t shared[64], pre[FO_DELIVER_PREFIX_MAX], wire[128];
+    size_t sl = fo_deliver_write_shared(shared, "x.y", 3, 300, 0, 0, "hi", 2);
+    size_t pl = fo_deliver_prefix(pre, 77777, sl);
+    memcpy(wire, pre, pl);
+    memcpy(wire + pl, shared, sl);
+    fo_deliver_view_t v;
+    assert_int_equal(fo_deliver_peek(wire + 4, pl + sl - 4, &v), FO_OK);
+    assert_int_equal(v.sid, 77777);
+    assert_int_equal(v.seq, 300);
+    assert_int_equal(v.topic_len, 3);
+    assert_memory_equal(v.topic, "x.y", 3);
+    /* a non-DELIVER frame falls back */
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Ack ack = FANOUT__ACK__INIT;
+    f.body_case = FANOUT__FRAME__BODY_ACK; f.ack = &ack;
+    size_t n = fo_frame_pack(&f, wire);
+    assert_int_equal(fo_deliver_peek(wire + 4, n - 4, &v), FO_ERR_AGAIN);
+}
+
+/* The hand-written PUBLISH encoder is byte-identical to protobuf-c. */
+static void test_publish_pack_matches_protobuf_c(void **state)
+{
+    (void)state;
+    srand(99);
+    static uint8_t a[70000], b[70000], payload[66000];
+    for (int iter = 0; iter < 2000; iter++) {
+        char topic[300];
+        size_t tl = (size_t)(1 + rand() % (iter % 10 ? 20 : 290));
+        for (size_t i = 0; i < tl; i++) topic[i] = (char)('a' + rand() % 26);
+        topic[tl] = 0;
+        size_t pl = (size_t)(iter % 50 ? rand() % 300 : rand() % 66000);
+        for (size_t i = 0; i < pl; i++) payload[i] = (uint8_t)rand();
+        uint64_t req = rand() % 2 ? 0 : (uint64_t)rand() * (uint64_t)rand();
+        Fanout__Frame f = FANOUT__FRAME__INIT;
+        Fanout__Publish p = FANOUT__PUBLISH__INIT;
+        p.topic = topic;
+        p.has_payload = 1; p.payload.data = payload; p.payload.len = pl;
+        f.body_case = FANOUT__FRAME__BODY_PUBLISH; f.publish = &p;
+        if (req) { f.has_req = 1; f.req = req; }
+        size_t na = fo_frame_pack(&f, a);
+        assert_int_equal(fo_publish_frame_size(tl, pl, req), na);
+        size_t nb = fo_publish_frame_pack(b, topic, tl, payload, pl, req);
+        assert_int_equal(na, nb);
+        assert_memory_equal(a, b, na);
+    }
+}
+
 /* The zero-copy PUBLISH view agrees with protobuf-c on whatever it accepts,
  * for valid frames and for randomly corrupted ones. */
 static void test_publish_peek_agrees_with_protobuf_c(void **state)
 {
     (void)state;
     fo_arena_t a;
-    fo_arena_init(&a, 4096, 0);
+    assert_int_equal(fo_arena_init(&a, 4096, 0), FO_OK);
     srand(12345);
     uint8_t wire[512];
     int ok_seen = 0, fallback_seen = 0;
     for (int iter = 0; iter < 20000; iter++) {
         char topic[32], payload[64];
-        int tl = 1 + rand() % 20, pl = rand() % 60;
-        for (int i = 0; i < tl; i++) topic[i] = (char)('a' + rand() % 26);
-        topic[tl] = 0;
-        for (int i = 0; i < pl; i++) payload[i] = (char)rand();
+        int pl = random_msg(topic, payload);
         size_t n = encode_publish(wire, topic, payload, (size_t)pl,
                                   (uint64_t)(rand() % 3 ? 0 : rand()));
         uint8_t *body = wire + 4;
         size_t len = n - 4;
-        if (iter % 2) {   /* corrupt a few bytes, maybe cut short */
-            for (int k = 0; k < 1 + rand() % 3; k++)
-                body[rand() % len] = (uint8_t)rand();
-            if (rand() % 4 == 0)
-                len = (size_t)rand() % len + 1;
-        }
+        if (iter % 2)
+            corrupt(body, &len);
         fo_publish_view_t v;
         fo_err_t pe = fo_publish_peek(body, len, &v);
         Fanout__Frame *f = NULL;
@@ -387,6 +533,52 @@ static void test_publish_peek_agrees_with_protobuf_c(void **state)
     fo_arena_destroy(&a);
 }
 
+/* The client's zero-copy DELIVER view reads exactly what the broker
+ * writes (its canonical fast path), and agrees with protobuf-c on every
+ * corrupted variant it still accepts. */
+static void test_deliver_peek_on_broker_frames(void **state)
+{
+    (void)state;
+    fo_arena_t a;
+    assert_int_equal(fo_arena_init(&a, 4096, 0), FO_OK);
+    srand(4242);
+    int fast = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        uint8_t payload[300];
+        size_t pl = (size_t)(rand() % 300);
+        for (size_t k = 0; k < pl; k++) payload[k] = (uint8_t)rand();
+        char topic[40];
+        int tl = snprintf(topic, sizeof topic, "t%d.x%d", rand() % 1000, rand());
+        uint64_t seq = (uint64_t)rand() * (iter % 3 ? 1 : 100000);
+        fo_msg_t *m = fo_msg_new(&mem, NULL, topic, (size_t)tl, seq, (uint64_t)rand() << 20,
+                                 payload, pl, iter % 5 == 0);
+        uint8_t wire[512];
+        uint32_t sid = (uint32_t)rand();
+        size_t pn = fo_deliver_prefix(wire, sid, m->shared_len);
+        memcpy(wire + pn, m->shared, m->shared_len);
+        uint8_t *body = wire + 4;
+        size_t len = pn + m->shared_len - 4;
+        int mutated = iter % 2;
+        if (mutated)
+            corrupt(body, &len);
+        fo_deliver_view_t v;
+        fo_err_t pe = fo_deliver_peek(body, len, &v);
+        Fanout__Frame *f = NULL;
+        fo_err_t ue = fo_frame_unpack(body, len, &a, &f);
+        if (!mutated)
+            assert_int_equal(pe, FO_OK);
+        if (pe == FO_OK) {
+            fast += !mutated;
+            assert_int_equal(ue, FO_OK);
+            assert_view_matches(&v, f);
+        }
+        fo_msg_unref(m);
+        fo_arena_reset(&a);
+    }
+    assert_int_equal(fast, 10000);
+    fo_arena_destroy(&a);
+}
+
 /* Property: random frame sequences, cut at random boundaries, decode to
  * exactly the frames that were encoded, in order. */
 static void test_property_random_cuts(void **state)
@@ -394,7 +586,7 @@ static void test_property_random_cuts(void **state)
     (void)state;
     srand(777);
     fo_arena_t a;
-    fo_arena_init(&a, 4096, 0);
+    assert_int_equal(fo_arena_init(&a, 4096, 0), FO_OK);
     for (int round = 0; round < 200; round++) {
         int nframes = 1 + rand() % 60;
         fo_buf_t wire = FO_BUF_INIT;
@@ -469,6 +661,10 @@ int main(void)
         cmocka_unit_test(test_pack_iov),
         cmocka_unit_test(test_varint),
         cmocka_unit_test(test_publish_peek_agrees_with_protobuf_c),
+        cmocka_unit_test(test_deliver_peek_on_broker_frames),
+        cmocka_unit_test(test_deliver_peek_agrees_with_protobuf_c),
+        cmocka_unit_test(test_deliver_peek_shared_prefix),
+        cmocka_unit_test(test_publish_pack_matches_protobuf_c),
         cmocka_unit_test(test_property_random_cuts),
     };
     return cmocka_run_group_tests_name("frame", tests, NULL, NULL);

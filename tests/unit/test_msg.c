@@ -1,0 +1,116 @@
+/* test_msg.c -- the broker's encoded-once message (broker/msg.c): the
+ * DELIVER body it encodes, refcounts and the memory cap, the size-classed
+ * block cache and blocks going home from other threads. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <cmocka.h>
+#include "msg.h"
+#include "frame.h"
+#include "broker_msg_fixture.h"
+
+static void test_msg_encoding_matches_protobuf_c(void **state)
+{
+    (void)state;
+    fo_arena_t a;
+    assert_int_equal(fo_arena_init(&a, 4096, 0), FO_OK);
+    uint64_t seqs[] = {1, 127, 128, 1ull << 40};
+    for (int replay = 0; replay < 2; replay++)
+        for (size_t i = 0; i < 4; i++) {
+            fo_msg_t *m = fo_msg_new(&mem, NULL, "a.topic", 7, seqs[i], 99, (const uint8_t *)"hello", 5, replay);
+            assert_non_null(m);
+            uint8_t wire[256];
+            size_t pn = fo_deliver_prefix(wire, 42, m->shared_len);
+            memcpy(wire + pn, m->shared, m->shared_len);
+            Fanout__Frame *f;
+            assert_int_equal(fo_frame_unpack(wire + 4, pn + m->shared_len - 4, &a, &f), FO_OK);
+            assert_int_equal(f->body_case, FANOUT__FRAME__BODY_DELIVER);
+            assert_int_equal(f->sid, 42);
+            assert_string_equal(f->deliver->topic, "a.topic");
+            assert_true(f->deliver->seq == seqs[i]);
+            assert_int_equal(f->deliver->time_ns, 99);
+            assert_int_equal(f->deliver->replay, replay);
+            assert_int_equal(f->deliver->payload.len, 5);
+            assert_memory_equal(fo_msg_payload(m), "hello", 5);
+            size_t tl;
+            const char *t = fo_msg_topic(m, &tl);
+            assert_int_equal(tl, 7);
+            assert_memory_equal(t, "a.topic", 7);
+            fo_msg_t *copy = fo_msg_replay_copy(m);
+            assert_int_equal(copy->replay, 1);
+            assert_int_equal(copy->seq, m->seq);
+            fo_msg_unref(copy);
+            fo_msg_unref(m);
+            fo_arena_reset(&a);
+        }
+    assert_int_equal(atomic_load(&mem.used), 0);   /* all uncharged */
+    fo_arena_destroy(&a);
+}
+
+static void test_memory_cap(void **state)
+{
+    (void)state;
+    fo_mem_t small = { 0, 4096 };
+    fo_msg_t *a = fo_msg_new(&small, NULL, "t", 1, 1, 0, NULL, 0, 0);
+    assert_non_null(a);
+    static uint8_t big[8192];
+    assert_null(fo_msg_new(&small, NULL, "t", 1, 2, 0, big, sizeof big, 0));
+    assert_true(atomic_load(&small.used) < 4096);
+    fo_msg_unref(a);
+    assert_int_equal(atomic_load(&small.used), 0);
+}
+
+/* Blocks freed on another thread go home and are reused there. */
+static fo_msg_t *cross[64];
+static void *free_all(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 64; i++)
+        fo_msg_unref(cross[i]);
+    return NULL;
+}
+
+static void test_msg_cache_returns_home(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 64; i++)
+        cross[i] = mk((uint64_t)i + 1, 100);
+    void *addr[64];
+    for (int i = 0; i < 64; i++)
+        addr[i] = cross[i];
+    pthread_t th;
+    pthread_create(&th, NULL, free_all, NULL);
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&mem.used), 0);
+    int reused = 0;
+    for (int i = 0; i < 64; i++) {
+        fo_msg_t *m = mk(1000, 100);
+        for (int k = 0; k < 64; k++)
+            reused += (void *)m == addr[k];
+        cross[i] = m;
+    }
+    assert_int_equal(reused, 64);
+    for (int i = 0; i < 64; i++)
+        fo_msg_unref(cross[i]);
+    /* a big one bypasses the cache */
+    static uint8_t big[16384];
+    fo_msg_t *b = fo_msg_new(&mem, NULL, "t", 1, 1, 0, big, sizeof big, 0);
+    fo_msg_unref(b);
+    fo_msg_caches_release();
+}
+
+int main(void)
+{
+    atomic_store(&mem.limit, 0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_msg_encoding_matches_protobuf_c),
+        cmocka_unit_test(test_memory_cap),
+        cmocka_unit_test(test_msg_cache_returns_home),
+    };
+    return cmocka_run_group_tests_name("msg", tests, NULL, NULL);
+}
