@@ -71,7 +71,7 @@ void fo_config_defaults(fo_config_t *c);
  * err is the whole line, "fanoutd: " included, without a newline.
  * envp NULL = environ. `threads` stays 0 when so configured (the caller
  * asks sysconf). A listen/http host given as ":PORT" becomes 0.0.0.0. */
-fo_err_t fo_config_load(fo_config_t *c, int argc, char **argv, char **envp,
+FO_MUST_CHECK fo_err_t fo_config_load(fo_config_t *c, int argc, char **argv, char **envp,
                         FILE *out, int *exit_now, char *err, size_t errlen);
 
 /* Re-read the file and environment for SIGHUP: only options marked
@@ -79,11 +79,11 @@ fo_err_t fo_config_load(fo_config_t *c, int argc, char **argv, char **envp,
  * on the command line (they still win). All or nothing: on an error
  * (message in err) c is unchanged. Not thread-safe: reload a copy the
  * caller owns, then hand the new values to whoever reads them. */
-fo_err_t fo_config_reload(fo_config_t *c, char **envp, char *err, size_t errlen);
+FO_MUST_CHECK fo_err_t fo_config_reload(fo_config_t *c, char **envp, char *err, size_t errlen);
 
 /* Set one option by name from a string (the table's parser and bounds; a
  * list option appends). Exposed for tests. */
-fo_err_t fo_config_set(fo_config_t *c, const char *name, const char *value,
+FO_MUST_CHECK fo_err_t fo_config_set(fo_config_t *c, const char *name, const char *value,
                        char *err, size_t errlen);
 
 /* Print `--help` text to out. */
@@ -91,7 +91,7 @@ void fo_config_usage(FILE *out);
 
 /* Parsers shared with the CLI: "64k", "1MiB", "2G" -> bytes; "500ms",
  * "30s", "2m" (bare number = ms) -> milliseconds. */
-fo_err_t fo_parse_size(const char *s, uint64_t *out);
-fo_err_t fo_parse_duration_ms(const char *s, uint64_t *out);
+FO_MUST_CHECK fo_err_t fo_parse_size(const char *s, uint64_t *out);
+FO_MUST_CHECK fo_err_t fo_parse_duration_ms(const char *s, uint64_t *out);
 
 #endif

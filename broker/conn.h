@@ -61,7 +61,7 @@ typedef struct fo_conn {
 #define FO_HELLO_MAX_FRAME 4096
 
 /* Adopt an accepted socket. */
-fo_err_t fo_conn_create(fo_worker_t *w, int fd, fo_conn_t **out);
+FO_MUST_CHECK fo_err_t fo_conn_create(fo_worker_t *w, int fd, fo_conn_t **out);
 /* Close now and free (unsubscribes everything). */
 void fo_conn_destroy(fo_conn_t *c);
 

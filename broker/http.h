@@ -43,7 +43,7 @@ typedef int (*fo_http_handler_t)(void *ud, const char *path, fo_buf_t *body,
  * (fo_http_destroy). The handler is called from fo_http_poll only, with
  * the path (query string cut off); ud is borrowed. FO_ERR_ADDR for a bad
  * address, FO_ERR_IO when it cannot bind (errno kept). */
-fo_err_t fo_http_create(const char *hostport, fo_http_handler_t handler,
+FO_MUST_CHECK fo_err_t fo_http_create(const char *hostport, fo_http_handler_t handler,
                         void *ud, fo_http_t **out);
 int fo_http_fd(const fo_http_t *h);             /* pollable (EPOLLIN)   */
 void fo_http_poll(fo_http_t *h);                /* do what is ready     */

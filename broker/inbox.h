@@ -39,11 +39,11 @@ typedef struct fo_inbox {
     int efd;              /* eventfd, owned */
 } fo_inbox_t;
 
-fo_err_t fo_inbox_init(fo_inbox_t *ib);
+FO_MUST_CHECK fo_err_t fo_inbox_init(fo_inbox_t *ib);
 void fo_inbox_destroy(fo_inbox_t *ib);    /* unrefs pending messages, closes fds */
 
 /* Append n items (copied); wakes the owner if the inbox was empty. */
-fo_err_t fo_inbox_post(fo_inbox_t *ib, const fo_item_t *items, size_t n);
+FO_MUST_CHECK fo_err_t fo_inbox_post(fo_inbox_t *ib, const fo_item_t *items, size_t n);
 
 /* Owner: take everything. *items is swapped with the caller's spare array
  * (both owned by the caller's side in turn); returns the count. */

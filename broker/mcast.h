@@ -35,7 +35,7 @@ typedef struct fo_mcast_tx fo_mcast_tx_t;
  * 512..65507 or ttl outside 0..255; FO_ERR_ADDR: a group that is not an
  * IPv4 multicast address with a port, a bad filter, two filters on one
  * address:port, or an unknown mcast_if. */
-fo_err_t fo_mcast_create(const fo_config_t *cfg, uint64_t epoch, fo_mcast_t **out);
+FO_MUST_CHECK fo_err_t fo_mcast_create(const fo_config_t *cfg, uint64_t epoch, fo_mcast_t **out);
 void fo_mcast_destroy(fo_mcast_t *m);                       /* NULL is fine */
 
 /* Group index for a concrete topic, -1 when none maps it (first match in
@@ -50,7 +50,7 @@ size_t fo_mcast_welcome_groups(const fo_mcast_t *m, Fanout__McastGroup ***groups
 uint32_t fo_mcast_max_datagram(const fo_mcast_t *m);
 
 /* Per-worker sender. stats is the worker's (borrowed). */
-fo_err_t fo_mcast_tx_create(const fo_mcast_t *m, fo_stats_t *stats, fo_mcast_tx_t **out);
+FO_MUST_CHECK fo_err_t fo_mcast_tx_create(const fo_mcast_t *m, fo_stats_t *stats, fo_mcast_tx_t **out);
 void fo_mcast_tx_destroy(fo_mcast_tx_t *tx);                /* flushes; NULL is fine */
 
 /* Queue one message for group `group` (from fo_mcast_group_for). The bytes

@@ -21,6 +21,6 @@ typedef struct fo_metrics_src {
 } fo_metrics_src_t;
 
 /* Append the whole exposition to out. */
-fo_err_t fo_metrics_render(const fo_metrics_src_t *src, fo_buf_t *out);
+FO_MUST_CHECK fo_err_t fo_metrics_render(const fo_metrics_src_t *src, fo_buf_t *out);
 
 #endif

@@ -53,11 +53,11 @@ void fo_outq_clear(fo_outq_t *q);
 
 /* Queue a shared message for subscription sid; takes over one reference
  * the caller already holds. */
-fo_err_t fo_outq_push_msg(fo_outq_t *q, fo_msg_t *m, uint32_t sid, int droppable);
+FO_MUST_CHECK fo_err_t fo_outq_push_msg(fo_outq_t *q, fo_msg_t *m, uint32_t sid, int droppable);
 /* Queue an encoded frame (copied). */
-fo_err_t fo_outq_push_frame(fo_outq_t *q, const Fanout__Frame *f);
+FO_MUST_CHECK fo_err_t fo_outq_push_frame(fo_outq_t *q, const Fanout__Frame *f);
 /* Queue frame bytes, taking ownership (freed on failure too). */
-fo_err_t fo_outq_push_bytes(fo_outq_t *q, uint8_t *frame, uint32_t len);
+FO_MUST_CHECK fo_err_t fo_outq_push_bytes(fo_outq_t *q, uint8_t *frame, uint32_t len);
 /* Queue GAP {name, first, last, reason} for subscription sid, or extend
  * the last notice of (sid, topic) when this one continues it. topic only
  * identifies the topic (never dereferenced); name is copied. *merged (may

@@ -35,7 +35,7 @@ void fo_ring_destroy(fo_ring_t *r);           /* unrefs everything; NULL ok */
  * oldest. m->seq must follow the last pushed seq (no holes). With
  * max_msgs == 0 nothing is kept. FO_ERR_NOMEM when the slot array cannot
  * grow (the message is then simply not retained). */
-fo_err_t fo_ring_push(fo_ring_t *r, fo_msg_t *m, uint32_t max_msgs, uint64_t max_bytes);
+FO_MUST_CHECK fo_err_t fo_ring_push(fo_ring_t *r, fo_msg_t *m, uint32_t max_msgs, uint64_t max_bytes);
 
 /* The retained message with sequence seq, borrowed, or NULL. */
 fo_msg_t *fo_ring_get(const fo_ring_t *r, uint64_t seq);

@@ -97,7 +97,7 @@ typedef struct fo_registry fo_registry_t;
 
 /* mcast_group_for may be NULL (no multicast); ud is passed to it. */
 typedef int (*fo_group_fn)(const void *ud, const char *topic);
-fo_err_t fo_registry_create(int nworkers, int max_topics, fo_group_fn group_for,
+FO_MUST_CHECK fo_err_t fo_registry_create(int nworkers, int max_topics, fo_group_fn group_for,
                             const void *group_ud, fo_registry_t **out);
 void fo_registry_destroy(fo_registry_t *r);          /* NULL is fine */
 uint64_t fo_registry_topics(const fo_registry_t *r);
@@ -115,7 +115,7 @@ fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len, fo_e
 typedef void (*fo_bound_fn)(void *ud, fo_topic_t *t, fo_binding_t *b);
 
 /* Register sub and bind it to every existing matching topic. */
-fo_err_t fo_registry_subscribe(fo_registry_t *r, fo_sub_t *sub, fo_bound_fn bound, void *ud);
+FO_MUST_CHECK fo_err_t fo_registry_subscribe(fo_registry_t *r, fo_sub_t *sub, fo_bound_fn bound, void *ud);
 /* Unbind and unregister sub (the caller frees it). */
 void fo_registry_unsubscribe(fo_registry_t *r, fo_sub_t *sub);
 

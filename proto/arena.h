@@ -32,7 +32,7 @@ typedef struct fo_arena {
 
 /* Set up an arena whose first block holds `initial` bytes. keep_max bounds
  * what a reset keeps (0 = 4 * initial). */
-fo_err_t fo_arena_init(fo_arena_t *a, size_t initial, size_t keep_max);
+FO_MUST_CHECK fo_err_t fo_arena_init(fo_arena_t *a, size_t initial, size_t keep_max);
 
 /* 16-byte aligned memory valid until the next reset; NULL when out of memory. */
 void *fo_arena_alloc(fo_arena_t *a, size_t n);

@@ -30,10 +30,10 @@ static inline uint8_t *fo_buf_tail(const fo_buf_t *b) { return b->data + b->end;
 static inline size_t fo_buf_room(const fo_buf_t *b) { return b->cap - b->end; }
 
 /* Make at least n bytes writable at the tail (compacting or growing). */
-fo_err_t fo_buf_reserve(fo_buf_t *b, size_t n);
+FO_MUST_CHECK fo_err_t fo_buf_reserve(fo_buf_t *b, size_t n);
 
 /* Append n bytes. */
-fo_err_t fo_buf_append(fo_buf_t *b, const void *p, size_t n);
+FO_MUST_CHECK fo_err_t fo_buf_append(fo_buf_t *b, const void *p, size_t n);
 
 /* Mark n bytes written at the tail (after fo_buf_reserve + a read). */
 static inline void fo_buf_commit(fo_buf_t *b, size_t n) { b->end += n; }

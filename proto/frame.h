@@ -51,7 +51,7 @@ void fo_decoder_destroy(fo_decoder_t *d);   /* NULL is fine */
 
 /* Copy bytes in (tests, datagram-less callers). Readers that want no copy
  * use fo_buf_reserve(&d->buf, n), read into fo_buf_tail(), fo_buf_commit(). */
-fo_err_t fo_decoder_feed(fo_decoder_t *d, const void *p, size_t n);
+FO_MUST_CHECK fo_err_t fo_decoder_feed(fo_decoder_t *d, const void *p, size_t n);
 
 /* Bytes still needed to complete the frame at the head (>= 1). A reader can
  * use it to size its next read. */
@@ -63,15 +63,15 @@ size_t fo_decoder_want(const fo_decoder_t *d);
  * FO_ERR_FRAME_SIZE: the head declares length 0 or > max_frame; *len holds
  * the declared length. Nothing was allocated for it. The stream is
  * unusable after this (there is no way to find the next frame). */
-fo_err_t fo_decoder_next(fo_decoder_t *d, const uint8_t **body, size_t *len);
+FO_MUST_CHECK fo_err_t fo_decoder_next(fo_decoder_t *d, const uint8_t **body, size_t *len);
 
 /* At end of stream: FO_OK when no partial frame is pending, else
  * FO_ERR_TRUNCATED. */
-fo_err_t fo_decoder_finish(const fo_decoder_t *d);
+FO_MUST_CHECK fo_err_t fo_decoder_finish(const fo_decoder_t *d);
 
 /* Unpack one frame body into *out, allocating from `arena` only; the result
  * lives until the arena is reset. FO_ERR_BAD_FRAME when it does not unpack. */
-fo_err_t fo_frame_unpack(const uint8_t *body, size_t len, fo_arena_t *arena,
+FO_MUST_CHECK fo_err_t fo_frame_unpack(const uint8_t *body, size_t len, fo_arena_t *arena,
                          Fanout__Frame **out);
 
 /* A frame body that unpacked: the first string field in it (at any depth)
@@ -92,7 +92,7 @@ typedef struct fo_publish_view {
     const uint8_t *payload; size_t payload_len;
     uint64_t req;       /* Frame.req, 0 if absent */
 } fo_publish_view_t;
-fo_err_t fo_publish_peek(const uint8_t *body, size_t len, fo_publish_view_t *v);
+FO_MUST_CHECK fo_err_t fo_publish_peek(const uint8_t *body, size_t len, fo_publish_view_t *v);
 
 /* Zero-copy view of a DELIVER frame, for the client's hot path (the
  * counterpart of fo_publish_peek). FO_OK: a well-formed Frame holding only
@@ -107,7 +107,7 @@ typedef struct fo_deliver_view {
     uint32_t sid;       /* Frame.sid, 0 if absent */
     int replay;
 } fo_deliver_view_t;
-fo_err_t fo_deliver_peek(const uint8_t *body, size_t len, fo_deliver_view_t *v);
+FO_MUST_CHECK fo_err_t fo_deliver_peek(const uint8_t *body, size_t len, fo_deliver_view_t *v);
 
 /* Encode a PUBLISH frame (header included) without building a
  * Fanout__Frame: byte-identical to fo_frame_pack of the same frame (payload
@@ -128,11 +128,11 @@ size_t fo_frame_size(const Fanout__Frame *f);
 size_t fo_frame_pack(const Fanout__Frame *f, uint8_t *out);
 
 /* Append header + body to a buffer. */
-fo_err_t fo_frame_append(fo_buf_t *b, const Fanout__Frame *f);
+FO_MUST_CHECK fo_err_t fo_frame_append(fo_buf_t *b, const Fanout__Frame *f);
 
 /* Encode into two iovecs: iov[0] = the 4 header bytes in hdr, iov[1] = the
  * body packed into body (capacity cap). FO_ERR_RANGE if cap is too small. */
-fo_err_t fo_frame_pack_iov(const Fanout__Frame *f, uint8_t hdr[FO_FRAME_HDR],
+FO_MUST_CHECK fo_err_t fo_frame_pack_iov(const Fanout__Frame *f, uint8_t hdr[FO_FRAME_HDR],
                            uint8_t *body, size_t cap, struct iovec iov[2]);
 
 /* The shared part of a DELIVER frame, as fanoutd sends it: the `deliver`

@@ -32,7 +32,7 @@ static void add(fo_buf_t *b, Fanout__Frame *f, uint64_t req)
         f->has_req = 1;
         f->req = req;
     }
-    fo_frame_append(b, f);
+    assert_int_equal(fo_frame_append(b, f), FO_OK);
 }
 
 /* One valid session's bytes. */
@@ -109,7 +109,7 @@ static void mutate(fo_buf_t *b)
     case 3: {                             /* garbage appended */
         uint8_t g[64];
         for (size_t i = 0; i < sizeof g; i++) g[i] = (uint8_t)rnd();
-        fo_buf_append(b, g, rnd() % sizeof g);
+        assert_int_equal(fo_buf_append(b, g, rnd() % sizeof g), FO_OK);
         break;
     }
     default:                              /* valid (mostly) */

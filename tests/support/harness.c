@@ -259,7 +259,11 @@ int fo_tc_connect_rcvbuf(fo_tc_t *c, int port, int rcvbuf)
     if (c->fd < 0)
         return -1;
     fo_decoder_init(&c->dec, FO_MAX_FRAME_LIMIT);
-    fo_arena_init(&c->arena, 4096, 0);
+    if (fo_arena_init(&c->arena, 4096, 0)) {
+        close(c->fd);
+        c->fd = -1;
+        return -1;
+    }
     return 0;
 }
 

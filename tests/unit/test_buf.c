@@ -42,7 +42,7 @@ static void test_release_adopt(void **state)
     fo_buf_t b = FO_BUF_INIT;
     size_t cap = 0;
     assert_null(fo_buf_release(&b, &cap));        /* nothing to give */
-    fo_buf_append(&b, "x", 1);
+    assert_int_equal(fo_buf_append(&b, "x", 1), FO_OK);
     assert_null(fo_buf_release(&b, &cap));        /* not empty */
     fo_buf_consume(&b, 1);
     void *mem = fo_buf_release(&b, &cap);

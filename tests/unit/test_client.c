@@ -106,7 +106,7 @@ static int setup(void **state)
     x->o.on_event = on_event;
     x->o.ud = &x->got;
     pthread_mutex_init(&x->got.mu, NULL);
-    fo_arena_init(&x->a, 4096, 0);
+    assert_int_equal(fo_arena_init(&x->a, 4096, 0), FO_OK);
     *state = x;
     return 0;
 }
@@ -509,7 +509,7 @@ static void test_unsubscribe_while_delivering(void **state)
         Fanout__Frame f;
         Fanout__Deliver d;
         peer_deliver(&f, &d, fo_sub_id(s), "w", (uint64_t)i, "x");
-        fo_frame_append(&burst, &f);
+        assert_int_equal(fo_frame_append(&burst, &f), FO_OK);
     }
     pthread_mutex_lock(&x->peer.wmu);
     assert_int_equal(peer_write_all(x->peer.fd, fo_buf_head(&burst), fo_buf_len(&burst)), 0);

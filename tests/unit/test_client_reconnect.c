@@ -115,7 +115,7 @@ static void test_resubscribe_with_positions(void **state)
     assert_int_equal(peer_wait(&p, FANOUT__FRAME__BODY_PUBLISH, 3, 2000), 3);
 
     fo_arena_t a;
-    fo_arena_init(&a, 4096, 0);
+    assert_int_equal(fo_arena_init(&a, 4096, 0), FO_OK);
     Fanout__Frame *sf = peer_get(&p, FANOUT__FRAME__BODY_SUBSCRIBE, 2, &a);
     assert_int_equal(sf->subscribe->sid, fo_sub_id(s));
     assert_string_equal(sf->subscribe->filter, "r.>");

@@ -182,7 +182,7 @@ static void test_zero_length_rejected(void **state)
     fo_decoder_t dec;
     fo_decoder_init(&dec, 0);
     uint8_t hdr[4] = {0, 0, 0, 0};
-    fo_decoder_feed(&dec, hdr, 4);
+    assert_int_equal(fo_decoder_feed(&dec, hdr, 4), FO_OK);
     const uint8_t *body; size_t len = 99;
     assert_int_equal(fo_decoder_next(&dec, &body, &len), FO_ERR_FRAME_SIZE);
     assert_int_equal(len, 0);
@@ -196,7 +196,7 @@ static void test_over_limit_rejected_before_allocating(void **state)
     fo_decoder_init(&dec, 1024);
     uint8_t hdr[4];
     fo_be32_put(hdr, 0xffffffffu);
-    fo_decoder_feed(&dec, hdr, 4);
+    assert_int_equal(fo_decoder_feed(&dec, hdr, 4), FO_OK);
     size_t cap_before = dec.buf.cap;
     const uint8_t *body; size_t len;
     assert_int_equal(fo_decoder_next(&dec, &body, &len), FO_ERR_FRAME_SIZE);
@@ -208,12 +208,12 @@ static void test_over_limit_rejected_before_allocating(void **state)
     fo_decoder_t d2;
     fo_decoder_init(&d2, 1024);
     fo_be32_put(hdr, 1025);
-    fo_decoder_feed(&d2, hdr, 4);
+    assert_int_equal(fo_decoder_feed(&d2, hdr, 4), FO_OK);
     assert_int_equal(fo_decoder_next(&d2, &body, &len), FO_ERR_FRAME_SIZE);
     fo_decoder_destroy(&d2);
     fo_decoder_init(&d2, 1024);
     fo_be32_put(hdr, 1024);
-    fo_decoder_feed(&d2, hdr, 4);
+    assert_int_equal(fo_decoder_feed(&d2, hdr, 4), FO_OK);
     assert_int_equal(fo_decoder_next(&d2, &body, &len), FO_ERR_AGAIN);
     assert_int_equal(fo_decoder_want(&d2), 1024);
     fo_decoder_destroy(&d2);
@@ -228,11 +228,11 @@ static void test_truncated_stream(void **state)
     fo_decoder_t dec;
     fo_decoder_init(&dec, 0);
     assert_int_equal(fo_decoder_finish(&dec), FO_OK);
-    fo_decoder_feed(&dec, wire, 2);          /* inside the header */
+    assert_int_equal(fo_decoder_feed(&dec, wire, 2), FO_OK); /* inside the header */
     assert_int_equal(fo_decoder_finish(&dec), FO_ERR_TRUNCATED);
-    fo_decoder_feed(&dec, wire + 2, n - 3);  /* inside the body */
+    assert_int_equal(fo_decoder_feed(&dec, wire + 2, n - 3), FO_OK); /* inside the body */
     assert_int_equal(fo_decoder_finish(&dec), FO_ERR_TRUNCATED);
-    fo_decoder_feed(&dec, wire + n - 1, 1);
+    assert_int_equal(fo_decoder_feed(&dec, wire + n - 1, 1), FO_OK);
     const uint8_t *body; size_t len;
     assert_int_equal(fo_decoder_next(&dec, &body, &len), FO_OK);
     assert_int_equal(fo_decoder_finish(&dec), FO_OK);
@@ -243,7 +243,7 @@ static void test_garbage_does_not_unpack(void **state)
 {
     (void)state;
     fo_arena_t a;
-    fo_arena_init(&a, 1024, 0);
+    assert_int_equal(fo_arena_init(&a, 1024, 0), FO_OK);
     Fanout__Frame *f;
     const uint8_t bad1[] = {0xff, 0xff, 0xff};          /* bad key varint */
     const uint8_t bad2[] = {0x1a, 0x10, 0x0a};          /* length past end */
@@ -267,7 +267,7 @@ static void test_unpack_uses_arena_only(void **state)
 {
     (void)state;
     fo_arena_t a;
-    fo_arena_init(&a, 2048, 1 << 20);
+    assert_int_equal(fo_arena_init(&a, 2048, 1 << 20), FO_OK);
     uint8_t wire[8192];
     char payload[4096];
     memset(payload, 'p', sizeof payload);
@@ -297,7 +297,7 @@ static void test_deliver_shared_and_prefix(void **state)
     size_t sn = fo_deliver_shared_len(10, 123456789, 55, 0, 4);
     assert_int_equal(fo_deliver_write_shared(shared, "prices.eur", 10, 123456789, 55, 0, "42.0", 4), sn);
     fo_arena_t a;
-    fo_arena_init(&a, 1024, 0);
+    assert_int_equal(fo_arena_init(&a, 1024, 0), FO_OK);
     uint32_t sids[] = {1, 127, 128, 300000, UINT32_MAX};
     for (size_t i = 0; i < 5; i++) {
         uint8_t wire[256];
@@ -306,7 +306,7 @@ static void test_deliver_shared_and_prefix(void **state)
         memcpy(wire + pn, shared, sn);
         fo_decoder_t dec;
         fo_decoder_init(&dec, 0);
-        fo_decoder_feed(&dec, wire, pn + sn);
+        assert_int_equal(fo_decoder_feed(&dec, wire, pn + sn), FO_OK);
         const uint8_t *body; size_t len;
         assert_int_equal(fo_decoder_next(&dec, &body, &len), FO_OK);
         assert_int_equal(len, pn + sn - 4);

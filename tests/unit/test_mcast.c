@@ -320,7 +320,7 @@ static void test_batches_and_groups(void **state)
     }
     fo_mcast_tx_destroy(tx);                      /* flushes */
     fo_arena_t ar;
-    fo_arena_init(&ar, 4096, 0);
+    assert_int_equal(fo_arena_init(&ar, 4096, 0), FO_OK);
     uint64_t na = 0, nb = 0;
     while (na < N) {
         Fanout__Datagram *d = rx_next(fa, &ar, NULL);

@@ -56,9 +56,9 @@ static void test_iov_and_partial_writes(void **state)
         assert_int_equal(drain(&q, out, chunk), bytes);
         fo_decoder_t d;
         fo_decoder_init(&d, 0);
-        fo_decoder_feed(&d, out, bytes);
+        assert_int_equal(fo_decoder_feed(&d, out, bytes), FO_OK);
         fo_arena_t a;
-        fo_arena_init(&a, 1024, 0);
+        assert_int_equal(fo_arena_init(&a, 1024, 0), FO_OK);
         const uint8_t *body; size_t len;
         for (uint64_t s = 1; s <= 6; s++) {
             assert_int_equal(fo_decoder_next(&d, &body, &len), FO_OK);

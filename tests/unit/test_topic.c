@@ -188,15 +188,15 @@ static void test_queue_groups(void **state)
 {
     (void)state;
     fo_registry_t *r;
-    fo_registry_create(2, 10, NULL, NULL, &r);
+    assert_int_equal(fo_registry_create(2, 10, NULL, NULL, &r), FO_OK);
     fo_err_t err = FO_OK;
     fo_topic_t *t = fo_registry_get(r, "jobs.x", 6, &err);
     fo_sub_t *m[3] = { mksub("jobs.x", "g", 0, 1), mksub("jobs.x", "g", 1, 2),
                        mksub("jobs.x", "g", 0, 3) };
     fo_sub_t *other = mksub("jobs.*", "g", 1, 4);   /* same name, other filter */
     for (int i = 0; i < 3; i++)
-        fo_registry_subscribe(r, m[i], NULL, NULL);
-    fo_registry_subscribe(r, other, NULL, NULL);
+        assert_int_equal(fo_registry_subscribe(r, m[i], NULL, NULL), FO_OK);
+    assert_int_equal(fo_registry_subscribe(r, other, NULL, NULL), FO_OK);
     int ngroups = 0;
     for (fo_qgroup_t *g = t->groups; g; g = g->next)
         ngroups++;
@@ -229,7 +229,7 @@ static void test_queue_groups(void **state)
     /* a member that joined later does not get older messages */
     fo_sub_t *late = mksub("jobs.x", "g", 1, 5);
     t->seq = 1000;
-    fo_registry_subscribe(r, late, NULL, NULL);
+    assert_int_equal(fo_registry_subscribe(r, late, NULL, NULL), FO_OK);
     for (int i = 0; i < 10; i++)
         assert_int_not_equal(fo_qgroup_pick(g3, 500)->sub->sid, 5);
     freesub(r, m[0]);
