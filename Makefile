@@ -137,7 +137,8 @@ $(BUILD)/examples/%: examples/%.c include/fanout.h include/fo_err.h $(BUILD)/lib
 	$(CC) $(EXAMPLE_CFLAGS) -o $@ $< $(BUILD)/libfanout.a $(LDFLAGS) -lprotobuf-c
 
 # ---------------------------------------------------------------- targets
-test: deps all $(UNIT_BIN) $(INTEG_BIN)
+# The benchmarks are built (not run) with the tests, so they never rot.
+test: deps all $(UNIT_BIN) $(INTEG_BIN) $(BENCH_BIN)
 	@sh tests/run.sh $(BUILD) $(UNIT_BIN) $(INTEG_BIN) tests/conformance/run
 
 unit: deps $(UNIT_BIN)
