@@ -15,6 +15,7 @@
 #include "conn.h"
 #include "log.h"
 #include "net.h"
+#include <sys/random.h>
 #include "route.h"
 
 /* Policy block may overshoot max-output by what is in flight when the
@@ -47,7 +48,12 @@ fo_err_t fo_conn_create(fo_worker_t *w, int fd, fo_conn_t **out)
     fo_decoder_init(&c->dec, FO_HELLO_MAX_FRAME);    /* max-frame after WELCOME */
     fo_outq_init(&c->outq);
     fo_net_peer_name(fd, c->peer, sizeof c->peer);
-    fo_err_t err = fo_worker_attach(w, c);     /* a slot, an id, w->all */
+    fo_err_t err = FO_ERR_IO;
+    /* the inbox's secret half: unguessable (a CSPRNG, not the worker's
+     * ids), since knowing it is what lets a responder reply */
+    if (getrandom(&c->inbox_secret, sizeof c->inbox_secret, 0) != sizeof c->inbox_secret)
+        goto fail;
+    err = fo_worker_attach(w, c);              /* a slot, an id, w->all */
     if (err)
         goto fail;
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
@@ -284,6 +290,22 @@ queue:
     }
 }
 
+void fo_conn_deliver_reply(fo_conn_t *c, fo_msg_t *m)
+{
+    uint64_t limit = LIM(c->w->b, max_output);
+    if (c->state == FO_CONN_OPEN && c->outq.bytes + m->shared_len > limit)
+        write_some(c);
+    if (c->state != FO_CONN_OPEN || c->outq.bytes + m->shared_len > limit) {
+        FO_STAT_INC(&c->w->stats, drops_slow_consumer);
+        fo_msg_unref(m);
+        return;
+    }
+    if (fo_outq_push_msg(&c->outq, m, 0, 0) == FO_OK) {
+        FO_STAT_INC(&c->w->stats, messages_out);
+        fo_worker_mark_dirty(c->w, c);
+    }
+}
+
 /* Write until the queue is empty or the socket is full. 0, or -1 on a
  * socket error (the caller decides when to destroy). */
 static int write_some(fo_conn_t *c)
@@ -385,6 +407,10 @@ static void on_hello(fo_conn_t *c, const Fanout__Frame *f)
     wl.max_datagram = b->cfg.max_datagram;
     wl.has_client_id = 1;
     wl.client_id = c->id;
+    char inbox[sizeof FO_INBOX_PREFIX + 32];
+    snprintf(inbox, sizeof inbox, FO_INBOX_PREFIX "%016llx%016llx",
+             (unsigned long long)c->id, (unsigned long long)c->inbox_secret);
+    wl.inbox = inbox;
     wl.n_groups = fo_mcast_welcome_groups(b->mcast, &wl.groups);
     out.body_case = FANOUT__FRAME__BODY_WELCOME;
     out.welcome = &wl;
@@ -433,8 +459,12 @@ static void dispatch(fo_conn_t *c, const Fanout__Frame *f)
             fo_conn_fail(c, FO_CODE(MISSING_FIELD), "PUBLISH needs topic");
             return;
         }
-        size_t tl = strlen(p->topic);
-        fo_route_publish(c, p->topic, tl, p->payload.data, p->has_payload ? p->payload.len : 0, req);
+        fo_publish_req_t pr = { .topic = p->topic, .topic_len = strlen(p->topic),
+                                .payload = p->payload.data,
+                                .payload_len = p->has_payload ? p->payload.len : 0, .req = req,
+                                .reply = p->reply, .headers = p->headers,
+                                .n_headers = p->n_headers };
+        fo_route_publish(c, &pr);
         return;
     }
     case FANOUT__FRAME__BODY_SUBSCRIBE:
@@ -485,7 +515,10 @@ static void handle_frames(fo_conn_t *c)
         fo_publish_view_t v;
         if (c->state == FO_CONN_OPEN && fo_publish_peek(body, len, &v) == FO_OK) {
             c->cur_req = v.req;
-            fo_route_publish(c, v.topic, v.topic_len, v.payload, v.payload_len, v.req);
+            fo_publish_req_t pr = { .topic = v.topic, .topic_len = v.topic_len,
+                                    .payload = v.payload, .payload_len = v.payload_len,
+                                    .req = v.req };
+            fo_route_publish(c, &pr);
             c->cur_req = 0;
             if (c->state == FO_CONN_CLOSING)
                 FO_STAT_INC(&w->stats, protocol_errors);   /* invalid topic */

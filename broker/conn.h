@@ -47,6 +47,7 @@ typedef struct fo_conn {
     uint8_t congest_want;          /* what the next flush should make it    */
     uint64_t congested_ms;         /* when congest_want last turned on      */
     uint64_t cur_req;              /* Frame.req of the frame being handled  */
+    uint64_t inbox_secret;         /* the random half of Welcome.inbox      */
     uint64_t in_charged;           /* input buffer bytes charged to --max-memory */
     uint64_t partial_ms;           /* since when a partial frame is buffered (0: none) */
     uint64_t created_ms, last_rx_ms, last_ping_ms, close_deadline_ms;
@@ -89,6 +90,10 @@ void fo_conn_fail_sid(fo_conn_t *c, int code, uint32_t sid, const char *fmt, ...
 /* Queue a message for sub (takes one reference the caller holds),
  * enforcing the output limit and the subscription's slow policy. */
 void fo_conn_deliver(fo_conn_t *c, fo_sub_t *sub, fo_msg_t *m);
+/* Queue a reply for this connection's inbox (DELIVER with sid 0; takes
+ * the caller's reference). Over the output limit it is dropped and
+ * counted: the requester times out, nobody else waits. */
+void fo_conn_deliver_reply(fo_conn_t *c, fo_msg_t *m);
 
 /* Queue GAP {name, first, last, reason} for sid; a GAP continuing the
  * last queued notice of (sid, t) extends it (outq.h). t identifies the

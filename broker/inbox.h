@@ -23,6 +23,7 @@ typedef enum {
     FO_ITEM_CONN = 1,     /* fd: a new connection to adopt            */
     FO_ITEM_FANOUT,       /* msg: deliver to local bindings of topic  */
     FO_ITEM_TARGET,       /* msg: deliver to (conn_id, sid)           */
+    FO_ITEM_REPLY,        /* msg: a reply for connection conn_id      */
 } fo_item_kind_t;
 
 typedef struct fo_item {

@@ -29,6 +29,8 @@
     X(frames_in,            counter, "Frames received")                          \
     X(drops_slow_consumer,  counter, "Messages dropped from slow consumers' queues") \
     X(drops_no_route,       counter, "Messages published to a topic with no subscriber") \
+    X(no_responders,        counter, "Requests refused with ERR_NO_RESPONDERS (nobody subscribed)") \
+    X(replies,              counter, "Replies routed to a requester's inbox")   \
     X(drops_gone,           counter, "Deliveries dropped because the subscriber left") \
     X(slow_consumer_disconnects, counter, "Connections closed by the disconnect slow-consumer policy") \
     X(congestions,          counter, "Times a block-policy subscriber's queue went over max-output") \
