@@ -125,6 +125,18 @@ static void wait_for(int n)
     assert_int_equal(got, n);
 }
 
+/* A slot is given back just after its callback returns: wait for that. */
+static void wait_idle(fo_auth_t *a, fo_auth_stats_t *st)
+{
+    for (int i = 0; i < 5000; i++) {
+        fo_auth_stats(a, st);
+        if (st->inflight == 0)
+            return;
+        usleep(1000);
+    }
+    fail_msg("jobs still in flight after 5 s");
+}
+
 /* the verdict of the result with that ud */
 static fo_auth_verdict_t verdict_of(intptr_t ud, const fo_user_t **user)
 {
@@ -219,7 +231,7 @@ static void test_verdicts(void **state)
         assert_true(C.users[i] == NULL || C.users[i] == t);
     /* every login cost one verification, unknown names too */
     fo_auth_stats_t st;
-    fo_auth_stats(a, &st);
+    wait_idle(a, &st);
     assert_int_equal(st.submitted, 10);
     assert_int_equal(st.verifications, 10);
     assert_int_equal(st.ok, 2);
@@ -414,13 +426,7 @@ static void test_busy(void **state)
     open_gate();
     wait_for(2);
     /* room again once the callbacks returned */
-    for (int i = 0; i < 1000; i++) {
-        fo_auth_stats(a, &st);
-        if (st.inflight == 0)
-            break;
-        usleep(1000);
-    }
-    assert_int_equal(st.inflight, 0);
+    wait_idle(a, &st);
     assert_int_equal(submit(a, t, "alice", FO_SECRET_PASSWORD, "alice-pw", 5), FO_OK);
     wait_for(3);
     fo_auth_destroy(a);
