@@ -24,6 +24,8 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -fPIC \
             -Iinclude -Iproto -I$(BUILD)/gen -MMD -MP
 LDFLAGS  += -pthread
 LDLIBS   += -lprotobuf-c -lm
+# The broker's password hashing (argon2id) and keyed hashes; not libfanout's.
+SODIUM_LIBS ?= -lsodium
 
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -106,7 +108,7 @@ $(BUILD)/fanout.pc: scripts/fanout.pc.in VERSION
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
 $(BUILD)/fanoutd: $(BROKER_OBJ) $(PROTO_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SODIUM_LIBS)
 
 $(BUILD)/fanout: $(CLI_OBJ) $(BUILD)/libfanout.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -119,7 +121,7 @@ $(BUILD)/libtestall.a: $(BROKER_LIB_OBJ) $(CLI_LIB_OBJ) $(LIB_OBJ) $(TSUP_OBJ)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/libtestall.a
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libtestall.a $(LDLIBS) -lcmocka
+	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libtestall.a $(LDLIBS) $(SODIUM_LIBS) -lcmocka
 
 # ---------------------------------------------------------------- examples
 # examples/*.c: a producer and a consumer built the way an application
