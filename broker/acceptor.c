@@ -18,6 +18,7 @@
 #define ACCEPT_BATCH 256      /* accepts per wake-up: the rest wait in the kernel */
 #define PAUSE_MS     100      /* out of descriptors: stop accepting this long */
 #define BACKLOG      4096
+#define TICK_MS      250      /* fo_broker_tick: reclamation, retention age */
 
 enum { TAG_LISTEN, TAG_SIGNAL, TAG_HTTP };
 
@@ -29,6 +30,7 @@ struct fo_acceptor {
     int draining;
     unsigned rr;              /* next worker, round-robin */
     uint64_t paused_until;    /* listener out of the set until then; 0 = in */
+    uint64_t next_tick;       /* the next fo_broker_tick */
 };
 
 static fo_err_t watch(fo_acceptor_t *a, int fd, int tag)
@@ -189,7 +191,7 @@ fo_err_t fo_acceptor_run(fo_acceptor_t *a)
 {
     for (;;) {
         struct epoll_event evs[8];
-        int n = epoll_wait(a->epfd, evs, 8, a->draining || a->paused_until ? 20 : 1000);
+        int n = epoll_wait(a->epfd, evs, 8, a->draining || a->paused_until ? 20 : TICK_MS);
         if (n < 0 && errno != EINTR) {
             fo_error(0, "epoll_wait: %s", strerror(errno));
             return FO_ERR_IO;
@@ -202,6 +204,11 @@ fo_err_t fo_acceptor_run(fo_acceptor_t *a)
                 on_signals(a);
             else if (tag == TAG_HTTP)
                 fo_http_poll(a->http);
+        }
+        uint64_t now = fo_clock_ms();
+        if (now >= a->next_tick) {
+            a->next_tick = now + TICK_MS;
+            fo_broker_tick(a->b);
         }
         if (a->paused_until && fo_clock_ms() >= a->paused_until) {
             a->paused_until = 0;

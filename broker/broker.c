@@ -23,6 +23,8 @@ void fo_broker_apply_limits(fo_broker_t *b, const fo_config_t *c)
     atomic_store(&b->lim.read_budget, c->read_budget);
     atomic_store(&b->lim.retention_msgs, c->retention_msgs);
     atomic_store(&b->lim.retention_bytes, c->retention_bytes);
+    atomic_store(&b->lim.retention_age_ms, c->retention_age_ms);
+    atomic_store(&b->lim.topic_linger_ms, c->topic_linger_ms);
     atomic_store(&b->lim.max_conns, c->max_conns);
     atomic_store(&b->mem.limit, c->max_memory);
 }
@@ -97,6 +99,33 @@ void fo_broker_reload(fo_broker_t *b)
     fo_info(0, "SIGHUP: configuration reloaded");
 }
 
+#define SWEEP_BUDGET 4096        /* topics looked at per tick */
+
+void fo_broker_tick(fo_broker_t *b)
+{
+    uint64_t e = atomic_load_explicit(&b->reclaim_epoch, memory_order_relaxed);
+    uint64_t min = UINT64_MAX;
+    for (int i = 0; i < b->started; i++) {
+        uint64_t s = atomic_load_explicit(&b->workers[i]->seen_epoch, memory_order_acquire);
+        if (s < min)
+            min = s;
+    }
+    if (!b->started)
+        return;
+    if (min >= e) {
+        /* everyone has seen e: what dies now dies in e; the epoch then
+         * moves so the workers purge at their next quiescent point */
+        (void)fo_registry_sweep(b->reg, fo_realtime_ns(), LIM(b, retention_age_ms) * 1000000u,
+                                (uint64_t)LIM(b, topic_linger_ms) * 1000000u, e, SWEEP_BUDGET);
+        atomic_store_explicit(&b->reclaim_epoch, e + 1, memory_order_release);
+    }
+    /* a topic dead in epoch d may be freed once every worker is at d + 3:
+     * at d + 1 each purged its caches after posting what it had, by d + 2
+     * all of that sat in inboxes, and by d + 3 each has drained its inbox */
+    if (min != UINT64_MAX && min >= 3)
+        (void)fo_registry_reclaim(b->reg, min - 2);
+}
+
 void fo_broker_drain(fo_broker_t *b)
 {
     atomic_store(&b->draining, 1);
@@ -137,6 +166,8 @@ static int metrics(fo_broker_t *b, fo_buf_t *body)
     fo_metrics_src_t src = {
         .workers = st, .nworkers = b->nworkers,
         .topics = fo_registry_topics(b->reg),
+        .topics_created = fo_registry_created(b->reg),
+        .topics_freed = fo_registry_freed(b->reg),
         .memory_bytes = atomic_load(&b->mem.used),
         .memory_limit = atomic_load(&b->mem.limit),
         .uptime_s = (fo_clock_ms() - b->start_ms) / 1000,

@@ -36,6 +36,8 @@ typedef struct fo_limits {
     _Atomic uint64_t read_budget;
     _Atomic uint32_t retention_msgs;
     _Atomic uint64_t retention_bytes;
+    _Atomic uint64_t retention_age_ms;
+    _Atomic uint32_t topic_linger_ms;
     _Atomic int max_conns;
 } fo_limits_t;
 
@@ -59,6 +61,7 @@ typedef struct fo_broker {
     _Atomic int quiesced;        /* workers that stopped reading          */
     _Atomic int exited;          /* workers whose loop has ended          */
     _Atomic uint64_t next_conn;  /* connection id counter                 */
+    _Atomic uint64_t reclaim_epoch; /* advanced by fo_broker_tick         */
 } fo_broker_t;
 
 #define LIM(b, f) atomic_load_explicit(&(b)->lim.f, memory_order_relaxed)
@@ -73,6 +76,12 @@ FO_MUST_CHECK fo_err_t fo_broker_start(fo_broker_t *b, char *err, size_t errlen)
  * file and environment into b->reload_cfg and apply them; a bad file
  * keeps the old values. Logs what happened. */
 void fo_broker_reload(fo_broker_t *b);
+/* Housekeeping, every 250 ms on the main thread: once every worker has
+ * reached the current reclaim epoch, sweep a slice of the registry (expire
+ * retained messages past --retention-age, unlink idle topics) and advance
+ * the epoch; free the dead topics no worker can still see. */
+void fo_broker_tick(fo_broker_t *b);
+
 /* SIGTERM: set draining and wake every worker. */
 void fo_broker_drain(fo_broker_t *b);
 /* Every worker has finished its loop (delivered what it could, closed

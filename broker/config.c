@@ -100,6 +100,8 @@ static const opt_t opts[] = {
     { "slow-policy",   T_ENUM,     G_SLOW, "drop",          0, 0,                FIELD(slow_policy),      F_RELOAD, slow_names, "default policy when max-output is hit" },
     { "retention-msgs", T_INT,     G_SLOW, "1000",          0, 10000000,         FIELD(retention_msgs),   F_RELOAD, NULL, "messages retained per topic (replay, repair)" },
     { "retention-bytes", T_SIZE,   G_SLOW, "8MiB",          0, 64 * GiB,         FIELD(retention_bytes),  F_RELOAD, NULL, "payload bytes retained per topic" },
+    { "retention-age", T_DURATION, G_SLOW, "0",             0, 365 * 24 * HOUR,  FIELD(retention_age_ms), F_RELOAD, NULL, "retained messages expire after this, 0 = never" },
+    { "topic-linger",  T_DURATION, G_SLOW, "10s",           0, 24 * HOUR,        FIELD(topic_linger_ms),  F_RELOAD, NULL, "an unused topic is freed after this" },
     { "ping-interval", T_DURATION, G_TIME, "10s",           100, 1 * HOUR,       FIELD(ping_interval_ms), F_RELOAD, NULL, "PING a peer silent for this long" },
     { "idle-timeout",  T_DURATION, G_TIME, "30s",           200, 24 * HOUR,      FIELD(idle_timeout_ms),  F_RELOAD, NULL, "close a peer silent this long (> ping-interval)" },
     { "hello-timeout", T_DURATION, G_TIME, "5s",            100, 1 * HOUR,       FIELD(hello_timeout_ms), 0,        NULL, "time a new connection has to send HELLO" },

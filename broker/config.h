@@ -38,6 +38,8 @@ typedef struct fo_config {
     fo_policy_t slow_policy;     /* default for SLOW_DEFAULT subscriptions */
     uint32_t retention_msgs;   /* per-topic ring: messages               */
     uint64_t retention_bytes;  /* per-topic ring: payload bytes          */
+    uint64_t retention_age_ms; /* per-topic ring: age, 0 = any           */
+    uint32_t topic_linger_ms;  /* unused topics are freed after this     */
     int max_topics;            /* topics the registry will create        */
     int max_subs;              /* subscriptions per connection           */
     uint32_t ping_interval_ms; /* broker PINGs a silent peer after this  */

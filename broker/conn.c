@@ -774,6 +774,14 @@ void fo_conn_pause(fo_conn_t *c, struct fo_topic *t)
     }
 }
 
+void fo_conn_forget_dead(fo_conn_t *c)
+{
+    if (c->last_topic && atomic_load_explicit(&c->last_topic->dead, memory_order_acquire))
+        c->last_topic = NULL;
+    /* paused_on cannot be dead: a topic someone is blocked on is not idle,
+     * and the worker resumes a publisher before its topic can be swept */
+}
+
 int fo_conn_blocked(const fo_conn_t *c)
 {
     return atomic_load_explicit(&c->paused_on->blocked, memory_order_relaxed) > 0;

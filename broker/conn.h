@@ -107,6 +107,8 @@ void fo_conn_send_gap(fo_conn_t *c, uint32_t sid, const struct fo_topic *t, cons
  * topic still blocked?), then fo_conn_resume() (taken off the worker's
  * list already: handle what was read, read again). */
 void fo_conn_pause(fo_conn_t *c, struct fo_topic *t);
+/* Quiescent point: drop c's pointers to dead topics (last published to). */
+void fo_conn_forget_dead(fo_conn_t *c);
 int fo_conn_blocked(const fo_conn_t *c);
 void fo_conn_resume(fo_conn_t *c);
 

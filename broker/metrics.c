@@ -143,6 +143,10 @@ fo_err_t fo_metrics_render(const fo_metrics_src_t *src, fo_buf_t *out)
 
     family(&o, "fanout_topics", "gauge", "Topics in the registry");
     put(&o, "fanout_topics %" PRIu64 "\n", src->topics);
+    family(&o, "fanout_topics_created_total", "counter", "Topics created");
+    put(&o, "fanout_topics_created_total %" PRIu64 "\n", src->topics_created);
+    family(&o, "fanout_topics_freed_total", "counter", "Idle topics freed");
+    put(&o, "fanout_topics_freed_total %" PRIu64 "\n", src->topics_freed);
     family(&o, "fanout_memory_bytes", "gauge", "Message memory in use");
     put(&o, "fanout_memory_bytes %" PRIu64 "\n", src->memory_bytes);
     family(&o, "fanout_memory_limit_bytes", "gauge", "Message memory cap (--max-memory)");

@@ -18,6 +18,7 @@ typedef struct fo_metrics_src {
     uint64_t memory_limit;             /* --max-memory           */
     uint64_t uptime_s;
     const char *version;
+    uint64_t topics_created, topics_freed;  /* ever, by the registry */
 } fo_metrics_src_t;
 
 /* Append the whole exposition to out. */

@@ -116,9 +116,11 @@ static fo_topic_t *cached_topic(fo_conn_t *c, const char *name, size_t len)
 {
     /* a publisher mostly repeats its last topic: check it before hashing */
     fo_topic_t *t = c->last_topic;
-    if (t && t->len == len && !memcmp(t->name, name, len))
-        return t;
-    return fo_tcache_find(c->w->tcache, name, len, fo_topic_hash(name, len));
+    if (!t || t->len != len || memcmp(t->name, name, len))
+        t = fo_tcache_find(c->w->tcache, name, len, fo_topic_hash(name, len));
+    /* a dead topic stays readable until this worker's next quiescent
+     * point: treat it as a miss */
+    return t && !atomic_load_explicit(&t->dead, memory_order_relaxed) ? t : NULL;
 }
 
 /* The registry's topic (created when new), cached. NULL when refused (the
@@ -219,6 +221,11 @@ static fo_msg_t *sequence(fo_worker_t *w, fo_topic_t *t, const fo_publish_req_t 
     *npicks = 0;
     *mask = 0;
     pthread_mutex_lock(&t->lock);
+    if (atomic_load_explicit(&t->dead, memory_order_relaxed)) {
+        pthread_mutex_unlock(&t->lock);
+        *why = FO_ERR_CLOSED;              /* freed meanwhile: look it up again */
+        return NULL;
+    }
     if (p->reply && !has_responders(t, b->nworkers)) {
         pthread_mutex_unlock(&t->lock);
         *why = FO_ERR_NOT_FOUND;           /* not sequenced, not retained */
@@ -232,6 +239,7 @@ static fo_msg_t *sequence(fo_worker_t *w, fo_topic_t *t, const fo_publish_req_t 
         return NULL;
     }
     t->seq = m->seq;
+    t->last_ns = m->time_ns;
     if (fo_ring_push(&t->ring, m, retain_msgs, retain_bytes))
         FO_STAT_INC(&w->stats, retention_failures);   /* delivered, not retained */
     for (fo_qgroup_t *g = t->groups; g; g = g->next) {
@@ -280,6 +288,10 @@ static void fan_out(fo_worker_t *w, fo_msg_t *m, uint64_t mask, uint32_t npicks)
 static void refused(fo_conn_t *c, const fo_publish_req_t *p, fo_err_t why)
 {
     fo_worker_t *w = c->w;
+    if (why == FO_ERR_CLOSED) {          /* died twice in a row: a busy sweeper */
+        fo_conn_send_error(c, FO_CODE(BAD_REQUEST), p->req, FO_NO_SID, "topic is being freed: try again");
+        return;
+    }
     if (why == FO_ERR_NOT_FOUND) {
         FO_STAT_INC(&w->stats, no_responders);
         fo_conn_send_error(c, FO_CODE(NO_RESPONDERS), p->req, FO_NO_SID,
@@ -403,6 +415,13 @@ void fo_route_publish(fo_conn_t *c, const fo_publish_req_t *p)
     uint32_t npicks;
     fo_err_t why = FO_OK;
     fo_msg_t *m = sequence(w, t, p, &mask, &npicks, &why);
+    if (!m && why == FO_ERR_CLOSED) {     /* it died after the lookup: once more */
+        c->last_topic = NULL;
+        if (!(t = registry_topic(c, p->topic, p->topic_len, p->req)))
+            return;
+        c->last_topic = t;
+        m = sequence(w, t, p, &mask, &npicks, &why);
+    }
     if (!m) {
         refused(c, p, why);
         return;

@@ -14,8 +14,16 @@
  * A binding records from_seq: messages below it predate the subscription
  * and are not delivered by fan-out (replay covers them when asked).
  *
- * Topics live until the registry is destroyed (bounded by --max-topics), so
- * a fo_topic_t pointer, once obtained, stays valid: workers cache them.
+ * Topics come and go: an idle one (no binding, nothing retained, no
+ * publish for --topic-linger) is taken out of the registry by
+ * fo_registry_sweep and marked dead, and freed by fo_registry_reclaim only
+ * once every worker has passed enough quiescent points that none can still
+ * hold its pointer (epoch-based reclamation; broker.c drives the epochs,
+ * worker.c forgets dead topics at its quiescent points). A worker that
+ * finds a cached topic dead, or sees t->dead under the topic lock, looks
+ * the name up again. A topic freed and created again continues its
+ * sequence numbers (a tombstone keeps the last one, for the most recent
+ * 65,536 freed topics).
  *
  * Locks (docs/ARCHITECTURE.md, Lock order): registry rwlock, then one topic
  * mutex, then (inside it) a worker inbox mutex. Never the reverse.
@@ -76,8 +84,11 @@ struct fo_qgroup {
 };
 
 struct fo_topic {
-    fo_topic_t *hnext;            /* hash chain (registry lock)            */
+    fo_topic_t *hnext;            /* hash chain (registry lock); limbo list */
     uint32_t hash;
+    _Atomic int dead;             /* out of the registry, waiting to be freed */
+    uint64_t limbo_epoch;         /* the reclaim epoch it died in           */
+    uint64_t last_ns;             /* time of the last publish (topic lock)  */
     int mcast_group;              /* fo_mcast_group_for, -1 = none         */
     pthread_mutex_t lock;         /* guards seq, ring, groups              */
     uint64_t seq;                 /* last sequence given                   */
@@ -100,7 +111,24 @@ typedef int (*fo_group_fn)(const void *ud, const char *topic);
 FO_MUST_CHECK fo_err_t fo_registry_create(int nworkers, int max_topics, fo_group_fn group_for,
                             const void *group_ud, fo_registry_t **out);
 void fo_registry_destroy(fo_registry_t *r);          /* NULL is fine */
-uint64_t fo_registry_topics(const fo_registry_t *r);
+uint64_t fo_registry_topics(const fo_registry_t *r);          /* live now */
+uint64_t fo_registry_created(const fo_registry_t *r);         /* ever     */
+uint64_t fo_registry_freed(const fo_registry_t *r);           /* ever     */
+
+/* The reclaim sweep (one thread: the main thread). Visits up to `budget`
+ * topics from where the last call stopped: expires retained messages
+ * older than max_age_ns (0 = keep), and unlinks idle topics (unbound,
+ * nothing retained, no publish for linger_ns: --topic-linger), marking
+ * them dead and remembering `epoch` as their death. Returns the topics
+ * unlinked. now_ns is CLOCK_REALTIME (messages carry realtime stamps). */
+size_t fo_registry_sweep(fo_registry_t *r, uint64_t now_ns, uint64_t max_age_ns,
+                         uint64_t linger_ns, uint64_t epoch, size_t budget);
+/* Free the dead topics whose death epoch is < safe_epoch (no worker can
+ * hold their pointers any more). Returns how many were freed. */
+size_t fo_registry_reclaim(fo_registry_t *r, uint64_t safe_epoch);
+/* Bumped whenever a sweep unlinks topics: workers purge their caches
+ * when it moves. */
+uint64_t fo_registry_deaths(const fo_registry_t *r);
 
 /* Existing topic or NULL. */
 fo_topic_t *fo_registry_find(fo_registry_t *r, const char *name, size_t len);

@@ -375,6 +375,26 @@ static void on_event(fo_worker_t *w, const struct epoll_event *ev)
         fo_worker_mark_dirty(w, c);
 }
 
+/* The end of an iteration is a quiescent point: this worker's outboxes
+ * are posted and it keeps no topic pointer but in its cache and its
+ * connections' last topics. When the reclaim epoch has moved, forget the
+ * dead topics there, then say so (broker.c frees a dead topic once every
+ * worker has been seen three epochs past its death). */
+static void quiescent(fo_worker_t *w)
+{
+    uint64_t e = atomic_load_explicit(&w->b->reclaim_epoch, memory_order_acquire);
+    if (e == atomic_load_explicit(&w->seen_epoch, memory_order_relaxed))
+        return;
+    uint64_t d = fo_registry_deaths(w->b->reg);
+    if (d != w->purged_deaths) {
+        w->purged_deaths = d;
+        fo_tcache_purge_dead(w->tcache);
+        for (fo_conn_t *c = w->all; c; c = c->all_next)
+            fo_conn_forget_dead(c);
+    }
+    atomic_store_explicit(&w->seen_epoch, e, memory_order_release);
+}
+
 int fo_worker_step(fo_worker_t *w, int max_wait_ms)
 {
     if (!w->next_tick_ms) {
@@ -409,6 +429,7 @@ int fo_worker_step(fo_worker_t *w, int max_wait_ms)
             fo_conn_tick(c);
         }
     }
+    quiescent(w);
     FO_STAT_ADD(&w->stats, busy_ns, fo_clock_ns() - t0);
     return atomic_load_explicit(&w->b->draining, memory_order_relaxed) && drain_step(w);
 }

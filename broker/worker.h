@@ -61,6 +61,12 @@ typedef struct fo_worker {
     struct fo_pick *picks;       /* owned: queue-group picks scratch   */
     uint32_t picks_cap;          /*   (route.c)                        */
     uint64_t now_ms;             /* CLOCK_MONOTONIC, per iteration     */
+    /* reclamation (broker.c): the reclaim epoch this worker has reached
+     * at its last quiescent point (the end of a loop iteration, holding
+     * no topic pointer it has not re-checked), and the registry's death
+     * count it last purged its caches for */
+    _Alignas(64) _Atomic uint64_t seen_epoch;
+    uint64_t purged_deaths;
     uint64_t read_time_ns;       /* CLOCK_REALTIME at the current read */
     uint64_t next_tick_ms;
     int drain_phase;             /* 0 running, 1 stopped reading       */
