@@ -420,15 +420,16 @@ static void expire(fo_topic_t *t, uint64_t now_ns, uint64_t max_age_ns)
     fo_ring_expire(&t->ring, now_ns - max_age_ns);
 }
 
-static void bury(fo_registry_t *r, fo_topic_t *t, uint64_t epoch)
+/* t, unlinked and marked dead under its lock with its last sequence
+ * `seq` read there: a tombstone for the name, then limbo. */
+static void bury(fo_registry_t *r, fo_topic_t *t, uint64_t seq, uint64_t epoch)
 {
     if (!r->tombs)
         r->tombs = calloc(TOMBS, sizeof *r->tombs);   /* NULL: seqs restart */
     if (r->tombs) {
         uint64_t nh = name_hash64(t->name, t->len);
-        r->tombs[nh & (TOMBS - 1)] = (tomb_t){ nh, t->seq };
+        r->tombs[nh & (TOMBS - 1)] = (tomb_t){ nh, seq };
     }
-    atomic_store_explicit(&t->dead, 1, memory_order_release);
     t->limbo_epoch = epoch;
     t->hnext = r->limbo;
     r->limbo = t;
@@ -448,13 +449,18 @@ size_t fo_registry_sweep(fo_registry_t *r, uint64_t now_ns, uint64_t max_age_ns,
             pthread_mutex_lock(&t->lock);
             expire(t, now_ns, max_age_ns);
             int gone = idle(t, r->nworkers, now_ns, linger_ns);
-            if (gone)
+            uint64_t seq = t->seq;
+            if (gone) {
+                /* dead under the lock: a publisher holding t sees it there
+                 * and looks the name up again (route.c) */
+                atomic_store_explicit(&t->dead, 1, memory_order_release);
                 *pp = t->hnext;                 /* out of the registry */
-            else
+            } else {
                 pp = &t->hnext;
+            }
             pthread_mutex_unlock(&t->lock);
             if (gone) {
-                bury(r, t, epoch);
+                bury(r, t, seq, epoch);
                 unlinked++;
             }
         }
