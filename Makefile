@@ -2,6 +2,7 @@
 #
 #   make                  build/fanoutd, build/fanout, build/libfanout.{a,so}
 #   make test             unit + integration tests (installs build deps first)
+#   make test-tls         the integration tests again, raw clients over TLS
 #   make run              run the broker on its defaults
 #   make SANITIZE=address,undefined test   |   make SANITIZE=thread test
 #   make bench            micro-benchmarks (codec) and `fanout bench` scenarios
@@ -23,6 +24,9 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -fPIC \
             -Iinclude -Iproto -I$(BUILD)/gen -MMD -MP
 LDFLAGS  += -pthread
 LDLIBS   += -lprotobuf-c -lm
+# OpenSSL 3 (libssl-dev): fanoutd's TLS listener and the tests; libfanout
+# and the CLI do not link it (yet).
+TLS_LIBS ?= -lssl -lcrypto
 
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -59,7 +63,7 @@ BENCH_BIN  := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(BENCH_SRC))
 ALL_BIN := $(BUILD)/fanoutd $(BUILD)/fanout $(BUILD)/libfanout.a \
            $(BUILD)/libfanout.so $(BUILD)/fanout.pc
 
-.PHONY: all deps test unit integration run bench bench-compare fuzz clean install docker-test valgrind
+.PHONY: all deps test test-tls unit integration run bench bench-compare fuzz clean install docker-test valgrind
 all: $(ALL_BIN)
 
 # ---------------------------------------------------------------- deps
@@ -74,7 +78,7 @@ $(DEPS_STAMP): scripts/deps.sh
 # ---------------------------------------------------------------- flags stamp
 # Rebuild everything when the compiler or flags change.
 FLAGS_STAMP := $(BUILD)/.flags
-FLAGS_NOW   := $(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS)
+FLAGS_NOW   := $(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS) $(TLS_LIBS)
 $(shell mkdir -p $(BUILD); if [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" != '$(FLAGS_NOW)' ]; then printf '%s' '$(FLAGS_NOW)' > $(FLAGS_STAMP); fi)
 
 # ---------------------------------------------------------------- rules
@@ -105,7 +109,7 @@ $(BUILD)/fanout.pc: scripts/fanout.pc.in VERSION
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
 $(BUILD)/fanoutd: $(BROKER_OBJ) $(PROTO_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TLS_LIBS)
 
 $(BUILD)/fanout: $(CLI_OBJ) $(BUILD)/libfanout.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -118,7 +122,7 @@ $(BUILD)/libtestall.a: $(BROKER_LIB_OBJ) $(CLI_LIB_OBJ) $(LIB_OBJ) $(TSUP_OBJ)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/libtestall.a
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libtestall.a $(LDLIBS) -lcmocka
+	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libtestall.a $(LDLIBS) $(TLS_LIBS) -lcmocka
 
 # ---------------------------------------------------------------- examples
 # examples/*.c: a producer and a consumer built the way an application
@@ -144,6 +148,12 @@ unit: deps $(UNIT_BIN)
 
 integration: deps all $(INTEG_BIN)
 	@sh tests/run.sh $(BUILD) $(INTEG_BIN)
+
+# The integration suites with every broker also listening on TLS and the
+# harness's raw protocol clients (fo_tc_open...) talking TLS to it
+# (FO_TEST_TLS=1, tests/support/harness.h).
+test-tls: deps all $(INTEG_BIN)
+	@FO_TEST_TLS=1 sh tests/run.sh $(BUILD) $(INTEG_BIN)
 
 # The integration suites with every broker under valgrind (slow: minutes).
 valgrind: deps all $(INTEG_BIN)
