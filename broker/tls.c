@@ -133,6 +133,7 @@ static void set_policy(SSL_CTX *ctx, const fo_config_t *cfg)
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_read_ahead(ctx, 1);          /* many small records: fewer reads */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(ctx, 1);          /* one resumption ticket, not two */
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"fanoutd", 7);
     SSL_CTX_set_default_passwd_cb(ctx, no_password);
     int mode = SSL_VERIFY_NONE;
