@@ -344,10 +344,8 @@ static int tls_wait(fo_tc_t *c, int r, int timeout_ms)
 {
     int e = SSL_get_error(c->ssl, r);
     short ev = e == SSL_ERROR_WANT_READ ? POLLIN : e == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
-    if (!ev) {
-        ERR_clear_error();
-        return -1;
-    }
+    if (!ev)
+        return -1;             /* the caller reads the error queue */
     struct pollfd p = { .fd = c->fd, .events = ev };
     for (;;) {
         int k = poll(&p, 1, timeout_ms);
