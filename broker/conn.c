@@ -739,6 +739,11 @@ static int tls_handshake(fo_conn_t *c)
         set_events(c);
         return 1;
     }
+    if (st == FO_TLS_EOF) {                     /* not a byte sent: no handshake */
+        fo_debug(c->id, "%s closed before the TLS handshake", c->peer);
+        fo_conn_destroy(c);
+        return 1;
+    }
     if (st != FO_TLS_OK) {
         FO_STAT_INC(&w->stats, tls_handshake_failures);
         FO_LOG_RATE(FO_LOG_WARN, c->id, "TLS handshake with %s failed: %s", c->peer, s->why);

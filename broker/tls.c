@@ -379,9 +379,11 @@ static fo_tls_status_t peek_first(fo_tls_conn_t *s)
     if (k == 1 && b == 0x16)
         return FO_TLS_OK;
     s->fatal = 1;
-    if (k == 0)
+    if (k == 0) {                      /* connected and left: a port check */
         snprintf(s->why, sizeof s->why, "closed before the handshake");
-    else if (k < 0)
+        return FO_TLS_EOF;
+    }
+    if (k < 0)
         snprintf(s->why, sizeof s->why, "%s", strerror(errno));
     else
         snprintf(s->why, sizeof s->why,

@@ -87,7 +87,8 @@ FO_MUST_CHECK fo_err_t fo_tls_conn_init(fo_tls_t *t, fo_tls_conn_t *s, int fd);
 void fo_tls_conn_free(fo_tls_conn_t *s);
 
 /* Drive the handshake: FO_TLS_OK once established (ktls_*, user set). A
- * first byte that is not a TLS handshake record fails at once. */
+ * first byte that is not a TLS handshake record fails at once;
+ * FO_TLS_EOF: the peer closed without sending a byte. */
 fo_tls_status_t fo_tls_handshake(fo_tls_conn_t *s);
 /* Read decrypted bytes (FO_TLS_OK with *got > 0). */
 fo_tls_status_t fo_tls_read(fo_tls_conn_t *s, void *buf, size_t len, size_t *got);
