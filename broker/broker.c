@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
+#include "tls.h"
 #include "worker.h"
 
 extern char **environ;
@@ -51,7 +52,10 @@ fo_err_t fo_broker_init(fo_broker_t *b, char *err, size_t errlen)
              (unsigned long long)b->epoch, (unsigned)getpid());
     b->reload_cfg = b->cfg;
     fo_broker_apply_limits(b, &b->cfg);
-    fo_err_t e = fo_mcast_create(&b->cfg, b->epoch, &b->mcast);
+    fo_err_t e;
+    if (strcmp(b->cfg.tls_listen, "off") && (e = fo_tls_create(&b->cfg, &b->tls, err, errlen)))
+        return e;
+    e = fo_mcast_create(&b->cfg, b->epoch, &b->mcast);
     if (e) {
         snprintf(err, errlen, "fanoutd: cannot set up multicast: %s (see --mcast-group)",
                  fo_strerror(e));
@@ -92,11 +96,16 @@ void fo_broker_reload(fo_broker_t *b)
     if (fo_config_reload(&b->reload_cfg, environ, err, sizeof err)) {
         fo_error(0, "SIGHUP: reload failed, keeping the old values: %s",
                  strncmp(err, "fanoutd: ", 9) ? err : err + 9);
-        return;
+    } else {
+        fo_broker_apply_limits(b, &b->reload_cfg);
+        fo_log_set_level(b->reload_cfg.log_level);
+        fo_info(0, "SIGHUP: configuration reloaded");
     }
-    fo_broker_apply_limits(b, &b->reload_cfg);
-    fo_log_set_level(b->reload_cfg.log_level);
-    fo_info(0, "SIGHUP: configuration reloaded");
+    /* a renewed certificate at the same path is the usual reason for a
+     * SIGHUP: re-read the TLS files even when the options did not load */
+    if (b->tls && fo_tls_reload(b->tls, &b->reload_cfg, err, sizeof err))
+        fo_error(0, "SIGHUP: TLS reload failed, new connections keep the old certificate: %s",
+                 strncmp(err, "fanoutd: ", 9) ? err : err + 9);
 }
 
 #define SWEEP_BUDGET 4096        /* topics looked at per tick */
@@ -154,6 +163,8 @@ void fo_broker_stop(fo_broker_t *b)
     fo_msg_caches_release();
     fo_mcast_destroy(b->mcast);
     b->mcast = NULL;
+    fo_tls_destroy(b->tls);         /* after the sessions that used it */
+    b->tls = NULL;
 }
 
 /* ------------------------------------------------------------ --http */

@@ -6,7 +6,8 @@
  * drain flags, and the memory account (msg.h).
  *
  * Lifecycle (broker.c), all on the main thread:
- *   fo_broker_init   limits, multicast, registry, workers (no threads yet)
+ *   fo_broker_init   limits, TLS context, multicast, registry, workers
+ *                    (no threads yet)
  *   fo_broker_start  the worker threads
  *   fo_broker_reload SIGHUP: re-read file and environment, apply limits
  *   fo_broker_drain  SIGTERM: workers stop reading, deliver, close
@@ -25,6 +26,7 @@
 #include "mcast.h"
 
 struct fo_worker;
+struct fo_tls;
 
 typedef struct fo_limits {
     _Atomic uint64_t max_output;
@@ -49,6 +51,8 @@ typedef struct fo_broker {
     fo_limits_t lim;             /* reloadable, read by workers           */
     fo_registry_t *reg;          /* owned                                 */
     fo_mcast_t *mcast;           /* owned                                 */
+    struct fo_tls *tls;          /* owned; NULL when --tls-listen is off;
+                                  * its context is swapped on SIGHUP     */
     fo_mem_t mem;
     struct fo_worker **workers;  /* owned, nworkers                       */
     int nworkers;
@@ -74,7 +78,9 @@ FO_MUST_CHECK fo_err_t fo_broker_init(fo_broker_t *b, char *err, size_t errlen);
 FO_MUST_CHECK fo_err_t fo_broker_start(fo_broker_t *b, char *err, size_t errlen);
 /* SIGHUP: reload the reloadable options (docs/CONFIG.md) from the config
  * file and environment into b->reload_cfg and apply them; a bad file
- * keeps the old values. Logs what happened. */
+ * keeps the old values. Then, with TLS, a new context from the TLS files
+ * (re-read whether or not the options changed), swapped in only if it
+ * loads; else the old one stays. Logs what happened. */
 void fo_broker_reload(fo_broker_t *b);
 /* Housekeeping, every 250 ms on the main thread: once every worker has
  * reached the current reclaim epoch, sweep a slice of the registry (expire

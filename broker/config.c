@@ -52,6 +52,7 @@ enum {
     F_OFF    = 2,   /* hostport that also accepts "off"     */
     F_NOFILE = 4,   /* not allowed in the config file       */
     F_IPV4   = 8,   /* string that is "" or an IPv4 address */
+    F_PATH   = 16,  /* string that names a file (--help: FILE) */
 };
 
 typedef struct enum_name { const char *name; unsigned value; } enum_name_t;
@@ -59,6 +60,11 @@ typedef struct enum_name { const char *name; unsigned value; } enum_name_t;
 static const enum_name_t slow_names[] = {
     { "drop", FO_POLICY_DROP }, { "disconnect", FO_POLICY_DISCONNECT },
     { "block", FO_POLICY_BLOCK }, { NULL, 0 } };
+static const enum_name_t verify_names[] = {
+    { "none", FO_TLS_VERIFY_NONE }, { "optional", FO_TLS_VERIFY_OPTIONAL },
+    { "required", FO_TLS_VERIFY_REQUIRED }, { NULL, 0 } };
+static const enum_name_t user_from_names[] = {
+    { "off", FO_TLS_USER_OFF }, { "cn", FO_TLS_USER_CN }, { "san", FO_TLS_USER_SAN }, { NULL, 0 } };
 static const enum_name_t level_names[] = {
     { "error", FO_LOG_ERROR }, { "warn", FO_LOG_WARN }, { "info", FO_LOG_INFO },
     { "debug", FO_LOG_DEBUG }, { NULL, 0 } };
@@ -82,6 +88,7 @@ typedef struct opt {
 #define G_SLOW  "Slow consumers and retention"
 #define G_TIME  "Timeouts"
 #define G_AUTH  "Authentication"
+#define G_TLS   "TLS"
 #define G_MC    "Multicast"
 #define G_GEN   "General"
 
@@ -109,6 +116,12 @@ static const opt_t opts[] = {
     { "block-timeout", T_DURATION, G_SLOW, "5s",            100, 1 * HOUR,       FIELD(block_timeout_ms), F_RELOAD, NULL, "longest a block-policy sub may pause publishers" },
     { "user",          T_STRING,   G_AUTH, "",              0, 0,                FIELD(user),             0,        NULL, "when set, HELLO must carry this user" },
     { "password",      T_STRING,   G_AUTH, "",              0, 0,                FIELD(password),         0,        NULL, "... and this password (best set in env or file)" },
+    { "tls-listen",    T_HOSTPORT, G_TLS,  "off",           FO_PORT_TLS, 0,      FIELD(tls_listen),       F_OFF,    NULL, "address of the TLS listener, or \"off\"" },
+    { "tls-cert",      T_STRING,   G_TLS,  "",              0, 0,                FIELD(tls_cert),         F_RELOAD | F_PATH, NULL, "PEM certificate (chain) of the TLS listener" },
+    { "tls-key",       T_STRING,   G_TLS,  "",              0, 0,                FIELD(tls_key),          F_RELOAD | F_PATH, NULL, "PEM private key of --tls-cert" },
+    { "tls-ca",        T_STRING,   G_TLS,  "",              0, 0,                FIELD(tls_ca),           F_RELOAD | F_PATH, NULL, "PEM CA bundle that client certificates must chain to" },
+    { "tls-verify-client", T_ENUM, G_TLS,  "none",          0, 0,                FIELD(tls_verify_client), F_RELOAD, verify_names, "ask for a client certificate: none, optional, required" },
+    { "tls-user-from", T_ENUM,     G_TLS,  "off",           0, 0,                FIELD(tls_user_from),    F_RELOAD, user_from_names, "name the user after the client certificate's CN or SAN" },
     { "mcast-group",   T_LIST,     G_MC,   NULL,            0, 0,                FIELD(mcast),            0,        NULL, "topics matching FILTER go to a group (repeatable)" },
     { "mcast-ttl",     T_INT,      G_MC,   "1",             0, 255,              FIELD(mcast_ttl),        0,        NULL, "IP_MULTICAST_TTL of the datagrams" },
     { "mcast-if",      T_STRING,   G_MC,   "",              0, 0,                FIELD(mcast_if),         F_IPV4,   NULL, "IPv4 address of the outgoing interface" },
@@ -120,10 +133,11 @@ static const opt_t opts[] = {
 
 #define NOPTS (sizeof opts / sizeof opts[0])
 _Static_assert(NOPTS <= 64, "set_by_argv is a 64-bit mask");
-_Static_assert(sizeof(fo_policy_t) == 4 && sizeof(fo_log_level_t) == 4 && sizeof(int) == 4,
+_Static_assert(sizeof(fo_policy_t) == 4 && sizeof(fo_log_level_t) == 4 && sizeof(int) == 4 &&
+               sizeof(fo_tls_verify_t) == 4 && sizeof(fo_tls_user_from_t) == 4,
                "numeric fields are stored as 4 or 8 bytes");
 
-static const char *const groups[] = { G_NET, G_LIM, G_SLOW, G_TIME, G_AUTH, G_MC, G_GEN };
+static const char *const groups[] = { G_NET, G_LIM, G_SLOW, G_TIME, G_AUTH, G_TLS, G_MC, G_GEN };
 
 /* One load or reload in progress. */
 typedef struct load {
@@ -663,6 +677,14 @@ static fo_err_t check_all(const fo_config_t *c, char *err, size_t errlen)
         fmt_duration(c->ping_interval_ms, b, sizeof b);
         return fail(err, errlen, "--idle-timeout (%s) must be greater than --ping-interval (%s)", a, b);
     }
+    if (strcmp(c->tls_listen, "off") && (!c->tls_cert[0] || !c->tls_key[0]))
+        return fail(err, errlen, "--tls-listen %s needs --tls-cert and --tls-key", c->tls_listen);
+    if (c->tls_verify_client != FO_TLS_VERIFY_NONE && !c->tls_ca[0])
+        return fail(err, errlen, "--tls-verify-client %s needs --tls-ca (the CA bundle client certificates chain to)",
+                    c->tls_verify_client == FO_TLS_VERIFY_REQUIRED ? "required" : "optional");
+    if (c->tls_user_from != FO_TLS_USER_OFF && c->tls_verify_client == FO_TLS_VERIFY_NONE)
+        return fail(err, errlen, "--tls-user-from %s needs --tls-verify-client optional or required",
+                    c->tls_user_from == FO_TLS_USER_CN ? "cn" : "san");
     return FO_OK;
 }
 
@@ -760,7 +782,7 @@ static void metavar(const opt_t *o, char *out, size_t len)
     case T_INT:      snprintf(out, len, "N"); break;
     case T_SIZE:     snprintf(out, len, "SIZE"); break;
     case T_DURATION: snprintf(out, len, "TIME"); break;
-    case T_STRING:   snprintf(out, len, o->flags & F_NOFILE ? "FILE" : "STR"); break;
+    case T_STRING:   snprintf(out, len, o->flags & (F_NOFILE | F_PATH) ? "FILE" : "STR"); break;
     case T_HOSTPORT: snprintf(out, len, "HOST[:PORT]"); break;
     case T_BOOL:     snprintf(out, len, "0|1"); break;
     case T_LIST:     snprintf(out, len, "FILTER=ADDR:PORT"); break;

@@ -5,7 +5,7 @@
  * The eventfd is written only when the inbox goes from empty to non-empty,
  * so a burst of batches costs the worker one wake-up (coalesced).
  *
- * Items carry a new connection (from the acceptor), a message to fan out
+ * Items carry a new connection (from the acceptor; plain or TLS), a message to fan out
  * to the worker's local subscribers of its topic (one reference per worker
  * per message, not per subscriber), or a message for one queue-group
  * member on that worker.
@@ -24,6 +24,7 @@ typedef enum {
     FO_ITEM_FANOUT,       /* msg: deliver to local bindings of topic  */
     FO_ITEM_TARGET,       /* msg: deliver to (conn_id, sid)           */
     FO_ITEM_REPLY,        /* msg: a reply for connection conn_id      */
+    FO_ITEM_CONN_TLS,     /* fd: a new connection from --tls-listen   */
 } fo_item_kind_t;
 
 typedef struct fo_item {

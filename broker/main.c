@@ -58,8 +58,12 @@ static int run(fo_broker_t *b)
     }
     if (fo_broker_start(b, err, sizeof err))
         goto out;
-    fo_info(0, "fanoutd %s listening on %s, %d workers, http %s", FO_VERSION,
-            b->cfg.listen, b->nworkers, b->cfg.http);
+    if (strcmp(b->cfg.tls_listen, "off"))
+        fo_info(0, "fanoutd %s listening on %s (plain) and %s (TLS), %d workers, http %s", FO_VERSION,
+                b->cfg.listen, b->cfg.tls_listen, b->nworkers, b->cfg.http);
+    else
+        fo_info(0, "fanoutd %s listening on %s (plain; TLS off), %d workers, http %s", FO_VERSION,
+                b->cfg.listen, b->nworkers, b->cfg.http);
     if (fo_acceptor_run(acc) == FO_OK)
         rc = 0;
     err[0] = '\0';

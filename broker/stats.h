@@ -50,7 +50,11 @@
     X(mcast_oversize,       counter, "Messages too large for a datagram (announced, not carried)") \
     X(mcast_send_errors,    counter, "Multicast datagrams the kernel refused")   \
     X(repairs_served,       counter, "Messages resent for multicast repair")     \
-    X(repairs_missed,       counter, "Repair requests answered with GAP")
+    X(repairs_missed,       counter, "Repair requests answered with GAP")       \
+    X(tls_handshakes,       counter, "TLS handshakes completed")                 \
+    X(tls_handshake_failures, counter, "TLS handshakes that failed or timed out (the connection was closed)") \
+    X(tls_connections,      gauge,   "TLS connections open (handshake done)")    \
+    X(tls_ktls_connections, gauge,   "TLS connections whose records the kernel encrypts (kTLS)")
 
 /* Error codes (fanout.ErrorCode) counted separately: errors_sent{code=...}. */
 #define FO_STATS_ERR_CODES 32

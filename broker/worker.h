@@ -45,6 +45,9 @@ typedef struct fo_worker {
     struct fo_conn *all;         /* every connection (timers, drain)  */
     struct fo_conn *dirty;       /* connections with output to write  */
     struct fo_conn *paused;      /* publishers paused (flow control)  */
+    struct fo_conn *tls_pending; /* TLS connections whose session holds
+                                  * input epoll cannot see: read on the
+                                  * next pass without waiting           */
     int nconns;
     /* outboxes to each worker (own index unused) */
     fo_outbox_t *outbox;
@@ -56,6 +59,7 @@ typedef struct fo_worker {
     /* writev scratch */
     struct iovec iov[FO_IOV_MAX];
     uint8_t prefix[(FO_IOV_MAX / 2) * 16];
+    uint8_t tls_record[16384];   /* TLS record packing (FO_TLS_RECORD) */
     fo_mcast_tx_t *mtx;          /* owned                              */
     struct fo_tcache *tcache;    /* owned: name -> fo_topic_t* (tcache.h) */
     struct fo_pick *picks;       /* owned: queue-group picks scratch   */
@@ -98,6 +102,10 @@ void fo_worker_detach(fo_worker_t *w, struct fo_conn *c);
  * list and resumes them when their topic clears). */
 void fo_worker_pause(fo_worker_t *w, struct fo_conn *c);
 void fo_worker_unpause(fo_worker_t *w, struct fo_conn *c);
+/* A TLS connection stopped by the read budget with input still inside
+ * its session (conn.c): read it again on the next pass (no epoll wait
+ * while the list is not empty). Idempotent; detach takes it off. */
+void fo_worker_tls_pending(fo_worker_t *w, struct fo_conn *c);
 struct fo_conn *fo_worker_conn(fo_worker_t *w, uint64_t conn_id);
 void *fo_worker_buf_get(fo_worker_t *w);
 void fo_worker_buf_put(fo_worker_t *w, void *block);

@@ -471,6 +471,37 @@ static void test_reload(void **state)
     assert_memory_equal(&c, &before, sizeof c);
 }
 
+/* The TLS group: defaults, the listener's own port, and the cross-checks
+ * that make a half-configured TLS listener a usage error. */
+static void test_tls_options(void **state)
+{
+    (void)state;
+    fo_config_t c;
+    assert_int_equal(load(&c, NULL, NULL, NULL), FO_OK);
+    assert_string_equal(c.tls_listen, "off");
+    assert_string_equal(c.tls_cert, "");
+    assert_int_equal(c.tls_verify_client, FO_TLS_VERIFY_NONE);
+    assert_int_equal(c.tls_user_from, FO_TLS_USER_OFF);
+    const char *ok[] = { "--tls-listen", "127.0.0.1", "--tls-cert", "/c.pem", "--tls-key", "/k.pem",
+                         "--tls-ca", "/ca.pem", "--tls-verify-client", "required",
+                         "--tls-user-from", "san", NULL };
+    assert_int_equal(load(&c, ok, NULL, NULL), FO_OK);
+    assert_string_equal(c.tls_listen, "127.0.0.1:7443");     /* FO_PORT_TLS */
+    assert_int_equal(c.tls_verify_client, FO_TLS_VERIFY_REQUIRED);
+    assert_int_equal(c.tls_user_from, FO_TLS_USER_SAN);
+    expect_error(&c, "tls-verify-client", "maybe", "is not one of none|optional|required");
+    expect_error(&c, "tls-user-from", "uid", "is not one of off|cn|san");
+    const char *no_key[] = { "--tls-listen", ":7443", "--tls-cert", "/c.pem", NULL };
+    assert_int_equal(load(&c, no_key, NULL, NULL), FO_ERR_INVAL);
+    assert_string_equal(errbuf, "fanoutd: --tls-listen 0.0.0.0:7443 needs --tls-cert and --tls-key");
+    const char *no_ca[] = { "--tls-verify-client", "optional", NULL };
+    assert_int_equal(load(&c, no_ca, NULL, NULL), FO_ERR_INVAL);
+    assert_non_null(strstr(errbuf, "--tls-verify-client optional needs --tls-ca"));
+    const char *no_verify[] = { "--tls-user-from", "cn", NULL };
+    assert_int_equal(load(&c, no_verify, NULL, NULL), FO_ERR_INVAL);
+    assert_non_null(strstr(errbuf, "--tls-user-from cn needs --tls-verify-client"));
+}
+
 /* Every option --help lists is documented in docs/CONFIG.md with its env
  * variable (the doc must stay true to the table). */
 static void test_docs_cover_every_option(void **state)
@@ -534,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_file_and_precedence),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_tls_options),
         cmocka_unit_test(test_docs_cover_every_option),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
