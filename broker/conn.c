@@ -799,6 +799,21 @@ static int tls_handshake(fo_conn_t *c)
     return 0;
 }
 
+/* k bytes were read into the input buffer (plain or decrypted): handle
+ * the whole frames, and note since when a partial one waits. */
+static void took(fo_conn_t *c, size_t k)
+{
+    fo_worker_t *w = c->w;
+    fo_buf_commit(&c->dec.buf, k);
+    c->last_rx_ms = w->now_ms;
+    w->read_time_ns = fo_realtime_ns();   /* Deliver.time_ns: one clock read per read */
+    handle_frames(c);
+    if (!fo_buf_len(&c->dec.buf))
+        c->partial_ms = 0;
+    else if (!c->partial_ms)
+        c->partial_ms = w->now_ms ? w->now_ms : 1;
+}
+
 /* fo_conn_on_readable for TLS: the handshake, then decrypted input, at
  * most read-budget bytes; what the session still holds after that goes on
  * the worker's pending list, read on the next pass without epoll. */
@@ -821,11 +836,8 @@ static void tls_on_readable(fo_conn_t *c)
         st = fo_tls_read(s, fo_buf_tail(&c->dec.buf), fo_buf_room(&c->dec.buf), &k);
         if (st != FO_TLS_OK)
             break;
-        fo_buf_commit(&c->dec.buf, k);
-        c->last_rx_ms = w->now_ms;
-        w->read_time_ns = fo_realtime_ns();
+        took(c, k);
         got += k;
-        handle_frames(c);
         if (c->state == FO_CONN_CLOSING || c->paused_on || got >= budget)
             break;
     }
@@ -894,15 +906,8 @@ void fo_conn_on_readable(fo_conn_t *c)
             on_eof(c);
             return;
         }
-        fo_buf_commit(&c->dec.buf, (size_t)k);
-        c->last_rx_ms = w->now_ms;
-        w->read_time_ns = fo_realtime_ns();   /* Deliver.time_ns: one read per read */
+        took(c, (size_t)k);
         got += (uint64_t)k;
-        handle_frames(c);
-        if (!fo_buf_len(&c->dec.buf))
-            c->partial_ms = 0;
-        else if (!c->partial_ms)
-            c->partial_ms = w->now_ms ? w->now_ms : 1;
         if (c->state == FO_CONN_CLOSING || c->paused_on || got >= budget)
             break;
     }
