@@ -40,6 +40,32 @@ static fo_err_t watch(fo_acceptor_t *a, int fd, int tag)
     return epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) ? FO_ERR_IO : FO_OK;
 }
 
+/* Secure by default (Mosquitto 2.0's lesson): without logins the broker
+ * serves only this host. A listener anyone else can reach needs users
+ * (--users, or --user/--password), or client certificates that are
+ * required (the TLS listener alone), or the operator's explicit
+ * --allow-anonymous -- which is then said in the log. */
+static fo_err_t check_exposure(const fo_broker_t *b, const fo_acceptor_t *a, char *err, size_t errlen)
+{
+    const fo_config_t *c = &b->cfg;
+    if (c->users_file[0] || c->user[0])
+        return FO_OK;
+    const char *open_on = !fo_net_is_loopback(a->lfd) ? c->listen
+                        : a->tls_lfd >= 0 && !fo_net_is_loopback(a->tls_lfd) &&
+                          c->tls_verify_client != FO_TLS_VERIFY_REQUIRED ? c->tls_listen : NULL;
+    if (!open_on)
+        return FO_OK;
+    if (c->allow_anonymous) {
+        fo_warn(0, "anonymous clients are served on %s, which other hosts can reach "
+                   "(--allow-anonymous): anyone there may publish and subscribe to everything", open_on);
+        return FO_OK;
+    }
+    snprintf(err, errlen, "fanoutd: %s is reachable from other hosts and no users are configured: "
+             "give --users FILE (or --user and --password), listen on 127.0.0.1, or pass "
+             "--allow-anonymous to serve anyone (docs/SECURITY.md)", open_on);
+    return FO_ERR_INVAL;
+}
+
 fo_err_t fo_acceptor_create(fo_broker_t *b, fo_acceptor_t **out, char *err, size_t errlen)
 {
     fo_err_t e = FO_ERR_NOMEM;
@@ -73,6 +99,8 @@ fo_err_t fo_acceptor_create(fo_broker_t *b, fo_acceptor_t **out, char *err, size
         snprintf(err, errlen, "fanoutd: --tls-listen: %s", why);
         goto fail;
     }
+    if ((e = check_exposure(b, a, err, errlen)))
+        goto fail;
     if ((e = watch(a, a->sfd, TAG_SIGNAL)) || (e = watch(a, a->lfd, TAG_LISTEN)) ||
         (a->tls_lfd >= 0 && (e = watch(a, a->tls_lfd, TAG_LISTEN_TLS)))) {
         snprintf(err, errlen, "fanoutd: epoll_ctl: %s", strerror(errno));

@@ -21,6 +21,8 @@
 #include "log.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -28,6 +30,7 @@
 #include <sodium.h>
 
 #define MAX_THREADS 64
+#define AUTH_NICE 10              /* auth threads run below the workers */
 #define MAX_INFLIGHT 65536
 #define WAYS 4
 #define STRIPES 16
@@ -254,6 +257,10 @@ static void *auth_thread(void *arg)
 {
     fo_auth_t *a = arg;
     fo_log_set_worker(-1);
+    /* below the workers: on a busy machine a flood of guesses waits for
+     * the CPU, the traffic of those logged in does not (Linux nice is per
+     * thread; failing to lower it changes nothing else) */
+    (void)!setpriority(PRIO_PROCESS, (id_t)gettid(), AUTH_NICE);
     for (;;) {
         pthread_mutex_lock(&a->lock);
         while (a->qlen == 0 && !a->closing)

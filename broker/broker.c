@@ -3,10 +3,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <openssl/crypto.h>
 #include <unistd.h>
 #include "broker.h"
 #include "clock.h"
+#include "http.h"
 #include "log.h"
+#include "login.h"
 #include "metrics.h"
 #include "tls.h"
 #include "worker.h"
@@ -54,6 +58,8 @@ fo_err_t fo_broker_init(fo_broker_t *b, char *err, size_t errlen)
     fo_broker_apply_limits(b, &b->cfg);
     fo_err_t e;
     if (strcmp(b->cfg.tls_listen, "off") && (e = fo_tls_create(&b->cfg, &b->tls, err, errlen)))
+        return e;
+    if ((e = fo_login_init(b, err, errlen)))
         return e;
     e = fo_mcast_create(&b->cfg, b->epoch, &b->mcast);
     if (e) {
@@ -106,6 +112,7 @@ void fo_broker_reload(fo_broker_t *b)
     if (b->tls && fo_tls_reload(b->tls, &b->reload_cfg, err, sizeof err))
         fo_error(0, "SIGHUP: TLS reload failed, new connections keep the old certificate: %s",
                  strncmp(err, "fanoutd: ", 9) ? err : err + 9);
+    fo_login_reload(b);             /* the users file, whatever the options did */
 }
 
 #define SWEEP_BUDGET 4096        /* topics looked at per tick */
@@ -151,6 +158,7 @@ void fo_broker_stop(fo_broker_t *b)
 {
     if (b->started && !atomic_load(&b->draining))
         fo_broker_drain(b);          /* failed after starting: stop them */
+    fo_login_stop(b);                /* no verdict is posted after this */
     for (int i = 0; i < b->started; i++)
         fo_worker_join(b->workers[i]);
     b->started = 0;
@@ -165,6 +173,7 @@ void fo_broker_stop(fo_broker_t *b)
     b->mcast = NULL;
     fo_tls_destroy(b->tls);         /* after the sessions that used it */
     b->tls = NULL;
+    fo_login_free(b);               /* after the connections that used it */
 }
 
 /* ------------------------------------------------------------ --http */
@@ -184,6 +193,9 @@ static int metrics(fo_broker_t *b, fo_buf_t *body)
         .uptime_s = (fo_clock_ms() - b->start_ms) / 1000,
         .version = FO_VERSION,
     };
+    fo_metrics_auth_t auth;
+    if (fo_login_metrics(b, &auth))
+        src.auth = &auth;
     if (fo_metrics_render(&src, body)) {
         fo_buf_free(body);
         return 500;                 /* out of memory: no half a page */
@@ -191,9 +203,26 @@ static int metrics(fo_broker_t *b, fo_buf_t *body)
     return 200;
 }
 
-int fo_broker_http(void *ud, const char *path, fo_buf_t *body, const char **ctype)
+/* --http-token: "Bearer TOKEN", compared in constant time. No token
+ * configured: everyone. */
+static int http_authorized(const fo_broker_t *b, const char *auth)
+{
+    const char *tok = b->reload_cfg.http_token;     /* main thread, like the reload */
+    if (!tok[0])
+        return 1;
+    if (!auth || strncasecmp(auth, "Bearer ", 7))
+        return 0;
+    auth += 7;
+    while (*auth == ' ')
+        auth++;
+    size_t n = strlen(tok);
+    return strlen(auth) == n && CRYPTO_memcmp(auth, tok, n) == 0;
+}
+
+int fo_broker_http(void *ud, const fo_http_req_t *rq, fo_buf_t *body, const char **ctype)
 {
     fo_broker_t *b = ud;
+    const char *path = rq->path;
     *ctype = "text/plain; charset=utf-8";
     if (!strcmp(path, "/healthz")) {
         int draining = atomic_load(&b->draining);
@@ -203,6 +232,10 @@ int fo_broker_http(void *ud, const char *path, fo_buf_t *body, const char **ctyp
         return draining ? 503 : 200;
     }
     if (!strcmp(path, "/metrics")) {
+        if (!http_authorized(b, rq->authorization)) {
+            static const char no[] = "this endpoint needs \"Authorization: Bearer TOKEN\" (--http-token)\n";
+            return fo_buf_append(body, no, sizeof no - 1) ? 500 : 401;
+        }
         *ctype = "text/plain; version=0.0.4; charset=utf-8";
         return metrics(b, body);
     }

@@ -6,10 +6,11 @@
  * drain flags, and the memory account (msg.h).
  *
  * Lifecycle (broker.c), all on the main thread:
- *   fo_broker_init   limits, TLS context, multicast, registry, workers
+ *   fo_broker_init   limits, TLS context, users, multicast, registry, workers
  *                    (no threads yet)
  *   fo_broker_start  the worker threads
- *   fo_broker_reload SIGHUP: re-read file and environment, apply limits
+ *   fo_broker_reload SIGHUP: re-read file and environment, apply limits,
+ *                    re-read the TLS files and the users file
  *   fo_broker_drain  SIGTERM: workers stop reading, deliver, close
  *   fo_broker_stop   join the workers (draining them first if need be)
  *                    and free everything; safe after a failed init/start
@@ -27,6 +28,7 @@
 
 struct fo_worker;
 struct fo_tls;
+struct fo_login;
 
 typedef struct fo_limits {
     _Atomic uint64_t max_output;
@@ -53,6 +55,8 @@ typedef struct fo_broker {
     fo_mcast_t *mcast;           /* owned                                 */
     struct fo_tls *tls;          /* owned; NULL when --tls-listen is off;
                                   * its context is swapped on SIGHUP     */
+    struct fo_login *login;      /* owned (login.c): the users table in
+                                  * use and the auth threads             */
     fo_mem_t mem;
     struct fo_worker **workers;  /* owned, nworkers                       */
     int nworkers;
@@ -102,7 +106,8 @@ void fo_broker_stop(fo_broker_t *b);
 void fo_broker_apply_limits(fo_broker_t *b, const fo_config_t *cfg);
 
 /* The --http handler (http.h's fo_http_handler_t; ud = the broker):
- * /healthz and /metrics. */
-int fo_broker_http(void *ud, const char *path, fo_buf_t *body, const char **ctype);
+ * /healthz, and /metrics (behind --http-token when set). */
+struct fo_http_req;
+int fo_broker_http(void *ud, const struct fo_http_req *rq, fo_buf_t *body, const char **ctype);
 
 #endif

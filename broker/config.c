@@ -94,7 +94,7 @@ typedef struct opt {
 
 static const opt_t opts[] = {
     /* name            type        group   default          min     max          field              flags      names        help */
-    { "listen",        T_HOSTPORT, G_NET,  "0.0.0.0:7400",  FO_PORT_CLIENT, 0,   FIELD(listen),           0,        NULL, "address of the client (TCP) listener" },
+    { "listen",        T_HOSTPORT, G_NET,  "127.0.0.1:7400",  FO_PORT_CLIENT, 0,   FIELD(listen),           0,        NULL, "address of the client (TCP) listener" },
     { "http",          T_HOSTPORT, G_NET,  "127.0.0.1:7401", FO_PORT_HTTP, 0,    FIELD(http),             F_OFF,    NULL, "address of /metrics and /healthz, or \"off\"" },
     { "threads",       T_INT,      G_NET,  "0",             0, 64,               FIELD(threads),          0,        NULL, "worker threads, 0 = one per online core" },
     { "max-frame",     T_SIZE,     G_LIM,  "1MiB",          64, 64 * MiB,        FIELD(max_frame),        0,        NULL, "largest frame body accepted" },
@@ -114,8 +114,11 @@ static const opt_t opts[] = {
     { "hello-timeout", T_DURATION, G_TIME, "5s",            100, 1 * HOUR,       FIELD(hello_timeout_ms), 0,        NULL, "time a new connection has to send HELLO" },
     { "drain-timeout", T_DURATION, G_TIME, "5s",            0, 10 * MIN,         FIELD(drain_timeout_ms), F_RELOAD, NULL, "on SIGTERM, time to flush before closing" },
     { "block-timeout", T_DURATION, G_SLOW, "5s",            100, 1 * HOUR,       FIELD(block_timeout_ms), F_RELOAD, NULL, "longest a block-policy sub may pause publishers" },
-    { "user",          T_STRING,   G_AUTH, "",              0, 0,                FIELD(user),             0,        NULL, "when set, HELLO must carry this user" },
+    { "users",         T_STRING,   G_AUTH, "",              0, 0,                FIELD(users_file),       F_PATH,   NULL, "users: logins, permissions, limits (re-read on SIGHUP)" },
+    { "user",          T_STRING,   G_AUTH, "",              0, 0,                FIELD(user),             0,        NULL, "one-user shorthand: HELLO must carry this user ..." },
     { "password",      T_STRING,   G_AUTH, "",              0, 0,                FIELD(password),         0,        NULL, "... and this password (best set in env or file)" },
+    { "allow-anonymous", T_BOOL,   G_AUTH, "0",             0, 1,                FIELD(allow_anonymous),  0,        NULL, "serve clients without login on non-loopback listeners" },
+    { "http-token",    T_STRING,   G_AUTH, "",              0, 0,                FIELD(http_token),       F_RELOAD, NULL, "when set, /metrics needs \"Authorization: Bearer TOKEN\"" },
     { "tls-listen",    T_HOSTPORT, G_TLS,  "off",           FO_PORT_TLS, 0,      FIELD(tls_listen),       F_OFF,    NULL, "address of the TLS listener, or \"off\"" },
     { "tls-cert",      T_STRING,   G_TLS,  "",              0, 0,                FIELD(tls_cert),         F_RELOAD | F_PATH, NULL, "PEM certificate (chain) of the TLS listener" },
     { "tls-key",       T_STRING,   G_TLS,  "",              0, 0,                FIELD(tls_key),          F_RELOAD | F_PATH, NULL, "PEM private key of --tls-cert" },
@@ -651,6 +654,8 @@ static fo_err_t walk_argv(load_t *ld, int argc, char **argv, bool apply,
         if (!o)
             return fail(ld->err, ld->errlen, "%s: unknown option (see --help)", where);
         const char *v = eq ? eq + 1 : NULL;
+        if (!v && o->type == T_BOOL && (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2)))
+            v = "1";                  /* a bare switch: --allow-anonymous */
         if (!v) {
             if (i + 1 >= argc)
                 return fail(ld->err, ld->errlen, "%s: missing value", where);
@@ -682,6 +687,12 @@ static fo_err_t check_all(const fo_config_t *c, char *err, size_t errlen)
     if (c->tls_verify_client != FO_TLS_VERIFY_NONE && !c->tls_ca[0])
         return fail(err, errlen, "--tls-verify-client %s needs --tls-ca (the CA bundle client certificates chain to)",
                     c->tls_verify_client == FO_TLS_VERIFY_REQUIRED ? "required" : "optional");
+    if (c->password[0] && !c->user[0])
+        return fail(err, errlen, "--password needs --user (the one-user shorthand names both)");
+    if (c->user[0] && !c->password[0])
+        return fail(err, errlen, "--user %s needs --password", c->user);
+    if (c->user[0] && c->users_file[0])
+        return fail(err, errlen, "--user and --users are exclusive: put %s in the users file", c->user);
     if (c->tls_user_from != FO_TLS_USER_OFF && c->tls_verify_client == FO_TLS_VERIFY_NONE)
         return fail(err, errlen, "--tls-user-from %s needs --tls-verify-client optional or required",
                     c->tls_user_from == FO_TLS_USER_CN ? "cn" : "san");
@@ -827,7 +838,10 @@ void fo_config_usage(FILE *out)
         }
     }
     fprintf(out,
-        "\n  --help, -h             print this and exit\n"
+        "\n  --hash-password        read a password or token (twice on a terminal, else one\n"
+        "                         line of stdin), print its argon2id hash for the users\n"
+        "                         file, and exit\n"
+        "  --help, -h             print this and exit\n"
         "  --version, -V          print the version and exit\n"
         "\nSizes: 512, 64k, 1MiB, 2G (binary units; k = KiB). Durations: 500ms,\n"
         "10s, 2m, 1h (a bare number is milliseconds). See docs/CONFIG.md.\n");

@@ -53,8 +53,12 @@ typedef struct fo_config {
     uint32_t block_timeout_ms; /* longest one congestion of a block sub  */
     uint64_t read_budget;      /* bytes read per connection per event    */
     fo_log_level_t log_level;
-    char user[64];             /* when set, HELLO must carry these       */
-    char password[128];
+    /* authentication (docs/SECURITY.md) */
+    char users_file[512];      /* --users, "" = none                     */
+    char user[64];             /* one-user shorthand: HELLO must carry   */
+    char password[128];        /*   these (exclusive with users_file)    */
+    int allow_anonymous;       /* no login on a non-loopback listener    */
+    char http_token[256];      /* bearer token for /metrics, "" = none   */
     /* TLS (docs/CONFIG.md, TLS): the listener, and the files of the
      * server context (re-read on SIGHUP) */
     char tls_listen[128];      /* HOST:PORT of the TLS listener, or "off" */
@@ -87,7 +91,8 @@ void fo_config_defaults(fo_config_t *c);
  * asks sysconf). A listen/http host given as ":PORT" becomes 0.0.0.0.
  * Cross-checks: idle-timeout > ping-interval; tls-listen needs tls-cert
  * and tls-key; tls-verify-client optional/required needs tls-ca;
- * tls-user-from needs tls-verify-client optional/required. */
+ * tls-user-from needs tls-verify-client optional/required; user and
+ * password need each other; user and users are exclusive. */
 FO_MUST_CHECK fo_err_t fo_config_load(fo_config_t *c, int argc, char **argv, char **envp,
                         FILE *out, int *exit_now, char *err, size_t errlen);
 

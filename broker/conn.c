@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
+#include "login.h"
 #include "net.h"
 #include <sys/random.h>
 #include "route.h"
@@ -161,6 +162,7 @@ void fo_conn_destroy(fo_conn_t *c)
     fo_worker_t *w = c->w;
     unlink_paused(c);
     fo_route_drop_subs(c);          /* unbinding uncounts congestion too */
+    fo_login_release(c);
     fo_worker_detach(w, c);         /* slot, w->all, w->dirty, w->tls_pending */
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     if (c->tls) {
@@ -457,71 +459,6 @@ int fo_conn_flush(fo_conn_t *c)
 
 /* ------------------------------------------------------------ input */
 
-static void on_hello(fo_conn_t *c, const Fanout__Frame *f)
-{
-    fo_broker_t *b = c->w->b;
-    const Fanout__Hello *h = f->hello;
-    if (!h->has_version) {
-        fo_conn_fail(c, FO_CODE(MISSING_FIELD), "HELLO needs version");
-        return;
-    }
-    if (h->version == 0) {
-        fo_conn_fail(c, FO_CODE(VERSION), "protocol version 0 does not exist (this broker speaks %u)",
-                     FO_PROTOCOL_VERSION);
-        return;
-    }
-    if (b->cfg.user[0] &&
-        (!h->user || !h->password || strcmp(h->user, b->cfg.user) ||
-         strcmp(h->password, b->cfg.password))) {
-        fo_conn_fail(c, FO_CODE(AUTH), "bad credentials");
-        return;
-    }
-    if (h->client_name) {
-        snprintf(c->name, sizeof c->name, "%s", h->client_name);
-        for (char *p = c->name; *p; p++)
-            if ((unsigned char)*p < 0x20 || *p == 0x7f)
-                *p = '?';
-    }
-    Fanout__Frame out = FANOUT__FRAME__INIT;
-    Fanout__Welcome wl = FANOUT__WELCOME__INIT;
-    wl.has_version = 1;
-    /* the lower of the two: newer clients talk down to us */
-    wl.version = h->version < FO_PROTOCOL_VERSION ? h->version : FO_PROTOCOL_VERSION;
-    wl.server_version = "fanout " FO_VERSION;
-    wl.server_id = b->server_id;
-    wl.has_max_frame = 1;
-    wl.max_frame = b->cfg.max_frame;
-    wl.has_max_output = 1;
-    wl.max_output = LIM(b, max_output);
-    wl.has_ping_interval_ms = 1;
-    wl.ping_interval_ms = LIM(b, ping_interval_ms);
-    wl.has_idle_timeout_ms = 1;
-    wl.idle_timeout_ms = LIM(b, idle_timeout_ms);
-    wl.has_epoch = 1;
-    wl.epoch = b->epoch;
-    wl.has_max_datagram = 1;
-    wl.max_datagram = b->cfg.max_datagram;
-    wl.has_client_id = 1;
-    wl.client_id = c->id;
-    char inbox[sizeof FO_INBOX_PREFIX + 32];
-    snprintf(inbox, sizeof inbox, FO_INBOX_PREFIX "%016llx%016llx",
-             (unsigned long long)c->id, (unsigned long long)c->inbox_secret);
-    wl.inbox = inbox;
-    wl.n_groups = fo_mcast_welcome_groups(b->mcast, &wl.groups);
-    out.body_case = FANOUT__FRAME__BODY_WELCOME;
-    out.welcome = &wl;
-    if (f->has_req) {
-        out.has_req = 1;
-        out.req = f->req;
-    }
-    fo_conn_send(c, &out);
-    c->state = FO_CONN_OPEN;
-    c->dec.max_frame = b->cfg.max_frame;
-    const char *user = fo_conn_tls_user(c);
-    fo_info(c->id, "hello from %s (%s)%s%s", c->peer, c->name[0] ? c->name : "-",
-            c->tls ? (user ? " over TLS, certificate user " : " over TLS") : "", user ? user : "");
-}
-
 static void pong(fo_conn_t *c, const Fanout__Ping *p)
 {
     Fanout__Frame out = FANOUT__FRAME__INIT;
@@ -545,7 +482,7 @@ static void dispatch(fo_conn_t *c, const Fanout__Frame *f)
     }
     if (c->state == FO_CONN_HELLO_WAIT) {
         if (f->body_case == FANOUT__FRAME__BODY_HELLO)
-            on_hello(c, f);
+            fo_login_hello(c, f);
         else
             fo_conn_fail(c, FO_CODE(NOT_HELLO), "the first frame must be HELLO");
         return;
@@ -628,7 +565,7 @@ static void handle_frames(fo_conn_t *c)
     const uint8_t *body;
     size_t len;
     fo_err_t err;
-    while (c->state != FO_CONN_CLOSING && !c->paused_on &&
+    while (c->state != FO_CONN_CLOSING && !c->paused_on && !c->held &&
            (err = fo_decoder_next(&c->dec, &body, &len)) == FO_OK) {
         FO_STAT_INC(&w->stats, frames_in);
         fo_publish_view_t v;
@@ -838,7 +775,7 @@ static void tls_on_readable(fo_conn_t *c)
             break;
         took(c, k);
         got += k;
-        if (c->state == FO_CONN_CLOSING || c->paused_on || got >= budget)
+        if (c->state == FO_CONN_CLOSING || c->paused_on || c->held || got >= budget)
             break;
     }
     if (st == FO_TLS_EOF) {
@@ -850,7 +787,8 @@ static void tls_on_readable(fo_conn_t *c)
         fo_conn_destroy(c);
         return;
     }
-    if (st == FO_TLS_OK && c->state != FO_CONN_CLOSING && !c->paused_on && fo_tls_pending(s))
+    if (st == FO_TLS_OK && c->state != FO_CONN_CLOSING && !c->paused_on && !c->held &&
+        fo_tls_pending(s))
         fo_worker_tls_pending(w, c);    /* the pending-data trap */
     if (fo_buf_len(&c->dec.buf) == 0)
         give_back_buffer(c);
@@ -908,7 +846,7 @@ void fo_conn_on_readable(fo_conn_t *c)
         }
         took(c, (size_t)k);
         got += (uint64_t)k;
-        if (c->state == FO_CONN_CLOSING || c->paused_on || got >= budget)
+        if (c->state == FO_CONN_CLOSING || c->paused_on || c->held || got >= budget)
             break;
     }
     if (fo_buf_len(&c->dec.buf) == 0)
@@ -971,6 +909,10 @@ void fo_conn_tick(fo_conn_t *c)
         return;
     }
     if (c->state == FO_CONN_HELLO_WAIT) {
+        if (c->auth_wait) {                /* a login in the works: its own clock */
+            fo_login_tick(c);
+            return;
+        }
         if (now - c->created_ms >= w->b->cfg.hello_timeout_ms) {
             FO_STAT_INC(&w->stats, idle_timeouts);
             if (c->tls && !c->tls->established) {
@@ -1025,10 +967,22 @@ int fo_conn_blocked(const fo_conn_t *c)
     return atomic_load_explicit(&c->paused_on->blocked, memory_order_relaxed) > 0;
 }
 
+void fo_conn_hold_input(fo_conn_t *c)
+{
+    c->held = 1;
+    fo_conn_stop_reading(c);
+}
+
+void fo_conn_release_input(fo_conn_t *c)
+{
+    c->held = 0;
+    fo_conn_resume(c);
+}
+
 void fo_conn_resume(fo_conn_t *c)
 {
     c->paused_on = NULL;
-    if (c->w->drain_phase || c->state == FO_CONN_CLOSING)
+    if (c->w->drain_phase || c->state == FO_CONN_CLOSING || c->held)
         return;
     handle_frames(c);              /* what was read before the pause */
     if (c->paused_on)

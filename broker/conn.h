@@ -70,6 +70,17 @@ typedef struct fo_conn {
     uint64_t in_charged;           /* input buffer bytes charged to --max-memory */
     uint64_t partial_ms;           /* since when a partial frame is buffered (0: none) */
     uint64_t created_ms, last_rx_ms, last_ping_ms, close_deadline_ms;
+    /* login (login.c) */
+    struct fo_users *users;        /* a reference on the table user is from */
+    const struct fo_user *user;    /* NULL = anonymous (no users configured) */
+    uint8_t login_by;              /* password, token or certificate        */
+    uint8_t auth_wait;             /* 1 verifying, 2 failed (answered at auth_at_ms) */
+    uint8_t held;                  /* input held (fo_conn_hold_input)       */
+    uint8_t hello_has_req;
+    uint32_t hello_version;        /* the HELLO being answered              */
+    uint64_t hello_req;
+    uint64_t auth_at_ms;           /* the failure's answer, or the wait's end */
+    char login_name[65];           /* the name claimed (logs, failures)     */
     struct fo_conn *all_prev, *all_next, *dirty_next;
     char peer[48];
     char name[32];
@@ -133,6 +144,11 @@ void fo_conn_send_gap(fo_conn_t *c, uint32_t sid, const struct fo_topic *t, cons
  * topic still blocked?), then fo_conn_resume() (taken off the worker's
  * list already: handle what was read, read again). */
 void fo_conn_pause(fo_conn_t *c, struct fo_topic *t);
+/* Login (login.c): hold back input -- no reading, no frame handled --
+ * until release, which handles what is buffered and reads again.
+ * Idempotent. */
+void fo_conn_hold_input(fo_conn_t *c);
+void fo_conn_release_input(fo_conn_t *c);
 /* Quiescent point: drop c's pointers to dead topics (last published to). */
 void fo_conn_forget_dead(fo_conn_t *c);
 int fo_conn_blocked(const fo_conn_t *c);

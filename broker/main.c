@@ -7,6 +7,8 @@
  * once everything that can fail to open has opened) -> the acceptor's loop until
  * SIGTERM/SIGINT has drained the workers -> stop. Exit status: 0 after a
  * drain, 1 when something could not start, 2 on a usage error.
+ * `fanoutd --hash-password` prints a hash for the users file instead
+ * (users.h) and exits.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 #include "broker.h"
 #include "http.h"
 #include "log.h"
+#include "users.h"
 
 extern char **environ;
 
@@ -83,6 +86,14 @@ int main(int argc, char **argv)
     static fo_broker_t broker;
     char err[512];
     int exit_now = 0;
+    if (argc >= 2 && !strcmp(argv[1], "--hash-password")) {
+        if (argc > 2) {
+            fprintf(stderr, "fanoutd: --hash-password takes no other option (it reads the secret "
+                            "from the terminal or stdin)\n");
+            return 2;
+        }
+        return fo_users_hash_cmd(stdin, stdout, stderr);
+    }
     fo_config_defaults(&broker.cfg);
     if (fo_config_load(&broker.cfg, argc, argv, environ, stdout, &exit_now, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);

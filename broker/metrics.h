@@ -10,6 +10,14 @@
 #include "buf.h"
 #include "stats.h"
 
+/* The login side (login.c), when a users table is configured. */
+typedef struct fo_metrics_auth {
+    uint64_t users;                    /* in the table in use            */
+    uint64_t verifications;            /* argon2id runs                  */
+    uint64_t inflight;                 /* queued or verifying now        */
+    uint64_t cache_entries;
+} fo_metrics_auth_t;
+
 typedef struct fo_metrics_src {
     const fo_stats_t *const *workers;  /* borrowed: one per worker */
     int nworkers;
@@ -19,6 +27,7 @@ typedef struct fo_metrics_src {
     uint64_t uptime_s;
     const char *version;
     uint64_t topics_created, topics_freed;  /* ever, by the registry */
+    const fo_metrics_auth_t *auth;     /* NULL: no users configured */
 } fo_metrics_src_t;
 
 /* Append the whole exposition to out. */

@@ -12,9 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "acl.h"
 #include "log.h"
+#include "login.h"
 #include "route.h"
 #include "tcache.h"
+#include "users.h"
 
 #define REPAIR_MAX 100000u      /* sequences one REPAIR may ask for */
 
@@ -129,7 +132,19 @@ static fo_topic_t *registry_topic(fo_conn_t *c, const char *name, size_t len, ui
 {
     fo_worker_t *w = c->w;
     fo_err_t err = FO_OK;
-    fo_topic_t *t = fo_registry_get(w->b->reg, name, len, &err);
+    fo_user_counters_t *owner = NULL;
+    if (c->user && fo_user_limit(c->user, FO_LIMIT_TOPICS) != FO_USERS_LIMIT_NONE &&
+        !fo_registry_find(w->b->reg, name, len)) {
+        /* a topic this user would create: within its limit? */
+        if (fo_user_take(c->user, FO_LIMIT_TOPICS)) {
+            fo_conn_send_error(c, FO_CODE(BAD_REQUEST), req, FO_NO_SID,
+                               "user %s may create at most %llu topics (its limit)", fo_user_name(c->user),
+                               (unsigned long long)fo_user_limit(c->user, FO_LIMIT_TOPICS));
+            return NULL;
+        }
+        owner = fo_user_counters(c->user);
+    }
+    fo_topic_t *t = fo_registry_get(w->b->reg, name, len, owner, &err);
     if (!t) {
         if (err == FO_ERR_BUSY)
             fo_conn_send_error(c, FO_CODE(BAD_REQUEST), req, FO_NO_SID,
@@ -406,6 +421,13 @@ void fo_route_publish(fo_conn_t *c, const fo_publish_req_t *p)
             return;
         }
     }
+    /* the last topic passed this check when it became the last topic */
+    if (c->user && t != c->last_topic && !fo_login_may_publish(c, p->topic, p->topic_len)) {
+        FO_STAT_INC(&w->stats, permission_denied);
+        fo_conn_send_error(c, FO_CODE(PERMISSION), p->req, FO_NO_SID, "user %s may not publish to \"%.*s\"",
+                           fo_user_name(c->user), (int)(p->topic_len < 64 ? p->topic_len : 64), p->topic);
+        return;
+    }
     if ((p->reply || p->n_headers) && !extras_ok(c, p))
         return;
     if (!t && !(t = registry_topic(c, p->topic, p->topic_len, p->req)))
@@ -589,6 +611,42 @@ static const char *sub_request_problem(const Fanout__Subscribe *s)
     return NULL;
 }
 
+/* What c's user may subscribe to (docs/SECURITY.md): a filter that can
+ * match some topic it may read (a wide one then binds only to those), and
+ * slow=block and multicast only with their rights. A default policy of
+ * block becomes drop for a user without the right. 0 when refused (the
+ * ERROR is sent). */
+static int sub_permitted(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req, int *policy)
+{
+    const char *who = fo_user_name(c->user);
+    const char *no = NULL;
+    int explicit_block = s->has_slow && s->slow == FANOUT__SLOW_POLICY__SLOW_BLOCK;
+    if (!fo_acl_filter_ok(fo_login_sub_acl(c), s->filter))
+        no = "may not subscribe to";
+    else if (explicit_block && !fo_login_has_right(c, FO_RIGHT_BLOCK))
+        no = "may not use slow=block (it pauses other publishers) on";
+    else if (s->has_delivery && s->delivery == FANOUT__DELIVERY__DELIVERY_MULTICAST &&
+             !fo_login_has_right(c, FO_RIGHT_MULTICAST))
+        no = "may not receive by multicast on";
+    if (no) {
+        FO_STAT_INC(&c->w->stats, permission_denied);
+        fo_conn_send_error(c, FO_CODE(PERMISSION), req, s->sid, "user %s %s \"%.64s\"", who, no, s->filter);
+        return 0;
+    }
+    if (*policy == FO_POLICY_BLOCK && !fo_login_has_right(c, FO_RIGHT_BLOCK))
+        *policy = FO_POLICY_DROP;
+    return 1;
+}
+
+/* A sub that never reached the registry (its user count is given back). */
+static void free_unregistered(fo_conn_t *c, fo_sub_t *sub)
+{
+    if (c->user)
+        fo_user_give(c->user, FO_LIMIT_SUBSCRIPTIONS);
+    free(sub->queue);
+    free(sub);
+}
+
 void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
 {
     fo_worker_t *w = c->w;
@@ -610,28 +668,38 @@ void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
                            w->b->cfg.max_subs);
         return;
     }
+    int pol = s->has_slow ? (int)s->slow : 0;
+    int policy = pol == FANOUT__SLOW_POLICY__SLOW_DISCONNECT ? FO_POLICY_DISCONNECT
+               : pol == FANOUT__SLOW_POLICY__SLOW_DROP ? FO_POLICY_DROP
+               : pol == FANOUT__SLOW_POLICY__SLOW_BLOCK ? FO_POLICY_BLOCK
+               : LIM(w->b, slow_policy);
+    if (c->user && !sub_permitted(c, s, req, &policy))
+        return;
     fo_sub_t *sub = calloc(1, sizeof *sub + fl + 1);
     if (!sub)
         goto nomem;
+    if (c->user && fo_user_take(c->user, FO_LIMIT_SUBSCRIPTIONS)) {
+        free(sub);
+        fo_conn_send_error(c, FO_CODE(MAX_SUBS), req, s->sid, "user %s may hold at most %llu subscriptions",
+                           fo_user_name(c->user),
+                           (unsigned long long)fo_user_limit(c->user, FO_LIMIT_SUBSCRIPTIONS));
+        return;
+    }
+    sub->acl = fo_login_sub_acl(c);
     memcpy(sub->filter, s->filter, fl + 1);
     sub->sid = s->sid;
     sub->worker = w->id;
     sub->conn = c;
     sub->conn_id = c->id;
     sub->multicast = s->has_delivery && s->delivery == FANOUT__DELIVERY__DELIVERY_MULTICAST;
-    int pol = s->has_slow ? (int)s->slow : 0;
-    sub->policy = (uint8_t)(pol == FANOUT__SLOW_POLICY__SLOW_DISCONNECT ? FO_POLICY_DISCONNECT
-                          : pol == FANOUT__SLOW_POLICY__SLOW_DROP ? FO_POLICY_DROP
-                          : pol == FANOUT__SLOW_POLICY__SLOW_BLOCK ? FO_POLICY_BLOCK
-                          : LIM(w->b, slow_policy));
+    sub->policy = (uint8_t)policy;
     if (s->queue && s->queue[0] && !(sub->queue = strdup(s->queue))) {
-        free(sub);
+        free_unregistered(c, sub);
         goto nomem;
     }
     /* On the connection first, so replay (inside subscribe) finds it. */
     if (fo_conn_sub_add(c, sub)) {
-        free(sub->queue);
-        free(sub);
+        free_unregistered(c, sub);
         goto nomem;
     }
     /* The ACK precedes every DELIVER/GAP of the subscription, replays
@@ -641,8 +709,7 @@ void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
     bound_ctx_t ctx = { c, s };
     if (fo_registry_subscribe(w->b->reg, sub, on_bound, &ctx)) {
         fo_conn_sub_remove(c, sub);
-        free(sub->queue);
-        free(sub);
+        free_unregistered(c, sub);
         goto nomem;
     }
     FO_STAT_INC(&w->stats, subscriptions);
@@ -657,8 +724,13 @@ static void free_sub(fo_conn_t *c, fo_sub_t *s)
 {
     fo_registry_unsubscribe(c->w->b->reg, s);
     FO_STAT_SUB(&c->w->stats, subscriptions, 1);
-    free(s->queue);
-    free(s);
+    free_unregistered(c, s);
+}
+
+void fo_route_end_sub(fo_conn_t *c, fo_sub_t *s)
+{
+    fo_conn_sub_remove(c, s);
+    free_sub(c, s);
 }
 
 void fo_route_unsubscribe(fo_conn_t *c, uint32_t sid, uint64_t req)
@@ -708,6 +780,12 @@ void fo_route_repair(fo_conn_t *c, const Fanout__Repair *r, uint64_t req)
         fo_conn_send_error(c, FO_CODE(BAD_REQUEST), req, r->sid,
                            "bad REPAIR range %llu..%llu on \"%.64s\" (at most %u, within the filter)",
                            (unsigned long long)first, (unsigned long long)last, r->topic, REPAIR_MAX);
+        return;
+    }
+    if (sub->acl && !fo_acl_topic_ok(sub->acl, r->topic, tl)) {
+        FO_STAT_INC(&w->stats, permission_denied);
+        fo_conn_send_error(c, FO_CODE(PERMISSION), req, r->sid, "user %s may not read \"%.64s\"",
+                           fo_login_user_name(c), r->topic);
         return;
     }
     /* sequences not given yet are ignored (docs/PROTOCOL.md §4.13): on a

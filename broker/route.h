@@ -41,6 +41,9 @@ void fo_route_unsubscribe(fo_conn_t *c, uint32_t sid, uint64_t req);
 void fo_route_repair(fo_conn_t *c, const Fanout__Repair *r, uint64_t req);
 /* Unsubscribe and free every subscription of c (on close). */
 void fo_route_drop_subs(fo_conn_t *c);
+/* End one subscription without a word (the caller says why): off the
+ * connection and the registry, freed. */
+void fo_route_end_sub(fo_conn_t *c, fo_sub_t *s);
 /* Handle items taken from this worker's inbox (not FO_ITEM_CONN). */
 void fo_route_item(fo_worker_t *w, fo_item_t *it);
 

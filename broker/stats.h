@@ -54,7 +54,16 @@
     X(tls_handshakes,       counter, "TLS handshakes completed")                 \
     X(tls_handshake_failures, counter, "TLS handshakes that failed or timed out (the connection was closed)") \
     X(tls_connections,      gauge,   "TLS connections open (handshake done)")    \
-    X(tls_ktls_connections, gauge,   "TLS connections whose records the kernel encrypts (kTLS)")
+    X(tls_ktls_connections, gauge,   "TLS connections whose records the kernel encrypts (kTLS)") \
+    X(logins,               counter, "Logins accepted (a user of the users table)")   \
+    X(logins_cached,        counter, "Logins accepted from the cache of recent successes") \
+    X(logins_verified,      counter, "Logins accepted after a verification on an auth thread") \
+    X(logins_failed,        counter, "Logins refused with ERR_AUTH for their credentials") \
+    X(logins_busy,          counter, "Logins refused because the auth threads were full") \
+    X(logins_refused,       counter, "Logins refused for other reasons (a user's connection limit, too many from one address)") \
+    X(logins_revoked,       counter, "Connections closed because a users reload removed their user or secret") \
+    X(subscriptions_revoked, counter, "Subscriptions ended because a users reload took their permission away") \
+    X(permission_denied,    counter, "Publishes, subscriptions and repairs refused with ERR_PERMISSION")
 
 /* Error codes (fanout.ErrorCode) counted separately: errors_sent{code=...}. */
 #define FO_STATS_ERR_CODES 32

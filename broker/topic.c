@@ -11,9 +11,11 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include "acl.h"
 #include "clock.h"
 #include "sublist.h"
 #include "topic.h"
+#include "users.h"
 
 #define TOMBS 65536               /* freed topics whose last seq is kept  */
 
@@ -36,6 +38,7 @@ struct fo_registry {
     int max_topics;
     int nworkers;
     fo_sub_t *subs;
+    uint64_t walk_mark;           /* fo_registry_set_acl's last mark       */
     fo_group_fn group_for;
     const void *group_ud;
 };
@@ -73,6 +76,7 @@ fail:
 
 static void topic_free(fo_topic_t *t)
 {
+    fo_user_counters_give(t->owner, FO_LIMIT_TOPICS);
     fo_ring_destroy(&t->ring);
     while (t->groups) {
         fo_qgroup_t *g = t->groups;
@@ -266,19 +270,30 @@ static void unbind(fo_binding_t *b)
 }
 
 /* fo_sublist_match's callback for a topic being created. */
-static void bind_new(void *ud, fo_sub_t *s)
+/* May sub receive topic t? (its user's permissions; registry lock) */
+static int allowed(const fo_sub_t *sub, const fo_topic_t *t)
 {
-    (void)!bind(ud, s, 1);   /* NULL on OOM: that sub misses this topic */
+    return !sub->acl || fo_acl_topic_ok(sub->acl, t->name, t->len);
 }
 
-fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len, fo_err_t *err)
+static void bind_new(void *ud, fo_sub_t *s)
+{
+    fo_topic_t *t = ud;
+    if (allowed(s, t))
+        (void)!bind(t, s, 1);   /* NULL on OOM: that sub misses this topic */
+}
+
+fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len,
+                            struct fo_user_counters *owner, fo_err_t *err)
 {
     uint32_t h = fo_topic_hash(name, len);
     pthread_rwlock_rdlock(&r->lock);
     fo_topic_t *t = find_locked(r, name, len, h);
     pthread_rwlock_unlock(&r->lock);
-    if (t)
+    if (t) {
+        fo_user_counters_give(owner, FO_LIMIT_TOPICS);
         return t;
+    }
     pthread_rwlock_wrlock(&r->lock);
     t = find_locked(r, name, len, h);
     if (t)
@@ -313,6 +328,8 @@ fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len, fo_e
     fo_ring_init(&t->ring);
     t->mcast_group = r->group_for ? r->group_for(r->group_ud, t->name) : -1;
     t->last_ns = fo_realtime_ns();   /* a new topic is not idle at once */
+    t->owner = owner;
+    owner = NULL;                    /* the topic keeps the count */
     /* Not visible yet: bind matching subscriptions without the topic lock;
      * the index finds them without looking at the others */
     fo_sublist_match(r->index, t->name, t->len, bind_new, t);
@@ -324,6 +341,7 @@ fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len, fo_e
         rehash(r);
 out:
     pthread_rwlock_unlock(&r->lock);
+    fo_user_counters_give(owner, FO_LIMIT_TOPICS);
     return t;
 nomem:
     *err = FO_ERR_NOMEM;
@@ -347,7 +365,7 @@ fo_err_t fo_registry_subscribe(fo_registry_t *r, fo_sub_t *sub, fo_bound_fn boun
     if (!sub->wildcard) {
         size_t len = strlen(sub->filter);
         fo_topic_t *t = find_locked(r, sub->filter, len, fo_topic_hash(sub->filter, len));
-        if (t) {
+        if (t && allowed(sub, t)) {
             pthread_mutex_lock(&t->lock);
             fo_binding_t *b = bind(t, sub, t->seq + 1);
             if (b && bound)
@@ -359,7 +377,7 @@ fo_err_t fo_registry_subscribe(fo_registry_t *r, fo_sub_t *sub, fo_bound_fn boun
     } else {
         for (size_t i = 0; i < r->nbuckets && !err; i++)
             for (fo_topic_t *t = r->buckets[i]; t && !err; t = t->hnext) {
-                if (!fo_topic_match(sub->filter, t->name))
+                if (!fo_topic_match(sub->filter, t->name) || !allowed(sub, t))
                     continue;
                 pthread_mutex_lock(&t->lock);
                 fo_binding_t *b = bind(t, sub, t->seq + 1);
@@ -396,6 +414,43 @@ void fo_registry_unsubscribe(fo_registry_t *r, fo_sub_t *sub)
         sub->reg_next->reg_prev = sub->reg_prev;
     sub->reg_prev = sub->reg_next = NULL;
     pthread_rwlock_unlock(&r->lock);
+}
+
+fo_err_t fo_registry_set_acl(fo_registry_t *r, fo_sub_t *sub, const struct fo_acl *acl, int rebind)
+{
+    fo_err_t err = FO_OK;
+    pthread_rwlock_wrlock(&r->lock);
+    sub->acl = acl;
+    if (!rebind)
+        goto out;
+    /* what it may no longer read goes; what stays is marked */
+    uint64_t mark = ++r->walk_mark;
+    for (fo_binding_t **bp = &sub->bindings; *bp;) {
+        fo_binding_t *b = *bp;
+        if (allowed(sub, b->topic)) {
+            b->topic->walk_mark = mark;
+            bp = &b->snext;
+            continue;
+        }
+        *bp = b->snext;
+        pthread_mutex_lock(&b->topic->lock);
+        unbind(b);
+        pthread_mutex_unlock(&b->topic->lock);
+        free(b);
+    }
+    /* what it may read now and did not: from the next message */
+    for (size_t i = 0; i < r->nbuckets && !err; i++)
+        for (fo_topic_t *t = r->buckets[i]; t && !err; t = t->hnext) {
+            if (t->walk_mark == mark || !fo_topic_match(sub->filter, t->name) || !allowed(sub, t))
+                continue;
+            pthread_mutex_lock(&t->lock);
+            if (!bind(t, sub, t->seq + 1))
+                err = FO_ERR_NOMEM;
+            pthread_mutex_unlock(&t->lock);
+        }
+out:
+    pthread_rwlock_unlock(&r->lock);
+    return err;
 }
 
 /* ------------------------------------------------------------ reclaim */

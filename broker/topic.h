@@ -44,6 +44,8 @@ typedef struct fo_sub fo_sub_t;
 typedef struct fo_binding fo_binding_t;
 typedef struct fo_qgroup fo_qgroup_t;
 struct fo_conn;
+struct fo_acl;
+struct fo_user_counters;
 
 /* A subscription. Owned by its connection (conn.c); registered here. */
 struct fo_sub {
@@ -55,6 +57,11 @@ struct fo_sub {
     struct fo_conn *conn;     /* borrowed: the owner                      */
     uint64_t conn_id;
     char *queue;              /* owned; NULL = no queue group             */
+    /* The subscribe permissions of its user (acl.h), or NULL = every topic.
+     * Borrowed from the users table its connection holds; binds only to
+     * topics fo_acl_topic_ok allows. Written under the registry lock
+     * (fo_registry_subscribe, fo_registry_set_acl) and read under it. */
+    const struct fo_acl *acl;
     fo_binding_t *bindings;   /* owned; guarded by the registry lock      */
     fo_sub_t *reg_prev, *reg_next;  /* registry list (registry lock)      */
     void *sl_node;            /* the filter index's node (sublist.c)      */
@@ -98,6 +105,11 @@ struct fo_topic {
                                    * while > 0 publishers pause (route.c) */
     fo_binding_t **local;         /* [nworkers] plain bindings per worker  */
     _Atomic uint32_t *nlocal;     /* [nworkers] list lengths               */
+    struct fo_user_counters *owner; /* counts against its creator's topic
+                                   * limit (users.h), NULL = nobody's; set
+                                   * before it is visible, given back when
+                                   * it is freed                           */
+    uint64_t walk_mark;           /* fo_registry_set_acl (registry lock)   */
     size_t len;
     char name[];                  /* NUL-terminated                        */
 };
@@ -133,8 +145,13 @@ uint64_t fo_registry_deaths(const fo_registry_t *r);
 /* Existing topic or NULL. */
 fo_topic_t *fo_registry_find(fo_registry_t *r, const char *name, size_t len);
 /* Existing or new topic (binding matching subscriptions); NULL with
- * FO_ERR_BUSY (max topics) or FO_ERR_NOMEM. name must be valid. */
-fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len, fo_err_t *err);
+ * FO_ERR_BUSY (max topics) or FO_ERR_NOMEM. name must be valid.
+ * owner: NULL, or the counters of a user who took one FO_LIMIT_TOPICS
+ * for this call (fo_user_take): a topic created here keeps that count
+ * until it is freed; otherwise (it existed, or an error) it is given back
+ * here. */
+fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len,
+                            struct fo_user_counters *owner, fo_err_t *err);
 
 /* Called with the topic locked for each topic a new subscription binds to,
  * right after the binding is made with from_seq = topic->seq + 1: the place
@@ -142,10 +159,19 @@ fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len, fo_e
  * the two, so replay and live fan-out neither overlap nor leave a hole). */
 typedef void (*fo_bound_fn)(void *ud, fo_topic_t *t, fo_binding_t *b);
 
-/* Register sub and bind it to every existing matching topic. */
+/* Register sub and bind it to every existing matching topic (that
+ * sub->acl allows). */
 FO_MUST_CHECK fo_err_t fo_registry_subscribe(fo_registry_t *r, fo_sub_t *sub, fo_bound_fn bound, void *ud);
 /* Unbind and unregister sub (the caller frees it). */
 void fo_registry_unsubscribe(fo_registry_t *r, fo_sub_t *sub);
+
+/* A reload changed sub's permissions: set sub->acl = acl and, when
+ * rebind, unbind the topics it no longer allows and bind the existing
+ * ones it now allows (from their next message; nothing is replayed).
+ * Owner worker only (it owns sub). FO_ERR_NOMEM when a new binding could
+ * not be made (the sub then misses that topic). */
+FO_MUST_CHECK fo_err_t fo_registry_set_acl(fo_registry_t *r, fo_sub_t *sub,
+                                           const struct fo_acl *acl, int rebind);
 
 /* A block-policy subscription's connection became congested (on = 1) or
  * drained (on = 0): count it on (or off) every topic it is bound to. Owner

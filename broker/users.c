@@ -118,8 +118,8 @@ static fo_err_t make_dummy(unsigned m_kib, unsigned t, char out[FO_USERS_HASH_MA
 
 /* ------------------------------------------------------------ counters */
 
-typedef struct counters {
-    struct counters *next;
+typedef struct fo_user_counters {
+    struct fo_user_counters *next;
     _Atomic uint64_t used[FO_LIMIT__COUNT];
     char name[FO_USER_NAME_MAX + 1];
 } counters_t;
@@ -259,9 +259,19 @@ fo_err_t fo_user_take(const fo_user_t *u, fo_limit_t which)
 
 void fo_user_give(const fo_user_t *u, fo_limit_t which)
 {
-    if ((unsigned)which >= FO_LIMIT__COUNT)
+    fo_user_counters_give(u->cnt, which);
+}
+
+fo_user_counters_t *fo_user_counters(const fo_user_t *u)
+{
+    return u->cnt;
+}
+
+void fo_user_counters_give(fo_user_counters_t *cnt, fo_limit_t which)
+{
+    if (!cnt || (unsigned)which >= FO_LIMIT__COUNT)
         return;
-    _Atomic uint64_t *c = &u->cnt->used[which];
+    _Atomic uint64_t *c = &cnt->used[which];
     uint64_t cur = atomic_load_explicit(c, memory_order_relaxed);
     while (cur > 0)            /* never below zero, even on a caller's bug */
         if (atomic_compare_exchange_weak_explicit(c, &cur, cur - 1, memory_order_relaxed,
@@ -791,14 +801,15 @@ fo_err_t fo_users_load(const char *path, fo_users_t **out, char *err, size_t err
     return e;
 }
 
-fo_err_t fo_users_single(const char *user, const char *password, fo_users_t **out)
+fo_err_t fo_users_single(const char *user, const char *password, fo_hash_cost_t cost,
+                         fo_users_t **out)
 {
     unsigned long long ops;
     size_t mem;
     if (!user || !password || name_problem(user) || !*password ||
         strlen(password) > FO_USERS_SECRET_MAX)
         return FO_ERR_INVAL;
-    if (!cost_params((fo_hash_cost_t)atomic_load(&default_cost), &ops, &mem))
+    if (!cost_params(cost, &ops, &mem))
         return FO_ERR_INVAL;
     fo_users_t *tb = calloc(1, sizeof *tb);
     if (!tb || !(tb->users = calloc(1, sizeof *tb->users))) {

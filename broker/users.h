@@ -83,6 +83,14 @@ typedef enum fo_limit {
     FO_LIMIT__COUNT
 } fo_limit_t;
 
+typedef enum fo_hash_cost {
+    FO_HASH_INTERACTIVE = 0,   /* production: libsodium's INTERACTIVE
+                                  (t=2, 64 MiB; tens of ms)            */
+    FO_HASH_TEST_MIN = 1,      /* OPSLIMIT_MIN, MEMLIMIT_MIN (t=1, 8 KiB;
+                                  microseconds): tests, and secrets that
+                                  are in memory anyway (fo_users_single) */
+} fo_hash_cost_t;
+
 /* ------------------------------------------------------------ tables */
 
 /* Load the users file at path. On FO_OK *out is a new table with one
@@ -99,14 +107,16 @@ FO_MUST_CHECK fo_err_t fo_users_load(const char *path, fo_users_t **out,
 FO_MUST_CHECK fo_err_t fo_users_parse(const char *where, const char *text, size_t len,
                                       fo_users_t **out, char *err, size_t errlen);
 
-/* The table of the old --user/--password options: one user with that
- * password (hashed here at the default cost, fo_users_set_hash_cost) and
- * every right: publish and subscribe `>`, block, multicast, no limits.
- * FO_ERR_INVAL when the name is refused (rules above) or the password is
- * empty or longer than FO_USERS_SECRET_MAX; FO_ERR_NOMEM. Both strings
- * are borrowed. */
+/* The table of the --user/--password shorthand: one user with that
+ * password (hashed here at `cost`) and every right: publish and subscribe
+ * `>`, block, multicast, no limits. fanoutd passes FO_HASH_TEST_MIN: the
+ * password sits in its memory as given anyway, so a costly hash of it
+ * protects nothing (hashing is for files that can leak), while every
+ * login would pay it. FO_ERR_INVAL when the name is refused (rules above),
+ * the password is empty or longer than FO_USERS_SECRET_MAX, or cost is
+ * unknown; FO_ERR_NOMEM. Both strings are borrowed. */
 FO_MUST_CHECK fo_err_t fo_users_single(const char *user, const char *password,
-                                       fo_users_t **out);
+                                       fo_hash_cost_t cost, fo_users_t **out);
 
 /* Take one more reference (returns t); drop one (the last frees the table
  * and its users). NULL is fine for unref. */
@@ -151,6 +161,14 @@ uint64_t fo_user_limit(const fo_user_t *u, fo_limit_t which);
  * Any thread; lock-free. */
 FO_MUST_CHECK fo_err_t fo_user_take(const fo_user_t *u, fo_limit_t which);
 void fo_user_give(const fo_user_t *u, fo_limit_t which);
+/* The counters of u's name, which live as long as the process (longer
+ * than any table): for what stays counted after the login that took it
+ * is gone, such as a topic the user created (topic.h keeps this and gives
+ * FO_LIMIT_TOPICS back when the topic is freed). Any thread. */
+typedef struct fo_user_counters fo_user_counters_t;
+fo_user_counters_t *fo_user_counters(const fo_user_t *u);
+/* fo_user_give by counters (NULL is fine). */
+void fo_user_counters_give(fo_user_counters_t *cnt, fo_limit_t which);
 /* What is counted now (for metrics and tests). */
 uint64_t fo_user_used(const fo_user_t *u, fo_limit_t which);
 
@@ -188,12 +206,6 @@ unsigned fo_user_diff(const fo_user_t *old, const fo_user_t *new_);
 
 /* ------------------------------------------------------------ hashing */
 
-typedef enum fo_hash_cost {
-    FO_HASH_INTERACTIVE = 0,   /* production: libsodium's INTERACTIVE
-                                  (t=2, 64 MiB; tens of ms)            */
-    FO_HASH_TEST_MIN = 1,      /* tests only: OPSLIMIT_MIN, MEMLIMIT_MIN
-                                  (t=1, 8 KiB; microseconds)           */
-} fo_hash_cost_t;
 
 /* The argon2id string (crypto_pwhash_str) of a secret, into out (NUL-
  * terminated). FO_ERR_INVAL when the secret is empty or longer than

@@ -19,8 +19,10 @@
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
+#include "login.h"
 #include "route.h"
 #include "tcache.h"
+#include "users.h"
 #include "worker.h"
 
 #define TICK_MS 250
@@ -46,6 +48,7 @@ fo_err_t fo_worker_create(fo_broker_t *b, int id, fo_worker_t **out)
         goto fail;
     if (!(w->tcache = fo_tcache_create()))
         goto fail;
+    w->users = fo_login_table(b);
     if ((err = fo_mcast_tx_create(b->mcast, &w->stats, &w->mtx)))
         goto fail;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -78,6 +81,7 @@ void fo_worker_destroy(fo_worker_t *w)
     }
     free(w->outbox);
     fo_inbox_destroy(&w->inbox);
+    fo_users_unref(w->users);
     fo_arena_destroy(&w->arena);
     fo_mcast_tx_destroy(w->mtx);
     fo_tcache_destroy(w->tcache);
@@ -121,7 +125,9 @@ void fo_worker_post(fo_worker_t *w, int to, const fo_item_t *it)
         size_t ncap = o->cap ? o->cap * 2 : 256;
         fo_item_t *ni = realloc(o->items, ncap * sizeof *ni);
         if (!ni) {
-            if (it->kind != FO_ITEM_CONN && it->kind != FO_ITEM_CONN_TLS)
+            if (it->kind == FO_ITEM_CTL)
+                it->u.ctl->drop(it->u.ctl);
+            else if (it->kind != FO_ITEM_CONN && it->kind != FO_ITEM_CONN_TLS)
                 fo_msg_unref(it->u.msg);
             FO_STAT_INC(&w->stats, drops_gone);
             return;
@@ -331,6 +337,8 @@ static void handle_inbox(fo_worker_t *w)
             } else {
                 adopt(w, it->u.fd, it->kind == FO_ITEM_CONN_TLS);
             }
+        } else if (it->kind == FO_ITEM_CTL) {
+            it->u.ctl->run(it->u.ctl, w);
         } else {
             fo_route_item(w, it);
         }

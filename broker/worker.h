@@ -29,6 +29,7 @@ typedef struct fo_outbox {
 } fo_outbox_t;
 
 struct fo_tcache;
+struct fo_users;
 
 typedef struct fo_worker {
     int id;
@@ -62,6 +63,9 @@ typedef struct fo_worker {
     uint8_t tls_record[16384];   /* TLS record packing (FO_TLS_RECORD) */
     fo_mcast_tx_t *mtx;          /* owned                              */
     struct fo_tcache *tcache;    /* owned: name -> fo_topic_t* (tcache.h) */
+    struct fo_users *users;      /* login.c's: a reference on the users
+                                  * table this worker logs in against
+                                  * (NULL = none: anonymous)           */
     struct fo_pick *picks;       /* owned: queue-group picks scratch   */
     uint32_t picks_cap;          /*   (route.c)                        */
     uint64_t now_ms;             /* CLOCK_MONOTONIC, per iteration     */

@@ -72,13 +72,20 @@ static int dial(int port) { return dial_rcvbuf(port, 0); }
 
 int fo_tb_http_get(int port, const char *path, char *buf, size_t len)
 {
+    return fo_tb_http_get_auth(port, path, NULL, buf, len);
+}
+
+int fo_tb_http_get_auth(int port, const char *path, const char *authorization, char *buf, size_t len)
+{
     int s = dial(port);
     if (s < 0)
         return -1;
     struct timeval tv = { 5, 0 };
     setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    char req[512];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    char req[768];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n", path,
+                     authorization ? "Authorization: " : "", authorization ? authorization : "",
+                     authorization ? "\r\n" : "");
     if (write(s, req, (size_t)n) != n) {
         close(s);
         return -1;
@@ -589,6 +596,54 @@ int fo_tc_open_rcvbuf(fo_tc_t *c, int port, const char *name, int rcvbuf)
         return -1;
     }
     return 0;
+}
+
+int fo_tc_send_hello(fo_tc_t *c, const char *user, const char *password, const char *token)
+{
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Hello h = FANOUT__HELLO__INIT;
+    h.has_version = 1;
+    h.version = 1;
+    h.client_name = (char *)"login-test";
+    h.user = (char *)user;
+    h.password = (char *)password;
+    h.token = (char *)token;
+    f.body_case = FANOUT__FRAME__BODY_HELLO;
+    f.hello = &h;
+    return fo_tc_send(c, &f);
+}
+
+int fo_tc_hello(fo_tc_t *c, const char *user, const char *password, const char *token,
+                char *text, size_t textlen)
+{
+    if (text && textlen)
+        *text = '\0';
+    Fanout__Frame *r;
+    /* failures answer after a delay that grows to 5 s (auth.h) */
+    if (fo_tc_send_hello(c, user, password, token) || fo_tc_recv(c, 20000, &r) != 1)
+        return -1;
+    if (r->body_case == FANOUT__FRAME__BODY_WELCOME)
+        return 0;
+    int code = -1;
+    if (r->body_case == FANOUT__FRAME__BODY_ERROR) {
+        code = r->error->has_code ? (int)r->error->code : -1;
+        if (text && textlen)
+            snprintf(text, textlen, "%s", r->error->text ? r->error->text : "");
+    }
+    return code;
+}
+
+int fo_tc_login(fo_tc_t *c, int port, const char *user, const char *password, const char *token,
+                char *text, size_t textlen)
+{
+    if (text && textlen)
+        *text = '\0';
+    if (fo_tc_connect(c, port))
+        return -1;
+    int rc = fo_tc_hello(c, user, password, token, text, textlen);
+    if (rc)
+        fo_tc_close(c);
+    return rc;
 }
 
 int fo_tc_subscribe(fo_tc_t *c, uint32_t sid, const char *filter, const char *queue)

@@ -65,6 +65,8 @@ void fo_tb_signal(fo_tb_t *b, int sig);
 
 /* GET http://127.0.0.1:port/path; returns the status, body in buf. */
 int fo_tb_http_get(int port, const char *path, char *buf, size_t len);
+/* The same with an Authorization header (NULL: none). */
+int fo_tb_http_get_auth(int port, const char *path, const char *authorization, char *buf, size_t len);
 /* Value of a metric line "name value" (exact name incl. labels) from
  * /metrics, or -1 when absent. */
 double fo_tb_metric(const fo_tb_t *b, const char *name);
@@ -103,6 +105,16 @@ int fo_tc_open(fo_tc_t *c, int port, const char *name);
  * consumer that cannot absorb much (slow-consumer tests). */
 int fo_tc_connect_rcvbuf(fo_tc_t *c, int port, int rcvbuf);
 int fo_tc_open_rcvbuf(fo_tc_t *c, int port, const char *name, int rcvbuf);
+/* Connect and log in with HELLO {user, password, token} (any may be
+ * NULL): 0 on WELCOME (c open); else c is closed and the ERROR's code is
+ * returned (the text in text), or -1 when no answer came. */
+int fo_tc_login(fo_tc_t *c, int port, const char *user, const char *password, const char *token,
+                char *text, size_t textlen);
+/* The same on a connected c (which stays open either way); send_hello
+ * only sends it (0 ok). */
+int fo_tc_hello(fo_tc_t *c, const char *user, const char *password, const char *token,
+                char *text, size_t textlen);
+int fo_tc_send_hello(fo_tc_t *c, const char *user, const char *password, const char *token);
 void fo_tc_close(fo_tc_t *c);
 int fo_tc_send(fo_tc_t *c, const Fanout__Frame *f);          /* 0 ok */
 int fo_tc_send_raw(fo_tc_t *c, const void *p, size_t n);     /* 0 ok */

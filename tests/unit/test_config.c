@@ -101,7 +101,7 @@ static void test_defaults(void **state)
     (void)state;
     fo_config_t c;
     fo_config_defaults(&c);
-    assert_string_equal(c.listen, "0.0.0.0:7400");
+    assert_string_equal(c.listen, "127.0.0.1:7400");
     assert_string_equal(c.http, "127.0.0.1:7401");
     assert_string_equal(c.config_file, "");
     assert_int_equal(c.threads, 0);
@@ -308,11 +308,48 @@ static void test_help_version(void **state)
     free(text);
 
     /* a value that looks like --help is a value, not a flag */
-    const char *args[] = { "--user", "--help", NULL };
+    const char *args[] = { "--user", "--help", "--password", "pw", NULL };
     exit_now = 0;
     assert_int_equal(load(&c, args, NULL, &exit_now), FO_OK);
     assert_int_equal(exit_now, 0);
     assert_string_equal(c.user, "--help");
+}
+
+/* The login options check each other: the old --password-alone hole
+ * (everyone let in without a word) is a usage error now. */
+static void test_auth_options(void **state)
+{
+    (void)state;
+    fo_config_t c;
+    const char *pw_only[] = { "--password", "s3cret", NULL };
+    assert_int_equal(load(&c, pw_only, NULL, NULL), FO_ERR_INVAL);
+    assert_non_null(strstr(errbuf, "--password needs --user"));
+    const char *user_only[] = { "--user", "alice", NULL };
+    assert_int_equal(load(&c, user_only, NULL, NULL), FO_ERR_INVAL);
+    assert_non_null(strstr(errbuf, "--user alice needs --password"));
+    const char *both[] = { "--user", "alice", "--password", "pw", "--users", "/etc/fanout/users", NULL };
+    assert_int_equal(load(&c, both, NULL, NULL), FO_ERR_INVAL);
+    assert_non_null(strstr(errbuf, "exclusive"));
+    const char *env[] = { "FANOUT_PASSWORD=s3cret", NULL };
+    assert_int_equal(load(&c, NULL, env, NULL), FO_ERR_INVAL);   /* the same from the environment */
+    const char *ok[] = { "--users", "/etc/fanout/users", "--allow-anonymous", "1", "--http-token", "t0k", NULL };
+    assert_int_equal(load(&c, ok, NULL, NULL), FO_OK);
+    assert_string_equal(c.users_file, "/etc/fanout/users");
+    assert_int_equal(c.allow_anonymous, 1);
+    assert_string_equal(c.http_token, "t0k");
+    const char *bare[] = { "--allow-anonymous", "--threads", "2", NULL };   /* a switch needs no value */
+    assert_int_equal(load(&c, bare, NULL, NULL), FO_OK);
+    assert_int_equal(c.allow_anonymous, 1);
+    assert_int_equal(c.threads, 2);
+    const char *last[] = { "--mcast-loop", NULL };
+    assert_int_equal(load(&c, last, NULL, NULL), FO_OK);
+    assert_int_equal(c.mcast_loop, 1);
+    const char *off[] = { "--allow-anonymous", "no", NULL };
+    assert_int_equal(load(&c, off, NULL, NULL), FO_OK);
+    assert_int_equal(c.allow_anonymous, 0);
+    fo_config_defaults(&c);
+    assert_string_equal(c.listen, "127.0.0.1:7400");            /* loopback unless told */
+    assert_int_equal(c.allow_anonymous, 0);
 }
 
 static void test_env(void **state)
@@ -452,7 +489,7 @@ static void test_reload(void **state)
     char *env[] = { (char *)"FANOUT_SLOW_POLICY=disconnect", (char *)"FANOUT_CONFIG=/nope", NULL };
     assert_int_equal(fo_config_reload(&c, env, errbuf, sizeof errbuf), FO_OK);
     assert_int_equal(c.threads, 2);                      /* not reloadable */
-    assert_string_equal(c.listen, "0.0.0.0:7400");       /* not reloadable */
+    assert_string_equal(c.listen, "127.0.0.1:7400");       /* not reloadable */
     assert_int_equal(c.max_conns, 200);
     assert_int_equal(c.log_level, FO_LOG_DEBUG);
     assert_true(c.max_output == 1ull << 20);             /* argv wins */
@@ -525,7 +562,8 @@ static void test_docs_cover_every_option(void **state)
     int options = 0;
     for (char *line = strtok(help, "\n"); line; line = strtok(NULL, "\n")) {
         char name[64], row[96], env[96];
-        if (sscanf(line, "  --%63[a-z-]", name) != 1 || !strcmp(name, "help") || !strcmp(name, "version"))
+        if (sscanf(line, "  --%63[a-z-]", name) != 1 || !strcmp(name, "help") || !strcmp(name, "version") ||
+            !strcmp(name, "hash-password"))
             continue;
         options++;
         snprintf(row, sizeof row, "| `%s` |", name);
@@ -561,6 +599,7 @@ int main(void)
         cmocka_unit_test(test_mcast_groups),
         cmocka_unit_test(test_argv_forms),
         cmocka_unit_test(test_help_version),
+        cmocka_unit_test(test_auth_options),
         cmocka_unit_test(test_env),
         cmocka_unit_test(test_file_and_precedence),
         cmocka_unit_test(test_file_errors),

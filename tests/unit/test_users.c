@@ -495,7 +495,7 @@ static void test_single(void **state)
 {
     (void)state;
     fo_users_t *t = NULL;
-    assert_int_equal(fo_users_single("admin", "s3cret", &t), FO_OK);
+    assert_int_equal(fo_users_single("admin", "s3cret", FO_HASH_TEST_MIN, &t), FO_OK);
     assert_int_equal(fo_users_count(t), 1);
     const fo_user_t *u = fo_users_find(t, "admin");
     assert_non_null(u);
@@ -511,11 +511,11 @@ static void test_single(void **state)
     fo_users_unref(t);
 
     fo_users_t *x = (fo_users_t *)0x1;
-    assert_int_equal(fo_users_single("a.b", "pw", &x), FO_ERR_INVAL);
-    assert_int_equal(fo_users_single(">", "pw", &x), FO_ERR_INVAL);
-    assert_int_equal(fo_users_single("", "pw", &x), FO_ERR_INVAL);
-    assert_int_equal(fo_users_single("ok", "", &x), FO_ERR_INVAL);
-    assert_int_equal(fo_users_single(NULL, "pw", &x), FO_ERR_INVAL);
+    assert_int_equal(fo_users_single("a.b", "pw", FO_HASH_TEST_MIN, &x), FO_ERR_INVAL);
+    assert_int_equal(fo_users_single(">", "pw", FO_HASH_TEST_MIN, &x), FO_ERR_INVAL);
+    assert_int_equal(fo_users_single("", "pw", FO_HASH_TEST_MIN, &x), FO_ERR_INVAL);
+    assert_int_equal(fo_users_single("ok", "", FO_HASH_TEST_MIN, &x), FO_ERR_INVAL);
+    assert_int_equal(fo_users_single(NULL, "pw", FO_HASH_TEST_MIN, &x), FO_ERR_INVAL);
     assert_ptr_equal(x, (fo_users_t *)0x1);
 }
 
