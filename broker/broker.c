@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "worker.h"
 
 extern char **environ;
@@ -99,6 +100,7 @@ void fo_broker_reload(fo_broker_t *b)
 
 void fo_broker_drain(fo_broker_t *b)
 {
+    fo_notify_stopping();
     atomic_store(&b->draining, 1);
     for (int i = 0; i < b->started; i++)
         fo_worker_wake(b->workers[i]);

@@ -7,6 +7,8 @@
  * once everything that can fail to open has opened) -> the acceptor's loop until
  * SIGTERM/SIGINT has drained the workers -> stop. Exit status: 0 after a
  * drain, 1 when something could not start, 2 on a usage error.
+ * READY=1 goes to $NOTIFY_SOCKET once the listeners and the workers are up
+ * (systemd Type=notify, notify.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 #include "broker.h"
 #include "http.h"
 #include "log.h"
+#include "notify.h"
 
 extern char **environ;
 
@@ -58,8 +61,13 @@ static int run(fo_broker_t *b)
     }
     if (fo_broker_start(b, err, sizeof err))
         goto out;
-    fo_info(0, "fanoutd %s listening on %s, %d workers, http %s", FO_VERSION,
-            b->cfg.listen, b->nworkers, b->cfg.http);
+    fo_info(0, "fanoutd %s listening on %s, %d worker%s, http %s", FO_VERSION,
+            b->cfg.listen, b->nworkers, FO_PLURAL(b->nworkers), b->cfg.http);
+    char ready[300];
+    snprintf(ready, sizeof ready, "READY=1\nSTATUS=listening on %s, http %s",
+             b->cfg.listen, b->cfg.http);
+    if (fo_notify(ready) < 0)
+        fo_warn(0, "cannot tell NOTIFY_SOCKET we are ready: %s", strerror(errno));
     if (fo_acceptor_run(acc) == FO_OK)
         rc = 0;
     err[0] = '\0';
