@@ -85,17 +85,47 @@ fo_err_t fo_broker_start(fo_broker_t *b, char *err, size_t errlen)
     return FO_OK;
 }
 
+/* One line per option SIGHUP found changed (fo_config_change_cb). */
+typedef struct changes { int applied, restart, argv; } changes_t;
+
+static void log_change(void *ud, const char *name, const char *old_v, const char *new_v,
+                       fo_change_t kind)
+{
+    changes_t *n = ud;
+    if (kind == FO_CHANGE_APPLIED) {
+        n->applied++;
+        fo_info(0, "SIGHUP: %s: %s -> %s", name, old_v, new_v);
+    } else if (kind == FO_CHANGE_RESTART) {
+        n->restart++;
+        fo_warn(0, "SIGHUP: %s: %s -> %s needs a restart (still %s)", name, old_v, new_v, old_v);
+    } else {
+        n->argv++;
+        fo_info(0, "SIGHUP: %s: the command line's %s stays (file or environment: %s)",
+                name, old_v, new_v);
+    }
+}
+
 void fo_broker_reload(fo_broker_t *b)
 {
-    char err[512];
-    if (fo_config_reload(&b->reload_cfg, environ, err, sizeof err)) {
+    char err[512], st[64];
+    snprintf(st, sizeof st, "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)(fo_clock_ns() / 1000));
+    (void)fo_notify(st);
+    changes_t n = { 0, 0, 0 };
+    if (fo_config_reload_report(&b->reload_cfg, environ, log_change, &n, err, sizeof err)) {
         fo_error(0, "SIGHUP: reload failed, keeping the old values: %s",
                  strncmp(err, "fanoutd: ", 9) ? err : err + 9);
+        (void)fo_notify("READY=1");
         return;
     }
     fo_broker_apply_limits(b, &b->reload_cfg);
     fo_log_set_level(b->reload_cfg.log_level);
-    fo_info(0, "SIGHUP: configuration reloaded");
+    if (!n.applied && !n.restart && !n.argv)
+        fo_info(0, "SIGHUP: configuration reloaded, nothing changed");
+    else
+        fo_info(0, "SIGHUP: configuration reloaded: %d change%s applied, %d need%s a restart",
+                n.applied, FO_PLURAL(n.applied), n.restart, n.restart == 1 ? "s" : "");
+    (void)fo_notify("READY=1");
 }
 
 void fo_broker_drain(fo_broker_t *b)

@@ -8,7 +8,7 @@
  * SIGTERM/SIGINT has drained the workers -> stop. Exit status: 0 after a
  * drain, 1 when something could not start, 2 on a usage error.
  * READY=1 goes to $NOTIFY_SOCKET once the listeners and the workers are up
- * (systemd Type=notify, notify.h).
+ * (systemd Type=notify, notify.h); --check-config stops after the config.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -37,6 +37,28 @@ static void raise_fd_limit(int max_conns)
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)max_conns + 64)
         fo_warn(0, "open-file limit %llu is below --max-conns %d + 64: raise it (ulimit -n)",
                 (unsigned long long)rl.rlim_cur, max_conns);
+}
+
+static void env_warning(void *ud, const char *line)
+{
+    (void)ud;
+    fo_warn(0, "%s", line);
+}
+
+static void env_warning_stderr(void *ud, const char *line)
+{
+    (void)ud;
+    fprintf(stderr, "fanoutd: warning: %s\n", line);
+}
+
+/* --check-config: the configuration loaded and passed every check. */
+static int check_config(const fo_config_t *c)
+{
+    char line[1024];
+    fo_config_env_warnings(environ, env_warning_stderr, NULL);
+    fo_config_summary(c, line, sizeof line);
+    printf("fanoutd: %s\n", line);
+    return 0;
 }
 
 static int run(fo_broker_t *b)
@@ -94,8 +116,12 @@ int main(int argc, char **argv)
     }
     if (exit_now)
         return 0;
+    if (broker.cfg.check_only)
+        return check_config(&broker.cfg);
     fo_log_set_level(broker.cfg.log_level);
+    fo_log_set_format(broker.cfg.log_format);
     fo_log_set_worker(-1);
+    fo_config_env_warnings(environ, env_warning, NULL);
     raise_fd_limit(broker.cfg.max_conns);
     return run(&broker);
 }
