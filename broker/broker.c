@@ -174,6 +174,9 @@ static int metrics(fo_broker_t *b, fo_buf_t *body)
         .uptime_s = (fo_clock_ms() - b->start_ms) / 1000,
         .version = FO_VERSION,
     };
+    fo_proc_stats_t proc;
+    if (fo_proc_stats_read(&proc) == FO_OK)
+        src.proc = &proc;
     if (fo_metrics_render(&src, body)) {
         fo_buf_free(body);
         return 500;                 /* out of memory: no half a page */

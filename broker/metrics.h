@@ -10,6 +10,21 @@
 #include "buf.h"
 #include "stats.h"
 
+/* The process_* metrics every Prometheus client library exports, read
+ * from /proc/self as they read it (client_golang's process collector). */
+typedef struct fo_proc_stats {
+    double cpu_seconds;        /* utime + stime                         */
+    uint64_t resident_bytes;   /* RSS                                   */
+    uint64_t virtual_bytes;    /* vsize                                 */
+    uint64_t open_fds;         /* entries of /proc/self/fd              */
+    uint64_t max_fds;          /* RLIMIT_NOFILE, soft                   */
+    double start_time_s;       /* since the Unix epoch                  */
+} fo_proc_stats_t;
+
+/* Fill *p from /proc/self/stat, /proc/stat (btime), /proc/self/fd and
+ * getrlimit. FO_ERR_IO when /proc cannot be read (*p is then zeroed). */
+FO_MUST_CHECK fo_err_t fo_proc_stats_read(fo_proc_stats_t *p);
+
 typedef struct fo_metrics_src {
     const fo_stats_t *const *workers;  /* borrowed: one per worker */
     int nworkers;
@@ -18,6 +33,7 @@ typedef struct fo_metrics_src {
     uint64_t memory_limit;             /* --max-memory           */
     uint64_t uptime_s;
     const char *version;
+    const fo_proc_stats_t *proc;       /* NULL: no process_* families */
 } fo_metrics_src_t;
 
 /* Append the whole exposition to out. */
