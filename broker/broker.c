@@ -161,6 +161,11 @@ void fo_broker_stop(fo_broker_t *b)
 
 /* ------------------------------------------------------------ --http */
 
+const char *fo_broker_http_announce(const fo_broker_t *b)
+{
+    return strcmp(b->cfg.http, "off") ? b->cfg.http : NULL;
+}
+
 static int metrics(fo_broker_t *b, fo_buf_t *body)
 {
     const fo_stats_t *st[64];
