@@ -36,14 +36,14 @@
 #include "hist.h"
 
 static const char help[] =
-    "usage: fanout bench [-s HOST:PORT] [--pubs P] [--subs S] [--msgs N] [--size B]\n"
+    "usage: fanout bench [-s URLS] [--pubs P] [--subs S] [--msgs N] [--size B]\n"
     "                    [--rate R] [--topics T] [--duration D] [--wait W] [--json]\n"
     "\n"
     "Load-test a broker: P publishers send N messages of B bytes in all, spread\n"
     "over T topics; S subscribers each receive every message. Each publisher\n"
     "and subscriber has its own connection.\n"
     "\n"
-    "  -s, --server HOST:PORT  broker address (default " CLI_DEFAULT_SERVER ")\n"
+    CLI_SERVER_HELP
     "  -p, --pubs P            publishers (default 1)\n"
     "  -S, --subs S            subscribers (default 1)\n"
     "  -n, --msgs N            messages in all, split over the publishers (default 100000)\n"
@@ -97,7 +97,8 @@ typedef struct bpub {
 } bpub_t;
 
 struct bench {
-    const char *server;
+    const char *server;            /* -s, or NULL */
+    cli_servers_t sv;
     uint64_t pubs, subs, msgs, size, ntopics;
     double rate, duration, wait;
     int json, multicast;
@@ -363,7 +364,7 @@ static int start_subscribers(bench_t *b)
     for (uint64_t i = 0; i < b->subs; i++) {
         bsub_t *s = &b->sub[i];
         fo_hist_init(&s->hist);
-        if (!(s->c = cli_connect("bench", b->server, 0, NULL, on_gap, s)))
+        if (!(s->c = cli_connect("bench", &b->sv, 0, NULL, on_gap, s)))
             return CLI_RUNTIME;
         fo_sub_opts_t so;
         fo_sub_opts_init(&so);
@@ -391,7 +392,7 @@ static int connect_publishers(bench_t *b)
         p->b = b;
         p->idx = (int)i;
         p->n = per + (b->duration > 0 ? 0 : i < b->msgs % b->pubs);
-        if (!(p->c = cli_connect("bench", b->server, 0, NULL, NULL, NULL)))
+        if (!(p->c = cli_connect("bench", &b->sv, 0, NULL, NULL, NULL)))
             return CLI_RUNTIME;
     }
     return CLI_OK;
@@ -505,12 +506,15 @@ static int run(bench_t *b)
 
 int cli_bench(int argc, char **argv)
 {
-    bench_t b = { .server = CLI_DEFAULT_SERVER, .pubs = 1, .subs = 1,
+    bench_t b = { .pubs = 1, .subs = 1,
                   .msgs = 100000, .size = 128, .ntopics = 1, .wait = 20 };
     int rc = parse(&b, argc, argv);
     if (rc)
         return rc < 0 ? CLI_OK : rc;
+    if ((rc = cli_servers("bench", b.server, &b.sv)) != CLI_OK)
+        return rc;
     rc = run(&b);
+    cli_servers_free(&b.sv);
     for (uint64_t i = 0; b.sub && i < b.subs; i++)
         fo_client_destroy(b.sub[i].c);
     for (uint64_t i = 0; b.pub && i < b.pubs; i++)
