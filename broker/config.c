@@ -997,8 +997,12 @@ void fo_config_summary(const fo_config_t *c, char *out, size_t len)
         snprintf(threads, sizeof threads, "%d worker%s", c->threads, c->threads == 1 ? "" : "s");
     else
         snprintf(threads, sizeof threads, "a worker per core");
-    int nf = __builtin_popcountll(c->set_by_file), ne = __builtin_popcountll(c->set_by_env);
-    int na = __builtin_popcountll(c->set_by_argv);
+    uint64_t cfg = 0;                        /* --config itself is not counted */
+    for (size_t i = 0; i < NOPTS; i++)
+        if (opts[i].flags & F_NOFILE)
+            cfg |= 1ull << i;
+    int nf = __builtin_popcountll(c->set_by_file), ne = __builtin_popcountll(c->set_by_env & ~cfg);
+    int na = __builtin_popcountll(c->set_by_argv & ~cfg);
     char file[600] = "no config file";
     if (c->config_file[0])
         snprintf(file, sizeof file, "%d option%s from %s", nf, nf == 1 ? "" : "s", c->config_file);
@@ -1051,7 +1055,7 @@ void fo_config_usage(FILE *out)
                 fmt_num(o, o->max, hi, sizeof hi);
                 snprintf(range, sizeof range, ", %s..%s", lo, hi);
             }
-            if (strlen(lhs) > 22)
+            if (strlen(lhs) >= 22)
                 fprintf(out, "  %s\n  %-22s %s\n", lhs, "", o->help);
             else
                 fprintf(out, "  %-22s %s\n", lhs, o->help);
@@ -1067,5 +1071,6 @@ void fo_config_usage(FILE *out)
         "  --help, -h             print this and exit\n"
         "  --version, -V          print the version and exit\n"
         "\nSizes: 512, 64k, 1MiB, 2G (binary units; k = KiB). Durations: 500ms,\n"
-        "10s, 2m, 1h (a bare number is milliseconds). See docs/CONFIG.md.\n");
+        "10s, 2m, 1h (a bare number is milliseconds). See fanoutd(8), and\n"
+        "docs/CONFIG.md in the source tree.\n");
 }

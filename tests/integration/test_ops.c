@@ -92,7 +92,7 @@ static void test_check_config(void **state)
     char want[512];
     snprintf(want, sizeof want, "fanoutd: configuration OK: clients on 127.0.0.1:1, http "
              "127.0.0.1:7401, 3 workers, log-level info; 3 options from %s, 0 from the "
-             "environment, 1 from the command line\n", path);
+             "environment, 0 from the command line\n", path);
     assert_string_equal(out, want);
     /* it does not start: port 1 would need root and a listener */
     write_text(path, "threads 3\nmax-frmae 2MiB\n");

@@ -600,7 +600,7 @@ static void test_check_config(void **state)
     char want[1024];
     snprintf(want, sizeof want, "configuration OK: clients on 127.0.0.1:9, http 127.0.0.1:7401, "
              "2 workers, log-level info; 3 options from %s, 1 from the environment, "
-             "2 from the command line", path);
+             "1 from the command line", path);
     assert_string_equal(line, want);
     const char *t[] = { "-t", NULL };
     assert_int_equal(load(&c, t, NULL, NULL), FO_OK);
