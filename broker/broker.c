@@ -163,7 +163,10 @@ void fo_broker_stop(fo_broker_t *b)
 
 const char *fo_broker_http_announce(const fo_broker_t *b)
 {
-    return strcmp(b->cfg.http, "off") ? b->cfg.http : NULL;
+    const char *a = b->cfg.http_announce;
+    if (!strcmp(b->cfg.http, "off") || !strcmp(a, "off"))
+        return NULL;
+    return *a ? a : b->cfg.http;
 }
 
 static int metrics(fo_broker_t *b, fo_buf_t *body)

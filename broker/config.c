@@ -96,6 +96,7 @@ static const opt_t opts[] = {
     /* name            type        group   default          min     max          field              flags      names        help */
     { "listen",        T_HOSTPORT, G_NET,  "0.0.0.0:7400",  FO_PORT_CLIENT, 0,   FIELD(listen),           0,        NULL, "address of the client (TCP) listener" },
     { "http",          T_HOSTPORT, G_NET,  "127.0.0.1:7401", FO_PORT_HTTP, 0,    FIELD(http),             F_OFF,    NULL, "address of /metrics and /healthz, or \"off\"" },
+    { "http-announce", T_HOSTPORT, G_NET,  NULL,            FO_PORT_HTTP, 0,     FIELD(http_announce),    F_OFF,    NULL, "the /metrics address clients are told (NAT, containers)" },
     { "threads",       T_INT,      G_NET,  "0",             0, 64,               FIELD(threads),          0,        NULL, "worker threads, 0 = one per online core" },
     { "max-frame",     T_SIZE,     G_LIM,  "1MiB",          64, 64 * MiB,        FIELD(max_frame),        0,        NULL, "largest frame body accepted" },
     { "max-conns",     T_INT,      G_LIM,  "10000",         1, 1000000,          FIELD(max_conns),        F_RELOAD, NULL, "concurrent client connections" },
@@ -512,6 +513,10 @@ static fo_err_t set_hostport(char *field, const opt_t *o, const char *where, con
 {
     if ((o->flags & F_OFF) && !strcmp(v, "off")) {
         memcpy(field, "off", 4);
+        return FO_OK;
+    }
+    if (!*v && !o->def) {
+        field[0] = '\0';                     /* an option without default: unset */
         return FO_OK;
     }
     fo_addr_t a;

@@ -29,6 +29,7 @@ typedef struct fo_mcast_map {
 typedef struct fo_config {
     char listen[128];          /* HOST:PORT of the client listener       */
     char http[128];            /* HOST:PORT of /metrics, or "off"        */
+    char http_announce[128];   /* what WELCOME says instead, "" = http   */
     char config_file[512];     /* the --config file, "" = none           */
     int threads;               /* workers; 0 = online cores              */
     uint32_t max_frame;        /* largest frame body, bytes              */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "../../broker/broker.h"
 #include "../../broker/config.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -679,6 +680,30 @@ static void test_reload_report(void **state)
     unlink(path);
 }
 
+/* What WELCOME announces as the metrics address (Welcome.http). */
+static void test_http_announce(void **state)
+{
+    (void)state;
+    static fo_broker_t b;
+    fo_config_defaults(&b.cfg);
+    assert_string_equal(fo_broker_http_announce(&b), "127.0.0.1:7401");
+    const char *a1[] = { "--http", ":9", NULL };
+    assert_int_equal(load(&b.cfg, a1, NULL, NULL), FO_OK);
+    assert_string_equal(fo_broker_http_announce(&b), "0.0.0.0:9");   /* wildcard: the client's host */
+    const char *a2[] = { "--http", ":9", "--http-announce", "gw.example", NULL };
+    assert_int_equal(load(&b.cfg, a2, NULL, NULL), FO_OK);
+    assert_string_equal(fo_broker_http_announce(&b), "gw.example:7401");
+    const char *a3[] = { "--http-announce", "off", NULL };
+    assert_int_equal(load(&b.cfg, a3, NULL, NULL), FO_OK);
+    assert_null(fo_broker_http_announce(&b));
+    const char *a4[] = { "--http", "off", "--http-announce", "x:1", NULL };
+    assert_int_equal(load(&b.cfg, a4, NULL, NULL), FO_OK);
+    assert_null(fo_broker_http_announce(&b));
+    const char *env[] = { "FANOUT_HTTP_ANNOUNCE=", NULL };      /* empty: unset */
+    assert_int_equal(load(&b.cfg, NULL, env, NULL), FO_OK);
+    assert_string_equal(fo_broker_http_announce(&b), "127.0.0.1:7401");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -699,6 +724,7 @@ int main(void)
         cmocka_unit_test(test_env_warnings),
         cmocka_unit_test(test_check_config),
         cmocka_unit_test(test_reload_report),
+        cmocka_unit_test(test_http_announce),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
