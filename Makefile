@@ -165,7 +165,7 @@ $(BUILD)/examples/%: examples/%.c $(STAGED_H) $(BUILD)/libfanout.a
 # with --help; tests/install/run: make install into a temporary DESTDIR,
 # then an example built against it; tests/readme/run: the README's
 # commands, in a fresh copy of the tree, in the order shown.
-SCRIPT_TESTS := tests/conformance/run tests/docs/run tests/install/run
+SCRIPT_TESTS := tests/conformance/run tests/docs/run tests/install/run tests/readme/run
 test: deps all $(UNIT_BIN) $(INTEG_BIN)
 	@sh tests/run.sh $(BUILD) $(UNIT_BIN) $(INTEG_BIN) $(SCRIPT_TESTS)
 
