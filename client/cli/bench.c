@@ -590,17 +590,28 @@ static int make_rows(bench_t *b, uint64_t end_ns, rows_t *r)
         rows_free(r);
         return cli_fail("bench", CLI_RUNTIME, "out of memory for the per-second series");
     }
-    for (size_t k = 0; k < n; k++) {
-        double len = total - (double)k;
-        len = len > 1 || len <= 0.001 ? 1 : len;  /* the last second may be short */
+    /* The last second is as long as what is left of the run; a sliver
+     * (under 0.1 s: the last deliveries of a run of whole seconds) is
+     * counted with the second before, which then lasts 1.0x s. */
+    int fold = n >= 2 && total - (double)(n - 1) < 0.1;
+    for (size_t k = 0; k + fold < n; k++) {
+        double len = k + 1 + fold == n ? total - (double)k : 1;
+        if (len > 1.1 || len < 0.001)
+            len = 1;                         /* a run that ended past its last event */
+        uint64_t ns = fo_series_count(&snt, k), nd = fo_series_count(&dlv, k);
+        if (fold && k + 2 == n) {
+            ns += fo_series_count(&snt, k + 1);
+            nd += fo_series_count(&dlv, k + 1);
+        }
         r->t[k] = (double)k;
         r->len[k] = len;
-        r->sent[k] = (double)fo_series_count(&snt, k) / len;
-        r->delivered[k] = (double)fo_series_count(&dlv, k) / len;
-        r->has_latency[k] = fo_series_count(&dlv, k) > 0;
+        r->sent[k] = (double)ns / len;
+        r->delivered[k] = (double)nd / len;
+        r->has_latency[k] = nd > 0;
         r->p50_us[k] = (double)fo_series_percentile(&dlv, k, 50) / 1e3;
         r->p99_us[k] = (double)fo_series_percentile(&dlv, k, 99) / 1e3;
     }
+    r->n = n - (size_t)fold;
     fo_series_free(&snt);
     fo_series_free(&dlv);
     return CLI_OK;
@@ -656,7 +667,7 @@ static int write_plot(const bench_t *b, const rows_t *r, const fo_hist_t *h, uin
              (unsigned long long)b->size, pace);
     uint64_t expected = sent * b->subs;
     snprintf(sub, sizeof sub, "%llu topic%s; sent %llu, delivered %llu of %llu, lost %llu; "
-             "p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us",
+             "p50 %.1f \xc2\xb5s, p99 %.1f \xc2\xb5s, p99.9 %.1f \xc2\xb5s, max %.1f \xc2\xb5s",
              (unsigned long long)b->ntopics, b->ntopics == 1 ? "" : "s",
              (unsigned long long)sent, (unsigned long long)delivered,
              (unsigned long long)expected,

@@ -155,12 +155,12 @@ static void latency_panel(FILE *f, const fo_plot_t *p)
                     best = i;
             double x = XQ(p->q[best]), y = YL(p->lat_us[best]), v = p->lat_us[best];
             char lab[48];
-            if (v >= 1000)
-                snprintf(lab, sizeof lab, "%.3g ms", v / 1000);
-            else
-                snprintf(lab, sizeof lab, "%.3g \xc2\xb5s", v);
+            double shown = v >= 1000 ? v / 1000 : v;
+            snprintf(lab, sizeof lab, shown < 10 ? "%.2f %s" : shown < 100 ? "%.1f %s" : "%.0f %s",
+                     shown, v >= 1000 ? "ms" : "\xc2\xb5s");
             fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n", x, y, BLUE);
-            text(f, x + (m == 4 ? -6 : 6), y - 8, m == 4 ? "end" : "start",
+            double ly = y - 8 < LAT_Y0 + 14 ? y + 16 : y - 8;   /* below a point near the top */
+            text(f, x + (m == 4 ? -6 : 6), ly, m == 4 ? "end" : "start",
                  "font-size=\"11\" fill=\"#333333\"", lab);
         }
     }
@@ -217,15 +217,14 @@ static void throughput_panel(FILE *f, const fo_plot_t *p)
         steps(f, p, p->sent, ttop, top, BLUE, "");
         steps(f, p, p->delivered, ttop, top, ORANGE, " stroke-dasharray=\"6 3\"");
     }
-    /* legend, top right inside the frame */
-    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"170\" height=\"46\" fill=\"white\" "
-            "fill-opacity=\"0.85\" stroke=\"#999999\"/>\n", X1 - 180, TPUT_Y0 + 10);
+    /* legend, right of the panel's title, outside the data */
+    int ly = TPUT_Y0 - 18;
     fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"2\"/>\n",
-            X1 - 170, TPUT_Y0 + 26, X1 - 140, TPUT_Y0 + 26, BLUE);
-    text(f, X1 - 132, TPUT_Y0 + 30, "start", "font-size=\"12\"", "sent msgs/s");
+            X1 - 300, ly, X1 - 272, ly, BLUE);
+    text(f, X1 - 266, ly + 4, "start", "font-size=\"12\"", "sent msgs/s");
     fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"2\" "
-            "stroke-dasharray=\"6 3\"/>\n", X1 - 170, TPUT_Y0 + 44, X1 - 140, TPUT_Y0 + 44, ORANGE);
-    text(f, X1 - 132, TPUT_Y0 + 48, "start", "font-size=\"12\"", "delivered msgs/s");
+            "stroke-dasharray=\"6 3\"/>\n", X1 - 150, ly, X1 - 122, ly, ORANGE);
+    text(f, X1 - 116, ly + 4, "start", "font-size=\"12\"", "delivered msgs/s");
     fputs("</g>\n", f);
 }
 
