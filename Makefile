@@ -1,7 +1,8 @@
 # fanout -- build, test, run.
 #
 #   make                  build/fanoutd, build/fanout, build/libfanout.{a,so}
-#   make test             unit + integration + conformance tests (installs build deps first)
+#   make test             unit + integration + conformance tests, the README's commands,
+#                         docs against --help, make install (installs build deps first)
 #   make conformance      docs/PROTOCOL.md against fanoutd (tests/conformance/)
 #   make run              build fanoutd and fanout, run the broker on its defaults
 #   make SANITIZE=address,undefined test   |   make SANITIZE=thread test
