@@ -4,6 +4,7 @@
 #   make test             unit + integration + conformance tests, the README's commands,
 #                         docs against --help, make install (installs build deps first)
 #   make conformance      docs/PROTOCOL.md against fanoutd (tests/conformance/)
+#   make test-tls         the integration tests again, raw clients over TLS
 #   make run              build fanoutd and fanout, run the broker on its defaults
 #   make SANITIZE=address,undefined test   |   make SANITIZE=thread test
 #   make bench            micro-benchmarks (codec) and `fanout bench` scenarios
@@ -35,6 +36,11 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -fPIC \
             -Iinclude -Iproto -I$(BUILD)/gen -MMD -MP
 LDFLAGS  += -pthread
 LDLIBS   += -lprotobuf-c -lm
+# The broker's password hashing (argon2id) and keyed hashes; not libfanout's.
+SODIUM_LIBS ?= -lsodium
+# OpenSSL 3 (libssl-dev): fanoutd's TLS listener and the tests; libfanout
+# and the CLI do not link it (yet).
+TLS_LIBS ?= -lssl -lcrypto
 
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -71,7 +77,7 @@ BENCH_BIN  := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(BENCH_SRC))
 ALL_BIN := $(BUILD)/fanoutd $(BUILD)/fanout $(BUILD)/libfanout.a \
            $(BUILD)/libfanout.so $(BUILD)/fanout.pc
 
-.PHONY: all deps test unit integration conformance run bench bench-compare fuzz clean install docker-test valgrind
+.PHONY: all deps test test-tls unit integration conformance run bench bench-compare fuzz clean install docker-test valgrind
 all: $(ALL_BIN)
 
 # ---------------------------------------------------------------- deps
@@ -86,7 +92,7 @@ $(DEPS_STAMP): scripts/deps.sh
 # ---------------------------------------------------------------- flags stamp
 # Rebuild everything when the compiler or flags change.
 FLAGS_STAMP := $(BUILD)/.flags
-FLAGS_NOW   := $(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS)
+FLAGS_NOW   := $(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS) $(SODIUM_LIBS) $(TLS_LIBS)
 $(shell mkdir -p $(BUILD); if [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" != '$(FLAGS_NOW)' ]; then printf '%s' '$(FLAGS_NOW)' > $(FLAGS_STAMP); fi)
 
 # ---------------------------------------------------------------- rules
@@ -131,7 +137,7 @@ $(BUILD)/include/fanout/%.h: include/%.h
 	cp $< $@
 
 $(BUILD)/fanoutd: $(BROKER_OBJ) $(PROTO_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SODIUM_LIBS) $(TLS_LIBS)
 
 $(BUILD)/fanout: $(CLI_OBJ) $(BUILD)/libfanout.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -144,7 +150,7 @@ $(BUILD)/libtestall.a: $(BROKER_LIB_OBJ) $(CLI_LIB_OBJ) $(LIB_OBJ) $(TSUP_OBJ)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/libtestall.a
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libtestall.a $(LDLIBS) -lcmocka
+	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libtestall.a $(LDLIBS) $(SODIUM_LIBS) $(TLS_LIBS) -lcmocka
 
 # ---------------------------------------------------------------- examples
 # examples/*.c: a producer and a consumer built the way an application
@@ -162,12 +168,13 @@ $(BUILD)/examples/%: examples/%.c $(STAGED_H) $(BUILD)/libfanout.a
 	$(CC) $(EXAMPLE_CFLAGS) -o $@ $< $(BUILD)/libfanout.a $(LDFLAGS) -lprotobuf-c
 
 # ---------------------------------------------------------------- targets
+# The benchmarks are built (not run) with the tests, so they never rot.
 # tests/docs/run: the man pages, the example config and the docs agree
 # with --help; tests/install/run: make install into a temporary DESTDIR,
 # then an example built against it; tests/readme/run: the README's
 # commands, in a fresh copy of the tree, in the order shown.
 SCRIPT_TESTS := tests/conformance/run tests/docs/run tests/install/run tests/readme/run
-test: deps all $(UNIT_BIN) $(INTEG_BIN)
+test: deps all $(UNIT_BIN) $(INTEG_BIN) $(BENCH_BIN)
 	@sh tests/run.sh $(BUILD) $(UNIT_BIN) $(INTEG_BIN) $(SCRIPT_TESTS)
 
 unit: deps $(UNIT_BIN)
@@ -181,7 +188,14 @@ integration: deps all $(INTEG_BIN)
 conformance: deps $(BUILD)/fanoutd
 	@FO_BUILD=$(BUILD) tests/conformance/run
 
-# The integration suites with every broker under valgrind (slow: minutes).
+# The integration suites with every broker also listening on TLS and the
+# harness's raw protocol clients (fo_tc_open...) talking TLS to it
+# (FO_TEST_TLS=1, tests/support/harness.h).
+test-tls: deps all $(INTEG_BIN)
+	@FO_TEST_TLS=1 sh tests/run.sh $(BUILD) $(INTEG_BIN)
+
+# The integration suites with every broker under valgrind (slow: minutes);
+# FO_TEST_TLS=1 make valgrind: the same with the raw clients over TLS.
 valgrind: deps all $(INTEG_BIN)
 	@FO_TEST_TIMEOUT=1800 FO_BROKER_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite" \
 		sh tests/run.sh $(BUILD) $(INTEG_BIN)

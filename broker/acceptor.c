@@ -18,23 +18,52 @@
 #define ACCEPT_BATCH 256      /* accepts per wake-up: the rest wait in the kernel */
 #define PAUSE_MS     100      /* out of descriptors: stop accepting this long */
 #define BACKLOG      4096
+#define TICK_MS      250      /* fo_broker_tick: reclamation, retention age */
 
-enum { TAG_LISTEN, TAG_SIGNAL, TAG_HTTP };
+enum { TAG_LISTEN, TAG_SIGNAL, TAG_HTTP, TAG_LISTEN_TLS };
 
 struct fo_acceptor {
     fo_broker_t *b;           /* borrowed */
     fo_http_t *http;          /* borrowed, may be NULL */
     int epfd, sfd, lfd;
-    int listening;            /* lfd is in the epoll set */
+    int tls_lfd;              /* --tls-listen, or -1 */
+    int listening;            /* the listeners are in the epoll set */
     int draining;
     unsigned rr;              /* next worker, round-robin */
     uint64_t paused_until;    /* listener out of the set until then; 0 = in */
+    uint64_t next_tick;       /* the next fo_broker_tick */
 };
 
 static fo_err_t watch(fo_acceptor_t *a, int fd, int tag)
 {
     struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)tag };
     return epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) ? FO_ERR_IO : FO_OK;
+}
+
+/* Secure by default (Mosquitto 2.0's lesson): without logins the broker
+ * serves only this host. A listener anyone else can reach needs users
+ * (--users, or --user/--password), or client certificates that are
+ * required (the TLS listener alone), or the operator's explicit
+ * --allow-anonymous -- which is then said in the log. */
+static fo_err_t check_exposure(const fo_broker_t *b, const fo_acceptor_t *a, char *err, size_t errlen)
+{
+    const fo_config_t *c = &b->cfg;
+    if (c->users_file[0] || c->user[0])
+        return FO_OK;
+    const char *open_on = !fo_net_is_loopback(a->lfd) ? c->listen
+                        : a->tls_lfd >= 0 && !fo_net_is_loopback(a->tls_lfd) &&
+                          c->tls_verify_client != FO_TLS_VERIFY_REQUIRED ? c->tls_listen : NULL;
+    if (!open_on)
+        return FO_OK;
+    if (c->allow_anonymous) {
+        fo_warn(0, "anonymous clients are served on %s, which other hosts can reach "
+                   "(--allow-anonymous): anyone there may publish and subscribe to everything", open_on);
+        return FO_OK;
+    }
+    snprintf(err, errlen, "fanoutd: %s is reachable from other hosts and no users are configured: "
+             "give --users FILE (or --user and --password), listen on 127.0.0.1, or pass "
+             "--allow-anonymous to serve anyone (docs/SECURITY.md)", open_on);
+    return FO_ERR_INVAL;
 }
 
 fo_err_t fo_acceptor_create(fo_broker_t *b, fo_acceptor_t **out, char *err, size_t errlen)
@@ -46,7 +75,7 @@ fo_err_t fo_acceptor_create(fo_broker_t *b, fo_acceptor_t **out, char *err, size
         return e;
     }
     a->b = b;
-    a->epfd = a->sfd = a->lfd = -1;
+    a->epfd = a->sfd = a->lfd = a->tls_lfd = -1;
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
@@ -65,7 +94,15 @@ fo_err_t fo_acceptor_create(fo_broker_t *b, fo_acceptor_t **out, char *err, size
         snprintf(err, errlen, "fanoutd: --listen: %s", why);
         goto fail;
     }
-    if ((e = watch(a, a->sfd, TAG_SIGNAL)) || (e = watch(a, a->lfd, TAG_LISTEN))) {
+    if (strcmp(b->cfg.tls_listen, "off") &&
+        (e = fo_net_listen(b->cfg.tls_listen, BACKLOG, &a->tls_lfd, NULL, why, sizeof why))) {
+        snprintf(err, errlen, "fanoutd: --tls-listen: %s", why);
+        goto fail;
+    }
+    if ((e = check_exposure(b, a, err, errlen)))
+        goto fail;
+    if ((e = watch(a, a->sfd, TAG_SIGNAL)) || (e = watch(a, a->lfd, TAG_LISTEN)) ||
+        (a->tls_lfd >= 0 && (e = watch(a, a->tls_lfd, TAG_LISTEN_TLS)))) {
         snprintf(err, errlen, "fanoutd: epoll_ctl: %s", strerror(errno));
         goto fail;
     }
@@ -89,6 +126,8 @@ void fo_acceptor_destroy(fo_acceptor_t *a)
         return;
     if (a->lfd >= 0)
         close(a->lfd);
+    if (a->tls_lfd >= 0)
+        close(a->tls_lfd);
     if (a->sfd >= 0)
         close(a->sfd);
     if (a->epfd >= 0)
@@ -114,17 +153,24 @@ static void refuse(int fd, int code, const char *text)
     close(fd);
 }
 
-static void hand_off(fo_acceptor_t *a, int fd)
+/* One --max-conns for both listeners. A TLS connection over it is closed
+ * before any handshake (an ERROR frame would need one: work and memory
+ * for a connection the limit is there to refuse). */
+static void hand_off(fo_acceptor_t *a, int fd, int tls)
 {
     fo_broker_t *b = a->b;
     if (atomic_fetch_add(&b->conns, 1) >= LIM(b, max_conns)) {
         atomic_fetch_sub(&b->conns, 1);
-        FO_LOG_RATE(FO_LOG_WARN, 0, "connection refused: --max-conns %d reached", LIM(b, max_conns));
-        refuse(fd, FO_CODE(MAX_CONNS), "too many connections");
+        FO_LOG_RATE(FO_LOG_WARN, 0, "%sconnection refused: --max-conns %d reached%s", tls ? "TLS " : "",
+                    LIM(b, max_conns), tls ? " (closed before the handshake)" : "");
+        if (tls)
+            close(fd);
+        else
+            refuse(fd, FO_CODE(MAX_CONNS), "too many connections");
         return;
     }
     fo_net_nodelay(fd);
-    fo_item_t it = { .kind = FO_ITEM_CONN, .u.fd = fd };
+    fo_item_t it = { .kind = tls ? FO_ITEM_CONN_TLS : FO_ITEM_CONN, .u.fd = fd };
     if (fo_inbox_post(&b->workers[a->rr++ % (unsigned)b->nworkers]->inbox, &it, 1)) {
         atomic_fetch_sub(&b->conns, 1);
         close(fd);
@@ -132,23 +178,28 @@ static void hand_off(fo_acceptor_t *a, int fd)
     }
 }
 
+static void listener_events(fo_acceptor_t *a, int fd, uint32_t tag, int on)
+{
+    struct epoll_event ev = { .events = EPOLLIN, .data.u32 = tag };
+    if (fd >= 0 && epoll_ctl(a->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, &ev))
+        FO_LOG_RATE(FO_LOG_ERROR, 0, "epoll_ctl on the listener: %s", strerror(errno));
+}
+
 static void set_listening(fo_acceptor_t *a, int on)
 {
     if (a->lfd < 0 || a->listening == on)
         return;
-    struct epoll_event ev = { .events = EPOLLIN, .data.u32 = TAG_LISTEN };
-    if (epoll_ctl(a->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, a->lfd, &ev))
-        FO_LOG_RATE(FO_LOG_ERROR, 0, "epoll_ctl on the listener: %s", strerror(errno));
-    else
-        a->listening = on;
+    listener_events(a, a->lfd, TAG_LISTEN, on);
+    listener_events(a, a->tls_lfd, TAG_LISTEN_TLS, on);
+    a->listening = on;
 }
 
-static void accept_some(fo_acceptor_t *a)
+static void accept_some(fo_acceptor_t *a, int lfd, int tls)
 {
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = fo_net_accept(a->lfd);
+        int fd = fo_net_accept(lfd);
         if (fd >= 0) {
-            hand_off(a, fd);
+            hand_off(a, fd, tls);
             continue;
         }
         if (fo_net_out_of_fds(errno)) {
@@ -169,6 +220,9 @@ static void start_drain(fo_acceptor_t *a, int sig)
     set_listening(a, 0);
     close(a->lfd);
     a->lfd = -1;
+    if (a->tls_lfd >= 0)
+        close(a->tls_lfd);
+    a->tls_lfd = -1;
     a->paused_until = 0;
     fo_broker_drain(a->b);
 }
@@ -189,7 +243,7 @@ fo_err_t fo_acceptor_run(fo_acceptor_t *a)
 {
     for (;;) {
         struct epoll_event evs[8];
-        int n = epoll_wait(a->epfd, evs, 8, a->draining || a->paused_until ? 20 : 1000);
+        int n = epoll_wait(a->epfd, evs, 8, a->draining || a->paused_until ? 20 : TICK_MS);
         if (n < 0 && errno != EINTR) {
             fo_error(0, "epoll_wait: %s", strerror(errno));
             return FO_ERR_IO;
@@ -197,11 +251,18 @@ fo_err_t fo_acceptor_run(fo_acceptor_t *a)
         for (int i = 0; i < n; i++) {
             uint32_t tag = evs[i].data.u32;
             if (tag == TAG_LISTEN && a->lfd >= 0)
-                accept_some(a);
+                accept_some(a, a->lfd, 0);
+            else if (tag == TAG_LISTEN_TLS && a->tls_lfd >= 0)
+                accept_some(a, a->tls_lfd, 1);
             else if (tag == TAG_SIGNAL)
                 on_signals(a);
             else if (tag == TAG_HTTP)
                 fo_http_poll(a->http);
+        }
+        uint64_t now = fo_clock_ms();
+        if (now >= a->next_tick) {
+            a->next_tick = now + TICK_MS;
+            fo_broker_tick(a->b);
         }
         if (a->paused_until && fo_clock_ms() >= a->paused_until) {
             a->paused_until = 0;

@@ -1,6 +1,7 @@
 /* acceptor.h -- the main thread's event loop: listeners, signals, --http.
  *
- * The acceptor owns the listening socket(s), the signalfd and the --http
+ * The acceptor owns the listening sockets (--listen, and --tls-listen:
+ * its connections are handed off as FO_ITEM_CONN_TLS), the signalfd and the --http
  * server's fd, all in one epoll set. Accepted sockets are counted against
  * --max-conns (over it: ERROR max_conns, closed) and handed to the
  * workers round-robin through their inboxes; when accept() runs out of
@@ -25,7 +26,8 @@
 
 typedef struct fo_acceptor fo_acceptor_t;
 
-/* Block the signals, make the signalfd, listen on b->cfg.listen. *out is
+/* Block the signals, make the signalfd, listen on b->cfg.listen (and
+ * b->cfg.tls_listen unless "off"). *out is
  * owned by the caller (fo_acceptor_destroy). FO_ERR_IO / FO_ERR_ADDR /
  * FO_ERR_NOMEM with one line in err; nothing is left behind. */
 FO_MUST_CHECK fo_err_t fo_acceptor_create(fo_broker_t *b, fo_acceptor_t **out,

@@ -3,12 +3,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <openssl/crypto.h>
 #include <unistd.h>
 #include "broker.h"
 #include "clock.h"
+#include "http.h"
 #include "log.h"
+#include "login.h"
 #include "metrics.h"
 #include "notify.h"
+#include "tls.h"
 #include "worker.h"
 
 extern char **environ;
@@ -24,6 +29,8 @@ void fo_broker_apply_limits(fo_broker_t *b, const fo_config_t *c)
     atomic_store(&b->lim.read_budget, c->read_budget);
     atomic_store(&b->lim.retention_msgs, c->retention_msgs);
     atomic_store(&b->lim.retention_bytes, c->retention_bytes);
+    atomic_store(&b->lim.retention_age_ms, c->retention_age_ms);
+    atomic_store(&b->lim.topic_linger_ms, c->topic_linger_ms);
     atomic_store(&b->lim.max_conns, c->max_conns);
     atomic_store(&b->mem.limit, c->max_memory);
 }
@@ -50,7 +57,12 @@ fo_err_t fo_broker_init(fo_broker_t *b, char *err, size_t errlen)
              (unsigned long long)b->epoch, (unsigned)getpid());
     b->reload_cfg = b->cfg;
     fo_broker_apply_limits(b, &b->cfg);
-    fo_err_t e = fo_mcast_create(&b->cfg, b->epoch, &b->mcast);
+    fo_err_t e;
+    if (strcmp(b->cfg.tls_listen, "off") && (e = fo_tls_create(&b->cfg, &b->tls, err, errlen)))
+        return e;
+    if ((e = fo_login_init(b, err, errlen)))
+        return e;
+    e = fo_mcast_create(&b->cfg, b->epoch, &b->mcast);
     if (e) {
         snprintf(err, errlen, "fanoutd: cannot set up multicast: %s (see --mcast-group)",
                  fo_strerror(e));
@@ -115,17 +127,49 @@ void fo_broker_reload(fo_broker_t *b)
     if (fo_config_reload_report(&b->reload_cfg, environ, log_change, &n, err, sizeof err)) {
         fo_error(0, "SIGHUP: reload failed, keeping the old values: %s",
                  strncmp(err, "fanoutd: ", 9) ? err : err + 9);
-        (void)fo_notify("READY=1");
-        return;
+    } else {
+        fo_broker_apply_limits(b, &b->reload_cfg);
+        fo_log_set_level(b->reload_cfg.log_level);
+        if (!n.applied && !n.restart && !n.argv)
+            fo_info(0, "SIGHUP: configuration reloaded, nothing changed");
+        else
+            fo_info(0, "SIGHUP: configuration reloaded: %d change%s applied, %d need%s a restart",
+                    n.applied, FO_PLURAL(n.applied), n.restart, n.restart == 1 ? "s" : "");
     }
-    fo_broker_apply_limits(b, &b->reload_cfg);
-    fo_log_set_level(b->reload_cfg.log_level);
-    if (!n.applied && !n.restart && !n.argv)
-        fo_info(0, "SIGHUP: configuration reloaded, nothing changed");
-    else
-        fo_info(0, "SIGHUP: configuration reloaded: %d change%s applied, %d need%s a restart",
-                n.applied, FO_PLURAL(n.applied), n.restart, n.restart == 1 ? "s" : "");
+    /* a renewed certificate at the same path is the usual reason for a
+     * SIGHUP: re-read the TLS files even when the options did not load */
+    if (b->tls && fo_tls_reload(b->tls, &b->reload_cfg, err, sizeof err))
+        fo_error(0, "SIGHUP: TLS reload failed, new connections keep the old certificate: %s",
+                 strncmp(err, "fanoutd: ", 9) ? err : err + 9);
+    fo_login_reload(b);             /* the users file, whatever the options did */
     (void)fo_notify("READY=1");
+}
+
+#define SWEEP_BUDGET 4096        /* topics looked at per tick */
+
+void fo_broker_tick(fo_broker_t *b)
+{
+    uint64_t e = atomic_load_explicit(&b->reclaim_epoch, memory_order_relaxed);
+    uint64_t min = UINT64_MAX;
+    for (int i = 0; i < b->started; i++) {
+        uint64_t s = atomic_load_explicit(&b->workers[i]->seen_epoch, memory_order_acquire);
+        if (s < min)
+            min = s;
+    }
+    if (!b->started)
+        return;
+    if (min >= e) {
+        /* everyone has seen e: what dies now dies in e; the epoch then
+         * moves so the workers purge at their next quiescent point */
+        (void)fo_registry_sweep(b->reg, fo_realtime_ns(), LIM(b, retention_age_ms) * 1000000u,
+                                (uint64_t)LIM(b, topic_linger_ms) * 1000000u, e, SWEEP_BUDGET);
+        atomic_store_explicit(&b->reclaim_epoch, e + 1, memory_order_release);
+    }
+    /* a topic dead in epoch d may be freed once every worker is at d + 3:
+     * at d + 1 each purged its caches after posting what it had, by d + 2
+     * all of that sat in inboxes, and by d + 3 each has drained its inbox */
+    if (min != UINT64_MAX && min >= 3)
+        (void)fo_registry_reclaim(b->reg, min - 2);
 }
 
 void fo_broker_drain(fo_broker_t *b)
@@ -145,6 +189,7 @@ void fo_broker_stop(fo_broker_t *b)
 {
     if (b->started && !atomic_load(&b->draining))
         fo_broker_drain(b);          /* failed after starting: stop them */
+    fo_login_stop(b);                /* no verdict is posted after this */
     for (int i = 0; i < b->started; i++)
         fo_worker_join(b->workers[i]);
     b->started = 0;
@@ -157,6 +202,9 @@ void fo_broker_stop(fo_broker_t *b)
     fo_msg_caches_release();
     fo_mcast_destroy(b->mcast);
     b->mcast = NULL;
+    fo_tls_destroy(b->tls);         /* after the sessions that used it */
+    b->tls = NULL;
+    fo_login_free(b);               /* after the connections that used it */
 }
 
 /* ------------------------------------------------------------ --http */
@@ -177,11 +225,16 @@ static int metrics(fo_broker_t *b, fo_buf_t *body)
     fo_metrics_src_t src = {
         .workers = st, .nworkers = b->nworkers,
         .topics = fo_registry_topics(b->reg),
+        .topics_created = fo_registry_created(b->reg),
+        .topics_freed = fo_registry_freed(b->reg),
         .memory_bytes = atomic_load(&b->mem.used),
         .memory_limit = atomic_load(&b->mem.limit),
         .uptime_s = (fo_clock_ms() - b->start_ms) / 1000,
         .version = FO_VERSION,
     };
+    fo_metrics_auth_t auth;
+    if (fo_login_metrics(b, &auth))
+        src.auth = &auth;
     fo_proc_stats_t proc;
     if (fo_proc_stats_read(&proc) == FO_OK)
         src.proc = &proc;
@@ -192,9 +245,26 @@ static int metrics(fo_broker_t *b, fo_buf_t *body)
     return 200;
 }
 
-int fo_broker_http(void *ud, const char *path, fo_buf_t *body, const char **ctype)
+/* --http-token: "Bearer TOKEN", compared in constant time. No token
+ * configured: everyone. */
+static int http_authorized(const fo_broker_t *b, const char *auth)
+{
+    const char *tok = b->reload_cfg.http_token;     /* main thread, like the reload */
+    if (!tok[0])
+        return 1;
+    if (!auth || strncasecmp(auth, "Bearer ", 7))
+        return 0;
+    auth += 7;
+    while (*auth == ' ')
+        auth++;
+    size_t n = strlen(tok);
+    return strlen(auth) == n && CRYPTO_memcmp(auth, tok, n) == 0;
+}
+
+int fo_broker_http(void *ud, const fo_http_req_t *rq, fo_buf_t *body, const char **ctype)
 {
     fo_broker_t *b = ud;
+    const char *path = rq->path;
     *ctype = "text/plain; charset=utf-8";
     if (!strcmp(path, "/healthz")) {
         int draining = atomic_load(&b->draining);
@@ -204,6 +274,10 @@ int fo_broker_http(void *ud, const char *path, fo_buf_t *body, const char **ctyp
         return draining ? 503 : 200;
     }
     if (!strcmp(path, "/metrics")) {
+        if (!http_authorized(b, rq->authorization)) {
+            static const char no[] = "this endpoint needs \"Authorization: Bearer TOKEN\" (--http-token)\n";
+            return fo_buf_append(body, no, sizeof no - 1) ? 500 : 401;
+        }
         *ctype = "text/plain; version=0.0.4; charset=utf-8";
         return metrics(b, body);
     }

@@ -6,9 +6,11 @@
  * drain flags, and the memory account (msg.h).
  *
  * Lifecycle (broker.c), all on the main thread:
- *   fo_broker_init   limits, multicast, registry, workers (no threads yet)
+ *   fo_broker_init   limits, TLS context, users, multicast, registry, workers
+ *                    (no threads yet)
  *   fo_broker_start  the worker threads
- *   fo_broker_reload SIGHUP: re-read file and environment, apply limits
+ *   fo_broker_reload SIGHUP: re-read file and environment, apply limits,
+ *                    re-read the TLS files and the users file
  *   fo_broker_drain  SIGTERM: workers stop reading, deliver, close
  *   fo_broker_stop   join the workers (draining them first if need be)
  *                    and free everything; safe after a failed init/start
@@ -25,6 +27,8 @@
 #include "mcast.h"
 
 struct fo_worker;
+struct fo_tls;
+struct fo_login;
 
 typedef struct fo_limits {
     _Atomic uint64_t max_output;
@@ -36,6 +40,8 @@ typedef struct fo_limits {
     _Atomic uint64_t read_budget;
     _Atomic uint32_t retention_msgs;
     _Atomic uint64_t retention_bytes;
+    _Atomic uint64_t retention_age_ms;
+    _Atomic uint32_t topic_linger_ms;
     _Atomic int max_conns;
 } fo_limits_t;
 
@@ -47,6 +53,10 @@ typedef struct fo_broker {
     fo_limits_t lim;             /* reloadable, read by workers           */
     fo_registry_t *reg;          /* owned                                 */
     fo_mcast_t *mcast;           /* owned                                 */
+    struct fo_tls *tls;          /* owned; NULL when --tls-listen is off;
+                                  * its context is swapped on SIGHUP     */
+    struct fo_login *login;      /* owned (login.c): the users table in
+                                  * use and the auth threads             */
     fo_mem_t mem;
     struct fo_worker **workers;  /* owned, nworkers                       */
     int nworkers;
@@ -59,6 +69,7 @@ typedef struct fo_broker {
     _Atomic int quiesced;        /* workers that stopped reading          */
     _Atomic int exited;          /* workers whose loop has ended          */
     _Atomic uint64_t next_conn;  /* connection id counter                 */
+    _Atomic uint64_t reclaim_epoch; /* advanced by fo_broker_tick         */
 } fo_broker_t;
 
 #define LIM(b, f) atomic_load_explicit(&(b)->lim.f, memory_order_relaxed)
@@ -71,8 +82,16 @@ FO_MUST_CHECK fo_err_t fo_broker_init(fo_broker_t *b, char *err, size_t errlen);
 FO_MUST_CHECK fo_err_t fo_broker_start(fo_broker_t *b, char *err, size_t errlen);
 /* SIGHUP: reload the reloadable options (docs/CONFIG.md) from the config
  * file and environment into b->reload_cfg and apply them; a bad file
- * keeps the old values. Logs what happened. */
+ * keeps the old values. Then, with TLS, a new context from the TLS files
+ * (re-read whether or not the options changed), swapped in only if it
+ * loads; else the old one stays. Logs what happened. */
 void fo_broker_reload(fo_broker_t *b);
+/* Housekeeping, every 250 ms on the main thread: once every worker has
+ * reached the current reclaim epoch, sweep a slice of the registry (expire
+ * retained messages past --retention-age, unlink idle topics) and advance
+ * the epoch; free the dead topics no worker can still see. */
+void fo_broker_tick(fo_broker_t *b);
+
 /* SIGTERM: set draining and wake every worker. */
 void fo_broker_drain(fo_broker_t *b);
 /* Every worker has finished its loop (delivered what it could, closed
@@ -92,7 +111,8 @@ void fo_broker_apply_limits(fo_broker_t *b, const fo_config_t *cfg);
 const char *fo_broker_http_announce(const fo_broker_t *b);
 
 /* The --http handler (http.h's fo_http_handler_t; ud = the broker):
- * /healthz and /metrics. */
-int fo_broker_http(void *ud, const char *path, fo_buf_t *body, const char **ctype);
+ * /healthz, and /metrics (behind --http-token when set). */
+struct fo_http_req;
+int fo_broker_http(void *ud, const struct fo_http_req *rq, fo_buf_t *body, const char **ctype);
 
 #endif

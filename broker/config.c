@@ -56,6 +56,7 @@ enum {
     F_OFF    = 2,   /* hostport that also accepts "off"     */
     F_NOFILE = 4,   /* not allowed in the config file       */
     F_IPV4   = 8,   /* string that is "" or an IPv4 address */
+    F_PATH   = 16,  /* string that names a file (--help: FILE) */
     F_SECRET = 32,  /* never shown in logs (SIGHUP reports)  */
 };
 
@@ -64,6 +65,11 @@ typedef struct enum_name { const char *name; unsigned value; } enum_name_t;
 static const enum_name_t slow_names[] = {
     { "drop", FO_POLICY_DROP }, { "disconnect", FO_POLICY_DISCONNECT },
     { "block", FO_POLICY_BLOCK }, { NULL, 0 } };
+static const enum_name_t verify_names[] = {
+    { "none", FO_TLS_VERIFY_NONE }, { "optional", FO_TLS_VERIFY_OPTIONAL },
+    { "required", FO_TLS_VERIFY_REQUIRED }, { NULL, 0 } };
+static const enum_name_t user_from_names[] = {
+    { "off", FO_TLS_USER_OFF }, { "cn", FO_TLS_USER_CN }, { "san", FO_TLS_USER_SAN }, { NULL, 0 } };
 static const enum_name_t level_names[] = {
     { "error", FO_LOG_ERROR }, { "warn", FO_LOG_WARN }, { "info", FO_LOG_INFO },
     { "debug", FO_LOG_DEBUG }, { NULL, 0 } };
@@ -89,12 +95,13 @@ typedef struct opt {
 #define G_SLOW  "Slow consumers and retention"
 #define G_TIME  "Timeouts"
 #define G_AUTH  "Authentication"
+#define G_TLS   "TLS"
 #define G_MC    "Multicast"
 #define G_GEN   "General"
 
 static const opt_t opts[] = {
     /* name            type        group   default          min     max          field              flags      names        help */
-    { "listen",        T_HOSTPORT, G_NET,  "0.0.0.0:7400",  FO_PORT_CLIENT, 0,   FIELD(listen),           0,        NULL, "address of the client (TCP) listener" },
+    { "listen",        T_HOSTPORT, G_NET,  "127.0.0.1:7400",  FO_PORT_CLIENT, 0,   FIELD(listen),           0,        NULL, "address of the client (TCP) listener" },
     { "http",          T_HOSTPORT, G_NET,  "127.0.0.1:7401", FO_PORT_HTTP, 0,    FIELD(http),             F_OFF,    NULL, "address of /metrics and /healthz, or \"off\"" },
     { "http-announce", T_HOSTPORT, G_NET,  NULL,            FO_PORT_HTTP, 0,     FIELD(http_announce),    F_OFF,    NULL, "the /metrics address clients are told (NAT, containers)" },
     { "threads",       T_INT,      G_NET,  "0",             0, 64,               FIELD(threads),          0,        NULL, "worker threads, 0 = one per online core" },
@@ -108,13 +115,24 @@ static const opt_t opts[] = {
     { "slow-policy",   T_ENUM,     G_SLOW, "drop",          0, 0,                FIELD(slow_policy),      F_RELOAD, slow_names, "default policy when max-output is hit" },
     { "retention-msgs", T_INT,     G_SLOW, "1000",          0, 10000000,         FIELD(retention_msgs),   F_RELOAD, NULL, "messages retained per topic (replay, repair)" },
     { "retention-bytes", T_SIZE,   G_SLOW, "8MiB",          0, 64 * GiB,         FIELD(retention_bytes),  F_RELOAD, NULL, "payload bytes retained per topic" },
+    { "retention-age", T_DURATION, G_SLOW, "0",             0, 365 * 24 * HOUR,  FIELD(retention_age_ms), F_RELOAD, NULL, "retained messages expire after this, 0 = never" },
+    { "topic-linger",  T_DURATION, G_SLOW, "10s",           0, 24 * HOUR,        FIELD(topic_linger_ms),  F_RELOAD, NULL, "an unused topic is freed after this" },
     { "ping-interval", T_DURATION, G_TIME, "10s",           100, 1 * HOUR,       FIELD(ping_interval_ms), F_RELOAD, NULL, "PING a peer silent for this long" },
     { "idle-timeout",  T_DURATION, G_TIME, "30s",           200, 24 * HOUR,      FIELD(idle_timeout_ms),  F_RELOAD, NULL, "close a peer silent this long (> ping-interval)" },
     { "hello-timeout", T_DURATION, G_TIME, "5s",            100, 1 * HOUR,       FIELD(hello_timeout_ms), 0,        NULL, "time a new connection has to send HELLO" },
     { "drain-timeout", T_DURATION, G_TIME, "5s",            0, 10 * MIN,         FIELD(drain_timeout_ms), F_RELOAD, NULL, "on SIGTERM, time to flush before closing" },
     { "block-timeout", T_DURATION, G_SLOW, "5s",            100, 1 * HOUR,       FIELD(block_timeout_ms), F_RELOAD, NULL, "longest a block-policy sub may pause publishers" },
-    { "user",          T_STRING,   G_AUTH, "",              0, 0,                FIELD(user),             0,        NULL, "when set, HELLO must carry this user" },
+    { "users",         T_STRING,   G_AUTH, "",              0, 0,                FIELD(users_file),       F_PATH,   NULL, "users: logins, permissions, limits (re-read on SIGHUP)" },
+    { "user",          T_STRING,   G_AUTH, "",              0, 0,                FIELD(user),             0,        NULL, "one-user shorthand: HELLO must carry this user ..." },
     { "password",      T_STRING,   G_AUTH, "",              0, 0,                FIELD(password),         F_SECRET, NULL, "... and this password (best set in env or file)" },
+    { "allow-anonymous", T_BOOL,   G_AUTH, "0",             0, 1,                FIELD(allow_anonymous),  0,        NULL, "serve clients without login on non-loopback listeners" },
+    { "http-token",    T_STRING,   G_AUTH, "",              0, 0,                FIELD(http_token),       F_RELOAD | F_SECRET, NULL, "when set, /metrics needs \"Authorization: Bearer TOKEN\"" },
+    { "tls-listen",    T_HOSTPORT, G_TLS,  "off",           FO_PORT_TLS, 0,      FIELD(tls_listen),       F_OFF,    NULL, "address of the TLS listener, or \"off\"" },
+    { "tls-cert",      T_STRING,   G_TLS,  "",              0, 0,                FIELD(tls_cert),         F_RELOAD | F_PATH, NULL, "PEM certificate (chain) of the TLS listener" },
+    { "tls-key",       T_STRING,   G_TLS,  "",              0, 0,                FIELD(tls_key),          F_RELOAD | F_PATH, NULL, "PEM private key of --tls-cert" },
+    { "tls-ca",        T_STRING,   G_TLS,  "",              0, 0,                FIELD(tls_ca),           F_RELOAD | F_PATH, NULL, "PEM CA bundle that client certificates must chain to" },
+    { "tls-verify-client", T_ENUM, G_TLS,  "none",          0, 0,                FIELD(tls_verify_client), F_RELOAD, verify_names, "ask for a client certificate: none, optional, required" },
+    { "tls-user-from", T_ENUM,     G_TLS,  "off",           0, 0,                FIELD(tls_user_from),    F_RELOAD, user_from_names, "name the user after the client certificate's CN or SAN" },
     { "mcast-group",   T_LIST,     G_MC,   NULL,            0, 0,                FIELD(mcast),            0,        NULL, "topics matching FILTER go to a group (repeatable)" },
     { "mcast-ttl",     T_INT,      G_MC,   "1",             0, 255,              FIELD(mcast_ttl),        0,        NULL, "IP_MULTICAST_TTL of the datagrams" },
     { "mcast-if",      T_STRING,   G_MC,   "",              0, 0,                FIELD(mcast_if),         F_IPV4,   NULL, "IPv4 address of the outgoing interface" },
@@ -128,10 +146,11 @@ static const opt_t opts[] = {
 #define NOPTS (sizeof opts / sizeof opts[0])
 _Static_assert(NOPTS <= 64, "set_by_argv is a 64-bit mask");
 _Static_assert(sizeof(fo_policy_t) == 4 && sizeof(fo_log_level_t) == 4 && sizeof(int) == 4 &&
+               sizeof(fo_tls_verify_t) == 4 && sizeof(fo_tls_user_from_t) == 4 &&
                sizeof(fo_log_format_t) == 4,
                "numeric fields are stored as 4 or 8 bytes");
 
-static const char *const groups[] = { G_NET, G_LIM, G_SLOW, G_TIME, G_AUTH, G_MC, G_GEN };
+static const char *const groups[] = { G_NET, G_LIM, G_SLOW, G_TIME, G_AUTH, G_TLS, G_MC, G_GEN };
 
 /* One load or reload in progress. */
 typedef struct load {
@@ -741,6 +760,8 @@ static fo_err_t walk_argv(load_t *ld, int argc, char **argv, bool apply,
         if (!o)
             return unknown(ld->err, ld->errlen, where, name, nl, "--");
         const char *v = eq ? eq + 1 : NULL;
+        if (!v && o->type == T_BOOL && (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2)))
+            v = "1";                  /* a bare switch: --allow-anonymous */
         if (!v) {
             if (i + 1 >= argc)
                 return fail(ld->err, ld->errlen, "%s: missing value", where);
@@ -767,6 +788,20 @@ static fo_err_t check_all(const fo_config_t *c, char *err, size_t errlen)
         fmt_duration(c->ping_interval_ms, b, sizeof b);
         return fail(err, errlen, "--idle-timeout (%s) must be greater than --ping-interval (%s)", a, b);
     }
+    if (strcmp(c->tls_listen, "off") && (!c->tls_cert[0] || !c->tls_key[0]))
+        return fail(err, errlen, "--tls-listen %s needs --tls-cert and --tls-key", c->tls_listen);
+    if (c->tls_verify_client != FO_TLS_VERIFY_NONE && !c->tls_ca[0])
+        return fail(err, errlen, "--tls-verify-client %s needs --tls-ca (the CA bundle client certificates chain to)",
+                    c->tls_verify_client == FO_TLS_VERIFY_REQUIRED ? "required" : "optional");
+    if (c->password[0] && !c->user[0])
+        return fail(err, errlen, "--password needs --user (the one-user shorthand names both)");
+    if (c->user[0] && !c->password[0])
+        return fail(err, errlen, "--user %s needs --password", c->user);
+    if (c->user[0] && c->users_file[0])
+        return fail(err, errlen, "--user and --users are exclusive: put %s in the users file", c->user);
+    if (c->tls_user_from != FO_TLS_USER_OFF && c->tls_verify_client == FO_TLS_VERIFY_NONE)
+        return fail(err, errlen, "--tls-user-from %s needs --tls-verify-client optional or required",
+                    c->tls_user_from == FO_TLS_USER_CN ? "cn" : "san");
     return FO_OK;
 }
 
@@ -1011,9 +1046,12 @@ void fo_config_summary(const fo_config_t *c, char *out, size_t len)
     char file[600] = "no config file";
     if (c->config_file[0])
         snprintf(file, sizeof file, "%d option%s from %s", nf, nf == 1 ? "" : "s", c->config_file);
-    snprintf(out, len, "configuration OK: clients on %s, http %s, %s, log-level %s; "
+    char tls[160] = "";
+    if (strcmp(c->tls_listen, "off"))
+        snprintf(tls, sizeof tls, ", TLS on %s", c->tls_listen);
+    snprintf(out, len, "configuration OK: clients on %s%s, http %s, %s, log-level %s; "
              "%s, %d from the environment, %d from the command line",
-             c->listen, c->http, threads,
+             c->listen, tls, c->http, threads,
              c->log_level == FO_LOG_ERROR ? "error" : c->log_level == FO_LOG_WARN ? "warn" :
              c->log_level == FO_LOG_DEBUG ? "debug" : "info",
              file, ne, na);
@@ -1025,7 +1063,7 @@ static void metavar(const opt_t *o, char *out, size_t len)
     case T_INT:      snprintf(out, len, "N"); break;
     case T_SIZE:     snprintf(out, len, "SIZE"); break;
     case T_DURATION: snprintf(out, len, "TIME"); break;
-    case T_STRING:   snprintf(out, len, o->flags & F_NOFILE ? "FILE" : "STR"); break;
+    case T_STRING:   snprintf(out, len, o->flags & (F_NOFILE | F_PATH) ? "FILE" : "STR"); break;
     case T_HOSTPORT: snprintf(out, len, "HOST[:PORT]"); break;
     case T_BOOL:     snprintf(out, len, "0|1"); break;
     case T_LIST:     snprintf(out, len, "FILTER=ADDR:PORT"); break;
@@ -1073,6 +1111,9 @@ void fo_config_usage(FILE *out)
         "\n  --check-config, -t     check the configuration (file, environment,\n"
         "                         command line), print one line and exit: 0 when\n"
         "                         it is valid, 2 (with the error) when not\n"
+        "  --hash-password        read a password or token (twice on a terminal, else one\n"
+        "                         line of stdin), print its argon2id hash for the users\n"
+        "                         file, and exit\n"
         "  --help, -h             print this and exit\n"
         "  --version, -V          print the version and exit\n"
         "\nSizes: 512, 64k, 1MiB, 2G (binary units; k = KiB). Durations: 500ms,\n"

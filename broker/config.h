@@ -20,6 +20,10 @@
 
 typedef enum { FO_POLICY_DROP = 1, FO_POLICY_DISCONNECT = 2, FO_POLICY_BLOCK = 3 } fo_policy_t;
 
+/* --tls-verify-client and --tls-user-from (docs/CONFIG.md, TLS). */
+typedef enum { FO_TLS_VERIFY_NONE = 0, FO_TLS_VERIFY_OPTIONAL = 1, FO_TLS_VERIFY_REQUIRED = 2 } fo_tls_verify_t;
+typedef enum { FO_TLS_USER_OFF = 0, FO_TLS_USER_CN = 1, FO_TLS_USER_SAN = 2 } fo_tls_user_from_t;
+
 typedef struct fo_mcast_map {
     char filter[256];      /* topic filter, e.g. "prices.>"  */
     char addr[64];         /* IPv4 multicast group           */
@@ -39,6 +43,8 @@ typedef struct fo_config {
     fo_policy_t slow_policy;     /* default for SLOW_DEFAULT subscriptions */
     uint32_t retention_msgs;   /* per-topic ring: messages               */
     uint64_t retention_bytes;  /* per-topic ring: payload bytes          */
+    uint64_t retention_age_ms; /* per-topic ring: age, 0 = any           */
+    uint32_t topic_linger_ms;  /* unused topics are freed after this     */
     int max_topics;            /* topics the registry will create        */
     int max_subs;              /* subscriptions per connection           */
     uint32_t ping_interval_ms; /* broker PINGs a silent peer after this  */
@@ -49,8 +55,20 @@ typedef struct fo_config {
     uint64_t read_budget;      /* bytes read per connection per event    */
     fo_log_level_t log_level;
     fo_log_format_t log_format;
-    char user[64];             /* when set, HELLO must carry these       */
-    char password[128];
+    /* authentication (docs/SECURITY.md) */
+    char users_file[512];      /* --users, "" = none                     */
+    char user[64];             /* one-user shorthand: HELLO must carry   */
+    char password[128];        /*   these (exclusive with users_file)    */
+    int allow_anonymous;       /* no login on a non-loopback listener    */
+    char http_token[256];      /* bearer token for /metrics, "" = none   */
+    /* TLS (docs/CONFIG.md, TLS): the listener, and the files of the
+     * server context (re-read on SIGHUP) */
+    char tls_listen[128];      /* HOST:PORT of the TLS listener, or "off" */
+    char tls_cert[512];        /* PEM certificate chain                   */
+    char tls_key[512];         /* PEM private key                         */
+    char tls_ca[512];          /* PEM CA bundle for client certificates   */
+    fo_tls_verify_t tls_verify_client;
+    fo_tls_user_from_t tls_user_from;
     /* multicast (docs/PROTOCOL.md, Multicast) */
     fo_mcast_map_t mcast[FO_MCAST_MAX_GROUPS];
     int mcast_count;
@@ -78,7 +96,11 @@ void fo_config_defaults(fo_config_t *c);
  * and exits 0 instead of starting.
  * err is the whole line, "fanoutd: " included, without a newline.
  * envp NULL = environ. `threads` stays 0 when so configured (the caller
- * asks sysconf). A listen/http host given as ":PORT" becomes 0.0.0.0. */
+ * asks sysconf). A listen/http host given as ":PORT" becomes 0.0.0.0.
+ * Cross-checks: idle-timeout > ping-interval; tls-listen needs tls-cert
+ * and tls-key; tls-verify-client optional/required needs tls-ca;
+ * tls-user-from needs tls-verify-client optional/required; user and
+ * password need each other; user and users are exclusive. */
 FO_MUST_CHECK fo_err_t fo_config_load(fo_config_t *c, int argc, char **argv, char **envp,
                         FILE *out, int *exit_now, char *err, size_t errlen);
 

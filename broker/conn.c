@@ -14,28 +14,51 @@
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
+#include "login.h"
 #include "net.h"
+#include <sys/random.h>
 #include "route.h"
+#include "tls.h"
 
 /* Policy block may overshoot max-output by what is in flight when the
  * publishers are told to pause; past this it is treated as disconnect. */
 #define BLOCK_HARD_LIMIT(limit) (2 * (limit) + (16ull << 20))
 #define LINGER_MS 5000   /* bound on a closing connection's life */
 
+_Static_assert(sizeof(((fo_worker_t *)0)->tls_record) == FO_TLS_RECORD, "one record of scratch");
+
 static int write_some(fo_conn_t *c);
+
+/* What a TLS connection must hear about: its read side's event is the one
+ * the session asked for (EPOLLOUT when a read or the handshake wants to
+ * write), and so is its write side's (EPOLLIN when a write wants to read);
+ * never the other one too, which could not help and would spin. */
+static uint32_t tls_events(const fo_conn_t *c)
+{
+    const fo_tls_conn_t *s = c->tls;
+    uint32_t ev = 0;
+    if (c->reading)
+        ev |= s->rd_want == FO_TLS_WANT_WRITE ? EPOLLOUT : EPOLLIN;
+    if (c->want_out)
+        ev |= s->wr_want == FO_TLS_WANT_READ ? EPOLLIN : EPOLLOUT;
+    return ev;
+}
 
 static void set_events(fo_conn_t *c)
 {
-    uint32_t ev = 0;
-    if (c->reading)
-        ev |= EPOLLIN;
-    if (c->want_out)
-        ev |= EPOLLOUT;
+    uint32_t ev;
+    if (c->tls)
+        ev = tls_events(c);
+    else
+        ev = (c->reading ? EPOLLIN : 0) | (c->want_out ? EPOLLOUT : 0);
+    if (ev == c->ev)
+        return;
+    c->ev = ev;
     struct epoll_event e = { .events = ev, .data.ptr = c };
     epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &e);
 }
 
-fo_err_t fo_conn_create(fo_worker_t *w, int fd, fo_conn_t **out)
+static fo_err_t conn_new(fo_worker_t *w, int fd, int tls, fo_conn_t **out)
 {
     fo_conn_t *c = calloc(1, sizeof *c);
     if (!c)
@@ -47,7 +70,19 @@ fo_err_t fo_conn_create(fo_worker_t *w, int fd, fo_conn_t **out)
     fo_decoder_init(&c->dec, FO_HELLO_MAX_FRAME);    /* max-frame after WELCOME */
     fo_outq_init(&c->outq);
     fo_net_peer_name(fd, c->peer, sizeof c->peer);
-    fo_err_t err = fo_worker_attach(w, c);     /* a slot, an id, w->all */
+    fo_err_t err = FO_ERR_IO;
+    /* the inbox's secret half: unguessable (a CSPRNG, not the worker's
+     * ids), since knowing it is what lets a responder reply */
+    if (getrandom(&c->inbox_secret, sizeof c->inbox_secret, 0) != sizeof c->inbox_secret)
+        goto fail;
+    err = FO_ERR_NOMEM;
+    if (tls && (!w->b->tls || !(c->tls = malloc(sizeof *c->tls)) ||
+                fo_tls_conn_init(w->b->tls, c->tls, fd))) {
+        free(c->tls);
+        c->tls = NULL;
+        goto fail;
+    }
+    err = fo_worker_attach(w, c);              /* a slot, an id, w->all */
     if (err)
         goto fail;
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
@@ -57,15 +92,35 @@ fo_err_t fo_conn_create(fo_worker_t *w, int fd, fo_conn_t **out)
         goto fail;
     }
     c->reading = 1;
+    c->ev = EPOLLIN;
     FO_STAT_INC(&w->stats, connections_accepted);
     FO_STAT_INC(&w->stats, connections);
-    fo_debug(c->id, "connection from %s", c->peer);
+    fo_debug(c->id, "connection from %s%s", c->peer, tls ? " (TLS)" : "");
     *out = c;
     return FO_OK;
 fail:
+    if (c->tls) {
+        fo_tls_conn_free(c->tls);
+        free(c->tls);
+    }
     fo_decoder_destroy(&c->dec);
     free(c);
     return err;
+}
+
+fo_err_t fo_conn_create(fo_worker_t *w, int fd, fo_conn_t **out)
+{
+    return conn_new(w, fd, 0, out);
+}
+
+fo_err_t fo_conn_create_tls(fo_worker_t *w, int fd, fo_conn_t **out)
+{
+    return conn_new(w, fd, 1, out);
+}
+
+const char *fo_conn_tls_user(const fo_conn_t *c)
+{
+    return c->tls && c->tls->user[0] ? c->tls->user : NULL;
 }
 
 static void unlink_paused(fo_conn_t *c)
@@ -107,8 +162,18 @@ void fo_conn_destroy(fo_conn_t *c)
     fo_worker_t *w = c->w;
     unlink_paused(c);
     fo_route_drop_subs(c);          /* unbinding uncounts congestion too */
-    fo_worker_detach(w, c);         /* slot, w->all, w->dirty */
+    fo_login_release(c);
+    fo_worker_detach(w, c);         /* slot, w->all, w->dirty, w->tls_pending */
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    if (c->tls) {
+        if (c->tls->established) {
+            FO_STAT_SUB(&w->stats, tls_connections, 1);
+            if (c->tls->ktls_tx || c->tls->ktls_rx)
+                FO_STAT_SUB(&w->stats, tls_ktls_connections, 1);
+        }
+        fo_tls_conn_free(c->tls);   /* close_notify first, when one is due */
+        free(c->tls);
+    }
     close(c->fd);
     FO_STAT_SUB(&w->stats, input_buffer_bytes, c->dec.buf.cap);
     size_t cap;
@@ -187,6 +252,8 @@ static void fail_v(fo_conn_t *c, int code, int64_t sid, const char *fmt, va_list
         send_error_v(c, code, c->cur_req, sid, fmt, ap);   /* ref: PROTOCOL.md §4.11 */
     c->state = FO_CONN_CLOSING;
     c->close_deadline_ms = c->w->now_ms + LINGER_MS;
+    if (c->tls)
+        c->tls->rd_want = 0;        /* input is only discarded from now on */
     set_congested(c, 0);            /* it will not drain: release publishers */
     unlink_paused(c);
     /* Its subscriptions stay bound until fo_conn_destroy: this may run in
@@ -242,11 +309,11 @@ void fo_conn_deliver(fo_conn_t *c, fo_sub_t *sub, fo_msg_t *m)
     }
     uint64_t limit = LIM(c->w->b, max_output);
     int policy = sub->policy;
-    if (c->outq.bytes + m->shared_len > limit)
+    if (fo_conn_out_bytes(c) + m->shared_len > limit)
         write_some(c);   /* a burst, or a slow reader? ask the socket first */
-    if (c->outq.bytes + m->shared_len > limit) {
+    if (fo_conn_out_bytes(c) + m->shared_len > limit) {
         uint64_t hard = BLOCK_HARD_LIMIT(limit);
-        if (policy == FO_POLICY_BLOCK && c->outq.bytes + m->shared_len <= hard) {
+        if (policy == FO_POLICY_BLOCK && fo_conn_out_bytes(c) + m->shared_len <= hard) {
             /* keep it, and pause the publishers until this queue drains;
              * what is already in flight (publishers notice within a read
              * batch or so) fits under the hard limit */
@@ -265,7 +332,7 @@ void fo_conn_deliver(fo_conn_t *c, fo_sub_t *sub, fo_msg_t *m)
         }
         /* drop-oldest down to 3/4 of the limit, so this is not per message */
         fo_outq_drop_oldest(&c->outq, limit - limit / 4, on_dropped, c);
-        if (c->outq.bytes + m->shared_len > limit) {
+        if (fo_conn_out_bytes(c) + m->shared_len > limit) {
             /* nothing droppable left: this one goes, noted by a GAP that
              * extends the last one while the reader stays stuck */
             size_t tl;
@@ -284,11 +351,47 @@ queue:
     }
 }
 
+void fo_conn_deliver_reply(fo_conn_t *c, fo_msg_t *m)
+{
+    uint64_t limit = LIM(c->w->b, max_output);
+    if (c->state == FO_CONN_OPEN && fo_conn_out_bytes(c) + m->shared_len > limit)
+        write_some(c);
+    if (c->state != FO_CONN_OPEN || fo_conn_out_bytes(c) + m->shared_len > limit) {
+        FO_STAT_INC(&c->w->stats, drops_slow_consumer);
+        fo_msg_unref(m);
+        return;
+    }
+    if (fo_outq_push_msg(&c->outq, m, 0, 0) == FO_OK) {
+        FO_STAT_INC(&c->w->stats, messages_out);
+        fo_worker_mark_dirty(c->w, c);
+    }
+}
+
+/* TLS: records packed from the queue (tls.c); nothing before the
+ * handshake is done. */
+static int tls_write_some(fo_conn_t *c)
+{
+    fo_tls_conn_t *s = c->tls;
+    if (!s->established)
+        return 0;
+    uint64_t n = 0;
+    fo_tls_status_t st = fo_tls_write(s, &c->outq, c->w->tls_record, &n);
+    FO_STAT_ADD(&c->w->stats, bytes_out, n);
+    c->staged = s->stash_len;
+    if (st == FO_TLS_ERROR || st == FO_TLS_EOF) {
+        fo_debug(c->id, "TLS write: %s", st == FO_TLS_EOF ? "closed" : s->why);
+        return -1;
+    }
+    return 0;
+}
+
 /* Write until the queue is empty or the socket is full. 0, or -1 on a
  * socket error (the caller decides when to destroy). */
 static int write_some(fo_conn_t *c)
 {
     fo_worker_t *w = c->w;
+    if (c->tls)
+        return tls_write_some(c);
     while (c->outq.count) {
         int n = fo_outq_iov(&c->outq, w->iov, FO_IOV_MAX, w->prefix);
         struct msghdr mh = { .msg_iov = w->iov, .msg_iovlen = (size_t)n };
@@ -307,96 +410,54 @@ static int write_some(fo_conn_t *c)
     return 0;
 }
 
+/* All said on a closing TLS connection: close_notify, once. 0 when it is
+ * sent (or cannot be), 1 while it waits for the socket. */
+static int tls_close_notify(fo_conn_t *c)
+{
+    if (fo_tls_shutdown(c->tls) == FO_TLS_WANT_WRITE) {
+        c->want_out = 1;
+        set_events(c);
+        return 1;
+    }
+    return 0;
+}
+
 int fo_conn_flush(fo_conn_t *c)
 {
     if (write_some(c)) {
         fo_conn_destroy(c);
         return -1;
     }
-    if (c->congest_want && c->outq.bytes <= LIM(c->w->b, max_output) / 2)
+    if (c->congest_want && fo_conn_out_bytes(c) <= LIM(c->w->b, max_output) / 2)
         c->congest_want = 0;        /* drained well below: publishers resume */
     apply_congestion(c);
-    int pending = c->outq.count > 0;
-    if (pending != c->want_out) {
-        c->want_out = (uint8_t)pending;
+    int pending = fo_conn_has_output(c);
+    /* TLS: nothing is written before the handshake (its reads drive it) */
+    int want = pending && (!c->tls || c->tls->established);
+    if (want != c->want_out || c->tls) {
+        c->want_out = (uint8_t)want;
         set_events(c);
     }
     if (!pending) {
         fo_outq_trim(&c->outq);
         if (c->state == FO_CONN_CLOSING && !c->wr_shut) {
+            if (c->tls && tls_close_notify(c))
+                return 0;
             /* all said: shut our side, discard input until EOF or the
              * linger deadline so the peer reads the ERROR, not a reset */
             shutdown(c->fd, SHUT_WR);
             c->wr_shut = 1;
-            if (!c->reading) {
-                c->reading = 1;
-                set_events(c);
-            }
+            c->want_out = 0;
+            if (c->tls)
+                c->tls->rd_want = 0;    /* lingering reads the raw socket */
+            c->reading = 1;
+            set_events(c);
         }
     }
     return 0;
 }
 
 /* ------------------------------------------------------------ input */
-
-static void on_hello(fo_conn_t *c, const Fanout__Frame *f)
-{
-    fo_broker_t *b = c->w->b;
-    const Fanout__Hello *h = f->hello;
-    if (!h->has_version) {
-        fo_conn_fail(c, FO_CODE(MISSING_FIELD), "HELLO needs version");
-        return;
-    }
-    if (h->version == 0) {
-        fo_conn_fail(c, FO_CODE(VERSION), "protocol version 0 does not exist (this broker speaks %u)",
-                     FO_PROTOCOL_VERSION);
-        return;
-    }
-    if (b->cfg.user[0] &&
-        (!h->user || !h->password || strcmp(h->user, b->cfg.user) ||
-         strcmp(h->password, b->cfg.password))) {
-        fo_conn_fail(c, FO_CODE(AUTH), "bad credentials");
-        return;
-    }
-    if (h->client_name) {
-        snprintf(c->name, sizeof c->name, "%s", h->client_name);
-        for (char *p = c->name; *p; p++)
-            if ((unsigned char)*p < 0x20 || *p == 0x7f)
-                *p = '?';
-    }
-    Fanout__Frame out = FANOUT__FRAME__INIT;
-    Fanout__Welcome wl = FANOUT__WELCOME__INIT;
-    wl.has_version = 1;
-    /* the lower of the two: newer clients talk down to us */
-    wl.version = h->version < FO_PROTOCOL_VERSION ? h->version : FO_PROTOCOL_VERSION;
-    wl.server_version = "fanout " FO_VERSION;
-    wl.server_id = b->server_id;
-    wl.has_max_frame = 1;
-    wl.max_frame = b->cfg.max_frame;
-    wl.has_max_output = 1;
-    wl.max_output = LIM(b, max_output);
-    wl.has_ping_interval_ms = 1;
-    wl.ping_interval_ms = LIM(b, ping_interval_ms);
-    wl.has_idle_timeout_ms = 1;
-    wl.idle_timeout_ms = LIM(b, idle_timeout_ms);
-    wl.has_epoch = 1;
-    wl.epoch = b->epoch;
-    wl.has_max_datagram = 1;
-    wl.max_datagram = b->cfg.max_datagram;
-    wl.has_client_id = 1;
-    wl.client_id = c->id;
-    wl.n_groups = fo_mcast_welcome_groups(b->mcast, &wl.groups);
-    out.body_case = FANOUT__FRAME__BODY_WELCOME;
-    out.welcome = &wl;
-    if (f->has_req) {
-        out.has_req = 1;
-        out.req = f->req;
-    }
-    fo_conn_send(c, &out);
-    c->state = FO_CONN_OPEN;
-    c->dec.max_frame = b->cfg.max_frame;
-    fo_info(c->id, "hello from %s (%s)", c->peer, c->name[0] ? c->name : "-");
-}
 
 static void pong(fo_conn_t *c, const Fanout__Ping *p)
 {
@@ -421,7 +482,7 @@ static void dispatch(fo_conn_t *c, const Fanout__Frame *f)
     }
     if (c->state == FO_CONN_HELLO_WAIT) {
         if (f->body_case == FANOUT__FRAME__BODY_HELLO)
-            on_hello(c, f);
+            fo_login_hello(c, f);
         else
             fo_conn_fail(c, FO_CODE(NOT_HELLO), "the first frame must be HELLO");
         return;
@@ -433,8 +494,12 @@ static void dispatch(fo_conn_t *c, const Fanout__Frame *f)
             fo_conn_fail(c, FO_CODE(MISSING_FIELD), "PUBLISH needs topic");
             return;
         }
-        size_t tl = strlen(p->topic);
-        fo_route_publish(c, p->topic, tl, p->payload.data, p->has_payload ? p->payload.len : 0, req);
+        fo_publish_req_t pr = { .topic = p->topic, .topic_len = strlen(p->topic),
+                                .payload = p->payload.data,
+                                .payload_len = p->has_payload ? p->payload.len : 0, .req = req,
+                                .reply = p->reply, .headers = p->headers,
+                                .n_headers = p->n_headers };
+        fo_route_publish(c, &pr);
         return;
     }
     case FANOUT__FRAME__BODY_SUBSCRIBE:
@@ -472,6 +537,27 @@ static void dispatch(fo_conn_t *c, const Fanout__Frame *f)
     }
 }
 
+/* A ClientHello on the plain port: a TLS record header (0x16 0x03 0x0N)
+ * where the first frame length should be. */
+static int looks_like_tls(const fo_conn_t *c)
+{
+    const uint8_t *h = fo_buf_head(&c->dec.buf);
+    return !c->tls && c->state == FO_CONN_HELLO_WAIT && c->dec.frames == 0 &&
+           fo_buf_len(&c->dec.buf) >= 3 && h[0] == 0x16 && h[1] == 0x03 && h[2] <= 0x04;
+}
+
+static void frame_size_error(fo_conn_t *c, size_t len)
+{
+    const char *tls = c->w->b->cfg.tls_listen;
+    if (looks_like_tls(c) && strcmp(tls, "off"))
+        fo_conn_fail(c, FO_CODE(FRAME_SIZE), "looks like a TLS handshake: the TLS port is --tls-listen %s", tls);
+    else if (looks_like_tls(c))
+        fo_conn_fail(c, FO_CODE(FRAME_SIZE), "looks like a TLS handshake, but this broker has no --tls-listen");
+    else
+        fo_conn_fail(c, FO_CODE(FRAME_SIZE), "frame length %zu is %s (limit %u)", len,
+                     len == 0 ? "zero" : "over the limit", c->dec.max_frame);
+}
+
 /* Handle every whole frame buffered. */
 static void handle_frames(fo_conn_t *c)
 {
@@ -479,13 +565,16 @@ static void handle_frames(fo_conn_t *c)
     const uint8_t *body;
     size_t len;
     fo_err_t err;
-    while (c->state != FO_CONN_CLOSING && !c->paused_on &&
+    while (c->state != FO_CONN_CLOSING && !c->paused_on && !c->held &&
            (err = fo_decoder_next(&c->dec, &body, &len)) == FO_OK) {
         FO_STAT_INC(&w->stats, frames_in);
         fo_publish_view_t v;
         if (c->state == FO_CONN_OPEN && fo_publish_peek(body, len, &v) == FO_OK) {
             c->cur_req = v.req;
-            fo_route_publish(c, v.topic, v.topic_len, v.payload, v.payload_len, v.req);
+            fo_publish_req_t pr = { .topic = v.topic, .topic_len = v.topic_len,
+                                    .payload = v.payload, .payload_len = v.payload_len,
+                                    .req = v.req };
+            fo_route_publish(c, &pr);
             c->cur_req = 0;
             if (c->state == FO_CONN_CLOSING)
                 FO_STAT_INC(&w->stats, protocol_errors);   /* invalid topic */
@@ -515,8 +604,7 @@ static void handle_frames(fo_conn_t *c)
     }
     if (c->state != FO_CONN_CLOSING && err == FO_ERR_FRAME_SIZE) {
         FO_STAT_INC(&w->stats, protocol_errors);
-        fo_conn_fail(c, FO_CODE(FRAME_SIZE), "frame length %zu is %s (limit %u)", len,
-                     len == 0 ? "zero" : "over the limit", c->dec.max_frame);
+        frame_size_error(c, len);
     }
     fo_arena_reset(&w->arena);
 }
@@ -608,9 +696,132 @@ static void on_eof(fo_conn_t *c)
     fo_conn_destroy(c);
 }
 
+/* The handshake step of a TLS connection: 0 once established (read on),
+ * 1 while it waits (events set) or when it failed (c was freed). */
+static int tls_handshake(fo_conn_t *c)
+{
+    fo_worker_t *w = c->w;
+    fo_tls_conn_t *s = c->tls;
+    fo_tls_status_t st = fo_tls_handshake(s);
+    if (st == FO_TLS_WANT_READ || st == FO_TLS_WANT_WRITE) {
+        set_events(c);
+        return 1;
+    }
+    if (st == FO_TLS_EOF) {                     /* not a byte sent: no handshake */
+        fo_debug(c->id, "%s closed before the TLS handshake", c->peer);
+        fo_conn_destroy(c);
+        return 1;
+    }
+    if (st != FO_TLS_OK) {
+        FO_STAT_INC(&w->stats, tls_handshake_failures);
+        FO_LOG_RATE(FO_LOG_WARN, c->id, "TLS handshake with %s failed: %s", c->peer, s->why);
+        fo_conn_destroy(c);
+        return 1;
+    }
+    FO_STAT_INC(&w->stats, tls_handshakes);
+    FO_STAT_INC(&w->stats, tls_connections);
+    if (s->ktls_tx || s->ktls_rx)
+        FO_STAT_INC(&w->stats, tls_ktls_connections);
+    if (fo_log_enabled(FO_LOG_DEBUG)) {
+        char d[96];
+        fo_tls_conn_describe(s, d, sizeof d);
+        fo_debug(c->id, "TLS %s with %s%s%s; kTLS %s", d, c->peer, s->user[0] ? ", certificate user " : "",
+                 s->user, s->ktls_tx || s->ktls_rx ? (s->ktls_tx ? "on for sending" : "on for receiving")
+                                                   : "off (the kernel did not take the keys): records are "
+                                                     "encrypted by OpenSSL");
+    }
+    if (fo_conn_has_output(c))
+        fo_worker_mark_dirty(w, c);
+    set_events(c);
+    return 0;
+}
+
+/* k bytes were read into the input buffer (plain or decrypted): handle
+ * the whole frames, and note since when a partial one waits. */
+static void took(fo_conn_t *c, size_t k)
+{
+    fo_worker_t *w = c->w;
+    fo_buf_commit(&c->dec.buf, k);
+    c->last_rx_ms = w->now_ms;
+    w->read_time_ns = fo_realtime_ns();   /* Deliver.time_ns: one clock read per read */
+    handle_frames(c);
+    if (!fo_buf_len(&c->dec.buf))
+        c->partial_ms = 0;
+    else if (!c->partial_ms)
+        c->partial_ms = w->now_ms ? w->now_ms : 1;
+}
+
+/* fo_conn_on_readable for TLS: the handshake, then decrypted input, at
+ * most read-budget bytes; what the session still holds after that goes on
+ * the worker's pending list, read on the next pass without epoll. */
+static void tls_on_readable(fo_conn_t *c)
+{
+    fo_worker_t *w = c->w;
+    fo_tls_conn_t *s = c->tls;
+    if (c->state == FO_CONN_CLOSING) {
+        linger_read(c);
+        return;
+    }
+    if (!s->established && tls_handshake(c))
+        return;
+    uint64_t budget = LIM(w->b, read_budget), got = 0;
+    fo_tls_status_t st;
+    for (;;) {
+        if (input_room(c))
+            return;
+        size_t k = 0;
+        st = fo_tls_read(s, fo_buf_tail(&c->dec.buf), fo_buf_room(&c->dec.buf), &k);
+        if (st != FO_TLS_OK)
+            break;
+        took(c, k);
+        got += k;
+        if (c->state == FO_CONN_CLOSING || c->paused_on || c->held || got >= budget)
+            break;
+    }
+    if (st == FO_TLS_EOF) {
+        on_eof(c);
+        return;
+    }
+    if (st == FO_TLS_ERROR) {
+        fo_debug(c->id, "TLS read: %s", s->why);
+        fo_conn_destroy(c);
+        return;
+    }
+    if (st == FO_TLS_OK && c->state != FO_CONN_CLOSING && !c->paused_on && !c->held &&
+        fo_tls_pending(s))
+        fo_worker_tls_pending(w, c);    /* the pending-data trap */
+    if (fo_buf_len(&c->dec.buf) == 0)
+        give_back_buffer(c);
+    set_events(c);
+}
+
+void fo_conn_on_tls_event(fo_conn_t *c, uint32_t events)
+{
+    const fo_tls_conn_t *s = c->tls;
+    uint32_t in = events & (EPOLLIN | EPOLLHUP | EPOLLERR);
+    uint32_t out = events & (EPOLLOUT | EPOLLHUP | EPOLLERR);
+    if (c->want_out && (s->wr_want == FO_TLS_WANT_READ ? in : out))
+        fo_worker_mark_dirty(c->w, c);          /* the write side goes on */
+    if ((c->reading && (s->rd_want == FO_TLS_WANT_WRITE ? out : in)) ||
+        (events & (EPOLLHUP | EPOLLERR)))
+        fo_conn_on_readable(c);                 /* may free c (then not dirty) */
+}
+
+void fo_conn_stop_reading(fo_conn_t *c)
+{
+    if (!c->reading)
+        return;
+    c->reading = 0;
+    set_events(c);
+}
+
 void fo_conn_on_readable(fo_conn_t *c)
 {
     fo_worker_t *w = c->w;
+    if (c->tls) {
+        tls_on_readable(c);
+        return;
+    }
     if (c->state == FO_CONN_CLOSING) {
         linger_read(c);
         return;
@@ -633,16 +844,9 @@ void fo_conn_on_readable(fo_conn_t *c)
             on_eof(c);
             return;
         }
-        fo_buf_commit(&c->dec.buf, (size_t)k);
-        c->last_rx_ms = w->now_ms;
-        w->read_time_ns = fo_realtime_ns();   /* Deliver.time_ns: one read per read */
+        took(c, (size_t)k);
         got += (uint64_t)k;
-        handle_frames(c);
-        if (!fo_buf_len(&c->dec.buf))
-            c->partial_ms = 0;
-        else if (!c->partial_ms)
-            c->partial_ms = w->now_ms ? w->now_ms : 1;
-        if (c->state == FO_CONN_CLOSING || c->paused_on || got >= budget)
+        if (c->state == FO_CONN_CLOSING || c->paused_on || c->held || got >= budget)
             break;
     }
     if (fo_buf_len(&c->dec.buf) == 0)
@@ -705,8 +909,20 @@ void fo_conn_tick(fo_conn_t *c)
         return;
     }
     if (c->state == FO_CONN_HELLO_WAIT) {
+        if (c->auth_wait) {                /* a login in the works: its own clock */
+            fo_login_tick(c);
+            return;
+        }
         if (now - c->created_ms >= w->b->cfg.hello_timeout_ms) {
             FO_STAT_INC(&w->stats, idle_timeouts);
+            if (c->tls && !c->tls->established) {
+                /* no ERROR can be said before the handshake: just close */
+                FO_STAT_INC(&w->stats, tls_handshake_failures);
+                FO_LOG_RATE(FO_LOG_WARN, c->id, "TLS handshake with %s not finished within %u ms",
+                            c->peer, w->b->cfg.hello_timeout_ms);
+                fo_conn_destroy(c);
+                return;
+            }
             fo_conn_fail(c, FO_CODE(IDLE_TIMEOUT), "no HELLO within %u ms", w->b->cfg.hello_timeout_ms);
         }
         return;
@@ -735,10 +951,15 @@ void fo_conn_pause(fo_conn_t *c, struct fo_topic *t)
     c->paused_on = t;
     fo_worker_pause(c->w, c);
     FO_STAT_INC(&c->w->stats, publishers_paused);
-    if (c->reading) {
-        c->reading = 0;
-        set_events(c);
-    }
+    fo_conn_stop_reading(c);
+}
+
+void fo_conn_forget_dead(fo_conn_t *c)
+{
+    if (c->last_topic && atomic_load_explicit(&c->last_topic->dead, memory_order_acquire))
+        c->last_topic = NULL;
+    /* paused_on cannot be dead: a topic someone is blocked on is not idle,
+     * and the worker resumes a publisher before its topic can be swept */
 }
 
 int fo_conn_blocked(const fo_conn_t *c)
@@ -746,10 +967,22 @@ int fo_conn_blocked(const fo_conn_t *c)
     return atomic_load_explicit(&c->paused_on->blocked, memory_order_relaxed) > 0;
 }
 
+void fo_conn_hold_input(fo_conn_t *c)
+{
+    c->held = 1;
+    fo_conn_stop_reading(c);
+}
+
+void fo_conn_release_input(fo_conn_t *c)
+{
+    c->held = 0;
+    fo_conn_resume(c);
+}
+
 void fo_conn_resume(fo_conn_t *c)
 {
     c->paused_on = NULL;
-    if (c->w->drain_phase || c->state == FO_CONN_CLOSING)
+    if (c->w->drain_phase || c->state == FO_CONN_CLOSING || c->held)
         return;
     handle_frames(c);              /* what was read before the pause */
     if (c->paused_on)
@@ -758,6 +991,8 @@ void fo_conn_resume(fo_conn_t *c)
         give_back_buffer(c);
     c->reading = 1;
     set_events(c);
+    if (c->tls && fo_tls_pending(c->tls))
+        fo_worker_tls_pending(c->w, c);    /* read before the pause, still inside */
 }
 
 /* ------------------------------------------------------------ subscriptions */

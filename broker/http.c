@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
@@ -87,6 +88,7 @@ static const char *reason(int status)
     switch (status) {
     case 200: return "OK";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 431: return "Request Header Fields Too Large";
@@ -210,6 +212,30 @@ static int conn_respond(fo_http_t *h, hconn_t *c, int status, const char *ctype,
     return conn_flush(h, c);
 }
 
+/* The value of header `name` (lower case) among the header lines in
+ * [p, end), NUL-terminated in place with its blanks trimmed; NULL when
+ * absent. */
+static const char *header_value(char *p, char *end, const char *name)
+{
+    size_t nl = strlen(name);
+    while (p < end) {
+        char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            eol = end;
+        if ((size_t)(eol - p) > nl && p[nl] == ':' && !strncasecmp(p, name, nl)) {
+            char *v = p + nl + 1, *e = eol;
+            while (v < e && (*v == ' ' || *v == '\t'))
+                v++;
+            while (e > v && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+                e--;
+            *e = '\0';
+            return v;
+        }
+        p = eol + 1;
+    }
+    return NULL;
+}
+
 /* The request line, once the headers are complete. */
 static int conn_request(fo_http_t *h, hconn_t *c, size_t hdr_end)
 {
@@ -233,15 +259,18 @@ static int conn_request(fo_http_t *h, hconn_t *c, size_t hdr_end)
     char *q = strchr(path, '?');
     if (q)
         *q = '\0';
+    fo_http_req_t rq = { .path = path,
+                         .authorization = header_value(eol + 1, c->req + hdr_end, "authorization") };
 
     fo_buf_t body = FO_BUF_INIT;
     const char *ctype = text_plain;
-    int status = h->handler(h->ud, path, &body, &ctype);
+    int status = h->handler(h->ud, &rq, &body, &ctype);
     if (status < 100 || status > 599) {
         fo_buf_free(&body);
         status = 500;
     }
-    int rc = conn_respond(h, c, status, ctype, NULL, &body);
+    int rc = conn_respond(h, c, status, ctype,
+                          status == 401 ? "WWW-Authenticate: Bearer realm=\"fanout\"\r\n" : NULL, &body);
     fo_buf_free(&body);
     return rc;
 }

@@ -18,9 +18,17 @@
 
 typedef struct fo_http fo_http_t;
 
-/* Render `path` into body; return the HTTP status (200, 404, 503...) and
- * set *content_type (static string). */
-typedef int (*fo_http_handler_t)(void *ud, const char *path, fo_buf_t *body,
+/* What the handler sees of a request (strings valid during the call). */
+typedef struct fo_http_req {
+    const char *path;           /* query string cut off                 */
+    const char *authorization;  /* the Authorization header's value, its
+                                 * blanks trimmed, or NULL when absent  */
+} fo_http_req_t;
+
+/* Render the answer to rq into body; return the HTTP status (200, 401,
+ * 404, 503...) and set *content_type (static string). A 401 goes out with
+ * `WWW-Authenticate: Bearer realm="fanout"`. */
+typedef int (*fo_http_handler_t)(void *ud, const fo_http_req_t *rq, fo_buf_t *body,
                                  const char **content_type);
 
 #define FO_HTTP_MAX_REQUEST 8192    /* request line + headers, bytes   */

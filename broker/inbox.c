@@ -22,8 +22,10 @@ void fo_inbox_destroy(fo_inbox_t *ib)
 {
     for (size_t i = 0; i < ib->len; i++) {
         fo_item_t *it = &ib->items[i];
-        if (it->kind == FO_ITEM_CONN)
+        if (it->kind == FO_ITEM_CONN || it->kind == FO_ITEM_CONN_TLS)
             close(it->u.fd);
+        else if (it->kind == FO_ITEM_CTL)
+            it->u.ctl->drop(it->u.ctl);
         else
             fo_msg_unref(it->u.msg);
     }

@@ -5,10 +5,10 @@
  * The eventfd is written only when the inbox goes from empty to non-empty,
  * so a burst of batches costs the worker one wake-up (coalesced).
  *
- * Items carry a new connection (from the acceptor), a message to fan out
+ * Items carry a new connection (from the acceptor; plain or TLS), a message to fan out
  * to the worker's local subscribers of its topic (one reference per worker
  * per message, not per subscriber), or a message for one queue-group
- * member on that worker.
+ * member on that worker, or a control message from another thread.
  */
 #ifndef FO_INBOX_H
 #define FO_INBOX_H
@@ -23,12 +23,24 @@ typedef enum {
     FO_ITEM_CONN = 1,     /* fd: a new connection to adopt            */
     FO_ITEM_FANOUT,       /* msg: deliver to local bindings of topic  */
     FO_ITEM_TARGET,       /* msg: deliver to (conn_id, sid)           */
+    FO_ITEM_REPLY,        /* msg: a reply for connection conn_id      */
+    FO_ITEM_CONN_TLS,     /* fd: a new connection from --tls-listen   */
+    FO_ITEM_CTL,          /* ctl: a control message (login.c: a login's
+                             verdict, a reloaded users table)          */
 } fo_item_kind_t;
+
+/* The first member of every control message: run handles it on the
+ * receiving worker (and frees it); drop frees one that is never handled
+ * (the inbox is destroyed with it inside). */
+typedef struct fo_ctl {
+    void (*run)(struct fo_ctl *self, void *worker);   /* fo_worker_t * */
+    void (*drop)(struct fo_ctl *self);
+} fo_ctl_t;
 
 typedef struct fo_item {
     uint32_t kind;
     uint32_t sid;
-    union { fo_msg_t *msg; int fd; } u;
+    union { fo_msg_t *msg; int fd; fo_ctl_t *ctl; } u;
     uint64_t conn_id;
 } fo_item_t;
 

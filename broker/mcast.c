@@ -284,7 +284,7 @@ static size_t slot_open(fo_mcast_tx_t *tx, int group)
 }
 
 void fo_mcast_tx_add(fo_mcast_tx_t *tx, int group, const char *topic, size_t topic_len,
-                     uint64_t seq, const uint8_t *payload, size_t payload_len)
+                     uint64_t seq, const uint8_t *payload, size_t payload_len, int carry)
 {
     const fo_mcast_t *m = tx->m;
     if (group < 0 || (size_t)group >= m->count)
@@ -293,7 +293,7 @@ void fo_mcast_tx_add(fo_mcast_tx_t *tx, int group, const char *topic, size_t top
     size_t head = 1 + fo_varint_len(topic_len) + topic_len + 1 + fo_varint_len(seq);
     size_t inner = head + 1 + fo_varint_len(payload_len) + payload_len;
     int oversize = 0;
-    if (1 + fo_varint_len(inner) + inner > room) {
+    if (!carry || 1 + fo_varint_len(inner) + inner > room) {
         oversize = 1;
         inner = head + 2 + 1 + fo_varint_len(payload_len);
         FO_STAT_INC(tx->stats, mcast_oversize);

@@ -54,9 +54,12 @@ FO_MUST_CHECK fo_err_t fo_mcast_tx_create(const fo_mcast_t *m, fo_stats_t *stats
 void fo_mcast_tx_destroy(fo_mcast_tx_t *tx);                /* flushes; NULL is fine */
 
 /* Queue one message for group `group` (from fo_mcast_group_for). The bytes
- * are copied into the pending datagram; nothing is retained. */
+ * are copied into the pending datagram; nothing is retained. carry = 0
+ * sends only the marker (topic, seq, size: fetched with REPAIR), as for a
+ * message too large for a datagram: for messages with a reply address or
+ * headers, which only DELIVER carries. */
 void fo_mcast_tx_add(fo_mcast_tx_t *tx, int group, const char *topic, size_t topic_len,
-                     uint64_t seq, const uint8_t *payload, size_t payload_len);
+                     uint64_t seq, const uint8_t *payload, size_t payload_len, int carry);
 
 /* Send everything queued (sendmmsg). Cheap when nothing is queued. */
 void fo_mcast_tx_flush(fo_mcast_tx_t *tx);

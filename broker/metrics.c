@@ -238,6 +238,22 @@ fo_err_t fo_metrics_render(const fo_metrics_src_t *src, fo_buf_t *out)
 
     family(&o, "fanout_topics", "gauge", "Topics in the registry");
     put(&o, "fanout_topics %" PRIu64 "\n", src->topics);
+    family(&o, "fanout_topics_created_total", "counter", "Topics created");
+    put(&o, "fanout_topics_created_total %" PRIu64 "\n", src->topics_created);
+    family(&o, "fanout_topics_freed_total", "counter", "Idle topics freed");
+    put(&o, "fanout_topics_freed_total %" PRIu64 "\n", src->topics_freed);
+    if (src->auth) {
+        const fo_metrics_auth_t *a = src->auth;
+        family(&o, "fanout_users", "gauge", "Users in the users table in use");
+        put(&o, "fanout_users %" PRIu64 "\n", a->users);
+        family(&o, "fanout_auth_verifications_total", "counter",
+               "Password and token verifications run on the auth threads (argon2id)");
+        put(&o, "fanout_auth_verifications_total %" PRIu64 "\n", a->verifications);
+        family(&o, "fanout_auth_inflight", "gauge", "Logins queued for or under verification");
+        put(&o, "fanout_auth_inflight %" PRIu64 "\n", a->inflight);
+        family(&o, "fanout_auth_cache_entries", "gauge", "Recent successful logins remembered");
+        put(&o, "fanout_auth_cache_entries %" PRIu64 "\n", a->cache_entries);
+    }
     family(&o, "fanout_memory_bytes", "gauge", "Message memory in use");
     put(&o, "fanout_memory_bytes %" PRIu64 "\n", src->memory_bytes);
     family(&o, "fanout_memory_limit_bytes", "gauge", "Message memory cap (--max-memory)");

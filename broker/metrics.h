@@ -25,6 +25,14 @@ typedef struct fo_proc_stats {
  * getrlimit. FO_ERR_IO when /proc cannot be read (*p is then zeroed). */
 FO_MUST_CHECK fo_err_t fo_proc_stats_read(fo_proc_stats_t *p);
 
+/* The login side (login.c), when a users table is configured. */
+typedef struct fo_metrics_auth {
+    uint64_t users;                    /* in the table in use            */
+    uint64_t verifications;            /* argon2id runs                  */
+    uint64_t inflight;                 /* queued or verifying now        */
+    uint64_t cache_entries;
+} fo_metrics_auth_t;
+
 typedef struct fo_metrics_src {
     const fo_stats_t *const *workers;  /* borrowed: one per worker */
     int nworkers;
@@ -33,6 +41,8 @@ typedef struct fo_metrics_src {
     uint64_t memory_limit;             /* --max-memory           */
     uint64_t uptime_s;
     const char *version;
+    uint64_t topics_created, topics_freed;  /* ever, by the registry */
+    const fo_metrics_auth_t *auth;     /* NULL: no users configured */
     const fo_proc_stats_t *proc;       /* NULL: no process_* families */
 } fo_metrics_src_t;
 

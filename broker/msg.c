@@ -10,6 +10,8 @@
  *     0x10 VARINT seq             Deliver.seq     (2)
  *     0x20 VARINT time_ns         Deliver.time_ns (4)
  *     0x28 0x01                   Deliver.replay  (5), replays only
+ *     0x32 LEN reply              Deliver.reply   (6), requests only
+ *     0x3a LEN Header             Deliver.headers (7), each, when any
  *     0x1a LEN payload            Deliver.payload (3)
  */
 #include <stdlib.h>
@@ -158,11 +160,9 @@ int fo_mem_charge(fo_mem_t *mem, uint64_t n)
     return 0;
 }
 
-fo_msg_t *fo_msg_new(fo_mem_t *mem, struct fo_topic *topic, const char *name,
-                     size_t name_len, uint64_t seq, uint64_t time_ns,
-                     const uint8_t *payload, size_t payload_len, int replay)
+/* A block for a message whose shared part is `shared` bytes, charged. */
+static fo_msg_t *msg_alloc(fo_mem_t *mem, struct fo_topic *topic, size_t shared)
 {
-    size_t shared = fo_deliver_shared_len(name_len, seq, time_ns, replay, payload_len);
     size_t total = sizeof(fo_msg_t) + shared;
     if (shared > UINT32_MAX || fo_mem_charge(mem, total))
         return NULL;
@@ -178,15 +178,32 @@ fo_msg_t *fo_msg_new(fo_mem_t *mem, struct fo_topic *topic, const char *name,
     atomic_init(&m->refs, 1);
     m->topic = topic;
     m->mem = mem;
-    m->seq = seq;
-    m->time_ns = time_ns;
     m->charged = (uint32_t)total;
-    m->replay = (uint8_t)(replay != 0);
-    m->shared_len = (uint32_t)fo_deliver_write_shared(m->shared, name, name_len, seq, time_ns,
-                                                      replay, payload, payload_len);
-    m->payload_off = m->shared_len - (uint32_t)payload_len;   /* payload is last */
-    m->payload_len = (uint32_t)payload_len;
     return m;
+}
+
+fo_msg_t *fo_msg_encode(fo_mem_t *mem, struct fo_topic *topic, const fo_deliver_fields_t *f)
+{
+    fo_msg_t *m = msg_alloc(mem, topic, fo_deliver_shared_len(f));
+    if (!m)
+        return NULL;
+    m->seq = f->seq;
+    m->time_ns = f->time_ns;
+    m->replay = (uint8_t)(f->replay != 0);
+    m->shared_len = (uint32_t)fo_deliver_write_shared(m->shared, f);
+    m->payload_off = m->shared_len - (uint32_t)f->payload_len;   /* payload is last */
+    m->payload_len = (uint32_t)f->payload_len;
+    return m;
+}
+
+fo_msg_t *fo_msg_new(fo_mem_t *mem, struct fo_topic *topic, const char *name,
+                     size_t name_len, uint64_t seq, uint64_t time_ns,
+                     const uint8_t *payload, size_t payload_len, int replay)
+{
+    fo_deliver_fields_t f = { .topic = name, .topic_len = name_len, .seq = seq,
+                              .time_ns = time_ns, .replay = replay, .payload = payload,
+                              .payload_len = payload_len };
+    return fo_msg_encode(mem, topic, &f);
 }
 
 const char *fo_msg_topic(const fo_msg_t *m, size_t *len)
@@ -202,10 +219,18 @@ const char *fo_msg_topic(const fo_msg_t *m, size_t *len)
 
 fo_msg_t *fo_msg_replay_copy(const fo_msg_t *m)
 {
-    size_t tl;
-    const char *t = fo_msg_topic(m, &tl);
-    return fo_msg_new(m->mem, m->topic, t, tl, m->seq, m->time_ns,
-                      fo_msg_payload(m), m->payload_len, 1);
+    if (m->replay)
+        return fo_msg_ref((fo_msg_t *)m);     /* already a replay encoding */
+    fo_msg_t *c = msg_alloc(m->mem, m->topic, m->shared_len + 3);
+    if (!c)
+        return NULL;
+    c->seq = m->seq;
+    c->time_ns = m->time_ns;
+    c->replay = 1;
+    c->shared_len = (uint32_t)fo_deliver_replay_encode(c->shared, m->shared, m->shared_len);
+    c->payload_len = m->payload_len;
+    c->payload_off = c->shared_len - c->payload_len;
+    return c;
 }
 
 void fo_msg_free(fo_msg_t *m)

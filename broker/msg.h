@@ -58,8 +58,14 @@ static inline void fo_mem_uncharge(fo_mem_t *mem, uint64_t n)
     atomic_fetch_sub_explicit(&mem->used, n, memory_order_relaxed);
 }
 
-/* A message with one reference (the caller's); NULL when the cap would be
- * exceeded or malloc fails. name/payload are copied into the encoding. */
+struct fo_deliver_fields;
+
+/* A message with one reference (the caller's), encoded from f (copied:
+ * nothing in f is kept); NULL when the cap would be exceeded or malloc
+ * fails. topic (may be NULL: a reply) is borrowed for the message's life. */
+fo_msg_t *fo_msg_encode(fo_mem_t *mem, struct fo_topic *topic, const struct fo_deliver_fields *f);
+
+/* The same for the plain case: topic name, seq, time, payload. */
 fo_msg_t *fo_msg_new(fo_mem_t *mem, struct fo_topic *topic, const char *name,
                      size_t name_len, uint64_t seq, uint64_t time_ns,
                      const uint8_t *payload, size_t payload_len, int replay);

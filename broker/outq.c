@@ -230,6 +230,36 @@ int fo_outq_iov(const fo_outq_t *q, struct iovec *iov, int max, uint8_t *scratch
     return n;
 }
 
+size_t fo_outq_copy(const fo_outq_t *q, uint8_t *dst, size_t max)
+{
+    size_t n = 0;
+    uint32_t skip = q->head_off;
+    for (uint32_t i = 0; i < q->count && n < max; i++) {
+        const fo_out_t *e = &q->ring[(q->head + i) & (q->cap - 1)];
+        if (e->msg) {
+            uint8_t pre[FO_DELIVER_PREFIX_MAX];
+            size_t pl = fo_deliver_prefix(pre, e->sid, e->msg->shared_len);
+            if (skip < pl) {
+                size_t k = pl - skip < max - n ? pl - skip : max - n;
+                memcpy(dst + n, pre + skip, k);
+                n += k;
+                skip = 0;
+            } else {
+                skip -= (uint32_t)pl;
+            }
+            size_t k = e->msg->shared_len - skip < max - n ? e->msg->shared_len - skip : max - n;
+            memcpy(dst + n, e->msg->shared + skip, k);
+            n += k;
+        } else {
+            size_t k = e->len - skip < max - n ? e->len - skip : max - n;
+            memcpy(dst + n, e->frame + skip, k);
+            n += k;
+        }
+        skip = 0;
+    }
+    return n;
+}
+
 void fo_outq_advance(fo_outq_t *q, size_t n)
 {
     q->bytes -= n;

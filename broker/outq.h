@@ -73,6 +73,12 @@ int fo_outq_iov(const fo_outq_t *q, struct iovec *iov, int max, uint8_t *scratch
 /* Pop n written bytes. */
 void fo_outq_advance(fo_outq_t *q, size_t n);
 
+/* Copy up to max wire bytes from the head (prefixes built on the way,
+ * bodies copied) into dst, without popping them; returns the count. For
+ * TLS, which packs many messages into one record (tls.c); plain sockets
+ * use fo_outq_iov. */
+size_t fo_outq_copy(const fo_outq_t *q, uint8_t *dst, size_t max);
+
 /* Drop the oldest droppable shared messages until bytes <= target. Each
  * contiguous (sid, topic) run dropped is replaced, in place, by a GAP
  * {reason GAP_SLOW_CONSUMER} (merged as above), so the subscriber reads

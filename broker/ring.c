@@ -76,6 +76,12 @@ fo_err_t fo_ring_push(fo_ring_t *r, fo_msg_t *m, uint32_t max_msgs, uint64_t max
     return FO_OK;
 }
 
+void fo_ring_expire(fo_ring_t *r, uint64_t cutoff_ns)
+{
+    while (r->count && r->slots[r->head]->time_ns < cutoff_ns)
+        evict_oldest(r);
+}
+
 fo_msg_t *fo_ring_get(const fo_ring_t *r, uint64_t seq)
 {
     if (r->count == 0 || seq < r->first_seq || seq - r->first_seq >= r->count)

@@ -37,6 +37,10 @@ void fo_ring_destroy(fo_ring_t *r);           /* unrefs everything; NULL ok */
  * grow (the message is then simply not retained). */
 FO_MUST_CHECK fo_err_t fo_ring_push(fo_ring_t *r, fo_msg_t *m, uint32_t max_msgs, uint64_t max_bytes);
 
+/* Evict every message received before cutoff_ns (CLOCK_REALTIME), oldest
+ * first (--retention-age). */
+void fo_ring_expire(fo_ring_t *r, uint64_t cutoff_ns);
+
 /* The retained message with sequence seq, borrowed, or NULL. */
 fo_msg_t *fo_ring_get(const fo_ring_t *r, uint64_t seq);
 

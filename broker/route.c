@@ -12,9 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "acl.h"
 #include "log.h"
+#include "login.h"
 #include "route.h"
 #include "tcache.h"
+#include "users.h"
 
 #define REPAIR_MAX 100000u      /* sequences one REPAIR may ask for */
 
@@ -73,12 +76,16 @@ static void deliver_target(fo_worker_t *w, fo_msg_t *m, uint64_t conn_id, uint32
     fo_conn_deliver(c, s, m);
 }
 
+static void deliver_reply(fo_worker_t *w, fo_msg_t *m, uint64_t conn_id);
+
 void fo_route_item(fo_worker_t *w, fo_item_t *it)
 {
     if (it->kind == FO_ITEM_FANOUT) {
         deliver_local(w, it->u.msg);   /* consumes the item's reference */
     } else if (it->kind == FO_ITEM_TARGET) {
         deliver_target(w, it->u.msg, it->conn_id, it->sid);
+    } else if (it->kind == FO_ITEM_REPLY) {
+        deliver_reply(w, it->u.msg, it->conn_id);
     }
 }
 
@@ -106,26 +113,38 @@ static int picks_room(fo_worker_t *w, uint32_t n)
     return 1;
 }
 
-/* The topic of a PUBLISH: the publisher's last one, the worker's cache,
- * else the registry (creating it). NULL when refused (the error is sent). */
-static fo_topic_t *publish_topic(fo_conn_t *c, const char *name, size_t len, uint64_t req)
+/* The topic of a PUBLISH if this worker knows it: the publisher's last
+ * one, else the worker's cache. No lock. */
+static fo_topic_t *cached_topic(fo_conn_t *c, const char *name, size_t len)
 {
-    fo_worker_t *w = c->w;
     /* a publisher mostly repeats its last topic: check it before hashing */
     fo_topic_t *t = c->last_topic;
-    if (t && t->len == len && !memcmp(t->name, name, len))
-        return t;
-    t = fo_tcache_find(w->tcache, name, len, fo_topic_hash(name, len));
-    if (t)
-        return t;
-    /* a cached name was valid when it was first seen: check misses only */
-    if (!fo_topic_valid(name, len)) {
-        fo_conn_fail(c, FO_CODE(INVALID_TOPIC), "invalid topic \"%.*s\"",
-                     (int)(len < 64 ? len : 64), name);
-        return NULL;
-    }
+    if (!t || t->len != len || memcmp(t->name, name, len))
+        t = fo_tcache_find(c->w->tcache, name, len, fo_topic_hash(name, len));
+    /* a dead topic stays readable until this worker's next quiescent
+     * point: treat it as a miss */
+    return t && !atomic_load_explicit(&t->dead, memory_order_relaxed) ? t : NULL;
+}
+
+/* The registry's topic (created when new), cached. NULL when refused (the
+ * error is sent). */
+static fo_topic_t *registry_topic(fo_conn_t *c, const char *name, size_t len, uint64_t req)
+{
+    fo_worker_t *w = c->w;
     fo_err_t err = FO_OK;
-    t = fo_registry_get(w->b->reg, name, len, &err);
+    fo_user_counters_t *owner = NULL;
+    if (c->user && fo_user_limit(c->user, FO_LIMIT_TOPICS) != FO_USERS_LIMIT_NONE &&
+        !fo_registry_find(w->b->reg, name, len)) {
+        /* a topic this user would create: within its limit? */
+        if (fo_user_take(c->user, FO_LIMIT_TOPICS)) {
+            fo_conn_send_error(c, FO_CODE(BAD_REQUEST), req, FO_NO_SID,
+                               "user %s may create at most %llu topics (its limit)", fo_user_name(c->user),
+                               (unsigned long long)fo_user_limit(c->user, FO_LIMIT_TOPICS));
+            return NULL;
+        }
+        owner = fo_user_counters(c->user);
+    }
+    fo_topic_t *t = fo_registry_get(w->b->reg, name, len, owner, &err);
     if (!t) {
         if (err == FO_ERR_BUSY)
             fo_conn_send_error(c, FO_CODE(BAD_REQUEST), req, FO_NO_SID,
@@ -138,13 +157,78 @@ static fo_topic_t *publish_topic(fo_conn_t *c, const char *name, size_t len, uin
     return t;
 }
 
+static int header_key_ok(const char *k)
+{
+    size_t n = k ? strlen(k) : 0;
+    if (n == 0 || n > FO_HEADER_KEY_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)k[i] <= 0x20 || (unsigned char)k[i] >= 0x7f)
+            return 0;
+    return 1;
+}
+
+/* A request's reply address and the headers (docs/PROTOCOL.md §4.4): an
+ * invalid reply address closes (ERR_INVALID_TOPIC), headers beyond the
+ * limits are refused (ERR_BAD_REQUEST, stays open). 1 = fine. */
+static int extras_ok(fo_conn_t *c, const fo_publish_req_t *p)
+{
+    if (p->reply && !fo_topic_valid(p->reply, strlen(p->reply))) {
+        fo_conn_fail(c, FO_CODE(INVALID_TOPIC), "invalid reply address \"%.64s\"", p->reply);
+        return 0;
+    }
+    if (p->n_headers > FO_HEADERS_MAX) {
+        fo_conn_send_error(c, FO_CODE(BAD_REQUEST), p->req, FO_NO_SID,
+                           "%zu headers (at most %d)", p->n_headers, FO_HEADERS_MAX);
+        return 0;
+    }
+    size_t bytes = 0;
+    for (size_t i = 0; i < p->n_headers; i++) {
+        const Fanout__Header *h = p->headers[i];
+        if (!header_key_ok(h->key)) {
+            fo_conn_send_error(c, FO_CODE(BAD_REQUEST), p->req, FO_NO_SID,
+                               "header %zu: a key is 1..%d bytes 0x21..0x7e", i + 1, FO_HEADER_KEY_MAX);
+            return 0;
+        }
+        bytes += strlen(h->key) + (h->has_value ? h->value.len : 0);
+    }
+    if (bytes > FO_HEADERS_BYTES) {
+        fo_conn_send_error(c, FO_CODE(BAD_REQUEST), p->req, FO_NO_SID,
+                           "headers of %zu bytes (at most %d)", bytes, FO_HEADERS_BYTES);
+        return 0;
+    }
+    return 1;
+}
+
+static fo_deliver_fields_t fields_of(const fo_publish_req_t *p, uint64_t seq, uint64_t time_ns)
+{
+    return (fo_deliver_fields_t){
+        .topic = p->topic, .topic_len = p->topic_len, .seq = seq, .time_ns = time_ns,
+        .payload = p->payload, .payload_len = p->payload_len,
+        .reply = p->reply, .reply_len = p->reply ? strlen(p->reply) : 0,
+        .headers = p->headers, .n_headers = p->n_headers };
+}
+
+/* Does anyone receive t's messages over TCP (plain subscribers on some
+ * worker, or a queue group)? Topic locked. */
+static int has_responders(const fo_topic_t *t, int nworkers)
+{
+    if (t->groups)
+        return 1;
+    for (int i = 0; i < nworkers; i++)
+        if (atomic_load_explicit(&t->nlocal[i], memory_order_relaxed))
+            return 1;
+    return 0;
+}
+
 /* The one topic-lock section of a publish: the next sequence, the encoded
  * message, its ring slot, a member of each queue group (into w->picks)
  * and which workers have plain subscribers (*mask, read under the lock so
  * a concurrent SUBSCRIBE is either before and sees this seq, or after).
- * NULL when the memory cap refuses it. */
-static fo_msg_t *sequence(fo_worker_t *w, fo_topic_t *t, const char *name, size_t len,
-                          const uint8_t *payload, size_t plen, uint64_t *mask, uint32_t *npicks)
+ * NULL when refused: *why is FO_ERR_NOMEM (the memory cap) or
+ * FO_ERR_NOT_FOUND (a request nobody would receive). */
+static fo_msg_t *sequence(fo_worker_t *w, fo_topic_t *t, const fo_publish_req_t *p,
+                          uint64_t *mask, uint32_t *npicks, fo_err_t *why)
 {
     fo_broker_t *b = w->b;
     uint32_t retain_msgs = LIM(b, retention_msgs), lost = 0;
@@ -152,12 +236,25 @@ static fo_msg_t *sequence(fo_worker_t *w, fo_topic_t *t, const char *name, size_
     *npicks = 0;
     *mask = 0;
     pthread_mutex_lock(&t->lock);
-    fo_msg_t *m = fo_msg_new(&b->mem, t, name, len, t->seq + 1, w->read_time_ns, payload, plen, 0);
+    if (atomic_load_explicit(&t->dead, memory_order_relaxed)) {
+        pthread_mutex_unlock(&t->lock);
+        *why = FO_ERR_CLOSED;              /* freed meanwhile: look it up again */
+        return NULL;
+    }
+    if (p->reply && !has_responders(t, b->nworkers)) {
+        pthread_mutex_unlock(&t->lock);
+        *why = FO_ERR_NOT_FOUND;           /* not sequenced, not retained */
+        return NULL;
+    }
+    fo_deliver_fields_t f = fields_of(p, t->seq + 1, w->read_time_ns);
+    fo_msg_t *m = fo_msg_encode(&b->mem, t, &f);
     if (!m) {
         pthread_mutex_unlock(&t->lock);
+        *why = FO_ERR_NOMEM;
         return NULL;
     }
     t->seq = m->seq;
+    t->last_ns = m->time_ns;
     if (fo_ring_push(&t->ring, m, retain_msgs, retain_bytes))
         FO_STAT_INC(&w->stats, retention_failures);   /* delivered, not retained */
     for (fo_qgroup_t *g = t->groups; g; g = g->next) {
@@ -203,38 +300,169 @@ static void fan_out(fo_worker_t *w, fo_msg_t *m, uint64_t mask, uint32_t npicks)
     }
 }
 
-void fo_route_publish(fo_conn_t *c, const char *name, size_t len,
-                      const uint8_t *payload, size_t plen, uint64_t req)
+static void refused(fo_conn_t *c, const fo_publish_req_t *p, fo_err_t why)
 {
     fo_worker_t *w = c->w;
-    fo_topic_t *t = publish_topic(c, name, len, req);
-    if (!t)
+    if (why == FO_ERR_CLOSED) {          /* died twice in a row: a busy sweeper */
+        fo_conn_send_error(c, FO_CODE(BAD_REQUEST), p->req, FO_NO_SID, "topic is being freed: try again");
+        return;
+    }
+    if (why == FO_ERR_NOT_FOUND) {
+        FO_STAT_INC(&w->stats, no_responders);
+        fo_conn_send_error(c, FO_CODE(NO_RESPONDERS), p->req, FO_NO_SID,
+                           "no subscriber for \"%.*s\"", (int)(p->topic_len < 64 ? p->topic_len : 64),
+                           p->topic);
+        return;
+    }
+    FO_STAT_INC(&w->stats, publish_refused_memory);
+    fo_conn_send_error(c, FO_CODE(MEMORY_LIMIT), p->req, FO_NO_SID,
+                       "broker memory cap reached (%llu bytes): publish refused",
+                       (unsigned long long)atomic_load(&w->b->mem.limit));
+}
+
+/* ------------------------------------------------------------ replies */
+
+/* "_INBOX.<16 hex conn id><16 hex secret>[.anything]": the connection and
+ * its secret. 1 when name has that form. */
+static int inbox_parse(const char *name, size_t len, uint64_t *conn_id, uint64_t *secret)
+{
+    size_t pl = sizeof FO_INBOX_PREFIX - 1;
+    if (len < pl + 32 || memcmp(name, FO_INBOX_PREFIX, pl) || (len > pl + 32 && name[pl + 32] != '.'))
+        return 0;
+    uint64_t v[2] = { 0, 0 };
+    for (size_t i = 0; i < 32; i++) {
+        char ch = name[pl + i];
+        unsigned d = ch >= '0' && ch <= '9' ? (unsigned)(ch - '0')
+                   : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10) : 16;
+        if (d == 16)
+            return 0;
+        v[i / 16] = v[i / 16] << 4 | d;
+    }
+    *conn_id = v[0];
+    *secret = v[1];
+    return 1;
+}
+
+/* Is name under the reserved prefix (its first token "_INBOX")? */
+static int inbox_topic(const char *name, size_t len)
+{
+    size_t pl = sizeof FO_INBOX_PREFIX - 2;        /* "_INBOX" */
+    return len >= pl && !memcmp(name, FO_INBOX_PREFIX, pl) && (len == pl || name[pl] == '.');
+}
+
+/* A reply on this worker: to the connection the address names, if it is
+ * still there and the address's secret is its own. */
+static void deliver_reply(fo_worker_t *w, fo_msg_t *m, uint64_t conn_id)
+{
+    size_t tl;
+    const char *t = fo_msg_topic(m, &tl);
+    uint64_t id, secret;
+    fo_conn_t *c = fo_worker_conn(w, conn_id);
+    if (!c || !inbox_parse(t, tl, &id, &secret) || secret != c->inbox_secret) {
+        FO_STAT_INC(&w->stats, drops_gone);      /* the requester has gone */
+        fo_msg_unref(m);
+        return;
+    }
+    fo_conn_deliver_reply(c, m);
+}
+
+/* A PUBLISH to an inbox address: no registry topic, no sequence, no
+ * retention; straight to the requester's worker. */
+static void publish_reply(fo_conn_t *c, const fo_publish_req_t *p)
+{
+    fo_worker_t *w = c->w;
+    uint64_t conn_id, secret;
+    if (!inbox_parse(p->topic, p->topic_len, &conn_id, &secret)) {
+        fo_conn_send_error(c, FO_CODE(BAD_REQUEST), p->req, FO_NO_SID,
+                           "\"%.*s\" is not a reply address (%s<32 hex digits>[.ID])",
+                           (int)(p->topic_len < 64 ? p->topic_len : 64), p->topic, FO_INBOX_PREFIX);
+        return;
+    }
+    if ((p->reply || p->n_headers) && !extras_ok(c, p))
+        return;
+    fo_deliver_fields_t f = fields_of(p, 0, w->read_time_ns);
+    fo_msg_t *m = fo_msg_encode(&w->b->mem, NULL, &f);
+    if (!m) {
+        refused(c, p, FO_ERR_NOMEM);
+        return;
+    }
+    FO_STAT_INC(&w->stats, messages_in);
+    FO_STAT_INC(&w->stats, replies);
+    FO_STAT_ADD(&w->stats, bytes_in, p->payload_len);
+    int to = (int)(conn_id & 0xff);
+    if (to >= w->b->nworkers) {
+        FO_STAT_INC(&w->stats, drops_gone);
+        fo_msg_unref(m);
+    } else if (to == w->id) {
+        deliver_reply(w, m, conn_id);
+    } else {
+        fo_item_t it = { .kind = FO_ITEM_REPLY, .u.msg = m, .conn_id = conn_id };
+        fo_worker_post(w, to, &it);
+    }
+    if (p->req)
+        send_ack(c, p->req, 0, 0);
+}
+
+/* ------------------------------------------------------------ publish */
+
+void fo_route_publish(fo_conn_t *c, const fo_publish_req_t *p)
+{
+    fo_worker_t *w = c->w;
+    fo_topic_t *t = cached_topic(c, p->topic, p->topic_len);
+    if (!t) {
+        /* a cached name was valid when it was first seen: check misses only */
+        if (inbox_topic(p->topic, p->topic_len)) {
+            publish_reply(c, p);
+            return;
+        }
+        if (!fo_topic_valid(p->topic, p->topic_len)) {
+            fo_conn_fail(c, FO_CODE(INVALID_TOPIC), "invalid topic \"%.*s\"",
+                         (int)(p->topic_len < 64 ? p->topic_len : 64), p->topic);
+            return;
+        }
+    }
+    /* the last topic passed this check when it became the last topic */
+    if (c->user && t != c->last_topic && !fo_login_may_publish(c, p->topic, p->topic_len)) {
+        FO_STAT_INC(&w->stats, permission_denied);
+        fo_conn_send_error(c, FO_CODE(PERMISSION), p->req, FO_NO_SID, "user %s may not publish to \"%.*s\"",
+                           fo_user_name(c->user), (int)(p->topic_len < 64 ? p->topic_len : 64), p->topic);
+        return;
+    }
+    if ((p->reply || p->n_headers) && !extras_ok(c, p))
+        return;
+    if (!t && !(t = registry_topic(c, p->topic, p->topic_len, p->req)))
         return;
     c->last_topic = t;
     uint64_t mask;
     uint32_t npicks;
-    fo_msg_t *m = sequence(w, t, name, len, payload, plen, &mask, &npicks);
+    fo_err_t why = FO_OK;
+    fo_msg_t *m = sequence(w, t, p, &mask, &npicks, &why);
+    if (!m && why == FO_ERR_CLOSED) {     /* it died after the lookup: once more */
+        c->last_topic = NULL;
+        if (!(t = registry_topic(c, p->topic, p->topic_len, p->req)))
+            return;
+        c->last_topic = t;
+        m = sequence(w, t, p, &mask, &npicks, &why);
+    }
     if (!m) {
-        FO_STAT_INC(&w->stats, publish_refused_memory);
-        fo_conn_send_error(c, FO_CODE(MEMORY_LIMIT), req, FO_NO_SID,
-                           "broker memory cap reached (%llu bytes): publish refused",
-                           (unsigned long long)atomic_load(&w->b->mem.limit));
+        refused(c, p, why);
         return;
     }
     FO_STAT_INC(&w->stats, messages_in);
-    FO_STAT_ADD(&w->stats, bytes_in, plen);
+    FO_STAT_ADD(&w->stats, bytes_in, p->payload_len);
     fan_out(w, m, mask, npicks);
     int routed = npicks > 0 || mask != 0;
     if (t->mcast_group >= 0) {
-        fo_mcast_tx_add(w->mtx, t->mcast_group, name, len, m->seq, payload, plen);
+        fo_mcast_tx_add(w->mtx, t->mcast_group, p->topic, p->topic_len, m->seq, p->payload,
+                        p->payload_len, !p->reply && !p->n_headers);
         routed = 1;
     }
     if (!routed)
         FO_STAT_INC(&w->stats, drops_no_route);
     if (atomic_load_explicit(&t->blocked, memory_order_relaxed) > 0)
         fo_conn_pause(c, t);       /* flow control: a subscriber is full */
-    if (req)
-        send_ack(c, req, m->seq, 1);
+    if (p->req)
+        send_ack(c, p->req, m->seq, 1);
     fo_msg_unref(m);
 }
 
@@ -360,6 +588,8 @@ static const char *sub_request_problem(const Fanout__Subscribe *s)
     const char *bad = enum_problem(s);
     if (bad)
         return bad;
+    if (inbox_topic(s->filter, strlen(s->filter)))
+        return "the _INBOX. prefix is reserved: replies reach their connection without a subscription";
     int queue = s->queue && s->queue[0];
     int mcast = s->has_delivery && s->delivery == FANOUT__DELIVERY__DELIVERY_MULTICAST;
     if (queue && !fo_topic_valid(s->queue, strlen(s->queue)))
@@ -379,6 +609,42 @@ static const char *sub_request_problem(const Fanout__Subscribe *s)
             return "a position's seq must be >= 1";
     }
     return NULL;
+}
+
+/* What c's user may subscribe to (docs/SECURITY.md): a filter that can
+ * match some topic it may read (a wide one then binds only to those), and
+ * slow=block and multicast only with their rights. A default policy of
+ * block becomes drop for a user without the right. 0 when refused (the
+ * ERROR is sent). */
+static int sub_permitted(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req, int *policy)
+{
+    const char *who = fo_user_name(c->user);
+    const char *no = NULL;
+    int explicit_block = s->has_slow && s->slow == FANOUT__SLOW_POLICY__SLOW_BLOCK;
+    if (!fo_acl_filter_ok(fo_login_sub_acl(c), s->filter))
+        no = "may not subscribe to";
+    else if (explicit_block && !fo_login_has_right(c, FO_RIGHT_BLOCK))
+        no = "may not use slow=block (it pauses other publishers) on";
+    else if (s->has_delivery && s->delivery == FANOUT__DELIVERY__DELIVERY_MULTICAST &&
+             !fo_login_has_right(c, FO_RIGHT_MULTICAST))
+        no = "may not receive by multicast on";
+    if (no) {
+        FO_STAT_INC(&c->w->stats, permission_denied);
+        fo_conn_send_error(c, FO_CODE(PERMISSION), req, s->sid, "user %s %s \"%.64s\"", who, no, s->filter);
+        return 0;
+    }
+    if (*policy == FO_POLICY_BLOCK && !fo_login_has_right(c, FO_RIGHT_BLOCK))
+        *policy = FO_POLICY_DROP;
+    return 1;
+}
+
+/* A sub that never reached the registry (its user count is given back). */
+static void free_unregistered(fo_conn_t *c, fo_sub_t *sub)
+{
+    if (c->user)
+        fo_user_give(c->user, FO_LIMIT_SUBSCRIPTIONS);
+    free(sub->queue);
+    free(sub);
 }
 
 void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
@@ -402,28 +668,38 @@ void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
                            w->b->cfg.max_subs);
         return;
     }
+    int pol = s->has_slow ? (int)s->slow : 0;
+    int policy = pol == FANOUT__SLOW_POLICY__SLOW_DISCONNECT ? FO_POLICY_DISCONNECT
+               : pol == FANOUT__SLOW_POLICY__SLOW_DROP ? FO_POLICY_DROP
+               : pol == FANOUT__SLOW_POLICY__SLOW_BLOCK ? FO_POLICY_BLOCK
+               : LIM(w->b, slow_policy);
+    if (c->user && !sub_permitted(c, s, req, &policy))
+        return;
     fo_sub_t *sub = calloc(1, sizeof *sub + fl + 1);
     if (!sub)
         goto nomem;
+    if (c->user && fo_user_take(c->user, FO_LIMIT_SUBSCRIPTIONS)) {
+        free(sub);
+        fo_conn_send_error(c, FO_CODE(MAX_SUBS), req, s->sid, "user %s may hold at most %llu subscriptions",
+                           fo_user_name(c->user),
+                           (unsigned long long)fo_user_limit(c->user, FO_LIMIT_SUBSCRIPTIONS));
+        return;
+    }
+    sub->acl = fo_login_sub_acl(c);
     memcpy(sub->filter, s->filter, fl + 1);
     sub->sid = s->sid;
     sub->worker = w->id;
     sub->conn = c;
     sub->conn_id = c->id;
     sub->multicast = s->has_delivery && s->delivery == FANOUT__DELIVERY__DELIVERY_MULTICAST;
-    int pol = s->has_slow ? (int)s->slow : 0;
-    sub->policy = (uint8_t)(pol == FANOUT__SLOW_POLICY__SLOW_DISCONNECT ? FO_POLICY_DISCONNECT
-                          : pol == FANOUT__SLOW_POLICY__SLOW_DROP ? FO_POLICY_DROP
-                          : pol == FANOUT__SLOW_POLICY__SLOW_BLOCK ? FO_POLICY_BLOCK
-                          : LIM(w->b, slow_policy));
+    sub->policy = (uint8_t)policy;
     if (s->queue && s->queue[0] && !(sub->queue = strdup(s->queue))) {
-        free(sub);
+        free_unregistered(c, sub);
         goto nomem;
     }
     /* On the connection first, so replay (inside subscribe) finds it. */
     if (fo_conn_sub_add(c, sub)) {
-        free(sub->queue);
-        free(sub);
+        free_unregistered(c, sub);
         goto nomem;
     }
     /* The ACK precedes every DELIVER/GAP of the subscription, replays
@@ -433,8 +709,7 @@ void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
     bound_ctx_t ctx = { c, s };
     if (fo_registry_subscribe(w->b->reg, sub, on_bound, &ctx)) {
         fo_conn_sub_remove(c, sub);
-        free(sub->queue);
-        free(sub);
+        free_unregistered(c, sub);
         goto nomem;
     }
     FO_STAT_INC(&w->stats, subscriptions);
@@ -449,8 +724,13 @@ static void free_sub(fo_conn_t *c, fo_sub_t *s)
 {
     fo_registry_unsubscribe(c->w->b->reg, s);
     FO_STAT_SUB(&c->w->stats, subscriptions, 1);
-    free(s->queue);
-    free(s);
+    free_unregistered(c, s);
+}
+
+void fo_route_end_sub(fo_conn_t *c, fo_sub_t *s)
+{
+    fo_conn_sub_remove(c, s);
+    free_sub(c, s);
 }
 
 void fo_route_unsubscribe(fo_conn_t *c, uint32_t sid, uint64_t req)
@@ -500,6 +780,12 @@ void fo_route_repair(fo_conn_t *c, const Fanout__Repair *r, uint64_t req)
         fo_conn_send_error(c, FO_CODE(BAD_REQUEST), req, r->sid,
                            "bad REPAIR range %llu..%llu on \"%.64s\" (at most %u, within the filter)",
                            (unsigned long long)first, (unsigned long long)last, r->topic, REPAIR_MAX);
+        return;
+    }
+    if (sub->acl && !fo_acl_topic_ok(sub->acl, r->topic, tl)) {
+        FO_STAT_INC(&w->stats, permission_denied);
+        fo_conn_send_error(c, FO_CODE(PERMISSION), req, r->sid, "user %s may not read \"%.64s\"",
+                           fo_login_user_name(c), r->topic);
         return;
     }
     /* sequences not given yet are ignored (docs/PROTOCOL.md §4.13): on a

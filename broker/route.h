@@ -14,13 +14,36 @@
 
 #include "conn.h"
 
-void fo_route_publish(fo_conn_t *c, const char *topic, size_t topic_len,
-                      const uint8_t *payload, size_t payload_len, uint64_t req);
+/* One PUBLISH. reply and headers are optional (NULL / 0); the pointers
+ * are borrowed for the call. A topic under the reserved "_INBOX." prefix
+ * is a reply: it goes to the connection whose Welcome.inbox it names,
+ * without a registry topic (docs/PROTOCOL.md §9a). */
+typedef struct fo_publish_req {
+    const char *topic;
+    size_t topic_len;
+    const uint8_t *payload;
+    size_t payload_len;
+    uint64_t req;                       /* Frame.req, 0 = none          */
+    const char *reply;                  /* Publish.reply, NULL = none   */
+    Fanout__Header *const *headers;
+    size_t n_headers;
+} fo_publish_req_t;
+
+void fo_route_publish(fo_conn_t *c, const fo_publish_req_t *p);
+
+/* The reserved reply prefix, and the limits on headers. */
+#define FO_INBOX_PREFIX   "_INBOX."
+#define FO_HEADERS_MAX    32
+#define FO_HEADER_KEY_MAX 64
+#define FO_HEADERS_BYTES  4096
 void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req);
 void fo_route_unsubscribe(fo_conn_t *c, uint32_t sid, uint64_t req);
 void fo_route_repair(fo_conn_t *c, const Fanout__Repair *r, uint64_t req);
 /* Unsubscribe and free every subscription of c (on close). */
 void fo_route_drop_subs(fo_conn_t *c);
+/* End one subscription without a word (the caller says why): off the
+ * connection and the registry, freed. */
+void fo_route_end_sub(fo_conn_t *c, fo_sub_t *s);
 /* Handle items taken from this worker's inbox (not FO_ITEM_CONN). */
 void fo_route_item(fo_worker_t *w, fo_item_t *it);
 

@@ -29,6 +29,8 @@
     X(frames_in,            counter, "Frames received")                          \
     X(drops_slow_consumer,  counter, "Messages dropped from slow consumers' queues") \
     X(drops_no_route,       counter, "Messages published to a topic with no subscriber") \
+    X(no_responders,        counter, "Requests refused with ERR_NO_RESPONDERS (nobody subscribed)") \
+    X(replies,              counter, "Replies routed to a requester's inbox")   \
     X(drops_gone,           counter, "Deliveries dropped because the subscriber left") \
     X(slow_consumer_disconnects, counter, "Connections closed by the disconnect slow-consumer policy") \
     X(congestions,          counter, "Times a block-policy subscriber's queue went over max-output") \
@@ -48,7 +50,20 @@
     X(mcast_oversize,       counter, "Messages too large for a datagram (announced, not carried)") \
     X(mcast_send_errors,    counter, "Multicast datagrams the kernel refused")   \
     X(repairs_served,       counter, "Messages resent for multicast repair")     \
-    X(repairs_missed,       counter, "Repair requests answered with GAP")
+    X(repairs_missed,       counter, "Repair requests answered with GAP")       \
+    X(tls_handshakes,       counter, "TLS handshakes completed")                 \
+    X(tls_handshake_failures, counter, "TLS handshakes that failed or timed out (the connection was closed)") \
+    X(tls_connections,      gauge,   "TLS connections open (handshake done)")    \
+    X(tls_ktls_connections, gauge,   "TLS connections whose records the kernel encrypts (kTLS)") \
+    X(logins,               counter, "Logins accepted (a user of the users table)")   \
+    X(logins_cached,        counter, "Logins accepted from the cache of recent successes") \
+    X(logins_verified,      counter, "Logins accepted after a verification on an auth thread") \
+    X(logins_failed,        counter, "Logins refused with ERR_AUTH for their credentials") \
+    X(logins_busy,          counter, "Logins refused because the auth threads were full") \
+    X(logins_refused,       counter, "Logins refused for other reasons (a user's connection limit, too many from one address)") \
+    X(logins_revoked,       counter, "Connections closed because a users reload removed their user or secret") \
+    X(subscriptions_revoked, counter, "Subscriptions ended because a users reload took their permission away") \
+    X(permission_denied,    counter, "Publishes, subscriptions and repairs refused with ERR_PERMISSION")
 
 /* Error codes (fanout.ErrorCode) counted separately: errors_sent{code=...}. */
 #define FO_STATS_ERR_CODES 32

@@ -71,3 +71,29 @@ void fo_tcache_put(fo_tcache_t *c, fo_topic_t *t)
     insert(c->slots, c->cap, t);
     c->len++;
 }
+
+void fo_tcache_purge_dead(fo_tcache_t *c)
+{
+    size_t dead = 0;
+    for (size_t i = 0; i < c->cap; i++)
+        if (c->slots[i] && atomic_load_explicit(&c->slots[i]->dead, memory_order_acquire))
+            dead++;
+    if (!dead)
+        return;
+    /* rebuild in place: collect the live ones, clear, insert again */
+    fo_topic_t **live = malloc((c->len - dead + 1) * sizeof *live);
+    size_t n = 0;
+    if (!live) {                 /* out of memory: drop the whole cache */
+        memset(c->slots, 0, c->cap * sizeof *c->slots);
+        c->len = 0;
+        return;
+    }
+    for (size_t i = 0; i < c->cap; i++)
+        if (c->slots[i] && !atomic_load_explicit(&c->slots[i]->dead, memory_order_acquire))
+            live[n++] = c->slots[i];
+    memset(c->slots, 0, c->cap * sizeof *c->slots);
+    for (size_t i = 0; i < n; i++)
+        insert(c->slots, c->cap, live[i]);
+    c->len = n;
+    free(live);
+}

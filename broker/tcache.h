@@ -26,6 +26,10 @@ fo_topic_t *fo_tcache_find(const fo_tcache_t *c, const char *name, size_t len, u
  * is still correct: the next publish asks the registry again. */
 void fo_tcache_put(fo_tcache_t *c, fo_topic_t *t);
 
+/* Forget every dead topic (worker's quiescent point: the registry freed
+ * them or will). */
+void fo_tcache_purge_dead(fo_tcache_t *c);
+
 /* Topics cached. */
 size_t fo_tcache_len(const fo_tcache_t *c);
 

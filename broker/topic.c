@@ -11,18 +11,34 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include "acl.h"
+#include "clock.h"
 #include "sublist.h"
 #include "topic.h"
+#include "users.h"
+
+#define TOMBS 65536               /* freed topics whose last seq is kept  */
+
+/* The last sequence of a freed topic, keyed by a 64-bit hash of its name
+ * (direct-mapped: a newer one overwrites an older one). */
+typedef struct tomb {
+    uint64_t name_hash, seq;
+} tomb_t;
 
 struct fo_registry {
     pthread_rwlock_t lock;
     fo_sublist_t *index;          /* every subscription, by filter token  */
+    fo_topic_t *limbo;            /* dead, not yet freed (sweeper only)   */
+    tomb_t *tombs;                /* TOMBS, made at the first death       */
+    size_t sweep_bucket;          /* where the sweep goes on              */
+    _Atomic uint64_t created, freed, deaths;
     fo_topic_t **buckets;
     size_t nbuckets;
     _Atomic uint64_t ntopics;
     int max_topics;
     int nworkers;
     fo_sub_t *subs;
+    uint64_t walk_mark;           /* fo_registry_set_acl's last mark       */
     fo_group_fn group_for;
     const void *group_ud;
 };
@@ -60,6 +76,7 @@ fail:
 
 static void topic_free(fo_topic_t *t)
 {
+    fo_user_counters_give(t->owner, FO_LIMIT_TOPICS);
     fo_ring_destroy(&t->ring);
     while (t->groups) {
         fo_qgroup_t *g = t->groups;
@@ -76,6 +93,12 @@ void fo_registry_destroy(fo_registry_t *r)
 {
     if (!r)
         return;
+    while (r->limbo) {
+        fo_topic_t *t = r->limbo;
+        r->limbo = t->hnext;
+        topic_free(t);
+    }
+    free(r->tombs);
     /* Subscriptions belong to connections, which are gone by now; their
      * bindings are freed with them (fo_registry_unsubscribe). */
     for (size_t i = 0; i < r->nbuckets; i++) {
@@ -95,6 +118,21 @@ void fo_registry_destroy(fo_registry_t *r)
 uint64_t fo_registry_topics(const fo_registry_t *r)
 {
     return atomic_load_explicit(&r->ntopics, memory_order_relaxed);
+}
+
+uint64_t fo_registry_created(const fo_registry_t *r) { return atomic_load(&r->created); }
+uint64_t fo_registry_freed(const fo_registry_t *r) { return atomic_load(&r->freed); }
+uint64_t fo_registry_deaths(const fo_registry_t *r)
+{
+    return atomic_load_explicit(&r->deaths, memory_order_acquire);
+}
+
+static uint64_t name_hash64(const char *s, size_t len)
+{
+    uint64_t h = 14695981039346656037ull;            /* FNV-1a, 64 bits */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    return h | 1;                                    /* 0 = an empty tomb */
 }
 
 static fo_topic_t *find_locked(fo_registry_t *r, const char *name, size_t len, uint32_t h)
@@ -232,19 +270,30 @@ static void unbind(fo_binding_t *b)
 }
 
 /* fo_sublist_match's callback for a topic being created. */
-static void bind_new(void *ud, fo_sub_t *s)
+/* May sub receive topic t? (its user's permissions; registry lock) */
+static int allowed(const fo_sub_t *sub, const fo_topic_t *t)
 {
-    (void)!bind(ud, s, 1);   /* NULL on OOM: that sub misses this topic */
+    return !sub->acl || fo_acl_topic_ok(sub->acl, t->name, t->len);
 }
 
-fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len, fo_err_t *err)
+static void bind_new(void *ud, fo_sub_t *s)
+{
+    fo_topic_t *t = ud;
+    if (allowed(s, t))
+        (void)!bind(t, s, 1);   /* NULL on OOM: that sub misses this topic */
+}
+
+fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len,
+                            struct fo_user_counters *owner, fo_err_t *err)
 {
     uint32_t h = fo_topic_hash(name, len);
     pthread_rwlock_rdlock(&r->lock);
     fo_topic_t *t = find_locked(r, name, len, h);
     pthread_rwlock_unlock(&r->lock);
-    if (t)
+    if (t) {
+        fo_user_counters_give(owner, FO_LIMIT_TOPICS);
         return t;
+    }
     pthread_rwlock_wrlock(&r->lock);
     t = find_locked(r, name, len, h);
     if (t)
@@ -268,18 +317,31 @@ fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len, fo_e
     memcpy(t->name, name, len);
     t->len = len;
     t->hash = h;
+    if (r->tombs) {                  /* freed before: continue its numbering */
+        uint64_t nh = name_hash64(name, len);
+        tomb_t *tb = &r->tombs[nh & (TOMBS - 1)];
+        if (tb->name_hash == nh) {
+            t->seq = tb->seq;
+            tb->name_hash = 0;
+        }
+    }
     fo_ring_init(&t->ring);
     t->mcast_group = r->group_for ? r->group_for(r->group_ud, t->name) : -1;
+    t->last_ns = fo_realtime_ns();   /* a new topic is not idle at once */
+    t->owner = owner;
+    owner = NULL;                    /* the topic keeps the count */
     /* Not visible yet: bind matching subscriptions without the topic lock;
      * the index finds them without looking at the others */
     fo_sublist_match(r->index, t->name, t->len, bind_new, t);
     t->hnext = r->buckets[h & (r->nbuckets - 1)];
     r->buckets[h & (r->nbuckets - 1)] = t;
     atomic_fetch_add_explicit(&r->ntopics, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->created, 1, memory_order_relaxed);
     if (fo_registry_topics(r) > r->nbuckets)
         rehash(r);
 out:
     pthread_rwlock_unlock(&r->lock);
+    fo_user_counters_give(owner, FO_LIMIT_TOPICS);
     return t;
 nomem:
     *err = FO_ERR_NOMEM;
@@ -303,7 +365,7 @@ fo_err_t fo_registry_subscribe(fo_registry_t *r, fo_sub_t *sub, fo_bound_fn boun
     if (!sub->wildcard) {
         size_t len = strlen(sub->filter);
         fo_topic_t *t = find_locked(r, sub->filter, len, fo_topic_hash(sub->filter, len));
-        if (t) {
+        if (t && allowed(sub, t)) {
             pthread_mutex_lock(&t->lock);
             fo_binding_t *b = bind(t, sub, t->seq + 1);
             if (b && bound)
@@ -315,7 +377,7 @@ fo_err_t fo_registry_subscribe(fo_registry_t *r, fo_sub_t *sub, fo_bound_fn boun
     } else {
         for (size_t i = 0; i < r->nbuckets && !err; i++)
             for (fo_topic_t *t = r->buckets[i]; t && !err; t = t->hnext) {
-                if (!fo_topic_match(sub->filter, t->name))
+                if (!fo_topic_match(sub->filter, t->name) || !allowed(sub, t))
                     continue;
                 pthread_mutex_lock(&t->lock);
                 fo_binding_t *b = bind(t, sub, t->seq + 1);
@@ -352,6 +414,133 @@ void fo_registry_unsubscribe(fo_registry_t *r, fo_sub_t *sub)
         sub->reg_next->reg_prev = sub->reg_prev;
     sub->reg_prev = sub->reg_next = NULL;
     pthread_rwlock_unlock(&r->lock);
+}
+
+fo_err_t fo_registry_set_acl(fo_registry_t *r, fo_sub_t *sub, const struct fo_acl *acl, int rebind)
+{
+    fo_err_t err = FO_OK;
+    pthread_rwlock_wrlock(&r->lock);
+    sub->acl = acl;
+    if (!rebind)
+        goto out;
+    /* what it may no longer read goes; what stays is marked */
+    uint64_t mark = ++r->walk_mark;
+    for (fo_binding_t **bp = &sub->bindings; *bp;) {
+        fo_binding_t *b = *bp;
+        if (allowed(sub, b->topic)) {
+            b->topic->walk_mark = mark;
+            bp = &b->snext;
+            continue;
+        }
+        *bp = b->snext;
+        pthread_mutex_lock(&b->topic->lock);
+        unbind(b);
+        pthread_mutex_unlock(&b->topic->lock);
+        free(b);
+    }
+    /* what it may read now and did not: from the next message */
+    for (size_t i = 0; i < r->nbuckets && !err; i++)
+        for (fo_topic_t *t = r->buckets[i]; t && !err; t = t->hnext) {
+            if (t->walk_mark == mark || !fo_topic_match(sub->filter, t->name) || !allowed(sub, t))
+                continue;
+            pthread_mutex_lock(&t->lock);
+            if (!bind(t, sub, t->seq + 1))
+                err = FO_ERR_NOMEM;
+            pthread_mutex_unlock(&t->lock);
+        }
+out:
+    pthread_rwlock_unlock(&r->lock);
+    return err;
+}
+
+/* ------------------------------------------------------------ reclaim */
+
+/* Unbound, nothing retained, nobody paused on it, quiet long enough.
+ * Topic locked. */
+static int idle(const fo_topic_t *t, int nworkers, uint64_t now_ns, uint64_t linger_ns)
+{
+    if (t->groups || t->ring.count || atomic_load(&t->blocked))
+        return 0;
+    for (int i = 0; i < nworkers; i++)
+        if (t->local[i])
+            return 0;
+    return now_ns < t->last_ns || now_ns - t->last_ns >= linger_ns;
+}
+
+/* Drop retained messages older than max_age_ns. Topic locked. */
+static void expire(fo_topic_t *t, uint64_t now_ns, uint64_t max_age_ns)
+{
+    if (!max_age_ns || now_ns < max_age_ns)
+        return;
+    fo_ring_expire(&t->ring, now_ns - max_age_ns);
+}
+
+/* t, unlinked and marked dead under its lock with its last sequence
+ * `seq` read there: a tombstone for the name, then limbo. */
+static void bury(fo_registry_t *r, fo_topic_t *t, uint64_t seq, uint64_t epoch)
+{
+    if (!r->tombs)
+        r->tombs = calloc(TOMBS, sizeof *r->tombs);   /* NULL: seqs restart */
+    if (r->tombs) {
+        uint64_t nh = name_hash64(t->name, t->len);
+        r->tombs[nh & (TOMBS - 1)] = (tomb_t){ nh, seq };
+    }
+    t->limbo_epoch = epoch;
+    t->hnext = r->limbo;
+    r->limbo = t;
+    atomic_fetch_sub_explicit(&r->ntopics, 1, memory_order_relaxed);
+}
+
+size_t fo_registry_sweep(fo_registry_t *r, uint64_t now_ns, uint64_t max_age_ns,
+                         uint64_t linger_ns, uint64_t epoch, size_t budget)
+{
+    size_t unlinked = 0, seen = 0;
+    pthread_rwlock_wrlock(&r->lock);
+    for (size_t n = 0; n < r->nbuckets && seen < budget; n++) {
+        size_t bi = r->sweep_bucket++ & (r->nbuckets - 1);
+        for (fo_topic_t **pp = &r->buckets[bi]; *pp;) {
+            fo_topic_t *t = *pp;
+            seen++;
+            pthread_mutex_lock(&t->lock);
+            expire(t, now_ns, max_age_ns);
+            int gone = idle(t, r->nworkers, now_ns, linger_ns);
+            uint64_t seq = t->seq;
+            if (gone) {
+                /* dead under the lock: a publisher holding t sees it there
+                 * and looks the name up again (route.c) */
+                atomic_store_explicit(&t->dead, 1, memory_order_release);
+                *pp = t->hnext;                 /* out of the registry */
+            } else {
+                pp = &t->hnext;
+            }
+            pthread_mutex_unlock(&t->lock);
+            if (gone) {
+                bury(r, t, seq, epoch);
+                unlinked++;
+            }
+        }
+    }
+    if (unlinked)
+        atomic_fetch_add_explicit(&r->deaths, 1, memory_order_release);
+    pthread_rwlock_unlock(&r->lock);
+    return unlinked;
+}
+
+size_t fo_registry_reclaim(fo_registry_t *r, uint64_t safe_epoch)
+{
+    size_t freed = 0;
+    for (fo_topic_t **pp = &r->limbo; *pp;) {
+        fo_topic_t *t = *pp;
+        if (t->limbo_epoch >= safe_epoch) {
+            pp = &t->hnext;
+            continue;
+        }
+        *pp = t->hnext;
+        topic_free(t);
+        freed++;
+    }
+    atomic_fetch_add_explicit(&r->freed, freed, memory_order_relaxed);
+    return freed;
 }
 
 fo_binding_t *fo_qgroup_pick(fo_qgroup_t *g, uint64_t seq)

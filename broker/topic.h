@@ -14,8 +14,16 @@
  * A binding records from_seq: messages below it predate the subscription
  * and are not delivered by fan-out (replay covers them when asked).
  *
- * Topics live until the registry is destroyed (bounded by --max-topics), so
- * a fo_topic_t pointer, once obtained, stays valid: workers cache them.
+ * Topics come and go: an idle one (no binding, nothing retained, no
+ * publish for --topic-linger) is taken out of the registry by
+ * fo_registry_sweep and marked dead, and freed by fo_registry_reclaim only
+ * once every worker has passed enough quiescent points that none can still
+ * hold its pointer (epoch-based reclamation; broker.c drives the epochs,
+ * worker.c forgets dead topics at its quiescent points). A worker that
+ * finds a cached topic dead, or sees t->dead under the topic lock, looks
+ * the name up again. A topic freed and created again continues its
+ * sequence numbers (a tombstone keeps the last one, for the most recent
+ * 65,536 freed topics).
  *
  * Locks (docs/ARCHITECTURE.md, Lock order): registry rwlock, then one topic
  * mutex, then (inside it) a worker inbox mutex. Never the reverse.
@@ -36,6 +44,8 @@ typedef struct fo_sub fo_sub_t;
 typedef struct fo_binding fo_binding_t;
 typedef struct fo_qgroup fo_qgroup_t;
 struct fo_conn;
+struct fo_acl;
+struct fo_user_counters;
 
 /* A subscription. Owned by its connection (conn.c); registered here. */
 struct fo_sub {
@@ -47,6 +57,11 @@ struct fo_sub {
     struct fo_conn *conn;     /* borrowed: the owner                      */
     uint64_t conn_id;
     char *queue;              /* owned; NULL = no queue group             */
+    /* The subscribe permissions of its user (acl.h), or NULL = every topic.
+     * Borrowed from the users table its connection holds; binds only to
+     * topics fo_acl_topic_ok allows. Written under the registry lock
+     * (fo_registry_subscribe, fo_registry_set_acl) and read under it. */
+    const struct fo_acl *acl;
     fo_binding_t *bindings;   /* owned; guarded by the registry lock      */
     fo_sub_t *reg_prev, *reg_next;  /* registry list (registry lock)      */
     void *sl_node;            /* the filter index's node (sublist.c)      */
@@ -76,8 +91,11 @@ struct fo_qgroup {
 };
 
 struct fo_topic {
-    fo_topic_t *hnext;            /* hash chain (registry lock)            */
+    fo_topic_t *hnext;            /* hash chain (registry lock); limbo list */
     uint32_t hash;
+    _Atomic int dead;             /* out of the registry, waiting to be freed */
+    uint64_t limbo_epoch;         /* the reclaim epoch it died in           */
+    uint64_t last_ns;             /* time of the last publish (topic lock)  */
     int mcast_group;              /* fo_mcast_group_for, -1 = none         */
     pthread_mutex_t lock;         /* guards seq, ring, groups              */
     uint64_t seq;                 /* last sequence given                   */
@@ -87,6 +105,11 @@ struct fo_topic {
                                    * while > 0 publishers pause (route.c) */
     fo_binding_t **local;         /* [nworkers] plain bindings per worker  */
     _Atomic uint32_t *nlocal;     /* [nworkers] list lengths               */
+    struct fo_user_counters *owner; /* counts against its creator's topic
+                                   * limit (users.h), NULL = nobody's; set
+                                   * before it is visible, given back when
+                                   * it is freed                           */
+    uint64_t walk_mark;           /* fo_registry_set_acl (registry lock)   */
     size_t len;
     char name[];                  /* NUL-terminated                        */
 };
@@ -100,13 +123,35 @@ typedef int (*fo_group_fn)(const void *ud, const char *topic);
 FO_MUST_CHECK fo_err_t fo_registry_create(int nworkers, int max_topics, fo_group_fn group_for,
                             const void *group_ud, fo_registry_t **out);
 void fo_registry_destroy(fo_registry_t *r);          /* NULL is fine */
-uint64_t fo_registry_topics(const fo_registry_t *r);
+uint64_t fo_registry_topics(const fo_registry_t *r);          /* live now */
+uint64_t fo_registry_created(const fo_registry_t *r);         /* ever     */
+uint64_t fo_registry_freed(const fo_registry_t *r);           /* ever     */
+
+/* The reclaim sweep (one thread: the main thread). Visits up to `budget`
+ * topics from where the last call stopped: expires retained messages
+ * older than max_age_ns (0 = keep), and unlinks idle topics (unbound,
+ * nothing retained, no publish for linger_ns: --topic-linger), marking
+ * them dead and remembering `epoch` as their death. Returns the topics
+ * unlinked. now_ns is CLOCK_REALTIME (messages carry realtime stamps). */
+size_t fo_registry_sweep(fo_registry_t *r, uint64_t now_ns, uint64_t max_age_ns,
+                         uint64_t linger_ns, uint64_t epoch, size_t budget);
+/* Free the dead topics whose death epoch is < safe_epoch (no worker can
+ * hold their pointers any more). Returns how many were freed. */
+size_t fo_registry_reclaim(fo_registry_t *r, uint64_t safe_epoch);
+/* Bumped whenever a sweep unlinks topics: workers purge their caches
+ * when it moves. */
+uint64_t fo_registry_deaths(const fo_registry_t *r);
 
 /* Existing topic or NULL. */
 fo_topic_t *fo_registry_find(fo_registry_t *r, const char *name, size_t len);
 /* Existing or new topic (binding matching subscriptions); NULL with
- * FO_ERR_BUSY (max topics) or FO_ERR_NOMEM. name must be valid. */
-fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len, fo_err_t *err);
+ * FO_ERR_BUSY (max topics) or FO_ERR_NOMEM. name must be valid.
+ * owner: NULL, or the counters of a user who took one FO_LIMIT_TOPICS
+ * for this call (fo_user_take): a topic created here keeps that count
+ * until it is freed; otherwise (it existed, or an error) it is given back
+ * here. */
+fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len,
+                            struct fo_user_counters *owner, fo_err_t *err);
 
 /* Called with the topic locked for each topic a new subscription binds to,
  * right after the binding is made with from_seq = topic->seq + 1: the place
@@ -114,10 +159,19 @@ fo_topic_t *fo_registry_get(fo_registry_t *r, const char *name, size_t len, fo_e
  * the two, so replay and live fan-out neither overlap nor leave a hole). */
 typedef void (*fo_bound_fn)(void *ud, fo_topic_t *t, fo_binding_t *b);
 
-/* Register sub and bind it to every existing matching topic. */
+/* Register sub and bind it to every existing matching topic (that
+ * sub->acl allows). */
 FO_MUST_CHECK fo_err_t fo_registry_subscribe(fo_registry_t *r, fo_sub_t *sub, fo_bound_fn bound, void *ud);
 /* Unbind and unregister sub (the caller frees it). */
 void fo_registry_unsubscribe(fo_registry_t *r, fo_sub_t *sub);
+
+/* A reload changed sub's permissions: set sub->acl = acl and, when
+ * rebind, unbind the topics it no longer allows and bind the existing
+ * ones it now allows (from their next message; nothing is replayed).
+ * Owner worker only (it owns sub). FO_ERR_NOMEM when a new binding could
+ * not be made (the sub then misses that topic). */
+FO_MUST_CHECK fo_err_t fo_registry_set_acl(fo_registry_t *r, fo_sub_t *sub,
+                                           const struct fo_acl *acl, int rebind);
 
 /* A block-policy subscription's connection became congested (on = 1) or
  * drained (on = 0): count it on (or off) every topic it is bound to. Owner

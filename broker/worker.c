@@ -19,8 +19,10 @@
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
+#include "login.h"
 #include "route.h"
 #include "tcache.h"
+#include "users.h"
 #include "worker.h"
 
 #define TICK_MS 250
@@ -46,6 +48,7 @@ fo_err_t fo_worker_create(fo_broker_t *b, int id, fo_worker_t **out)
         goto fail;
     if (!(w->tcache = fo_tcache_create()))
         goto fail;
+    w->users = fo_login_table(b);
     if ((err = fo_mcast_tx_create(b->mcast, &w->stats, &w->mtx)))
         goto fail;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -78,6 +81,7 @@ void fo_worker_destroy(fo_worker_t *w)
     }
     free(w->outbox);
     fo_inbox_destroy(&w->inbox);
+    fo_users_unref(w->users);
     fo_arena_destroy(&w->arena);
     fo_mcast_tx_destroy(w->mtx);
     fo_tcache_destroy(w->tcache);
@@ -121,7 +125,9 @@ void fo_worker_post(fo_worker_t *w, int to, const fo_item_t *it)
         size_t ncap = o->cap ? o->cap * 2 : 256;
         fo_item_t *ni = realloc(o->items, ncap * sizeof *ni);
         if (!ni) {
-            if (it->kind != FO_ITEM_CONN)
+            if (it->kind == FO_ITEM_CTL)
+                it->u.ctl->drop(it->u.ctl);
+            else if (it->kind != FO_ITEM_CONN && it->kind != FO_ITEM_CONN_TLS)
                 fo_msg_unref(it->u.msg);
             FO_STAT_INC(&w->stats, drops_gone);
             return;
@@ -211,6 +217,14 @@ fo_err_t fo_worker_attach(fo_worker_t *w, fo_conn_t *c)
 
 void fo_worker_detach(fo_worker_t *w, fo_conn_t *c)
 {
+    if (c->tls_pending) {
+        fo_conn_t **pp = &w->tls_pending;
+        while (*pp && *pp != c)
+            pp = &(*pp)->pending_next;
+        if (*pp)
+            *pp = c->pending_next;
+        c->tls_pending = 0;
+    }
     if (c->dirty) {
         fo_conn_t **pp = &w->dirty;
         while (*pp && *pp != c)
@@ -262,6 +276,32 @@ static void resume_paused(fo_worker_t *w)
     }
 }
 
+void fo_worker_tls_pending(fo_worker_t *w, fo_conn_t *c)
+{
+    if (!c->tls_pending) {
+        c->tls_pending = 1;
+        c->pending_next = w->tls_pending;
+        w->tls_pending = c;
+    }
+}
+
+/* Read the TLS connections whose sessions hold input (one read budget
+ * each per pass, like any readable socket); one stopped by the budget
+ * again goes back on the list for the next pass. */
+static void service_tls_pending(fo_worker_t *w)
+{
+    fo_conn_t *c = w->tls_pending;
+    w->tls_pending = NULL;
+    while (c) {
+        fo_conn_t *next = c->pending_next;
+        c->tls_pending = 0;
+        c->pending_next = NULL;
+        if (c->reading && !c->paused_on && c->state != FO_CONN_CLOSING)
+            fo_conn_on_readable(c);    /* may free c, or list it again */
+        c = next;
+    }
+}
+
 fo_conn_t *fo_worker_conn(fo_worker_t *w, uint64_t id)
 {
     uint32_t slot = (uint32_t)(id >> 8) & 0xffffff;
@@ -271,10 +311,10 @@ fo_conn_t *fo_worker_conn(fo_worker_t *w, uint64_t id)
     return c && c->id == id ? c : NULL;
 }
 
-static void adopt(fo_worker_t *w, int fd)
+static void adopt(fo_worker_t *w, int fd, int tls)
 {
     fo_conn_t *c;
-    if (fo_conn_create(w, fd, &c)) {
+    if (tls ? fo_conn_create_tls(w, fd, &c) : fo_conn_create(w, fd, &c)) {
         close(fd);
         atomic_fetch_sub(&w->b->conns, 1);
         fo_error(0, "cannot adopt a connection: out of memory");
@@ -290,13 +330,15 @@ static void handle_inbox(fo_worker_t *w)
     FO_STAT_INC(&w->stats, inbox_batches);
     for (size_t i = 0; i < n; i++) {
         fo_item_t *it = &w->spare[i];
-        if (it->kind == FO_ITEM_CONN) {
+        if (it->kind == FO_ITEM_CONN || it->kind == FO_ITEM_CONN_TLS) {
             if (w->drain_phase) {
                 close(it->u.fd);
                 atomic_fetch_sub(&w->b->conns, 1);
             } else {
-                adopt(w, it->u.fd);
+                adopt(w, it->u.fd, it->kind == FO_ITEM_CONN_TLS);
             }
+        } else if (it->kind == FO_ITEM_CTL) {
+            it->u.ctl->run(it->u.ctl, w);
         } else {
             fo_route_item(w, it);
         }
@@ -319,19 +361,14 @@ static void flush_dirty(fo_worker_t *w)
 /* Stop reading everywhere, so no new message enters this worker. */
 static void stop_reading(fo_worker_t *w)
 {
-    for (fo_conn_t *c = w->all; c; c = c->all_next) {
-        if (!c->reading)
-            continue;
-        struct epoll_event ev = { .events = c->want_out ? EPOLLOUT : 0, .data.ptr = c };
-        epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-        c->reading = 0;
-    }
+    for (fo_conn_t *c = w->all; c; c = c->all_next)
+        fo_conn_stop_reading(c);
 }
 
 static int output_pending(fo_worker_t *w)
 {
     for (fo_conn_t *c = w->all; c; c = c->all_next)
-        if (c->state != FO_CONN_CLOSING && c->outq.count)
+        if (c->state != FO_CONN_CLOSING && fo_conn_has_output(c))
             return 1;
     return 0;
 }
@@ -369,10 +406,32 @@ static void on_event(fo_worker_t *w, const struct epoll_event *ev)
     fo_conn_t *c = p;
     if (w->drain_phase && (ev->events & (EPOLLHUP | EPOLLERR)))
         fo_conn_destroy(c);             /* gone: nothing to deliver to */
+    else if (c->tls)
+        fo_conn_on_tls_event(c, ev->events);
     else if (ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR))
         fo_conn_on_readable(c);         /* may free c; it is not dirty then */
     else if (ev->events & EPOLLOUT)
         fo_worker_mark_dirty(w, c);
+}
+
+/* The end of an iteration is a quiescent point: this worker's outboxes
+ * are posted and it keeps no topic pointer but in its cache and its
+ * connections' last topics. When the reclaim epoch has moved, forget the
+ * dead topics there, then say so (broker.c frees a dead topic once every
+ * worker has been seen three epochs past its death). */
+static void quiescent(fo_worker_t *w)
+{
+    uint64_t e = atomic_load_explicit(&w->b->reclaim_epoch, memory_order_acquire);
+    if (e == atomic_load_explicit(&w->seen_epoch, memory_order_relaxed))
+        return;
+    uint64_t d = fo_registry_deaths(w->b->reg);
+    if (d != w->purged_deaths) {
+        w->purged_deaths = d;
+        fo_tcache_purge_dead(w->tcache);
+        for (fo_conn_t *c = w->all; c; c = c->all_next)
+            fo_conn_forget_dead(c);
+    }
+    atomic_store_explicit(&w->seen_epoch, e, memory_order_release);
 }
 
 int fo_worker_step(fo_worker_t *w, int max_wait_ms)
@@ -387,6 +446,8 @@ int fo_worker_step(fo_worker_t *w, int max_wait_ms)
         timeout = 10;
     if (w->paused && timeout > 1)
         timeout = 1;                 /* poll paused publishers' topics */
+    if (w->tls_pending)
+        timeout = 0;                 /* input waits inside TLS sessions */
     if (max_wait_ms >= 0 && timeout > max_wait_ms)
         timeout = max_wait_ms;
     int n = epoll_wait(w->epfd, evs, 256, timeout);
@@ -397,6 +458,8 @@ int fo_worker_step(fo_worker_t *w, int max_wait_ms)
         on_event(w, &evs[i]);
     if (n < 0 && errno != EINTR)
         fo_error(0, "epoll_wait: %s", strerror(errno));
+    if (w->tls_pending)
+        service_tls_pending(w);      /* after the events: none is stale */
     if (w->paused)
         resume_paused(w);            /* may publish: before the flushes */
     flush_outboxes(w);
@@ -409,6 +472,7 @@ int fo_worker_step(fo_worker_t *w, int max_wait_ms)
             fo_conn_tick(c);
         }
     }
+    quiescent(w);
     FO_STAT_ADD(&w->stats, busy_ns, fo_clock_ns() - t0);
     return atomic_load_explicit(&w->b->draining, memory_order_relaxed) && drain_step(w);
 }

@@ -29,6 +29,7 @@ typedef struct fo_outbox {
 } fo_outbox_t;
 
 struct fo_tcache;
+struct fo_users;
 
 typedef struct fo_worker {
     int id;
@@ -45,6 +46,9 @@ typedef struct fo_worker {
     struct fo_conn *all;         /* every connection (timers, drain)  */
     struct fo_conn *dirty;       /* connections with output to write  */
     struct fo_conn *paused;      /* publishers paused (flow control)  */
+    struct fo_conn *tls_pending; /* TLS connections whose session holds
+                                  * input epoll cannot see: read on the
+                                  * next pass without waiting           */
     int nconns;
     /* outboxes to each worker (own index unused) */
     fo_outbox_t *outbox;
@@ -56,11 +60,21 @@ typedef struct fo_worker {
     /* writev scratch */
     struct iovec iov[FO_IOV_MAX];
     uint8_t prefix[(FO_IOV_MAX / 2) * 16];
+    uint8_t tls_record[16384];   /* TLS record packing (FO_TLS_RECORD) */
     fo_mcast_tx_t *mtx;          /* owned                              */
     struct fo_tcache *tcache;    /* owned: name -> fo_topic_t* (tcache.h) */
+    struct fo_users *users;      /* login.c's: a reference on the users
+                                  * table this worker logs in against
+                                  * (NULL = none: anonymous)           */
     struct fo_pick *picks;       /* owned: queue-group picks scratch   */
     uint32_t picks_cap;          /*   (route.c)                        */
     uint64_t now_ms;             /* CLOCK_MONOTONIC, per iteration     */
+    /* reclamation (broker.c): the reclaim epoch this worker has reached
+     * at its last quiescent point (the end of a loop iteration, holding
+     * no topic pointer it has not re-checked), and the registry's death
+     * count it last purged its caches for */
+    _Alignas(64) _Atomic uint64_t seen_epoch;
+    uint64_t purged_deaths;
     uint64_t read_time_ns;       /* CLOCK_REALTIME at the current read */
     uint64_t next_tick_ms;
     int drain_phase;             /* 0 running, 1 stopped reading       */
@@ -92,6 +106,10 @@ void fo_worker_detach(fo_worker_t *w, struct fo_conn *c);
  * list and resumes them when their topic clears). */
 void fo_worker_pause(fo_worker_t *w, struct fo_conn *c);
 void fo_worker_unpause(fo_worker_t *w, struct fo_conn *c);
+/* A TLS connection stopped by the read budget with input still inside
+ * its session (conn.c): read it again on the next pass (no epoll wait
+ * while the list is not empty). Idempotent; detach takes it off. */
+void fo_worker_tls_pending(fo_worker_t *w, struct fo_conn *c);
 struct fo_conn *fo_worker_conn(fo_worker_t *w, uint64_t conn_id);
 void *fo_worker_buf_get(fo_worker_t *w);
 void fo_worker_buf_put(fo_worker_t *w, void *block);

@@ -378,66 +378,6 @@ fo_err_t fo_frame_pack_iov(const Fanout__Frame *f, uint8_t hdr[FO_FRAME_HDR],
     return FO_OK;
 }
 
-#define TAG_DELIVER ((6u << 3) | WT_LEN)
-#define TAG_SID     ((15u << 3) | WT_VARINT)
-
-static size_t deliver_inner_len(size_t topic_len, uint64_t seq, uint64_t time_ns,
-                                int replay, size_t payload_len)
-{
-    return 1 + fo_varint_len(topic_len) + topic_len
-         + 1 + fo_varint_len(seq)
-         + 1 + fo_varint_len(time_ns)
-         + (replay ? 2 : 0)
-         + 1 + fo_varint_len(payload_len) + payload_len;
-}
-
-size_t fo_deliver_shared_len(size_t topic_len, uint64_t seq, uint64_t time_ns,
-                             int replay, size_t payload_len)
-{
-    size_t inner = deliver_inner_len(topic_len, seq, time_ns, replay, payload_len);
-    return 1 + fo_varint_len(inner) + inner;
-}
-
-size_t fo_deliver_write_shared(uint8_t *out, const char *topic, size_t topic_len,
-                               uint64_t seq, uint64_t time_ns, int replay,
-                               const void *payload, size_t payload_len)
-{
-    uint8_t *p = out;
-    *p++ = TAG_DELIVER;
-    p += fo_varint_put(p, deliver_inner_len(topic_len, seq, time_ns, replay, payload_len));
-    *p++ = (1u << 3) | WT_LEN;
-    p += fo_varint_put(p, topic_len);
-    memcpy(p, topic, topic_len);
-    p += topic_len;
-    *p++ = (2u << 3) | WT_VARINT;
-    p += fo_varint_put(p, seq);
-    *p++ = (4u << 3) | WT_VARINT;
-    p += fo_varint_put(p, time_ns);
-    if (replay) {
-        *p++ = (5u << 3) | WT_VARINT;
-        *p++ = 1;
-    }
-    *p++ = (3u << 3) | WT_LEN;
-    p += fo_varint_put(p, payload_len);
-    if (payload_len)
-        memcpy(p, payload, payload_len);
-    return (size_t)(p - out) + payload_len;
-}
-
-size_t fo_deliver_prefix(uint8_t *out, uint32_t sid, size_t shared_len)
-{
-    uint8_t *p = out + FO_FRAME_HDR;
-    size_t n = 0;
-    p[n++] = TAG_SID;
-    n += fo_varint_put(p + n, sid);
-    fo_be32_put(out, (uint32_t)(n + shared_len));
-    return FO_FRAME_HDR + n;
-}
-
-/* ------------------------------------------------------- DELIVER fast path */
-
-/* Anything the view does not understand, malformed bytes included, is
- * left to protobuf-c (FO_ERR_AGAIN): it alone decides what is bad. */
 /* One field of an exact layout at b[*i], below end: key byte `tag`, then
  * a varint (into *v) or a length-delimited value (*p, *n, fitting before
  * end). 1 and *i moved past it, or 0 when the bytes are anything else. */
@@ -463,6 +403,121 @@ static inline int want_bytes(const uint8_t *b, size_t end, size_t *i, uint8_t ta
     return 1;
 }
 
+#define TAG_DELIVER ((6u << 3) | WT_LEN)
+#define TAG_SID     ((15u << 3) | WT_VARINT)
+
+static size_t header_len(const Fanout__Header *h)
+{
+    size_t kl = h->key ? strlen(h->key) : 0, n = 0;
+    if (h->key)
+        n += 1 + fo_varint_len(kl) + kl;
+    if (h->has_value)
+        n += 1 + fo_varint_len(h->value.len) + h->value.len;
+    return n;
+}
+
+static size_t deliver_inner_len(const fo_deliver_fields_t *f)
+{
+    size_t n = 1 + fo_varint_len(f->topic_len) + f->topic_len
+             + 1 + fo_varint_len(f->seq)
+             + 1 + fo_varint_len(f->time_ns)
+             + (f->replay ? 2 : 0)
+             + 1 + fo_varint_len(f->payload_len) + f->payload_len;
+    if (f->reply)
+        n += 1 + fo_varint_len(f->reply_len) + f->reply_len;
+    for (size_t i = 0; i < f->n_headers; i++) {
+        size_t hl = header_len(f->headers[i]);
+        n += 1 + fo_varint_len(hl) + hl;
+    }
+    return n;
+}
+
+size_t fo_deliver_shared_len(const fo_deliver_fields_t *f)
+{
+    size_t inner = deliver_inner_len(f);
+    return 1 + fo_varint_len(inner) + inner;
+}
+
+static uint8_t *put_bytes(uint8_t *p, uint8_t tag, const void *v, size_t n)
+{
+    *p++ = tag;
+    p += fo_varint_put(p, n);
+    if (n)
+        memcpy(p, v, n);
+    return p + n;
+}
+
+size_t fo_deliver_write_shared(uint8_t *out, const fo_deliver_fields_t *f)
+{
+    uint8_t *p = out;
+    *p++ = TAG_DELIVER;
+    p += fo_varint_put(p, deliver_inner_len(f));
+    p = put_bytes(p, (1u << 3) | WT_LEN, f->topic, f->topic_len);
+    *p++ = (2u << 3) | WT_VARINT;
+    p += fo_varint_put(p, f->seq);
+    *p++ = (4u << 3) | WT_VARINT;
+    p += fo_varint_put(p, f->time_ns);
+    if (f->replay) {
+        *p++ = (5u << 3) | WT_VARINT;
+        *p++ = 1;
+    }
+    if (f->reply)
+        p = put_bytes(p, (6u << 3) | WT_LEN, f->reply, f->reply_len);
+    for (size_t i = 0; i < f->n_headers; i++) {
+        const Fanout__Header *h = f->headers[i];
+        *p++ = (7u << 3) | WT_LEN;
+        p += fo_varint_put(p, header_len(h));
+        if (h->key)
+            p = put_bytes(p, (1u << 3) | WT_LEN, h->key, strlen(h->key));
+        if (h->has_value)
+            p = put_bytes(p, (2u << 3) | WT_LEN, h->value.data, h->value.len);
+    }
+    p = put_bytes(p, (3u << 3) | WT_LEN, f->payload, f->payload_len);
+    return (size_t)(p - out);
+}
+
+size_t fo_deliver_replay_encode(uint8_t *dst, const uint8_t *src, size_t src_len)
+{
+    /* src: TAG_DELIVER, inner length, topic, seq, time_ns, rest...; the
+     * flag goes after time_ns (the payload stays last) */
+    uint64_t inner, v;
+    size_t i = 1, k;
+    if (src_len < 2 || src[0] != TAG_DELIVER || !(k = fo_varint_get(src + 1, src_len - 1, &inner)) ||
+        inner != src_len - 1 - k)
+        return 0;
+    i += k;
+    size_t body = i;
+    const uint8_t *t;
+    size_t tl;
+    if (!want_bytes(src, src_len, &i, (1u << 3) | WT_LEN, &t, &tl) ||
+        !want_varint(src, src_len, &i, (2u << 3) | WT_VARINT, &v) ||
+        !want_varint(src, src_len, &i, (4u << 3) | WT_VARINT, &v))
+        return 0;
+    uint8_t *p = dst;
+    *p++ = TAG_DELIVER;
+    p += fo_varint_put(p, inner + 2);
+    memcpy(p, src + body, i - body);
+    p += i - body;
+    *p++ = (5u << 3) | WT_VARINT;
+    *p++ = 1;
+    memcpy(p, src + i, src_len - i);
+    return (size_t)(p - dst) + (src_len - i);
+}
+
+size_t fo_deliver_prefix(uint8_t *out, uint32_t sid, size_t shared_len)
+{
+    uint8_t *p = out + FO_FRAME_HDR;
+    size_t n = 0;
+    p[n++] = TAG_SID;
+    n += fo_varint_put(p + n, sid);
+    fo_be32_put(out, (uint32_t)(n + shared_len));
+    return FO_FRAME_HDR + n;
+}
+
+/* ------------------------------------------------------- DELIVER fast path */
+
+/* Anything the view does not understand, malformed bytes included, is
+ * left to protobuf-c (FO_ERR_AGAIN): it alone decides what is bad. */
 /* The layout fanoutd writes (broker/msg.c + fo_deliver_prefix): Frame.sid,
  * then Frame.deliver {topic, seq, time_ns, [replay], payload}, the payload
  * ending the frame. Matched directly; anything else takes the general

@@ -135,17 +135,36 @@ FO_MUST_CHECK fo_err_t fo_frame_append(fo_buf_t *b, const Fanout__Frame *f);
 FO_MUST_CHECK fo_err_t fo_frame_pack_iov(const Fanout__Frame *f, uint8_t hdr[FO_FRAME_HDR],
                            uint8_t *body, size_t cap, struct iovec iov[2]);
 
+/* What one DELIVER says. reply and headers are optional (NULL / 0: the
+ * encoding is exactly as without them: absent fields cost nothing). */
+typedef struct fo_deliver_fields {
+    const char *topic;
+    size_t topic_len;
+    uint64_t seq, time_ns;
+    int replay;
+    const void *payload;
+    size_t payload_len;
+    const char *reply;                  /* Deliver.reply, or NULL     */
+    size_t reply_len;
+    Fanout__Header *const *headers;     /* Deliver.headers, or NULL   */
+    size_t n_headers;
+} fo_deliver_fields_t;
+
 /* The shared part of a DELIVER frame, as fanoutd sends it: the `deliver`
  * field of Frame (tag, length) around Deliver {topic, seq, time_ns,
- * [replay], payload} -- payload last, so it sits at the end of the buffer.
- * fo_deliver_shared_len() first, then write into a buffer of that size;
- * the writer returns the bytes written. One encoder for the broker
- * (broker/msg.c), the tests and the protocol document's hex dump. */
-size_t fo_deliver_shared_len(size_t topic_len, uint64_t seq, uint64_t time_ns,
-                             int replay, size_t payload_len);
-size_t fo_deliver_write_shared(uint8_t *out, const char *topic, size_t topic_len,
-                               uint64_t seq, uint64_t time_ns, int replay,
-                               const void *payload, size_t payload_len);
+ * [replay], [reply], [headers...], payload} -- payload last, so it sits
+ * at the end of the buffer. fo_deliver_shared_len() first, then write into
+ * a buffer of that size; the writer returns the bytes written. One encoder
+ * for the broker (broker/msg.c), the tests and the protocol document's hex
+ * dump. */
+size_t fo_deliver_shared_len(const fo_deliver_fields_t *f);
+size_t fo_deliver_write_shared(uint8_t *out, const fo_deliver_fields_t *f);
+
+/* The same shared part with Deliver.replay = true: src (src_len bytes, as
+ * fo_deliver_write_shared made it, replay not set) is copied with the flag
+ * inserted, so reply and headers carry over. Returns the bytes written
+ * into dst, which must hold src_len + 3; 0 when src is not such a body. */
+size_t fo_deliver_replay_encode(uint8_t *dst, const uint8_t *src, size_t src_len);
 
 /* The per-subscriber head of a DELIVER frame whose shared part is
  * shared_len bytes: 4-byte length, then Frame.sid. Writes at most

@@ -27,4 +27,26 @@ uint32_t fo_topic_hash(const char *s, size_t len);
 /* 1 when some topic matches both filters. */
 int fo_filters_overlap(const char *a, const char *b);
 
+/* Filter relations for permissions (broker/acl.c). Arguments are valid,
+ * NUL-terminated filters (fo_filter_valid; a concrete name is a filter
+ * too); pure functions, any thread, no allocation.
+ *
+ * fo_topic_match_len: fo_topic_match with a topic that need not be
+ * NUL-terminated (a PUBLISH view): tlen bytes of a valid name.
+ *
+ * fo_filter_covers: 1 when every topic matching `inner` matches `outer`
+ * (exact for `*` and `>`: "a.>" covers "a.b.*", "*.b" does not cover
+ * "a.>", a filter covers itself).
+ *
+ * fo_filters_meet: the filter matching exactly the topics that match both
+ * a and b (e.g. "orders.>" and "*.eu.*" meet in "orders.eu.*"), written to
+ * out with its NUL; returns its length, or -1 when no topic matches both
+ * (then fo_filters_overlap is 0), or -2 when out is too small: strlen(a) +
+ * strlen(b) + 1 bytes always suffice. The result may be longer than
+ * FO_TOPIC_MAX (it is then only good for these relations, not a filter a
+ * client could send). */
+int fo_topic_match_len(const char *filter, const char *topic, size_t tlen);
+int fo_filter_covers(const char *outer, const char *inner);
+int fo_filters_meet(const char *a, const char *b, char *out, size_t outlen);
+
 #endif

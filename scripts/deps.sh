@@ -5,7 +5,10 @@
 # are root on Debian/Ubuntu, installs it with apt; otherwise prints the exact
 # command to run and fails. Used by `make` (once per build dir) and .ci/run.
 set -eu
-PKGS="gcc libc6-dev make pkg-config protobuf-c-compiler libprotobuf-c-dev libcmocka-dev"
+PKGS="gcc libc6-dev make pkg-config protobuf-c-compiler libprotobuf-c-dev libcmocka-dev libsodium-dev"
+# TLS: OpenSSL 3 for fanoutd, and the openssl command the tests make
+# certificates and run s_client with
+PKGS="$PKGS libssl-dev openssl"
 # the multicast namespace test (tests/integration/netns_mcast.sh)
 PKGS="$PKGS iproute2 iptables"
 # the protocol conformance suite (tests/conformance/): protoc for fanout_pb2,
@@ -20,9 +23,12 @@ else
     command -v protoc-c >/dev/null 2>&1 || missing="$missing protobuf-c-compiler"
     [ -e /usr/include/protobuf-c/protobuf-c.h ] || missing="$missing libprotobuf-c-dev"
     [ -e /usr/include/cmocka.h ] || missing="$missing libcmocka-dev"
+    [ -e /usr/include/sodium.h ] || missing="$missing libsodium-dev"
     command -v protoc >/dev/null 2>&1 || missing="$missing protobuf-compiler"
     command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
     python3 -c 'import google.protobuf' 2>/dev/null || missing="$missing python3-protobuf"
+    [ -e /usr/include/openssl/ssl.h ] || missing="$missing libssl-dev"
+    command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
 fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -44,10 +44,12 @@ static result_t run(int mode, size_t psize, double secs)
     f.publish = &p;
     fo_buf_t wire = FO_BUF_INIT;
     for (int i = 0; i < BATCH; i++)
-        fo_frame_append(&wire, &f);
+        if (fo_frame_append(&wire, &f))
+            abort();
     size_t batch_bytes = fo_buf_len(&wire);
     fo_arena_t a;
-    fo_arena_init(&a, 64 * 1024, 16 << 20);
+    if (fo_arena_init(&a, 64 * 1024, 16 << 20))
+        abort();
     fo_decoder_t d;
     fo_decoder_init(&d, 0);
     uint64_t frames = 0;
@@ -56,23 +58,28 @@ static result_t run(int mode, size_t psize, double secs)
     do {
         if (mode == 0) {                      /* encode */
             fo_buf_t out = FO_BUF_INIT;
-            fo_buf_reserve(&out, batch_bytes);
+            if (fo_buf_reserve(&out, batch_bytes))
+                abort();
             for (int i = 0; i < BATCH; i++)
-                fo_frame_append(&out, &f);
+                if (fo_frame_append(&out, &f))
+                    abort();
             sink += fo_buf_len(&out);
             fo_buf_free(&out);
         } else {
-            fo_decoder_feed(&d, fo_buf_head(&wire), batch_bytes);
+            if (fo_decoder_feed(&d, fo_buf_head(&wire), batch_bytes))
+                abort();
             const uint8_t *body;
             size_t len;
             while (fo_decoder_next(&d, &body, &len) == FO_OK) {
                 if (mode == 1) {
                     Fanout__Frame *g;
-                    fo_frame_unpack(body, len, &a, &g);
+                    if (fo_frame_unpack(body, len, &a, &g))
+                        abort();
                     sink += g->publish->payload.len;
                 } else {
                     fo_publish_view_t v;
-                    fo_publish_peek(body, len, &v);
+                    if (fo_publish_peek(body, len, &v))
+                        abort();
                     sink += v.payload_len;
                 }
             }

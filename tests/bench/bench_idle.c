@@ -66,7 +66,7 @@ int main(int argc, char **argv)
         if (ok) {  /* the client side needs no buffers while idle */
             fo_decoder_destroy(&c[i].dec);
             fo_arena_destroy(&c[i].arena);
-            fo_arena_init(&c[i].arena, 64, 0);
+            ok = fo_arena_init(&c[i].arena, 64, 0) == FO_OK;
         }
     }
     ok = ok && fo_tb_wait_metric(&b, "fanout_subscriptions", n, 30000) == 0;

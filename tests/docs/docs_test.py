@@ -49,7 +49,7 @@ def help_options(text):
         if not m:
             continue
         name = m.group(1)
-        if name in ("help", "version", "check-config"):
+        if name in ("help", "version", "check-config", "hash-password"):
             opts[name] = None
             continue
         for follow in lines[i + 1:i + 3]:

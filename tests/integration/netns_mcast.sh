@@ -114,7 +114,7 @@ setup_net || die "network setup (bridge, veths, iptables in namespaces)"
 ok "network: 3 namespaces, bridge, 2 veths, loss rule"
 
 # (ip netns exec execs: $! is the process itself, so kill/wait reach it)
-ip netns exec "$NB" "$BUILD/fanoutd" --listen "$BADDR:7400" --http 127.0.0.1:7401 --threads 2 \
+ip netns exec "$NB" "$BUILD/fanoutd" --listen "$BADDR:7400" --allow-anonymous --http 127.0.0.1:7401 --threads 2 \
     --mcast-group "t.>=$GROUP:$GPORT" --mcast-if "$BADDR" --mcast-ttl 1 \
     --retention-msgs 100000 --log-level warn \
     >"$TMP/broker.out" 2>"$TMP/broker.err" &

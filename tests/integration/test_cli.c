@@ -309,7 +309,7 @@ static void test_stats_finds_metrics(void **state)
     if (rc != 0)
         fail_msg("FANOUT_SERVER=%s: exit %d, %s", addr, rc, err);
     assert_int_equal(count_lines(out), 2);
-    /* the real broker, once conn.c sends Welcome.http (issue 14) */
+    /* the real broker, once its WELCOME (login.c) carries Welcome.http (issue 14) */
     rc = run(NULL, out, err, "stats", "-s", broker.addr, "--json", NULL);
     if (rc == 1 && strstr(err, "does not announce"))
         skip();

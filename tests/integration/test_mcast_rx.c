@@ -144,7 +144,7 @@ static void tx_msg(tx_t *t, const char *topic, uint64_t seq)
 {
     char p[48];
     int n = snprintf(p, sizeof(p), "%s#%llu", topic, (unsigned long long)seq);
-    fo_mcast_tx_add(t->tx, 0, topic, strlen(topic), seq, (const uint8_t *)p, (size_t)n);
+    fo_mcast_tx_add(t->tx, 0, topic, strlen(topic), seq, (const uint8_t *)p, (size_t)n, 1);
 }
 
 static int setup(void **state)
@@ -235,7 +235,7 @@ static void test_oversize(void **state)
     char big[1000];
     memset(big, 'x', sizeof(big));
     tx_msg(&t, "o", 1);
-    fo_mcast_tx_add(t.tx, 0, "o", 1, 2, (const uint8_t *)big, sizeof(big));
+    fo_mcast_tx_add(t.tx, 0, "o", 1, 2, (const uint8_t *)big, sizeof(big), 1);
     tx_msg(&t, "o", 3);
     fo_mcast_tx_flush(t.tx);
     assert_true(pump(rx, &s, asked_at_least, 1));

@@ -188,13 +188,13 @@ static void test_sighup_report(void **state)
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     close(fd);
-    write_text(path, "max-conns 100\n");
+    write_text(path, "max-conns 100\nuser u\npassword old\n");
     const char *args[] = { "--config", path, "--max-output", "1MiB", NULL };
     fo_tb_t b;
     assert_int_equal(fo_tb_start(&b, args), 0);
     fo_tb_signal(&b, SIGHUP);
     expect_log(&b, "INFO  main - SIGHUP: configuration reloaded, nothing changed\n");
-    write_text(path, "max-conns 500\nmax-frame 2MiB\nmax-output 8MiB\npassword hunter2\n");
+    write_text(path, "max-conns 500\nmax-frame 2MiB\nmax-output 8MiB\nuser u\npassword hunter2\n");
     fo_tb_signal(&b, SIGHUP);
     expect_log(&b, "SIGHUP: configuration reloaded: 1 change applied, 2 need a restart\n");
     const char *log = log_text(&b);
@@ -328,6 +328,7 @@ int main(void)
         cmocka_unit_test(test_sighup_report),
         cmocka_unit_test(test_json_logs_and_ids),
         cmocka_unit_test(test_process_metrics),
+        cmocka_unit_test(test_stats_http_token),
         cmocka_unit_test(test_shutdown_and_http),
     };
     return cmocka_run_group_tests_name("ops", tests, NULL, NULL);

@@ -602,8 +602,14 @@ static void test_max_conns(void **state)
     fo_tc_t c[4];
     for (int i = 0; i < 3; i++)
         assert_int_equal(fo_tc_open(&c[i], b.port, "c"), 0);
-    assert_int_equal(fo_tc_connect(&c[3], b.port), 0);
-    expect_error_close(&c[3], ERRC(MAX_CONNS));
+    if (fo_tb_tls()) {
+        /* over TLS the refusal is a close before the handshake: an ERROR
+         * frame would need one (acceptor.c) */
+        assert_int_not_equal(fo_tc_connect(&c[3], b.port), 0);
+    } else {
+        assert_int_equal(fo_tc_connect(&c[3], b.port), 0);
+        expect_error_close(&c[3], ERRC(MAX_CONNS));
+    }
     fo_tc_close(&c[2]);
     assert_int_equal(fo_tb_wait_metric(&b, "fanout_connections", 2, 1000), 0);
     /* it stays at 2 for a moment: wait for the count to drop, then retry */

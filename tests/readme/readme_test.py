@@ -4,10 +4,12 @@ copy of the tree, in the order shown.
 Each ```sh block of the README is preceded by a marker saying how to run
 it (a block without one fails the suite, so none is forgotten):
 
-  <!-- readme-test: run [interrupt-after=S] -->
+  <!-- readme-test: run [interrupt-after=S] [stdin=WORD] [expect=REGEX] -->
         run it (bash -e -o pipefail); it must exit 0 within 300 s; with
         interrupt-after, Ctrl-C (SIGINT to its process group) after S
-        seconds, and it must still exit 0
+        seconds, and it must still exit 0; stdin=WORD is typed (WORD and a
+        newline) instead of an empty stdin; expect= is a regular expression
+        its output must match
   <!-- readme-test: daemon wait-port=N -->
         start it in the background, as in "another terminal", and go on
         once 127.0.0.1:N accepts (300 s: `make run` builds first); at the
@@ -137,11 +139,16 @@ def metric(name, port=7401):
 
 
 class Job:
-    def __init__(self, body, cwd, name):
+    def __init__(self, body, cwd, name, stdin=None):
         self.out = tempfile.NamedTemporaryFile(prefix="fo-readme-%s-" % name, delete=False)
         self.err = tempfile.NamedTemporaryFile(prefix="fo-readme-%s-err-" % name, delete=False)
+        inp = subprocess.DEVNULL
+        if stdin is not None:
+            inp = tempfile.TemporaryFile()
+            inp.write((stdin + "\n").encode())
+            inp.seek(0)
         self.p = subprocess.Popen(["bash", "-e", "-o", "pipefail", "-c", body], cwd=cwd,
-                                  env=clean_env(), stdin=subprocess.DEVNULL, stdout=self.out,
+                                  env=clean_env(), stdin=inp, stdout=self.out,
                                   stderr=self.err, start_new_session=True)
 
     def text(self):
@@ -180,7 +187,7 @@ def step(lineno, kind, args, body):
     if kind.startswith("docker") and not STATE["docker"]:
         raise Skip("docker does not answer here (CI's make docker-test runs the stack)")
     if kind in ("run", "docker"):
-        job = Job(body, cwd, "run")
+        job = Job(body, cwd, "run", args.get("stdin"))
         if "interrupt-after" in args:
             time.sleep(float(args["interrupt-after"]))
             if job.p.poll() is not None:
@@ -194,6 +201,8 @@ def step(lineno, kind, args, body):
             rc = job.wait(300)
         if rc != 0:
             raise Fail("exit %s:\n%s" % (rc, job.tail()))
+        if "expect" in args and not re.search(args["expect"], job.text()[0], re.M):
+            raise Fail("its output does not match %r:\n%s" % (args["expect"], job.tail()))
         STATE["last"] = job.text()
         return
     if kind in ("daemon", "docker-daemon"):

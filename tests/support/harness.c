@@ -14,6 +14,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include "harness.h"
 
 uint64_t fo_tb_now_ms(void)
@@ -69,13 +72,20 @@ static int dial(int port) { return dial_rcvbuf(port, 0); }
 
 int fo_tb_http_get(int port, const char *path, char *buf, size_t len)
 {
+    return fo_tb_http_get_auth(port, path, NULL, buf, len);
+}
+
+int fo_tb_http_get_auth(int port, const char *path, const char *authorization, char *buf, size_t len)
+{
     int s = dial(port);
     if (s < 0)
         return -1;
     struct timeval tv = { 5, 0 };
     setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    char req[512];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    char req[768];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n", path,
+                     authorization ? "Authorization: " : "", authorization ? authorization : "",
+                     authorization ? "\r\n" : "");
     if (write(s, req, (size_t)n) != n) {
         close(s);
         return -1;
@@ -124,11 +134,53 @@ static void track(pid_t pid, int on)
         }
 }
 
-int fo_tb_start(fo_tb_t *b, const char *const *extra)
+int fo_tb_tls(void)
+{
+    const char *t = getenv("FO_TEST_TLS");
+    return t && !strcmp(t, "1");
+}
+
+/* Under FO_TEST_TLS: a broker's client port -> its TLS port. */
+static struct { int port, tls_port; } tls_map[MAX_LIVE];
+
+static void map_tls(int port, int tls_port)
+{
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (tls_port ? tls_map[i].port == 0 : tls_map[i].port == port) {
+            tls_map[i].port = tls_port ? port : 0;
+            tls_map[i].tls_port = tls_port;
+            return;
+        }
+}
+
+static int tls_port_of(int port)
+{
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (tls_map[i].port == port)
+            return tls_map[i].tls_port;
+    return 0;
+}
+
+static int start(fo_tb_t *b, const char *const *extra, int tls);
+
+int fo_tb_start(fo_tb_t *b, const char *const *extra) { return start(b, extra, fo_tb_tls()); }
+int fo_tb_start_tls(fo_tb_t *b, const char *const *extra) { return start(b, extra, 1); }
+
+static int start(fo_tb_t *b, const char *const *extra, int tls)
 {
     memset(b, 0, sizeof *b);
     b->port = fo_tb_free_port();
     b->http_port = fo_tb_free_port();
+    static char tls_listen[64], cert[300], key[300];
+    const char *certs = tls ? fo_tb_certs() : NULL;
+    if (tls && !certs)
+        return -1;
+    if (tls) {
+        b->tls_port = fo_tb_free_port();
+        snprintf(tls_listen, sizeof tls_listen, "127.0.0.1:%d", b->tls_port);
+        snprintf(cert, sizeof cert, "%s/server.pem", certs);
+        snprintf(key, sizeof key, "%s/server.key", certs);
+    }
     snprintf(b->addr, sizeof b->addr, "127.0.0.1:%d", b->port);
     char listen[64], http[64], bin[512];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", b->port);
@@ -152,6 +204,11 @@ int fo_tb_start(fo_tb_t *b, const char *const *extra)
     const char *fixed[] = { bin, "--listen", listen, "--http", http, "--threads", "2" };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         argv[argc++] = fixed[i];
+    if (tls) {
+        const char *t[] = { "--tls-listen", tls_listen, "--tls-cert", cert, "--tls-key", key };
+        for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+            argv[argc++] = t[i];
+    }
     for (int i = 0; extra && extra[i] && argc < 78; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
@@ -179,8 +236,11 @@ int fo_tb_start(fo_tb_t *b, const char *const *extra)
             fprintf(stderr, "fanoutd exited at start; log %s\n", b->log_path);
             return -1;
         }
-        if (fo_tb_http_get(b->http_port, "/healthz", body, sizeof body) == 200)
+        if (fo_tb_http_get(b->http_port, "/healthz", body, sizeof body) == 200) {
+            if (tls && fo_tb_tls())
+                map_tls(b->port, b->tls_port);
             return 0;
+        }
         struct timespec ts = { 0, 10 * 1000000 };
         nanosleep(&ts, NULL);   /* polling a condition, with a deadline */
     }
@@ -199,6 +259,7 @@ int fo_tb_stop(fo_tb_t *b)
     if (b->pid <= 0)
         return -1;
     track(b->pid, 0);
+    map_tls(b->port, 0);
     kill(b->pid, SIGTERM);
     uint64_t deadline = fo_tb_now_ms() + 15000;
     int st = 0;
@@ -252,7 +313,7 @@ int fo_tb_wait_metric(const fo_tb_t *b, const char *name, double want, int timeo
 
 int fo_tc_connect(fo_tc_t *c, int port) { return fo_tc_connect_rcvbuf(c, port, 0); }
 
-int fo_tc_connect_rcvbuf(fo_tc_t *c, int port, int rcvbuf)
+static int connect_plain(fo_tc_t *c, int port, int rcvbuf)
 {
     memset(c, 0, sizeof *c);
     c->fd = dial_rcvbuf(port, rcvbuf);
@@ -267,8 +328,145 @@ int fo_tc_connect_rcvbuf(fo_tc_t *c, int port, int rcvbuf)
     return 0;
 }
 
+int fo_tc_connect_plain(fo_tc_t *c, int port) { return connect_plain(c, port, 0); }
+
+int fo_tc_connect_rcvbuf(fo_tc_t *c, int port, int rcvbuf)
+{
+    int tls_port = fo_tb_tls() ? tls_port_of(port) : 0;
+    if (tls_port) {
+        fo_tc_tls_t o = { .rcvbuf = rcvbuf };
+        int rc = fo_tc_connect_tls(c, tls_port, &o);
+        if (rc)
+            fprintf(stderr, "fo_tc_connect: TLS to port %d: %s\n", tls_port, o.err);
+        return rc;
+    }
+    return connect_plain(c, port, rcvbuf);
+}
+
+/* ------------------------------------------------------------ TLS client
+ *
+ * OpenSSL on a non-blocking socket, each call completed with poll() so it
+ * behaves like the blocking plain client (and never hangs past a
+ * deadline waiting for a record that only carried a session ticket). */
+
+/* Wait for what SSL_get_error asked (ms; -1 = no limit). 1 ready, 0
+ * timeout, -1 error (the connection is unusable). */
+static int tls_wait(fo_tc_t *c, int r, int timeout_ms)
+{
+    int e = SSL_get_error(c->ssl, r);
+    short ev = e == SSL_ERROR_WANT_READ ? POLLIN : e == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+    if (!ev)
+        return -1;             /* the caller reads the error queue */
+    struct pollfd p = { .fd = c->fd, .events = ev };
+    for (;;) {
+        int k = poll(&p, 1, timeout_ms);
+        if (k < 0 && errno == EINTR)
+            continue;
+        return k > 0 ? 1 : k == 0 ? 0 : -1;
+    }
+}
+
+static SSL_CTX *client_ctx(const fo_tc_tls_t *o, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        return NULL;
+    char ca[300];
+    const char *certs = fo_tb_certs();
+    if (!o->ca_file && certs)
+        snprintf(ca, sizeof ca, "%s/ca.pem", certs);
+    else
+        snprintf(ca, sizeof ca, "%s", o->ca_file ? o->ca_file : "");
+    if (ca[0]) {
+        if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+            snprintf(err, errlen, "cannot load CA %.200s", ca);
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    }
+    if (o->cert_file && (SSL_CTX_use_certificate_chain_file(ctx, o->cert_file) != 1 ||
+                         SSL_CTX_use_PrivateKey_file(ctx, o->key_file, SSL_FILETYPE_PEM) != 1)) {
+        snprintf(err, errlen, "cannot load client certificate %.200s", o->cert_file);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (o->max_version) {
+        SSL_CTX_set_security_level(ctx, 0);      /* let an old version be offered */
+        SSL_CTX_set_cipher_list(ctx, "DEFAULT:@SECLEVEL=0");
+        SSL_CTX_set_min_proto_version(ctx, 0);
+        SSL_CTX_set_max_proto_version(ctx, o->max_version);
+    }
+    return ctx;
+}
+
+int fo_tc_connect_tls(fo_tc_t *c, int port, fo_tc_tls_t *o)
+{
+    fo_tc_tls_t none = {0};
+    if (!o)
+        o = &none;
+    o->err[0] = '\0';
+    signal(SIGPIPE, SIG_IGN);          /* OpenSSL writes with write(2) */
+    if (connect_plain(c, port, o->rcvbuf)) {
+        snprintf(o->err, sizeof o->err, "connect: %s", strerror(errno));
+        return -1;
+    }
+    /* the default (FO_TEST_TLS) context is made once */
+    static SSL_CTX *def;
+    int is_default = !o->ca_file && !o->cert_file && !o->max_version;
+    SSL_CTX *ctx = is_default && def ? def : client_ctx(o, o->err, sizeof o->err);
+    if (!ctx)
+        goto fail;
+    if (is_default)
+        def = ctx;
+    c->ssl = SSL_new(ctx);
+    if (!is_default)
+        SSL_CTX_free(ctx);             /* the session keeps its reference */
+    if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1)
+        goto fail;
+    SSL_set_tlsext_host_name(c->ssl, "localhost");
+    SSL_set1_host(c->ssl, "localhost");
+    fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+    uint64_t deadline = fo_tb_now_ms() + 20000;     /* generous under valgrind */
+    for (;;) {
+        ERR_clear_error();
+        int r = SSL_connect(c->ssl);
+        if (r == 1)
+            return 0;
+        uint64_t now = fo_tb_now_ms();
+        if (now >= deadline || tls_wait(c, r, (int)(deadline - now)) != 1) {
+            unsigned long e = ERR_peek_last_error();
+            long v = SSL_get_verify_result(c->ssl);
+            snprintf(o->err, sizeof o->err, "%s%s%s", e ? ERR_reason_error_string(e) : "closed or timed out",
+                     v != X509_V_OK ? ": " : "", v != X509_V_OK ? X509_verify_cert_error_string(v) : "");
+            goto fail;
+        }
+    }
+fail:
+    if (!o->err[0])
+        snprintf(o->err, sizeof o->err, "cannot set up TLS");
+    ERR_clear_error();
+    fo_tc_close(c);
+    return -1;
+}
+
+void fo_tc_peer_cn(const fo_tc_t *c, char *out, size_t len)
+{
+    out[0] = '\0';
+    X509 *x = c->ssl ? SSL_get0_peer_certificate(c->ssl) : NULL;
+    if (x)
+        X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, out, (int)len);
+}
+
 void fo_tc_close(fo_tc_t *c)
 {
+    if (c->ssl) {
+        ERR_clear_error();
+        (void)SSL_shutdown(c->ssl);    /* close_notify, best effort */
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        ERR_clear_error();
+    }
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -276,8 +474,47 @@ void fo_tc_close(fo_tc_t *c)
     fo_arena_destroy(&c->arena);
 }
 
+static int tls_send(fo_tc_t *c, const uint8_t *p, size_t n)
+{
+    while (n) {
+        size_t k = 0;
+        ERR_clear_error();
+        int r = SSL_write_ex(c->ssl, p, n, &k);
+        if (r == 1) {
+            p += k;
+            n -= k;
+            continue;
+        }
+        if (tls_wait(c, r, -1) != 1)
+            return -1;
+    }
+    return 0;
+}
+
+/* One read into the decoder: 1 bytes came, 0 timeout, -1 closed/error. */
+static int tls_recv_some(fo_tc_t *c, uint64_t deadline)
+{
+    for (;;) {
+        if (fo_buf_reserve(&c->dec.buf, 65536))
+            return -1;
+        size_t k = 0;
+        ERR_clear_error();
+        int r = SSL_read_ex(c->ssl, fo_buf_tail(&c->dec.buf), fo_buf_room(&c->dec.buf), &k);
+        if (r == 1) {
+            fo_buf_commit(&c->dec.buf, k);
+            return 1;
+        }
+        uint64_t now = fo_tb_now_ms();
+        int w = tls_wait(c, r, now >= deadline ? 0 : (int)(deadline - now));
+        if (w != 1)
+            return w;
+    }
+}
+
 int fo_tc_send_raw(fo_tc_t *c, const void *p, size_t n)
 {
+    if (c->ssl)
+        return tls_send(c, p, n);
     const char *q = p;
     while (n) {
         ssize_t k = send(c->fd, q, n, MSG_NOSIGNAL);
@@ -316,6 +553,12 @@ int fo_tc_recv(fo_tc_t *c, int timeout_ms, Fanout__Frame **out)
             return fo_frame_unpack(body, len, &c->arena, out) ? -1 : 1;
         if (e != FO_ERR_AGAIN)
             return -1;
+        if (c->ssl) {
+            int r = tls_recv_some(c, deadline);
+            if (r != 1)
+                return r;
+            continue;
+        }
         /* poll at least once, so timeout 0 means "what is there now" */
         uint64_t now = fo_tb_now_ms();
         struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
@@ -353,6 +596,54 @@ int fo_tc_open_rcvbuf(fo_tc_t *c, int port, const char *name, int rcvbuf)
         return -1;
     }
     return 0;
+}
+
+int fo_tc_send_hello(fo_tc_t *c, const char *user, const char *password, const char *token)
+{
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Hello h = FANOUT__HELLO__INIT;
+    h.has_version = 1;
+    h.version = 1;
+    h.client_name = (char *)"login-test";
+    h.user = (char *)user;
+    h.password = (char *)password;
+    h.token = (char *)token;
+    f.body_case = FANOUT__FRAME__BODY_HELLO;
+    f.hello = &h;
+    return fo_tc_send(c, &f);
+}
+
+int fo_tc_hello(fo_tc_t *c, const char *user, const char *password, const char *token,
+                char *text, size_t textlen)
+{
+    if (text && textlen)
+        *text = '\0';
+    Fanout__Frame *r;
+    /* failures answer after a delay that grows to 5 s (auth.h) */
+    if (fo_tc_send_hello(c, user, password, token) || fo_tc_recv(c, 20000, &r) != 1)
+        return -1;
+    if (r->body_case == FANOUT__FRAME__BODY_WELCOME)
+        return 0;
+    int code = -1;
+    if (r->body_case == FANOUT__FRAME__BODY_ERROR) {
+        code = r->error->has_code ? (int)r->error->code : -1;
+        if (text && textlen)
+            snprintf(text, textlen, "%s", r->error->text ? r->error->text : "");
+    }
+    return code;
+}
+
+int fo_tc_login(fo_tc_t *c, int port, const char *user, const char *password, const char *token,
+                char *text, size_t textlen)
+{
+    if (text && textlen)
+        *text = '\0';
+    if (fo_tc_connect(c, port))
+        return -1;
+    int rc = fo_tc_hello(c, user, password, token, text, textlen);
+    if (rc)
+        fo_tc_close(c);
+    return rc;
 }
 
 int fo_tc_subscribe(fo_tc_t *c, uint32_t sid, const char *filter, const char *queue)

@@ -102,7 +102,7 @@ static void test_defaults(void **state)
     (void)state;
     fo_config_t c;
     fo_config_defaults(&c);
-    assert_string_equal(c.listen, "0.0.0.0:7400");
+    assert_string_equal(c.listen, "127.0.0.1:7400");
     assert_string_equal(c.http, "127.0.0.1:7401");
     assert_string_equal(c.config_file, "");
     assert_int_equal(c.threads, 0);
@@ -309,11 +309,48 @@ static void test_help_version(void **state)
     free(text);
 
     /* a value that looks like --help is a value, not a flag */
-    const char *args[] = { "--user", "--help", NULL };
+    const char *args[] = { "--user", "--help", "--password", "pw", NULL };
     exit_now = 0;
     assert_int_equal(load(&c, args, NULL, &exit_now), FO_OK);
     assert_int_equal(exit_now, 0);
     assert_string_equal(c.user, "--help");
+}
+
+/* The login options check each other: the old --password-alone hole
+ * (everyone let in without a word) is a usage error now. */
+static void test_auth_options(void **state)
+{
+    (void)state;
+    fo_config_t c;
+    const char *pw_only[] = { "--password", "s3cret", NULL };
+    assert_int_equal(load(&c, pw_only, NULL, NULL), FO_ERR_INVAL);
+    assert_non_null(strstr(errbuf, "--password needs --user"));
+    const char *user_only[] = { "--user", "alice", NULL };
+    assert_int_equal(load(&c, user_only, NULL, NULL), FO_ERR_INVAL);
+    assert_non_null(strstr(errbuf, "--user alice needs --password"));
+    const char *both[] = { "--user", "alice", "--password", "pw", "--users", "/etc/fanout/users", NULL };
+    assert_int_equal(load(&c, both, NULL, NULL), FO_ERR_INVAL);
+    assert_non_null(strstr(errbuf, "exclusive"));
+    const char *env[] = { "FANOUT_PASSWORD=s3cret", NULL };
+    assert_int_equal(load(&c, NULL, env, NULL), FO_ERR_INVAL);   /* the same from the environment */
+    const char *ok[] = { "--users", "/etc/fanout/users", "--allow-anonymous", "1", "--http-token", "t0k", NULL };
+    assert_int_equal(load(&c, ok, NULL, NULL), FO_OK);
+    assert_string_equal(c.users_file, "/etc/fanout/users");
+    assert_int_equal(c.allow_anonymous, 1);
+    assert_string_equal(c.http_token, "t0k");
+    const char *bare[] = { "--allow-anonymous", "--threads", "2", NULL };   /* a switch needs no value */
+    assert_int_equal(load(&c, bare, NULL, NULL), FO_OK);
+    assert_int_equal(c.allow_anonymous, 1);
+    assert_int_equal(c.threads, 2);
+    const char *last[] = { "--mcast-loop", NULL };
+    assert_int_equal(load(&c, last, NULL, NULL), FO_OK);
+    assert_int_equal(c.mcast_loop, 1);
+    const char *off[] = { "--allow-anonymous", "no", NULL };
+    assert_int_equal(load(&c, off, NULL, NULL), FO_OK);
+    assert_int_equal(c.allow_anonymous, 0);
+    fo_config_defaults(&c);
+    assert_string_equal(c.listen, "127.0.0.1:7400");            /* loopback unless told */
+    assert_int_equal(c.allow_anonymous, 0);
 }
 
 static void test_env(void **state)
@@ -453,7 +490,7 @@ static void test_reload(void **state)
     char *env[] = { (char *)"FANOUT_SLOW_POLICY=disconnect", (char *)"FANOUT_CONFIG=/nope", NULL };
     assert_int_equal(fo_config_reload(&c, env, errbuf, sizeof errbuf), FO_OK);
     assert_int_equal(c.threads, 2);                      /* not reloadable */
-    assert_string_equal(c.listen, "0.0.0.0:7400");       /* not reloadable */
+    assert_string_equal(c.listen, "127.0.0.1:7400");       /* not reloadable */
     assert_int_equal(c.max_conns, 200);
     assert_int_equal(c.log_level, FO_LOG_DEBUG);
     assert_true(c.max_output == 1ull << 20);             /* argv wins */
@@ -470,6 +507,37 @@ static void test_reload(void **state)
     unlink(path);
     assert_int_equal(fo_config_reload(&c, NULL, errbuf, sizeof errbuf), FO_ERR_INVAL);
     assert_memory_equal(&c, &before, sizeof c);
+}
+
+/* The TLS group: defaults, the listener's own port, and the cross-checks
+ * that make a half-configured TLS listener a usage error. */
+static void test_tls_options(void **state)
+{
+    (void)state;
+    fo_config_t c;
+    assert_int_equal(load(&c, NULL, NULL, NULL), FO_OK);
+    assert_string_equal(c.tls_listen, "off");
+    assert_string_equal(c.tls_cert, "");
+    assert_int_equal(c.tls_verify_client, FO_TLS_VERIFY_NONE);
+    assert_int_equal(c.tls_user_from, FO_TLS_USER_OFF);
+    const char *ok[] = { "--tls-listen", "127.0.0.1", "--tls-cert", "/c.pem", "--tls-key", "/k.pem",
+                         "--tls-ca", "/ca.pem", "--tls-verify-client", "required",
+                         "--tls-user-from", "san", NULL };
+    assert_int_equal(load(&c, ok, NULL, NULL), FO_OK);
+    assert_string_equal(c.tls_listen, "127.0.0.1:7443");     /* FO_PORT_TLS */
+    assert_int_equal(c.tls_verify_client, FO_TLS_VERIFY_REQUIRED);
+    assert_int_equal(c.tls_user_from, FO_TLS_USER_SAN);
+    expect_error(&c, "tls-verify-client", "maybe", "is not one of none|optional|required");
+    expect_error(&c, "tls-user-from", "uid", "is not one of off|cn|san");
+    const char *no_key[] = { "--tls-listen", ":7443", "--tls-cert", "/c.pem", NULL };
+    assert_int_equal(load(&c, no_key, NULL, NULL), FO_ERR_INVAL);
+    assert_string_equal(errbuf, "fanoutd: --tls-listen 0.0.0.0:7443 needs --tls-cert and --tls-key");
+    const char *no_ca[] = { "--tls-verify-client", "optional", NULL };
+    assert_int_equal(load(&c, no_ca, NULL, NULL), FO_ERR_INVAL);
+    assert_non_null(strstr(errbuf, "--tls-verify-client optional needs --tls-ca"));
+    const char *no_verify[] = { "--tls-user-from", "cn", NULL };
+    assert_int_equal(load(&c, no_verify, NULL, NULL), FO_ERR_INVAL);
+    assert_non_null(strstr(errbuf, "--tls-user-from cn needs --tls-verify-client"));
 }
 
 /* Every option --help lists is documented in docs/CONFIG.md with its env
@@ -495,8 +563,8 @@ static void test_docs_cover_every_option(void **state)
     int options = 0;
     for (char *line = strtok(help, "\n"); line; line = strtok(NULL, "\n")) {
         char name[64], row[96], env[96];
-        if (sscanf(line, "  --%63[a-z-]", name) != 1 || !strcmp(name, "help") ||
-            !strcmp(name, "version") || !strcmp(name, "check-config"))
+        if (sscanf(line, "  --%63[a-z-]", name) != 1 || !strcmp(name, "help") || !strcmp(name, "version") ||
+            !strcmp(name, "hash-password") || !strcmp(name, "check-config"))
             continue;
         options++;
         snprintf(row, sizeof row, "| `%s` |", name);
@@ -638,7 +706,7 @@ static void test_reload_report(void **state)
 {
     (void)state;
     char path[64];
-    write_file(path, sizeof path, "max-conns 100\npassword old\nmcast-group a=239.0.0.1:1\n");
+    write_file(path, sizeof path, "max-conns 100\nuser u\npassword old\nmcast-group a=239.0.0.1:1\n");
     fo_config_t c;
     const char *args[] = { "--config", path, "--max-output", "1MiB", NULL };
     assert_int_equal(load(&c, args, NULL, NULL), FO_OK);
@@ -648,7 +716,7 @@ static void test_reload_report(void **state)
 
     FILE *f = fopen(path, "w");
     assert_non_null(f);
-    fputs("max-conns 200\nmax-frame 2MiB\nmax-output 8MiB\npassword new\nslow-policy block\n"
+    fputs("max-conns 200\nmax-frame 2MiB\nmax-output 8MiB\nuser u\npassword new\nslow-policy block\n"
           "mcast-group a=239.0.0.1:1\nmcast-group b=239.0.0.2:2\n", f);
     fclose(f);
     const char *env[] = { "FANOUT_IDLE_TIMEOUT=1m", NULL };
@@ -715,10 +783,12 @@ int main(void)
         cmocka_unit_test(test_mcast_groups),
         cmocka_unit_test(test_argv_forms),
         cmocka_unit_test(test_help_version),
+        cmocka_unit_test(test_auth_options),
         cmocka_unit_test(test_env),
         cmocka_unit_test(test_file_and_precedence),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_tls_options),
         cmocka_unit_test(test_docs_cover_every_option),
         cmocka_unit_test(test_did_you_mean),
         cmocka_unit_test(test_env_warnings),

@@ -294,8 +294,10 @@ static void test_deliver_shared_and_prefix(void **state)
 {
     (void)state;
     uint8_t shared[128];
-    size_t sn = fo_deliver_shared_len(10, 123456789, 55, 0, 4);
-    assert_int_equal(fo_deliver_write_shared(shared, "prices.eur", 10, 123456789, 55, 0, "42.0", 4), sn);
+    fo_deliver_fields_t df = { .topic = "prices.eur", .topic_len = 10, .seq = 123456789,
+                               .time_ns = 55, .payload = "42.0", .payload_len = 4 };
+    size_t sn = fo_deliver_shared_len(&df);
+    assert_int_equal(fo_deliver_write_shared(shared, &df), sn);
     fo_arena_t a;
     assert_int_equal(fo_arena_init(&a, 1024, 0), FO_OK);
     uint32_t sids[] = {1, 127, 128, 300000, UINT32_MAX};
@@ -439,7 +441,9 @@ static void test_deliver_peek_shared_prefix(void **state)
     (void)state;
     /* The broker's way: per-subscriber prefix + shared body. */
     uint8_t shared[64], pre[FO_DELIVER_PREFIX_MAX], wire[128];
-    size_t sl = fo_deliver_write_shared(shared, "x.y", 3, 300, 0, 0, "hi", 2);
+    fo_deliver_fields_t df = { .topic = "x.y", .topic_len = 3, .seq = 300,
+                               .payload = "hi", .payload_len = 2 };
+    size_t sl = fo_deliver_write_shared(shared, &df);
     size_t pl = fo_deliver_prefix(pre, 77777, sl);
     memcpy(wire, pre, pl);
     memcpy(wire + pl, shared, sl);

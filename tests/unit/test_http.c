@@ -30,16 +30,21 @@ typedef struct server {
     atomic_int handled;
 } server_t;
 
-static int handler(void *ud, const char *path, fo_buf_t *body, const char **ctype)
+static int handler(void *ud, const fo_http_req_t *rq, fo_buf_t *body, const char **ctype)
 {
     server_t *sv = ud;
+    const char *path = rq->path;
     atomic_fetch_add(&sv->handled, 1);
+    if (!strcmp(path, "/auth")) {       /* echoes what it was told */
+        const char *a = rq->authorization ? rq->authorization : "(none)";
+        return fo_buf_append(body, a, strlen(a)) == FO_OK ? (rq->authorization ? 200 : 401) : 500;
+    }
     if (!strcmp(path, "/healthz"))
         return fo_buf_append(body, "ok\n", 3) == FO_OK ? 200 : 500;
     if (!strcmp(path, "/metrics")) {
         static fo_stats_t w;
         const fo_stats_t *ws[] = { &w };
-        fo_metrics_src_t src = { ws, 1, 0, 0, 0, 1, "test", NULL };
+        fo_metrics_src_t src = { ws, 1, 0, 0, 0, 1, "test", 0, 0, NULL, NULL };
         *ctype = "text/plain; version=0.0.4; charset=utf-8";
         return fo_metrics_render(&src, body) == FO_OK ? 200 : 500;
     }
@@ -227,6 +232,25 @@ static void test_http_routes(void **state)
     assert_int_equal(request(sv, "GET /healthz HTTP/1.1\n\n", NULL, NULL), 200);   /* bare LF */
 }
 
+/* The Authorization header reaches the handler (any case, blanks trimmed);
+ * a 401 says how to authenticate. */
+static void test_http_authorization(void **state)
+{
+    server_t *sv = *state;
+    char *r;
+    size_t n;
+    assert_int_equal(request(sv, "GET /auth HTTP/1.1\r\nHost: a\r\nauthorization:   Bearer s3cret  \r\n\r\n",
+                             &r, &n), 200);
+    assert_non_null(strstr(r, "HTTP/1.1 200 OK"));
+    assert_string_equal(body_of(r), "Bearer s3cret");
+    free(r);
+    assert_int_equal(request(sv, "GET /auth HTTP/1.0\r\nX-Authorization: no\r\n\r\n", &r, &n), 401);
+    assert_non_null(strstr(r, "HTTP/1.1 401 Unauthorized"));
+    assert_non_null(strstr(r, "WWW-Authenticate: Bearer realm=\"fanout\""));
+    assert_string_equal(body_of(r), "(none)");
+    free(r);
+}
+
 static void test_http_split_request(void **state)
 {
     server_t *sv = *state;
@@ -344,6 +368,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_http_routes, server_up, server_down),
+        cmocka_unit_test_setup_teardown(test_http_authorization, server_up, server_down),
         cmocka_unit_test_setup_teardown(test_http_split_request, server_up, server_down),
         cmocka_unit_test_setup_teardown(test_http_too_large, server_up, server_down),
         cmocka_unit_test_setup_teardown(test_http_big_response, server_up, server_down),

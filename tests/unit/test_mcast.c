@@ -157,8 +157,8 @@ static void test_table(void **state)
     memset(&st, 0, sizeof(st));
     fo_mcast_tx_t *tx = NULL;
     assert_int_equal(fo_mcast_tx_create(m, &st, &tx), FO_OK);
-    fo_mcast_tx_add(tx, -1, "a", 1, 1, (const uint8_t *)"x", 1);
-    fo_mcast_tx_add(tx, 0, "a", 1, 1, (const uint8_t *)"x", 1);
+    fo_mcast_tx_add(tx, -1, "a", 1, 1, (const uint8_t *)"x", 1, 1);
+    fo_mcast_tx_add(tx, 0, "a", 1, 1, (const uint8_t *)"x", 1, 1);
     fo_mcast_tx_flush(tx);
     assert_int_equal(FO_STAT_GET(&st, mcast_datagrams), 0);
     fo_mcast_tx_destroy(tx);
@@ -215,7 +215,7 @@ static void test_packing(void **state)
     enum { N = 200 };
     for (int i = 0; i < N; i++) {
         memset(payload, 'a' + i % 26, sizeof(payload));
-        fo_mcast_tx_add(r.tx, 0, "t.x", 3, (uint64_t)i + 1, payload, (size_t)(i % 2 ? 100 : 0));
+        fo_mcast_tx_add(r.tx, 0, "t.x", 3, (uint64_t)i + 1, payload, (size_t)(i % 2 ? 100 : 0), 1);
     }
     fo_mcast_tx_flush(r.tx);
     uint64_t next = 1, dgrams = 0;
@@ -256,13 +256,14 @@ static void test_oversize(void **state)
     memset(big, 'z', sizeof(big));
     /* datagram: 7 bytes of epoch, then 13 + payload bytes for this message:
      * 492 bytes of payload is the most that travels whole */
-    fo_mcast_tx_add(r.tx, 0, "big", 3, 7, big, sizeof(big));
-    fo_mcast_tx_add(r.tx, 0, "big", 3, 8, big, 10);
-    fo_mcast_tx_add(r.tx, 0, "big", 3, 9, big, 492);
-    fo_mcast_tx_add(r.tx, 0, "big", 3, 10, big, 493);
+    fo_mcast_tx_add(r.tx, 0, "big", 3, 7, big, sizeof(big), 1);
+    fo_mcast_tx_add(r.tx, 0, "big", 3, 8, big, 10, 1);
+    fo_mcast_tx_add(r.tx, 0, "big", 3, 9, big, 492, 1);
+    fo_mcast_tx_add(r.tx, 0, "big", 3, 10, big, 493, 1);
+    fo_mcast_tx_add(r.tx, 0, "big", 3, 11, big, 5, 0);   /* has headers: marker */
     fo_mcast_tx_flush(r.tx);
     uint64_t seen = 0;
-    while (seen < 4) {
+    while (seen < 5) {
         size_t len = 0;
         Fanout__Datagram *d = rx_next(r.fd, &r.ar, &len);
         assert_non_null(d);
@@ -270,11 +271,11 @@ static void test_oversize(void **state)
         for (size_t k = 0; k < d->n_msgs; k++, seen++) {
             Fanout__McastMsg *mm = d->msgs[k];
             assert_int_equal(mm->seq, 7 + seen);
-            if (mm->seq == 7 || mm->seq == 10) {
+            if (mm->seq == 7 || mm->seq == 10 || mm->seq == 11) {
                 assert_true(mm->has_oversize && mm->oversize);
                 assert_false(mm->has_payload);
                 assert_true(mm->has_size);
-                assert_int_equal(mm->size, mm->seq == 7 ? sizeof(big) : 493);
+                assert_int_equal(mm->size, mm->seq == 7 ? sizeof(big) : mm->seq == 10 ? 493 : 5);
             } else {
                 assert_false(mm->has_oversize);
                 assert_int_equal(mm->payload.len, mm->seq == 8 ? 10 : 492);
@@ -282,12 +283,12 @@ static void test_oversize(void **state)
         }
         fo_arena_reset(&r.ar);
     }
-    assert_int_equal(FO_STAT_GET(&r.st, mcast_oversize), 2);
-    assert_int_equal(FO_STAT_GET(&r.st, mcast_messages), 4);
+    assert_int_equal(FO_STAT_GET(&r.st, mcast_oversize), 3);
+    assert_int_equal(FO_STAT_GET(&r.st, mcast_messages), 5);
     /* a topic too long even for a marker is counted, not sent */
     char topic[600];
     memset(topic, 'q', sizeof(topic));
-    fo_mcast_tx_add(r.tx, 0, topic, sizeof(topic), 1, big, 1);
+    fo_mcast_tx_add(r.tx, 0, topic, sizeof(topic), 1, big, 1, 1);
     fo_mcast_tx_flush(r.tx);
     assert_int_equal(FO_STAT_GET(&r.st, mcast_send_errors), 1);
     assert_true(rx_idle(r.fd));
@@ -315,8 +316,8 @@ static void test_batches_and_groups(void **state)
     memset(payload, 'p', sizeof(payload));
     enum { N = 150 };   /* one datagram each: more than a batch */
     for (int i = 1; i <= N; i++) {
-        fo_mcast_tx_add(tx, fo_mcast_group_for(m, "a.x"), "a.x", 3, (uint64_t)i, payload, sizeof(payload));
-        fo_mcast_tx_add(tx, fo_mcast_group_for(m, "b.y"), "b.y", 3, (uint64_t)i, payload, 10);
+        fo_mcast_tx_add(tx, fo_mcast_group_for(m, "a.x"), "a.x", 3, (uint64_t)i, payload, sizeof(payload), 1);
+        fo_mcast_tx_add(tx, fo_mcast_group_for(m, "b.y"), "b.y", 3, (uint64_t)i, payload, 10, 1);
     }
     fo_mcast_tx_destroy(tx);                      /* flushes */
     fo_arena_t ar;

@@ -79,6 +79,46 @@ static void test_iov_and_partial_writes(void **state)
     assert_int_equal(atomic_load(&mem.used), 0);
 }
 
+/* fo_outq_copy (TLS record packing) gives the same bytes as the iovecs,
+ * whatever the chunk and wherever a chunk ends (prefix, body, frame). */
+static void fill(fo_outq_t *q)
+{
+    fo_outq_init(q);
+    for (uint64_t s = 1; s <= 5; s++)
+        assert_int_equal(fo_outq_push_msg(q, mk(NULL, s), (uint32_t)(s * 1000), 1), FO_OK);
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Pong p = FANOUT__PONG__INIT;
+    f.body_case = FANOUT__FRAME__BODY_PONG; f.pong = &p;
+    assert_int_equal(fo_outq_push_frame(q, &f), FO_OK);
+    assert_int_equal(fo_outq_push_msg(q, mk(NULL, 6), 7, 1), FO_OK);
+}
+
+static void test_copy_matches_iov(void **state)
+{
+    (void)state;
+    for (size_t chunk = 1; chunk < 120; chunk += 3) {
+        fo_outq_t a, b;
+        fill(&a);
+        fill(&b);
+        uint64_t bytes = a.bytes;
+        static uint8_t want[4096], got[4096];
+        assert_int_equal(drain(&a, want, 4096), bytes);
+        size_t total = 0;
+        while (b.count) {
+            size_t n = fo_outq_copy(&b, got + total, chunk);
+            assert_true(n > 0 && n <= chunk);
+            assert_true(n == chunk || n == b.bytes);   /* full, or the rest */
+            fo_outq_advance(&b, n);
+            total += n;
+        }
+        assert_int_equal(total, bytes);
+        assert_memory_equal(got, want, bytes);
+        fo_outq_clear(&a);
+        fo_outq_clear(&b);
+    }
+    assert_int_equal(atomic_load(&mem.used), 0);
+}
+
 static int runs, notices;
 static uint64_t run_first[8], run_last[8];
 static void on_drop(void *ud, uint32_t sid, uint64_t first, uint64_t last, int new_notice)
@@ -215,6 +255,7 @@ int main(void)
         cmocka_unit_test(test_iov_and_partial_writes),
         cmocka_unit_test(test_drop_oldest_in_place),
         cmocka_unit_test(test_gap_notices_merge),
+        cmocka_unit_test(test_copy_matches_iov),
     };
     return cmocka_run_group_tests_name("outq", tests, NULL, NULL);
 }

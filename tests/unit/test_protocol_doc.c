@@ -63,11 +63,12 @@ static size_t build_publish(uint8_t *out)
 static size_t build_deliver(uint8_t *out)
 {
     uint8_t shared[FRAME_CAP];
-    size_t slen = fo_deliver_shared_len(9, 42, UINT64_C(1700000000123456789), 0, 5);
+    fo_deliver_fields_t df = { .topic = "orders.eu", .topic_len = 9, .seq = 42,
+                               .time_ns = UINT64_C(1700000000123456789), .payload = "hello",
+                               .payload_len = 5 };
+    size_t slen = fo_deliver_shared_len(&df);
     assert_true(slen <= sizeof shared);
-    assert_int_equal(fo_deliver_write_shared(shared, "orders.eu", 9, 42,
-                                             UINT64_C(1700000000123456789), 0, "hello", 5),
-                     slen);
+    assert_int_equal(fo_deliver_write_shared(shared, &df), slen);
     size_t plen = fo_deliver_prefix(out, 3, slen);
     assert_true(plen <= FO_DELIVER_PREFIX_MAX);
     assert_true(plen + slen <= FRAME_CAP);

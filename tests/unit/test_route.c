@@ -141,7 +141,10 @@ static void subscribe(peer_t *p, uint32_t sid, const char *filter, const char *q
 
 static void publish(peer_t *p, const char *topic, const char *payload, uint64_t req)
 {
-    fo_route_publish(p->c, topic, strlen(topic), (const uint8_t *)payload, strlen(payload), req);
+    fo_publish_req_t pr = { .topic = topic, .topic_len = strlen(topic),
+                            .payload = (const uint8_t *)payload, .payload_len = strlen(payload),
+                            .req = req };
+    fo_route_publish(p->c, &pr);
 }
 
 static uint64_t stat_sum(size_t off)

@@ -125,10 +125,10 @@ static void test_registry_bindings(void **state)
     assert_int_equal(fo_registry_create(2, 10, NULL, NULL, &r), FO_OK);
     fo_err_t err = FO_OK;
     /* topic first, then subscriptions */
-    fo_topic_t *ab = fo_registry_get(r, "a.b", 3, &err);
+    fo_topic_t *ab = fo_registry_get(r, "a.b", 3, NULL, &err);
     assert_non_null(ab);
     assert_ptr_equal(fo_registry_find(r, "a.b", 3), ab);
-    assert_ptr_equal(fo_registry_get(r, "a.b", 3, &err), ab);
+    assert_ptr_equal(fo_registry_get(r, "a.b", 3, NULL, &err), ab);
     ab->seq = 41;
     fo_sub_t *exact = mksub("a.b", NULL, 0, 1);
     fo_sub_t *wild = mksub("a.>", NULL, 1, 2);
@@ -142,11 +142,11 @@ static void test_registry_bindings(void **state)
     assert_int_equal(count_local(ab, 1), 1);
     assert_int_equal(ab->local[0]->from_seq, 42);
     /* subscription first, then the topic: bound from seq 1 */
-    fo_topic_t *ac = fo_registry_get(r, "a.c.d", 5, &err);
+    fo_topic_t *ac = fo_registry_get(r, "a.c.d", 5, NULL, &err);
     assert_int_equal(count_local(ac, 0), 0);
     assert_int_equal(count_local(ac, 1), 1);
     assert_int_equal(ac->local[1]->from_seq, 1);
-    fo_topic_t *bx = fo_registry_get(r, "b.x", 3, &err);
+    fo_topic_t *bx = fo_registry_get(r, "b.x", 3, NULL, &err);
     assert_int_equal(count_local(bx, 1), 1);
     assert_int_equal(fo_registry_topics(r), 3);
     /* unsubscribe unbinds everywhere */
@@ -169,9 +169,9 @@ static void test_max_topics_and_rehash(void **state)
     char name[32];
     for (int i = 0; i < 5000; i++) {
         int n = snprintf(name, sizeof name, "t.%d", i);
-        assert_non_null(fo_registry_get(r, name, (size_t)n, &err));
+        assert_non_null(fo_registry_get(r, name, (size_t)n, NULL, &err));
     }
-    assert_null(fo_registry_get(r, "one.more", 8, &err));
+    assert_null(fo_registry_get(r, "one.more", 8, NULL, &err));
     assert_int_equal(err, FO_ERR_BUSY);
     for (int i = 0; i < 5000; i += 97) {
         int n = snprintf(name, sizeof name, "t.%d", i);
@@ -190,7 +190,7 @@ static void test_queue_groups(void **state)
     fo_registry_t *r;
     assert_int_equal(fo_registry_create(2, 10, NULL, NULL, &r), FO_OK);
     fo_err_t err = FO_OK;
-    fo_topic_t *t = fo_registry_get(r, "jobs.x", 6, &err);
+    fo_topic_t *t = fo_registry_get(r, "jobs.x", 6, NULL, &err);
     fo_sub_t *m[3] = { mksub("jobs.x", "g", 0, 1), mksub("jobs.x", "g", 1, 2),
                        mksub("jobs.x", "g", 0, 3) };
     fo_sub_t *other = mksub("jobs.*", "g", 1, 4);   /* same name, other filter */
