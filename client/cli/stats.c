@@ -9,8 +9,9 @@
  * the field) is tried on the same host's port 7401. --http ADDR skips all
  * that.
  *
- * Then GET /metrics (Prometheus text format), bounded in size (8 MiB)
- * and time, every --interval seconds:
+ * Then GET /metrics (Prometheus text format; with $FANOUT_HTTP_TOKEN as
+ * the bearer token when the broker has --http-token), bounded in size
+ * (8 MiB) and time, every --interval seconds:
  *   default   one line per interval: messages in and out per second,
  *             bytes in and out per second, connections, subscriptions,
  *             topics, message memory, RSS, CPU, slow-consumer drops/s;
@@ -62,6 +63,7 @@ static const char help[] =
     "  -t, --timeout SEC       give up on a request after SEC seconds (default 5)\n"
     "  -h, --help              this text\n"
     "\n"
+    "A broker started with --http-token wants it: export FANOUT_HTTP_TOKEN.\n"
     "Exit status: 0 ok (also on Ctrl-C), 1 runtime error (connection, HTTP\n"
     "error), 2 usage.\n";
 
@@ -262,9 +264,12 @@ static int fetch(const char *server, int timeout_ms, fo_buf_t *body, char *why, 
     const char *host = a.host[0] ? a.host : "127.0.0.1";
     if (fo_dial(server, timeout_ms, &fd, why, wlen))
         return 1;
-    char req[512];
-    int n = snprintf(req, sizeof req, "GET /metrics HTTP/1.0\r\nHost: %s\r\n"
-                     "Connection: close\r\n\r\n", host);
+    char req[1024], auth[400] = "";
+    const char *token = getenv("FANOUT_HTTP_TOKEN");
+    if (token && *token && strlen(token) < 256 && !strpbrk(token, "\r\n"))
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
+    int n = snprintf(req, sizeof req, "GET /metrics HTTP/1.0\r\nHost: %s\r\n%s"
+                     "Connection: close\r\n\r\n", host, auth);
     if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
         snprintf(why, wlen, "sending to %s: %s", server, strerror(errno));
         close(fd);
@@ -313,6 +318,12 @@ static int fetch(const char *server, int timeout_ms, fo_buf_t *body, char *why, 
     int status = 0;
     if (sscanf(text, "HTTP/%*d.%*d %d", &status) != 1 || !strstr(text, "\r\n\r\n")) {
         snprintf(why, wlen, "%s did not answer HTTP (is it the broker's --http address?)", server);
+        return 1;
+    }
+    if (status == 401) {
+        snprintf(why, wlen, "GET http://%s/metrics: HTTP 401: the broker wants its --http-token "
+                 "(%s)", server, token && *token ? "FANOUT_HTTP_TOKEN was not accepted"
+                                                 : "set FANOUT_HTTP_TOKEN");
         return 1;
     }
     if (status != 200) {

@@ -320,6 +320,27 @@ static void test_shutdown_and_http(void **state)
     assert_non_null(strstr(log, "draining: 1 connection\n"));
 }
 
+/* fanout stats sends $FANOUT_HTTP_TOKEN to a broker with --http-token. */
+static void test_stats_http_token(void **state)
+{
+    (void)state;
+    fo_tb_t b;
+    assert_int_equal(fo_tb_start(&b, (const char *const[]){ "--http-token", "t0ken", NULL }), 0);
+    static char out[8192], err[4096];
+    char http[64];
+    snprintf(http, sizeof http, "127.0.0.1:%d", b.http_port);
+    const char *argv[] = { "fanout", "stats", "--http", http, "--json", NULL };
+    unsetenv("FANOUT_HTTP_TOKEN");
+    assert_int_equal(fo_tb_run(argv, NULL, out, sizeof out, err, sizeof err, 10000), 1);
+    assert_non_null(strstr(err, "HTTP 401: the broker wants its --http-token (set FANOUT_HTTP_TOKEN)"));
+    setenv("FANOUT_HTTP_TOKEN", "t0ken", 1);
+    int rc = fo_tb_run(argv, NULL, out, sizeof out, err, sizeof err, 10000);
+    unsetenv("FANOUT_HTTP_TOKEN");
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "\"process_open_fds\":"));
+    assert_int_equal(fo_tb_stop(&b), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
