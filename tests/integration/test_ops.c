@@ -104,6 +104,19 @@ static void test_check_config(void **state)
     const char *bad[] = { "-t", "--idle-timeout", "1s", "--ping-interval", "2s", NULL };
     assert_int_equal(run_fanoutd(bad, out, err), 2);
     assert_non_null(strstr(err, "must be greater than --ping-interval"));
+    /* what a start would refuse is refused here too */
+    const char *open_[] = { "-t", "--listen", "0.0.0.0:7400", NULL };
+    assert_int_equal(run_fanoutd(open_, out, err), 2);
+    assert_non_null(strstr(err, "0.0.0.0:7400 is reachable from other hosts and no users are configured"));
+    const char *anon[] = { "-t", "--listen", "0.0.0.0:7400", "--allow-anonymous", NULL };
+    assert_int_equal(run_fanoutd(anon, out, err), 0);
+    const char *nousers[] = { "-t", "--users", "/nonexistent/users", NULL };
+    assert_int_equal(run_fanoutd(nousers, out, err), 2);
+    assert_non_null(strstr(err, "/nonexistent/users"));
+    const char *notls[] = { "-t", "--tls-listen", "127.0.0.1:7443", "--tls-cert", "/nonexistent/c.pem",
+                            "--tls-key", "/nonexistent/k.pem", NULL };
+    assert_int_equal(run_fanoutd(notls, out, err), 2);
+    assert_non_null(strstr(err, "/nonexistent/"));
     /* unknown FANOUT_* variables: warned, with the nearest name, not fatal */
     setenv("FANOUT_THREDS", "2", 1);
     const char *t[] = { "-t", NULL };
