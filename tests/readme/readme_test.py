@@ -142,6 +142,7 @@ class Job:
     def __init__(self, body, cwd, name, stdin=None):
         self.out = tempfile.NamedTemporaryFile(prefix="fo-readme-%s-" % name, delete=False)
         self.err = tempfile.NamedTemporaryFile(prefix="fo-readme-%s-err-" % name, delete=False)
+        STATE["files"] += [self.out.name, self.err.name]
         inp = subprocess.DEVNULL
         if stdin is not None:
             inp = tempfile.TemporaryFile()
@@ -177,7 +178,7 @@ class Job:
         return "stdout:\n%s\nstderr:\n%s" % (out[-3000:], err[-3000:])
 
 
-STATE = {"jobs": {}, "daemons": [], "failed": None}
+STATE = {"jobs": {}, "daemons": [], "failed": None, "files": []}
 
 
 def step(lineno, kind, args, body):
@@ -300,8 +301,14 @@ def register():
             for job in STATE["jobs"].values():
                 if job.p.poll() is None:
                     os.killpg(job.p.pid, signal.SIGKILL)
-            if STATE.get("cwd") and not os.environ.get("FO_KEEP"):
-                shutil.rmtree(STATE["cwd"], ignore_errors=True)
+            if not os.environ.get("FO_KEEP"):
+                if STATE.get("cwd"):
+                    shutil.rmtree(STATE["cwd"], ignore_errors=True)
+                for f in STATE["files"]:
+                    try:
+                        os.unlink(f)
+                    except OSError:
+                        pass
     teardown.__name__ = "ctrl_c_stops_what_was_started"
     test(teardown)
 
