@@ -45,6 +45,20 @@
 extern "C" {
 #endif
 
+/* ------------------------------------------------------------ version */
+
+/* The version of these headers (the VERSION file of the release). Compare
+ * FO_VERSION_NUMBER in #if; fo_version() gives the library's own at run
+ * time, which differs when libfanout.so was upgraded under a program. */
+#define FO_VERSION_MAJOR  0
+#define FO_VERSION_MINOR  1
+#define FO_VERSION_PATCH  0
+#define FO_VERSION_STRING "0.1.0"
+#define FO_VERSION_NUMBER (FO_VERSION_MAJOR * 10000 + FO_VERSION_MINOR * 100 + FO_VERSION_PATCH)
+
+/* "MAJOR.MINOR.PATCH" of the linked library. Static storage, any thread. */
+const char *fo_version(void);
+
 typedef struct fo_client fo_client_t;   /* opaque: one connection + reader */
 typedef struct fo_sub fo_sub_t;         /* opaque: one subscription        */
 
@@ -190,6 +204,11 @@ void fo_client_stats(fo_client_t *c, fo_client_stats_t *out);
 
 /* 1 when connected now, 0 while reconnecting or after closing. */
 int fo_client_connected(fo_client_t *c);
+
+/* The broker's max-frame (Welcome.max_frame of the last connection): a
+ * publish whose frame -- topic, payload and a few bytes of framing --
+ * exceeds it is refused with FO_ERR_RANGE. Any thread. */
+uint32_t fo_client_max_frame(fo_client_t *c);
 
 /* Copy the text of the last ERROR frame or connection failure into buf
  * (NUL-terminated, truncated to len); "" if none. Returns buf. */

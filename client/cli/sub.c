@@ -1,7 +1,8 @@
 /* sub.c -- `fanout sub`: print the messages of a topic filter.
  *
- * One payload per line on stdout, bytes as published; --json prints one
- * object per line instead. Uses the library's queue mode (fo_sub_next) on
+ * One payload per line on stdout, bytes as published (-v: "TOPIC
+ * PAYLOAD", as mosquitto_sub -v); --json prints one object per line
+ * instead. Uses the library's queue mode (fo_sub_next) on
  * the main thread; stdout is flushed whenever the queue runs dry, so a
  * pipe sees messages promptly without a write per message under load.
  * Gaps and connection events go to stderr. The client reconnects and
@@ -15,13 +16,14 @@
 #include "cli.h"
 
 static const char help[] =
-    "usage: fanout sub [-s HOST:PORT] FILTER [-n COUNT]\n"
+    "usage: fanout sub [-s URLS] FILTER [-n COUNT]\n"
     "\n"
     "Subscribe to FILTER (topics are dot-separated; '*' matches one token,\n"
     "'>' the rest) and print each message's payload on its own line.\n"
     "\n"
-    "  -s, --server HOST:PORT  broker address (default " CLI_DEFAULT_SERVER ")\n"
+    CLI_SERVER_HELP
     "  -n, --count N           exit after N messages\n"
+    "  -v, --verbose           print the topic before each payload: \"TOPIC PAYLOAD\"\n"
     "  -q, --queue GROUP       join queue group GROUP (each message goes to\n"
     "                          one member of the group)\n"
     "  -f, --from SEQ|earliest replay retained messages from sequence SEQ of\n"
@@ -137,9 +139,13 @@ static void base64(FILE *o, const unsigned char *p, size_t n)
     fputc('"', o);
 }
 
-static void print_msg(const fo_msg_t *m, int json)
+static void print_msg(const fo_msg_t *m, int json, int verbose)
 {
     if (!json) {
+        if (verbose) {
+            fwrite(m->topic, 1, m->topic_len, stdout);
+            fputc(' ', stdout);
+        }
         fwrite(m->payload, 1, m->payload_len, stdout);
         fputc('\n', stdout);
         return;
@@ -187,20 +193,22 @@ int cli_sub(int argc, char **argv)
         { "iface", required_argument, NULL, 'I' },
         { "stats", no_argument, NULL, 'S' },
         { "slow", required_argument, NULL, 'P' },
+        { "verbose", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
     };
-    const char *server = CLI_DEFAULT_SERVER;
+    const char *server = NULL;
     uint64_t count = 0;
     double timeout = 0;
-    int json = 0, stats = 0;
+    int json = 0, stats = 0, verbose = 0;
     fo_sub_opts_t so;
     fo_sub_opts_init(&so);
     optind = 1;
     opterr = 0;
     int ch;
-    while ((ch = getopt_long(argc, argv, ":s:n:q:f:jt:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":s:n:q:f:jt:vh", opts, NULL)) != -1) {
         switch (ch) {
         case 's': server = optarg; break;
+        case 'v': verbose = 1; break;
         case 'n':
             if (cli_u64(optarg, 1, UINT64_MAX, &count))
                 return cli_usage("sub", "-n wants a positive integer, not '%s'", optarg);
@@ -242,7 +250,12 @@ int cli_sub(int argc, char **argv)
         return cli_usage("sub", "too many arguments");
     const char *filter = argv[optind];
 
-    fo_client_t *c = cli_connect("sub", server, 1, on_event, on_gap, NULL);
+    cli_servers_t sv;
+    int rc = cli_servers("sub", server, &sv);
+    if (rc != CLI_OK)
+        return rc;
+    fo_client_t *c = cli_connect("sub", &sv, 1, on_event, on_gap, NULL);
+    cli_servers_free(&sv);
     if (!c)
         return CLI_RUNTIME;
     fo_sub_t *s;
@@ -259,7 +272,6 @@ int cli_sub(int argc, char **argv)
     if (so.delivery == FO_DELIVERY_MULTICAST && !fo_sub_mcast_stats(s, &mst) && !mst.groups)
         fprintf(stderr, "fanout sub: no multicast group carries '%s': messages come by TCP\n",
                 filter);
-    int rc = CLI_OK;
     int tmo = timeout > 0 ? (int)(timeout * 1000) : -1;
     for (uint64_t got = 0; !count || got < count; got++) {
         const fo_msg_t *m;
@@ -276,7 +288,7 @@ int cli_sub(int argc, char **argv)
             rc = cli_fail("sub", CLI_RUNTIME, "%s", cli_why(c, err, why));
             break;
         }
-        print_msg(m, json);
+        print_msg(m, json, verbose);
     }
     fflush(stdout);
     if (stats)
