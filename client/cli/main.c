@@ -1,6 +1,6 @@
 /* main.c -- `fanout`: the command-line client of the fanout broker.
  *
- * Dispatches to one subcommand (pub, sub, bench, stats); each parses its
+ * Dispatches to one subcommand (pub, sub, bench, stats, request, reply); each parses its
  * own options and has its own --help. Shared helpers are in util.c.
  * Exit codes: 0 ok, 1 runtime error, 2 usage error.
  */
@@ -22,6 +22,8 @@ static const char usage[] =
     "  sub    print messages:        fanout sub -s HOST:PORT FILTER [-n COUNT]\n"
     "  bench  load test:             fanout bench -s HOST:PORT --pubs P --subs S --msgs N --size B\n"
     "  stats  broker metrics table:  fanout stats -s HOST:HTTP_PORT\n"
+    "  request  ask and print the reply: fanout request -s HOST:PORT TOPIC [MESSAGE]\n"
+    "  reply  answer requests:       fanout reply -s HOST:PORT TOPIC (--command CMD | MESSAGE)\n"
     "\n"
     "`fanout COMMAND --help` describes a command's options; `fanout --version`\n"
     "prints the version.\n"
@@ -44,6 +46,7 @@ int main(int argc, char **argv)
     static const struct { const char *name; int (*fn)(int, char **); } cmds[] = {
         { "pub", cli_pub }, { "sub", cli_sub },
         { "bench", cli_bench }, { "stats", cli_stats },
+        { "request", cli_request }, { "reply", cli_reply },
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(cmd, cmds[i].name))

@@ -28,6 +28,8 @@ static const char help[] =
     "  -r, --rate R            at most R messages per second (default: no limit)\n"
     "      --confirm           wait for the broker's ACK of every message and\n"
     "                          print its sequence number\n"
+    "  -H, --header K:V        give every message header K with value V (all\n"
+    "                          after the first ':'); repeatable, at most 32\n"
     "  -h, --help              this text\n"
     "\n"
     "Exit status: 0 ok, 1 runtime error (connection, broker ERROR), 2 usage.\n";
@@ -59,6 +61,7 @@ typedef struct pub {
     uint64_t t0_ns;                /* CLOCK_MONOTONIC at the first message */
     uint64_t sent;
     int confirm;
+    const fo_pub_opts_t *opts;     /* -H headers, or NULL */
 } pub_t;
 
 static void pace(pub_t *p)
@@ -84,11 +87,11 @@ static int send_one(pub_t *p, const void *data, size_t len)
     fo_err_t err;
     if (p->confirm) {
         uint64_t seq = 0;
-        err = fo_publish_sync(p->c, p->topic, data, len, 5000, &seq);
+        err = fo_publish_sync_ex(p->c, p->topic, data, len, p->opts, 5000, &seq);
         if (!err)
             printf("%llu\n", (unsigned long long)seq);
     } else {
-        err = fo_publish(p->c, p->topic, data, len);
+        err = fo_publish_ex(p->c, p->topic, data, len, p->opts);
         if (!err && p->rate > 0)
             err = fo_client_flush(p->c, 0);
     }
@@ -104,6 +107,7 @@ typedef struct pub_args {
     const char *message;           /* NULL: --count, or stdin lines */
     uint64_t count, size;
     int have_count;
+    cli_headers_t headers;
 } pub_args_t;
 
 /* Options and arguments into p and a: 0, CLI_USAGE (said why), or -1
@@ -116,13 +120,14 @@ static int parse_args(pub_t *p, pub_args_t *a, int argc, char **argv)
         { "size", required_argument, NULL, 'z' },
         { "rate", required_argument, NULL, 'r' },
         { "confirm", no_argument, NULL, 'C' },
+        { "header", required_argument, NULL, 'H' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     optind = 1;
     opterr = 0;
     int ch;
-    while ((ch = getopt_long(argc, argv, ":s:c:z:r:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":s:c:z:r:H:h", opts, NULL)) != -1) {
         switch (ch) {
         case 's': a->server = optarg; break;
         case 'c':
@@ -139,6 +144,10 @@ static int parse_args(pub_t *p, pub_args_t *a, int argc, char **argv)
                 return cli_usage("pub", "--rate wants a positive number, not '%s'", optarg);
             break;
         case 'C': p->confirm = 1; break;
+        case 'H':
+            if (cli_header_arg("pub", optarg, &a->headers))
+                return CLI_USAGE;
+            break;
         case 'h': fputs(help, stdout); return -1;
         case ':': return cli_usage("pub", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage("pub", "unknown option '%s'", argv[optind - 1]);
@@ -160,7 +169,8 @@ static int parse_args(pub_t *p, pub_args_t *a, int argc, char **argv)
 static int publish_message(pub_t *p, const char *message)
 {
     uint64_t seq = 0;
-    fo_err_t err = fo_publish_sync(p->c, p->topic, message, strlen(message), 5000, &seq);
+    fo_err_t err = fo_publish_sync_ex(p->c, p->topic, message, strlen(message), p->opts,
+                                      5000, &seq);
     if (err)
         return publish_failed(p, err);
     if (p->confirm)
@@ -207,6 +217,8 @@ int cli_pub(int argc, char **argv)
     int rc = parse_args(&p, &a, argc, argv);
     if (rc)
         return rc < 0 ? CLI_OK : rc;
+    fo_pub_opts_t po;
+    p.opts = cli_headers_opts(&a.headers, &po);
 
     refusals_t ref = { .mu = PTHREAD_MUTEX_INITIALIZER };
     p.c = cli_connect("pub", a.server, 0, on_event, NULL, &ref);
