@@ -63,6 +63,11 @@ static const char help[] =
     "      --slow POLICY       subscribers' slow-consumer policy: drop, disconnect\n"
     "                          or block (flow control: publishers are paused,\n"
     "                          nothing is lost). Default: the broker's\n"
+    "      --request           request/reply instead: P requesters, each with one\n"
+    "                          request in flight (closed loop), S responders in one\n"
+    "                          queue group answering with the payload; N requests\n"
+    "                          in all (or --duration); reports round trips/s and\n"
+    "                          round-trip latency (docs/CLIENT.md)\n"
     "  -h, --help              this text\n"
     "\n"
     "The scenarios of ../shared/tools/peers.sh:\n"
@@ -100,7 +105,7 @@ struct bench {
     const char *server;
     uint64_t pubs, subs, msgs, size, ntopics;
     double rate, duration, wait;
-    int json, multicast;
+    int json, multicast, request;
     const char *iface;
     fo_slow_t slow;                /* --slow, or FO_SLOW_DEFAULT */
     fo_mcast_stats_t mc;           /* --multicast: summed over subscribers */
@@ -246,6 +251,7 @@ static int parse(bench_t *b, int argc, char **argv)
         { "multicast", no_argument, NULL, 'M' },
         { "iface", required_argument, NULL, 'I' },
         { "slow", required_argument, NULL, 'P' },
+        { "request", no_argument, NULL, 'Q' },
         { NULL, 0, NULL, 0 },
     };
     optind = 1;
@@ -265,6 +271,7 @@ static int parse(bench_t *b, int argc, char **argv)
         case 'w': if (cli_double(optarg, 0.001, 86400, &b->wait)) bad = "--wait wants seconds > 0"; break;
         case 'j': b->json = 1; break;
         case 'M': b->multicast = 1; break;
+        case 'Q': b->request = 1; break;
         case 'I': b->iface = optarg; break;
         case 'P': if (cli_slow(optarg, &b->slow)) bad = "--slow wants drop, disconnect or block"; break;
         case 'h': fputs(help, stdout); return -1;
@@ -510,6 +517,8 @@ int cli_bench(int argc, char **argv)
     int rc = parse(&b, argc, argv);
     if (rc)
         return rc < 0 ? CLI_OK : rc;
+    if (b.request)                 /* bench_rr.c */
+        return cli_bench_request(b.server, b.pubs, b.subs, b.msgs, b.size, b.duration, b.json);
     rc = run(&b);
     for (uint64_t i = 0; b.sub && i < b.subs; i++)
         fo_client_destroy(b.sub[i].c);
