@@ -35,6 +35,7 @@
 #include <unistd.h>
 #include "client_int.h"
 #include "clock.h"
+#include "topic_name.h"
 
 enum { RQ_WAITING = 0, RQ_TAKEN = 1, RQ_DONE = 2 };
 
@@ -286,10 +287,13 @@ static fo_err_t send_request(fo_client_t *c, const char *topic, const void *payl
     return fo__client_publish_pb(c, &m.f, FO__PUB_NOW | FO__PUB_CONNECTED);
 }
 
+/* Also the topic: a request to an invalid one would make the broker
+ * close the connection, failing every other request waiting on it. */
 static int args_ok(const fo_client_t *c, const char *topic, const void *payload, size_t len,
                    const fo_pub_opts_t *opts, int timeout_ms)
 {
-    return c && topic && (payload || !len) && timeout_ms != 0 && (!opts || !opts->reply);
+    return c && topic && (payload || !len) && timeout_ms != 0 && (!opts || !opts->reply) &&
+           fo_topic_valid(topic, strlen(topic));
 }
 
 fo_err_t fo_request_async(fo_client_t *c, const char *topic, const void *payload,

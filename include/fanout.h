@@ -292,7 +292,8 @@ void fo_reply_free(fo_reply_t *r);   /* NULL is fine */
  * FO_ERR_TIMEOUT, FO_ERR_NO_RESPONDERS, FO_ERR_NOT_CONNECTED (lost, or
  * reconnecting), FO_ERR_CLOSED, FO_ERR_BUSY (max_requests), FO_ERR_SERVER
  * (the broker refused it: fo_client_last_error), FO_ERR_RANGE or
- * FO_ERR_INVAL (as fo_publish_ex; also when called from a callback). */
+ * FO_ERR_INVAL (as fo_publish_ex; also an invalid topic, which the broker
+ * would close the connection for, and a call from a callback). */
 FO_MUST_CHECK
 fo_err_t fo_request(fo_client_t *c, const char *topic, const void *payload,
                     size_t len, const fo_pub_opts_t *opts, int timeout_ms,

@@ -154,6 +154,9 @@ static void test_round_trip(void **state)
     assert_int_equal(fo_request(c, "rr.echo", "x", 1, &po, 5000, &r), FO_ERR_INVAL);
     assert_null(r);
     assert_int_equal(fo_request(c, "rr.echo", "x", 1, NULL, 0, &r), FO_ERR_INVAL);
+    assert_int_equal(fo_request(c, "rr..echo", "x", 1, NULL, 1000, &r), FO_ERR_INVAL);
+    assert_int_equal(fo_request(c, "rr.*", "x", 1, NULL, 1000, &r), FO_ERR_INVAL);
+    assert_int_equal(fo_client_connected(c), 1);
     assert_int_equal(fo_request(c, "rr.echo", "x", 1, NULL, 1000, NULL), FO_ERR_INVAL);
     fo_msg_t plain = { "a", 1, "", 0, 1, 0, 0, NULL, NULL, 0 };
     assert_int_equal(fo_respond(c, &plain, "x", 1, NULL), FO_ERR_INVAL);
