@@ -207,6 +207,7 @@ static void welcome(fo_conn_t *c)
     snprintf(inbox, sizeof inbox, FO_INBOX_PREFIX "%016llx%016llx",
              (unsigned long long)c->id, (unsigned long long)c->inbox_secret);
     wl.inbox = inbox;
+    wl.http = (char *)fo_broker_http_announce(b);       /* fanout stats -s finds /metrics */
     wl.n_groups = fo_mcast_welcome_groups(b->mcast, &wl.groups);
     out.body_case = FANOUT__FRAME__BODY_WELCOME;
     out.welcome = &wl;

@@ -383,7 +383,7 @@ static int drain_step(fo_worker_t *w)
         stop_reading(w);
         flush_outboxes(w);
         atomic_fetch_add(&b->quiesced, 1);
-        fo_info(0, "draining: %d connections", w->nconns);
+        fo_info(0, "draining: %d connection%s", w->nconns, FO_PLURAL(w->nconns));
         return 0;
     }
     int all_quiet = atomic_load(&b->quiesced) == b->nworkers &&

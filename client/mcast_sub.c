@@ -157,7 +157,8 @@ static void on_deliver(void *ud, const char *topic, uint64_t seq, const uint8_t 
     fo_sub_t *s = e->dead ? NULL : fo__client_pin(c, e->sid);
     if (!s)
         return;
-    fo_msg_t msg = { topic, strlen(topic), p ? (const void *)p : "", n, seq, 0, repaired };
+    fo_msg_t msg = { topic, strlen(topic), p ? (const void *)p : "", n, seq, 0, repaired,
+                     NULL, NULL, 0 };
     fo__client_dispatch(c, s, &msg);
     fo__client_unpin(c, s);
 }

@@ -77,6 +77,11 @@ static const char help[] =
     "      --slow POLICY       subscribers' slow-consumer policy: drop, disconnect\n"
     "                          or block (flow control: publishers are paused,\n"
     "                          nothing is lost). Default: the broker's\n"
+    "      --request           request/reply instead: P requesters, each with one\n"
+    "                          request in flight (closed loop), S responders in one\n"
+    "                          queue group answering with the payload; N requests\n"
+    "                          in all (or --duration); reports round trips/s and\n"
+    "                          round-trip latency (docs/CLIENT.md)\n"
     "  -h, --help              this text\n"
     "\n"
     "The scenarios of the peer benchmarks (nats-server, redis, mosquitto):\n"
@@ -122,7 +127,7 @@ struct bench {
     cli_servers_t sv;
     uint64_t pubs, subs, msgs, size, ntopics;
     double rate, duration, wait;
-    int json, csv, multicast;
+    int json, csv, multicast, request;
     const char *series_path, *plot_path;
     int record;                    /* --series or --plot */
     const char *iface;
@@ -277,6 +282,7 @@ static int parse(bench_t *b, int argc, char **argv)
         { "csv", no_argument, NULL, 'C' },
         { "series", required_argument, NULL, 'E' },
         { "plot", required_argument, NULL, 'G' },
+        { "request", no_argument, NULL, 'Q' },
         { NULL, 0, NULL, 0 },
     };
     optind = 1;
@@ -299,6 +305,7 @@ static int parse(bench_t *b, int argc, char **argv)
         case 'E': b->series_path = optarg; break;
         case 'G': b->plot_path = optarg; break;
         case 'M': b->multicast = 1; break;
+        case 'Q': b->request = 1; break;
         case 'I': b->iface = optarg; break;
         case 'P': if (cli_slow(optarg, &b->slow)) bad = "--slow wants drop, disconnect or block"; break;
         case 'h': fputs(help, stdout); return -1;
@@ -733,6 +740,11 @@ int cli_bench(int argc, char **argv)
         return rc < 0 ? CLI_OK : rc;
     if ((rc = cli_servers("bench", b.server, &b.sv)) != CLI_OK)
         return rc;
+    if (b.request) {               /* bench_rr.c */
+        rc = cli_bench_request(&b.sv, b.pubs, b.subs, b.msgs, b.size, b.duration, b.json);
+        cli_servers_free(&b.sv);
+        return rc;
+    }
     rc = run(&b);
     for (uint64_t i = 0; b.sub && i < b.subs; i++) {
         fo_client_destroy(b.sub[i].c);

@@ -35,6 +35,8 @@ static const char help[] =
     "  -r, --rate R            at most R messages per second (default: no limit)\n"
     "      --confirm           wait for the broker's ACK of every message and\n"
     "                          print its sequence number\n"
+    "  -H, --header K:V        give every message header K with value V (all\n"
+    "                          after the first ':'); repeatable, at most 32\n"
     "  -h, --help              this text\n"
     "\n"
     "A message larger than the broker's max-frame is refused before it is sent\n"
@@ -68,6 +70,7 @@ typedef struct pub {
     uint64_t t0_ns;                /* CLOCK_MONOTONIC at the first message */
     uint64_t sent;
     int confirm;
+    const fo_pub_opts_t *opts;     /* -H headers, or NULL */
 } pub_t;
 
 static void pace(pub_t *p)
@@ -96,11 +99,11 @@ static int send_one(pub_t *p, const void *data, size_t len)
     fo_err_t err;
     if (p->confirm) {
         uint64_t seq = 0;
-        err = fo_publish_sync(p->c, p->topic, data, len, 5000, &seq);
+        err = fo_publish_sync_ex(p->c, p->topic, data, len, p->opts, 5000, &seq);
         if (!err)
             printf("%llu\n", (unsigned long long)seq);
     } else {
-        err = fo_publish(p->c, p->topic, data, len);
+        err = fo_publish_ex(p->c, p->topic, data, len, p->opts);
         if (!err && p->rate > 0)
             err = fo_client_flush(p->c, 0);
     }
@@ -117,6 +120,7 @@ typedef struct pub_args {
     const char *file;              /* -f FILE, "-" for --whole      */
     uint64_t count, size;
     int have_count;
+    cli_headers_t headers;
 } pub_args_t;
 
 /* Options and arguments into p and a: 0, CLI_USAGE (said why), or -1
@@ -131,13 +135,14 @@ static int parse_args(pub_t *p, pub_args_t *a, int argc, char **argv)
         { "confirm", no_argument, NULL, 'C' },
         { "file", required_argument, NULL, 'f' },
         { "whole", no_argument, NULL, 'W' },
+        { "header", required_argument, NULL, 'H' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     optind = 1;
     opterr = 0;
     int ch;
-    while ((ch = getopt_long(argc, argv, ":s:c:z:r:f:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":s:c:z:r:f:H:h", opts, NULL)) != -1) {
         switch (ch) {
         case 's': a->server = optarg; break;
         case 'f':
@@ -160,6 +165,10 @@ static int parse_args(pub_t *p, pub_args_t *a, int argc, char **argv)
                 return cli_usage("pub", "--rate wants a positive number, not '%s'", optarg);
             break;
         case 'C': p->confirm = 1; break;
+        case 'H':
+            if (cli_header_arg("pub", optarg, &a->headers))
+                return CLI_USAGE;
+            break;
         case 'h': fputs(help, stdout); return -1;
         case ':': return cli_usage("pub", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage("pub", "unknown option '%s'", argv[optind - 1]);
@@ -181,7 +190,7 @@ static int parse_args(pub_t *p, pub_args_t *a, int argc, char **argv)
 static int publish_message(pub_t *p, const char *message, size_t len)
 {
     uint64_t seq = 0;
-    fo_err_t err = fo_publish_sync(p->c, p->topic, message, len, 5000, &seq);
+    fo_err_t err = fo_publish_sync_ex(p->c, p->topic, message, len, p->opts, 5000, &seq);
     if (err)
         return publish_failed(p, err, len);
     p->sent++;
@@ -281,6 +290,8 @@ int cli_pub(int argc, char **argv)
     cli_servers_t sv;
     if ((rc = cli_servers("pub", a.server, &sv)) != CLI_OK)
         return rc;
+    fo_pub_opts_t po;
+    p.opts = cli_headers_opts(&a.headers, &po);
 
     refusals_t ref = { .mu = PTHREAD_MUTEX_INITIALIZER };
     p.c = cli_connect("pub", &sv, 0, on_event, NULL, &ref);

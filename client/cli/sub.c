@@ -23,14 +23,17 @@ static const char help[] =
     "\n"
     CLI_SERVER_HELP
     "  -n, --count N           exit after N messages\n"
-    "  -v, --verbose           print the topic before each payload: \"TOPIC PAYLOAD\"\n"
     "  -q, --queue GROUP       join queue group GROUP (each message goes to\n"
     "                          one member of the group)\n"
     "  -f, --from SEQ|earliest replay retained messages from sequence SEQ of\n"
     "                          each matching topic, or from the oldest one\n"
     "  -j, --json              one JSON object per line: topic, seq, time_ns\n"
     "                          (broker receive time), replay, and payload (a\n"
-    "                          string, or payload_base64 when not UTF-8)\n"
+    "                          string, or payload_base64 when not UTF-8); also\n"
+    "                          reply and headers when the message has them\n"
+    "  -v, --verbose           print TOPIC [k=v ...] payload: the topic and the\n"
+    "                          headers (bytes outside 0x21..0x7e and = ] \\ as\n"
+    "                          \\xHH) before each payload\n"
     "  -t, --timeout SEC       exit 1 when no message came for SEC seconds\n"
     "      --slow POLICY       when we cannot keep up: drop (oldest, then a\n"
     "                          gap), disconnect, or block (the broker pauses\n"
@@ -73,94 +76,29 @@ static void on_event(void *ud, fo_event_t ev, fo_err_t err, const char *text)
         fprintf(stderr, "fanout sub: broker error: %s\n", text);
 }
 
-/* Well-formed UTF-8 (lead bytes and continuations; not overlong checks
- * beyond C0/C1): decides "payload" versus "payload_base64" in --json. */
-static int utf8_valid(const unsigned char *p, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        unsigned c = p[i];
-        size_t k;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf)
-            k = 1;
-        else if (c >= 0xe0 && c <= 0xef)
-            k = 2;
-        else if (c >= 0xf0 && c <= 0xf4)
-            k = 3;
-        else
-            return 0;
-        if (n - i <= k)
-            return 0;
-        for (size_t j = 1; j <= k; j++)
-            if ((p[i + j] & 0xc0) != 0x80)
-                return 0;
-        i += k + 1;
-    }
-    return 1;
-}
-
-static void json_str(FILE *o, const char *p, size_t n)
-{
-    fputc('"', o);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '"' || c == '\\')
-            fprintf(o, "\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", o);
-        else if (c == '\t')
-            fputs("\\t", o);
-        else if (c == '\r')
-            fputs("\\r", o);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(o, "\\u%04x", c);
-        else
-            fputc(c, o);
-    }
-    fputc('"', o);
-}
-
-static void base64(FILE *o, const unsigned char *p, size_t n)
-{
-    static const char t[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    fputc('"', o);
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
-                     (i + 2 < n ? p[i + 2] : 0);
-        fputc(t[v >> 18], o);
-        fputc(t[(v >> 12) & 63], o);
-        fputc(i + 1 < n ? t[(v >> 6) & 63] : '=', o);
-        fputc(i + 2 < n ? t[v & 63] : '=', o);
-    }
-    fputc('"', o);
-}
-
 static void print_msg(const fo_msg_t *m, int json, int verbose)
 {
+    if (!json && verbose) {
+        cli_print_verbose(stdout, m, 1);    /* TOPIC [k=v ...] payload */
+        return;
+    }
     if (!json) {
-        if (verbose) {
-            fwrite(m->topic, 1, m->topic_len, stdout);
-            fputc(' ', stdout);
-        }
         fwrite(m->payload, 1, m->payload_len, stdout);
         fputc('\n', stdout);
         return;
     }
     fputs("{\"topic\":", stdout);
-    json_str(stdout, m->topic, m->topic_len);
+    cli_json_str(stdout, m->topic, m->topic_len);
     printf(",\"seq\":%llu,\"time_ns\":%llu,\"replay\":%s,",
            (unsigned long long)m->seq, (unsigned long long)m->time_ns,
            m->replay ? "true" : "false");
-    if (utf8_valid(m->payload, m->payload_len)) {
+    cli_json_extras(stdout, m);             /* "reply", "headers" */
+    if (cli_utf8_valid(m->payload, m->payload_len)) {
         fputs("\"payload\":", stdout);
-        json_str(stdout, m->payload, m->payload_len);
+        cli_json_str(stdout, m->payload, m->payload_len);
     } else {
         fputs("\"payload_base64\":", stdout);
-        base64(stdout, m->payload, m->payload_len);
+        cli_base64(stdout, m->payload, m->payload_len);
     }
     fputs("}\n", stdout);
 }
@@ -187,13 +125,13 @@ int cli_sub(int argc, char **argv)
         { "queue", required_argument, NULL, 'q' },
         { "from", required_argument, NULL, 'f' },
         { "json", no_argument, NULL, 'j' },
+        { "verbose", no_argument, NULL, 'v' },
         { "timeout", required_argument, NULL, 't' },
         { "help", no_argument, NULL, 'h' },
         { "multicast", no_argument, NULL, 'M' },
         { "iface", required_argument, NULL, 'I' },
         { "stats", no_argument, NULL, 'S' },
         { "slow", required_argument, NULL, 'P' },
-        { "verbose", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
     };
     const char *server = NULL;

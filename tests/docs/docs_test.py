@@ -120,7 +120,7 @@ def fanout_man_page_matches_help():
         m = re.match(r"fanout (\w+)", section or "")
         if m:
             sections.setdefault(m.group(1), set()).update(names)
-    for cmd in ("pub", "sub", "bench", "stats"):
+    for cmd in ("pub", "sub", "bench", "stats", "request", "reply"):
         rc, out, _ = run(os.path.join(build_dir(), "fanout"), cmd, "--help")
         assert rc == 0, "fanout %s --help exit %d" % (cmd, rc)
         want = set(re.findall(r"^\s+(?:-\w, )?--([a-z][a-z-]*)", out, re.M))

@@ -51,9 +51,18 @@ static void test_exports(void **state)
     if (!so)
         fail_msg("dlopen %s: %s", path, dlerror());
     int n = check_header(so, "include/fanout.h") + check_header(so, "include/fo_err.h");
-    assert_true(n >= 15);
+    assert_true(n >= 24);
+    /* request/reply and headers (issue 13) are part of it */
+    const char *rr[] = { "fo_request", "fo_request_async", "fo_respond", "fo_reply_free",
+                         "fo_publish_ex", "fo_publish_sync_ex", "fo_pub_opts_init",
+                         "fo_msg_header" };
+    for (size_t i = 0; i < sizeof rr / sizeof rr[0]; i++)
+        if (!dlsym(so, rr[i]))
+            fail_msg("%s is not exported", rr[i]);
     const char *private_[] = { "fo_frame_pack", "fo_decoder_next", "fo_publish_peek",
-                               "fo_arena_alloc", "fo_buf_reserve", "fo_topic_match" };
+                               "fo_arena_alloc", "fo_buf_reserve", "fo_topic_match",
+                               "fo_deliver_header_next", "fo__rr_on_reply",
+                               "fo__client_view_headers", "fo__client_publish_pb" };
     for (size_t i = 0; i < sizeof private_ / sizeof private_[0]; i++)
         if (dlsym(so, private_[i]))
             fail_msg("%s should not be exported", private_[i]);

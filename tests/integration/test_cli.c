@@ -309,11 +309,10 @@ static void test_stats_finds_metrics(void **state)
     if (rc != 0)
         fail_msg("FANOUT_SERVER=%s: exit %d, %s", addr, rc, err);
     assert_int_equal(count_lines(out), 2);
-    /* the real broker, once its WELCOME (login.c) carries Welcome.http (issue 14) */
+    /* the real broker: its WELCOME carries Welcome.http */
     rc = run(NULL, out, err, "stats", "-s", broker.addr, "--json", NULL);
-    if (rc == 1 && strstr(err, "does not announce"))
-        skip();
-    assert_int_equal(rc, 0);
+    if (rc != 0)
+        fail_msg("stats -s %s: exit %d, %s", broker.addr, rc, err);
 }
 
 /* -s forms and lists, $FANOUT_SERVER, sub -v, pub -f / --whole, CRLF, and
