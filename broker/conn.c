@@ -395,7 +395,7 @@ static int write_some(fo_conn_t *c)
     if (c->tls)
         return tls_write_some(c);
     while (c->outq.count) {
-        int n = fo_outq_iov(&c->outq, w->iov, FO_IOV_MAX, w->prefix);
+        int n = fo_outq_iov_packed(&c->outq, w->iov, FO_IOV_MAX, w->prefix, w->wpack, FO_WPACK);
         struct msghdr mh = { .msg_iov = w->iov, .msg_iovlen = (size_t)n };
         ssize_t k = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (k < 0) {

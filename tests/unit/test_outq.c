@@ -39,6 +39,46 @@ static size_t drain(fo_outq_t *q, uint8_t *out, size_t chunk)
     return total;
 }
 
+/* Packed iovecs (small entries copied, big ones by reference) carry the
+ * same bytes as fo_outq_copy, through partial writes of every size and a
+ * pack buffer that runs out mid-queue. */
+static void test_packed_iov_same_bytes(void **state)
+{
+    (void)state;
+    static uint8_t big[3000], want[64 * 1024], got[64 * 1024], pack[700];
+    memset(big, 'B', sizeof big);
+    for (size_t chunk = 1; chunk < 5000; chunk = chunk * 3 + 1) {
+        fo_outq_t q;
+        fo_outq_init(&q);
+        for (uint64_t s = 1; s <= 12; s++) {
+            size_t len = s % 4 == 0 ? sizeof big : s * 9;     /* mixed small and big */
+            fo_msg_t *m = fo_msg_new(&mem, NULL, "q.t", 3, s, 0, big, len, 0);
+            assert_int_equal(fo_outq_push_msg(&q, m, (uint32_t)s, 1), FO_OK);
+        }
+        size_t total = (size_t)q.bytes;
+        assert_int_equal(fo_outq_copy(&q, want, sizeof want), total);
+        size_t off = 0;
+        while (q.count) {
+            struct iovec iov[8];
+            uint8_t scratch[4 * FO_DELIVER_PREFIX_MAX];
+            int n = fo_outq_iov_packed(&q, iov, 8, scratch, pack, sizeof pack);
+            assert_true(n > 0);
+            size_t took = 0;
+            for (int i = 0; i < n && took < chunk; i++) {
+                size_t k = iov[i].iov_len < chunk - took ? iov[i].iov_len : chunk - took;
+                memcpy(got + off + took, iov[i].iov_base, k);
+                took += k;
+            }
+            fo_outq_advance(&q, took);
+            off += took;
+        }
+        assert_int_equal(off, total);
+        assert_memory_equal(got, want, total);
+        fo_outq_clear(&q);
+    }
+    assert_int_equal(atomic_load(&mem.used), 0);
+}
+
 static void test_iov_and_partial_writes(void **state)
 {
     (void)state;
@@ -253,6 +293,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_iov_and_partial_writes),
+        cmocka_unit_test(test_packed_iov_same_bytes),
         cmocka_unit_test(test_drop_oldest_in_place),
         cmocka_unit_test(test_gap_notices_merge),
         cmocka_unit_test(test_copy_matches_iov),
