@@ -377,7 +377,7 @@ static int tls_write_some(fo_conn_t *c)
     if (!s->established)
         return 0;
     uint64_t n = 0;
-    fo_tls_status_t st = fo_tls_write(s, &c->outq, c->w->tls_record, &n);
+    fo_tls_status_t st = fo_tls_write(s, &c->outq, c->w->tls_record, &n, &c->w->stats.delay);
     FO_STAT_ADD(&c->w->stats, bytes_out, n);
     c->staged = s->stash_len;
     if (st == FO_TLS_ERROR || st == FO_TLS_EOF) {
@@ -407,7 +407,7 @@ static int write_some(fo_conn_t *c)
             return -1;
         }
         FO_STAT_ADD(&w->stats, bytes_out, (uint64_t)k);
-        fo_outq_advance(&c->outq, (size_t)k);
+        fo_outq_advance_timed(&c->outq, (size_t)k, fo_realtime_ns(), &w->stats.delay);
     }
     return 0;
 }

@@ -225,6 +225,24 @@ fo_err_t fo_metrics_render(const fo_metrics_src_t *src, fo_buf_t *out)
         put(&o, "fanout_worker_connections{worker=\"%d\"} %" PRId64 "\n", w,
             (int64_t)FO_STAT_GET(src->workers[w], connections));
 
+    family(&o, "fanout_delivery_delay_seconds", "histogram",
+           "Time from reading a PUBLISH to writing its DELIVER to a subscriber (replays excluded)");
+    uint64_t cum = 0, sum_ns = 0;
+    for (int k = 0; k < FO_DELAY_BUCKETS; k++) {
+        for (int w = 0; w < src->nworkers; w++)
+            cum += FO_STAT_GET(&src->workers[w]->delay, count[k]);
+        if (k < FO_DELAY_BUCKETS - 1)
+            put(&o, "fanout_delivery_delay_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+                (double)fo_delay_bounds_ns[k] / 1e9, cum);
+        else
+            put(&o, "fanout_delivery_delay_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
+    }
+    for (int w = 0; w < src->nworkers; w++)
+        sum_ns += FO_STAT_GET(&src->workers[w]->delay, sum_ns);
+    put(&o, "fanout_delivery_delay_seconds_sum %" PRIu64 ".%09" PRIu64 "\n", sum_ns / 1000000000u,
+        sum_ns % 1000000000u);
+    put(&o, "fanout_delivery_delay_seconds_count %" PRIu64 "\n", cum);
+
     family(&o, "fanout_errors_sent_total", "counter", "ERROR frames sent, by code");
     for (int code = 0; code < FO_STATS_ERR_CODES; code++) {
         uint64_t v = sum_errors(src, code);

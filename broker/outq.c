@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "outq.h"
+#include "stats.h"
 
 #define NOTICE_LOOKBACK 64   /* entries searched for a notice to extend */
 
@@ -286,6 +287,11 @@ int fo_outq_iov_packed(const fo_outq_t *q, struct iovec *iov, int max, uint8_t *
 
 void fo_outq_advance(fo_outq_t *q, size_t n)
 {
+    fo_outq_advance_timed(q, n, 0, NULL);
+}
+
+void fo_outq_advance_timed(fo_outq_t *q, size_t n, uint64_t now_ns, fo_delay_hist_t *h)
+{
     q->bytes -= n;
     while (q->count) {          /* also pops empty entries at the head */
         fo_out_t *e = &q->ring[q->head];
@@ -295,6 +301,8 @@ void fo_outq_advance(fo_outq_t *q, size_t n)
             return;
         }
         n -= left;
+        if (h && e->msg && !e->msg->replay)
+            fo_delay_observe(h, now_ns > e->msg->time_ns ? now_ns - e->msg->time_ns : 0);
         entry_free(e);
         q->head = (q->head + 1) & (q->cap - 1);
         q->count--;

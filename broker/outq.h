@@ -82,6 +82,11 @@ int fo_outq_iov_packed(const fo_outq_t *q, struct iovec *iov, int max, uint8_t *
                        uint8_t *pack, size_t packcap);
 /* Pop n written bytes. */
 void fo_outq_advance(fo_outq_t *q, size_t n);
+/* The same, observing into h (single writer: the queue's worker) the
+ * delay now_ns - time_ns of every message written out completely (not
+ * replays). now_ns is CLOCK_REALTIME, as messages are stamped. */
+struct fo_delay_hist;
+void fo_outq_advance_timed(fo_outq_t *q, size_t n, uint64_t now_ns, struct fo_delay_hist *h);
 
 /* Copy up to max wire bytes from the head (prefixes built on the way,
  * bodies copied) into dst, without popping them; returns the count. For

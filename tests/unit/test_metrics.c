@@ -109,11 +109,19 @@ static void test_render(void **state)
             char name[128], type[16];
             assert_int_equal(sscanf(line + 7, "%127s %15s", name, type), 2);
             assert_string_equal(name, family);
-            assert_true(!strcmp(type, "counter") || !strcmp(type, "gauge"));
+            assert_true(!strcmp(type, "counter") || !strcmp(type, "gauge") ||
+                        !strcmp(type, "histogram"));
             continue;
         }
         size_t fl = strlen(family);
-        assert_true(fl > 0 && !strncmp(line, family, fl) && (line[fl] == ' ' || line[fl] == '{'));
+        const char *rest = line + fl;
+        if (!strncmp(rest, "_bucket", 7))            /* a histogram's series */
+            rest += 7;
+        else if (!strncmp(rest, "_sum", 4))
+            rest += 4;
+        else if (!strncmp(rest, "_count", 6))
+            rest += 6;
+        assert_true(fl > 0 && !strncmp(line, family, fl) && (*rest == ' ' || *rest == '{'));
         samples++;
     }
 #define COUNT_(f, k, h) + 1

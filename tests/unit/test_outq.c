@@ -9,6 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "outq.h"
+#include "stats.h"
 
 static fo_mem_t mem;
 
@@ -76,6 +77,34 @@ static void test_packed_iov_same_bytes(void **state)
         assert_memory_equal(got, want, total);
         fo_outq_clear(&q);
     }
+    assert_int_equal(atomic_load(&mem.used), 0);
+}
+
+/* Each message written out completely is observed once, with its delay;
+ * a half-written one waits; replays and frames are not messages. */
+static void test_advance_timed_observes_delays(void **state)
+{
+    (void)state;
+    fo_outq_t q;
+    fo_outq_init(&q);
+    fo_msg_t *a = fo_msg_new(&mem, NULL, "q.t", 3, 1, 1000, (const uint8_t *)"x", 1, 0);
+    fo_msg_t *r = fo_msg_new(&mem, NULL, "q.t", 3, 2, 1000, (const uint8_t *)"x", 1, 1);
+    fo_msg_t *b = fo_msg_new(&mem, NULL, "q.t", 3, 3, 5000, (const uint8_t *)"x", 1, 0);
+    assert_int_equal(fo_outq_push_msg(&q, a, 1, 1), FO_OK);
+    assert_int_equal(fo_outq_push_msg(&q, r, 1, 1), FO_OK);
+    assert_int_equal(fo_outq_push_msg(&q, b, 1, 1), FO_OK);
+    uint32_t la = q.ring[0].len;
+    fo_delay_hist_t h;
+    memset(&h, 0, sizeof h);
+    fo_outq_advance_timed(&q, la - 1, 21000, &h);          /* a: not all of it */
+    assert_int_equal(atomic_load(&h.count[0]) + atomic_load(&h.count[1]), 0);
+    fo_outq_advance_timed(&q, 1, 21000, &h);               /* a: 20 µs */
+    assert_int_equal(atomic_load(&h.count[1]), 1);         /* <= 25 µs */
+    assert_int_equal(atomic_load(&h.sum_ns), 20000);
+    fo_outq_advance_timed(&q, (size_t)q.bytes, 5000 + 600000, &h);   /* the replay, then b */
+    assert_int_equal(atomic_load(&h.count[6]), 1);         /* 600 µs: <= 1 ms */
+    assert_int_equal(atomic_load(&h.sum_ns), 620000);
+    fo_outq_clear(&q);
     assert_int_equal(atomic_load(&mem.used), 0);
 }
 
@@ -294,6 +323,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_iov_and_partial_writes),
         cmocka_unit_test(test_packed_iov_same_bytes),
+        cmocka_unit_test(test_advance_timed_observes_delays),
         cmocka_unit_test(test_drop_oldest_in_place),
         cmocka_unit_test(test_gap_notices_merge),
         cmocka_unit_test(test_copy_matches_iov),
