@@ -160,11 +160,12 @@ static void print_msg(const fo_msg_t *m, int json)
     fputs("}\n", stdout);
 }
 
-/* --stats: multicast counters, or what TCP delivery can tell. */
+/* --stats: multicast counters, or what TCP delivery can tell (also for a
+ * multicast subscription that joined no group). */
 static void print_stats(const fo_sub_t *s)
 {
     fo_mcast_stats_t st;
-    if (fo_sub_mcast_stats(s, &st) != FO_OK) {
+    if (fo_sub_mcast_stats(s, &st) != FO_OK || !st.groups) {
         memset(&st, 0, sizeof(st));
         st.received = fo_sub_delivered_count(s);
         st.gaps = st.lost = fo_sub_gap_count(s);
