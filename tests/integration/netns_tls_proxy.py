@@ -9,29 +9,16 @@ broker's TLS listener through this: the broker sees a TLS connection, which
 is what entitles it to the multicast group keys. Writes READY_FILE once it
 listens; runs until killed.
 """
+import select
 import socket
 import ssl
 import sys
 import threading
 
 
-def pipe(src, dst):
-    try:
-        while True:
-            b = src.recv(65536)
-            if not b:
-                break
-            dst.sendall(b)
-    except OSError:
-        pass
-    for s in (src, dst):
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
 def serve(conn, host, port, ctx):
+    """One connection, in one thread: an SSL object must not be read and
+    written from two threads at once."""
     try:
         up = ctx.wrap_socket(socket.create_connection((host, port), timeout=5), server_hostname=host)
         up.settimeout(None)
@@ -39,8 +26,28 @@ def serve(conn, host, port, ctx):
         print("proxy: cannot reach %s:%d over TLS: %s" % (host, port, e), file=sys.stderr)
         conn.close()
         return
-    threading.Thread(target=pipe, args=(up, conn), daemon=True).start()
-    pipe(conn, up)
+    try:
+        while True:
+            r, _, _ = select.select([conn, up], [], [])
+            if conn in r:
+                b = conn.recv(65536)
+                if not b:
+                    break
+                up.sendall(b)
+            if up in r:
+                b = up.recv(65536)          # a whole record (blocks for the rest of one)
+                if not b:
+                    break
+                while up.pending():
+                    b += up.recv(up.pending())
+                conn.sendall(b)
+    except OSError:
+        pass
+    for s in (conn, up):
+        try:
+            s.close()
+        except OSError:
+            pass
 
 
 def main():
