@@ -420,10 +420,20 @@ typedef struct fo_mcast_stats {
     uint64_t repaired;    /* ... fetched again over TCP                   */
     uint64_t lost;        /* ... given up (reported as gaps)              */
     uint64_t duplicates, oversize, datagrams;
-    uint64_t bad;         /* datagrams dropped: undecodable or stale; also
-                             messages with no memory to track them and
-                             failed socket reads                          */
+    uint64_t bad;         /* datagrams dropped, for any reason (the three
+                             below included); also messages with no memory
+                             to track them and failed socket reads        */
     uint32_t groups;      /* groups joined                                */
+    /* Why datagrams were dropped (docs/MULTICAST.md, Authentication): */
+    uint64_t forged;      /* the tag did not verify: not the broker's     */
+    uint64_t replayed;    /* authentic, but a copy of one seen before, or
+                             too old for the replay window                */
+    uint64_t foreign;     /* another broker epoch than WELCOME's          */
+    uint32_t unkeyed;     /* groups overlapping the filter that WELCOME
+                             announced without a key (plain TCP from
+                             another host, or a user who may not read all
+                             of the group): not joined, their messages
+                             come by TCP                                  */
 } fo_mcast_stats_t;
 FO_MUST_CHECK
 fo_err_t fo_sub_mcast_stats(const fo_sub_t *s, fo_mcast_stats_t *out);

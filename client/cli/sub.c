@@ -42,7 +42,8 @@ static const char help[] =
     "                          announces; missed datagrams are repaired over TCP\n"
     "      --iface ADDR        interface (address or name) to join the groups on\n"
     "      --stats             at exit, print on stderr: received, gaps,\n"
-    "                          repaired, lost\n"
+    "                          repaired, lost (multicast: also datagrams, and\n"
+    "                          those dropped: forged, replayed, foreign)\n"
     "  -h, --help              this text\n"
     "\n"
     "Gaps (messages the broker could not deliver) are reported on stderr.\n"
@@ -103,18 +104,25 @@ static void print_msg(const fo_msg_t *m, int json, int verbose)
     fputs("}\n", stdout);
 }
 
-/* --stats: multicast counters, or what TCP delivery can tell. */
+/* --stats: multicast counters, or what TCP delivery can tell (also for a
+ * multicast subscription that joined no group). */
 static void print_stats(const fo_sub_t *s)
 {
     fo_mcast_stats_t st;
-    if (fo_sub_mcast_stats(s, &st) != FO_OK) {
+    if (fo_sub_mcast_stats(s, &st) != FO_OK || !st.groups) {
         memset(&st, 0, sizeof(st));
         st.received = fo_sub_delivered_count(s);
         st.gaps = st.lost = fo_sub_gap_count(s);
     }
-    fprintf(stderr, "fanout sub: received %llu gaps %llu repaired %llu lost %llu\n",
+    fprintf(stderr, "fanout sub: received %llu gaps %llu repaired %llu lost %llu",
             (unsigned long long)st.received, (unsigned long long)st.gaps,
             (unsigned long long)st.repaired, (unsigned long long)st.lost);
+    if (st.datagrams || st.bad)     /* multicast: what was refused, and why */
+        fprintf(stderr, " datagrams %llu dropped %llu forged %llu replayed %llu foreign %llu",
+                (unsigned long long)st.datagrams, (unsigned long long)st.bad,
+                (unsigned long long)st.forged, (unsigned long long)st.replayed,
+                (unsigned long long)st.foreign);
+    fputc('\n', stderr);
 }
 
 int cli_sub(int argc, char **argv)
@@ -207,7 +215,11 @@ int cli_sub(int argc, char **argv)
     }
     atomic_store(&subscribed, 1);
     fo_mcast_stats_t mst;
-    if (so.delivery == FO_DELIVERY_MULTICAST && !fo_sub_mcast_stats(s, &mst) && !mst.groups)
+    if (so.delivery == FO_DELIVERY_MULTICAST && !fo_sub_mcast_stats(s, &mst) && mst.unkeyed)
+        fprintf(stderr, "fanout sub: %u multicast group%s for '%s' came without a key (plain TCP "
+                "from another host, or not every topic of the group readable): their messages "
+                "come by TCP\n", mst.unkeyed, mst.unkeyed == 1 ? "" : "s", filter);
+    else if (so.delivery == FO_DELIVERY_MULTICAST && !mst.groups)
         fprintf(stderr, "fanout sub: no multicast group carries '%s': messages come by TCP\n",
                 filter);
     int tmo = timeout > 0 ? (int)(timeout * 1000) : -1;
