@@ -39,8 +39,8 @@ LDLIBS   += -lprotobuf-c -lm
 # libsodium: the broker's password hashing (argon2id) and keyed hashes, and
 # the multicast datagram tags of both the broker and libfanout.
 SODIUM_LIBS ?= -lsodium
-# OpenSSL 3 (libssl-dev): fanoutd's TLS listener and the tests; libfanout
-# and the CLI do not link it (yet).
+# OpenSSL 3 (libssl-dev): fanoutd's TLS listener, libfanout's tls://
+# (and so the CLI), and the tests.
 TLS_LIBS ?= -lssl -lcrypto
 
 ifneq ($(SANITIZE),)
@@ -118,7 +118,7 @@ $(BUILD)/libfanout.a: $(LIB_OBJ)
 
 $(BUILD)/libfanout.so: $(LIB_OBJ) scripts/libfanout.map
 	$(CC) $(LDFLAGS) -shared -Wl,-soname,libfanout.so.0 -Wl,--version-script=scripts/libfanout.map \
-		-o $@ $(LIB_OBJ) $(LDLIBS) $(SODIUM_LIBS)
+		-o $@ $(LIB_OBJ) $(LDLIBS) $(SODIUM_LIBS) $(TLS_LIBS)
 
 # fanout.pc: libdir and includedir relative to ${prefix} when they are
 # under it, so pkg-config --define-variable=prefix=... relocates it.
@@ -141,7 +141,7 @@ $(BUILD)/fanoutd: $(BROKER_OBJ) $(PROTO_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SODIUM_LIBS) $(TLS_LIBS)
 
 $(BUILD)/fanout: $(CLI_OBJ) $(BUILD)/libfanout.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SODIUM_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SODIUM_LIBS) $(TLS_LIBS)
 
 # Tests link against everything except the mains; an archive pulls in only
 # the objects a test needs.
@@ -166,7 +166,7 @@ endif
 examples: $(EXAMPLE_BIN)
 $(BUILD)/examples/%: examples/%.c $(STAGED_H) $(BUILD)/libfanout.a
 	@mkdir -p $(@D)
-	$(CC) $(EXAMPLE_CFLAGS) -o $@ $< $(BUILD)/libfanout.a $(LDFLAGS) -lprotobuf-c $(SODIUM_LIBS)
+	$(CC) $(EXAMPLE_CFLAGS) -o $@ $< $(BUILD)/libfanout.a $(LDFLAGS) -lprotobuf-c $(SODIUM_LIBS) $(TLS_LIBS)
 
 # ---------------------------------------------------------------- targets
 # The benchmarks are built (not run) with the tests, so they never rot.
