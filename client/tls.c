@@ -158,9 +158,10 @@ static fo_err_t load_files(SSL_CTX *ctx, const fo_client_opts_t *o, char *err, s
     const char *key = o->tls_key_file ? o->tls_key_file : o->tls_cert_file;
     if (SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert_file) != 1)
         return ctx_fail(err, errlen, "certificate file", o->tls_cert_file);
-    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+    int loaded = SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1;
+    if (!loaded && ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH)
         return ctx_fail(err, errlen, "key file (PEM, unencrypted)", key);
-    if (SSL_CTX_check_private_key(ctx) != 1) {
+    if (!loaded || SSL_CTX_check_private_key(ctx) != 1) {
         if (err && errlen)
             snprintf(err, errlen, "TLS: the key in \"%s\" does not match the certificate in \"%s\"",
                      key, o->tls_cert_file);
