@@ -133,8 +133,12 @@ static const char *ssl_reason(const char *fallback)
 
 static fo_err_t ctx_fail(char *err, size_t errlen, const char *what, const char *path)
 {
+    FILE *f = fopen(path, "r");           /* "no such file" beats "system lib" */
+    if (f)
+        fclose(f);
     if (err && errlen)
-        snprintf(err, errlen, "TLS: %s \"%s\": %s", what, path, ssl_reason("does not load"));
+        snprintf(err, errlen, "TLS: %s \"%s\": %s", what, path,
+                 f ? ssl_reason("does not load") : strerror(errno));
     ERR_clear_error();
     return FO_ERR_TLS;
 }
