@@ -38,10 +38,11 @@ static void send_ack(fo_conn_t *c, uint64_t req, uint64_t seq, int has_seq)
     fo_conn_send(c, &f);
 }
 
-/* Fan m out to this worker's plain subscribers of its topic. The caller's
- * reference goes to the last of them (one atomic less per message on the
- * common path; handing it to the first could free m mid-walk should that
- * connection drop it). */
+/* Fan m out to this worker's plain subscribers of its topic, taking the
+ * references they need in one atomic add (the caller's is one of them):
+ * with n subscribers on a worker that is one contended cache-line write
+ * instead of n. Nothing can free m mid-walk: every delivery still to come
+ * holds its reference already. */
 static int wants(const fo_binding_t *b, const fo_msg_t *m)
 {
     /* a multicast subscriber gets TCP only for topics no group carries to
@@ -54,18 +55,20 @@ static int wants(const fo_binding_t *b, const fo_msg_t *m)
 
 static void deliver_local(fo_worker_t *w, fo_msg_t *m)
 {
-    fo_binding_t *last = NULL;
+    uint32_t n = 0;
     for (fo_binding_t *b = m->topic->local[w->id]; b; b = b->tnext)
-        if (wants(b, m))
-            last = b;
-    if (!last) {
+        n += (uint32_t)wants(b, m);
+    if (!n) {
         fo_msg_unref(m);
         return;
     }
-    for (fo_binding_t *b = m->topic->local[w->id]; b != last; b = b->tnext)
-        if (wants(b, m))
-            fo_conn_deliver(b->sub->conn, b->sub, fo_msg_ref(m));
-    fo_conn_deliver(last->sub->conn, last->sub, m);
+    if (n > 1)
+        atomic_fetch_add_explicit(&m->refs, n - 1, memory_order_relaxed);
+    for (fo_binding_t *b = m->topic->local[w->id]; b && n; b = b->tnext)
+        if (wants(b, m)) {
+            n--;
+            fo_conn_deliver(b->sub->conn, b->sub, m);
+        }
 }
 
 static void deliver_target(fo_worker_t *w, fo_msg_t *m, uint64_t conn_id, uint32_t sid)
