@@ -193,6 +193,7 @@ void fo_broker_stop(fo_broker_t *b)
     for (int i = 0; i < b->started; i++)
         fo_worker_join(b->workers[i]);
     b->started = 0;
+    atomic_store(&b->tearing_down, 1);
     for (int i = 0; b->workers && i < b->nworkers; i++)
         fo_worker_destroy(b->workers[i]);
     free(b->workers);
