@@ -326,6 +326,7 @@ static void hello_refused(const Fanout__Error *e, char *err, size_t errlen)
 static fo_err_t recv_some(fo_client_t *c, int fd, fo__tls_t *t, uint64_t deadline,
                           char *err, size_t errlen)
 {
+    char why[160];
     if (!t || !fo__tls_pending(t)) {
         uint64_t now = fo_clock_ms();
         struct pollfd p = { .fd = fd, .events = t ? fo__tls_events(t) : POLLIN };
@@ -348,7 +349,8 @@ static fo_err_t recv_some(fo_client_t *c, int fd, fo__tls_t *t, uint64_t deadlin
     if (e == FO_ERR_CLOSED || (e && !t))
         snprintf(err, errlen, "broker closed the connection during HELLO");
     else if (e)
-        snprintf(err, errlen, "the TLS session broke during HELLO: %s", fo__tls_why(t));
+        snprintf(err, errlen, "the TLS session broke during HELLO: %s",
+                 fo__tls_why(t, why, sizeof why));
     fo_buf_commit(&c->dec.buf, got);
     return e;
 }
@@ -358,6 +360,7 @@ static fo_err_t recv_some(fo_client_t *c, int fd, fo__tls_t *t, uint64_t deadlin
 static fo_err_t handshake(fo_client_t *c, int fd, fo__tls_t *t, uint64_t *epoch,
                           char *err, size_t errlen)
 {
+    char why[160];
     Fanout__Frame f = FANOUT__FRAME__INIT;
     Fanout__Hello h = FANOUT__HELLO__INIT;
     h.has_version = 1;
@@ -378,7 +381,7 @@ static fo_err_t handshake(fo_client_t *c, int fd, fo__tls_t *t, uint64_t *epoch,
     fo_buf_free(&b);
     if (ret) {
         if (t && ret != FO_ERR_TIMEOUT)
-            snprintf(err, errlen, "sending HELLO: %s", fo__tls_why(t));
+            snprintf(err, errlen, "sending HELLO: %s", fo__tls_why(t, why, sizeof why));
         else
             snprintf(err, errlen, "sending HELLO: %s", ret == FO_ERR_TIMEOUT ? "timed out"
                                                                              : strerror(sys));
@@ -988,9 +991,10 @@ static void *reader_main(void *arg)
         if (n > 0 && p[0].revents) {
             fo_err_t e = read_batch(c);
             if (e) {
-                if (c->tls && *fo__tls_why(c->tls))
+                char why[120] = "";
+                if (c->tls && *fo__tls_why(c->tls, why, sizeof why))
                     snprintf(text, sizeof text, "connection lost: %s (TLS: %s)", fo_strerror(e),
-                             fo__tls_why(c->tls));
+                             why);
                 else
                     snprintf(text, sizeof text, "connection lost: %s", fo_strerror(e));
                 conn_lost(c, e, text);

@@ -425,9 +425,12 @@ short fo__tls_events(fo__tls_t *t)
     return ev;
 }
 
-const char *fo__tls_why(fo__tls_t *t)
+const char *fo__tls_why(fo__tls_t *t, char *buf, size_t len)
 {
-    return t->why;
+    pthread_mutex_lock(&t->mu);           /* a writer may be failing now */
+    snprintf(buf, len, "%s", t->why);
+    pthread_mutex_unlock(&t->mu);
+    return buf;
 }
 
 void fo__tls_close(fo__tls_t *t, int notify)

@@ -85,8 +85,9 @@ int fo__tls_pending(fo__tls_t *t);
  * to write. */
 short fo__tls_events(fo__tls_t *t);
 /* Why the last read or write failed ("tlsv13 alert certificate
- * required"); "" when none did. Valid until the next call on t. */
-const char *fo__tls_why(fo__tls_t *t);
+ * required"), copied into buf (truncated to len); "" when none did.
+ * Returns buf. Any thread. */
+const char *fo__tls_why(fo__tls_t *t, char *buf, size_t len);
 
 /* Free the session; with notify, first send close_notify (waiting at most
  * 100 ms for room in the socket; a broken session sends nothing). NULL

@@ -281,8 +281,8 @@ fo_err_t fo_client_flush(fo_client_t *c, int timeout_ms);
 /* Close: with drain_ms > 0, first unsubscribe everything, flush, and wait
  * (up to drain_ms) until every message the broker sent before our
  * unsubscribes was delivered to the callbacks; then stop the reader
- * thread, close the socket and free the client and all its
- * subscriptions. Returns FO_ERR_TIMEOUT if the drain did not complete;
+ * thread, close the socket (over TLS after a close_notify) and free the
+ * client and all its subscriptions, wiping its copies of the credentials. Returns FO_ERR_TIMEOUT if the drain did not complete;
  * without a drain, FO_ERR_NOT_CONNECTED, FO_ERR_CLOSED or FO_ERR_IO when
  * buffered publishes could not be written (they are lost). The client is
  * freed anyway. NULL is fine. */

@@ -184,6 +184,7 @@ static int ask_broker(const char *server, int timeout_ms, char *http, size_t hle
                       size_t plen, char *why, size_t wlen)
 {
     link_t l;
+    char tw[200];
     *http = '\0';
     if (link_open(&l, server, timeout_ms, why, wlen))
         return 1;
@@ -207,7 +208,7 @@ static int ask_broker(const char *server, int timeout_ms, char *http, size_t hle
     if (fo_frame_append(&out, &f) ||
         link_send(&l, fo_buf_head(&out), fo_buf_len(&out), deadline)) {
         snprintf(why, wlen, "sending HELLO to %s: %s", server,
-                 l.tls ? fo__tls_why(l.tls) : strerror(errno));
+                 l.tls ? fo__tls_why(l.tls, tw, sizeof tw) : strerror(errno));
         sodium_memzero(fo_buf_head(&out), fo_buf_len(&out));
         fo_buf_free(&out);
         link_close(&l);
@@ -271,7 +272,8 @@ static int ask_broker(const char *server, int timeout_ms, char *http, size_t hle
             break;
         }
         if (r < 0 && l.tls) {
-            snprintf(why, wlen, "%s: the TLS session broke: %s", server, fo__tls_why(l.tls));
+            snprintf(why, wlen, "%s: the TLS session broke: %s", server,
+                     fo__tls_why(l.tls, tw, sizeof tw));
             break;
         }
         if (r <= 0) {
