@@ -425,7 +425,7 @@ static fo_err_t handshake(fo_client_t *c, int fd, fo__tls_t *t, uint64_t *epoch,
             return FO_ERR_TIMEOUT;
         }
         if ((ret = recv_some(c, fd, t, deadline, err, errlen)))
-            return ret == FO_ERR_IO && t ? FO_ERR_TLS : ret;
+            return ret;
     }
 }
 

@@ -11,6 +11,8 @@
  */
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -331,6 +333,51 @@ static void test_burst_loses_nothing(void **state)
     assert_int_equal(fo_client_close(c, 2000), FO_OK);
 }
 
+/* A broker that stops (SIGSTOP) while a publisher floods it: the
+ * publisher waits in poll() for room that never comes, until the reader
+ * thread declares the broker dead and shuts the socket down; then
+ * fo_publish says the client is closed. */
+static atomic_int flood_done;
+
+static void *flooder(void *arg)
+{
+    fo_client_t *c = arg;
+    static const char pad[4096];
+    fo_err_t e;
+    while ((e = fo_publish(c, "tls.hung", pad, sizeof pad)) == FO_OK || e == FO_ERR_BUSY)
+        ;
+    atomic_store(&flood_done, 1);
+    return (void *)(intptr_t)e;
+}
+
+static void test_hung_broker_releases_publisher(void **state)
+{
+    (void)state;
+    fo_tb_t b;
+    const char *extra[] = { "--ping-interval", "200ms", "--idle-timeout", "600ms", NULL };
+    assert_int_equal(fo_tb_start_tls(&b, extra), 0);
+    const char *server = b.tls_addr;
+    fo_client_opts_t o;
+    tls_opts(&o, &server, ca);
+    fo_client_t *c;
+    char err[256];
+    assert_int_equal(fo_client_connect(&o, &c, err, sizeof err), FO_OK);
+    fo_tb_signal(&b, SIGSTOP);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, flooder, c), 0);
+    uint64_t end = fo_tb_now_ms() + 15000;
+    while (!atomic_load(&flood_done) && fo_tb_now_ms() < end)
+        usleep(10000);                    /* polling a condition, with a deadline */
+    fo_tb_signal(&b, SIGCONT);
+    assert_true(atomic_load(&flood_done));
+    void *rc;
+    pthread_join(t, &rc);
+    assert_int_equal((fo_err_t)(intptr_t)rc, FO_ERR_CLOSED);
+    assert_non_null(strstr(fo_client_last_error(c, err, sizeof err), "nothing heard"));
+    fo_client_destroy(c);
+    fo_tb_stop(&b);
+}
+
 /* ------------------------------------------------------------ credentials */
 
 static fo_tb_t auth;                     /* users file, plain and TLS */
@@ -479,6 +526,7 @@ int main(void)
         cmocka_unit_test(test_client_certificate_login),
         cmocka_unit_test(test_reconnect_after_restart),
         cmocka_unit_test(test_burst_loses_nothing),
+        cmocka_unit_test(test_hung_broker_releases_publisher),
         cmocka_unit_test(test_library_credentials),
         cmocka_unit_test(test_cli_credentials),
         cmocka_unit_test(test_cli_client_certificate),
