@@ -4,7 +4,7 @@
 #   make test             unit + integration + conformance tests, the README's commands,
 #                         docs against --help, make install (installs build deps first)
 #   make conformance      docs/PROTOCOL.md against fanoutd (tests/conformance/)
-#   make test-tls         the integration tests again, raw clients over TLS
+#   make test-tls         the integration tests again, every client over TLS
 #   make run              build fanoutd and fanout, run the broker on its defaults
 #   make SANITIZE=address,undefined test   |   make SANITIZE=thread test
 #   make bench            micro-benchmarks (codec) and `fanout bench` scenarios
@@ -189,8 +189,9 @@ integration: deps all $(INTEG_BIN)
 conformance: deps $(BUILD)/fanoutd
 	@FO_BUILD=$(BUILD) tests/conformance/run
 
-# The integration suites with every broker also listening on TLS and the
-# harness's raw protocol clients (fo_tc_open...) talking TLS to it
+# The integration suites with every broker also listening on TLS and every
+# client talking TLS to it: the harness's raw protocol clients
+# (fo_tc_open...), and libfanout and the CLI through fo_tb_t.addr
 # (FO_TEST_TLS=1, tests/support/harness.h).
 test-tls: deps all $(INTEG_BIN)
 	@FO_TEST_TLS=1 sh tests/run.sh $(BUILD) $(INTEG_BIN)
