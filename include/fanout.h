@@ -192,8 +192,9 @@ typedef struct fo_client_opts {
      * address), or the connection fails with FO_ERR_TLS and a line such
      * as "certificate verify failed: unable to get local issuer
      * certificate (tls://host:7443)" or "... hostname mismatch (...)".
-     * The files are read by fo_client_connect (FO_ERR_TLS when one does
-     * not load); paths are borrowed. */
+     * The files are read once, by fo_client_connect, when some server
+     * is to be dialled with TLS (FO_ERR_TLS when one does not load;
+     * reconnects keep what was read); paths are borrowed. */
     int tls;                       /* 0                                     */
     const char *tls_ca_file;       /* PEM CA certificates to trust; NULL =
                                       the system's store (OpenSSL's default
