@@ -429,7 +429,7 @@ static int write_some(fo_conn_t *c)
             return -1;
         }
         FO_STAT_ADD(&w->stats, bytes_out, (uint64_t)k);
-        fo_outq_advance_timed(&c->outq, (size_t)k, fo_realtime_ns(), &w->stats.delay);
+        fo_outq_advance_batched(&c->outq, (size_t)k, fo_realtime_ns(), &w->stats.delay, &w->unrefs);
     }
     return 0;
 }

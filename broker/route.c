@@ -454,32 +454,43 @@ static void consider_move(fo_conn_t *c, fo_topic_t *t)
         fo_worker_move(w, c, only);
 }
 
-void fo_route_publish(fo_conn_t *c, const fo_publish_req_t *p)
+/* The topic of a PUBLISH, or NULL when it was handled otherwise (a reply
+ * to an inbox) or refused (the ERROR is said): checks that cached topics
+ * passed when they were first seen -- the name, the user's permission --
+ * the request's extras, and the registry (creating the topic). */
+static fo_topic_t *publish_topic(fo_conn_t *c, const fo_publish_req_t *p)
 {
-    fo_worker_t *w = c->w;
     fo_topic_t *t = cached_topic(c, p->topic, p->topic_len);
     if (!t) {
-        /* a cached name was valid when it was first seen: check misses only */
         if (inbox_topic(p->topic, p->topic_len)) {
             publish_reply(c, p);
-            return;
+            return NULL;
         }
         if (!fo_topic_valid(p->topic, p->topic_len)) {
             fo_conn_fail(c, FO_CODE(INVALID_TOPIC), "invalid topic \"%.*s\"",
                          (int)(p->topic_len < 64 ? p->topic_len : 64), p->topic);
-            return;
+            return NULL;
         }
     }
     /* the last topic passed this check when it became the last topic */
     if (c->user && t != c->last_topic && !fo_login_may_publish(c, p->topic, p->topic_len)) {
-        FO_STAT_INC(&w->stats, permission_denied);
+        FO_STAT_INC(&c->w->stats, permission_denied);
         fo_conn_send_error(c, FO_CODE(PERMISSION), p->req, FO_NO_SID, "user %s may not publish to \"%.*s\"",
                            fo_user_name(c->user), (int)(p->topic_len < 64 ? p->topic_len : 64), p->topic);
-        return;
+        return NULL;
     }
     if ((p->reply || p->n_headers) && !extras_ok(c, p))
-        return;
+        return NULL;
     if (!t && !(t = registry_topic(c, p->topic, p->topic_len, p->req)))
+        return NULL;
+    return t;
+}
+
+void fo_route_publish(fo_conn_t *c, const fo_publish_req_t *p)
+{
+    fo_worker_t *w = c->w;
+    fo_topic_t *t = publish_topic(c, p);
+    if (!t)
         return;
     c->last_topic = t;
     uint64_t mask;

@@ -176,6 +176,7 @@ void fo_worker_destroy(fo_worker_t *w)
     }
     while (w->all)
         fo_conn_destroy(w->all);
+    fo_msg_unref_flush(&w->unrefs);
     idmap_free(&w->immigrants);
     idmap_free(&w->emigrants);
     for (int i = 0; w->outbox && i < w->b->nworkers; i++) {
@@ -574,6 +575,7 @@ static void flush_dirty(fo_worker_t *w)
         fo_conn_flush(c);        /* may free c */
         c = next;
     }
+    fo_msg_unref_flush(&w->unrefs);   /* one subtraction per message written */
 }
 
 /* Stop reading everywhere, so no new message enters this worker. */

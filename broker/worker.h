@@ -73,6 +73,8 @@ typedef struct fo_worker {
     struct iovec iov[FO_IOV_MAX];
     uint8_t prefix[(FO_IOV_MAX / 2) * 16];
     uint8_t wpack[FO_WPACK];     /* small messages copied for one write */
+    fo_unref_batch_t unrefs;     /* written messages' references, dropped
+                                  * at the end of the pass (msg.h)      */
     uint8_t tls_record[16384];   /* TLS record packing (FO_TLS_RECORD) */
     fo_mcast_tx_t *mtx;          /* owned                              */
     struct fo_tcache *tcache;    /* owned: name -> fo_topic_t* (tcache.h) */
