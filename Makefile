@@ -42,6 +42,9 @@ CFLAGS  += -DFO_VERSION='"$(VERSION)"'
 # ---------------------------------------------------------------- sources
 GEN_C      := $(BUILD)/gen/fanout.pb-c.c
 GEN_H      := $(BUILD)/gen/fanout.pb-c.h
+# The peer protocol between brokers (docs/CLUSTER.md): the broker's alone.
+GEN_CL_C   := $(BUILD)/gen/cluster.pb-c.c
+GEN_CL_H   := $(BUILD)/gen/cluster.pb-c.h
 PROTO_SRC  := $(wildcard proto/*.c)
 BROKER_SRC := $(wildcard broker/*.c)
 LIB_SRC    := $(wildcard client/*.c)
@@ -53,7 +56,7 @@ BENCH_SRC  := $(wildcard tests/bench/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 PROTO_OBJ  := $(call obj,$(PROTO_SRC)) $(BUILD)/obj/gen/fanout.pb-c.o
-BROKER_OBJ := $(call obj,$(BROKER_SRC))
+BROKER_OBJ := $(call obj,$(BROKER_SRC)) $(BUILD)/obj/gen/cluster.pb-c.o
 BROKER_LIB_OBJ := $(filter-out $(BUILD)/obj/broker/main.o,$(BROKER_OBJ))
 LIB_OBJ    := $(call obj,$(LIB_SRC)) $(PROTO_OBJ)
 CLI_OBJ    := $(call obj,$(CLI_SRC))
@@ -89,6 +92,10 @@ $(GEN_C) $(GEN_H) &: proto/fanout.proto | $(DEPS_STAMP)
 	@mkdir -p $(BUILD)/gen
 	$(PROTOC_C) --c_out=$(BUILD)/gen -Iproto proto/fanout.proto
 
+$(GEN_CL_C) $(GEN_CL_H) &: proto/cluster.proto | $(DEPS_STAMP)
+	@mkdir -p $(BUILD)/gen
+	$(PROTOC_C) --c_out=$(BUILD)/gen -Iproto proto/cluster.proto
+
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Wno-unused-parameter -c -o $@ $<
@@ -96,7 +103,7 @@ $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(FLAGS_STAMP)
 # Tests (and their support code) see every module's internal headers.
 $(BUILD)/obj/tests/%.o: CFLAGS += -Ibroker -Iclient -Iclient/cli -Itests/support
 
-$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP) | $(GEN_H)
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP) | $(GEN_H) $(GEN_CL_H)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
