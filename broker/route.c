@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 #include "acl.h"
+#include "cluster.h"
+#include "clock.h"
 #include "log.h"
 #include "login.h"
 #include "route.h"
@@ -241,7 +243,7 @@ static fo_msg_t *sequence(fo_worker_t *w, fo_topic_t *t, const fo_publish_req_t 
         *why = FO_ERR_CLOSED;              /* freed meanwhile: look it up again */
         return NULL;
     }
-    if (p->reply && !has_responders(t, b->nworkers)) {
+    if (p->reply && !has_responders(t, b->nsinks)) {
         pthread_mutex_unlock(&t->lock);
         *why = FO_ERR_NOT_FOUND;           /* not sequenced, not retained */
         return NULL;
@@ -267,7 +269,7 @@ static fo_msg_t *sequence(fo_worker_t *w, fo_topic_t *t, const fo_publish_req_t 
         }
         w->picks[(*npicks)++] = (struct fo_pick){ pb->sub->worker, pb->sub->sid, pb->sub->conn_id };
     }
-    for (int i = 0; i < b->nworkers && i < 64; i++)
+    for (int i = 0; i < b->nsinks && i < 64; i++)      /* the cluster's sink too */
         if (atomic_load_explicit(&t->nlocal[i], memory_order_relaxed))
             *mask |= 1ull << i;
     pthread_mutex_unlock(&t->lock);
@@ -280,7 +282,7 @@ static fo_msg_t *sequence(fo_worker_t *w, fo_topic_t *t, const fo_publish_req_t 
  * this worker's own subscribers directly, then the queue-group picks. */
 static void fan_out(fo_worker_t *w, fo_msg_t *m, uint64_t mask, uint32_t npicks)
 {
-    for (int i = 0; i < w->b->nworkers; i++) {
+    for (int i = 0; i < w->b->nsinks; i++) {
         if (!(mask & (1ull << i)) || i == w->id)
             continue;
         fo_item_t it = { .kind = FO_ITEM_FANOUT, .u.msg = fo_msg_ref(m) };
@@ -405,6 +407,34 @@ static void publish_reply(fo_conn_t *c, const fo_publish_req_t *p)
 
 /* ------------------------------------------------------------ publish */
 
+/* Sequence p on t (this broker is its home) and fan it out: to this
+ * worker's subscribers, the other workers, queue-group picks, multicast
+ * and the cluster's sink. Returns t with *seq, or NULL with *why
+ * (sequence's reasons; FO_ERR_CLOSED: t died, look it up again). */
+static fo_topic_t *publish_topic(fo_worker_t *w, fo_topic_t *t, const fo_publish_req_t *p, uint64_t *seq,
+                                 fo_err_t *why)
+{
+    uint64_t mask;
+    uint32_t npicks;
+    fo_msg_t *m = sequence(w, t, p, &mask, &npicks, why);
+    if (!m)
+        return NULL;
+    FO_STAT_INC(&w->stats, messages_in);
+    FO_STAT_ADD(&w->stats, bytes_in, p->payload_len);
+    fan_out(w, m, mask, npicks);
+    int routed = npicks > 0 || mask != 0;
+    if (t->mcast_group >= 0) {
+        fo_mcast_tx_add(w->mtx, t->mcast_group, p->topic, p->topic_len, m->seq, p->payload,
+                        p->payload_len, !p->reply && !p->n_headers);
+        routed = 1;
+    }
+    if (!routed)
+        FO_STAT_INC(&w->stats, drops_no_route);
+    *seq = m->seq;
+    fo_msg_unref(m);
+    return t;
+}
+
 void fo_route_publish(fo_conn_t *c, const fo_publish_req_t *p)
 {
     fo_worker_t *w = c->w;
@@ -433,37 +463,124 @@ void fo_route_publish(fo_conn_t *c, const fo_publish_req_t *p)
     if (!t && !(t = registry_topic(c, p->topic, p->topic_len, p->req)))
         return;
     c->last_topic = t;
-    uint64_t mask;
-    uint32_t npicks;
+    if (w->b->cluster) {
+        int home = fo_cluster_home(w->b->cluster, t);
+        if (home != FO_CLUSTER_SELF) {
+            /* sequenced by its home; the answer comes back as the ACK */
+            fo_cluster_forward(w->b->cluster, home, c->id, p->req, p->frame, p->frame_len);
+            return;
+        }
+    }
     fo_err_t why = FO_OK;
-    fo_msg_t *m = sequence(w, t, p, &mask, &npicks, &why);
-    if (!m && why == FO_ERR_CLOSED) {     /* it died after the lookup: once more */
+    uint64_t seq = 0;
+    fo_topic_t *pt = publish_topic(w, t, p, &seq, &why);
+    if (why == FO_ERR_CLOSED) {        /* it died after the lookup: once more */
         c->last_topic = NULL;
         if (!(t = registry_topic(c, p->topic, p->topic_len, p->req)))
             return;
         c->last_topic = t;
-        m = sequence(w, t, p, &mask, &npicks, &why);
+        pt = publish_topic(w, t, p, &seq, &why);
     }
-    if (!m) {
+    if (!pt) {
         refused(c, p, why);
         return;
     }
-    FO_STAT_INC(&w->stats, messages_in);
-    FO_STAT_ADD(&w->stats, bytes_in, p->payload_len);
-    fan_out(w, m, mask, npicks);
-    int routed = npicks > 0 || mask != 0;
-    if (t->mcast_group >= 0) {
-        fo_mcast_tx_add(w->mtx, t->mcast_group, p->topic, p->topic_len, m->seq, p->payload,
-                        p->payload_len, !p->reply && !p->n_headers);
-        routed = 1;
-    }
-    if (!routed)
-        FO_STAT_INC(&w->stats, drops_no_route);
-    if (atomic_load_explicit(&t->blocked, memory_order_relaxed) > 0)
-        fo_conn_pause(c, t);       /* flow control: a subscriber is full */
+    if (atomic_load_explicit(&pt->blocked, memory_order_relaxed) > 0)
+        fo_conn_pause(c, pt);      /* flow control: a subscriber is full */
     if (p->req)
-        send_ack(c, p->req, m->seq, 1);
-    fo_msg_unref(m);
+        send_ack(c, p->req, seq, 1);
+}
+
+/* ------------------------------------------------------------ cluster */
+
+static void peer_answer(fo_worker_t *w, int node, uint64_t conn, uint64_t ref, uint64_t seq, int code,
+                        const char *text)
+{
+    if (ref || code)
+        fo_cluster_answer(w->b->cluster, node, conn, ref, seq, code, text);
+}
+
+void fo_route_publish_peer(fo_worker_t *w, int node, uint64_t conn, uint64_t ref, const uint8_t *frame,
+                           size_t len)
+{
+    fo_publish_view_t v;
+    fo_publish_req_t p = { .req = ref };
+    Fanout__Frame *f;
+    if (fo_publish_peek(frame, len, &v) == FO_OK) {
+        p.topic = v.topic;
+        p.topic_len = v.topic_len;
+        p.payload = v.payload;
+        p.payload_len = v.payload_len;
+    } else if (!fo_frame_unpack(frame, len, &w->arena, &f) && f->body_case == FANOUT__FRAME__BODY_PUBLISH &&
+               f->publish->topic) {
+        const Fanout__Publish *pb = f->publish;
+        p.topic = pb->topic;
+        p.topic_len = strlen(pb->topic);
+        p.payload = pb->payload.data;
+        p.payload_len = pb->has_payload ? pb->payload.len : 0;
+        p.reply = pb->reply;
+        p.headers = pb->headers;
+        p.n_headers = pb->n_headers;
+    } else {
+        peer_answer(w, node, conn, ref, 0, FO_CODE(BAD_FRAME), "the forwarded PUBLISH does not unpack");
+        goto out;
+    }
+    if (!fo_topic_valid(p.topic, p.topic_len) || inbox_topic(p.topic, p.topic_len)) {
+        peer_answer(w, node, conn, ref, 0, FO_CODE(BAD_REQUEST), "not a topic a home sequences");
+        goto out;
+    }
+    fo_err_t why = FO_OK;
+    uint64_t seq = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        fo_topic_t *t = fo_registry_get(w->b->reg, p.topic, p.topic_len, NULL, &why);
+        if (!t) {
+            peer_answer(w, node, conn, ref, 0, why == FO_ERR_BUSY ? FO_CODE(BAD_REQUEST) : FO_CODE(MEMORY_LIMIT),
+                        why == FO_ERR_BUSY ? "topic limit reached at the home" : "out of memory at the home");
+            goto out;
+        }
+        if (fo_cluster_home(w->b->cluster, t) != FO_CLUSTER_SELF) {
+            peer_answer(w, node, conn, ref, 0, FO_CODE(BAD_REQUEST),
+                        "the topic's home is changing (a broker joined or left): try again");
+            goto out;
+        }
+        w->read_time_ns = fo_realtime_ns();
+        why = FO_OK;
+        if (publish_topic(w, t, &p, &seq, &why) || why != FO_ERR_CLOSED)
+            break;
+    }
+    if (why == FO_ERR_NOT_FOUND)
+        peer_answer(w, node, conn, ref, 0, FO_CODE(NO_RESPONDERS), "no subscriber for the request's topic");
+    else if (why == FO_ERR_NOMEM)
+        peer_answer(w, node, conn, ref, 0, FO_CODE(MEMORY_LIMIT), "broker memory cap reached at the home");
+    else if (why)
+        peer_answer(w, node, conn, ref, 0, FO_CODE(BAD_REQUEST), "topic is being freed: try again");
+    else
+        peer_answer(w, node, conn, ref, seq, 0, NULL);
+out:
+    fo_arena_reset(&w->arena);        /* inbox work: no read batch holds it */
+}
+
+void fo_route_answer(fo_worker_t *w, uint64_t conn_id, uint64_t ref, uint64_t seq, int code, const char *text)
+{
+    fo_conn_t *c = fo_worker_conn(w, conn_id);
+    if (!c || c->state != FO_CONN_OPEN)
+        return;
+    if (code)
+        fo_conn_send_error(c, code, ref, FO_NO_SID, "%s", text ? text : "refused by the topic's home");
+    else if (ref)
+        send_ack(c, ref, seq, 1);
+}
+
+void fo_route_peer_gap(fo_worker_t *w, const char *name, size_t len, uint64_t first, uint64_t last)
+{
+    fo_topic_t *t = fo_registry_find(w->b->reg, name, len);
+    if (!t)
+        return;
+    for (fo_binding_t *b = t->local[w->id]; b; b = b->tnext)
+        if (b->from_seq <= last)
+            fo_conn_send_gap(b->sub->conn, b->sub->sid, t, t->name, t->len,
+                             first > b->from_seq ? first : b->from_seq, last,
+                             FANOUT__GAP_REASON__GAP_SLOW_CONSUMER);
 }
 
 /* ------------------------------------------------------------ replay */
@@ -713,6 +830,8 @@ void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
         goto nomem;
     }
     FO_STAT_INC(&w->stats, subscriptions);
+    if (w->b->cluster)
+        fo_cluster_interest(w->b->cluster, sub->filter, sub->queue, 1);
     fo_debug(c->id, "subscribe sid %u %s%s%s", sub->sid, sub->filter,
              sub->queue ? " queue " : "", sub->queue ? sub->queue : "");
     return;
@@ -722,6 +841,8 @@ nomem:
 
 static void free_sub(fo_conn_t *c, fo_sub_t *s)
 {
+    if (c->w->b->cluster)
+        fo_cluster_interest(c->w->b->cluster, s->filter, s->queue, 0);
     fo_registry_unsubscribe(c->w->b->reg, s);
     FO_STAT_SUB(&c->w->stats, subscriptions, 1);
     free_unregistered(c, s);

@@ -110,6 +110,9 @@ struct fo_topic {
                                    * before it is visible, given back when
                                    * it is freed                           */
     uint64_t walk_mark;           /* fo_registry_set_acl (registry lock)   */
+    /* The cluster's cached placement of this topic (cluster.c alone
+     * reads and writes it: membership generation << 8 | node slot). */
+    _Atomic uint64_t cluster_home;
     size_t len;
     char name[];                  /* NUL-terminated                        */
 };
@@ -181,5 +184,17 @@ void fo_registry_set_congested(fo_registry_t *r, fo_sub_t *sub, int on);
 /* Queue groups: choose the member for message seq (topic locked). NULL when
  * no member wants it. Advances the group's cursor. */
 fo_binding_t *fo_qgroup_pick(fo_qgroup_t *g, uint64_t seq);
+/* The same among the members whose subscription is not on `skip_worker`
+ * (the cluster's sink: a broker that received a message for one member
+ * of a group picks one of its own clients, never another broker). */
+fo_binding_t *fo_qgroup_pick_local(fo_qgroup_t *g, uint64_t seq, int skip_worker);
+/* t's queue group (queue, filter), or NULL (topic locked). */
+fo_qgroup_t *fo_topic_group(fo_topic_t *t, const char *queue, const char *filter);
+
+/* Call fn for every live topic under the registry's read lock (fn must
+ * not call the registry; it may take other locks that come after the
+ * registry's in the lock order). Metrics only: O(topics). */
+typedef void (*fo_topic_fn)(void *ud, fo_topic_t *t);
+void fo_registry_each(fo_registry_t *r, fo_topic_fn fn, void *ud);
 
 #endif

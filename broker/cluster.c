@@ -1,0 +1,1249 @@
+/* cluster.c -- the cluster thread: membership, links, placement, interest
+ * and the messages that cross between brokers (see cluster.h and
+ * docs/CLUSTER.md).
+ *
+ * One loop iteration: epoll_wait (<= 250 ms) -> the listener (accept),
+ * the inbox (items from workers: messages for peers, forwards, answers,
+ * interest changes), the links' events (frames from peers) -> post the
+ * outboxes to the workers -> write every link with output -> every
+ * 250 ms: new addresses from the resolver, connect attempts, link timers,
+ * counters -> record the reclamation epoch reached (a quiescent point:
+ * no topic pointer is held across iterations).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+#include <sodium.h>
+#include "acl.h"
+#include "clock.h"
+#include "cluster.h"
+#include "frame.h"
+#include "log.h"
+#include "net.h"
+#include "peer.h"
+#include "place.h"
+#include "resolve.h"
+#include "route.h"
+#include "topic.h"
+#include "worker.h"
+
+#define TICK_MS      250
+#define READ_BUDGET  (1u << 20)     /* bytes read per link per event     */
+#define BACKOFF_MIN  100            /* ms before reconnecting to an address */
+#define BACKOFF_MAX  5000
+#define SECRET_MAX   256
+#define TARGETS      FO_RESOLVE_ADDRS
+static char inbox_tag, listen_tag;  /* epoll data of the inbox and listener */
+
+/* Another broker, known by its node id. Slots are never reused, so a
+ * slot number in a topic's placement cache or an item stays meaningful. */
+typedef struct node {
+    char id[FO_PEER_NODE_MAX + 1];
+    uint64_t hash;                 /* fo_place_node_hash(id)              */
+    fo_peer_t *link;               /* the link in use (UP), or NULL       */
+    char client_addr[128];
+    fo_peer_counters_t ctr;        /* its links' counters, summed         */
+    _Atomic int up;                /* metrics: link is set                */
+    _Atomic uint64_t interest;     /* metrics: entries its link told us   */
+} node_t;
+
+/* An address from --cluster-peers (resolved). */
+typedef struct target {
+    char addr[FO_NET_ADDR_MAX];
+    fo_peer_t *link;               /* our outgoing link to it, or NULL    */
+    uint64_t next_ms;              /* the next connect attempt            */
+    uint32_t backoff_ms;
+    int node;                      /* whom it reached last, -1: nobody    */
+    uint8_t used, present, self, tried;
+} target_t;
+
+struct fo_cluster {
+    fo_broker_t *b;                /* borrowed                            */
+    int sink;                      /* == b->nworkers                      */
+    pthread_t thread;
+    int started;
+    _Atomic int stop;
+    int epfd, lfd;
+    fo_inbox_t inbox;
+    fo_item_t *spare;
+    size_t spare_cap;
+    fo_outbox_t *outbox;           /* [nworkers]                          */
+    fo_arena_t arena;
+    fo_peer_cfg_t pcfg;
+    char node_id[FO_PEER_NODE_MAX + 1];
+    char client_addr[128];
+    uint8_t secret[SECRET_MAX];
+    size_t secret_len;
+    fo_interest_t *ours;
+    _Atomic uint64_t ours_count;   /* metrics                             */
+    fo_peer_t *links;              /* every link                          */
+    node_t nodes[FO_CLUSTER_NODES];
+    _Atomic int nnodes;            /* slots in use (only grows)           */
+    target_t targets[TARGETS];
+    fo_resolver_t *res;
+    uint64_t res_gen, res_rounds;
+    /* the members, for placement (any thread reads under mlock) */
+    pthread_rwlock_t mlock;
+    _Atomic uint64_t mgen;
+    uint64_t mhash[FO_CLUSTER_NODES + 1];
+    uint8_t mslot[FO_CLUSTER_NODES + 1];
+    int mn;
+    _Atomic int ready;
+    _Alignas(64) _Atomic uint64_t seen_epoch;
+    uint64_t next_tick_ms;
+    /* counters */
+    _Atomic uint64_t forwarded, forwards_in, forward_errors, delivered_in, drops_in, auth_failures;
+};
+
+/* ------------------------------------------------------------ node ids */
+
+/* 1..FO_PEER_NODE_MAX of [A-Za-z0-9._-]: safe in logs and metric labels. */
+static int node_id_ok(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > FO_PEER_NODE_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = id[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+              ch == '-' || ch == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+fo_err_t fo_cluster_node_id(const fo_config_t *cfg, char *out, size_t len, char *err, size_t errlen)
+{
+    char host[256] = "";
+    const char *id = cfg->node_id;
+    if (!id[0]) {
+        if (gethostname(host, sizeof host - 1))
+            host[0] = 0;
+        id = host;
+    }
+    size_t n = strlen(id);
+    if (!node_id_ok(id) || n >= len) {
+        snprintf(err, errlen, "fanoutd: --node-id \"%.80s\" must be 1..%u of A-Z a-z 0-9 . - _",
+                 id, FO_PEER_NODE_MAX);
+        return FO_ERR_INVAL;
+    }
+    memcpy(out, id, n + 1);
+    return FO_OK;
+}
+
+const char *fo_cluster_id(const fo_cluster_t *c) { return c->node_id; }
+int fo_cluster_sink(const fo_cluster_t *c) { return c->sink; }
+fo_inbox_t *fo_cluster_inbox(fo_cluster_t *c) { return &c->inbox; }
+int fo_cluster_ready(const fo_cluster_t *c) { return atomic_load(&c->ready); }
+uint64_t fo_cluster_seen_epoch(const fo_cluster_t *c)
+{
+    return atomic_load_explicit(&c->seen_epoch, memory_order_acquire);
+}
+
+/* ------------------------------------------------------------ placement */
+
+/* The members changed (a link came up, or the last one of a broker
+ * went): publish the new list and generation. Cluster thread. */
+static void members_changed(fo_cluster_t *c)
+{
+    pthread_rwlock_wrlock(&c->mlock);
+    int n = 0;
+    c->mhash[n] = fo_place_node_hash(c->node_id, strlen(c->node_id));
+    c->mslot[n++] = FO_CLUSTER_SELF;
+    for (int i = 0; i < atomic_load(&c->nnodes); i++)
+        if (c->nodes[i].link) {
+            c->mhash[n] = c->nodes[i].hash;
+            c->mslot[n++] = (uint8_t)i;
+        }
+    c->mn = n;
+    atomic_fetch_add_explicit(&c->mgen, 1, memory_order_release);
+    pthread_rwlock_unlock(&c->mlock);
+    fo_info(0, "cluster: %d member%s", n, n == 1 ? "" : "s");
+}
+
+int fo_cluster_home(fo_cluster_t *c, fo_topic_t *t)
+{
+    uint64_t gen = atomic_load_explicit(&c->mgen, memory_order_acquire);
+    uint64_t h = atomic_load_explicit(&t->cluster_home, memory_order_relaxed);
+    if (h >> 8 == gen && h)
+        return (int)(h & 0xff);
+    uint64_t th = fo_place_topic_hash(t->name, t->len);
+    pthread_rwlock_rdlock(&c->mlock);
+    gen = atomic_load_explicit(&c->mgen, memory_order_relaxed);
+    int i = fo_place_pick(c->mhash, c->mn, th);
+    int slot = i < 0 ? FO_CLUSTER_SELF : c->mslot[i];
+    pthread_rwlock_unlock(&c->mlock);
+    atomic_store_explicit(&t->cluster_home, gen << 8 | (uint64_t)slot, memory_order_relaxed);
+    return slot;
+}
+
+/* ------------------------------------------------------------ control items */
+
+/* What workers post to the cluster thread, and what it posts to them:
+ * one struct for all (a small fixed part, then bytes). */
+typedef enum { CTL_INTEREST, CTL_FORWARD, CTL_ANSWER_OUT,    /* -> cluster */
+               CTL_PUBLISH, CTL_ANSWER_IN, CTL_GAP } ctl_kind_t; /* -> worker */
+
+typedef struct ctl {
+    fo_ctl_t base;
+    fo_cluster_t *c;
+    ctl_kind_t kind;
+    int node, add, code;
+    uint64_t conn, ref, seq, last;
+    size_t len, len2;             /* bytes: data[0..len), then data[len+1..] */
+    uint8_t data[];
+} ctl_t;
+
+static void ctl_drop(fo_ctl_t *self) { free(self); }
+static void ctl_run(fo_ctl_t *self, void *arg);
+
+static ctl_t *ctl_new(fo_cluster_t *c, ctl_kind_t kind, const void *a, size_t alen, const void *b2,
+                      size_t blen)
+{
+    ctl_t *x = calloc(1, sizeof *x + alen + blen + 2);
+    if (!x)
+        return NULL;
+    x->base.run = ctl_run;
+    x->base.drop = ctl_drop;
+    x->c = c;
+    x->kind = kind;
+    x->len = alen;
+    x->len2 = blen;
+    if (alen)
+        memcpy(x->data, a, alen);
+    if (blen)
+        memcpy(x->data + alen + 1, b2, blen);
+    return x;
+}
+
+static int post_ctl(fo_inbox_t *ib, ctl_t *x)
+{
+    fo_item_t it = { .kind = FO_ITEM_CTL, .u.ctl = &x->base };
+    if (fo_inbox_post(ib, &it, 1)) {
+        free(x);
+        return -1;
+    }
+    return 0;
+}
+
+/* An answer for a forwarded PUBLISH to the worker of conn (cluster
+ * thread, or a worker when the forward could not even be posted). */
+static void answer_local(fo_cluster_t *c, uint64_t conn, uint64_t ref, uint64_t seq, int code,
+                         const char *text)
+{
+    int w = (int)(conn & 0xff);
+    if (w >= c->sink)
+        return;
+    ctl_t *x = ctl_new(c, CTL_ANSWER_IN, text, text ? strlen(text) : 0, NULL, 0);
+    if (!x)
+        return;                   /* out of memory: the client's request times out */
+    x->conn = conn;
+    x->ref = ref;
+    x->seq = seq;
+    x->code = code;
+    (void)post_ctl(&c->b->workers[w]->inbox, x);
+}
+
+void fo_cluster_forward(fo_cluster_t *c, int node, uint64_t conn_id, uint64_t req, const uint8_t *frame,
+                        size_t len)
+{
+    ctl_t *x = ctl_new(c, CTL_FORWARD, frame, len, NULL, 0);
+    if (x) {
+        x->node = node;
+        x->conn = conn_id;
+        x->ref = req;
+        if (!post_ctl(&c->inbox, x))
+            return;
+    }
+    answer_local(c, conn_id, req, 0, FO_CODE(MEMORY_LIMIT), "out of memory forwarding to the topic's home");
+}
+
+void fo_cluster_answer(fo_cluster_t *c, int node, uint64_t conn, uint64_t ref, uint64_t seq, int code,
+                       const char *text)
+{
+    ctl_t *x = ctl_new(c, CTL_ANSWER_OUT, text, text ? strlen(text) : 0, NULL, 0);
+    if (!x)
+        return;
+    x->node = node;
+    x->conn = conn;
+    x->ref = ref;
+    x->seq = seq;
+    x->code = code;
+    (void)post_ctl(&c->inbox, x);
+}
+
+void fo_cluster_interest(fo_cluster_t *c, const char *filter, const char *queue, int add)
+{
+    ctl_t *x = ctl_new(c, CTL_INTEREST, filter, strlen(filter), queue, queue ? strlen(queue) : 0);
+    if (!x) {
+        FO_LOG_RATE(FO_LOG_ERROR, 0, "cluster: out of memory: a subscription's interest was not told to the peers");
+        return;
+    }
+    x->add = add;
+    if (post_ctl(&c->inbox, x))
+        FO_LOG_RATE(FO_LOG_ERROR, 0, "cluster: out of memory: a subscription's interest was not told to the peers");
+}
+
+/* ------------------------------------------------------------ links */
+
+static void doom(fo_peer_t *p, const char *why)
+{
+    if (!p->doomed)
+        fo_warn(0, "cluster: link %s (%s) closes: %s", p->addr, p->node_id[0] ? p->node_id : "?", why);
+    p->doomed = 1;
+}
+
+static fo_err_t send_interest(fo_peer_t *p, int add, uint32_t id, const char *filter, const char *queue)
+{
+    Fanout__PeerFrame f = FANOUT__PEER_FRAME__INIT;
+    Fanout__PeerInterest in = FANOUT__PEER_INTEREST__INIT;
+    in.has_seq = in.has_op = in.has_id = 1;
+    in.seq = ++p->interest_out;
+    in.op = add ? FANOUT__PEER_INTEREST__OP__ADD : FANOUT__PEER_INTEREST__OP__DEL;
+    in.id = id;
+    if (add) {
+        in.filter = (char *)filter;
+        in.queue = queue && queue[0] ? (char *)queue : NULL;
+    }
+    f.body_case = FANOUT__PEER_FRAME__BODY_INTEREST;
+    f.interest = &in;
+    return fo_peer_send(p, &f);
+}
+
+static void snapshot_one(void *ud, uint32_t id, const char *filter, const char *queue)
+{
+    fo_peer_t *p = ud;
+    if (!p->doomed && send_interest(p, 1, id, filter, queue))
+        doom(p, "out of memory for the interest snapshot");
+}
+
+/* Their entry id of link p: a subscription of the registry on the sink. */
+static void theirs_add(fo_cluster_t *c, fo_peer_t *p, uint32_t id, const char *filter, const char *queue)
+{
+    size_t fl = strlen(filter);
+    if (!fo_filter_valid(filter, fl) || (queue && queue[0] && !fo_topic_valid(queue, strlen(queue)))) {
+        doom(p, "an invalid filter or queue in its interest");
+        return;
+    }
+    fo_sub_t *s = calloc(1, sizeof *s + fl + 1);
+    if (!s || (queue && queue[0] && !(s->queue = strdup(queue)))) {
+        free(s);
+        doom(p, "out of memory for its interest");
+        return;
+    }
+    memcpy(s->filter, filter, fl + 1);
+    s->sid = id;
+    s->worker = c->sink;
+    s->conn_id = (uint64_t)p->node;
+    s->policy = FO_POLICY_DROP;
+    fo_err_t e = fo_interest_map_put(p->theirs, id, s);
+    if (!e && (e = fo_registry_subscribe(c->b->reg, s, NULL, NULL)))
+        (void)fo_interest_map_take(p->theirs, id);
+    if (e) {
+        free(s->queue);
+        free(s);
+        doom(p, e == FO_ERR_INVAL ? "an interest id used twice" : "its interest does not fit");
+        return;
+    }
+    atomic_store(&c->nodes[p->node].interest, fo_interest_map_count(p->theirs));
+}
+
+static void sub_free(fo_cluster_t *c, fo_sub_t *s)
+{
+    fo_registry_unsubscribe(c->b->reg, s);
+    free(s->queue);
+    free(s);
+}
+
+static void theirs_del(fo_cluster_t *c, fo_peer_t *p, uint32_t id)
+{
+    fo_sub_t *s = fo_interest_map_take(p->theirs, id);
+    if (!s) {
+        doom(p, "a DEL of an interest it never added");
+        return;
+    }
+    sub_free(c, s);
+    atomic_store(&c->nodes[p->node].interest, fo_interest_map_count(p->theirs));
+}
+
+/* Of two UP links to one broker, the one both ends keep: the one made by
+ * the broker with the smaller node id. Two made by the same broker: that
+ * broker keeps the older and retires the newer; the other end keeps both
+ * until it reads the retired one's end. NULL: keep both for now. */
+static fo_peer_t *preferred(const fo_cluster_t *c, fo_peer_t *old, fo_peer_t *new)
+{
+    const char *io = old->outgoing ? c->node_id : old->node_id;
+    const char *in = new->outgoing ? c->node_id : new->node_id;
+    int d = strcmp(io, in);
+    if (d)
+        return d < 0 ? old : new;
+    return old->outgoing ? old : NULL;
+}
+
+static int node_slot(fo_cluster_t *c, const char *id)
+{
+    int n = atomic_load(&c->nnodes);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(c->nodes[i].id, id))
+            return i;
+    if (n == FO_CLUSTER_NODES)
+        return -1;
+    node_t *nd = &c->nodes[n];
+    snprintf(nd->id, sizeof nd->id, "%s", id);
+    nd->hash = fo_place_node_hash(id, strlen(id));
+    atomic_store(&c->nnodes, n + 1);
+    return n;
+}
+
+static void on_up(void *ud, fo_peer_t *p)
+{
+    fo_cluster_t *c = ud;
+    if (!node_id_ok(p->node_id)) {
+        doom(p, "its node id is not 1..64 of A-Z a-z 0-9 . - _");
+        return;
+    }
+    int slot = node_slot(c, p->node_id);
+    if (slot < 0) {
+        FO_LOG_RATE(FO_LOG_ERROR, 0, "cluster: %d brokers known already: %s is not linked",
+                    FO_CLUSTER_NODES, p->node_id);
+        doom(p, "too many brokers");
+        return;
+    }
+    node_t *n = &c->nodes[slot];
+    p->node = slot;
+    p->ctr = &n->ctr;
+    snprintf(n->client_addr, sizeof n->client_addr, "%s", p->client_addr);
+    if (p->target >= 0) {
+        target_t *t = &c->targets[p->target];
+        t->node = slot;
+        t->tried = 1;
+        t->backoff_ms = BACKOFF_MIN;
+    }
+    fo_info(0, "cluster: link to %s (%s) is up", p->node_id, p->addr);
+    if (!n->link) {
+        n->link = p;
+        atomic_store(&n->up, 1);
+        members_changed(c);
+    } else {
+        fo_peer_t *keep = preferred(c, n->link, p);
+        if (keep) {
+            fo_peer_t *lose = keep == p ? n->link : p;
+            n->link = keep;
+            fo_debug(0, "cluster: two links to %s: %s retires", p->node_id, lose->addr);
+            fo_peer_retire(lose, fo_clock_ms());
+            if (lose == p)
+                return;
+        }
+    }
+    fo_interest_each(c->ours, snapshot_one, p);
+}
+
+/* ---- frames from a peer ---- */
+
+/* A message the home sent us: fan it out to our subscribers. */
+static void on_deliver(fo_cluster_t *c, fo_peer_t *p, const Fanout__PeerDeliver *d)
+{
+    fo_broker_t *b = c->b;
+    const char *name;
+    size_t nl;
+    uint64_t seq;
+    if (!fo_msg_body_check(d->body.data, d->body.len, &name, &nl, &seq) || !fo_topic_valid(name, nl) ||
+        (d->queue && (!fo_topic_valid(d->queue, strlen(d->queue)) ||
+                      !fo_filter_valid(d->filter, strlen(d->filter))))) {
+        doom(p, "a malformed PeerDeliver");
+        return;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        fo_err_t err = FO_OK;
+        fo_topic_t *t = fo_registry_get(b->reg, name, nl, NULL, &err);
+        fo_msg_t *m = t ? fo_msg_adopt(&b->mem, t, d->body.data, d->body.len, &err) : NULL;
+        if (!m) {
+            atomic_fetch_add(&c->drops_in, 1);
+            FO_LOG_RATE(FO_LOG_WARN, 0, "cluster: a message from %s was dropped: %s", p->node_id,
+                        err == FO_ERR_BUSY ? "--max-topics reached" : "memory cap");
+            return;
+        }
+        uint64_t mask = 0;
+        fo_binding_t *pick = NULL;
+        pthread_mutex_lock(&t->lock);
+        if (atomic_load_explicit(&t->dead, memory_order_relaxed)) {
+            pthread_mutex_unlock(&t->lock);
+            fo_msg_unref(m);
+            continue;                      /* swept meanwhile: look it up again */
+        }
+        if (seq > t->seq)
+            t->seq = seq;                  /* our view of the home's sequence */
+        t->last_ns = m->time_ns;
+        if (d->queue) {
+            fo_qgroup_t *g = fo_topic_group(t, d->queue, d->filter);
+            pick = g ? fo_qgroup_pick_local(g, seq, c->sink) : NULL;
+        } else {
+            for (int i = 0; i < c->sink; i++)
+                if (atomic_load_explicit(&t->nlocal[i], memory_order_relaxed))
+                    mask |= 1ull << i;
+        }
+        fo_item_t pk = { 0 };
+        if (pick)
+            pk = (fo_item_t){ .kind = FO_ITEM_TARGET, .sid = pick->sub->sid, .conn_id = pick->sub->conn_id };
+        int pw = pick ? pick->sub->worker : -1;
+        pthread_mutex_unlock(&t->lock);
+        atomic_fetch_add(&c->delivered_in, 1);
+        for (int i = 0; i < c->sink; i++)
+            if (mask & (1ull << i)) {
+                fo_item_t it = { .kind = FO_ITEM_FANOUT, .u.msg = fo_msg_ref(m) };
+                fo_outbox_t *o = &c->outbox[i];
+                if (o->len == o->cap) {
+                    size_t ncap = o->cap ? o->cap * 2 : 256;
+                    fo_item_t *ni = realloc(o->items, ncap * sizeof *ni);
+                    if (!ni) {
+                        fo_msg_unref(m);
+                        atomic_fetch_add(&c->drops_in, 1);
+                        continue;
+                    }
+                    o->items = ni;
+                    o->cap = ncap;
+                }
+                o->items[o->len++] = it;
+            }
+        if (pw >= 0) {
+            pk.u.msg = m;
+            if (fo_inbox_post(&b->workers[pw]->inbox, &pk, 1))
+                fo_msg_unref(m);
+        } else {
+            fo_msg_unref(m);
+        }
+        return;
+    }
+}
+
+static void on_interest(fo_cluster_t *c, fo_peer_t *p, const Fanout__PeerInterest *in)
+{
+    if (in->seq != p->interest_in + 1) {
+        doom(p, "its interest changes are out of order");
+        return;
+    }
+    p->interest_in = in->seq;
+    if (in->op == FANOUT__PEER_INTEREST__OP__ADD)
+        theirs_add(c, p, in->id, in->filter, in->queue);
+    else
+        theirs_del(c, p, in->id);
+}
+
+/* A forwarded PUBLISH: to the worker the topic hashes to (so one topic's
+ * forwards stay in order), which sequences it. */
+static void on_publish(fo_cluster_t *c, fo_peer_t *p, const Fanout__PeerPublish *pp)
+{
+    fo_publish_view_t v;
+    const char *topic = NULL;
+    size_t tl = 0;
+    if (fo_publish_peek(pp->frame.data, pp->frame.len, &v) == FO_OK) {
+        topic = v.topic;
+        tl = v.topic_len;
+    } else {
+        Fanout__Frame *f;
+        if (!fo_frame_unpack(pp->frame.data, pp->frame.len, &c->arena, &f) &&
+            f->body_case == FANOUT__FRAME__BODY_PUBLISH && f->publish->topic) {
+            topic = f->publish->topic;
+            tl = strlen(topic);
+        }
+    }
+    if (!topic) {
+        doom(p, "a forwarded PUBLISH that is none");
+        return;
+    }
+    atomic_fetch_add(&c->forwards_in, 1);
+    int w = (int)(fo_topic_hash(topic, tl) % (uint32_t)c->sink);
+    ctl_t *x = ctl_new(c, CTL_PUBLISH, pp->frame.data, pp->frame.len, NULL, 0);
+    if (x) {
+        x->node = p->node;
+        x->conn = pp->has_conn ? pp->conn : 0;
+        x->ref = pp->ref;
+        if (!post_ctl(&c->b->workers[w]->inbox, x))
+            return;
+    }
+    fo_cluster_answer(c, p->node, pp->conn, pp->ref, 0, FO_CODE(MEMORY_LIMIT), "out of memory at the home");
+}
+
+static void on_gap(fo_cluster_t *c, const Fanout__PeerGap *g)
+{
+    for (int w = 0; w < c->sink; w++) {
+        ctl_t *x = ctl_new(c, CTL_GAP, g->topic, strlen(g->topic), NULL, 0);
+        if (!x)
+            return;
+        x->seq = g->first;
+        x->last = g->last;
+        (void)post_ctl(&c->b->workers[w]->inbox, x);
+    }
+}
+
+static void on_frame(void *ud, fo_peer_t *p, const Fanout__PeerFrame *f)
+{
+    fo_cluster_t *c = ud;
+    if (p->node < 0 || p->doomed)
+        return;
+    switch (f->body_case) {
+    case FANOUT__PEER_FRAME__BODY_DELIVER:
+        on_deliver(c, p, f->deliver);
+        break;
+    case FANOUT__PEER_FRAME__BODY_INTEREST:
+        on_interest(c, p, f->interest);
+        break;
+    case FANOUT__PEER_FRAME__BODY_PUBLISH:
+        on_publish(c, p, f->publish);
+        break;
+    case FANOUT__PEER_FRAME__BODY_ACK: {
+        const Fanout__PeerAck *a = f->ack;
+        answer_local(c, a->conn, a->ref, a->has_seq ? a->seq : 0, a->has_code ? (int)a->code : 0, a->text);
+        break;
+    }
+    case FANOUT__PEER_FRAME__BODY_GAP:
+        on_gap(c, f->gap);
+        break;
+    default:
+        doom(p, "an unexpected peer frame");
+    }
+}
+
+static fo_peer_cb_t callbacks_of(fo_cluster_t *c)
+{
+    return (fo_peer_cb_t){ .ud = c, .up = on_up, .frame = on_frame };
+}
+
+/* Close p: its interest leaves the registry; the broker it was leaves the
+ * members when p was its link and no other is up. */
+static void link_close(fo_cluster_t *c, fo_peer_t *p)
+{
+    for (fo_peer_t **pp = &c->links; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    fo_sub_t *s;
+    while ((s = fo_interest_map_pop(p->theirs)))
+        sub_free(c, s);
+    if (p->target >= 0) {
+        target_t *t = &c->targets[p->target];
+        t->link = NULL;
+        t->tried = 1;
+        if (p->state != FO_PEER_UP && p->state != FO_PEER_RETIRING)
+            t->backoff_ms = t->backoff_ms ? (t->backoff_ms * 2 > BACKOFF_MAX ? BACKOFF_MAX : t->backoff_ms * 2)
+                                          : BACKOFF_MIN;
+        t->next_ms = fo_clock_ms() + (t->backoff_ms ? t->backoff_ms : BACKOFF_MIN);
+    }
+    if (p->node >= 0) {
+        node_t *n = &c->nodes[p->node];
+        if (n->link == p) {
+            n->link = NULL;
+            for (fo_peer_t *o = c->links; o; o = o->next)
+                if (o->node == p->node && o->state == FO_PEER_UP && !o->doomed) {
+                    n->link = o;
+                    atomic_store(&n->interest, fo_interest_map_count(o->theirs));
+                    break;
+                }
+            if (!n->link) {
+                atomic_store(&n->up, 0);
+                atomic_store(&n->interest, 0);
+                fo_info(0, "cluster: %s is gone", n->id);
+                members_changed(c);
+                if (c->res)
+                    fo_resolver_kick(c->res);       /* who is there now? */
+            }
+        }
+    }
+    fo_peer_destroy(p);
+}
+
+static void link_add(fo_cluster_t *c, fo_peer_t *p)
+{
+    p->next = c->links;
+    c->links = p;
+}
+
+/* ------------------------------------------------------------ items */
+
+static fo_peer_t *link_of(fo_cluster_t *c, int node)
+{
+    if (node < 0 || node >= atomic_load(&c->nnodes))
+        return NULL;
+    fo_peer_t *l = c->nodes[node].link;
+    return l && l->state == FO_PEER_UP && !l->doomed ? l : NULL;
+}
+
+/* A message one of our workers sequenced: once to each broker with a
+ * binding (our subscriptions on the sink are theirs). */
+static void fanout_peers(fo_cluster_t *c, fo_msg_t *m)
+{
+    uint64_t sent = 0;
+    for (fo_binding_t *bd = m->topic->local[c->sink]; bd; bd = bd->tnext) {
+        int node = (int)bd->sub->conn_id;
+        if (bd->from_seq > m->seq || (sent & (1ull << node)))
+            continue;
+        fo_peer_t *l = link_of(c, node);
+        if (!l)
+            continue;
+        sent |= 1ull << node;
+        (void)fo_peer_send_msg(l, fo_msg_ref(m), NULL, NULL);   /* 0: counted as a drop */
+    }
+    fo_msg_unref(m);
+}
+
+/* A queue group's pick that is another broker's entry (node, id). */
+static void target_peer(fo_cluster_t *c, fo_msg_t *m, int node, uint32_t id)
+{
+    fo_peer_t *l = link_of(c, node);
+    const fo_sub_t *s = NULL;
+    for (fo_peer_t *o = c->links; o && !s; o = o->next)
+        if (o->node == node)
+            s = fo_interest_map_get(o->theirs, id);
+    if (!l || !s || !s->queue) {
+        fo_msg_unref(m);
+        return;
+    }
+    (void)fo_peer_send_msg(l, m, s->queue, s->filter);
+}
+
+static void forward(fo_cluster_t *c, ctl_t *x)
+{
+    fo_peer_t *l = link_of(c, x->node);
+    char text[160];
+    if (!l) {
+        snprintf(text, sizeof text, "the topic's home broker is unreachable: try again");
+        atomic_fetch_add(&c->forward_errors, 1);
+        answer_local(c, x->conn, x->ref, 0, FO_CODE(BAD_REQUEST), text);
+        return;
+    }
+    if (l->qbytes > c->pcfg.max_output) {
+        atomic_fetch_add(&c->forward_errors, 1);
+        answer_local(c, x->conn, x->ref, 0, FO_CODE(MEMORY_LIMIT),
+                     "the link to the topic's home is full (--cluster-max-output): publish refused");
+        return;
+    }
+    Fanout__PeerFrame f = FANOUT__PEER_FRAME__INIT;
+    Fanout__PeerPublish pp = FANOUT__PEER_PUBLISH__INIT;
+    pp.has_ref = pp.has_conn = pp.has_frame = 1;
+    pp.ref = x->ref;
+    pp.conn = x->conn;
+    pp.frame = (ProtobufCBinaryData){ x->len, x->data };
+    f.body_case = FANOUT__PEER_FRAME__BODY_PUBLISH;
+    f.publish = &pp;
+    if (fo_peer_send(l, &f)) {
+        doom(l, "out of memory for a forward");
+        answer_local(c, x->conn, x->ref, 0, FO_CODE(MEMORY_LIMIT), "out of memory forwarding");
+        return;
+    }
+    atomic_fetch_add(&c->forwarded, 1);
+}
+
+static void answer_out(fo_cluster_t *c, ctl_t *x)
+{
+    fo_peer_t *l = link_of(c, x->node);
+    if (!l)
+        return;                    /* the edge is gone, and its client with it */
+    Fanout__PeerFrame f = FANOUT__PEER_FRAME__INIT;
+    Fanout__PeerAck a = FANOUT__PEER_ACK__INIT;
+    a.has_ref = a.has_conn = 1;
+    a.ref = x->ref;
+    a.conn = x->conn;
+    if (x->code) {
+        a.has_code = 1;
+        a.code = (uint32_t)x->code;
+        a.text = (char *)x->data;
+    } else {
+        a.has_seq = 1;
+        a.seq = x->seq;
+    }
+    f.body_case = FANOUT__PEER_FRAME__BODY_ACK;
+    f.ack = &a;
+    if (fo_peer_send(l, &f))
+        doom(l, "out of memory for an answer");
+}
+
+static void interest_change(fo_cluster_t *c, ctl_t *x)
+{
+    const char *filter = (const char *)x->data, *queue = (const char *)x->data + x->len + 1;
+    uint32_t id;
+    int is_new = 0;
+    if (x->add) {
+        fo_err_t e = fo_interest_add(c->ours, filter, queue, &id, &is_new);
+        if (e) {
+            FO_LOG_RATE(FO_LOG_ERROR, 0, "cluster: the interest in %s is not told to the peers: %s", filter,
+                        fo_strerror(e));
+            return;
+        }
+    } else if (fo_interest_del(c->ours, filter, queue, &id) != 1) {
+        return;                       /* others remain (or it was never added) */
+    }
+    atomic_store(&c->ours_count, fo_interest_count(c->ours));
+    if (x->add && !is_new)
+        return;
+    for (fo_peer_t *p = c->links; p; p = p->next)
+        if (p->state == FO_PEER_UP && !p->doomed && send_interest(p, x->add, id, filter, queue))
+            doom(p, "out of memory for an interest change");
+}
+
+static void ctl_run(fo_ctl_t *self, void *arg)
+{
+    ctl_t *x = (ctl_t *)self;
+    fo_cluster_t *c = x->c;
+    switch (x->kind) {
+    case CTL_INTEREST:
+        interest_change(c, x);
+        break;
+    case CTL_FORWARD:
+        forward(c, x);
+        break;
+    case CTL_ANSWER_OUT:
+        answer_out(c, x);
+        break;
+    case CTL_PUBLISH:
+        fo_route_publish_peer(arg, x->node, x->conn, x->ref, x->data, x->len);
+        break;
+    case CTL_ANSWER_IN:
+        fo_route_answer(arg, x->conn, x->ref, x->seq, x->code, x->len ? (const char *)x->data : NULL);
+        break;
+    case CTL_GAP:
+        fo_route_peer_gap(arg, (const char *)x->data, x->len, x->seq, x->last);
+        break;
+    }
+    free(x);
+}
+
+static void take_inbox(fo_cluster_t *c)
+{
+    fo_inbox_ack(&c->inbox);
+    size_t n = fo_inbox_take(&c->inbox, &c->spare, &c->spare_cap);
+    for (size_t i = 0; i < n; i++) {
+        fo_item_t *it = &c->spare[i];
+        if (it->kind == FO_ITEM_FANOUT)
+            fanout_peers(c, it->u.msg);
+        else if (it->kind == FO_ITEM_TARGET)
+            target_peer(c, it->u.msg, (int)it->conn_id, it->sid);
+        else if (it->kind == FO_ITEM_CTL)
+            it->u.ctl->run(it->u.ctl, c);
+        else if (it->kind == FO_ITEM_REPLY)
+            fo_msg_unref(it->u.msg);
+    }
+}
+
+/* ------------------------------------------------------------ the loop */
+
+static void accept_links(fo_cluster_t *c)
+{
+    for (int i = 0; i < 64; i++) {
+        int fd = fo_net_accept(c->lfd);
+        if (fd < 0)
+            return;
+        fo_peer_t *p;
+        if (fo_peer_accept(&c->pcfg, fd, &p)) {
+            FO_LOG_RATE(FO_LOG_ERROR, 0, "cluster: cannot adopt a peer connection");
+            continue;
+        }
+        link_add(c, p);
+    }
+}
+
+static void new_addresses(fo_cluster_t *c)
+{
+    char addrs[FO_RESOLVE_ADDRS][FO_NET_ADDR_MAX];
+    int n = fo_resolver_take(c->res, &c->res_gen, addrs, FO_RESOLVE_ADDRS, &c->res_rounds);
+    if (n < 0)
+        return;
+    for (int i = 0; i < TARGETS; i++)
+        c->targets[i].present = 0;
+    for (int k = 0; k < n; k++) {
+        int found = -1, free_slot = -1;
+        for (int i = 0; i < TARGETS && found < 0; i++) {
+            if (c->targets[i].used && !strcmp(c->targets[i].addr, addrs[k]))
+                found = i;
+            else if (!c->targets[i].used && free_slot < 0)
+                free_slot = i;
+        }
+        if (found < 0 && free_slot >= 0) {
+            found = free_slot;
+            target_t *t = &c->targets[found];
+            memset(t, 0, sizeof *t);
+            t->used = 1;
+            t->node = -1;
+            memcpy(t->addr, addrs[k], FO_NET_ADDR_MAX);
+        }
+        if (found >= 0)
+            c->targets[found].present = 1;
+    }
+    for (int i = 0; i < TARGETS; i++) {
+        target_t *t = &c->targets[i];
+        if (t->used && !t->present && !t->link)
+            t->used = 0;                          /* gone from DNS */
+    }
+}
+
+static void connect_targets(fo_cluster_t *c, uint64_t now)
+{
+    for (int i = 0; i < TARGETS; i++) {
+        target_t *t = &c->targets[i];
+        if (!t->used || !t->present || t->self || t->link || now < t->next_ms)
+            continue;
+        if (t->node >= 0 && c->nodes[t->node].link) {
+            t->tried = 1;                         /* linked the other way */
+            t->next_ms = now + BACKOFF_MAX;
+            continue;
+        }
+        fo_peer_t *p;
+        if (fo_peer_connect(&c->pcfg, t->addr, &p)) {
+            FO_LOG_RATE(FO_LOG_WARN, 0, "cluster: cannot connect to %s: %s", t->addr, strerror(errno));
+            t->tried = 1;
+            t->backoff_ms = t->backoff_ms ? (t->backoff_ms * 2 > BACKOFF_MAX ? BACKOFF_MAX : t->backoff_ms * 2)
+                                          : BACKOFF_MIN;
+            t->next_ms = now + t->backoff_ms;
+            continue;
+        }
+        p->target = i;
+        t->link = p;
+        link_add(c, p);
+    }
+}
+
+static void check_ready(fo_cluster_t *c)
+{
+    if (atomic_load(&c->ready) || !c->res_rounds)
+        return;
+    for (int i = 0; i < TARGETS; i++)
+        if (c->targets[i].used && c->targets[i].present && !c->targets[i].tried && !c->targets[i].self)
+            return;
+    atomic_store(&c->ready, 1);
+    fo_info(0, "cluster: ready (peers resolved, every address tried)");
+}
+
+static void tick(fo_cluster_t *c, uint64_t now)
+{
+    new_addresses(c);
+    connect_targets(c, now);
+    for (fo_peer_t *p = c->links; p; p = p->next)
+        if (fo_peer_tick(p, now))
+            doom(p, p->state == FO_PEER_UP ? "silent too long" : "handshake or retirement timed out");
+    check_ready(c);
+}
+
+static void flush_outboxes(fo_cluster_t *c)
+{
+    for (int i = 0; i < c->sink; i++) {
+        fo_outbox_t *o = &c->outbox[i];
+        if (!o->len)
+            continue;
+        if (fo_inbox_post(&c->b->workers[i]->inbox, o->items, o->len)) {
+            for (size_t k = 0; k < o->len; k++)
+                fo_msg_unref(o->items[k].u.msg);
+            atomic_fetch_add(&c->drops_in, o->len);
+        }
+        o->len = 0;
+    }
+}
+
+/* A link finished with `e` and `why`: log (rate-limited for what repeats:
+ * unreachable or failing peers) and close. */
+static void link_failed(fo_cluster_t *c, fo_peer_t *p, fo_err_t e, const char *why)
+{
+    if (e == FO_ERR_INVAL && p->target >= 0) {
+        c->targets[p->target].self = 1;           /* our own address */
+        c->targets[p->target].tried = 1;
+        fo_debug(0, "cluster: %s is this broker", p->addr);
+    } else if (p->state == FO_PEER_UP) {
+        fo_warn(0, "cluster: link to %s (%s) closed: %s", p->node_id, p->addr, why);
+    } else if (e == FO_ERR_PROTO && p->node_id[0]) {
+        atomic_fetch_add(&c->auth_failures, 1);
+        FO_LOG_RATE(FO_LOG_WARN, 0, "cluster: %s not linked: %s", p->addr, why);
+    } else if (p->state != FO_PEER_RETIRING) {
+        FO_LOG_RATE(FO_LOG_DEBUG, 0, "cluster: %s not linked: %s", p->addr, why);
+    }
+    link_close(c, p);
+}
+
+static void *run(void *arg)
+{
+    fo_cluster_t *c = arg;
+    fo_peer_cb_t cb = callbacks_of(c);
+    while (!atomic_load(&c->stop)) {
+        struct epoll_event evs[64];
+        int n = epoll_wait(c->epfd, evs, 64, TICK_MS);
+        for (int i = 0; i < n; i++) {
+            void *ptr = evs[i].data.ptr;
+            if (ptr == &inbox_tag) {
+                take_inbox(c);
+            } else if (ptr == &listen_tag) {
+                accept_links(c);
+            } else if (ptr) {
+                fo_peer_t *p = ptr;
+                char why[256] = "";
+                if (p->doomed)
+                    continue;
+                fo_err_t e = fo_peer_on_events(p, evs[i].events, &c->arena, &cb, READ_BUDGET, why, sizeof why);
+                fo_arena_reset(&c->arena);
+                if (e) {
+                    link_failed(c, p, e, why);
+                    /* its other events in this batch point at freed memory */
+                    for (int k = i + 1; k < n; k++)
+                        if (evs[k].data.ptr == p)
+                            evs[k].data.ptr = NULL;
+                }
+            }
+        }
+        flush_outboxes(c);
+        uint64_t now = fo_clock_ms();
+        if (now >= c->next_tick_ms) {
+            c->next_tick_ms = now + TICK_MS;
+            tick(c, now);
+        }
+        for (fo_peer_t *p = c->links, *next; p; p = next) {
+            next = p->next;
+            if (!p->doomed && fo_peer_has_output(p) && fo_peer_flush(p))
+                doom(p, "write failed");
+            if (p->doomed)
+                link_close(c, p);
+        }
+        atomic_store_explicit(&c->seen_epoch, atomic_load(&c->b->reclaim_epoch), memory_order_release);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static fo_err_t load_secret(fo_cluster_t *c, const fo_config_t *cfg, char *err, size_t errlen)
+{
+    if (cfg->cluster_secret[0]) {
+        c->secret_len = strlen(cfg->cluster_secret);
+        memcpy(c->secret, cfg->cluster_secret, c->secret_len);
+        return FO_OK;
+    }
+    if (!cfg->cluster_secret_file[0])
+        return FO_OK;
+    FILE *f = fopen(cfg->cluster_secret_file, "r");
+    if (!f) {
+        snprintf(err, errlen, "fanoutd: --cluster-secret-file %s: %s", cfg->cluster_secret_file, strerror(errno));
+        return FO_ERR_IO;
+    }
+    size_t n = fread(c->secret, 1, sizeof c->secret, f);
+    int big = n == sizeof c->secret;
+    fclose(f);
+    while (n && (c->secret[n - 1] == '\n' || c->secret[n - 1] == '\r'))
+        n--;
+    if (big || !n) {
+        snprintf(err, errlen, "fanoutd: --cluster-secret-file %s: want 1..%d bytes", cfg->cluster_secret_file,
+                 SECRET_MAX - 1);
+        return FO_ERR_INVAL;
+    }
+    c->secret_len = n;
+    return FO_OK;
+}
+
+/* The address clients reach this broker at: --cluster-advertise, else the
+ * --listen address with the host name for a wildcard host. */
+static void advertise(fo_cluster_t *c, const fo_config_t *cfg)
+{
+    if (cfg->cluster_advertise[0]) {
+        snprintf(c->client_addr, sizeof c->client_addr, "%s", cfg->cluster_advertise);
+        return;
+    }
+    const char *colon = strrchr(cfg->listen, ':');
+    size_t hl = colon ? (size_t)(colon - cfg->listen) : strlen(cfg->listen);
+    if (!hl || (hl == 7 && !memcmp(cfg->listen, "0.0.0.0", 7)) || (hl == 4 && !memcmp(cfg->listen, "[::]", 4)))
+        snprintf(c->client_addr, sizeof c->client_addr, "%s%s", c->node_id, colon ? colon : "");
+    else
+        snprintf(c->client_addr, sizeof c->client_addr, "%s", cfg->listen);
+}
+
+fo_err_t fo_cluster_create(fo_broker_t *b, fo_cluster_t **out, char *err, size_t errlen)
+{
+    const fo_config_t *cfg = &b->cfg;
+    fo_cluster_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "fanoutd: out of memory");
+        return FO_ERR_NOMEM;
+    }
+    c->b = b;
+    c->sink = b->nworkers;
+    c->epfd = c->lfd = -1;
+    c->inbox.efd = -1;
+    pthread_rwlock_init(&c->mlock, NULL);
+    fo_err_t e;
+    if ((e = fo_cluster_node_id(cfg, c->node_id, sizeof c->node_id, err, errlen)) ||
+        (e = load_secret(c, cfg, err, errlen)))
+        goto fail;
+    advertise(c, cfg);
+    e = FO_ERR_NOMEM;
+    snprintf(err, errlen, "fanoutd: out of memory");
+    if (fo_inbox_init(&c->inbox) || fo_interest_create(&c->ours) ||
+        fo_arena_init(&c->arena, 16 * 1024, 2 * (size_t)cfg->max_frame + 65536) ||
+        !(c->outbox = calloc((size_t)b->nworkers, sizeof *c->outbox)))
+        goto fail;
+    e = FO_ERR_IO;
+    if ((c->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        snprintf(err, errlen, "fanoutd: epoll_create1: %s", strerror(errno));
+        goto fail;
+    }
+    char why[300];
+    if ((e = fo_net_listen(cfg->cluster_listen, 128, &c->lfd, NULL, why, sizeof why))) {
+        snprintf(err, errlen, "fanoutd: --cluster-listen: %s", why);
+        goto fail;
+    }
+    if (!fo_net_is_loopback(c->lfd)) {
+        if (!c->secret_len) {
+            snprintf(err, errlen, "fanoutd: --cluster-listen %s is reachable from other hosts and no cluster "
+                     "secret is set: give --cluster-secret-file FILE (or --cluster-secret), or listen on "
+                     "127.0.0.1 (docs/CLUSTER.md, Security)", cfg->cluster_listen);
+            e = FO_ERR_INVAL;
+            goto fail;
+        }
+        fo_warn(0, "cluster: links on %s are authenticated by the cluster secret but NOT encrypted "
+                   "(TLS on the cluster port is not built yet): keep the cluster port on a private network",
+                cfg->cluster_listen);
+    }
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &inbox_tag };
+    struct epoll_event lev = { .events = EPOLLIN, .data.ptr = &listen_tag };
+    if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->inbox.efd, &ev) || epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->lfd, &lev)) {
+        snprintf(err, errlen, "fanoutd: epoll_ctl: %s", strerror(errno));
+        goto fail;
+    }
+    c->pcfg = (fo_peer_cfg_t){ .node_id = c->node_id, .client_addr = c->client_addr, .epoch = b->epoch,
+                               .secret = c->secret, .secret_len = c->secret_len,
+                               .max_output = cfg->cluster_max_output,
+                               .max_frame = cfg->max_frame + 65536, .epfd = c->epfd };
+    members_changed(c);
+    if ((e = fo_resolver_start(cfg->cluster_peers, cfg->cluster_resolve_ms, &c->res, err, errlen)))
+        goto fail;
+    *out = c;
+    return FO_OK;
+fail:
+    fo_cluster_destroy(c);
+    return e;
+}
+
+fo_err_t fo_cluster_start(fo_cluster_t *c)
+{
+    if (pthread_create(&c->thread, NULL, run, c))
+        return FO_ERR_IO;
+    c->started = 1;
+    return FO_OK;
+}
+
+void fo_cluster_destroy(fo_cluster_t *c)
+{
+    if (!c)
+        return;
+    if (c->started) {
+        atomic_store(&c->stop, 1);
+        uint64_t one = 1;
+        ssize_t r = write(c->inbox.efd, &one, sizeof one);
+        (void)r;
+        pthread_join(c->thread, NULL);
+    }
+    fo_resolver_stop(c->res);
+    while (c->links)
+        link_close(c, c->links);
+    for (int i = 0; c->outbox && i < c->sink; i++) {
+        for (size_t k = 0; k < c->outbox[i].len; k++)
+            fo_msg_unref(c->outbox[i].items[k].u.msg);
+        free(c->outbox[i].items);
+    }
+    free(c->outbox);
+    fo_inbox_destroy(&c->inbox);
+    fo_interest_destroy(c->ours);
+    fo_arena_destroy(&c->arena);
+    free(c->spare);
+    if (c->lfd >= 0)
+        close(c->lfd);
+    if (c->epfd >= 0)
+        close(c->epfd);
+    pthread_rwlock_destroy(&c->mlock);
+    sodium_memzero(c->secret, sizeof c->secret);
+    free(c);
+}
+
+/* ------------------------------------------------------------ metrics */
+
+typedef struct homed_ctx {
+    fo_cluster_t *c;
+    uint64_t n;
+} homed_ctx_t;
+
+static void count_homed(void *ud, fo_topic_t *t)
+{
+    homed_ctx_t *h = ud;
+    if (fo_cluster_home(h->c, t) == FO_CLUSTER_SELF)
+        h->n++;
+}
+
+fo_err_t fo_cluster_metrics(fo_cluster_t *c, fo_buf_t *out)
+{
+    char line[512];
+    fo_err_t e = FO_OK;
+#define PUT(...) do { int n_ = snprintf(line, sizeof line, __VA_ARGS__);                     \
+        if (!e && n_ > 0) e = fo_buf_append(out, line, (size_t)n_ < sizeof line ? (size_t)n_ : sizeof line - 1); \
+    } while (0)
+    int nn = atomic_load(&c->nnodes), up = 0;
+    for (int i = 0; i < nn; i++)
+        up += atomic_load(&c->nodes[i].up);
+    int members;
+    pthread_rwlock_rdlock(&c->mlock);
+    members = c->mn;
+    pthread_rwlock_unlock(&c->mlock);
+    homed_ctx_t h = { c, 0 };
+    fo_registry_each(c->b->reg, count_homed, &h);
+    const struct { const char *name, *type, *help; uint64_t v; } one[] = {
+        { "fanout_cluster_members", "gauge", "Brokers in the cluster as this one sees it (itself included)",
+          (uint64_t)members },
+        { "fanout_cluster_links_up", "gauge", "Other brokers with a link up", (uint64_t)up },
+        { "fanout_cluster_ready", "gauge", "1 once the peers were resolved and every address tried",
+          (uint64_t)atomic_load(&c->ready) },
+        { "fanout_cluster_topics_homed", "gauge", "Topics in the registry whose home is this broker", h.n },
+        { "fanout_cluster_interest_entries", "gauge",
+          "Interest entries (filter, queue) this broker tells its peers", atomic_load(&c->ours_count) },
+        { "fanout_cluster_forwarded_total", "counter", "Publishes forwarded to their topic's home",
+          atomic_load(&c->forwarded) },
+        { "fanout_cluster_forward_errors_total", "counter",
+          "Publishes not forwarded (home unreachable, link full)", atomic_load(&c->forward_errors) },
+        { "fanout_cluster_forwards_received_total", "counter",
+          "Publishes other brokers forwarded here (the home)", atomic_load(&c->forwards_in) },
+        { "fanout_cluster_delivered_in_total", "counter", "Messages received from homes and fanned out here",
+          atomic_load(&c->delivered_in) },
+        { "fanout_cluster_drops_in_total", "counter",
+          "Messages from homes dropped here (memory cap, topic limit)", atomic_load(&c->drops_in) },
+        { "fanout_cluster_auth_failures_total", "counter", "Peers that failed the cluster authentication",
+          atomic_load(&c->auth_failures) },
+    };
+    for (size_t k = 0; k < sizeof one / sizeof one[0]; k++)
+        PUT("# HELP %s %s\n# TYPE %s %s\n%s %llu\n", one[k].name, one[k].help, one[k].name, one[k].type,
+            one[k].name, (unsigned long long)one[k].v);
+    static const struct { const char *name, *type, *help; size_t off; } per[] = {
+        { "fanout_cluster_link_messages_out_total", "counter", "Messages sent to the broker (PeerDeliver)",
+          offsetof(fo_peer_counters_t, msgs_out) },
+        { "fanout_cluster_link_bytes_out_total", "counter", "Bytes written to the broker's link",
+          offsetof(fo_peer_counters_t, bytes_out) },
+        { "fanout_cluster_link_messages_in_total", "counter", "Messages received from the broker (PeerDeliver)",
+          offsetof(fo_peer_counters_t, msgs_in) },
+        { "fanout_cluster_link_bytes_in_total", "counter", "Bytes read from the broker's link",
+          offsetof(fo_peer_counters_t, bytes_in) },
+        { "fanout_cluster_link_drops_total", "counter", "Messages for the broker dropped (--cluster-max-output)",
+          offsetof(fo_peer_counters_t, drops) },
+        { "fanout_cluster_link_gaps_total", "counter", "PeerGap notices sent to the broker for dropped messages",
+          offsetof(fo_peer_counters_t, gaps_out) },
+    };
+    for (size_t k = 0; k < sizeof per / sizeof per[0]; k++) {
+        PUT("# HELP %s %s\n# TYPE %s %s\n", per[k].name, per[k].help, per[k].name, per[k].type);
+        for (int i = 0; i < nn; i++) {
+            const _Atomic uint64_t *v = (const _Atomic uint64_t *)((const char *)&c->nodes[i].ctr + per[k].off);
+            PUT("%s{node=\"%s\"} %llu\n", per[k].name, c->nodes[i].id, (unsigned long long)atomic_load(v));
+        }
+    }
+    PUT("# HELP fanout_cluster_link_up 1 while a link to the broker is up\n# TYPE fanout_cluster_link_up gauge\n");
+    for (int i = 0; i < nn; i++)
+        PUT("fanout_cluster_link_up{node=\"%s\"} %d\n", c->nodes[i].id, atomic_load(&c->nodes[i].up));
+    PUT("# HELP fanout_cluster_peer_interest_entries Interest entries the broker told this one\n"
+        "# TYPE fanout_cluster_peer_interest_entries gauge\n");
+    for (int i = 0; i < nn; i++)
+        PUT("fanout_cluster_peer_interest_entries{node=\"%s\"} %llu\n", c->nodes[i].id,
+            (unsigned long long)atomic_load(&c->nodes[i].interest));
+#undef PUT
+    return e;
+}
