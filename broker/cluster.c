@@ -1139,6 +1139,7 @@ void fo_cluster_destroy(fo_cluster_t *c)
         pthread_join(c->thread, NULL);
     }
     fo_resolver_stop(c->res);
+    c->res = NULL;                  /* link_close asks it for nothing now */
     while (c->links)
         link_close(c, c->links);
     for (int i = 0; c->outbox && i < c->sink; i++) {

@@ -1,0 +1,459 @@
+/* test_cluster.c -- three fanoutd processes on loopback as one cluster
+ * (docs/CLUSTER.md), with raw protocol clients: links and members come up,
+ * publishers on every broker to one topic get sequences 1..N with no gap
+ * or duplicate and every subscriber sees them all, a wildcard subscriber
+ * receives topics homed elsewhere, a queue group spread over the brokers
+ * gets each message exactly once, the copies that cross links per message
+ * equal the interested brokers plus one when the publisher is not the
+ * home (counted from the metrics), a broker that leaves moves its topics,
+ * and a peer with another secret is not linked. Every wait has a
+ * deadline. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <cmocka.h>
+#include "harness.h"
+#include "place.h"
+
+#define N 3
+static fo_tb_t br[N];
+static int cport[N];
+static char peers[256];
+
+static const char *node(int i)
+{
+    static const char *const ids[] = { "n0", "n1", "n2" };
+    return ids[i];
+}
+
+static int start_one(int i, const char *secret)
+{
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", cport[i]);
+    const char *args[] = { "--cluster-listen", listen, "--cluster-peers", peers, "--node-id", node(i),
+                           "--cluster-secret", secret, "--log-level", "debug", NULL };
+    return fo_tb_start(&br[i], args);
+}
+
+static double metric(int i, const char *fmt, const char *arg)
+{
+    char name[160];
+    snprintf(name, sizeof name, fmt, arg);
+    return fo_tb_metric(&br[i], name);
+}
+
+/* Poll until metric == want on broker i (deadline 10 s). */
+static int wait_eq(int i, const char *fmt, const char *arg, double want)
+{
+    uint64_t end = fo_tb_now_ms() + 10000;
+    while (fo_tb_now_ms() < end) {
+        if (metric(i, fmt, arg) == want)
+            return 0;
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "broker %d: ", i);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " is %g, not %g\n", metric(i, fmt, arg), want);
+    return -1;
+}
+
+static void wait_linked(void)
+{
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(wait_eq(i, "fanout_cluster_links_up%s", "", N - 1), 0);
+        assert_int_equal(wait_eq(i, "fanout_cluster_members%s", "", N), 0);
+    }
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    for (int i = 0; i < N; i++)
+        cport[i] = fo_tb_free_port();
+    snprintf(peers, sizeof peers, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", cport[0], cport[1], cport[2]);
+    for (int i = 0; i < N; i++)
+        if (start_one(i, "s3cret"))
+            return -1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        int rc = br[i].pid ? fo_tb_stop(&br[i]) : 0;
+        if (rc) {
+            fprintf(stderr, "broker %d exited with %d (log %s)\n", i, rc, br[i].log_path);
+            bad = 1;
+        }
+    }
+    return bad ? -1 : 0;
+}
+
+/* The interest broker `from` holds of broker `of` reaches `want` entries. */
+static void wait_interest(int of, int from, double want)
+{
+    assert_int_equal(wait_eq(from, "fanout_cluster_peer_interest_entries{node=\"%s\"}", node(of), want), 0);
+}
+
+/* Every broker's view of every other's interest is `want` entries. */
+static void wait_all_interest(const double want[N])
+{
+    for (int of = 0; of < N; of++)
+        for (int from = 0; from < N; from++)
+            if (from != of)
+                wait_interest(of, from, want[of]);
+}
+
+static int home_of(const char *topic)
+{
+    uint64_t h[N];
+    for (int i = 0; i < N; i++)
+        h[i] = fo_place_node_hash(node(i), strlen(node(i)));
+    return fo_place_pick(h, N, fo_place_topic_hash(topic, strlen(topic)));
+}
+
+/* The next frame that is not a PING, or NULL. */
+static Fanout__Frame *next(fo_tc_t *c, int ms)
+{
+    uint64_t end = fo_tb_now_ms() + (uint64_t)ms;
+    for (;;) {
+        uint64_t now = fo_tb_now_ms();
+        if (now >= end)
+            return NULL;
+        Fanout__Frame *f;
+        if (fo_tc_recv(c, (int)(end - now), &f) != 1)
+            return NULL;
+        if (f->body_case != FANOUT__FRAME__BODY_PING)
+            return f;
+    }
+}
+
+static void sub_ack(fo_tc_t *c, uint32_t sid, const char *filter, const char *queue)
+{
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Subscribe s = FANOUT__SUBSCRIBE__INIT;
+    s.has_sid = 1;
+    s.sid = sid;
+    s.filter = (char *)filter;
+    s.queue = (char *)queue;
+    f.body_case = FANOUT__FRAME__BODY_SUBSCRIBE;
+    f.subscribe = &s;
+    f.has_req = 1;
+    f.req = 1000 + sid;
+    assert_int_equal(fo_tc_send(c, &f), 0);
+    assert_int_equal(fo_tc_wait_ack(c, 1000 + sid, 5000), 0);
+}
+
+static void open_at(fo_tc_t *c, int i)
+{
+    assert_int_equal(fo_tc_open(c, br[i].port, "cluster-test"), 0);
+}
+
+static void close_and_settle(fo_tc_t *cs, int n)
+{
+    for (int i = 0; i < n; i++)
+        fo_tc_close(&cs[i]);
+    const double none[N] = { 0, 0, 0 };
+    wait_all_interest(none);
+}
+
+/* ------------------------------------------------------------ tests */
+
+static void test_links_up(void **state)
+{
+    (void)state;
+    wait_linked();
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < N; k++)
+            if (k != i)
+                assert_int_equal(metric(i, "fanout_cluster_link_up{node=\"%s\"}", node(k)), 1);
+}
+
+#define PER_PUB 100
+
+/* A publisher on every broker, one topic: the ACKs carry 1..3*PER_PUB
+ * once each, and each broker's subscriber sees all of them, each
+ * publisher's in its order. */
+static void test_sequences_across_brokers(void **state)
+{
+    (void)state;
+    wait_linked();
+    const char *topic = "seq.orders";
+    fo_tc_t sub[N], pub[N];
+    for (int i = 0; i < N; i++) {
+        open_at(&sub[i], i);
+        sub_ack(&sub[i], 1, topic, NULL);
+        open_at(&pub[i], i);
+    }
+    const double one[N] = { 1, 1, 1 };
+    wait_all_interest(one);
+    for (int k = 0; k < PER_PUB; k++)
+        for (int i = 0; i < N; i++) {
+            char msg[32];
+            int n = snprintf(msg, sizeof msg, "%d:%d", i, k);
+            assert_int_equal(fo_tc_publish(&pub[i], topic, msg, (size_t)n, (uint64_t)k + 1), 0);
+        }
+    static uint8_t seen[N * PER_PUB + 1];
+    memset(seen, 0, sizeof seen);
+    for (int i = 0; i < N; i++)
+        for (int got = 0; got < PER_PUB;) {
+            Fanout__Frame *f = next(&pub[i], 10000);
+            assert_non_null(f);
+            if (f->body_case != FANOUT__FRAME__BODY_ACK) {
+                fail_msg("publisher %d: frame %d, not an ACK", i, f->body_case);
+            }
+            assert_true(f->ack->has_seq);
+            assert_in_range(f->ack->seq, 1, N * PER_PUB);
+            assert_int_equal(seen[f->ack->seq], 0);       /* no duplicate */
+            seen[f->ack->seq] = 1;
+            got++;
+        }
+    for (int i = 0; i < N; i++) {
+        static uint8_t have[N * PER_PUB + 1];
+        memset(have, 0, sizeof have);
+        int last[N] = { -1, -1, -1 };
+        for (int got = 0; got < N * PER_PUB; got++) {
+            Fanout__Frame *f = next(&sub[i], 10000);
+            if (!f)
+                fail_msg("subscriber on broker %d: %d of %d", i, got, N * PER_PUB);
+            assert_int_equal(f->body_case, FANOUT__FRAME__BODY_DELIVER);
+            uint64_t s = f->deliver->seq;
+            assert_in_range(s, 1, N * PER_PUB);
+            assert_int_equal(have[s], 0);
+            have[s] = 1;
+            int p, k;
+            char text[32];
+            snprintf(text, sizeof text, "%.*s", (int)f->deliver->payload.len, (const char *)f->deliver->payload.data);
+            assert_int_equal(sscanf(text, "%d:%d", &p, &k), 2);
+            assert_in_range(p, 0, N - 1);
+            if (k <= last[p])                             /* each publisher's order */
+                fail_msg("subscriber on broker %d (home %d): publisher %d's %d after its %d (seq %llu)", i,
+                         home_of(topic), p, k, last[p], (unsigned long long)s);
+            last[p] = k;
+        }
+    }
+    close_and_settle(sub, N);
+    close_and_settle(pub, N);
+}
+
+/* A wildcard subscriber on broker 0 gets topics homed on every broker. */
+static void test_wildcard_elsewhere(void **state)
+{
+    (void)state;
+    wait_linked();
+    fo_tc_t sub, pub;
+    open_at(&sub, 0);
+    sub_ack(&sub, 1, "wild.>", NULL);
+    const double want[N] = { 1, 0, 0 };
+    wait_all_interest(want);
+    open_at(&pub, 1);
+    int homes[N] = { 0 };
+    for (int t = 0; t < 30; t++) {
+        char topic[32];
+        snprintf(topic, sizeof topic, "wild.t%d", t);
+        homes[home_of(topic)]++;
+        assert_int_equal(fo_tc_publish(&pub, topic, "x", 1, (uint64_t)t + 1), 0);
+        assert_int_equal(fo_tc_wait_ack(&pub, (uint64_t)t + 1, 5000), 0);
+    }
+    for (int i = 0; i < N; i++)
+        assert_true(homes[i] > 0);                        /* all three are homes */
+    int seen[30] = { 0 };
+    for (int got = 0; got < 30; got++) {
+        Fanout__Frame *f = next(&sub, 10000);
+        assert_non_null(f);
+        assert_int_equal(f->body_case, FANOUT__FRAME__BODY_DELIVER);
+        int t;
+        assert_int_equal(sscanf(f->deliver->topic, "wild.t%d", &t), 1);
+        assert_int_equal(seen[t], 0);
+        seen[t] = 1;
+        assert_int_equal(f->deliver->seq, 1);             /* each topic's first */
+    }
+    fo_tc_t all[2] = { sub, pub };
+    close_and_settle(all, 2);
+}
+
+#define QMSGS 300
+
+/* Members of one queue group on all three brokers: each message to
+ * exactly one of them, and every broker's members get some. */
+static void test_queue_group_across(void **state)
+{
+    (void)state;
+    wait_linked();
+    const char *topic = "jobs.run";
+    fo_tc_t m[4], pub;
+    const int at[4] = { 0, 0, 1, 2 };
+    for (int i = 0; i < 4; i++) {
+        open_at(&m[i], at[i]);
+        sub_ack(&m[i], 1, topic, "workers");
+    }
+    const double want[N] = { 1, 1, 1 };
+    wait_all_interest(want);
+    open_at(&pub, 0);
+    for (int k = 0; k < QMSGS; k++)
+        assert_int_equal(fo_tc_publish(&pub, topic, "job", 3, (uint64_t)k + 1), 0);
+    assert_int_equal(fo_tc_wait_ack(&pub, QMSGS, 10000), 0);
+    static uint8_t seen[QMSGS + 1];
+    memset(seen, 0, sizeof seen);
+    int per_broker[N] = { 0 }, total = 0;
+    uint64_t end = fo_tb_now_ms() + 10000;
+    while (total < QMSGS && fo_tb_now_ms() < end)
+        for (int i = 0; i < 4; i++) {
+            Fanout__Frame *f = next(&m[i], 20);
+            if (!f)
+                continue;
+            assert_int_equal(f->body_case, FANOUT__FRAME__BODY_DELIVER);
+            assert_in_range(f->deliver->seq, 1, QMSGS);
+            assert_int_equal(seen[f->deliver->seq], 0);   /* exactly once */
+            seen[f->deliver->seq] = 1;
+            per_broker[at[i]]++;
+            total++;
+        }
+    assert_int_equal(total, QMSGS);
+    for (int i = 0; i < N; i++)
+        assert_true(per_broker[i] > 0);
+    /* and nothing more comes */
+    for (int i = 0; i < 4; i++)
+        assert_null(next(&m[i], 100));
+    close_and_settle(m, 4);
+    fo_tc_close(&pub);
+}
+
+/* Copies crossing links (PeerDeliver written, plus forwards) summed over
+ * the brokers. */
+static double copies(void)
+{
+    double sum = 0;
+    for (int i = 0; i < N; i++) {
+        sum += metric(i, "fanout_cluster_forwarded_total%s", "");
+        for (int k = 0; k < N; k++)
+            if (k != i)
+                sum += metric(i, "fanout_cluster_link_messages_out_total{node=\"%s\"}", node(k));
+    }
+    return sum;
+}
+
+#define CMSGS 50
+
+/* Subscribers on the brokers in `subs` (a bit mask), the publisher on a
+ * broker that is not the home: CMSGS * (interested brokers other than the
+ * home + 1) copies cross the links. */
+static void copies_case(const char *topic, unsigned subs)
+{
+    int home = home_of(topic), publisher = (home + 1) % N;
+    fo_tc_t sc[N], pub;
+    int ns = 0, interested = 0;
+    double want[N] = { 0 };
+    for (int i = 0; i < N; i++)
+        if (subs & (1u << i)) {
+            open_at(&sc[ns], i);
+            sub_ack(&sc[ns++], 1, topic, NULL);
+            want[i] = 1;
+            interested += i != home;
+        }
+    wait_all_interest(want);
+    double before = copies();
+    open_at(&pub, publisher);
+    for (int k = 0; k < CMSGS; k++)
+        assert_int_equal(fo_tc_publish(&pub, topic, "c", 1, (uint64_t)k + 1), 0);
+    assert_int_equal(fo_tc_wait_ack(&pub, CMSGS, 10000), 0);
+    for (int s = 0; s < ns; s++)
+        for (int k = 0; k < CMSGS; k++) {
+            Fanout__Frame *f = next(&sc[s], 10000);
+            assert_non_null(f);
+            assert_int_equal(f->body_case, FANOUT__FRAME__BODY_DELIVER);
+        }
+    /* every copy was written before its subscriber could read it */
+    double after = copies();
+    print_message("%s: subscribers on %u, home %d, publisher %d: %.0f copies for %d messages\n", topic, subs,
+                  home, publisher, after - before, CMSGS);
+    assert_int_equal((long)(after - before), (long)CMSGS * (interested + 1));
+    fo_tc_close(&pub);
+    close_and_settle(sc, ns);
+}
+
+static void test_link_copies(void **state)
+{
+    (void)state;
+    wait_linked();
+    /* one broker interested (the publisher's), two, all three */
+    const char *topic = "copies.a";
+    int home = home_of(topic), publisher = (home + 1) % N, other = (home + 2) % N;
+    copies_case(topic, 1u << publisher);
+    copies_case("copies.a", 1u << publisher | 1u << other);
+    copies_case("copies.a", 7u);
+    copies_case("copies.a", 1u << home);
+}
+
+/* A broker with another secret is not linked (and says why); the others
+ * keep theirs. */
+static void test_wrong_secret(void **state)
+{
+    (void)state;
+    wait_linked();
+    fo_tb_t stranger;
+    int sport = fo_tb_free_port();
+    char listen[64], speers[300];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", sport);
+    snprintf(speers, sizeof speers, "%s,127.0.0.1:%d", peers, sport);
+    const char *args[] = { "--cluster-listen", listen, "--cluster-peers", speers, "--node-id", "stranger",
+                           "--cluster-secret", "guess", NULL };
+    assert_int_equal(fo_tb_start(&stranger, args), 0);
+    assert_int_equal(fo_tb_wait_metric(&stranger, "fanout_cluster_auth_failures_total", 1, 10000), 0);
+    assert_int_equal(fo_tb_metric(&stranger, "fanout_cluster_links_up"), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(metric(i, "fanout_cluster_members%s", ""), N);
+    assert_int_equal(fo_tb_stop(&stranger), 0);
+}
+
+/* Broker 2 leaves (kill -9): the others drop it from the members, and its
+ * topics get a new home that sequences them; it comes back and links. */
+static void test_member_leaves(void **state)
+{
+    (void)state;
+    wait_linked();
+    const char *topic = NULL;
+    char name[32];
+    for (int t = 0; !topic; t++) {
+        snprintf(name, sizeof name, "leave.t%d", t);
+        if (home_of(name) == 2)
+            topic = name;
+    }
+    fo_tb_signal(&br[2], SIGKILL);
+    assert_int_equal(fo_tb_stop(&br[2]), 128 + SIGKILL);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(wait_eq(i, "fanout_cluster_members%s", "", 2), 0);
+    fo_tc_t pub;
+    open_at(&pub, 0);
+    assert_int_equal(fo_tc_publish(&pub, topic, "x", 1, 1), 0);
+    Fanout__Frame *f = next(&pub, 5000);
+    assert_non_null(f);
+    assert_int_equal(f->body_case, FANOUT__FRAME__BODY_ACK);
+    assert_int_equal(f->ack->seq, 1);
+    fo_tc_close(&pub);
+    assert_int_equal(start_one(2, "s3cret"), 0);
+    wait_linked();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_links_up),
+        cmocka_unit_test(test_sequences_across_brokers),
+        cmocka_unit_test(test_wildcard_elsewhere),
+        cmocka_unit_test(test_queue_group_across),
+        cmocka_unit_test(test_link_copies),
+        cmocka_unit_test(test_wrong_secret),
+        cmocka_unit_test(test_member_leaves),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
