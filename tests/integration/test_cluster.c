@@ -137,20 +137,10 @@ static Fanout__Frame *next(fo_tc_t *c, int ms)
     }
 }
 
+/* SUBSCRIBE and its ACK. */
 static void sub_ack(fo_tc_t *c, uint32_t sid, const char *filter, const char *queue)
 {
-    Fanout__Frame f = FANOUT__FRAME__INIT;
-    Fanout__Subscribe s = FANOUT__SUBSCRIBE__INIT;
-    s.has_sid = 1;
-    s.sid = sid;
-    s.filter = (char *)filter;
-    s.queue = (char *)queue;
-    f.body_case = FANOUT__FRAME__BODY_SUBSCRIBE;
-    f.subscribe = &s;
-    f.has_req = 1;
-    f.req = 1000 + sid;
-    assert_int_equal(fo_tc_send(c, &f), 0);
-    assert_int_equal(fo_tc_wait_ack(c, 1000 + sid, 5000), 0);
+    assert_int_equal(fo_tc_subscribe(c, sid, filter, queue), 0);
 }
 
 static void open_at(fo_tc_t *c, int i)
