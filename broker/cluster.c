@@ -36,6 +36,7 @@
 #define BACKOFF_MAX  5000
 #define SECRET_MAX   256
 #define TARGETS      FO_RESOLVE_ADDRS
+#define PENDING_MAX  65536          /* replays asked of homes, unanswered */
 static char inbox_tag, listen_tag;  /* epoll data of the inbox and listener */
 
 /* Another broker, known by its node id. Slots are never reused, so a
@@ -60,6 +61,16 @@ typedef struct target {
     uint8_t used, present, self, tried;
 } target_t;
 
+/* A replay this broker asked of a home, not yet ended. */
+typedef struct pending {
+    struct pending *next;
+    int node, repair;
+    uint32_t sid;
+    uint64_t conn, first, ref;
+    size_t len;
+    char topic[];
+} pending_t;
+
 struct fo_cluster {
     fo_broker_t *b;                /* borrowed                            */
     int sink;                      /* == b->nworkers                      */
@@ -79,6 +90,8 @@ struct fo_cluster {
     size_t secret_len;
     fo_interest_t *ours;
     _Atomic uint64_t ours_count;   /* metrics                             */
+    pending_t *pending, **pending_tail;
+    size_t npending;
     fo_peer_t *links;              /* every link                          */
     node_t nodes[FO_CLUSTER_NODES];
     _Atomic int nnodes;            /* slots in use (only grows)           */
@@ -184,14 +197,15 @@ int fo_cluster_home(fo_cluster_t *c, fo_topic_t *t)
 
 /* What workers post to the cluster thread, and what it posts to them:
  * one struct for all (a small fixed part, then bytes). */
-typedef enum { CTL_INTEREST, CTL_FORWARD, CTL_ANSWER_OUT,    /* -> cluster */
-               CTL_PUBLISH, CTL_ANSWER_IN, CTL_GAP } ctl_kind_t; /* -> worker */
+typedef enum { CTL_INTEREST, CTL_FORWARD, CTL_ANSWER_OUT, CTL_REPLAY,   /* -> cluster */
+               CTL_PUBLISH, CTL_ANSWER_IN, CTL_GAP, CTL_REPLAY_GAP, CTL_REPLAY_END } ctl_kind_t; /* -> worker */
 
 typedef struct ctl {
     fo_ctl_t base;
     fo_cluster_t *c;
     ctl_kind_t kind;
     int node, add, code;
+    uint32_t sid;
     uint64_t conn, ref, seq, last;
     size_t len, len2;             /* bytes: data[0..len), then data[len+1..] */
     uint8_t data[];
@@ -227,6 +241,41 @@ static int post_ctl(fo_inbox_t *ib, ctl_t *x)
         return -1;
     }
     return 0;
+}
+
+/* Cluster thread: an item for worker w, posted with the others at the end
+ * of the iteration, in order (a replay's messages, its end and the live
+ * messages after it reach the worker as they came). Takes the item's
+ * reference or control message; dropped (and counted) out of memory. */
+static void drop_item(fo_cluster_t *c, const fo_item_t *it)
+{
+    if (it->kind == FO_ITEM_CTL)
+        it->u.ctl->drop(it->u.ctl);
+    else
+        fo_msg_unref(it->u.msg);
+    atomic_fetch_add(&c->drops_in, 1);
+}
+
+static void post_worker(fo_cluster_t *c, int w, const fo_item_t *it)
+{
+    fo_outbox_t *o = &c->outbox[w];
+    if (o->len == o->cap) {
+        size_t ncap = o->cap ? o->cap * 2 : 256;
+        fo_item_t *ni = realloc(o->items, ncap * sizeof *ni);
+        if (!ni) {
+            drop_item(c, it);
+            return;
+        }
+        o->items = ni;
+        o->cap = ncap;
+    }
+    o->items[o->len++] = *it;
+}
+
+static void post_worker_ctl(fo_cluster_t *c, int w, ctl_t *x)
+{
+    fo_item_t it = { .kind = FO_ITEM_CTL, .u.ctl = &x->base };
+    post_worker(c, w, &it);
 }
 
 /* An answer for a forwarded PUBLISH to the worker of conn (cluster
@@ -294,6 +343,14 @@ static void doom(fo_peer_t *p, const char *why)
     if (!p->doomed)
         fo_warn(0, "cluster: link %s (%s) closes: %s", p->addr, p->node_id[0] ? p->node_id : "?", why);
     p->doomed = 1;
+}
+
+static fo_peer_t *link_of(fo_cluster_t *c, int node)
+{
+    if (node < 0 || node >= atomic_load(&c->nnodes))
+        return NULL;
+    fo_peer_t *l = c->nodes[node].link;
+    return l && l->state == FO_PEER_UP && !l->doomed ? l : NULL;
 }
 
 static fo_err_t send_interest(fo_peer_t *p, int add, uint32_t id, const char *filter, const char *queue)
@@ -494,24 +551,11 @@ static void on_deliver(fo_cluster_t *c, fo_peer_t *p, const Fanout__PeerDeliver 
         for (int i = 0; i < c->sink; i++)
             if (mask & (1ull << i)) {
                 fo_item_t it = { .kind = FO_ITEM_FANOUT, .u.msg = fo_msg_ref(m) };
-                fo_outbox_t *o = &c->outbox[i];
-                if (o->len == o->cap) {
-                    size_t ncap = o->cap ? o->cap * 2 : 256;
-                    fo_item_t *ni = realloc(o->items, ncap * sizeof *ni);
-                    if (!ni) {
-                        fo_msg_unref(m);
-                        atomic_fetch_add(&c->drops_in, 1);
-                        continue;
-                    }
-                    o->items = ni;
-                    o->cap = ncap;
-                }
-                o->items[o->len++] = it;
+                post_worker(c, i, &it);
             }
         if (pw >= 0) {
             pk.u.msg = m;
-            if (fo_inbox_post(&b->workers[pw]->inbox, &pk, 1))
-                fo_msg_unref(m);
+            post_worker(c, pw, &pk);
         } else {
             fo_msg_unref(m);
         }
@@ -579,6 +623,259 @@ static void on_gap(fo_cluster_t *c, const Fanout__PeerGap *g)
     }
 }
 
+/* ---- replay through an edge ---- */
+
+int fo_cluster_home_of(fo_cluster_t *c, const char *name, size_t len)
+{
+    uint64_t th = fo_place_topic_hash(name, len);
+    pthread_rwlock_rdlock(&c->mlock);
+    int i = fo_place_pick(c->mhash, c->mn, th);
+    int slot = i < 0 ? FO_CLUSTER_SELF : c->mslot[i];
+    pthread_rwlock_unlock(&c->mlock);
+    return slot;
+}
+
+void fo_cluster_replay(fo_cluster_t *c, int node, uint64_t conn, uint32_t sid, const char *name, size_t len,
+                       uint64_t first, int earliest, uint64_t last, uint64_t ref)
+{
+    ctl_t *x = ctl_new(c, CTL_REPLAY, name, len, NULL, 0);
+    if (!x) {
+        FO_LOG_RATE(FO_LOG_ERROR, 0, "cluster: out of memory for a replay request: the subscription stays paused");
+        return;
+    }
+    x->node = node;
+    x->conn = conn;
+    x->sid = sid;
+    x->seq = first;
+    x->add = earliest;
+    x->last = last;
+    x->ref = ref;
+    if (post_ctl(&c->inbox, x))
+        FO_LOG_RATE(FO_LOG_ERROR, 0, "cluster: out of memory for a replay request: the subscription stays paused");
+}
+
+/* The end of a replay, for the subscriber's worker (in order with the
+ * replayed messages). */
+static void replay_end_local(fo_cluster_t *c, uint64_t conn, uint32_t sid, const char *topic, size_t len,
+                             uint64_t live_from, uint64_t ref, int repair)
+{
+    int w = (int)(conn & 0xff);
+    ctl_t *x = w < c->sink ? ctl_new(c, CTL_REPLAY_END, topic, len, NULL, 0) : NULL;
+    if (!x)
+        return;
+    x->conn = conn;
+    x->sid = sid;
+    x->seq = live_from;
+    x->ref = ref;
+    x->add = repair;
+    post_worker_ctl(c, w, x);
+}
+
+static void replay_gap_local(fo_cluster_t *c, uint64_t conn, uint32_t sid, const char *topic, size_t len,
+                             uint64_t first, uint64_t last)
+{
+    int w = (int)(conn & 0xff);
+    ctl_t *x = w < c->sink ? ctl_new(c, CTL_REPLAY_GAP, topic, len, NULL, 0) : NULL;
+    if (!x)
+        return;
+    x->conn = conn;
+    x->sid = sid;
+    x->seq = first;
+    x->last = last;
+    post_worker_ctl(c, w, x);
+}
+
+/* The home will not answer: GAP for what was asked (as far as this broker
+ * knows the topic), live delivery from now on (or the REPAIR's ACK). */
+static void replay_failed(fo_cluster_t *c, const pending_t *pd)
+{
+    fo_topic_t *t = fo_registry_find(c->b->reg, pd->topic, pd->len);
+    uint64_t seen = t ? t->seq : 0;       /* a racy read is fine: a hint */
+    uint64_t first = pd->first ? pd->first : 1;
+    if (seen >= first)
+        replay_gap_local(c, pd->conn, pd->sid, pd->topic, pd->len, first, seen);
+    replay_end_local(c, pd->conn, pd->sid, pd->topic, pd->len, 0, pd->ref, pd->repair);
+    FO_LOG_RATE(FO_LOG_WARN, 0, "cluster: a replay of %s asked of %s was not answered", pd->topic,
+                pd->node >= 0 ? c->nodes[pd->node].id : "?");
+}
+
+/* A worker asked for a replay from a home: send it, remember it. */
+static void replay_out(fo_cluster_t *c, ctl_t *x)
+{
+    pending_t *pd = malloc(sizeof *pd + x->len + 1);
+    if (!pd)
+        return;                         /* stays paused: logged below */
+    *pd = (pending_t){ .node = x->node, .repair = x->last != 0, .sid = x->sid, .conn = x->conn,
+                       .first = x->seq, .ref = x->ref, .len = x->len };
+    memcpy(pd->topic, x->data, x->len + 1);
+    fo_peer_t *l = link_of(c, x->node);
+    Fanout__PeerFrame f = FANOUT__PEER_FRAME__INIT;
+    Fanout__PeerReplay r = FANOUT__PEER_REPLAY__INIT;
+    r.has_conn = r.has_sid = 1;
+    r.conn = x->conn;
+    r.sid = x->sid;
+    r.topic = pd->topic;
+    r.has_first = 1;
+    r.first = x->seq;
+    r.earliest = x->add != 0;
+    r.has_earliest = r.earliest;
+    if (x->last) {
+        r.has_last = 1;
+        r.last = x->last;
+    }
+    if (x->ref) {
+        r.has_ref = 1;
+        r.ref = x->ref;
+    }
+    f.body_case = FANOUT__PEER_FRAME__BODY_REPLAY;
+    f.replay = &r;
+    if (!l || c->npending >= PENDING_MAX || fo_peer_send(l, &f)) {
+        replay_failed(c, pd);
+        free(pd);
+        return;
+    }
+    pd->next = NULL;
+    *c->pending_tail = pd;
+    c->pending_tail = &pd->next;
+    c->npending++;
+}
+
+/* Take the first pending replay matching (node, conn, sid, topic, repair)
+ * (NULL: none), or, with topic NULL, any of node's. */
+static pending_t *pending_take(fo_cluster_t *c, int node, uint64_t conn, uint32_t sid, const char *topic,
+                               int repair)
+{
+    for (pending_t **pp = &c->pending; *pp; pp = &(*pp)->next) {
+        pending_t *pd = *pp;
+        if (pd->node != node || (topic && (pd->conn != conn || pd->sid != sid || pd->repair != repair ||
+                                           strcmp(pd->topic, topic))))
+            continue;
+        *pp = pd->next;
+        if (c->pending_tail == &pd->next)
+            c->pending_tail = pp;
+        c->npending--;
+        return pd;
+    }
+    return NULL;
+}
+
+static fo_err_t send_replayed(fo_peer_t *p, const Fanout__PeerReplay *r, const fo_msg_t *m, const char *topic,
+                              uint64_t gf, uint64_t gl)
+{
+    Fanout__PeerFrame f = FANOUT__PEER_FRAME__INIT;
+    Fanout__PeerReplayed d = FANOUT__PEER_REPLAYED__INIT;
+    d.has_conn = d.has_sid = 1;
+    d.conn = r->conn;
+    d.sid = r->sid;
+    if (m) {
+        d.has_body = 1;
+        d.body = (ProtobufCBinaryData){ m->shared_len, (uint8_t *)m->shared };
+    } else {
+        d.topic = (char *)topic;
+        d.has_gap_first = d.has_gap_last = 1;
+        d.gap_first = gf;
+        d.gap_last = gl;
+    }
+    f.body_case = FANOUT__PEER_FRAME__BODY_REPLAYED;
+    f.replayed = &d;
+    return fo_peer_send(p, &f);
+}
+
+/* Home: replay from the ring to the edge, and fix where live delivery
+ * starts, in one topic-lock section (the same trick as a local replay). */
+static void on_replay(fo_cluster_t *c, fo_peer_t *p, const Fanout__PeerReplay *r)
+{
+    size_t tl = strlen(r->topic);
+    if (!fo_topic_valid(r->topic, tl)) {
+        doom(p, "a replay of an invalid topic");
+        return;
+    }
+    int repair = r->has_last;
+    uint64_t live_from = 0;
+    fo_err_t err = FO_OK, e = FO_OK;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        fo_topic_t *t = fo_registry_get(c->b->reg, r->topic, tl, NULL, &err);
+        if (!t)
+            break;                      /* nothing retained to replay: live from 0 */
+        pthread_mutex_lock(&t->lock);
+        if (atomic_load_explicit(&t->dead, memory_order_relaxed)) {
+            pthread_mutex_unlock(&t->lock);
+            continue;
+        }
+        uint64_t oldest = fo_ring_oldest(&t->ring, t->seq + 1);
+        uint64_t first = r->earliest ? oldest : r->first ? r->first : 1;
+        uint64_t last = repair && r->last < t->seq ? r->last : t->seq;
+        live_from = t->seq + 1;
+        if (first < oldest && first <= last) {
+            uint64_t gl = oldest - 1 < last ? oldest - 1 : last;
+            e = send_replayed(p, r, NULL, t->name, first, gl);
+            first = gl + 1;
+        }
+        for (uint64_t q = first; q <= last && !e; q++) {
+            fo_msg_t *m = fo_ring_get(&t->ring, q);
+            fo_msg_t *copy = m ? fo_msg_replay_copy(m) : NULL;
+            if (!copy) {
+                e = send_replayed(p, r, NULL, t->name, q, last);
+                break;
+            }
+            e = send_replayed(p, r, copy, NULL, 0, 0);
+            fo_msg_unref(copy);
+        }
+        pthread_mutex_unlock(&t->lock);
+        break;
+    }
+    Fanout__PeerFrame f = FANOUT__PEER_FRAME__INIT;
+    Fanout__PeerReplayEnd end = FANOUT__PEER_REPLAY_END__INIT;
+    end.has_conn = end.has_sid = end.has_live_from = 1;
+    end.conn = r->conn;
+    end.sid = r->sid;
+    end.topic = r->topic;
+    end.live_from = live_from;
+    end.has_ref = r->has_ref;
+    end.ref = r->ref;
+    end.has_repair = end.repair = (protobuf_c_boolean)repair;
+    f.body_case = FANOUT__PEER_FRAME__BODY_REPLAY_END;
+    f.replay_end = &end;
+    if (e || fo_peer_send(p, &f))
+        doom(p, "out of memory for a replay");
+}
+
+/* Edge: one replayed message or gap for a client of ours. */
+static void on_replayed(fo_cluster_t *c, fo_peer_t *p, const Fanout__PeerReplayed *d)
+{
+    int w = (int)(d->conn & 0xff);
+    if (w >= c->sink)
+        return;
+    if (!d->has_body) {
+        replay_gap_local(c, d->conn, d->sid, d->topic, strlen(d->topic), d->gap_first, d->gap_last);
+        return;
+    }
+    const char *name;
+    size_t nl;
+    uint64_t seq;
+    if (!fo_msg_body_check(d->body.data, d->body.len, &name, &nl, &seq) || !fo_topic_valid(name, nl)) {
+        doom(p, "a malformed PeerReplayed");
+        return;
+    }
+    fo_err_t err = FO_OK;
+    fo_topic_t *t = fo_registry_get(c->b->reg, name, nl, NULL, &err);
+    fo_msg_t *m = t ? fo_msg_adopt(&c->b->mem, t, d->body.data, d->body.len, &err) : NULL;
+    if (!m) {
+        atomic_fetch_add(&c->drops_in, 1);
+        replay_gap_local(c, d->conn, d->sid, name, nl, seq, seq);
+        return;
+    }
+    fo_item_t it = { .kind = FO_ITEM_TARGET, .sid = d->sid, .conn_id = d->conn, .u.msg = m };
+    post_worker(c, w, &it);
+}
+
+static void on_replay_end(fo_cluster_t *c, fo_peer_t *p, const Fanout__PeerReplayEnd *e)
+{
+    pending_t *pd = pending_take(c, p->node, e->conn, e->sid, e->topic, e->repair);
+    free(pd);
+    replay_end_local(c, e->conn, e->sid, e->topic, strlen(e->topic), e->live_from, e->ref, e->repair);
+}
+
 static void on_frame(void *ud, fo_peer_t *p, const Fanout__PeerFrame *f)
 {
     fo_cluster_t *c = ud;
@@ -601,6 +898,15 @@ static void on_frame(void *ud, fo_peer_t *p, const Fanout__PeerFrame *f)
     }
     case FANOUT__PEER_FRAME__BODY_GAP:
         on_gap(c, f->gap);
+        break;
+    case FANOUT__PEER_FRAME__BODY_REPLAY:
+        on_replay(c, p, f->replay);
+        break;
+    case FANOUT__PEER_FRAME__BODY_REPLAYED:
+        on_replayed(c, p, f->replayed);
+        break;
+    case FANOUT__PEER_FRAME__BODY_REPLAY_END:
+        on_replay_end(c, p, f->replay_end);
         break;
     default:
         doom(p, "an unexpected peer frame");
@@ -644,6 +950,11 @@ static void link_close(fo_cluster_t *c, fo_peer_t *p)
                     break;
                 }
             if (!n->link) {
+                pending_t *pd;
+                while ((pd = pending_take(c, p->node, 0, 0, NULL, 0))) {
+                    replay_failed(c, pd);
+                    free(pd);
+                }
                 atomic_store(&n->up, 0);
                 atomic_store(&n->interest, 0);
                 fo_info(0, "cluster: %s is gone", n->id);
@@ -664,13 +975,6 @@ static void link_add(fo_cluster_t *c, fo_peer_t *p)
 
 /* ------------------------------------------------------------ items */
 
-static fo_peer_t *link_of(fo_cluster_t *c, int node)
-{
-    if (node < 0 || node >= atomic_load(&c->nnodes))
-        return NULL;
-    fo_peer_t *l = c->nodes[node].link;
-    return l && l->state == FO_PEER_UP && !l->doomed ? l : NULL;
-}
 
 /* A message one of our workers sequenced: once to each broker with a
  * binding (our subscriptions on the sink are theirs). */
@@ -797,6 +1101,15 @@ static void ctl_run(fo_ctl_t *self, void *arg)
         break;
     case CTL_ANSWER_OUT:
         answer_out(c, x);
+        break;
+    case CTL_REPLAY:
+        replay_out(c, x);
+        break;
+    case CTL_REPLAY_GAP:
+        fo_route_replay_gap(arg, x->conn, x->sid, (const char *)x->data, x->len, x->seq, x->last);
+        break;
+    case CTL_REPLAY_END:
+        fo_route_replay_end(arg, x->conn, x->sid, (const char *)x->data, x->len, x->seq, x->ref, x->add);
         break;
     case CTL_PUBLISH:
         fo_route_publish_peer(arg, x->node, x->conn, x->ref, x->data, x->len);
@@ -932,11 +1245,9 @@ static void flush_outboxes(fo_cluster_t *c)
         fo_outbox_t *o = &c->outbox[i];
         if (!o->len)
             continue;
-        if (fo_inbox_post(&c->b->workers[i]->inbox, o->items, o->len)) {
+        if (fo_inbox_post(&c->b->workers[i]->inbox, o->items, o->len))
             for (size_t k = 0; k < o->len; k++)
-                fo_msg_unref(o->items[k].u.msg);
-            atomic_fetch_add(&c->drops_in, o->len);
-        }
+                drop_item(c, &o->items[k]);
         o->len = 0;
     }
 }
@@ -1065,6 +1376,7 @@ fo_err_t fo_cluster_create(fo_broker_t *b, fo_cluster_t **out, char *err, size_t
     c->sink = b->nworkers;
     c->epfd = c->lfd = -1;
     c->inbox.efd = -1;
+    c->pending_tail = &c->pending;
     pthread_rwlock_init(&c->mlock, NULL);
     fo_err_t e;
     if ((e = fo_cluster_node_id(cfg, c->node_id, sizeof c->node_id, err, errlen)) ||
@@ -1144,8 +1456,13 @@ void fo_cluster_destroy(fo_cluster_t *c)
         link_close(c, c->links);
     for (int i = 0; c->outbox && i < c->sink; i++) {
         for (size_t k = 0; k < c->outbox[i].len; k++)
-            fo_msg_unref(c->outbox[i].items[k].u.msg);
+            drop_item(c, &c->outbox[i].items[k]);
         free(c->outbox[i].items);
+    }
+    while (c->pending) {
+        pending_t *pd = c->pending;
+        c->pending = pd->next;
+        free(pd);
     }
     free(c->outbox);
     fo_inbox_destroy(&c->inbox);

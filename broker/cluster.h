@@ -80,6 +80,19 @@ void fo_cluster_forward(fo_cluster_t *c, int node, uint64_t conn_id, uint64_t re
  * (code 0) or an error code and text, to broker `node`'s connection conn. */
 void fo_cluster_answer(fo_cluster_t *c, int node, uint64_t conn, uint64_t ref, uint64_t seq, int code,
                        const char *text);
+/* Any thread: the home of a topic by name (no cache; REPAIR). */
+int fo_cluster_home_of(fo_cluster_t *c, const char *name, size_t len);
+
+/* Any thread (a worker). Ask the home `node` to replay topic name[0..len)
+ * to this broker's (conn, sid): from `first` (earliest: the oldest it
+ * retains) up to now for a subscription (last 0: live delivery then
+ * starts where the home says, fo_route_replay_end), or first..last for a
+ * REPAIR (ref: its Frame.req, ACKed after the replay). When the home
+ * cannot answer (no link, the link drops before it did) the subscriber
+ * gets GAP for what it asked and live delivery from then on. */
+void fo_cluster_replay(fo_cluster_t *c, int node, uint64_t conn, uint32_t sid, const char *name, size_t len,
+                       uint64_t first, int earliest, uint64_t last, uint64_t ref);
+
 /* Any thread (a worker). One subscription of ours more (add) or fewer,
  * for the interest our peers hold. Posted in order: a worker's add and
  * remove of one subscription reach the cluster thread in that order. */

@@ -218,12 +218,14 @@ const char *fo_msg_topic(const fo_msg_t *m, size_t *len)
 }
 
 /* The fields of a shared DELIVER body: 1 when it is laid out as
- * fo_deliver_write_shared does (topic first, payload last, no replay). */
+ * fo_deliver_write_shared (or fo_deliver_replay_encode) does: topic
+ * first, payload last. */
 typedef struct body_view {
     const char *topic;
     size_t topic_len;
     uint64_t seq, time_ns;
     size_t payload_off, payload_len;
+    int replay;
 } body_view_t;
 
 static int body_parse(const uint8_t *b, size_t len, body_view_t *v)
@@ -251,8 +253,10 @@ static int body_parse(const uint8_t *b, size_t len, body_view_t *v)
                 v->seq = val;
             else if (field == 4)
                 v->time_ns = val;
+            else if (field == 5 && val == 1)
+                v->replay = 1;
             else
-                return 0;               /* replay (5) or unknown */
+                return 0;               /* unknown */
             continue;
         }
         if (wt != 2 || val > len - i)
@@ -302,7 +306,7 @@ fo_msg_t *fo_msg_adopt(fo_mem_t *mem, struct fo_topic *topic, const uint8_t *bod
     m->shared_len = (uint32_t)len;
     m->seq = v.seq;
     m->time_ns = v.time_ns;
-    m->replay = 0;
+    m->replay = (uint8_t)v.replay;
     m->payload_off = (uint32_t)v.payload_off;
     m->payload_len = (uint32_t)v.payload_len;
     return m;

@@ -76,8 +76,8 @@ fo_msg_t *fo_msg_new(fo_mem_t *mem, struct fo_topic *topic, const char *name,
  * once and charged like a new message; seq, time and the payload's place
  * are read from it. The body must be laid out as fo_deliver_write_shared
  * writes it (Frame.deliver around Deliver with the topic first and the
- * payload last, not a replay), which is what fo_msg_topic and replay
- * copies rely on. NULL with *why = FO_ERR_BAD_FRAME (not such a body) or
+ * payload last; a replay's flag is kept), which is what fo_msg_topic and
+ * replay copies rely on. NULL with *why = FO_ERR_BAD_FRAME (not such a body) or
  * FO_ERR_NOMEM (the cap, or malloc). */
 fo_msg_t *fo_msg_adopt(fo_mem_t *mem, struct fo_topic *topic, const uint8_t *body, size_t len,
                        fo_err_t *why);

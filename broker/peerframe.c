@@ -43,6 +43,16 @@ static int member_ok(const Fanout__PeerFrame *f)
         return f->ack->has_ref;
     case FANOUT__PEER_FRAME__BODY_GAP:
         return f->gap->topic && f->gap->has_first && f->gap->has_last && f->gap->first <= f->gap->last;
+    case FANOUT__PEER_FRAME__BODY_REPLAY:
+        return f->replay->has_conn && f->replay->has_sid && f->replay->topic &&
+               (f->replay->has_first || f->replay->earliest);
+    case FANOUT__PEER_FRAME__BODY_REPLAYED: {
+        const Fanout__PeerReplayed *r = f->replayed;
+        int gap = r->topic && r->has_gap_first && r->has_gap_last && r->gap_first <= r->gap_last;
+        return r->has_conn && r->has_sid && (gap != (r->has_body && r->body.len > 0));
+    }
+    case FANOUT__PEER_FRAME__BODY_REPLAY_END:
+        return f->replay_end->has_conn && f->replay_end->has_sid && f->replay_end->topic;
     case FANOUT__PEER_FRAME__BODY_PING:
     case FANOUT__PEER_FRAME__BODY_PONG:
         return 1;

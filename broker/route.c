@@ -571,6 +571,32 @@ void fo_route_answer(fo_worker_t *w, uint64_t conn_id, uint64_t ref, uint64_t se
         send_ack(c, ref, seq, 1);
 }
 
+void fo_route_replay_gap(fo_worker_t *w, uint64_t conn_id, uint32_t sid, const char *name, size_t len,
+                         uint64_t first, uint64_t last)
+{
+    fo_conn_t *c = fo_worker_conn(w, conn_id);
+    if (!c || !fo_conn_sub(c, sid))
+        return;
+    fo_conn_send_gap(c, sid, fo_registry_find(w->b->reg, name, len), name, len, first, last,
+                     FANOUT__GAP_REASON__GAP_EVICTED);
+}
+
+void fo_route_replay_end(fo_worker_t *w, uint64_t conn_id, uint32_t sid, const char *name, size_t len,
+                         uint64_t live_from, uint64_t ref, int repair)
+{
+    fo_conn_t *c = fo_worker_conn(w, conn_id);
+    if (!c)
+        return;
+    if (repair) {
+        if (ref)
+            send_ack(c, ref, 0, 0);
+        return;
+    }
+    fo_sub_t *s = fo_conn_sub(c, sid);
+    if (s)
+        (void)!fo_registry_set_from(w->b->reg, s, name, len, live_from);   /* unbound meanwhile: nothing to do */
+}
+
 void fo_route_peer_gap(fo_worker_t *w, const char *name, size_t len, uint64_t first, uint64_t last)
 {
     fo_topic_t *t = fo_registry_find(w->b->reg, name, len);
@@ -629,7 +655,7 @@ static void on_bound(void *ud, fo_topic_t *t, fo_binding_t *b)
     if (b->group)
         return;                       /* queue groups start at "new" */
     uint64_t from = 0;
-    int want = 0;
+    int want = 0, earliest = 0;
     for (size_t i = 0; i < s->n_positions; i++) {
         const Fanout__Position *p = s->positions[i];
         if (p->topic && !strcmp(p->topic, t->name)) {
@@ -642,14 +668,24 @@ static void on_bound(void *ud, fo_topic_t *t, fo_binding_t *b)
         if (s->start == FANOUT__START__START_EARLIEST) {
             /* what is retained: no GAP for what went before (§8) */
             from = fo_ring_oldest(&t->ring, t->seq + 1);
-            want = 1;
+            want = earliest = 1;
         } else if (s->start == FANOUT__START__START_SEQ) {
             from = s->start_seq;
             want = 1;
         }
     }
-    if (want)
-        replay_range(ctx->c, b->sub, t, from, t->seq);
+    if (!want)
+        return;
+    fo_cluster_t *cl = ctx->c->w->b->cluster;
+    int home = cl ? fo_cluster_home(cl, t) : FO_CLUSTER_SELF;
+    if (home != FO_CLUSTER_SELF) {
+        /* the home has the ring: nothing live until it says where its
+         * replay ends (docs/CLUSTER.md, Replay through an edge) */
+        b->from_seq = FO_FROM_PAUSED;
+        fo_cluster_replay(cl, home, ctx->c->id, b->sub->sid, t->name, t->len, from, earliest, 0, 0);
+        return;
+    }
+    replay_range(ctx->c, b->sub, t, from, t->seq);
 }
 
 /* The SUBSCRIBE checks that close the connection (docs/PROTOCOL.md §14:
@@ -823,15 +859,29 @@ void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
      * included (docs/PROTOCOL.md §5); OOM below is reported with ERROR. */
     if (req)
         send_ack(c, req, 0, 0);
+    fo_cluster_t *cl = w->b->cluster;
+    if (cl) {
+        /* the peers hear of the interest before any replay request this
+         * subscription makes of a home (both go through the cluster's
+         * inbox in order); a position's topic exists here, so it binds */
+        fo_cluster_interest(cl, sub->filter, sub->queue, 1);
+        fo_err_t e;
+        for (size_t i = 0; i < s->n_positions; i++) {
+            const char *pt = s->positions[i]->topic;
+            (void)fo_registry_get(w->b->reg, pt, strlen(pt), NULL, &e);   /* NULL: not bound, no replay */
+        }
+        if (s->has_start && s->start != FANOUT__START__START_NEW && !fo_filter_is_wild(sub->filter))
+            (void)fo_registry_get(w->b->reg, sub->filter, fl, NULL, &e);
+    }
     bound_ctx_t ctx = { c, s };
     if (fo_registry_subscribe(w->b->reg, sub, on_bound, &ctx)) {
+        if (cl)
+            fo_cluster_interest(cl, sub->filter, sub->queue, 0);
         fo_conn_sub_remove(c, sub);
         free_unregistered(c, sub);
         goto nomem;
     }
     FO_STAT_INC(&w->stats, subscriptions);
-    if (w->b->cluster)
-        fo_cluster_interest(w->b->cluster, sub->filter, sub->queue, 1);
     fo_debug(c->id, "subscribe sid %u %s%s%s", sub->sid, sub->filter,
              sub->queue ? " queue " : "", sub->queue ? sub->queue : "");
     return;
@@ -907,6 +957,13 @@ void fo_route_repair(fo_conn_t *c, const Fanout__Repair *r, uint64_t req)
         FO_STAT_INC(&w->stats, permission_denied);
         fo_conn_send_error(c, FO_CODE(PERMISSION), req, r->sid, "user %s may not read \"%.64s\"",
                            fo_login_user_name(c), r->topic);
+        return;
+    }
+    fo_cluster_t *cl = w->b->cluster;
+    int home = cl ? fo_cluster_home_of(cl, r->topic, tl) : FO_CLUSTER_SELF;
+    if (home != FO_CLUSTER_SELF) {
+        /* the home's ring answers; the ACK comes after its replay */
+        fo_cluster_replay(cl, home, c->id, sub->sid, r->topic, tl, first, 0, last, req ? req : 0);
         return;
     }
     /* sequences not given yet are ignored (docs/PROTOCOL.md §4.13): on a

@@ -583,6 +583,22 @@ void fo_registry_each(fo_registry_t *r, fo_topic_fn fn, void *ud)
     pthread_rwlock_unlock(&r->lock);
 }
 
+fo_err_t fo_registry_set_from(fo_registry_t *r, fo_sub_t *sub, const char *name, size_t len, uint64_t from)
+{
+    fo_err_t e = FO_ERR_NOT_FOUND;
+    pthread_rwlock_rdlock(&r->lock);
+    for (fo_binding_t *b = sub->bindings; b; b = b->snext)
+        if (b->topic->len == len && !memcmp(b->topic->name, name, len)) {
+            pthread_mutex_lock(&b->topic->lock);
+            b->from_seq = from;
+            pthread_mutex_unlock(&b->topic->lock);
+            e = FO_OK;
+            break;
+        }
+    pthread_rwlock_unlock(&r->lock);
+    return e;
+}
+
 void fo_registry_set_congested(fo_registry_t *r, fo_sub_t *sub, int on)
 {
     /* the read lock keeps bindings from coming or going meanwhile; a topic

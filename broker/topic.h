@@ -176,6 +176,15 @@ void fo_registry_unsubscribe(fo_registry_t *r, fo_sub_t *sub);
 FO_MUST_CHECK fo_err_t fo_registry_set_acl(fo_registry_t *r, fo_sub_t *sub,
                                            const struct fo_acl *acl, int rebind);
 
+/* The cluster's replay through an edge (docs/CLUSTER.md): set the
+ * from_seq of sub's binding to topic name[0..len) (a subscription bound
+ * with from_seq FO_FROM_PAUSED delivers nothing live until the home said
+ * where live delivery starts). Owner worker only. FO_ERR_NOT_FOUND when
+ * sub has no such binding (any more). */
+#define FO_FROM_PAUSED UINT64_MAX
+FO_MUST_CHECK fo_err_t fo_registry_set_from(fo_registry_t *r, fo_sub_t *sub, const char *name, size_t len,
+                                            uint64_t from);
+
 /* A block-policy subscription's connection became congested (on = 1) or
  * drained (on = 0): count it on (or off) every topic it is bound to. Owner
  * worker only. */

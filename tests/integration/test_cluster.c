@@ -405,6 +405,123 @@ static void test_wrong_secret(void **state)
     assert_int_equal(fo_tb_stop(&stranger), 0);
 }
 
+/* SUBSCRIBE with a start or positions, and its ACK. */
+static void sub_from(fo_tc_t *c, uint32_t sid, const char *filter, int start, uint64_t start_seq,
+                     const char *pos_topic, uint64_t pos_seq)
+{
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Subscribe s = FANOUT__SUBSCRIBE__INIT;
+    Fanout__Position p = FANOUT__POSITION__INIT, *pp = &p;
+    s.has_sid = 1;
+    s.sid = sid;
+    s.filter = (char *)filter;
+    if (start) {
+        s.has_start = 1;
+        s.start = start;
+        s.has_start_seq = start == FANOUT__START__START_SEQ;
+        s.start_seq = start_seq;
+    }
+    if (pos_topic) {
+        p.topic = (char *)pos_topic;
+        p.has_seq = 1;
+        p.seq = pos_seq;
+        s.n_positions = 1;
+        s.positions = &pp;
+    }
+    f.body_case = FANOUT__FRAME__BODY_SUBSCRIBE;
+    f.subscribe = &s;
+    f.has_req = 1;
+    f.req = 7000 + sid;
+    assert_int_equal(fo_tc_send(c, &f), 0);
+    assert_int_equal(fo_tc_wait_ack(c, f.req, 5000), 0);
+}
+
+/* The next n DELIVERs are seqs from..from+n-1 in order; replay flags as
+ * want_replay says (-1: either). Payload "m<seq>". */
+static void expect_run(fo_tc_t *c, uint64_t from, int n, int want_replay)
+{
+    for (int k = 0; k < n; k++) {
+        Fanout__Frame *f = next(c, 10000);
+        if (!f)
+            fail_msg("seq %llu did not come", (unsigned long long)from + (uint64_t)k);
+        if (f->body_case != FANOUT__FRAME__BODY_DELIVER)
+            fail_msg("frame %d instead of seq %llu", f->body_case, (unsigned long long)from + (uint64_t)k);
+        assert_int_equal(f->deliver->seq, from + (uint64_t)k);
+        char want[32];
+        snprintf(want, sizeof want, "m%llu", (unsigned long long)(from + (uint64_t)k));
+        assert_int_equal(f->deliver->payload.len, strlen(want));
+        assert_memory_equal(f->deliver->payload.data, want, strlen(want));
+        if (want_replay >= 0)
+            assert_int_equal(f->deliver->has_replay && f->deliver->replay, want_replay);
+    }
+}
+
+static void publish_run(fo_tc_t *pub, const char *topic, uint64_t from, int n)
+{
+    for (int k = 0; k < n; k++) {
+        char msg[32];
+        int len = snprintf(msg, sizeof msg, "m%llu", (unsigned long long)(from + (uint64_t)k));
+        assert_int_equal(fo_tc_publish(pub, topic, msg, (size_t)len, from + (uint64_t)k), 0);
+    }
+    assert_int_equal(fo_tc_wait_ack(pub, from + (uint64_t)n - 1, 10000), 0);
+}
+
+/* A subscriber on an edge starting in the past gets the home's ring, then
+ * live messages, without overlap or hole, even with messages published
+ * while it subscribes; positions and REPAIR through the edge too. */
+static void test_replay_through_edge(void **state)
+{
+    (void)state;
+    wait_linked();
+    const char *topic = "replay.orders";
+    int home = home_of(topic), edge = (home + 1) % N, third = (home + 2) % N;
+    fo_tc_t pub, early, at_home, pos;
+    open_at(&pub, third);
+    publish_run(&pub, topic, 1, 20);
+    /* published 21..40 with no wait, the subscribe in the middle */
+    open_at(&early, edge);
+    for (int k = 21; k <= 30; k++) {
+        char msg[32];
+        int len = snprintf(msg, sizeof msg, "m%d", k);
+        assert_int_equal(fo_tc_publish(&pub, topic, msg, (size_t)len, (uint64_t)k), 0);
+    }
+    sub_from(&early, 1, topic, FANOUT__START__START_EARLIEST, 0, NULL, 0);
+    publish_run(&pub, topic, 31, 10);
+    expect_run(&early, 1, 40, -1);
+    assert_null(next(&early, 100));                  /* and nothing twice */
+    /* the same as the home's own ring */
+    open_at(&at_home, home);
+    sub_from(&at_home, 1, topic, FANOUT__START__START_EARLIEST, 0, NULL, 0);
+    expect_run(&at_home, 1, 40, 1);
+    /* a position on another edge, then REPAIR there */
+    open_at(&pos, third);
+    sub_from(&pos, 3, "replay.*", 0, 0, topic, 35);
+    expect_run(&pos, 35, 6, 1);
+    publish_run(&pub, topic, 41, 2);
+    expect_run(&early, 41, 2, 0);
+    expect_run(&at_home, 41, 2, 0);
+    expect_run(&pos, 41, 2, 0);
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Repair r = FANOUT__REPAIR__INIT;
+    r.has_sid = r.has_first = r.has_last = 1;
+    r.sid = 3;
+    r.topic = (char *)topic;
+    r.first = 5;
+    r.last = 8;
+    f.body_case = FANOUT__FRAME__BODY_REPAIR;
+    f.repair = &r;
+    f.has_req = 1;
+    f.req = 99;
+    assert_int_equal(fo_tc_send(&pos, &f), 0);
+    expect_run(&pos, 5, 4, 1);
+    Fanout__Frame *a = next(&pos, 5000);
+    assert_non_null(a);
+    assert_int_equal(a->body_case, FANOUT__FRAME__BODY_ACK);
+    assert_int_equal(a->ack->ref, 99);
+    fo_tc_t all[4] = { pub, early, at_home, pos };
+    close_and_settle(all, 4);
+}
+
 /* Broker 2 leaves (kill -9): the others drop it from the members, and its
  * topics get a new home that sequences them; it comes back and links. */
 static void test_member_leaves(void **state)
@@ -442,6 +559,7 @@ int main(void)
         cmocka_unit_test(test_wildcard_elsewhere),
         cmocka_unit_test(test_queue_group_across),
         cmocka_unit_test(test_link_copies),
+        cmocka_unit_test(test_replay_through_edge),
         cmocka_unit_test(test_wrong_secret),
         cmocka_unit_test(test_member_leaves),
     };
