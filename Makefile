@@ -1,13 +1,16 @@
 # fanout -- build, test, run.
 #
 #   make                  build/fanoutd, build/fanout, build/libfanout.{a,so}
-#   make test             unit + integration + conformance tests (installs build deps first)
+#   make test             unit + integration + conformance tests, the README's commands,
+#                         docs against --help, make install (installs build deps first)
 #   make conformance      docs/PROTOCOL.md against fanoutd (tests/conformance/)
 #   make test-tls         the integration tests again, raw clients over TLS
-#   make run              run the broker on its defaults
+#   make run              build fanoutd and fanout, run the broker on its defaults
 #   make SANITIZE=address,undefined test   |   make SANITIZE=thread test
 #   make bench            micro-benchmarks (codec) and `fanout bench` scenarios
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local [DESTDIR=...]   binaries, library, headers
+#                         (include/fanout/), fanout.pc, man pages, example
+#                         config, systemd unit
 #
 # Out-of-tree: everything goes to $(BUILD) (default build/), including the C
 # code protoc-c generates from proto/fanout.proto. Changing CC, CFLAGS or
@@ -15,6 +18,14 @@
 
 BUILD    ?= build
 PREFIX   ?= /usr/local
+BINDIR   ?= $(PREFIX)/bin
+LIBDIR   ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR   ?= $(PREFIX)/share/man
+DOCDIR   ?= $(PREFIX)/share/doc/fanout
+# /etc for a system install (PREFIX=/usr), else PREFIX/etc
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 CC       ?= cc
 PROTOC_C ?= protoc-c
 SANITIZE ?=
@@ -25,7 +36,8 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -fPIC \
             -Iinclude -Iproto -I$(BUILD)/gen -MMD -MP
 LDFLAGS  += -pthread
 LDLIBS   += -lprotobuf-c -lm
-# The broker's password hashing (argon2id) and keyed hashes; not libfanout's.
+# libsodium: the broker's password hashing (argon2id) and keyed hashes, and
+# the multicast datagram tags of both the broker and libfanout.
 SODIUM_LIBS ?= -lsodium
 # OpenSSL 3 (libssl-dev): fanoutd's TLS listener and the tests; libfanout
 # and the CLI do not link it (yet).
@@ -113,16 +125,30 @@ $(BUILD)/libfanout.a: $(LIB_OBJ)
 
 $(BUILD)/libfanout.so: $(LIB_OBJ) scripts/libfanout.map
 	$(CC) $(LDFLAGS) -shared -Wl,-soname,libfanout.so.0 -Wl,--version-script=scripts/libfanout.map \
-		-o $@ $(LIB_OBJ) $(LDLIBS)
+		-o $@ $(LIB_OBJ) $(LDLIBS) $(SODIUM_LIBS)
 
-$(BUILD)/fanout.pc: scripts/fanout.pc.in VERSION
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+# fanout.pc: libdir and includedir relative to ${prefix} when they are
+# under it, so pkg-config --define-variable=prefix=... relocates it.
+PC_SED = -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+	-e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|' \
+	-e 's|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|'
+$(BUILD)/fanout.pc: scripts/fanout.pc.in VERSION Makefile
+	sed $(PC_SED) $< > $@
+
+# The public headers as an application includes them, <fanout/fanout.h>
+# (what `make install` puts under INCLUDEDIR); in the tree they stay
+# include/fanout.h, included as "fanout.h".
+PUB_H := include/fanout.h include/fo_err.h
+STAGED_H := $(patsubst include/%,$(BUILD)/include/fanout/%,$(PUB_H))
+$(BUILD)/include/fanout/%.h: include/%.h
+	@mkdir -p $(@D)
+	cp $< $@
 
 $(BUILD)/fanoutd: $(BROKER_OBJ) $(PROTO_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SODIUM_LIBS) $(TLS_LIBS)
 
 $(BUILD)/fanout: $(CLI_OBJ) $(BUILD)/libfanout.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SODIUM_LIBS)
 
 # Tests link against everything except the mains; an archive pulls in only
 # the objects a test needs.
@@ -137,22 +163,27 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/libtestall.a
 # ---------------------------------------------------------------- examples
 # examples/*.c: a producer and a consumer built the way an application
 # would build them -- the public headers and libfanout.a only, no
-# _GNU_SOURCE. Not part of `all`; `make examples`.
+# _GNU_SOURCE, #include <fanout/fanout.h>. Not part of `all`; `make examples`.
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
-EXAMPLE_CFLAGS := -std=c11 -O2 -g -Wall -Wextra -Werror -Iinclude
+EXAMPLE_CFLAGS := -std=c11 -O2 -g -Wall -Wextra -Werror -I$(BUILD)/include
 ifneq ($(SANITIZE),)
 EXAMPLE_CFLAGS += -fsanitize=$(SANITIZE)
 endif
 .PHONY: examples
 examples: $(EXAMPLE_BIN)
-$(BUILD)/examples/%: examples/%.c include/fanout.h include/fo_err.h $(BUILD)/libfanout.a
+$(BUILD)/examples/%: examples/%.c $(STAGED_H) $(BUILD)/libfanout.a
 	@mkdir -p $(@D)
-	$(CC) $(EXAMPLE_CFLAGS) -o $@ $< $(BUILD)/libfanout.a $(LDFLAGS) -lprotobuf-c
+	$(CC) $(EXAMPLE_CFLAGS) -o $@ $< $(BUILD)/libfanout.a $(LDFLAGS) -lprotobuf-c $(SODIUM_LIBS)
 
 # ---------------------------------------------------------------- targets
 # The benchmarks are built (not run) with the tests, so they never rot.
+# tests/docs/run: the man pages, the example config and the docs agree
+# with --help; tests/install/run: make install into a temporary DESTDIR,
+# then an example built against it; tests/readme/run: the README's
+# commands, in a fresh copy of the tree, in the order shown.
+SCRIPT_TESTS := tests/conformance/run tests/docs/run tests/install/run tests/readme/run
 test: deps all $(UNIT_BIN) $(INTEG_BIN) $(BENCH_BIN)
-	@sh tests/run.sh $(BUILD) $(UNIT_BIN) $(INTEG_BIN) tests/conformance/run
+	@sh tests/run.sh $(BUILD) $(UNIT_BIN) $(INTEG_BIN) $(SCRIPT_TESTS)
 
 unit: deps $(UNIT_BIN)
 	@sh tests/run.sh $(BUILD) $(UNIT_BIN)
@@ -177,7 +208,8 @@ valgrind: deps all $(INTEG_BIN)
 	@FO_TEST_TIMEOUT=1800 FO_BROKER_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite" \
 		sh tests/run.sh $(BUILD) $(INTEG_BIN)
 
-run: deps $(BUILD)/fanoutd
+# Builds the CLI too: the README's Quick start uses build/fanout next.
+run: deps $(BUILD)/fanoutd $(BUILD)/fanout
 	./$(BUILD)/fanoutd $(ARGS)
 
 bench: deps all $(BENCH_BIN)
@@ -192,21 +224,42 @@ fuzz: deps $(GEN_H)
 		proto/err.c $(GEN_C) -lprotobuf-c
 	$(BUILD)/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(BUILD)/fuzz/corpus 2>&1 | tail -5
 
-# peers.sh and fanout bench in one run, as docs/BENCHMARKS.md records them.
-bench-compare: deps all
+# The peer benchmark script (nats-server, redis, mosquitto; not part of
+# this repository: PEERS=PATH) and fanout bench in one run, as
+# docs/BENCHMARKS.md records them.
+bench-compare: peers-given deps all
 	@sh tests/bench/compare.sh $(PEERS)
+
+.PHONY: peers-given
+peers-given:
+	@if [ -z "$(PEERS)" ]; then echo "make bench-compare: give the peer benchmark script: make bench-compare PEERS=/path/to/peers.sh (it is not part of this repository)" >&2; exit 2; fi
+	@if [ ! -f "$(PEERS)" ]; then echo "make bench-compare: PEERS=$(PEERS): no such file (the peer benchmark script is not part of this repository)" >&2; exit 2; fi
 
 docker-test:
 	@sh docker/test.sh
 
+# Files with paths in them (fanout.pc, the unit) are written here, for
+# this PREFIX, not taken from the build.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
-	install -m 755 $(BUILD)/fanoutd $(BUILD)/fanout $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 $(BUILD)/libfanout.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(BUILD)/libfanout.so $(DESTDIR)$(PREFIX)/lib/libfanout.so.0
-	ln -sf libfanout.so.0 $(DESTDIR)$(PREFIX)/lib/libfanout.so
-	install -m 644 include/fanout.h include/fo_err.h $(DESTDIR)$(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' scripts/fanout.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/fanout.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/fanout \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSCONFDIR)/fanout
+	install -m 755 $(BUILD)/fanoutd $(BUILD)/fanout $(DESTDIR)$(BINDIR)/
+	install -m 644 $(BUILD)/libfanout.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/libfanout.so $(DESTDIR)$(LIBDIR)/libfanout.so.0
+	ln -sf libfanout.so.0 $(DESTDIR)$(LIBDIR)/libfanout.so
+	install -m 644 $(PUB_H) $(DESTDIR)$(INCLUDEDIR)/fanout/
+	sed $(PC_SED) scripts/fanout.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/fanout.pc
+	install -m 644 docs/man/fanout.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 docs/man/fanoutd.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 scripts/fanoutd.conf $(DESTDIR)$(DOCDIR)/fanoutd.conf
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' scripts/fanoutd.service.in \
+		> $(DESTDIR)$(SYSTEMDUNITDIR)/fanoutd.service
+	@# the example becomes the config only where there is none: never overwritten
+	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/fanout/fanoutd.conf ]; then \
+		echo "install -m 644 scripts/fanoutd.conf $(DESTDIR)$(SYSCONFDIR)/fanout/fanoutd.conf"; \
+		install -m 644 scripts/fanoutd.conf $(DESTDIR)$(SYSCONFDIR)/fanout/fanoutd.conf; \
+	else echo "$(DESTDIR)$(SYSCONFDIR)/fanout/fanoutd.conf exists: kept (the example is in $(DOCDIR))"; fi
 
 clean:
 	rm -rf $(BUILD)

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "login.h"
 #include "metrics.h"
+#include "notify.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -116,16 +117,44 @@ fo_err_t fo_broker_start(fo_broker_t *b, char *err, size_t errlen)
     return FO_OK;
 }
 
+/* One line per option SIGHUP found changed (fo_config_change_cb). */
+typedef struct changes { int applied, restart, argv; } changes_t;
+
+static void log_change(void *ud, const char *name, const char *old_v, const char *new_v,
+                       fo_change_t kind)
+{
+    changes_t *n = ud;
+    if (kind == FO_CHANGE_APPLIED) {
+        n->applied++;
+        fo_info(0, "SIGHUP: %s: %s -> %s", name, old_v, new_v);
+    } else if (kind == FO_CHANGE_RESTART) {
+        n->restart++;
+        fo_warn(0, "SIGHUP: %s: %s -> %s needs a restart (still %s)", name, old_v, new_v, old_v);
+    } else {
+        n->argv++;
+        fo_info(0, "SIGHUP: %s: the command line's %s stays (file or environment: %s)",
+                name, old_v, new_v);
+    }
+}
+
 void fo_broker_reload(fo_broker_t *b)
 {
-    char err[512];
-    if (fo_config_reload(&b->reload_cfg, environ, err, sizeof err)) {
+    char err[512], st[64];
+    snprintf(st, sizeof st, "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)(fo_clock_ns() / 1000));
+    (void)fo_notify(st);
+    changes_t n = { 0, 0, 0 };
+    if (fo_config_reload_report(&b->reload_cfg, environ, log_change, &n, err, sizeof err)) {
         fo_error(0, "SIGHUP: reload failed, keeping the old values: %s",
                  strncmp(err, "fanoutd: ", 9) ? err : err + 9);
     } else {
         fo_broker_apply_limits(b, &b->reload_cfg);
         fo_log_set_level(b->reload_cfg.log_level);
-        fo_info(0, "SIGHUP: configuration reloaded");
+        if (!n.applied && !n.restart && !n.argv)
+            fo_info(0, "SIGHUP: configuration reloaded, nothing changed");
+        else
+            fo_info(0, "SIGHUP: configuration reloaded: %d change%s applied, %d need%s a restart",
+                    n.applied, FO_PLURAL(n.applied), n.restart, n.restart == 1 ? "s" : "");
     }
     /* a renewed certificate at the same path is the usual reason for a
      * SIGHUP: re-read the TLS files even when the options did not load */
@@ -133,6 +162,7 @@ void fo_broker_reload(fo_broker_t *b)
         fo_error(0, "SIGHUP: TLS reload failed, new connections keep the old certificate: %s",
                  strncmp(err, "fanoutd: ", 9) ? err : err + 9);
     fo_login_reload(b);             /* the users file, whatever the options did */
+    (void)fo_notify("READY=1");
 }
 
 #define SWEEP_BUDGET 4096        /* topics looked at per tick */
@@ -169,6 +199,7 @@ void fo_broker_tick(fo_broker_t *b)
 
 void fo_broker_drain(fo_broker_t *b)
 {
+    fo_notify_stopping();
     atomic_store(&b->draining, 1);
     for (int i = 0; i < b->started; i++)
         fo_worker_wake(b->workers[i]);
@@ -207,6 +238,14 @@ void fo_broker_stop(fo_broker_t *b)
 
 /* ------------------------------------------------------------ --http */
 
+const char *fo_broker_http_announce(const fo_broker_t *b)
+{
+    const char *a = b->cfg.http_announce;
+    if (!strcmp(b->cfg.http, "off") || !strcmp(a, "off"))
+        return NULL;
+    return *a ? a : b->cfg.http;
+}
+
 static int metrics(fo_broker_t *b, fo_buf_t *body)
 {
     const fo_stats_t *st[64];
@@ -225,6 +264,9 @@ static int metrics(fo_broker_t *b, fo_buf_t *body)
     fo_metrics_auth_t auth;
     if (fo_login_metrics(b, &auth))
         src.auth = &auth;
+    fo_proc_stats_t proc;
+    if (fo_proc_stats_read(&proc) == FO_OK)
+        src.proc = &proc;
     if (fo_metrics_render(&src, body) || (b->cluster && fo_cluster_metrics(b->cluster, body))) {
         fo_buf_free(body);
         return 500;                 /* out of memory: no half a page */

@@ -114,6 +114,11 @@ struct fo_inbox *fo_broker_inbox(fo_broker_t *b, int i);
 /* Push the reloadable values of cfg into b->lim (start and SIGHUP). */
 void fo_broker_apply_limits(fo_broker_t *b, const fo_config_t *cfg);
 
+/* What WELCOME announces as `http` (docs/PROTOCOL.md §4.2): --http-announce
+ * when set, else the --http address as configured; NULL when either is
+ * off. */
+const char *fo_broker_http_announce(const fo_broker_t *b);
+
 /* The --http handler (http.h's fo_http_handler_t; ud = the broker):
  * /healthz, and /metrics (behind --http-token when set). */
 struct fo_http_req;

@@ -17,7 +17,11 @@
  *   fanoutd: /etc/fanout.conf:12: max-conns: 0 is below the minimum 1
  *
  * Reload (SIGHUP) builds a fresh config from defaults + file + env and
- * copies only the reloadable options not pinned by the command line.
+ * copies only the reloadable options not pinned by the command line; it
+ * can say, option by option, what changed and what needs a restart.
+ *
+ * A mistyped name gets the nearest one (edit distance over the table):
+ *   fanoutd: --max-fram: unknown option, did you mean --max-frame? (see --help)
  */
 #include "config.h"
 #include "addr.h"
@@ -53,6 +57,7 @@ enum {
     F_NOFILE = 4,   /* not allowed in the config file       */
     F_IPV4   = 8,   /* string that is "" or an IPv4 address */
     F_PATH   = 16,  /* string that names a file (--help: FILE) */
+    F_SECRET = 32,  /* never shown in logs (SIGHUP reports)  */
 };
 
 typedef struct enum_name { const char *name; unsigned value; } enum_name_t;
@@ -68,6 +73,8 @@ static const enum_name_t user_from_names[] = {
 static const enum_name_t level_names[] = {
     { "error", FO_LOG_ERROR }, { "warn", FO_LOG_WARN }, { "info", FO_LOG_INFO },
     { "debug", FO_LOG_DEBUG }, { NULL, 0 } };
+static const enum_name_t format_names[] = {
+    { "text", FO_LOG_TEXT }, { "json", FO_LOG_JSON }, { NULL, 0 } };
 
 typedef struct opt {
     const char *name;
@@ -97,6 +104,7 @@ static const opt_t opts[] = {
     /* name            type        group   default          min     max          field              flags      names        help */
     { "listen",        T_HOSTPORT, G_NET,  "127.0.0.1:7400",  FO_PORT_CLIENT, 0,   FIELD(listen),           0,        NULL, "address of the client (TCP) listener" },
     { "http",          T_HOSTPORT, G_NET,  "127.0.0.1:7401", FO_PORT_HTTP, 0,    FIELD(http),             F_OFF,    NULL, "address of /metrics and /healthz, or \"off\"" },
+    { "http-announce", T_HOSTPORT, G_NET,  NULL,            FO_PORT_HTTP, 0,     FIELD(http_announce),    F_OFF,    NULL, "the /metrics address clients are told (NAT, containers)" },
     { "threads",       T_INT,      G_NET,  "0",             0, 64,               FIELD(threads),          0,        NULL, "worker threads, 0 = one per online core" },
     { "max-frame",     T_SIZE,     G_LIM,  "1MiB",          64, 64 * MiB,        FIELD(max_frame),        0,        NULL, "largest frame body accepted" },
     { "max-conns",     T_INT,      G_LIM,  "10000",         1, 1000000,          FIELD(max_conns),        F_RELOAD, NULL, "concurrent client connections" },
@@ -117,9 +125,9 @@ static const opt_t opts[] = {
     { "block-timeout", T_DURATION, G_SLOW, "5s",            100, 1 * HOUR,       FIELD(block_timeout_ms), F_RELOAD, NULL, "longest a block-policy sub may pause publishers" },
     { "users",         T_STRING,   G_AUTH, "",              0, 0,                FIELD(users_file),       F_PATH,   NULL, "users: logins, permissions, limits (re-read on SIGHUP)" },
     { "user",          T_STRING,   G_AUTH, "",              0, 0,                FIELD(user),             0,        NULL, "one-user shorthand: HELLO must carry this user ..." },
-    { "password",      T_STRING,   G_AUTH, "",              0, 0,                FIELD(password),         0,        NULL, "... and this password (best set in env or file)" },
+    { "password",      T_STRING,   G_AUTH, "",              0, 0,                FIELD(password),         F_SECRET, NULL, "... and this password (best set in env or file)" },
     { "allow-anonymous", T_BOOL,   G_AUTH, "0",             0, 1,                FIELD(allow_anonymous),  0,        NULL, "serve clients without login on non-loopback listeners" },
-    { "http-token",    T_STRING,   G_AUTH, "",              0, 0,                FIELD(http_token),       F_RELOAD, NULL, "when set, /metrics needs \"Authorization: Bearer TOKEN\"" },
+    { "http-token",    T_STRING,   G_AUTH, "",              0, 0,                FIELD(http_token),       F_RELOAD | F_SECRET, NULL, "when set, /metrics needs \"Authorization: Bearer TOKEN\"" },
     { "tls-listen",    T_HOSTPORT, G_TLS,  "off",           FO_PORT_TLS, 0,      FIELD(tls_listen),       F_OFF,    NULL, "address of the TLS listener, or \"off\"" },
     { "tls-cert",      T_STRING,   G_TLS,  "",              0, 0,                FIELD(tls_cert),         F_RELOAD | F_PATH, NULL, "PEM certificate (chain) of the TLS listener" },
     { "tls-key",       T_STRING,   G_TLS,  "",              0, 0,                FIELD(tls_key),          F_RELOAD | F_PATH, NULL, "PEM private key of --tls-cert" },
@@ -140,13 +148,15 @@ static const opt_t opts[] = {
     { "cluster-max-output", T_SIZE, G_CL,  "64MiB",         64 * KiB, 16 * GiB,  FIELD(cluster_max_output), 0,      NULL, "data queued per peer link" },
     { "cluster-dns-interval", T_DURATION, G_CL, "2s",   100, 10 * MIN,       FIELD(cluster_resolve_ms), 0,      NULL, "how often peers are resolved again" },
     { "log-level",     T_ENUM,     G_GEN,  "info",          0, 0,                FIELD(log_level),        F_RELOAD, level_names, "least severe level logged" },
+    { "log-format",    T_ENUM,     G_GEN,  "text",          0, 0,                FIELD(log_format),       0,        format_names, "text lines, or json: one object per line" },
     { "config",        T_STRING,   G_GEN,  "",              0, 0,                FIELD(config_file),      F_NOFILE, NULL, "read `name value` lines from this file" },
 };
 
 #define NOPTS (sizeof opts / sizeof opts[0])
 _Static_assert(NOPTS <= 64, "set_by_argv is a 64-bit mask");
 _Static_assert(sizeof(fo_policy_t) == 4 && sizeof(fo_log_level_t) == 4 && sizeof(int) == 4 &&
-               sizeof(fo_tls_verify_t) == 4 && sizeof(fo_tls_user_from_t) == 4,
+               sizeof(fo_tls_verify_t) == 4 && sizeof(fo_tls_user_from_t) == 4 &&
+               sizeof(fo_log_format_t) == 4,
                "numeric fields are stored as 4 or 8 bytes");
 
 static const char *const groups[] = { G_NET, G_LIM, G_SLOW, G_TIME, G_AUTH, G_TLS, G_MC, G_CL, G_GEN };
@@ -191,6 +201,93 @@ static void env_name(const opt_t *o, char *out, size_t len)
     for (const char *p = o->name; *p && n + 1 < len; p++)
         out[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
     out[n] = '\0';
+}
+
+/* ------------------------------------------------------------ did you mean */
+
+/* Optimal string alignment distance (Levenshtein plus adjacent swaps) of
+ * a[0..al) and b, compared as option names: case and '_' versus '-' do
+ * not count. */
+static size_t name_distance(const char *a, size_t al, const char *b)
+{
+    size_t bl = strlen(b);
+    if (al > 64 || bl > 64)
+        return SIZE_MAX;
+    size_t d[65][65];
+    char x[65], y[65];
+    for (size_t i = 0; i < al; i++)
+        x[i] = a[i] == '_' ? '-' : (char)tolower((unsigned char)a[i]);
+    for (size_t j = 0; j < bl; j++)
+        y[j] = b[j];
+    for (size_t i = 0; i <= al; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= bl; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= al; i++)
+        for (size_t j = 1; j <= bl; j++) {
+            size_t cost = x[i - 1] != y[j - 1];
+            size_t v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < v)
+                v = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && x[i - 1] == y[j - 2] && x[i - 2] == y[j - 1] &&
+                d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[al][bl];
+}
+
+/* name[0..len) and opt agree on their first min(len, strlen(opt)) letters,
+ * at least 4 (compared as in name_distance). */
+static int prefix_either_way(const char *name, size_t len, const char *opt)
+{
+    size_t ol = strlen(opt), m = len < ol ? len : ol;
+    if (m < 4)
+        return 0;
+    for (size_t i = 0; i < m; i++)
+        if ((name[i] == '_' ? '-' : tolower((unsigned char)name[i])) != opt[i])
+            return 0;
+    return 1;
+}
+
+/* The option a mistyped name most likely meant, or NULL: the nearest by
+ * name_distance when that is at most a third of the name's length (1 at
+ * least, 3 at most); else the one option, if only one, that the name
+ * starts with or is the start of ("retention" is both -msgs and -bytes:
+ * no suggestion). */
+static const opt_t *suggest(const char *name, size_t len)
+{
+    const opt_t *best = NULL, *prefixed = NULL;
+    size_t bestd = SIZE_MAX, nprefixed = 0;
+    for (size_t i = 0; i < NOPTS; i++) {
+        size_t d = name_distance(name, len, opts[i].name);
+        if (d < bestd) {
+            bestd = d;
+            best = &opts[i];
+        }
+        if (prefix_either_way(name, len, opts[i].name)) {
+            prefixed = &opts[i];
+            nprefixed++;
+        }
+    }
+    size_t limit = len / 3;
+    limit = limit < 1 ? 1 : limit > 3 ? 3 : limit;
+    if (best && bestd <= limit)
+        return best;
+    return nprefixed == 1 ? prefixed : NULL;
+}
+
+/* "WHERE: unknown option, did you mean PREFIXname? (see --help)" */
+static fo_err_t unknown(char *err, size_t errlen, const char *where, const char *name,
+                        size_t len, const char *prefix)
+{
+    const opt_t *o = suggest(name, len);
+    if (o)
+        return fail(err, errlen, "%s: unknown option, did you mean %s%s? (see --help)", where,
+                    prefix, o->name);
+    return fail(err, errlen, "%s: unknown option (see --help)", where);
 }
 
 /* "1GiB", "64B", "1400B": the largest binary unit that divides exactly. */
@@ -446,6 +543,10 @@ static fo_err_t set_hostport(char *field, const opt_t *o, const char *where, con
         memcpy(field, "off", 4);
         return FO_OK;
     }
+    if (!*v && !o->def) {
+        field[0] = '\0';                     /* an option without default: unset */
+        return FO_OK;
+    }
     fo_addr_t a;
     if (fo_addr_parse(v, FO_ADDR_NO_SCHEME | FO_ADDR_LISTEN, &a) != FO_OK)
         return fail(err, errlen, "%s: \"%s\" is not HOST[:PORT]%s", where, v,
@@ -561,7 +662,7 @@ static fo_err_t file_line(load_t *ld, const char *path, int lineno, char *line)
     line[nl] = '\0';
     snprintf(where, sizeof where, "%s:%d: %s", path, lineno, line);
     if (!o)
-        return fail(ld->err, ld->errlen, "%s: unknown option (see --help)", where);
+        return unknown(ld->err, ld->errlen, where, line, nl, "");
     if (o->flags & F_NOFILE)
         return fail(ld->err, ld->errlen, "%s: not allowed in a config file", where);
     if (*v == '"') {
@@ -582,7 +683,10 @@ static fo_err_t file_line(load_t *ld, const char *path, int lineno, char *line)
                 break;
             }
     }
-    return set_from(ld, o, where, v, false);
+    fo_err_t e = set_from(ld, o, where, v, false);
+    if (e == FO_OK)
+        ld->c->set_by_file |= 1ull << (o - opts);
+    return e;
 }
 
 static fo_err_t load_file(load_t *ld, const char *path)
@@ -620,8 +724,8 @@ static const char *env_get(char **envp, const char *name)
     return NULL;
 }
 
-/* Unknown FANOUT_* variables are ignored: the CLI and scripts share the
- * prefix. */
+/* Unknown FANOUT_* variables are ignored here (the CLI and scripts share
+ * the prefix); fo_config_env_warnings names them. */
 static fo_err_t load_env(load_t *ld, char **envp, bool with_config)
 {
     char name[64];
@@ -634,6 +738,7 @@ static fo_err_t load_env(load_t *ld, char **envp, bool with_config)
             fo_err_t e = set_from(ld, &opts[i], name, v, true);
             if (e != FO_OK)
                 return e;
+            ld->c->set_by_env |= 1ull << i;
         }
     }
     return FO_OK;
@@ -654,6 +759,7 @@ static fo_err_t walk_argv(load_t *ld, int argc, char **argv, bool apply,
         const char *a = argv[i];
         if (is_flag(a, "--help", "-h")) { *help = 1; continue; }
         if (is_flag(a, "--version", "-V")) { *version = 1; continue; }
+        if (is_flag(a, "--check-config", "-t")) { ld->c->check_only = 1; continue; }
         if (strncmp(a, "--", 2) != 0)
             return fail(ld->err, ld->errlen, "unexpected argument \"%s\" (options are --name value)", a);
         const char *name = a + 2, *eq = strchr(name, '=');
@@ -661,7 +767,7 @@ static fo_err_t walk_argv(load_t *ld, int argc, char **argv, bool apply,
         const opt_t *o = find_opt(name, nl);
         snprintf(where, sizeof where, "--%.*s", (int)(nl < 64 ? nl : 64), name);
         if (!o)
-            return fail(ld->err, ld->errlen, "%s: unknown option (see --help)", where);
+            return unknown(ld->err, ld->errlen, where, name, nl, "--");
         const char *v = eq ? eq + 1 : NULL;
         if (!v && o->type == T_BOOL && (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2)))
             v = "1";                  /* a bare switch: --allow-anonymous */
@@ -727,8 +833,13 @@ fo_err_t fo_config_set(fo_config_t *c, const char *name, const char *value,
                        char *err, size_t errlen)
 {
     const opt_t *o = name ? find_opt(name, strlen(name)) : NULL;
+    if (!o && name) {
+        char where[80];
+        snprintf(where, sizeof where, "--%.64s", name);
+        return unknown(err, errlen, where, name, strlen(name), "--");
+    }
     if (!o)
-        return fail(err, errlen, "--%s: unknown option (see --help)", name ? name : "(null)");
+        return fail(err, errlen, "--(null): unknown option (see --help)");
     if (!value)
         return fail(err, errlen, "--%s: missing value", name);
     char where[80];
@@ -775,7 +886,72 @@ fo_err_t fo_config_load(fo_config_t *c, int argc, char **argv, char **envp,
     return check_all(c, err, errlen);
 }
 
-fo_err_t fo_config_reload(fo_config_t *c, char **envp, char *err, size_t errlen)
+/* ------------------------------------------------------------ reload */
+
+static uint64_t load_num(const opt_t *o, const fo_config_t *c)
+{
+    const char *p = (const char *)c + o->off;
+    if (o->size == 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return v;
+    }
+    uint32_t v32;
+    memcpy(&v32, p, 4);
+    return v32;
+}
+
+/* o's value in c as --help writes it ("1MiB", "30s", "drop"). */
+static void fmt_value(const opt_t *o, const fo_config_t *c, char *out, size_t len)
+{
+    const char *p = (const char *)c + o->off;
+    *out = '\0';
+    if (o->flags & F_SECRET) {
+        snprintf(out, len, "(hidden)");
+        return;
+    }
+    switch (o->type) {
+    case T_STRING:
+    case T_HOSTPORT:
+        snprintf(out, len, *p ? "%s" : "\"\"", p);
+        return;
+    case T_LIST:
+        for (int i = 0; i < c->mcast_count; i++)
+            snprintf(out + strlen(out), len - strlen(out), "%s%s=%s:%u", i ? "," : "",
+                     c->mcast[i].filter, c->mcast[i].addr, (unsigned)c->mcast[i].port);
+        if (!c->mcast_count)
+            snprintf(out, len, "none");
+        return;
+    case T_ENUM:
+        for (const enum_name_t *x = o->names; x->name; x++)
+            if (x->value == load_num(o, c)) {
+                snprintf(out, len, "%s", x->name);
+                return;
+            }
+        snprintf(out, len, "%" PRIu64, load_num(o, c));
+        return;
+    default:
+        fmt_num(o, load_num(o, c), out, len);
+    }
+}
+
+static int differs(const opt_t *o, const fo_config_t *a, const fo_config_t *b)
+{
+    const char *pa = (const char *)a + o->off, *pb = (const char *)b + o->off;
+    switch (o->type) {
+    case T_STRING:
+    case T_HOSTPORT:
+        return strcmp(pa, pb) != 0;
+    case T_LIST:
+        return a->mcast_count != b->mcast_count ||
+               memcmp(a->mcast, b->mcast, (size_t)a->mcast_count * sizeof a->mcast[0]) != 0;
+    default:
+        return load_num(o, a) != load_num(o, b);
+    }
+}
+
+fo_err_t fo_config_reload_report(fo_config_t *c, char **envp, fo_config_change_cb cb, void *ud,
+                                 char *err, size_t errlen)
 {
     fo_config_t t, n = *c;
     load_t ld = { &t, 0, err, errlen };
@@ -797,8 +973,102 @@ fo_err_t fo_config_reload(fo_config_t *c, char **envp, char *err, size_t errlen)
             memcpy((char *)&n + opts[i].off, (char *)&t + opts[i].off, opts[i].size);
     if ((e = check_all(&n, err, errlen)) != FO_OK)
         return e;
+    for (size_t i = 0; cb && i < NOPTS; i++) {
+        const opt_t *o = &opts[i];
+        uint64_t bit = 1ull << i;
+        if ((o->flags & F_NOFILE) || !differs(o, c, &t))
+            continue;
+        if ((c->set_by_argv & bit) && !((t.set_by_file | t.set_by_env) & bit))
+            continue;            /* the command line's value, and nothing says otherwise */
+        char a[512], b[512];
+        fmt_value(o, c, a, sizeof a);
+        fmt_value(o, &t, b, sizeof b);
+        cb(ud, o->name, a, b,
+           c->set_by_argv & bit ? FO_CHANGE_ARGV :
+           o->flags & F_RELOAD ? FO_CHANGE_APPLIED : FO_CHANGE_RESTART);
+    }
     *c = n;
     return FO_OK;
+}
+
+fo_err_t fo_config_reload(fo_config_t *c, char **envp, char *err, size_t errlen)
+{
+    return fo_config_reload_report(c, envp, NULL, NULL, err, errlen);
+}
+
+/* ------------------------------------------------------------ warnings, summary */
+
+int fo_config_env_warnings(char **envp, void (*fn)(void *ud, const char *line), void *ud)
+{
+    /* the fanout CLI's own variables, and the compose file's (docker/) */
+    static const char *const theirs[] = {
+        "FANOUT_SERVER", "FANOUT_USER", "FANOUT_PASSWORD", "FANOUT_TOKEN",
+        "FANOUT_PORT", "FANOUT_HTTP_PORT", "FANOUT_TAG", "FANOUT_BENCH_MSGS", NULL };
+    int count = 0;
+    if (!envp)
+        envp = environ;
+    for (char **p = envp; *p; p++) {
+        const char *eq = strchr(*p, '=');
+        if (strncmp(*p, "FANOUT_", 7) != 0 || !eq)
+            continue;
+        size_t nl = (size_t)(eq - *p);
+        char name[128], env[64];
+        if (nl >= sizeof name)
+            nl = sizeof name - 1;
+        memcpy(name, *p, nl);
+        name[nl] = '\0';
+        int known = !strncmp(name, "FANOUT_DEMO_", 12);
+        for (size_t i = 0; !known && i < NOPTS; i++) {
+            env_name(&opts[i], env, sizeof env);
+            known = !strcmp(env, name);
+        }
+        for (size_t i = 0; !known && theirs[i]; i++)
+            known = !strcmp(theirs[i], name);
+        if (known)
+            continue;
+        count++;
+        if (!fn)
+            continue;
+        char line[300];
+        const opt_t *o = suggest(name + 7, strlen(name + 7));
+        if (o) {
+            env_name(o, env, sizeof env);
+            snprintf(line, sizeof line, "%s is not a fanoutd option (ignored); did you mean %s?",
+                     name, env);
+        } else {
+            snprintf(line, sizeof line, "%s is not a fanoutd option (ignored; see fanoutd --help)",
+                     name);
+        }
+        fn(ud, line);
+    }
+    return count;
+}
+
+void fo_config_summary(const fo_config_t *c, char *out, size_t len)
+{
+    char threads[32];
+    if (c->threads)
+        snprintf(threads, sizeof threads, "%d worker%s", c->threads, c->threads == 1 ? "" : "s");
+    else
+        snprintf(threads, sizeof threads, "a worker per core");
+    uint64_t cfg = 0;                        /* --config itself is not counted */
+    for (size_t i = 0; i < NOPTS; i++)
+        if (opts[i].flags & F_NOFILE)
+            cfg |= 1ull << i;
+    int nf = __builtin_popcountll(c->set_by_file), ne = __builtin_popcountll(c->set_by_env & ~cfg);
+    int na = __builtin_popcountll(c->set_by_argv & ~cfg);
+    char file[600] = "no config file";
+    if (c->config_file[0])
+        snprintf(file, sizeof file, "%d option%s from %s", nf, nf == 1 ? "" : "s", c->config_file);
+    char tls[160] = "";
+    if (strcmp(c->tls_listen, "off"))
+        snprintf(tls, sizeof tls, ", TLS on %s", c->tls_listen);
+    snprintf(out, len, "configuration OK: clients on %s%s, http %s, %s, log-level %s; "
+             "%s, %d from the environment, %d from the command line",
+             c->listen, tls, c->http, threads,
+             c->log_level == FO_LOG_ERROR ? "error" : c->log_level == FO_LOG_WARN ? "warn" :
+             c->log_level == FO_LOG_DEBUG ? "debug" : "info",
+             file, ne, na);
 }
 
 static void metavar(const opt_t *o, char *out, size_t len)
@@ -842,7 +1112,7 @@ void fo_config_usage(FILE *out)
                 fmt_num(o, o->max, hi, sizeof hi);
                 snprintf(range, sizeof range, ", %s..%s", lo, hi);
             }
-            if (strlen(lhs) > 22)
+            if (strlen(lhs) >= 22)
                 fprintf(out, "  %s\n  %-22s %s\n", lhs, "", o->help);
             else
                 fprintf(out, "  %-22s %s\n", lhs, o->help);
@@ -852,11 +1122,15 @@ void fo_config_usage(FILE *out)
         }
     }
     fprintf(out,
-        "\n  --hash-password        read a password or token (twice on a terminal, else one\n"
+        "\n  --check-config, -t     check the configuration (file, environment,\n"
+        "                         command line), print one line and exit: 0 when\n"
+        "                         it is valid, 2 (with the error) when not\n"
+        "  --hash-password        read a password or token (twice on a terminal, else one\n"
         "                         line of stdin), print its argon2id hash for the users\n"
         "                         file, and exit\n"
         "  --help, -h             print this and exit\n"
         "  --version, -V          print the version and exit\n"
         "\nSizes: 512, 64k, 1MiB, 2G (binary units; k = KiB). Durations: 500ms,\n"
-        "10s, 2m, 1h (a bare number is milliseconds). See docs/CONFIG.md.\n");
+        "10s, 2m, 1h (a bare number is milliseconds). See fanoutd(8), and\n"
+        "docs/CONFIG.md in the source tree.\n");
 }

@@ -33,6 +33,7 @@ typedef struct fo_mcast_map {
 typedef struct fo_config {
     char listen[128];          /* HOST:PORT of the client listener       */
     char http[128];            /* HOST:PORT of /metrics, or "off"        */
+    char http_announce[128];   /* what WELCOME says instead, "" = http   */
     char config_file[512];     /* the --config file, "" = none           */
     int threads;               /* workers; 0 = online cores              */
     uint32_t max_frame;        /* largest frame body, bytes              */
@@ -53,6 +54,7 @@ typedef struct fo_config {
     uint32_t block_timeout_ms; /* longest one congestion of a block sub  */
     uint64_t read_budget;      /* bytes read per connection per event    */
     fo_log_level_t log_level;
+    fo_log_format_t log_format;
     /* authentication (docs/SECURITY.md) */
     char users_file[512];      /* --users, "" = none                     */
     char user[64];             /* one-user shorthand: HELLO must carry   */
@@ -86,6 +88,8 @@ typedef struct fo_config {
     /* bookkeeping (config.c): bit i set = option i of the table was given
      * on the command line, so SIGHUP's reload keeps it (argv wins). */
     uint64_t set_by_argv;
+    uint64_t set_by_file, set_by_env;  /* ... by the file, by the environment */
+    int check_only;            /* --check-config: validate, summarise, exit */
 } fo_config_t;
 
 /* Fill with the defaults. */
@@ -93,8 +97,12 @@ void fo_config_defaults(fo_config_t *c);
 
 /* Parse everything (file named by --config or FANOUT_CONFIG, environment,
  * argv) into c. Returns FO_OK; FO_ERR_INVAL with a one-line message in
- * err (size errlen) on a bad option or value. *exit_now is set to 1 when
- * --help or --version was printed to `out` (the caller exits 0).
+ * err (size errlen) on a bad option or value; an unknown option's message
+ * suggests the nearest one ("did you mean --max-frame?"). *exit_now is
+ * set to 1 when --help or --version was printed to `out` (the caller
+ * exits 0). With --check-config (-t) everything is loaded and checked as
+ * usual and c->check_only is set: the caller prints fo_config_summary
+ * and exits 0 instead of starting.
  * err is the whole line, "fanoutd: " included, without a newline.
  * envp NULL = environ. `threads` stays 0 when so configured (the caller
  * asks sysconf). A listen/http host given as ":PORT" becomes 0.0.0.0.
@@ -106,6 +114,40 @@ void fo_config_defaults(fo_config_t *c);
  * client listener's address. */
 FO_MUST_CHECK fo_err_t fo_config_load(fo_config_t *c, int argc, char **argv, char **envp,
                         FILE *out, int *exit_now, char *err, size_t errlen);
+
+/* One option whose value SIGHUP's re-read differs from the running one.
+ * old_v/new_v are the values as --help writes them ("1MiB", "30s"); a
+ * secret (password) is "(hidden)". */
+typedef enum {
+    FO_CHANGE_APPLIED = 1,     /* reloadable: takes effect now            */
+    FO_CHANGE_RESTART = 2,     /* not reloadable: the old value stays     */
+    FO_CHANGE_ARGV    = 3,     /* reloadable, but the command line's value
+                                  wins (the new value is ignored)         */
+} fo_change_t;
+typedef void (*fo_config_change_cb)(void *ud, const char *name, const char *old_v,
+                                    const char *new_v, fo_change_t kind);
+
+/* fo_config_reload, calling cb (may be NULL) once per option whose value
+ * in the file or environment now differs from c's, in table order, before
+ * returning FO_OK; nothing is reported when the reload fails (the error is
+ * fo_config_reload's). */
+FO_MUST_CHECK fo_err_t fo_config_reload_report(fo_config_t *c, char **envp,
+                                               fo_config_change_cb cb, void *ud,
+                                               char *err, size_t errlen);
+
+/* FANOUT_* variables in envp that name no option and are not the client's
+ * or the compose file's own (FANOUT_SERVER, FANOUT_USER, FANOUT_PASSWORD,
+ * FANOUT_TOKEN; FANOUT_PORT, FANOUT_HTTP_PORT, FANOUT_TAG, FANOUT_DEMO_*,
+ * FANOUT_BENCH_MSGS): fn gets one line per variable, e.g.
+ * "FANOUT_MAX_FRAMES is not a fanoutd option (ignored); did you mean
+ * FANOUT_MAX_FRAME?". Returns how many. envp NULL = environ. */
+int fo_config_env_warnings(char **envp, void (*fn)(void *ud, const char *line), void *ud);
+
+/* The one line --check-config prints, without "fanoutd: " or newline:
+ * "configuration OK: clients on 0.0.0.0:7400, http 127.0.0.1:7401, ...;
+ * 3 options from /etc/fanout/fanoutd.conf, 1 from the environment, 2 from
+ * the command line". */
+void fo_config_summary(const fo_config_t *c, char *out, size_t len);
 
 /* Re-read the file and environment for SIGHUP: only options marked
  * reloadable change in `c`; others keep their value, as do options given

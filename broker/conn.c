@@ -16,6 +16,7 @@
 #include "log.h"
 #include "login.h"
 #include "net.h"
+#include "sniff.h"
 #include <sys/random.h>
 #include "route.h"
 #include "tls.h"
@@ -232,8 +233,9 @@ static void send_error_v(fo_conn_t *c, int code, uint64_t ref, int64_t sid,
     fo_conn_send(c, &f);
     if (code >= 0 && code < FO_STATS_ERR_CODES)
         FO_STAT_INC(&c->w->stats, errors_sent[code]);
-    FO_LOG_RATE(FO_LOG_WARN, c->id, "%s %s (%s): %s", code_name(code), c->peer,
-                c->name[0] ? c->name : "-", text);
+    /* a normal shutdown is no warning about each connection */
+    FO_LOG_RATE(code == FO_CODE(SHUTDOWN) ? FO_LOG_DEBUG : FO_LOG_WARN, c->id, "%s %s (%s): %s",
+                code_name(code), c->peer, c->name[0] ? c->name : "-", text);
 }
 
 void fo_conn_send_error(fo_conn_t *c, int code, uint64_t ref, int64_t sid, const char *fmt, ...)
@@ -375,7 +377,7 @@ static int tls_write_some(fo_conn_t *c)
     if (!s->established)
         return 0;
     uint64_t n = 0;
-    fo_tls_status_t st = fo_tls_write(s, &c->outq, c->w->tls_record, &n);
+    fo_tls_status_t st = fo_tls_write(s, &c->outq, c->w->tls_record, &n, &c->w->stats.delay);
     FO_STAT_ADD(&c->w->stats, bytes_out, n);
     c->staged = s->stash_len;
     if (st == FO_TLS_ERROR || st == FO_TLS_EOF) {
@@ -393,7 +395,7 @@ static int write_some(fo_conn_t *c)
     if (c->tls)
         return tls_write_some(c);
     while (c->outq.count) {
-        int n = fo_outq_iov(&c->outq, w->iov, FO_IOV_MAX, w->prefix);
+        int n = fo_outq_iov_packed(&c->outq, w->iov, FO_IOV_MAX, w->prefix, w->wpack, FO_WPACK);
         struct msghdr mh = { .msg_iov = w->iov, .msg_iovlen = (size_t)n };
         ssize_t k = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (k < 0) {
@@ -405,7 +407,7 @@ static int write_some(fo_conn_t *c)
             return -1;
         }
         FO_STAT_ADD(&w->stats, bytes_out, (uint64_t)k);
-        fo_outq_advance(&c->outq, (size_t)k);
+        fo_outq_advance_timed(&c->outq, (size_t)k, fo_realtime_ns(), &w->stats.delay);
     }
     return 0;
 }
@@ -537,22 +539,28 @@ static void dispatch(fo_conn_t *c, const Fanout__Frame *f, const uint8_t *body, 
     }
 }
 
-/* A ClientHello on the plain port: a TLS record header (0x16 0x03 0x0N)
- * where the first frame length should be. */
-static int looks_like_tls(const fo_conn_t *c)
+/* The first bytes of a plain connection that has sent nothing else, when
+ * they are another protocol's (sniff.h): "TLS" (a ClientHello), "HTTP"
+ * (a request), or NULL. */
+static const char *foreign(const fo_conn_t *c)
 {
-    const uint8_t *h = fo_buf_head(&c->dec.buf);
-    return !c->tls && c->state == FO_CONN_HELLO_WAIT && c->dec.frames == 0 &&
-           fo_buf_len(&c->dec.buf) >= 3 && h[0] == 0x16 && h[1] == 0x03 && h[2] <= 0x04;
+    if (c->tls || c->state != FO_CONN_HELLO_WAIT || c->dec.frames != 0)
+        return NULL;
+    return fo_sniff_foreign(fo_buf_head(&c->dec.buf), fo_buf_len(&c->dec.buf));
 }
 
 static void frame_size_error(fo_conn_t *c, size_t len)
 {
-    const char *tls = c->w->b->cfg.tls_listen;
-    if (looks_like_tls(c) && strcmp(tls, "off"))
-        fo_conn_fail(c, FO_CODE(FRAME_SIZE), "looks like a TLS handshake: the TLS port is --tls-listen %s", tls);
-    else if (looks_like_tls(c))
+    const fo_config_t *cfg = &c->w->b->cfg;
+    const char *what = foreign(c);
+    char m[256];
+    if (what && !strcmp(what, "TLS") && strcmp(cfg->tls_listen, "off"))
+        fo_conn_fail(c, FO_CODE(FRAME_SIZE), "looks like a TLS handshake: the TLS port is --tls-listen %s",
+                     cfg->tls_listen);
+    else if (what && !strcmp(what, "TLS"))
         fo_conn_fail(c, FO_CODE(FRAME_SIZE), "looks like a TLS handshake, but this broker has no --tls-listen");
+    else if (what && fo_sniff_message(m, sizeof m, what, cfg->http) > 0)
+        fo_conn_fail(c, FO_CODE(FRAME_SIZE), "%s", m);      /* "looks like HTTP; metrics are on --http ..." */
     else
         fo_conn_fail(c, FO_CODE(FRAME_SIZE), "frame length %zu is %s (limit %u)", len,
                      len == 0 ? "zero" : "over the limit", c->dec.max_frame);

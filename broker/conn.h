@@ -67,6 +67,7 @@ typedef struct fo_conn {
     uint64_t congested_ms;         /* when congest_want last turned on      */
     uint64_t cur_req;              /* Frame.req of the frame being handled  */
     uint64_t inbox_secret;         /* the random half of Welcome.inbox      */
+    uint32_t mcast_keyed;          /* bit i: WELCOME gave group i's key     */
     uint64_t in_charged;           /* input buffer bytes charged to --max-memory */
     uint64_t partial_ms;           /* since when a partial frame is buffered (0: none) */
     uint64_t created_ms, last_rx_ms, last_ping_ms, close_deadline_ms;

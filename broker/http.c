@@ -56,7 +56,7 @@ typedef enum { ST_READ, ST_WRITE, ST_LINGER } state_t;
 
 typedef struct hconn {
     struct hconn *prev, *next;
-    int fd;
+    int fd;                    /* -1 once closed (the struct waits in h->dead) */
     uint64_t accepted;         /* monotonic ms: who is oldest */
     int head;                  /* HEAD: headers only */
     struct sockaddr_storage peer;
@@ -76,6 +76,7 @@ struct fo_http {
     fo_http_handler_t handler;
     void *ud;
     hconn_t *conns;
+    hconn_t *dead;             /* closed during this batch of events, freed after it */
     int nconns;
     uint64_t evicted;          /* slow requests closed to make room */
 };
@@ -99,15 +100,30 @@ static const char *reason(int status)
 
 /* ------------------------------------------------------------ connections */
 
+/* Close c. The struct itself is freed only after the current batch of
+ * epoll events (free_dead): accepting can close another connection to make
+ * room (make_room), whose event may still be waiting in the same batch. */
 static void conn_close(fo_http_t *h, hconn_t *c)
 {
     epoll_ctl(h->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
+    c->fd = -1;
     if (c->prev) c->prev->next = c->next; else h->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     h->nconns--;
     fo_buf_free(&c->out);
-    free(c);
+    c->prev = NULL;
+    c->next = h->dead;
+    h->dead = c;
+}
+
+static void free_dead(fo_http_t *h)
+{
+    while (h->dead) {
+        hconn_t *c = h->dead;
+        h->dead = c->next;
+        free(c);
+    }
 }
 
 static void conn_watch(fo_http_t *h, hconn_t *c, uint32_t events)
@@ -313,6 +329,8 @@ static void conn_readable(fo_http_t *h, hconn_t *c)
 
 static void conn_event(fo_http_t *h, hconn_t *c, uint32_t events)
 {
+    if (c->fd < 0)
+        return;                  /* closed earlier in this batch */
     if (c->st == ST_WRITE) {
         if (events & (EPOLLERR | EPOLLHUP))
             conn_close(h, c);
@@ -484,6 +502,7 @@ void fo_http_poll(fo_http_t *h)
         }
     }
     reap_and_arm(h);
+    free_dead(h);
 }
 
 fo_err_t fo_http_create(const char *hostport, fo_http_handler_t handler,
@@ -539,6 +558,7 @@ void fo_http_destroy(fo_http_t *h)
     int saved = errno;
     while (h->conns)
         conn_close(h, h->conns);
+    free_dead(h);
     if (h->tfd >= 0) close(h->tfd);
     if (h->epfd >= 0) close(h->epfd);
     if (h->lfd >= 0) close(h->lfd);

@@ -4,7 +4,15 @@
  *   2026-11-23T19:22:56.124Z WARN  main - reload: bad value ...
  *
  * UTC time (ms), level, worker (w0, w1.., "main" for any thread that did
- * not name itself), connection id ("-" = none), message. Thread-safe: one
+ * not name itself), connection id ("-" = none), message. With
+ * --log-format json the same fields are one JSON object per line:
+ *
+ *   {"ts":"2026-11-23T19:22:56.123Z","level":"info","worker":"w1",
+ *    "conn":"c42","msg":"connection from 127.0.0.1:51234"}
+ *
+ * ("conn":null when none). A connection id is shown as "c" and its
+ * sequence number (fo_log_conn_id): c1 is the first connection the
+ * process accepted, c2 the next, whatever worker or slot it got. Thread-safe: one
  * write(2) per line (at most FO_LOG_LINE_MAX bytes, longer messages are
  * cut with "..."); control bytes in the message are escaped (\xNN) so a
  * peer's text can never forge a line. fo_log_limited() is for lines an
@@ -19,6 +27,7 @@
 #include <stdint.h>
 
 typedef enum { FO_LOG_ERROR, FO_LOG_WARN, FO_LOG_INFO, FO_LOG_DEBUG } fo_log_level_t;
+typedef enum { FO_LOG_TEXT = 1, FO_LOG_JSON = 2 } fo_log_format_t;
 
 #define FO_LOG_BURST 10
 #define FO_LOG_LINE_MAX 2048
@@ -34,6 +43,21 @@ void fo_log_set_clock(int64_t (*now_s)(void));
 void fo_log_set_level(fo_log_level_t level);
 fo_log_level_t fo_log_get_level(void);
 int fo_log_enabled(fo_log_level_t level);
+
+/* Text lines (the default) or one JSON object per line. */
+void fo_log_set_format(fo_log_format_t format);
+
+/* The id a person reads and greps for a connection: "c" and the sequence
+ * number in the id's high 32 bits (worker.c: seq << 32 | slot << 8 |
+ * worker), so c1, c2, ... in the order the broker accepted them; an id
+ * with no sequence part (< 2^32) is shown whole; 0 is "-". Writes into
+ * out (FO_LOG_CONN_ID_MAX bytes) and returns it. Logs, WELCOME's
+ * client_id and the docs all name a connection this way. */
+#define FO_LOG_CONN_ID_MAX 24
+char *fo_log_conn_id(uint64_t id, char *out);
+
+/* "s" unless n is 1: "%d connection%s", n, FO_PLURAL(n). */
+#define FO_PLURAL(n) ((n) == 1 ? "" : "s")
 
 /* Name the calling thread's worker index for its log lines (-1 = "main"). */
 void fo_log_set_worker(int worker);

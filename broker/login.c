@@ -9,6 +9,7 @@
 #include "log.h"
 #include "login.h"
 #include "metrics.h"
+#include "net.h"
 #include "route.h"
 #include "users.h"
 
@@ -207,7 +208,14 @@ static void welcome(fo_conn_t *c)
     snprintf(inbox, sizeof inbox, FO_INBOX_PREFIX "%016llx%016llx",
              (unsigned long long)c->id, (unsigned long long)c->inbox_secret);
     wl.inbox = inbox;
-    wl.n_groups = fo_mcast_welcome_groups(b->mcast, &wl.groups);
+    wl.http = (char *)fo_broker_http_announce(b);       /* fanout stats -s finds /metrics */
+    /* the groups, with keys only where this connection is entitled */
+    fo_mcast_announce_t ann;
+    fo_mcast_peer_t who = { c->tls || fo_net_peer_is_loopback(c->fd), !c->user,
+                            c->user ? fo_user_rights(c->user) : FO_RIGHTS_ALL, fo_login_sub_acl(c) };
+    wl.n_groups = fo_mcast_announce(b->mcast, &who, &ann);
+    wl.groups = ann.pg;
+    c->mcast_keyed = ann.keyed;
     out.body_case = FANOUT__FRAME__BODY_WELCOME;
     out.welcome = &wl;
     if (c->hello_has_req) {

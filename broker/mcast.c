@@ -16,8 +16,13 @@
  * and tests/unit/test_mcast.c decodes it with fanout__datagram__unpack.
  *
  *   Datagram  = 0x08 varint(epoch) { 0x12 varint(len) McastMsg }*
+ *               0x19 dseq(8)  0x22 0x10 tag(16)          <- fo_dgram_seal
  *   McastMsg  = 0x0a varint(len) topic  0x10 varint(seq)
  *               ( 0x1a varint(len) payload | 0x20 0x01 0x28 varint(size) )
+ *
+ * A slot keeps FO_DGRAM_TRAILER_LEN bytes free for the trailer, which
+ * fo_mcast_tx_flush seals once per datagram (dseq was given when the slot
+ * opened, so numbers follow the send order of each worker and group).
  *
  * A message whose McastMsg does not fit an empty datagram is sent as an
  * oversize marker (no payload; receivers fetch it with REPAIR) and counted
@@ -41,6 +46,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "frame.h"
 #include "topic.h"
 
@@ -55,12 +62,12 @@ typedef struct group {
     char filter[sizeof(((fo_mcast_map_t *)0)->filter)];
     char addr[sizeof(((fo_mcast_map_t *)0)->addr)];
     struct sockaddr_in dst;
-    Fanout__McastGroup pb;     /* points at filter/addr above */
+    uint16_t port;
+    uint8_t key[FO_DGRAM_KEY_LEN];   /* random, this epoch's */
 } group_t;
 
 struct fo_mcast {
     group_t *groups;                 /* owned, count entries              */
-    Fanout__McastGroup **pb;         /* owned array of pointers into groups */
     size_t count;
     uint64_t epoch;
     uint32_t max_datagram;
@@ -70,9 +77,10 @@ struct fo_mcast {
 };
 
 typedef struct slot {
-    size_t len;          /* bytes used in the slot's buffer */
+    size_t len;          /* bytes used in the slot's buffer (no trailer) */
     uint32_t msgs;       /* messages it carries             */
     int group;
+    uint64_t dseq;       /* its number (sender << 48 | count) */
 } slot_t;
 
 struct fo_mcast_tx {
@@ -86,6 +94,8 @@ struct fo_mcast_tx {
     struct mmsghdr *hdr;             /* owned                            */
     struct iovec *iov;               /* owned                            */
     int open[FO_MCAST_MAX_GROUPS];   /* open slot per group, -1 = none   */
+    uint64_t sender;                 /* sender << FO_DGRAM_SENDER_SHIFT  */
+    uint64_t count[FO_MCAST_MAX_GROUPS];   /* datagrams numbered per group */
 };
 
 /* ------------------------------------------------------------ table */
@@ -102,6 +112,8 @@ fo_err_t fo_mcast_create(const fo_config_t *cfg, uint64_t epoch, fo_mcast_t **ou
     *out = NULL;
     if (!m)
         return FO_ERR_NOMEM;
+    if (fo_dgram_tag_init() != FO_OK)
+        goto fail;
     m->epoch = epoch;
     m->max_datagram = cfg->max_datagram;
     m->ttl = cfg->mcast_ttl;
@@ -124,8 +136,7 @@ fo_err_t fo_mcast_create(const fo_config_t *cfg, uint64_t epoch, fo_mcast_t **ou
     m->count = (size_t)cfg->mcast_count;
     if (m->count) {
         m->groups = calloc(m->count, sizeof(*m->groups));
-        m->pb = calloc(m->count, sizeof(*m->pb));
-        if (!m->groups || !m->pb)
+        if (!m->groups)
             goto fail;
     }
     for (size_t i = 0; i < m->count; i++) {
@@ -149,12 +160,8 @@ fo_err_t fo_mcast_create(const fo_config_t *cfg, uint64_t epoch, fo_mcast_t **ou
                 err = FO_ERR_ADDR;
                 goto fail;
             }
-        fanout__mcast_group__init(&g->pb);
-        g->pb.filter = g->filter;
-        g->pb.address = g->addr;
-        g->pb.has_port = 1;
-        g->pb.port = src->port;
-        m->pb[i] = &g->pb;
+        g->port = src->port;
+        randombytes_buf(g->key, sizeof g->key);
     }
     *out = m;
     return FO_OK;
@@ -167,8 +174,9 @@ void fo_mcast_destroy(fo_mcast_t *m)
 {
     if (!m)
         return;
+    if (m->groups)
+        sodium_memzero(m->groups, m->count * sizeof(*m->groups));
     free(m->groups);
-    free(m->pb);
     free(m);
 }
 
@@ -180,10 +188,40 @@ int fo_mcast_group_for(const fo_mcast_t *m, const char *topic)
     return -1;
 }
 
-size_t fo_mcast_welcome_groups(const fo_mcast_t *m, Fanout__McastGroup ***groups)
+static int entitled(const fo_mcast_peer_t *p, const char *filter)
 {
-    *groups = m->pb;
+    if (!p->secure)
+        return 0;               /* a key in clear text is anyone's key */
+    return p->anonymous || ((p->rights & FO_RIGHT_MULTICAST) &&
+                            fo_acl_covers_filter(p->sub_acl, filter));
+}
+
+size_t fo_mcast_announce(const fo_mcast_t *m, const fo_mcast_peer_t *peer,
+                         fo_mcast_announce_t *out)
+{
+    out->keyed = 0;
+    for (size_t i = 0; i < m->count; i++) {
+        const group_t *g = &m->groups[i];
+        Fanout__McastGroup *pb = &out->g[i];
+        fanout__mcast_group__init(pb);
+        pb->filter = (char *)g->filter;
+        pb->address = (char *)g->addr;
+        pb->has_port = 1;
+        pb->port = g->port;
+        if (entitled(peer, g->filter)) {
+            pb->has_key = 1;
+            pb->key.data = (uint8_t *)g->key;
+            pb->key.len = sizeof g->key;
+            out->keyed |= 1u << i;
+        }
+        out->pg[i] = pb;
+    }
     return m->count;
+}
+
+const uint8_t *fo_mcast_group_key(const fo_mcast_t *m, size_t i)
+{
+    return i < m->count ? m->groups[i].key : NULL;
 }
 
 uint32_t fo_mcast_max_datagram(const fo_mcast_t *m)
@@ -193,14 +231,18 @@ uint32_t fo_mcast_max_datagram(const fo_mcast_t *m)
 
 /* ------------------------------------------------------------ sender */
 
-fo_err_t fo_mcast_tx_create(const fo_mcast_t *m, fo_stats_t *stats, fo_mcast_tx_t **out)
+fo_err_t fo_mcast_tx_create(const fo_mcast_t *m, unsigned sender, fo_stats_t *stats,
+                            fo_mcast_tx_t **out)
 {
     fo_err_t err = FO_ERR_NOMEM;
-    fo_mcast_tx_t *tx = calloc(1, sizeof(*tx));
     *out = NULL;
+    if (sender >= FO_DGRAM_SENDERS)
+        return FO_ERR_RANGE;
+    fo_mcast_tx_t *tx = calloc(1, sizeof(*tx));
     if (!tx)
         return FO_ERR_NOMEM;
     tx->m = m;
+    tx->sender = (uint64_t)sender << FO_DGRAM_SENDER_SHIFT;
     tx->stats = stats;
     tx->fd = -1;
     for (int i = 0; i < FO_MCAST_MAX_GROUPS; i++)
@@ -267,9 +309,13 @@ static uint8_t *put_bytes(uint8_t *p, uint8_t tag, const void *b, size_t n)
     return p + n;
 }
 
-/* Open a new slot for `group` (flushing a full batch first). */
-static size_t slot_open(fo_mcast_tx_t *tx, int group)
+/* Open a new slot for `group` (flushing a full batch first) and number
+ * it; -1 when the group's numbers are used up (2^48 datagrams: not in
+ * this universe, but never a repeated number either). */
+static int slot_open(fo_mcast_tx_t *tx, int group)
 {
+    if (tx->count[group] >= FO_DGRAM_COUNT_MAX)
+        return -1;
     if (tx->used == tx->nslots)
         fo_mcast_tx_flush(tx);
     size_t i = tx->used++;
@@ -279,8 +325,9 @@ static size_t slot_open(fo_mcast_tx_t *tx, int group)
     tx->slots[i].len = (size_t)(p - slot_data(tx, i));
     tx->slots[i].msgs = 0;
     tx->slots[i].group = group;
+    tx->slots[i].dseq = tx->sender | ++tx->count[group];
     tx->open[group] = (int)i;
-    return i;
+    return (int)i;
 }
 
 void fo_mcast_tx_add(fo_mcast_tx_t *tx, int group, const char *topic, size_t topic_len,
@@ -289,7 +336,8 @@ void fo_mcast_tx_add(fo_mcast_tx_t *tx, int group, const char *topic, size_t top
     const fo_mcast_t *m = tx->m;
     if (group < 0 || (size_t)group >= m->count)
         return;
-    size_t room = m->max_datagram - header_size(m->epoch);
+    size_t limit = m->max_datagram - FO_DGRAM_TRAILER_LEN;   /* a slot's body */
+    size_t room = limit - header_size(m->epoch);
     size_t head = 1 + fo_varint_len(topic_len) + topic_len + 1 + fo_varint_len(seq);
     size_t inner = head + 1 + fo_varint_len(payload_len) + payload_len;
     int oversize = 0;
@@ -304,8 +352,12 @@ void fo_mcast_tx_add(fo_mcast_tx_t *tx, int group, const char *topic, size_t top
     }
     size_t need = 1 + fo_varint_len(inner) + inner;
     int i = tx->open[group];
-    if (i < 0 || tx->slots[i].len + need > m->max_datagram)
-        i = (int)slot_open(tx, group);
+    if (i < 0 || tx->slots[i].len + need > limit)
+        i = slot_open(tx, group);
+    if (i < 0) {
+        FO_STAT_INC(tx->stats, mcast_send_errors);
+        return;
+    }
     slot_t *s = &tx->slots[i];
     uint8_t *p = slot_data(tx, (size_t)i) + s->len;
     *p++ = 0x12;
@@ -331,9 +383,10 @@ void fo_mcast_tx_flush(fo_mcast_tx_t *tx)
     if (n == 0)
         return;
     for (size_t i = 0; i < n; i++) {
-        group_t *g = &tx->m->groups[tx->slots[i].group];
+        const slot_t *s = &tx->slots[i];
+        group_t *g = &tx->m->groups[s->group];
         tx->iov[i].iov_base = slot_data(tx, i);
-        tx->iov[i].iov_len = tx->slots[i].len;
+        tx->iov[i].iov_len = fo_dgram_seal(slot_data(tx, i), s->len, s->dseq, g->key);
         memset(&tx->hdr[i], 0, sizeof(tx->hdr[i]));
         tx->hdr[i].msg_hdr.msg_name = &g->dst;
         tx->hdr[i].msg_hdr.msg_namelen = sizeof(g->dst);

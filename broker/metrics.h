@@ -10,6 +10,21 @@
 #include "buf.h"
 #include "stats.h"
 
+/* The process_* metrics every Prometheus client library exports, read
+ * from /proc/self as they read it (client_golang's process collector). */
+typedef struct fo_proc_stats {
+    double cpu_seconds;        /* utime + stime                         */
+    uint64_t resident_bytes;   /* RSS                                   */
+    uint64_t virtual_bytes;    /* vsize                                 */
+    uint64_t open_fds;         /* entries of /proc/self/fd              */
+    uint64_t max_fds;          /* RLIMIT_NOFILE, soft                   */
+    double start_time_s;       /* since the Unix epoch                  */
+} fo_proc_stats_t;
+
+/* Fill *p from /proc/self/stat, /proc/stat (btime), /proc/self/fd and
+ * getrlimit. FO_ERR_IO when /proc cannot be read (*p is then zeroed). */
+FO_MUST_CHECK fo_err_t fo_proc_stats_read(fo_proc_stats_t *p);
+
 /* The login side (login.c), when a users table is configured. */
 typedef struct fo_metrics_auth {
     uint64_t users;                    /* in the table in use            */
@@ -28,6 +43,7 @@ typedef struct fo_metrics_src {
     const char *version;
     uint64_t topics_created, topics_freed;  /* ever, by the registry */
     const fo_metrics_auth_t *auth;     /* NULL: no users configured */
+    const fo_proc_stats_t *proc;       /* NULL: no process_* families */
 } fo_metrics_src_t;
 
 /* Append the whole exposition to out. */

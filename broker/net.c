@@ -119,11 +119,14 @@ void fo_net_peer_name(int fd, char *out, size_t len)
     snprintf(out, len, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port);
 }
 
-int fo_net_is_loopback(int fd)
+/* 127.0.0.0/8, ::1 or ::ffff:127.x.y.z: the socket's own address
+ * (getsockname) or its peer's (getpeername). */
+static int loopback(int fd, int peer)
 {
     struct sockaddr_storage ss = { .ss_family = AF_UNSPEC };
     socklen_t sl = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl))
+    struct sockaddr *sa = (struct sockaddr *)&ss;
+    if (peer ? getpeername(fd, sa, &sl) : getsockname(fd, sa, &sl))
         return 0;
     if (ss.ss_family == AF_INET)
         return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
@@ -131,6 +134,16 @@ int fo_net_is_loopback(int fd)
         return 0;
     const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
     return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+int fo_net_is_loopback(int fd)
+{
+    return loopback(fd, 0);
+}
+
+int fo_net_peer_is_loopback(int fd)
+{
+    return loopback(fd, 1);
 }
 
 int fo_net_connect(const char *addrport)

@@ -34,6 +34,9 @@ void fo_net_nodelay(int fd);
 /* 1 when the socket's own address is loopback (127.0.0.0/8, ::1,
  * ::ffff:127.x.y.z): only this host can reach a listener bound there. */
 int fo_net_is_loopback(int fd);
+/* 1 when the connected socket's peer is on loopback (the same addresses):
+ * it is this host. 0 when not, or unknown. */
+int fo_net_peer_is_loopback(int fd);
 
 /* Start a non-blocking connect (close-on-exec, TCP_NODELAY) to a numeric
  * "ADDR:PORT" / "[V6]:PORT" (no name lookup: fo_net_resolve first). The

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "outq.h"
+#include "stats.h"
 
 #define NOTICE_LOOKBACK 64   /* entries searched for a notice to extend */
 
@@ -205,28 +206,31 @@ fo_err_t fo_outq_push_gap(fo_outq_t *q, uint32_t sid, const struct fo_topic *top
 
 int fo_outq_iov(const fo_outq_t *q, struct iovec *iov, int max, uint8_t *scratch)
 {
-    int n = 0;
-    uint32_t skip = q->head_off;
-    for (uint32_t i = 0; i < q->count && n + 2 <= max; i++) {
-        const fo_out_t *e = &q->ring[(q->head + i) & (q->cap - 1)];
-        if (e->msg) {
-            size_t pl = fo_deliver_prefix(scratch, e->sid, e->msg->shared_len);
-            if (skip < pl) {
-                iov[n].iov_base = scratch + skip;
-                iov[n++].iov_len = pl - skip;
-                iov[n].iov_base = e->msg->shared;
-                iov[n++].iov_len = e->msg->shared_len;
-            } else {
-                iov[n].iov_base = e->msg->shared + (skip - pl);
-                iov[n++].iov_len = e->msg->shared_len - (skip - pl);
-            }
-            scratch += FO_DELIVER_PREFIX_MAX;
+    return fo_outq_iov_packed(q, iov, max, scratch, NULL, 0);
+}
+
+/* Copy up to max wire bytes of entry e, from byte skip of it, into dst;
+ * returns the count. */
+static size_t copy_entry(const fo_out_t *e, uint32_t skip, uint8_t *dst, size_t max)
+{
+    size_t n = 0;
+    if (e->msg) {
+        uint8_t pre[FO_DELIVER_PREFIX_MAX];
+        size_t pl = fo_deliver_prefix(pre, e->sid, e->msg->shared_len);
+        if (skip < pl) {
+            size_t k = pl - skip < max ? pl - skip : max;
+            memcpy(dst, pre + skip, k);
+            n = k;
+            skip = 0;
         } else {
-            iov[n].iov_base = e->frame + skip;
-            iov[n++].iov_len = e->len - skip;
+            skip -= (uint32_t)pl;
         }
-        skip = 0;
+        size_t k = e->msg->shared_len - skip < max - n ? e->msg->shared_len - skip : max - n;
+        memcpy(dst + n, e->msg->shared + skip, k);
+        return n + k;
     }
+    n = e->len - skip < max ? e->len - skip : max;
+    memcpy(dst, e->frame + skip, n);
     return n;
 }
 
@@ -235,32 +239,58 @@ size_t fo_outq_copy(const fo_outq_t *q, uint8_t *dst, size_t max)
     size_t n = 0;
     uint32_t skip = q->head_off;
     for (uint32_t i = 0; i < q->count && n < max; i++) {
-        const fo_out_t *e = &q->ring[(q->head + i) & (q->cap - 1)];
-        if (e->msg) {
-            uint8_t pre[FO_DELIVER_PREFIX_MAX];
-            size_t pl = fo_deliver_prefix(pre, e->sid, e->msg->shared_len);
-            if (skip < pl) {
-                size_t k = pl - skip < max - n ? pl - skip : max - n;
-                memcpy(dst + n, pre + skip, k);
-                n += k;
-                skip = 0;
-            } else {
-                skip -= (uint32_t)pl;
-            }
-            size_t k = e->msg->shared_len - skip < max - n ? e->msg->shared_len - skip : max - n;
-            memcpy(dst + n, e->msg->shared + skip, k);
-            n += k;
-        } else {
-            size_t k = e->len - skip < max - n ? e->len - skip : max - n;
-            memcpy(dst + n, e->frame + skip, k);
-            n += k;
-        }
+        n += copy_entry(&q->ring[(q->head + i) & (q->cap - 1)], skip, dst + n, max - n);
         skip = 0;
     }
     return n;
 }
 
+int fo_outq_iov_packed(const fo_outq_t *q, struct iovec *iov, int max, uint8_t *scratch,
+                       uint8_t *pack, size_t packcap)
+{
+    int n = 0;
+    size_t used = 0;
+    uint32_t skip = q->head_off;
+    for (uint32_t i = 0; i < q->count && n + 2 <= max; i++, skip = 0) {
+        const fo_out_t *e = &q->ring[(q->head + i) & (q->cap - 1)];
+        size_t wire = e->len - skip;
+        if (wire > FO_OUTQ_PACK_MAX || wire > packcap) {   /* by reference */
+            if (e->msg) {
+                size_t pl = fo_deliver_prefix(scratch, e->sid, e->msg->shared_len);
+                if (skip < pl) {
+                    iov[n].iov_base = scratch + skip;
+                    iov[n++].iov_len = pl - skip;
+                    skip = (uint32_t)pl;
+                }
+                iov[n].iov_base = e->msg->shared + (skip - pl);
+                iov[n++].iov_len = e->msg->shared_len - (skip - pl);
+                scratch += FO_DELIVER_PREFIX_MAX;
+            } else {
+                iov[n].iov_base = e->frame + skip;
+                iov[n++].iov_len = wire;
+            }
+            continue;
+        }
+        if (used + wire > packcap)
+            break;
+        copy_entry(e, skip, pack + used, wire);
+        if (n > 0 && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == pack + used) {
+            iov[n - 1].iov_len += wire;       /* the run of small ones goes on */
+        } else {
+            iov[n].iov_base = pack + used;
+            iov[n++].iov_len = wire;
+        }
+        used += wire;
+    }
+    return n;
+}
+
 void fo_outq_advance(fo_outq_t *q, size_t n)
+{
+    fo_outq_advance_timed(q, n, 0, NULL);
+}
+
+void fo_outq_advance_timed(fo_outq_t *q, size_t n, uint64_t now_ns, fo_delay_hist_t *h)
 {
     q->bytes -= n;
     while (q->count) {          /* also pops empty entries at the head */
@@ -271,6 +301,8 @@ void fo_outq_advance(fo_outq_t *q, size_t n)
             return;
         }
         n -= left;
+        if (h && e->msg && !e->msg->replay)
+            fo_delay_observe(h, now_ns > e->msg->time_ns ? now_ns - e->msg->time_ns : 0);
         entry_free(e);
         q->head = (q->head + 1) & (q->cap - 1);
         q->count--;

@@ -70,8 +70,23 @@ FO_MUST_CHECK fo_err_t fo_outq_push_gap(fo_outq_t *q, uint32_t sid, const struct
  * scratch must hold max/2 * FO_DELIVER_PREFIX_MAX bytes. Returns the iovec
  * count. */
 int fo_outq_iov(const fo_outq_t *q, struct iovec *iov, int max, uint8_t *scratch);
+/* The same, but entries of at most FO_OUTQ_PACK_MAX wire bytes are
+ * copied (prefix and body) into pack (packcap bytes), consecutive ones
+ * into one iovec: for small messages one contiguous copy is cheaper for
+ * the kernel than two segments per message (the body is still encoded
+ * once; this is a memcpy). Bigger entries stay by reference, 2 iovecs
+ * each. Stops when iovecs or pack run out; returns the iovec count.
+ * packcap 0: nothing is copied (fo_outq_iov). */
+#define FO_OUTQ_PACK_MAX 1024
+int fo_outq_iov_packed(const fo_outq_t *q, struct iovec *iov, int max, uint8_t *scratch,
+                       uint8_t *pack, size_t packcap);
 /* Pop n written bytes. */
 void fo_outq_advance(fo_outq_t *q, size_t n);
+/* The same, observing into h (single writer: the queue's worker) the
+ * delay now_ns - time_ns of every message written out completely (not
+ * replays). now_ns is CLOCK_REALTIME, as messages are stamped. */
+struct fo_delay_hist;
+void fo_outq_advance_timed(fo_outq_t *q, size_t n, uint64_t now_ns, struct fo_delay_hist *h);
 
 /* Copy up to max wire bytes from the head (prefixes built on the way,
  * bodies copied) into dst, without popping them; returns the count. For

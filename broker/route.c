@@ -46,8 +46,12 @@ static void send_ack(fo_conn_t *c, uint64_t req, uint64_t seq, int has_seq)
  * connection drop it). */
 static int wants(const fo_binding_t *b, const fo_msg_t *m)
 {
-    /* a multicast subscriber gets TCP only for topics no group carries */
-    return m->seq >= b->from_seq && !(b->sub->multicast && m->topic->mcast_group >= 0);
+    /* a multicast subscriber gets TCP only for topics no group carries to
+     * it: none matches, or its connection got no key for the group (and
+     * so does not listen to it) */
+    int g = m->topic->mcast_group;
+    return m->seq >= b->from_seq &&
+           !(b->sub->multicast && g >= 0 && (b->sub->mcast_keyed >> g & 1u));
 }
 
 static void deliver_local(fo_worker_t *w, fo_msg_t *m)
@@ -845,6 +849,7 @@ void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
     sub->conn = c;
     sub->conn_id = c->id;
     sub->multicast = s->has_delivery && s->delivery == FANOUT__DELIVERY__DELIVERY_MULTICAST;
+    sub->mcast_keyed = c->mcast_keyed;
     sub->policy = (uint8_t)policy;
     if (s->queue && s->queue[0] && !(sub->queue = strdup(s->queue))) {
         free_unregistered(c, sub);

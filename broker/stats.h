@@ -68,11 +68,28 @@
 /* Error codes (fanout.ErrorCode) counted separately: errors_sent{code=...}. */
 #define FO_STATS_ERR_CODES 32
 
+/* The delivery delay: from the read that brought a PUBLISH in to the
+ * write that put its DELIVER on a subscriber's socket, per delivered
+ * message (replays excluded: they are old on purpose). Buckets are
+ * Prometheus's `le` bounds, in ns; the last bucket is +Inf. */
+#define FO_DELAY_BUCKETS 17
+static const uint64_t fo_delay_bounds_ns[FO_DELAY_BUCKETS - 1] = {
+    10000, 25000, 50000, 100000, 250000, 500000,                /* 10 µs .. 500 µs */
+    1000000, 2500000, 5000000, 10000000, 25000000, 50000000,    /* 1 ms .. 50 ms   */
+    100000000, 250000000, 1000000000, 10000000000u,             /* 100 ms .. 10 s  */
+};
+
+typedef struct fo_delay_hist {
+    _Atomic uint64_t count[FO_DELAY_BUCKETS];   /* not cumulative */
+    _Atomic uint64_t sum_ns;
+} fo_delay_hist_t;
+
 typedef struct fo_stats {
 #define FO_STATS_FIELD_(name, kind, help) _Atomic uint64_t name;
     FO_STATS(FO_STATS_FIELD_)
 #undef FO_STATS_FIELD_
     _Atomic uint64_t errors_sent[FO_STATS_ERR_CODES];
+    fo_delay_hist_t delay;
 } fo_stats_t;
 
 /* Single-writer increment: cheaper than atomic_fetch_add, still race-free
@@ -83,5 +100,15 @@ typedef struct fo_stats {
 #define FO_STAT_INC(s, field) FO_STAT_ADD(s, field, 1)
 #define FO_STAT_SUB(s, field, n) FO_STAT_ADD(s, field, (uint64_t)0 - (uint64_t)(n))
 #define FO_STAT_GET(s, field) atomic_load_explicit(&(s)->field, memory_order_relaxed)
+
+/* One delivery delay, by the histogram's single writer. */
+static inline void fo_delay_observe(fo_delay_hist_t *h, uint64_t ns)
+{
+    int b = 0;
+    while (b < FO_DELAY_BUCKETS - 1 && ns > fo_delay_bounds_ns[b])
+        b++;
+    FO_STAT_INC(h, count[b]);
+    FO_STAT_ADD(h, sum_ns, ns);
+}
 
 #endif

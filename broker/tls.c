@@ -21,6 +21,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include "log.h"
+#include "clock.h"
 #include "tls.h"
 
 struct fo_tls {
@@ -438,7 +439,8 @@ int fo_tls_pending(const fo_tls_conn_t *s)
     return SSL_has_pending(s->ssl) || SSL_pending(s->ssl) > 0;
 }
 
-fo_tls_status_t fo_tls_write(fo_tls_conn_t *s, fo_outq_t *q, uint8_t *scratch, uint64_t *written)
+fo_tls_status_t fo_tls_write(fo_tls_conn_t *s, fo_outq_t *q, uint8_t *scratch, uint64_t *written,
+                             struct fo_delay_hist *delay)
 {
     for (;;) {
         const uint8_t *p = s->stash;
@@ -451,7 +453,7 @@ fo_tls_status_t fo_tls_write(fo_tls_conn_t *s, fo_outq_t *q, uint8_t *scratch, u
                 return FO_TLS_OK;
             }
             len = fo_outq_copy(q, scratch, FO_TLS_RECORD);
-            fo_outq_advance(q, len);   /* pops empty entries too */
+            fo_outq_advance_timed(q, len, delay ? fo_realtime_ns() : 0, delay);   /* pops empty entries too */
             if (!len)
                 continue;
             p = scratch;

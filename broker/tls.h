@@ -97,9 +97,11 @@ fo_tls_status_t fo_tls_read(fo_tls_conn_t *s, void *buf, size_t len, size_t *got
 int fo_tls_pending(const fo_tls_conn_t *s);
 /* Write the stash, then the queue, record by record; scratch holds
  * FO_TLS_RECORD bytes. *written += plaintext bytes sent. FO_TLS_OK when
- * everything is written (the stash is freed then). */
+ * everything is written (the stash is freed then). delay (may be NULL):
+ * each message packed into a record is observed there (outq.h). */
+struct fo_delay_hist;
 fo_tls_status_t fo_tls_write(fo_tls_conn_t *s, fo_outq_t *q, uint8_t *scratch,
-                             uint64_t *written);
+                             uint64_t *written, struct fo_delay_hist *delay);
 /* Send close_notify, once (FO_TLS_WANT_WRITE: call again when writable).
  * FO_TLS_OK when sent or when none can be (not established, fatal). */
 fo_tls_status_t fo_tls_shutdown(fo_tls_conn_t *s);

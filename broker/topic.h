@@ -51,8 +51,10 @@ struct fo_user_counters;
 struct fo_sub {
     uint32_t sid;
     uint8_t policy;           /* fo_policy_t                                */
-    uint8_t multicast;        /* DELIVERY_MULTICAST: no TCP fan-out       */
+    uint8_t multicast;        /* DELIVERY_MULTICAST: no TCP fan-out for the
+                                 topics of the groups in mcast_keyed       */
     uint8_t wildcard;         /* filter has * or >                        */
+    uint32_t mcast_keyed;     /* its connection's keyed groups (bit each)  */
     int worker;               /* index of the owning worker               */
     struct fo_conn *conn;     /* borrowed: the owner                      */
     uint64_t conn_id;

@@ -49,7 +49,7 @@ fo_err_t fo_worker_create(fo_broker_t *b, int id, fo_worker_t **out)
     if (!(w->tcache = fo_tcache_create()))
         goto fail;
     w->users = fo_login_table(b);
-    if ((err = fo_mcast_tx_create(b->mcast, &w->stats, &w->mtx)))
+    if ((err = fo_mcast_tx_create(b->mcast, (unsigned)w->id, &w->stats, &w->mtx)))
         goto fail;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (w->epfd < 0) {
@@ -383,7 +383,7 @@ static int drain_step(fo_worker_t *w)
         stop_reading(w);
         flush_outboxes(w);
         atomic_fetch_add(&b->quiesced, 1);
-        fo_info(0, "draining: %d connections", w->nconns);
+        fo_info(0, "draining: %d connection%s", w->nconns, FO_PLURAL(w->nconns));
         return 0;
     }
     int all_quiet = atomic_load(&b->quiesced) == b->nworkers &&

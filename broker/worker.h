@@ -22,6 +22,7 @@ struct fo_conn;
 #define FO_READ_BLOCK   (64u * 1024)   /* buffer cache block size      */
 #define FO_BUFCACHE_MAX 64             /* blocks kept per worker       */
 #define FO_IOV_MAX      1024           /* iovecs per writev (IOV_MAX)  */
+#define FO_WPACK        (64u * 1024)   /* bytes of small messages packed per writev */
 
 typedef struct fo_outbox {
     fo_item_t *items;
@@ -60,6 +61,7 @@ typedef struct fo_worker {
     /* writev scratch */
     struct iovec iov[FO_IOV_MAX];
     uint8_t prefix[(FO_IOV_MAX / 2) * 16];
+    uint8_t wpack[FO_WPACK];     /* small messages copied for one write */
     uint8_t tls_record[16384];   /* TLS record packing (FO_TLS_RECORD) */
     fo_mcast_tx_t *mtx;          /* owned                              */
     struct fo_tcache *tcache;    /* owned: name -> fo_topic_t* (tcache.h) */

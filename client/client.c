@@ -11,6 +11,9 @@
  * all was heard, and no write made progress, for max(idle_timeout, 3
  * pings).
  *
+ * DELIVERs with sid 0 are replies to our requests (rr.c): they never reach
+ * a subscription nor its resume state.
+ *
  * When the connection is lost the reader fails pending requests, reports
  * FO_EV_DISCONNECTED, and reconnects with exponential backoff and jitter
  * (servers round-robin). After HELLO/WELCOME it sends every subscription
@@ -129,6 +132,8 @@ static int error_closes(const Fanout__Error *e)
     case FANOUT__ERROR_CODE__ERR_BAD_SID:
     case FANOUT__ERROR_CODE__ERR_MAX_SUBS:
     case FANOUT__ERROR_CODE__ERR_BAD_REQUEST:
+    case FANOUT__ERROR_CODE__ERR_PERMISSION:
+    case FANOUT__ERROR_CODE__ERR_NO_RESPONDERS:
         return 0;
     default:
         return 1;
@@ -219,26 +224,30 @@ fo_err_t fo__client_request(fo_client_t *c, Fanout__Frame *f, int timeout_ms,
     return err;
 }
 
-fo_err_t fo_publish_sync(fo_client_t *c, const char *topic, const void *payload,
-                         size_t len, int timeout_ms, uint64_t *seq)
+fo_err_t fo_publish_sync_ex(fo_client_t *c, const char *topic, const void *payload,
+                            size_t len, const fo_pub_opts_t *opts, int timeout_ms,
+                            uint64_t *seq)
 {
     if (!c || !topic || (!payload && len))
         return FO_ERR_INVAL;
     if (fo__client_on_reader(c))
         return FO_ERR_INVAL;            /* would wait for itself */
-    if (fo_publish_frame_size(strlen(topic), len, UINT64_MAX) - FO_FRAME_HDR >
-        atomic_load(&c->max_frame_out))
+    fo__pubmsg_t m;
+    fo_err_t err = fo__pubmsg_init(&m, c, topic, payload, len, opts ? opts->reply : NULL, opts);
+    if (err)
+        return err;
+    m.f.has_req = 1;
+    m.f.req = UINT64_MAX;               /* the largest req: for the size */
+    if (fo_frame_size(&m.f) - FO_FRAME_HDR > atomic_load(&c->max_frame_out))
         return FO_ERR_RANGE;
-    Fanout__Frame f = FANOUT__FRAME__INIT;
-    Fanout__Publish p = FANOUT__PUBLISH__INIT;
-    p.topic = (char *)topic;
-    p.has_payload = 1;
-    p.payload.data = (uint8_t *)payload;
-    p.payload.len = len;
-    f.body_case = FANOUT__FRAME__BODY_PUBLISH;
-    f.publish = &p;
     atomic_fetch_add(&c->st_published_sync, 1);
-    return fo__client_request(c, &f, timeout_ms, seq);
+    return fo__client_request(c, &m.f, timeout_ms, seq);
+}
+
+fo_err_t fo_publish_sync(fo_client_t *c, const char *topic, const void *payload,
+                         size_t len, int timeout_ms, uint64_t *seq)
+{
+    return fo_publish_sync_ex(c, topic, payload, len, NULL, timeout_ms, seq);
 }
 
 /* ------------------------------------------------------------ handshake */
@@ -272,6 +281,8 @@ static fo_err_t take_welcome(fo_client_t *c, const Fanout__Welcome *w)
         mf = FO_MAX_FRAME_LIMIT;
     c->dec.max_frame = mf;
     atomic_store(&c->max_frame_out, mf);
+    snprintf(c->inbox_next, sizeof c->inbox_next, "%s",
+             w->inbox && strlen(w->inbox) < sizeof c->inbox_next ? w->inbox : "");
     return fo__mcast_subs_welcome(c->mcast, w);
 }
 
@@ -417,6 +428,88 @@ static void on_deliver(fo_client_t *c, uint32_t sid, const fo_msg_t *m)
     fo__client_dispatch(c, s, m);
 }
 
+/* A message for subscription sid, or (sid 0) a reply to a request. */
+static void deliver(fo_client_t *c, uint32_t sid, const fo_msg_t *m)
+{
+    if (sid == 0)
+        fo__rr_on_reply(c, m);
+    else
+        on_deliver(c, sid, m);
+}
+
+fo_err_t fo__client_view_headers(fo_arena_t *a, const fo_deliver_view_t *v,
+                                 fo_header_t **out)
+{
+    /* each key is preceded by at least its tag and length byte: keys and
+     * their NULs fit in headers_len bytes */
+    fo_header_t *hs = fo_arena_alloc(a, v->nheaders * sizeof *hs);
+    char *keys = fo_arena_alloc(a, v->headers_len);
+    if (!hs || !keys)
+        return FO_ERR_NOMEM;
+    size_t pos = 0, n = 0, kl, vl;
+    const uint8_t *k, *val;
+    int r;
+    while ((r = fo_deliver_header_next(v, &pos, &k, &kl, &val, &vl)) == 1 && n < v->nheaders) {
+        memcpy(keys, k, kl);
+        keys[kl] = 0;
+        hs[n++] = (fo_header_t){ keys, val, vl };
+        keys += kl + 1;
+    }
+    if (r < 0 || n != v->nheaders)
+        return FO_ERR_AGAIN;
+    *out = hs;
+    return FO_OK;
+}
+
+/* The reply address and headers of a view into m (arena copies where a
+ * C string is needed). FO_ERR_AGAIN: leave the frame to protobuf-c. */
+static fo_err_t view_extras(fo_client_t *c, const fo_deliver_view_t *v, fo_msg_t *m)
+{
+    if (v->reply) {
+        char *r = fo_arena_alloc(&c->arena, v->reply_len + 1);
+        if (!r)
+            return FO_ERR_NOMEM;
+        memcpy(r, v->reply, v->reply_len);
+        r[v->reply_len] = 0;
+        m->reply = r;
+    }
+    if (!v->nheaders)
+        return FO_OK;
+    fo_header_t *hs;
+    fo_err_t err = fo__client_view_headers(&c->arena, v, &hs);
+    if (!err) {
+        m->headers = hs;
+        m->nheaders = v->nheaders;
+    }
+    return err;
+}
+
+/* A DELIVER protobuf-c unpacked: the same fo_msg_t as the view gives. */
+static void unpacked_deliver(fo_client_t *c, const Fanout__Frame *f)
+{
+    const Fanout__Deliver *d = f->deliver;
+    if (!d->topic)
+        return;
+    fo_msg_t m = { d->topic, strlen(d->topic), d->payload.data, d->payload.len, d->seq,
+                   d->time_ns, d->replay, d->reply, NULL, 0 };
+    if (!m.payload)
+        m.payload = "";
+    if (d->n_headers) {
+        fo_header_t *hs = fo_arena_alloc(&c->arena, d->n_headers * sizeof *hs);
+        if (!hs)
+            return;             /* out of memory: as if it never came */
+        for (size_t i = 0; i < d->n_headers; i++) {
+            const Fanout__Header *h = d->headers[i];
+            hs[i].key = h->key ? h->key : "";
+            hs[i].value = h->has_value && h->value.data ? (const void *)h->value.data : "";
+            hs[i].value_len = h->has_value ? h->value.len : 0;
+        }
+        m.headers = hs;
+        m.nheaders = d->n_headers;
+    }
+    deliver(c, f->sid, &m);
+}
+
 static void on_gap(fo_client_t *c, uint32_t sid, const Fanout__Gap *g)
 {
     if (!g->topic || !g->has_first || !g->has_last || g->last < g->first)
@@ -453,29 +546,26 @@ static fo_err_t handle_frame(fo_client_t *c, const uint8_t *body, size_t len)
         memcpy(t, v.topic, v.topic_len);
         t[v.topic_len] = 0;
         fo_msg_t m = { t, v.topic_len, v.payload, v.payload_len, v.seq,
-                       v.time_ns, v.replay };
-        on_deliver(c, v.sid, &m);
+                       v.time_ns, v.replay, NULL, NULL, 0 };
+        /* reply address and headers: the view takes fanoutd's layout */
+        err = v.reply || v.nheaders ? view_extras(c, &v, &m) : FO_OK;
+        if (!err)
+            deliver(c, v.sid, &m);
         if (t != tbuf)
             free(t);
-        return FO_OK;
+        if (err != FO_ERR_AGAIN)
+            return FO_OK;       /* FO_ERR_NOMEM: as if it never came */
     }
     Fanout__Frame *f;
     if ((err = fo_frame_unpack(body, len, &c->arena, &f)))
         return err;
     switch (f->body_case) {
-    case FANOUT__FRAME__BODY_DELIVER: {
-        const Fanout__Deliver *d = f->deliver;
-        if (!d->topic)
-            return FO_OK;
-        fo_msg_t m = { d->topic, strlen(d->topic), d->payload.data,
-                       d->payload.len, d->seq, d->time_ns, d->replay };
-        if (!m.payload)
-            m.payload = "";
-        on_deliver(c, f->sid, &m);
+    case FANOUT__FRAME__BODY_DELIVER:
+        unpacked_deliver(c, f);
         break;
-    }
     case FANOUT__FRAME__BODY_ACK:
-        if (f->ack->has_ref)
+        /* a request's ACK says nothing its reply will not */
+        if (f->ack->has_ref && !(f->ack->ref & FO__RR_REQ_BIT))
             complete(c, f->ack->ref, FO_OK, f->ack->seq);
         break;
     case FANOUT__FRAME__BODY_ERROR: {
@@ -483,8 +573,12 @@ static fo_err_t handle_frame(fo_client_t *c, const uint8_t *body, size_t len)
         error_text(f->error, t, sizeof t);
         atomic_fetch_add(&c->st_server_errors, 1);
         server_error(c, t);
-        if (f->error->has_ref && f->error->ref) {
-            complete(c, f->error->ref, FO_ERR_SERVER, 0);
+        fo_err_t why = f->error->has_code && f->error->code == FANOUT__ERROR_CODE__ERR_NO_RESPONDERS
+                     ? FO_ERR_NO_RESPONDERS : FO_ERR_SERVER;
+        if (f->error->has_ref && (f->error->ref & FO__RR_REQ_BIT)) {
+            fo__rr_on_error(c, f->error->ref & ~FO__RR_REQ_BIT, why);
+        } else if (f->error->has_ref && f->error->ref) {
+            complete(c, f->error->ref, why, 0);
         } else {
             /* A fatal ERROR without ref: the connection closes next and no
              * pending request will be answered; they fail with this text. */
@@ -579,6 +673,8 @@ static void conn_lost(fo_client_t *c, fo_err_t why, const char *text)
     pthread_mutex_unlock(&c->mu);
     if (closed)
         atomic_store(&c->dead, 1);
+    /* Their replies would go to this connection's inbox, now gone. */
+    fo__rr_lost(c, FO_ERR_NOT_CONNECTED);
     if (!atomic_load(&c->stop)) {
         event(c, FO_EV_DISCONNECTED, why, text);
         if (closed) {
@@ -670,6 +766,7 @@ static int reconnect(fo_client_t *c)
         }
         c->rfd = fd;
         c->last_rx_ms = c->last_ping_ms = fo_clock_ms();
+        fo__rr_welcome(c, c->inbox_next);   /* before anyone sees CONNECTED */
         pthread_mutex_lock(&c->mu);
         c->state = FO__ST_CONNECTED;
         pthread_cond_broadcast(&c->cv);
@@ -733,6 +830,9 @@ static uint64_t next_wake_us(fo_client_t *c, uint64_t now_us, uint64_t mdue_ms)
         next = now_us + 5000;
     if (mdue_ms != UINT64_MAX && mdue_ms * 1000 < next)
         next = mdue_ms * 1000;
+    uint64_t rr = atomic_load_explicit(&c->rr.armed_us, memory_order_relaxed);
+    if (rr < next)
+        next = rr;
     uint64_t fl = atomic_load_explicit(&c->flush_at_us, memory_order_relaxed);
     if (fl && fl < next)
         next = fl;
@@ -777,6 +877,7 @@ static void *reader_main(void *arg)
                 continue;
             }
         }
+        fo__rr_expire(c, fo_clock_us());
         if (atomic_load(&c->pong_due))
             fo__client_send_pong(c);
         uint64_t fl = atomic_load_explicit(&c->flush_at_us, memory_order_relaxed);
@@ -795,6 +896,8 @@ static void *reader_main(void *arg)
             conn_lost(c, FO_ERR_TIMEOUT, text);
         }
     }
+    /* Every request still waiting is told, once, on this thread. */
+    fo__rr_lost(c, FO_ERR_CLOSED);
     return NULL;
 }
 
@@ -818,6 +921,7 @@ static void client_free(fo_client_t *c)
     fo_decoder_destroy(&c->dec);
     fo_arena_destroy(&c->arena);
     fo__mcast_subs_destroy(c->mcast);
+    fo__rr_destroy(&c->rr);
     if (c->wakefd >= 0)
         close(c->wakefd);
     if (c->sync >= SYNC_CV)
@@ -912,6 +1016,8 @@ static fo_err_t client_init(fo_client_t *c, const fo_client_opts_t *o)
     if ((ret = copy_strings(c, o)))
         return ret;
     take_settings(c, o);
+    if ((ret = fo__rr_init(&c->rr, o->max_requests)))
+        return ret;
     c->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (c->wakefd < 0)
         return FO_ERR_IO;
@@ -953,6 +1059,7 @@ fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
         goto fail;
     c->wfd = c->rfd = fd;
     c->state = FO__ST_CONNECTED;
+    fo__rr_welcome(c, c->inbox_next);
     c->last_rx_ms = c->last_ping_ms = fo_clock_ms();
     if (pthread_create(&c->reader, NULL, reader_main, c)) {
         close(fd);

@@ -14,8 +14,11 @@
  * a sub's qmu. c->mu guards the connection state, the subscription table,
  * pending requests and last_error; c->wmu guards the write buffer and the
  * socket used for writing; s->qmu guards one subscription's fo_sub_next
- * queue. The reader thread owns the decoder, the arena and every
- * subscription's seqmap (touched only while it holds the sub "busy").
+ * queue. c->rr.mu (rr.c: requests waiting for replies, the inbox) is a
+ * leaf: nothing else is taken while it is held, and it is never taken
+ * under another lock. The reader thread owns the decoder, the arena and
+ * every subscription's seqmap (touched only while it holds the sub
+ * "busy").
  *
  * Multicast seam (client/mcast_rx.c, by the multicast engineer): a
  * receiver calls fo__client_dispatch() for each message of a multicast
@@ -42,6 +45,30 @@
 #include "seqmap.h"
 
 enum { FO__ST_CONNECTED = 1, FO__ST_RECONNECTING = 2, FO__ST_CLOSED = 3 };
+
+/* Frame.req of a request/reply request (rr.c) has this bit set: its ACK
+ * is ignored and its ERROR (ERR_NO_RESPONDERS...) goes to the request
+ * table, not to the fo__pending_t list. */
+#define FO__RR_REQ_BIT (1ull << 63)
+#define FO__INBOX_MAX 64          /* "_INBOX." + 32 hex digits, and room */
+
+typedef struct fo__rreq fo__rreq_t;  /* rr.c */
+
+/* The requests waiting for a reply (rr.c), under its own leaf lock. */
+typedef struct fo__rr {
+    pthread_mutex_t mu;
+    int mu_ok;                   /* mu was initialised                    */
+    fo__rreq_t **slots;          /* open addressing by id (linear probing) */
+    size_t cap, count, max;      /* cap: 0 or a power of two; max: the limit */
+    fo__rreq_t **heap;           /* async ones with a deadline, min-heap  */
+    size_t nheap, heap_cap;
+    uint64_t next_id;
+    char inbox[FO__INBOX_MAX];   /* this connection's; written by the
+                                    reader (or connect) only, under mu   */
+    int up;                      /* connected: requests can be sent       */
+    _Atomic uint64_t armed_us;   /* the reader looks at the timers by then
+                                    (UINT64_MAX: none)                    */
+} fo__rr_t;
 
 /* A request waiting for ACK/ERROR (lives on the waiter's stack). */
 typedef struct fo__pending {
@@ -133,11 +160,40 @@ struct fo_client {
     uint32_t ping_interval_ms, idle_ms;
     uint64_t epoch;
     struct fo__mcast_subs *mcast; /* multicast subscriptions (mcast_sub.h) */
+    fo__rr_t rr;             /* request/reply (rr.c)                  */
+    char inbox_next[FO__INBOX_MAX]; /* Welcome.inbox of the connection being
+                                 set up; handed to rr once it is up   */
     uint64_t last_rx_ms, last_ping_ms;
     fo_sub_t *cur;           /* reader: sub kept pinned across a batch */
 };
 
+/* A PUBLISH with a reply address and/or headers, as protobuf-c structs
+ * on the caller's stack (writer.c). */
+typedef struct fo__pubmsg {
+    Fanout__Frame f;
+    Fanout__Publish p;
+    Fanout__Header h[FO_HEADERS_MAX];
+    Fanout__Header *hp[FO_HEADERS_MAX];
+} fo__pubmsg_t;
+
 /* writer.c */
+/* Fill m for topic/payload with reply (may be NULL) and opts' headers
+ * (opts may be NULL; its reply is ignored: pass it as `reply`). Checks
+ * the limits of fanout.h: FO_ERR_RANGE / FO_ERR_INVAL with the reason in
+ * last_error. */
+FO_MUST_CHECK
+fo_err_t fo__pubmsg_init(fo__pubmsg_t *m, fo_client_t *c, const char *topic,
+                         const void *payload, size_t len, const char *reply,
+                         const fo_pub_opts_t *opts);
+enum {
+    FO__PUB_NOW = 1,         /* write at once (from the reader: at the end
+                                of its batch), no linger               */
+    FO__PUB_CONNECTED = 2    /* FO_ERR_NOT_CONNECTED instead of buffering
+                                while reconnecting                     */
+};
+/* Queue one encoded PUBLISH frame (FO__PUB_* flags), as fo_publish does. */
+FO_MUST_CHECK
+fo_err_t fo__client_publish_pb(fo_client_t *c, const Fanout__Frame *f, unsigned flags);
 FO_MUST_CHECK
 fo_err_t fo__client_write_locked(fo_client_t *c);      /* holds wmu     */
 /* The linger flush (reader thread, wmu held): write without blocking,
@@ -150,7 +206,27 @@ FO_MUST_CHECK
 fo_err_t fo__client_ping(fo_client_t *c, uint64_t *nonce);
 void fo__client_send_pong(fo_client_t *c);             /* reader thread */
 
+/* rr.c: the reader's side is fo__rr_welcome (a connection is up, with
+ * this inbox), fo__rr_lost (every waiting request fails with err),
+ * fo__rr_on_reply (a DELIVER with sid 0), fo__rr_on_error (an ERROR whose
+ * ref has FO__RR_REQ_BIT, cleared), fo__rr_expire (timers; armed_us says
+ * when). */
+FO_MUST_CHECK
+fo_err_t fo__rr_init(fo__rr_t *r, size_t max);
+void fo__rr_destroy(fo__rr_t *r);
+void fo__rr_welcome(fo_client_t *c, const char *inbox);
+void fo__rr_lost(fo_client_t *c, fo_err_t err);
+void fo__rr_on_reply(fo_client_t *c, const fo_msg_t *m);
+void fo__rr_on_error(fo_client_t *c, uint64_t id, fo_err_t err);
+void fo__rr_expire(fo_client_t *c, uint64_t now_us);
+
 /* client.c */
+/* A DELIVER view's headers as fo_header_t, keys copied NUL-terminated,
+ * all from the arena (valid until its reset). FO_ERR_AGAIN: the headers
+ * are in a form only fo_frame_unpack takes; FO_ERR_NOMEM. */
+FO_MUST_CHECK
+fo_err_t fo__client_view_headers(fo_arena_t *a, const fo_deliver_view_t *v,
+                                 fo_header_t **out);
 /* pthread_cond_init on CLOCK_MONOTONIC (what fo_deadline_ts gives):
  * 0, or the errno of the call that failed (nothing is left to destroy). */
 int fo__client_cond_init(pthread_cond_t *cv);

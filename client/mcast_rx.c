@@ -8,20 +8,29 @@
  *
  * Reading: recvmmsg into BATCH buffers of max_datagram + 1 bytes (a
  * datagram that fills the extra byte, or comes back MSG_TRUNC, is larger
- * than the broker announced: counted bad, dropped). Each datagram is
- * unpacked with fanout__datagram__unpack into an arena reset per batch;
- * nothing is malloc'd per datagram. A message without topic or seq makes
- * the datagram bad; an oversize marker goes to the tracker as such.
+ * than the broker announced: counted bad, dropped). Each datagram is then
+ * checked in this order (docs/PROTOCOL.md §18), cheapest first, and
+ * dropped and counted at the first failure:
+ *   1. its epoch (first field) is WELCOME's, else `foreign`;
+ *   2. it ends with the trailer (dseq, tag), else `bad`;
+ *   3. the tag verifies under the group key, else `forged`;
+ *   4. the bytes the tag covers decode, with this epoch and dseq, every
+ *      message with topic and seq, else `bad`;
+ *   5. dseq is new to the replay window (replay.h), else `replayed`.
+ * Only the bytes the tag covers are decoded, with
+ * fanout__datagram__unpack into an arena reset per batch; nothing is
+ * malloc'd per datagram. An oversize marker goes to the tracker as such.
  *
  * A group may carry topics beyond the subscription's filter (its own
  * filter is wider, e.g. `prices.>` for a subscription to `prices.eu.*`):
  * messages whose topic the subscription's filter does not match are
  * skipped before the tracker sees them.
  *
- * Epochs (the broker's start time) only grow: a datagram of a newer epoch
- * means the broker restarted and its sequences start again, so the tracker
- * forgets every topic and the new epoch is adopted (even before the TCP
- * connection is back); one of an older epoch is stale and dropped.
+ * Epochs (the broker's start time) change only by WELCOME
+ * (fo__mcast_rx_rekey): the restarted broker's datagrams carry a new epoch
+ * and a new key, and are dropped as foreign until the TCP connection is
+ * back and its WELCOME brings both. A datagram cannot move a receiver to
+ * another epoch (one forged datagram used to silence it).
  */
 #include "mcast_rx.h"
 
@@ -34,7 +43,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "arena.h"
+#include "dgram_tag.h"
+#include "replay.h"
 #include "topic_name.h"
 #include "fanout.pb-c.h"
 
@@ -46,13 +59,15 @@ struct fo__mcast_rx {
     int fd;
     char *filter;                    /* owned; NULL = every topic         */
     uint64_t epoch;
+    uint8_t key[FO_DGRAM_KEY_LEN];   /* the group's, for this epoch       */
+    fo__replay_t replay;
     size_t buflen;                   /* max_datagram + 1                  */
     uint8_t *mem;                    /* owned: BATCH * buflen             */
     struct mmsghdr hdr[BATCH];
     struct iovec iov[BATCH];
     fo_arena_t arena;
     fo__gaps_t *gaps;                /* owned                             */
-    uint64_t datagrams, bad, foreign, restarts, filtered, dropped, errors;
+    uint64_t datagrams, bad, forged, replayed, foreign, filtered, dropped, errors;
 };
 
 /* ------------------------------------------------------------ socket */
@@ -87,12 +102,17 @@ fo_err_t fo__mcast_rx_create(const fo__mcast_rx_opts_t *o, const fo__gaps_cb_t *
                              fo__mcast_rx_t **out)
 {
     fo_err_t err = FO_ERR_NOMEM;
-    fo__mcast_rx_t *rx = calloc(1, sizeof(*rx));
     *out = NULL;
+    if (!o->key)
+        return FO_ERR_INVAL;
+    if (fo_dgram_tag_init() != FO_OK)
+        return FO_ERR_NOMEM;
+    fo__mcast_rx_t *rx = calloc(1, sizeof(*rx));
     if (!rx)
         return FO_ERR_NOMEM;
     rx->fd = -1;
     rx->epoch = o->epoch;
+    memcpy(rx->key, o->key, sizeof rx->key);
     if (o->filter && !(rx->filter = strdup(o->filter)))
         goto fail;
     uint32_t maxd = o->max_datagram && o->max_datagram < DATAGRAM_LIMIT ? o->max_datagram
@@ -126,6 +146,7 @@ void fo__mcast_rx_destroy(fo__mcast_rx_t *rx)
     fo_arena_destroy(&rx->arena);
     free(rx->filter);
     free(rx->mem);
+    sodium_memzero(rx->key, sizeof rx->key);
     free(rx);
 }
 
@@ -143,30 +164,53 @@ uint16_t fo__mcast_rx_port(const fo__mcast_rx_t *rx)
     return ntohs(a.sin_port);
 }
 
+/* Checks 1-4 of the file comment: the decoded datagram, or NULL (counted). */
+static Fanout__Datagram *authentic(fo__mcast_rx_t *rx, const uint8_t *p, size_t n)
+{
+    uint64_t epoch, dseq;
+    size_t len;
+    if (!fo_dgram_epoch(p, n, &epoch)) {
+        rx->bad++;
+        return NULL;
+    }
+    if (epoch != rx->epoch) {
+        rx->foreign++;                  /* another broker run */
+        return NULL;
+    }
+    switch (fo_dgram_open(p, n, rx->key, &len, &dseq)) {
+    case FO_DGRAM_OK:
+        break;
+    case FO_DGRAM_FORGED:
+        rx->forged++;
+        return NULL;
+    default:
+        rx->bad++;                      /* untagged or truncated */
+        return NULL;
+    }
+    Fanout__Datagram *d = fanout__datagram__unpack(fo_arena_pb(&rx->arena), len, p);
+    int ok = d && d->has_epoch && d->epoch == rx->epoch && d->has_dseq && d->dseq == dseq &&
+             !d->has_tag;
+    for (size_t i = 0; ok && i < d->n_msgs; i++) {
+        const Fanout__McastMsg *m = d->msgs[i];
+        ok = m->topic && m->has_seq && m->seq != 0 && (m->has_payload || m->oversize);
+    }
+    if (!ok) {
+        rx->bad++;
+        return NULL;
+    }
+    return d;
+}
+
 /* One datagram: check, then every message to the tracker. */
 static void process(fo__mcast_rx_t *rx, const uint8_t *p, size_t n, uint64_t now_ms)
 {
     rx->datagrams++;
-    Fanout__Datagram *d = fanout__datagram__unpack(fo_arena_pb(&rx->arena), n, p);
-    if (!d) {
-        rx->bad++;
+    Fanout__Datagram *d = authentic(rx, p, n);
+    if (!d)
         return;
-    }
-    if (!d->has_epoch || d->epoch < rx->epoch) {
-        rx->foreign++;                  /* an older broker run: stale */
+    if (fo__replay_check(&rx->replay, d->dseq) != FO__REPLAY_NEW) {
+        rx->replayed++;
         return;
-    }
-    if (d->epoch > rx->epoch) {         /* the broker restarted */
-        rx->epoch = d->epoch;
-        rx->restarts++;
-        fo__gaps_reset(rx->gaps);
-    }
-    for (size_t i = 0; i < d->n_msgs; i++) {
-        const Fanout__McastMsg *m = d->msgs[i];
-        if (!m->topic || !m->has_seq || m->seq == 0 || (!m->has_payload && !m->oversize)) {
-            rx->bad++;
-            return;
-        }
     }
     for (size_t i = 0; i < d->n_msgs; i++) {
         const Fanout__McastMsg *m = d->msgs[i];
@@ -236,11 +280,13 @@ void fo__mcast_rx_lost(fo__mcast_rx_t *rx, const char *topic, uint64_t first, ui
     fo__gaps_lost(rx->gaps, topic, first, last);
 }
 
-void fo__mcast_rx_set_epoch(fo__mcast_rx_t *rx, uint64_t epoch)
+void fo__mcast_rx_rekey(fo__mcast_rx_t *rx, uint64_t epoch, const uint8_t *key)
 {
-    if (epoch == rx->epoch)
+    if (epoch == rx->epoch && sodium_memcmp(key, rx->key, sizeof rx->key) == 0)
         return;
     rx->epoch = epoch;
+    memcpy(rx->key, key, sizeof rx->key);
+    fo__replay_reset(&rx->replay);
     fo__gaps_reset(rx->gaps);
 }
 
@@ -254,8 +300,9 @@ void fo__mcast_rx_stats(const fo__mcast_rx_t *rx, fo__mcast_rx_stats_t *out)
     fo__gaps_stats(rx->gaps, &out->gaps);
     out->datagrams = rx->datagrams;
     out->bad = rx->bad;
+    out->forged = rx->forged;
+    out->replayed = rx->replayed;
     out->foreign = rx->foreign;
-    out->restarts = rx->restarts;
     out->filtered = rx->filtered;
     out->dropped = rx->dropped;
     out->errors = rx->errors;

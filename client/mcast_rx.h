@@ -1,8 +1,10 @@
 /* mcast_rx.h -- multicast receiver of one group (library internal).
  *
  * A receiver joins one group (address:port from Welcome.groups) on a chosen
- * interface, reads datagrams with recvmmsg, decodes each fanout.Datagram
- * into an arena, checks the broker epoch (see mcast_rx.c), and feeds every
+ * interface, reads datagrams with recvmmsg, checks each one -- the broker
+ * epoch, the tag under the group's key, the replay window (see mcast_rx.c,
+ * and docs/PROTOCOL.md §18 for the order) -- decodes the authentic ones
+ * into an arena, and feeds every
  * message to a gap tracker (gaps.h), which hands them on in order per
  * topic and asks for repair of what is missing. Repaired messages and the
  * broker's GAP answers come back over TCP and are fed in with
@@ -23,6 +25,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "dgram_tag.h"
 #include "fo_err.h"
 #include "gaps.h"
 
@@ -35,8 +38,11 @@ typedef struct fo__mcast_rx_opts {
                                  the group are skipped; NULL = all; copied */
     const char *iface;        /* interface address or name, NULL/"" = the
                                  kernel's choice; borrowed                */
-    uint64_t epoch;           /* Welcome.epoch: older datagrams are dropped,
-                                 a newer one (restart) resets the tracker */
+    uint64_t epoch;           /* Welcome.epoch: datagrams of any other epoch
+                                 are dropped (only a WELCOME changes it:
+                                 fo__mcast_rx_rekey)                      */
+    const uint8_t *key;       /* McastGroup.key, FO_DGRAM_KEY_LEN bytes;
+                                 required (copied)                         */
     uint32_t max_datagram;    /* Welcome.max_datagram (0 = 65507)          */
     int rcvbuf;               /* SO_RCVBUF bytes, 0 = 4 MiB (capped by the
                                  kernel's rmem_max)                        */
@@ -46,9 +52,12 @@ typedef struct fo__mcast_rx_opts {
 typedef struct fo__mcast_rx_stats {
     fo__gaps_stats_t gaps;    /* messages, gaps, repaired, lost...         */
     uint64_t datagrams;       /* datagrams read                            */
-    uint64_t bad;             /* did not decode, or truncated: dropped     */
-    uint64_t foreign;         /* an older epoch (stale): dropped           */
-    uint64_t restarts;        /* newer epochs adopted from datagrams       */
+    uint64_t bad;             /* did not decode, truncated, larger than
+                                 max_datagram, no tag: dropped             */
+    uint64_t forged;          /* the tag did not verify: dropped           */
+    uint64_t replayed;        /* authentic, but a number seen before or
+                                 below the replay window: dropped          */
+    uint64_t foreign;         /* another epoch than WELCOME's: dropped     */
     uint64_t filtered;        /* messages outside the filter: skipped      */
     uint64_t dropped;         /* messages the tracker had no memory for    */
     uint64_t errors;          /* reads that failed (recvmmsg, not EAGAIN)  */
@@ -56,7 +65,8 @@ typedef struct fo__mcast_rx_stats {
 
 /* Open the socket and join. cb is copied (gaps.h: on_deliver in order,
  * on_lost for given-up ranges, on_repair to ask the broker). *out owned by
- * the caller. FO_ERR_ADDR: bad group/interface; FO_ERR_IO: socket calls. */
+ * the caller. FO_ERR_INVAL: no key; FO_ERR_ADDR: bad group/interface;
+ * FO_ERR_IO: socket calls; FO_ERR_NOMEM (also: libsodium did not start). */
 FO_MUST_CHECK
 fo_err_t fo__mcast_rx_create(const fo__mcast_rx_opts_t *o, const fo__gaps_cb_t *cb,
                              fo__mcast_rx_t **out);
@@ -82,10 +92,13 @@ void fo__mcast_rx_repaired(fo__mcast_rx_t *rx, const char *topic, uint64_t seq,
 /* The broker answered GAP: first..last of topic are gone. */
 void fo__mcast_rx_lost(fo__mcast_rx_t *rx, const char *topic, uint64_t first, uint64_t last);
 
-/* The epoch of the broker the client is connected to now (WELCOME after a
- * reconnect): when it differs, sequences start again and the tracker
- * forgets every topic. Same epoch: nothing happens. */
-void fo__mcast_rx_set_epoch(fo__mcast_rx_t *rx, uint64_t epoch);
+/* The epoch and group key of the broker the client is connected to now
+ * (WELCOME after a reconnect; key: FO_DGRAM_KEY_LEN bytes, copied). When
+ * either differs (the broker restarted), sequences and datagram numbers
+ * start again: the tracker and the replay window forget everything. The
+ * same epoch and key: nothing happens. The only way a receiver moves to
+ * another epoch: never on a datagram's word. */
+void fo__mcast_rx_rekey(fo__mcast_rx_t *rx, uint64_t epoch, const uint8_t *key);
 
 /* Give up every hole (closing, or no TCP connection to repair over). */
 void fo__mcast_rx_flush(fo__mcast_rx_t *rx);

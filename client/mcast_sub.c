@@ -6,6 +6,14 @@
  * fo__mcast_subs_run is on the stack (a callback unsubscribed), in which
  * case run frees it on the way out. Stats of one subscription add up its
  * receivers' (fo_sub_mcast_stats).
+ *
+ * Only groups WELCOME gave a key for are joined (the broker sends the
+ * topics of the others to this connection by TCP). Every WELCOME is
+ * reconciled: each receiver whose group is still announced with a key
+ * takes the (possibly new) epoch and key; one whose group is gone or came
+ * without a key gives up its holes and ends; a multicast subscription
+ * joins the groups that newly came with a key. The subscriptions'
+ * filters and interfaces are kept for that (msub_t).
  */
 #include "mcast_sub.h"
 
@@ -15,7 +23,10 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "client_int.h"
+#include "dgram_tag.h"
 #include "mcast_rx.h"
 #include "topic_name.h"
 
@@ -25,13 +36,23 @@
 typedef struct group {
     char *filter, *addr;      /* owned */
     uint16_t port;
+    int keyed;                /* the key came with it */
+    uint8_t key[FO_DGRAM_KEY_LEN];
 } group_t;
+
+/* A multicast subscription: what joining its groups again needs. */
+typedef struct msub {
+    uint32_t sid;
+    uint32_t unkeyed;         /* overlapping groups announced without a key */
+    char *filter, *iface;     /* owned; iface may be NULL */
+} msub_t;
 
 typedef struct entry {
     fo__mcast_subs_t *m;
     uint32_t sid;
     int dead;
     fo__mcast_rx_t *rx;       /* owned */
+    group_t g;                /* its group: filter, addr (owned), port; no key */
 } entry_t;
 
 struct fo__mcast_subs {
@@ -44,6 +65,8 @@ struct fo__mcast_subs {
     uint32_t max_datagram;
     entry_t **ents;           /* owned */
     size_t nents, cap;
+    msub_t *subs;             /* owned: the multicast subscriptions */
+    size_t nsubs, subs_cap;
     int running;              /* inside run: defer frees */
     int evicted;              /* inside _gap: losses are GAP_EVICTED */
 };
@@ -87,21 +110,31 @@ fo_err_t fo__mcast_subs_create(fo_client_t *c, fo__mcast_subs_t **out)
     return FO_OK;
 }
 
-static void groups_free(fo__mcast_subs_t *m)
+static void group_clear(group_t *g)
 {
-    for (size_t i = 0; i < m->ngroups; i++) {
-        free(m->groups[i].filter);
-        free(m->groups[i].addr);
-    }
-    free(m->groups);
-    m->groups = NULL;
-    m->ngroups = 0;
+    free(g->filter);
+    free(g->addr);
+    sodium_memzero(g, sizeof(*g));
+}
+
+static void groups_free(group_t *gs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        group_clear(&gs[i]);
+    free(gs);
 }
 
 static void entry_free(entry_t *e)
 {
     fo__mcast_rx_destroy(e->rx);        /* closing the fd leaves epoll */
+    group_clear(&e->g);
     free(e);
+}
+
+static void msub_clear(msub_t *s)
+{
+    free(s->filter);
+    free(s->iface);
 }
 
 void fo__mcast_subs_destroy(fo__mcast_subs_t *m)
@@ -111,38 +144,95 @@ void fo__mcast_subs_destroy(fo__mcast_subs_t *m)
     for (size_t i = 0; i < m->nents; i++)
         entry_free(m->ents[i]);
     free(m->ents);
-    groups_free(m);
+    for (size_t i = 0; i < m->nsubs; i++)
+        msub_clear(&m->subs[i]);
+    free(m->subs);
+    groups_free(m->groups, m->ngroups);
     close(m->epfd);
     pthread_mutex_destroy(&m->mu);
     free(m);
 }
 
-fo_err_t fo__mcast_subs_welcome(fo__mcast_subs_t *m, const Fanout__Welcome *w)
+/* w's usable groups, copied (with their keys) into *out. */
+static fo_err_t groups_copy(const Fanout__Welcome *w, group_t **out, size_t *n)
 {
-    fo_err_t err = FO_OK;
-    pthread_mutex_lock(&m->mu);
-    groups_free(m);
-    if (w->n_groups && !(m->groups = calloc(w->n_groups, sizeof(*m->groups))))
-        err = FO_ERR_NOMEM;
-    for (size_t i = 0; !err && i < w->n_groups; i++) {
+    *out = NULL;
+    *n = 0;
+    group_t *gs = w->n_groups ? calloc(w->n_groups, sizeof(*gs)) : NULL;
+    if (w->n_groups && !gs)
+        return FO_ERR_NOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < w->n_groups; i++) {
         const Fanout__McastGroup *g = w->groups[i];
         if (!g->filter || !g->address || !g->has_port || g->port == 0 || g->port > 65535)
             continue;                   /* unusable: skip */
-        group_t *d = &m->groups[m->ngroups];
+        group_t *d = &gs[k++];
         d->filter = strdup(g->filter);
         d->addr = strdup(g->address);
         d->port = (uint16_t)g->port;
-        m->ngroups++;
-        if (!d->filter || !d->addr)
-            err = FO_ERR_NOMEM;
+        if (!d->filter || !d->addr) {
+            groups_free(gs, k);
+            return FO_ERR_NOMEM;
+        }
+        /* a key of another length is no key: the group is not joined */
+        d->keyed = g->has_key && g->key.len == FO_DGRAM_KEY_LEN;
+        if (d->keyed)
+            memcpy(d->key, g->key.data, FO_DGRAM_KEY_LEN);
     }
+    *out = gs;
+    *n = k;
+    return FO_OK;
+}
+
+static int same_group(const group_t *a, const group_t *b)
+{
+    return a->port == b->port && !strcmp(a->addr, b->addr) && !strcmp(a->filter, b->filter);
+}
+
+/* The keyed group of the current table that e listens to, or NULL. */
+static const group_t *keyed_group_of(const fo__mcast_subs_t *m, const entry_t *e)
+{
+    for (size_t i = 0; i < m->ngroups; i++)
+        if (m->groups[i].keyed && same_group(&m->groups[i], &e->g))
+            return &m->groups[i];
+    return NULL;
+}
+
+static fo_err_t join(fo__mcast_subs_t *m, msub_t *s);
+static void purge(fo__mcast_subs_t *m);
+
+fo_err_t fo__mcast_subs_welcome(fo__mcast_subs_t *m, const Fanout__Welcome *w)
+{
+    group_t *gs;
+    size_t n;
+    fo_err_t err = groups_copy(w, &gs, &n);
+    if (err)
+        return err;
+    pthread_mutex_lock(&m->mu);
+    m->running++;                       /* flushes below may call back */
+    groups_free(m->groups, m->ngroups);
+    m->groups = gs;
+    m->ngroups = n;
     m->max_datagram = w->has_max_datagram ? w->max_datagram : 0;
-    uint64_t epoch = w->has_epoch ? w->epoch : 0;
-    if (epoch != m->epoch) {
-        m->epoch = epoch;
-        for (size_t i = 0; i < m->nents; i++)
-            fo__mcast_rx_set_epoch(m->ents[i]->rx, epoch);
+    m->epoch = w->has_epoch ? w->epoch : 0;
+    for (size_t i = 0; i < m->nents; i++) {
+        entry_t *e = m->ents[i];
+        if (e->dead)
+            continue;
+        const group_t *g = keyed_group_of(m, e);
+        if (g) {                        /* a new epoch resets it */
+            fo__mcast_rx_rekey(e->rx, m->epoch, g->key);
+            continue;
+        }
+        /* gone, or no key for us now: its topics come by TCP from the
+         * resubscribe on; what it still waits for is given up */
+        fo__mcast_rx_flush(e->rx);
+        e->dead = 1;
     }
+    for (size_t i = 0; !err && i < m->nsubs; i++)
+        err = join(m, &m->subs[i]);
+    if (--m->running == 0)
+        purge(m);
     pthread_mutex_unlock(&m->mu);
     return err;
 }
@@ -157,7 +247,8 @@ static void on_deliver(void *ud, const char *topic, uint64_t seq, const uint8_t 
     fo_sub_t *s = e->dead ? NULL : fo__client_pin(c, e->sid);
     if (!s)
         return;
-    fo_msg_t msg = { topic, strlen(topic), p ? (const void *)p : "", n, seq, 0, repaired };
+    fo_msg_t msg = { topic, strlen(topic), p ? (const void *)p : "", n, seq, 0, repaired,
+                     NULL, NULL, 0 };
     fo__client_dispatch(c, s, &msg);
     fo__client_unpin(c, s);
 }
@@ -185,57 +276,117 @@ static void on_repair(void *ud, const char *topic, uint64_t first, uint64_t last
 
 /* ------------------------------------------------------------ set */
 
+/* s's live receiver for group g? Holds mu. */
+static int joined(const fo__mcast_subs_t *m, uint32_t sid, const group_t *g)
+{
+    for (size_t i = 0; i < m->nents; i++)
+        if (m->ents[i]->sid == sid && !m->ents[i]->dead && same_group(&m->ents[i]->g, g))
+            return 1;
+    return 0;
+}
+
+/* A receiver for (s, g), in the set. Holds mu. */
+static fo_err_t entry_add(fo__mcast_subs_t *m, const msub_t *s, const group_t *g)
+{
+    if (m->nents >= MAX_RECEIVERS)
+        return FO_ERR_BUSY;
+    if (m->nents == m->cap) {
+        size_t ncap = m->cap ? m->cap * 2 : 4;
+        entry_t **ne = realloc(m->ents, ncap * sizeof(*ne));
+        if (!ne)
+            return FO_ERR_NOMEM;
+        m->ents = ne;
+        m->cap = ncap;
+    }
+    entry_t *e = calloc(1, sizeof(*e));
+    if (!e)
+        return FO_ERR_NOMEM;
+    e->m = m;
+    e->sid = s->sid;
+    e->g.port = g->port;
+    e->g.filter = strdup(g->filter);
+    e->g.addr = strdup(g->addr);
+    if (!e->g.filter || !e->g.addr) {
+        entry_free(e);
+        return FO_ERR_NOMEM;
+    }
+    fo__mcast_rx_opts_t o = { .group = g->addr, .port = g->port, .iface = s->iface,
+                             .filter = s->filter, .epoch = m->epoch, .key = g->key,
+                             .max_datagram = m->max_datagram };
+    fo__gaps_cb_t cb = { on_deliver, on_lost, on_repair, e };
+    fo_err_t err = fo__mcast_rx_create(&o, &cb, &e->rx);
+    if (err) {
+        entry_free(e);
+        return err;
+    }
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = e };
+    if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, fo__mcast_rx_fd(e->rx), &ev) < 0) {
+        entry_free(e);
+        return FO_ERR_IO;
+    }
+    m->ents[m->nents++] = e;
+    return FO_OK;
+}
+
+/* Join every keyed group that overlaps s's filter and is not joined yet;
+ * count the overlapping ones without a key. Holds mu. */
+static fo_err_t join(fo__mcast_subs_t *m, msub_t *s)
+{
+    s->unkeyed = 0;
+    for (size_t i = 0; i < m->ngroups; i++) {
+        const group_t *g = &m->groups[i];
+        if (!fo_filters_overlap(s->filter, g->filter))
+            continue;
+        if (!g->keyed) {
+            s->unkeyed++;
+            continue;
+        }
+        fo_err_t err = joined(m, s->sid, g) ? FO_OK : entry_add(m, s, g);
+        if (err)
+            return err;
+    }
+    return FO_OK;
+}
+
+/* Forget sid's record. Holds mu. */
+static void msub_remove(fo__mcast_subs_t *m, uint32_t sid)
+{
+    for (size_t i = 0; i < m->nsubs; i++)
+        if (m->subs[i].sid == sid) {
+            msub_clear(&m->subs[i]);
+            m->subs[i] = m->subs[--m->nsubs];
+            return;
+        }
+}
+
 fo_err_t fo__mcast_subs_add(fo__mcast_subs_t *m, uint32_t sid, const char *filter,
                             const char *iface)
 {
-    fo_err_t err;
+    fo_err_t err = FO_ERR_NOMEM;
     pthread_mutex_lock(&m->mu);
-    for (size_t i = 0; i < m->ngroups; i++) {
-        const group_t *g = &m->groups[i];
-        if (!fo_filters_overlap(filter, g->filter))
-            continue;
-        if (m->nents >= MAX_RECEIVERS) {
-            err = FO_ERR_BUSY;
-            goto fail;
-        }
-        if (m->nents == m->cap) {
-            size_t ncap = m->cap ? m->cap * 2 : 4;
-            entry_t **ne = realloc(m->ents, ncap * sizeof(*ne));
-            if (!ne) {
-                err = FO_ERR_NOMEM;
-                goto fail;
-            }
-            m->ents = ne;
-            m->cap = ncap;
-        }
-        entry_t *e = calloc(1, sizeof(*e));
-        if (!e) {
-            err = FO_ERR_NOMEM;
-            goto fail;
-        }
-        e->m = m;
-        e->sid = sid;
-        fo__mcast_rx_opts_t o = { .group = g->addr, .port = g->port, .iface = iface,
-                                 .filter = filter, .epoch = m->epoch,
-                                 .max_datagram = m->max_datagram };
-        fo__gaps_cb_t cb = { on_deliver, on_lost, on_repair, e };
-        if ((err = fo__mcast_rx_create(&o, &cb, &e->rx)) != FO_OK) {
-            free(e);
-            goto fail;
-        }
-        struct epoll_event ev = { .events = EPOLLIN, .data.ptr = e };
-        if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, fo__mcast_rx_fd(e->rx), &ev) < 0) {
-            entry_free(e);
-            err = FO_ERR_IO;
-            goto fail;
-        }
-        m->ents[m->nents++] = e;
+    if (m->nsubs == m->subs_cap) {
+        size_t ncap = m->subs_cap ? m->subs_cap * 2 : 4;
+        msub_t *ns = realloc(m->subs, ncap * sizeof(*ns));
+        if (!ns)
+            goto out;
+        m->subs = ns;
+        m->subs_cap = ncap;
     }
+    msub_t *s = &m->subs[m->nsubs];
+    memset(s, 0, sizeof(*s));
+    s->sid = sid;
+    s->filter = strdup(filter);
+    s->iface = iface && iface[0] ? strdup(iface) : NULL;
+    if (!s->filter || (iface && iface[0] && !s->iface)) {
+        msub_clear(s);
+        goto out;
+    }
+    m->nsubs++;
+    err = join(m, s);
+out:
     pthread_mutex_unlock(&m->mu);
-    return FO_OK;
-fail:
-    pthread_mutex_unlock(&m->mu);
-    fo__mcast_subs_remove(m, sid);
+    if (err)
+        fo__mcast_subs_remove(m, sid);
     return err;
 }
 
@@ -255,6 +406,7 @@ static void purge(fo__mcast_subs_t *m)
 void fo__mcast_subs_remove(fo__mcast_subs_t *m, uint32_t sid)
 {
     pthread_mutex_lock(&m->mu);
+    msub_remove(m, sid);
     for (size_t i = 0; i < m->nents; i++)
         if (m->ents[i]->sid == sid)
             m->ents[i]->dead = 1;
@@ -358,9 +510,15 @@ fo_err_t fo_sub_mcast_stats(const fo_sub_t *s, fo_mcast_stats_t *out)
         out->duplicates += st.gaps.duplicates;
         out->oversize += st.gaps.oversize;
         out->datagrams += st.datagrams;
-        out->bad += st.bad + st.foreign + st.dropped + st.errors;
+        out->bad += st.bad + st.forged + st.replayed + st.foreign + st.dropped + st.errors;
+        out->forged += st.forged;
+        out->replayed += st.replayed;
+        out->foreign += st.foreign;
         out->groups++;
     }
+    for (size_t i = 0; i < m->nsubs; i++)
+        if (m->subs[i].sid == s->sid)
+            out->unkeyed = m->subs[i].unkeyed;
     pthread_mutex_unlock(&m->mu);
     return FO_OK;
 }

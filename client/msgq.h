@@ -19,6 +19,8 @@ typedef struct fo__msgq {
     fo_buf_t cur;        /* owned: the record last popped            */
     size_t max_bytes;
     size_t count;        /* records queued                           */
+    fo_header_t *hdrs;   /* owned: the headers of the record last popped */
+    size_t hdrs_cap;
 } fo__msgq_t;
 
 void fo__msgq_init(fo__msgq_t *q, size_t max_bytes);
@@ -29,8 +31,8 @@ void fo__msgq_destroy(fo__msgq_t *q); /* NULL is fine */
 FO_MUST_CHECK
 fo_err_t fo__msgq_push(fo__msgq_t *q, const fo_msg_t *m);
 
-/* Take the oldest message; *out points into q->cur, valid until the next
- * pop. FO_ERR_AGAIN when empty. */
+/* Take the oldest message; *out points into q->cur and q->hdrs, valid
+ * until the next pop. FO_ERR_AGAIN when empty. */
 FO_MUST_CHECK
 fo_err_t fo__msgq_pop(fo__msgq_t *q, fo_msg_t *out);
 

@@ -18,11 +18,13 @@
  * holds the lock (fo__client_write_locked sends a pending PONG first).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include "client_int.h"
 #include "clock.h"
+#include "topic_name.h"
 
 static fo_err_t append_ctl(fo_client_t *c, int ping, uint64_t nonce)
 {
@@ -156,6 +158,141 @@ fo_err_t fo_publish(fo_client_t *c, const char *topic, const void *payload,
 out:
     pthread_mutex_unlock(&c->wmu);
     return err;
+}
+
+/* ------------------------------------------------ reply address, headers */
+
+void fo_pub_opts_init(fo_pub_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+}
+
+static int key_ok(const char *k, size_t n)
+{
+    if (n == 0 || n > FO_HEADER_KEY_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)k[i] <= 0x20 || (unsigned char)k[i] >= 0x7f)
+            return 0;
+    return 1;
+}
+
+/* The broker's limits (docs/PROTOCOL.md §4.4), checked before sending:
+ * past them it would answer ERR_BAD_REQUEST, or close the connection for
+ * a bad reply address. */
+static fo_err_t check_extras(fo_client_t *c, const char *reply, const fo_pub_opts_t *o)
+{
+    char why[160];
+    fo_err_t err = FO_OK;
+    size_t n = o ? o->nheaders : 0, bytes = 0;
+    if (reply && !fo_topic_valid(reply, strlen(reply))) {
+        snprintf(why, sizeof why, "invalid reply address \"%.64s\"", reply);
+        err = FO_ERR_INVAL;
+    } else if (n && !o->headers) {
+        snprintf(why, sizeof why, "%zu headers given as NULL", n);
+        err = FO_ERR_INVAL;
+    } else if (n > FO_HEADERS_MAX) {
+        snprintf(why, sizeof why, "%zu headers (at most %d)", n, FO_HEADERS_MAX);
+        err = FO_ERR_RANGE;
+    }
+    for (size_t i = 0; !err && i < n; i++) {
+        const fo_header_t *h = &o->headers[i];
+        size_t kl = h->key ? strlen(h->key) : 0;
+        if (!h->value && h->value_len) {
+            snprintf(why, sizeof why, "header %zu: a NULL value of %zu bytes", i + 1, h->value_len);
+            err = FO_ERR_INVAL;
+        } else if (!key_ok(h->key, kl)) {
+            snprintf(why, sizeof why, "header %zu: a key is 1..%d bytes 0x21..0x7e", i + 1,
+                     FO_HEADER_KEY_MAX);
+            err = FO_ERR_RANGE;
+        }
+        bytes += kl + h->value_len;
+    }
+    if (!err && bytes > FO_HEADERS_BYTES) {
+        snprintf(why, sizeof why, "headers of %zu bytes (at most %d)", bytes, FO_HEADERS_BYTES);
+        err = FO_ERR_RANGE;
+    }
+    if (err)
+        fo__client_set_error(c, why);
+    return err;
+}
+
+fo_err_t fo__pubmsg_init(fo__pubmsg_t *m, fo_client_t *c, const char *topic,
+                         const void *payload, size_t len, const char *reply,
+                         const fo_pub_opts_t *o)
+{
+    fo_err_t err = check_extras(c, reply, o);
+    if (err)
+        return err;
+    fanout__frame__init(&m->f);
+    fanout__publish__init(&m->p);
+    m->p.topic = (char *)topic;
+    m->p.has_payload = 1;
+    m->p.payload.data = (uint8_t *)payload;
+    m->p.payload.len = len;
+    m->p.reply = (char *)reply;
+    m->p.n_headers = o ? o->nheaders : 0;
+    m->p.headers = m->p.n_headers ? m->hp : NULL;
+    for (size_t i = 0; i < m->p.n_headers; i++) {
+        fanout__header__init(&m->h[i]);
+        m->h[i].key = (char *)o->headers[i].key;
+        m->h[i].has_value = 1;
+        m->h[i].value.data = (uint8_t *)o->headers[i].value;
+        m->h[i].value.len = o->headers[i].value_len;
+        m->hp[i] = &m->h[i];
+    }
+    m->f.body_case = FANOUT__FRAME__BODY_PUBLISH;
+    m->f.publish = &m->p;
+    return FO_OK;
+}
+
+fo_err_t fo__client_publish_pb(fo_client_t *c, const Fanout__Frame *f, unsigned flags)
+{
+    size_t n = fo_frame_size(f);
+    if (n - FO_FRAME_HDR > atomic_load_explicit(&c->max_frame_out, memory_order_relaxed))
+        return FO_ERR_RANGE;   /* the broker would close us for it */
+    int reader = (flags & FO__PUB_NOW) && fo__client_on_reader(c);
+    pthread_mutex_lock(&c->wmu);
+    fo_err_t err = FO_OK;
+    if (c->wfd < 0) {
+        if (atomic_load(&c->dead))
+            err = FO_ERR_CLOSED;
+        else if (flags & FO__PUB_CONNECTED)
+            err = FO_ERR_NOT_CONNECTED;
+        else if (fo_buf_len(&c->out) + n > c->max_pending)
+            err = FO_ERR_BUSY;
+        if (err)
+            goto out;
+    }
+    if ((err = fo_frame_append(&c->out, f)))
+        goto out;
+    FO__COUNT_ADD(c->st_published, 1);
+    /* As in fo_publish, a failed write keeps the frames and the reader
+     * notices the broken socket (a request then fails as the connection
+     * is lost). */
+    if (c->wfd < 0)
+        goto out;
+    if (reader)           /* the reader writes it when its batch is done */
+        atomic_store_explicit(&c->flush_at_us, 1, memory_order_relaxed);
+    else if ((flags & FO__PUB_NOW) || fo_buf_len(&c->out) >= c->write_buffer)
+        (void)!fo__client_write_locked(c);
+    else
+        arm_linger(c);
+out:
+    pthread_mutex_unlock(&c->wmu);
+    return err;
+}
+
+fo_err_t fo_publish_ex(fo_client_t *c, const char *topic, const void *payload,
+                       size_t len, const fo_pub_opts_t *opts)
+{
+    if (!opts || (!opts->reply && !opts->nheaders))
+        return fo_publish(c, topic, payload, len);
+    if (!c || !topic || (!payload && len))
+        return FO_ERR_INVAL;
+    fo__pubmsg_t m;
+    fo_err_t err = fo__pubmsg_init(&m, c, topic, payload, len, opts->reply, opts);
+    return err ? err : fo__client_publish_pb(c, &m.f, 0);
 }
 
 fo_err_t fo__client_send_frame(fo_client_t *c, const Fanout__Frame *f)

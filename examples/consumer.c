@@ -6,11 +6,12 @@
  * (FO_START_EARLIEST), and prints COUNT messages taken with the blocking
  * fo_sub_next. Gaps (messages the broker could not deliver) and
  * reconnects are reported on stderr by callbacks, which run on the
- * library's reader thread. Closes with a drain.
+ * library's reader thread. Closes with a drain. Build: make examples,
+ * or cc consumer.c $(pkg-config --cflags --libs fanout).
  */
 #include <stdio.h>
 #include <stdlib.h>
-#include "fanout.h"
+#include <fanout/fanout.h>
 
 static void on_gap(void *ud, const fo_gap_t *g)
 {

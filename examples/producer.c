@@ -4,13 +4,16 @@
  *
  * Publishes COUNT messages the fast way (buffered fo_publish, one flush),
  * then one confirmed message (fo_publish_sync) to learn its sequence
- * number, and closes. Build: make examples (or, installed:
- * cc producer.c $(pkg-config --cflags --libs --static fanout)).
+ * number, and closes. Build: make examples, or against an installed
+ * libfanout (docs/CLIENT.md):
+ *   cc producer.c $(pkg-config --cflags --libs fanout)            (shared)
+ *   cc producer.c $(pkg-config --cflags fanout) \
+ *      -Wl,-Bstatic $(pkg-config --libs --static fanout) -Wl,-Bdynamic   (static)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "fanout.h"
+#include <fanout/fanout.h>
 
 int main(int argc, char **argv)
 {

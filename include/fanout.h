@@ -14,20 +14,28 @@
  * is the guide; this header is the reference.
  *
  * Threading, one line per call (also in docs/CLIENT.md):
- *   fo_client_opts_init, fo_sub_opts_init, fo_strerror  any thread, reentrant
+ *   fo_client_opts_init, fo_sub_opts_init,
+ *   fo_pub_opts_init, fo_strerror, fo_msg_header   any thread, reentrant
  *   fo_client_connect                              any thread
- *   fo_publish, fo_publish_sync, fo_client_flush   any thread, concurrently
+ *   fo_publish, fo_publish_ex, fo_respond,
+ *   fo_request_async, fo_client_flush(c, 0)        any thread, concurrently,
+ *                                                  also callbacks
+ *   fo_publish_sync, fo_publish_sync_ex,
+ *   fo_request, fo_client_flush(c, > 0)            any thread, concurrently;
+ *                                                  not callbacks (FO_ERR_INVAL)
+ *   fo_reply_free                                  any thread
  *   fo_subscribe, fo_unsubscribe                   any thread, also callbacks
  *   fo_sub_next                                    one thread per sub at a time
  *   fo_sub_*_count, fo_client_stats, _last_error   any thread
  *   fo_client_close, fo_client_destroy             once, not from a callback,
  *                                                  and after every other call
  *                                                  on this client returned
- * Callbacks (message, gap, event) run on the client's reader thread, one at
- * a time. They may publish, subscribe and unsubscribe, but must not block
- * for long (the reader also keeps the connection alive) and must not call
- * fo_publish_sync or fo_client_flush with a timeout (FO_ERR_INVAL there),
- * or fo_client_close.
+ * Callbacks (message, gap, event, reply) run on the client's reader
+ * thread, one at a time. They may publish, respond, send asynchronous
+ * requests, subscribe and unsubscribe, but must not block for long (the
+ * reader also keeps the connection alive) and must not call
+ * fo_publish_sync(_ex), fo_request or fo_client_flush with a timeout
+ * (FO_ERR_INVAL there), or fo_client_close.
  *
  * Ownership: "borrowed" = the library only reads it during the call (the
  * caller keeps ownership); "owned by the library" = valid until the stated
@@ -45,23 +53,62 @@
 extern "C" {
 #endif
 
+/* ------------------------------------------------------------ version */
+
+/* The version of these headers (the VERSION file of the release). Compare
+ * FO_VERSION_NUMBER in #if; fo_version() gives the library's own at run
+ * time, which differs when libfanout.so was upgraded under a program. */
+#define FO_VERSION_MAJOR  0
+#define FO_VERSION_MINOR  1
+#define FO_VERSION_PATCH  0
+#define FO_VERSION_STRING "0.1.0"
+#define FO_VERSION_NUMBER (FO_VERSION_MAJOR * 10000 + FO_VERSION_MINOR * 100 + FO_VERSION_PATCH)
+
+/* "MAJOR.MINOR.PATCH" of the linked library. Static storage, any thread. */
+const char *fo_version(void);
+
 typedef struct fo_client fo_client_t;   /* opaque: one connection + reader */
 typedef struct fo_sub fo_sub_t;         /* opaque: one subscription        */
 
 /* ------------------------------------------------------------ messages */
 
+/* One message header: a user's key/value metadata (e.g. "traceparent"),
+ * carried by the broker as published. Limits (checked by fo_publish_ex,
+ * FO_ERR_RANGE): at most FO_HEADERS_MAX per message, a key of 1 to
+ * FO_HEADER_KEY_MAX bytes 0x21..0x7e, FO_HEADERS_BYTES of keys plus
+ * values in all. Values are bytes (binary and empty ones included). */
+#define FO_HEADERS_MAX    32
+#define FO_HEADER_KEY_MAX 64
+#define FO_HEADERS_BYTES  4096
+typedef struct fo_header {
+    const char *key;          /* NUL-terminated                              */
+    const void *value;        /* value_len bytes, not terminated; may be NULL
+                                 when value_len is 0 (never in a fo_msg_t)   */
+    size_t value_len;
+} fo_header_t;
+
 /* One delivered message. Every pointer is owned by the library: in a
  * callback it is valid until the callback returns; from fo_sub_next until
- * the next fo_sub_next or fo_unsubscribe on the same subscription. */
+ * the next fo_sub_next or fo_unsubscribe on the same subscription; in a
+ * fo_reply_t until fo_reply_free. */
 typedef struct fo_msg {
     const char *topic;        /* NUL-terminated                              */
     size_t topic_len;
     const void *payload;      /* payload_len bytes (may be 0), not terminated */
     size_t payload_len;
-    uint64_t seq;             /* per-topic sequence number, from 1           */
+    uint64_t seq;             /* per-topic sequence number, from 1; 0 for a
+                                 reply (replies are not sequenced)           */
     uint64_t time_ns;         /* broker receive time, CLOCK_REALTIME ns      */
     int replay;               /* 1 when replayed from the broker's retention */
+    const char *reply;        /* a request's reply address (NUL-terminated):
+                                 answer with fo_respond; NULL if none        */
+    const fo_header_t *headers; /* nheaders headers in the order published;
+                                 NULL when there are none                    */
+    size_t nheaders;
 } fo_msg_t;
+
+/* The first header of m with this key (compared byte for byte), or NULL. */
+const fo_header_t *fo_msg_header(const fo_msg_t *m, const char *key);
 
 typedef enum fo_gap_reason {
     FO_GAP_SLOW_CONSUMER = 0, /* broker dropped them from our output queue   */
@@ -124,6 +171,9 @@ typedef struct fo_client_opts {
     fo_event_cb_t on_event;        /* may be NULL                           */
     void *ud;                      /* passed to on_gap and on_event; never
                                       dereferenced by the library           */
+    size_t max_requests;           /* requests (fo_request + fo_request_async)
+                                      waiting for a reply at once, at most;
+                                      beyond: FO_ERR_BUSY. 65536           */
 } fo_client_opts_t;
 
 /* Fill *o with the defaults above (servers = {"127.0.0.1:7400"}). */
@@ -156,6 +206,35 @@ fo_err_t fo_publish(fo_client_t *c, const char *topic, const void *payload,
 FO_MUST_CHECK
 fo_err_t fo_publish_sync(fo_client_t *c, const char *topic, const void *payload,
                          size_t len, int timeout_ms, uint64_t *seq);
+
+/* What a message carries besides topic and payload. Every pointer is
+ * borrowed (read during the call, copied into the frame). Zeroed (or
+ * fo_pub_opts_init) = nothing extra. */
+typedef struct fo_pub_opts {
+    const char *reply;             /* reply address (a topic) or NULL       */
+    const fo_header_t *headers;    /* nheaders headers, or NULL             */
+    size_t nheaders;
+} fo_pub_opts_t;
+
+void fo_pub_opts_init(fo_pub_opts_t *o);
+
+/* fo_publish with a reply address and/or headers (opts may be NULL: then
+ * exactly fo_publish). The limits of fo_header_t are checked here:
+ * FO_ERR_RANGE (too many headers, a bad key, too many bytes) or
+ * FO_ERR_INVAL (a reply address that is not a valid topic, a NULL key or
+ * value with a length), with the reason in fo_client_last_error; nothing
+ * is sent then. A message with a reply address that nobody subscribes to
+ * is refused by the broker (ERR_NO_RESPONDERS, reported as
+ * FO_EV_SERVER_ERROR; fo_publish_sync_ex returns FO_ERR_NO_RESPONDERS). */
+FO_MUST_CHECK
+fo_err_t fo_publish_ex(fo_client_t *c, const char *topic, const void *payload,
+                       size_t len, const fo_pub_opts_t *opts);
+
+/* fo_publish_sync with a reply address and/or headers (opts may be NULL). */
+FO_MUST_CHECK
+fo_err_t fo_publish_sync_ex(fo_client_t *c, const char *topic, const void *payload,
+                            size_t len, const fo_pub_opts_t *opts, int timeout_ms,
+                            uint64_t *seq);
 
 /* Write the buffered publishes to the socket. With timeout_ms > 0, also
  * wait until the broker has read everything sent so far (a PING/PONG round
@@ -191,9 +270,77 @@ void fo_client_stats(fo_client_t *c, fo_client_stats_t *out);
 /* 1 when connected now, 0 while reconnecting or after closing. */
 int fo_client_connected(fo_client_t *c);
 
-/* Copy the text of the last ERROR frame or connection failure into buf
- * (NUL-terminated, truncated to len); "" if none. Returns buf. */
+/* The broker's max-frame (Welcome.max_frame of the last connection): a
+ * publish whose frame -- topic, payload and a few bytes of framing --
+ * exceeds it is refused with FO_ERR_RANGE. Any thread. */
+uint32_t fo_client_max_frame(fo_client_t *c);
+
+/* Copy the text of the last ERROR frame or connection failure, or of the
+ * last refusal by the library itself (headers over the limits, a bad
+ * reply address, max_requests), into buf (NUL-terminated, truncated to
+ * len); "" if none. Returns buf. */
 char *fo_client_last_error(fo_client_t *c, char *buf, size_t len);
+
+/* ------------------------------------------------------------ requests */
+
+/* Request/reply (docs/CLIENT.md, Requests). A request is a publish whose
+ * reply address is this connection's inbox (announced by the broker in
+ * WELCOME; a new one on every reconnect) plus "." and a correlation id
+ * unique within the client; the broker routes what is published to that
+ * address to this connection only. The first reply completes the request;
+ * later ones (several responders outside a queue group) are dropped.
+ * A request nobody subscribes to fails at once with FO_ERR_NO_RESPONDERS.
+ * When the connection is lost, every waiting request fails with
+ * FO_ERR_NOT_CONNECTED (its reply could not reach the new inbox).
+ * At most opts.max_requests wait at once (FO_ERR_BUSY beyond). */
+
+/* A reply, owned by the caller: freed by fo_reply_free. msg.topic is the
+ * reply address, msg.seq 0; every pointer in msg lives in the same
+ * allocation. */
+typedef struct fo_reply {
+    fo_msg_t msg;
+} fo_reply_t;
+
+void fo_reply_free(fo_reply_t *r);   /* NULL is fine */
+
+/* Send a request and wait up to timeout_ms (> 0, or < 0 = until the reply
+ * or the connection's loss; 0 is FO_ERR_INVAL) for its reply. topic,
+ * payload and opts are borrowed; opts (may be NULL) gives headers (its
+ * reply field must be NULL: FO_ERR_INVAL). On FO_OK *out is the reply,
+ * owned by the caller; on error *out is NULL and the result is
+ * FO_ERR_TIMEOUT, FO_ERR_NO_RESPONDERS, FO_ERR_NOT_CONNECTED (lost, or
+ * reconnecting), FO_ERR_CLOSED, FO_ERR_BUSY (max_requests), FO_ERR_SERVER
+ * (the broker refused it: fo_client_last_error), FO_ERR_RANGE or
+ * FO_ERR_INVAL (as fo_publish_ex; also an invalid topic, which the broker
+ * would close the connection for, and a call from a callback). */
+FO_MUST_CHECK
+fo_err_t fo_request(fo_client_t *c, const char *topic, const void *payload,
+                    size_t len, const fo_pub_opts_t *opts, int timeout_ms,
+                    fo_reply_t **out);
+
+/* The outcome of an asynchronous request: err is FO_OK with the reply in
+ * `reply` (owned by the library, valid during the callback), or
+ * FO_ERR_TIMEOUT, FO_ERR_NO_RESPONDERS, FO_ERR_NOT_CONNECTED,
+ * FO_ERR_CLOSED (the client was closed first) or FO_ERR_SERVER, with
+ * reply NULL. */
+typedef void (*fo_reply_cb_t)(void *ud, fo_err_t err, const fo_msg_t *reply);
+
+/* Send a request without waiting. On FO_OK, cb runs exactly once, on the
+ * reader thread, with the reply or the error -- possibly before this
+ * returns; timers are the reader's (no thread per request). timeout_ms as
+ * fo_request. On any other result cb never runs. Errors as fo_request. */
+FO_MUST_CHECK
+fo_err_t fo_request_async(fo_client_t *c, const char *topic, const void *payload,
+                          size_t len, const fo_pub_opts_t *opts, int timeout_ms,
+                          fo_reply_cb_t cb, void *ud);
+
+/* Answer a delivered request: publish payload to request->reply (as
+ * fo_publish_ex, with opts' headers; written at once, or at the end of the
+ * reader's current batch when called from a callback). FO_ERR_INVAL when
+ * the message has no reply address. request is borrowed. */
+FO_MUST_CHECK
+fo_err_t fo_respond(fo_client_t *c, const fo_msg_t *request, const void *payload,
+                    size_t len, const fo_pub_opts_t *opts);
 
 /* ------------------------------------------------------------ subscribing */
 
@@ -273,10 +420,20 @@ typedef struct fo_mcast_stats {
     uint64_t repaired;    /* ... fetched again over TCP                   */
     uint64_t lost;        /* ... given up (reported as gaps)              */
     uint64_t duplicates, oversize, datagrams;
-    uint64_t bad;         /* datagrams dropped: undecodable or stale; also
-                             messages with no memory to track them and
-                             failed socket reads                          */
+    uint64_t bad;         /* datagrams dropped, for any reason (the three
+                             below included); also messages with no memory
+                             to track them and failed socket reads        */
     uint32_t groups;      /* groups joined                                */
+    /* Why datagrams were dropped (docs/MULTICAST.md, Authentication): */
+    uint64_t forged;      /* the tag did not verify: not the broker's     */
+    uint64_t replayed;    /* authentic, but a copy of one seen before, or
+                             too old for the replay window                */
+    uint64_t foreign;     /* another broker epoch than WELCOME's          */
+    uint32_t unkeyed;     /* groups overlapping the filter that WELCOME
+                             announced without a key (plain TCP from
+                             another host, or a user who may not read all
+                             of the group): not joined, their messages
+                             come by TCP                                  */
 } fo_mcast_stats_t;
 FO_MUST_CHECK
 fo_err_t fo_sub_mcast_stats(const fo_sub_t *s, fo_mcast_stats_t *out);

@@ -41,6 +41,7 @@ typedef enum fo_err {
     FO_ERR_BUSY,         /* a limit was reached (queue full, max subs...)    */
     FO_ERR_NOT_FOUND,    /* no such item (subscription, topic...)            */
     FO_ERR_RANGE,        /* value out of bounds                              */
+    FO_ERR_NO_RESPONDERS,/* a request nobody subscribes to (ERR_NO_RESPONDERS) */
     FO_ERR__COUNT        /* number of codes; not an error                    */
 } fo_err_t;
 

@@ -516,12 +516,35 @@ size_t fo_deliver_prefix(uint8_t *out, uint32_t sid, size_t shared_len)
 
 /* ------------------------------------------------------- DELIVER fast path */
 
+/* Deliver.reply and the Deliver.headers fields at b[*i] (fanoutd's
+ * layout: both before the payload). 0 when not in that form, or when the
+ * reply address holds a NUL (protobuf-c would cut it short). */
+static int deliver_extras(const uint8_t *b, size_t end, size_t *i, fo_deliver_view_t *v)
+{
+    const uint8_t *x;
+    size_t xl;
+    v->reply_len = 0;
+    if (want_bytes(b, end, i, (6u << 3) | WT_LEN, &x, &xl)) {
+        if (memchr(x, 0, xl))
+            return 0;
+        v->reply = (const char *)x;
+        v->reply_len = xl;
+    }
+    size_t hs = *i;
+    while (want_bytes(b, end, i, (7u << 3) | WT_LEN, &x, &xl))
+        v->nheaders++;
+    v->headers = v->nheaders ? b + hs : NULL;
+    v->headers_len = *i - hs;
+    return 1;
+}
+
 /* Anything the view does not understand, malformed bytes included, is
  * left to protobuf-c (FO_ERR_AGAIN): it alone decides what is bad. */
 /* The layout fanoutd writes (broker/msg.c + fo_deliver_prefix): Frame.sid,
- * then Frame.deliver {topic, seq, time_ns, [replay], payload}, the payload
- * ending the frame. Matched directly; anything else takes the general
- * loop below. */
+ * then Frame.deliver {topic, seq, time_ns, [replay], [reply], [headers...],
+ * payload}, the payload ending the frame. Matched directly; anything else
+ * takes the general loop below. Absent reply and headers cost one byte
+ * compare each. */
 static int deliver_canonical(const uint8_t *b, size_t len, fo_deliver_view_t *v)
 {
     uint64_t sid, replay;
@@ -537,6 +560,10 @@ static int deliver_canonical(const uint8_t *b, size_t len, fo_deliver_view_t *v)
         !want_varint(b, end, &i, (4u << 3) | WT_VARINT, &v->time_ns))
         return 0;
     v->replay = want_varint(b, end, &i, (5u << 3) | WT_VARINT, &replay) && replay;
+    v->reply = NULL;
+    v->nheaders = 0;
+    if (i < end && b[i] != ((3u << 3) | WT_LEN) && !deliver_extras(b, end, &i, v))
+        return 0;
     if (!want_bytes(b, end, &i, (3u << 3) | WT_LEN, &v->payload, &pl) || i != end)
         return 0;
     v->sid = (uint32_t)sid;
@@ -544,6 +571,28 @@ static int deliver_canonical(const uint8_t *b, size_t len, fo_deliver_view_t *v)
     v->payload_len = pl;
     /* an embedded NUL is what protobuf-c would cut short: slow path */
     return !memchr(v->topic, 0, v->topic_len);
+}
+
+int fo_deliver_header_next(const fo_deliver_view_t *v, size_t *pos, const uint8_t **key,
+                           size_t *klen, const uint8_t **val, size_t *vlen)
+{
+    const uint8_t *h;
+    size_t hl, i = *pos, j = 0;
+    if (i >= v->headers_len)
+        return 0;
+    if (!want_bytes(v->headers, v->headers_len, &i, (7u << 3) | WT_LEN, &h, &hl))
+        return -1;
+    if (!want_bytes(h, hl, &j, (1u << 3) | WT_LEN, key, klen) || !*klen ||
+        memchr(*key, 0, *klen))
+        return -1;
+    *val = (const uint8_t *)"";
+    *vlen = 0;
+    if (j < hl && !want_bytes(h, hl, &j, (2u << 3) | WT_LEN, val, vlen))
+        return -1;
+    if (j != hl)
+        return -1;
+    *pos = i;
+    return 1;
 }
 
 fo_err_t fo_deliver_peek(const uint8_t *body, size_t len, fo_deliver_view_t *v)
@@ -562,6 +611,11 @@ fo_err_t fo_deliver_peek(const uint8_t *body, size_t len, fo_deliver_view_t *v)
     v->payload_len = 0;
     v->seq = v->time_ns = 0;
     v->replay = 0;
+    v->reply = NULL;
+    v->reply_len = 0;
+    v->headers = NULL;
+    v->headers_len = 0;
+    v->nheaders = 0;
     for (size_t i = 0; i < del_len;) {
         uint32_t field;
         int wt;

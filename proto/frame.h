@@ -98,7 +98,14 @@ FO_MUST_CHECK fo_err_t fo_publish_peek(const uint8_t *body, size_t len, fo_publi
  * counterpart of fo_publish_peek). FO_OK: a well-formed Frame holding only
  * a Deliver (with a topic) and optionally Frame.sid / Frame.req; pointers
  * into body. FO_ERR_AGAIN otherwise, malformed input included: fall back to
- * fo_frame_unpack, which alone decides what does not unpack. */
+ * fo_frame_unpack, which alone decides what does not unpack.
+ *
+ * A reply address and headers are taken in the layout fanoutd writes
+ * (fo_deliver_write_shared: after replay, before the payload); anywhere
+ * else they send the frame to the fallback. The headers stay raw bytes,
+ * their insides unchecked: fo_deliver_header_next walks them and says
+ * when the frame must go to the fallback after all. */
+#define FO_DELIVER_VIEW_HEADERS 1
 typedef struct fo_deliver_view {
     const char *topic;  size_t topic_len;
     const uint8_t *payload; size_t payload_len;
@@ -106,8 +113,21 @@ typedef struct fo_deliver_view {
     uint64_t time_ns;   /* 0 if absent */
     uint32_t sid;       /* Frame.sid, 0 if absent */
     int replay;
+    const char *reply;  size_t reply_len;  /* Deliver.reply; NULL if absent
+                                              (reply_len is set with it)  */
+    uint32_t nheaders;                     /* Deliver.headers fields...   */
+    const uint8_t *headers; size_t headers_len; /* ...their bytes, set only
+                                              when nheaders > 0           */
 } fo_deliver_view_t;
 FO_MUST_CHECK fo_err_t fo_deliver_peek(const uint8_t *body, size_t len, fo_deliver_view_t *v);
+
+/* The next header of a view; *pos starts at 0. 1: *key (klen bytes, not
+ * NUL-terminated, none of them NUL) and *val (vlen bytes; "" and 0 when
+ * the value is absent); 0: no more; -1: a header in a form the walk does
+ * not take (no key, a NUL in it, other fields): decode the frame with
+ * fo_frame_unpack instead. */
+int fo_deliver_header_next(const fo_deliver_view_t *v, size_t *pos, const uint8_t **key,
+                           size_t *klen, const uint8_t **val, size_t *vlen);
 
 /* Encode a PUBLISH frame (header included) without building a
  * Fanout__Frame: byte-identical to fo_frame_pack of the same frame (payload

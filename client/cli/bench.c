@@ -1,7 +1,8 @@
 /* bench.c -- `fanout bench`: the load test fanout is compared with.
  *
- * Mirrors ../shared/tools/peerbench.c so its scenarios map 1:1 (see
- * docs/CLIENT.md): S subscribers and P publishers, each on its own
+ * Mirrors the peer load generator of the shared peer tools (peerbench,
+ * when present: not part of this repository) so its scenarios map 1:1
+ * (see docs/CLIENT.md): S subscribers and P publishers, each on its own
  * connection (own client, own reader thread); every subscription is
  * confirmed (ACK) before the first publish; the first 8 payload bytes
  * carry the send time (CLOCK_MONOTONIC ns), so latency is publish to
@@ -20,8 +21,12 @@
  * expected delivery, then reports: throughput in (msgs_per_s over
  * publish_seconds) and out (deliveries_per_s = delivered over the time
  * from the first send to the last delivery), delivered/expected/lost,
- * gap-reported messages, latency percentiles.
+ * gap-reported messages, latency percentiles -- as a table, one JSON
+ * object (--json) or CSV (--csv). --series and --plot also record every
+ * second (series.h): sent and delivered per second and that second's
+ * latency percentiles, written as CSV or drawn as an SVG (plot.h).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <pthread.h>
@@ -34,16 +39,19 @@
 #include "cli.h"
 #include "clock.h"
 #include "hist.h"
+#include "plot.h"
+#include "series.h"
 
 static const char help[] =
-    "usage: fanout bench [-s HOST:PORT] [--pubs P] [--subs S] [--msgs N] [--size B]\n"
-    "                    [--rate R] [--topics T] [--duration D] [--wait W] [--json]\n"
+    "usage: fanout bench [-s URLS] [--pubs P] [--subs S] [--msgs N] [--size B]\n"
+    "                    [--rate R] [--topics T] [--duration D] [--wait W]\n"
+    "                    [--json | --csv] [--series FILE.csv] [--plot FILE.svg]\n"
     "\n"
     "Load-test a broker: P publishers send N messages of B bytes in all, spread\n"
     "over T topics; S subscribers each receive every message. Each publisher\n"
     "and subscriber has its own connection.\n"
     "\n"
-    "  -s, --server HOST:PORT  broker address (default " CLI_DEFAULT_SERVER ")\n"
+    CLI_SERVER_HELP
     "  -p, --pubs P            publishers (default 1)\n"
     "  -S, --subs S            subscribers (default 1)\n"
     "  -n, --msgs N            messages in all, split over the publishers (default 100000)\n"
@@ -56,6 +64,12 @@ static const char help[] =
     "  -w, --wait W            wait at most W seconds for deliveries after the\n"
     "                          last publish (default 20)\n"
     "  -j, --json              one JSON object instead of the table\n"
+    "      --csv               CSV instead of the table: a header line and one row\n"
+    "      --series FILE       also write the run second by second to FILE as CSV\n"
+    "                          (\"-\" = stdout, after the report): second, sent/s,\n"
+    "                          delivered/s, p50 and p99 latency of that second\n"
+    "      --plot FILE         also draw the run as an SVG image in FILE: latency\n"
+    "                          by percentile and throughput over time\n"
     "      --multicast         subscribers receive by UDP multicast (the broker\n"
     "                          needs an --mcast-group covering bench.>); the\n"
     "                          report adds datagram gaps, repaired and lost\n"
@@ -63,9 +77,14 @@ static const char help[] =
     "      --slow POLICY       subscribers' slow-consumer policy: drop, disconnect\n"
     "                          or block (flow control: publishers are paused,\n"
     "                          nothing is lost). Default: the broker's\n"
+    "      --request           request/reply instead: P requesters, each with one\n"
+    "                          request in flight (closed loop), S responders in one\n"
+    "                          queue group answering with the payload; N requests\n"
+    "                          in all (or --duration); reports round trips/s and\n"
+    "                          round-trip latency (docs/CLIENT.md)\n"
     "  -h, --help              this text\n"
     "\n"
-    "The scenarios of ../shared/tools/peers.sh:\n"
+    "The scenarios of the peer benchmarks (nats-server, redis, mosquitto):\n"
     "  flood-1x1  fanout bench --pubs 1 --subs 1 --msgs 1000000 --size 128\n"
     "  flood-1x8  fanout bench --pubs 1 --subs 8 --msgs 200000 --size 128\n"
     "  flood-4k   fanout bench --pubs 1 --subs 1 --msgs 100000 --size 4096\n"
@@ -73,7 +92,11 @@ static const char help[] =
     "\n"
     "A progress line is shown on stderr each second when it is a terminal.\n"
     "Exit status: 0 ok (lost messages are a result, not an error), 1 runtime\n"
-    "error (connection, subscribe, publish), 2 usage.\n";
+    "error (connection, subscribe, publish, writing FILE), 2 usage.\n";
+
+/* Subscribers whose latencies feed the per-second series (all of them
+ * count deliveries): a bound on its memory (4.6 KiB a second each). */
+#define SERIES_LATENCY_SUBS 16
 
 typedef struct bench bench_t;
 
@@ -82,6 +105,8 @@ typedef struct bsub {
     fo_sub_t *sub;
     fo_hist_t hist;                /* written by this client's reader only */
     _Atomic uint64_t got, gap_msgs, last_ns;
+    int record;                    /* --series/--plot: fill `series` */
+    fo_series_t series;            /* deliveries by second (reader only) */
 } bsub_t;
 
 typedef struct bpub {
@@ -94,13 +119,17 @@ typedef struct bpub {
     uint64_t done_ns;
     fo_err_t err;
     char errtext[256];
+    fo_series_t series;            /* sends by second (this thread only) */
 } bpub_t;
 
 struct bench {
-    const char *server;
+    const char *server;            /* -s, or NULL */
+    cli_servers_t sv;
     uint64_t pubs, subs, msgs, size, ntopics;
     double rate, duration, wait;
-    int json, multicast;
+    int json, csv, multicast, request;
+    const char *series_path, *plot_path;
+    int record;                    /* --series or --plot */
     const char *iface;
     fo_slow_t slow;                /* --slow, or FO_SLOW_DEFAULT */
     fo_mcast_stats_t mc;           /* --multicast: summed over subscribers */
@@ -121,6 +150,8 @@ static void on_msg(void *ud, fo_sub_t *s, const fo_msg_t *m)
     if (m->payload_len >= 8) {
         memcpy(&sent, m->payload, 8);
         fo_hist_record(&b->hist, now > sent ? now - sent : 0);
+        if (b->record)
+            fo_series_add(&b->series, now, now > sent ? now - sent : 0);
     }
     /* single writer: a plain store is enough for the main thread's reads */
     atomic_store_explicit(&b->last_ns, now, memory_order_relaxed);
@@ -183,6 +214,8 @@ static void *pub_main(void *arg)
             break;
         }
         atomic_store_explicit(&p->sent, k + 1, memory_order_relaxed);
+        if (b->record)
+            fo_series_add(&p->series, stamp, 0);
     }
     if (!p->err)
         p->err = fo_client_flush(p->c, 0);
@@ -246,6 +279,10 @@ static int parse(bench_t *b, int argc, char **argv)
         { "multicast", no_argument, NULL, 'M' },
         { "iface", required_argument, NULL, 'I' },
         { "slow", required_argument, NULL, 'P' },
+        { "csv", no_argument, NULL, 'C' },
+        { "series", required_argument, NULL, 'E' },
+        { "plot", required_argument, NULL, 'G' },
+        { "request", no_argument, NULL, 'Q' },
         { NULL, 0, NULL, 0 },
     };
     optind = 1;
@@ -264,7 +301,11 @@ static int parse(bench_t *b, int argc, char **argv)
         case 'd': if (cli_double(optarg, 0.001, 86400, &b->duration)) bad = "--duration wants seconds > 0"; break;
         case 'w': if (cli_double(optarg, 0.001, 86400, &b->wait)) bad = "--wait wants seconds > 0"; break;
         case 'j': b->json = 1; break;
+        case 'C': b->csv = 1; break;
+        case 'E': b->series_path = optarg; break;
+        case 'G': b->plot_path = optarg; break;
         case 'M': b->multicast = 1; break;
+        case 'Q': b->request = 1; break;
         case 'I': b->iface = optarg; break;
         case 'P': if (cli_slow(optarg, &b->slow)) bad = "--slow wants drop, disconnect or block"; break;
         case 'h': fputs(help, stdout); return -1;
@@ -278,6 +319,11 @@ static int parse(bench_t *b, int argc, char **argv)
         return cli_usage("bench", "unexpected argument '%s'", argv[optind]);
     if (b->duration <= 0 && b->msgs < b->pubs)
         return cli_usage("bench", "--msgs must be at least --pubs");
+    if (b->json && b->csv)
+        return cli_usage("bench", "give --json or --csv, not both");
+    if (b->plot_path && !strcmp(b->plot_path, "-"))
+        return cli_usage("bench", "--plot wants a file name");
+    b->record = b->series_path || b->plot_path;
     return 0;
 }
 
@@ -291,6 +337,23 @@ static void report(const bench_t *b, const fo_hist_t *h, uint64_t sent,
     double us[6] = { fo_hist_percentile(h, 50) / 1e3, fo_hist_percentile(h, 90) / 1e3,
                      fo_hist_percentile(h, 99) / 1e3, fo_hist_percentile(h, 99.9) / 1e3,
                      h->n ? h->max / 1e3 : 0, fo_hist_mean(h) / 1e3 };
+    if (b->csv) {
+        printf("pubs,subs,msgs,size,rate,topics,duration,sent,publish_seconds,msgs_per_s,"
+               "delivered,expected,lost,gaps,seconds,deliveries_per_s,p50_us,p90_us,p99_us,"
+               "p999_us,max_us,mean_us,mcast_datagrams,mcast_gaps,mcast_repaired,mcast_lost\n");
+        printf("%llu,%llu,%llu,%llu,%g,%llu,%g,%llu,%.6f,%.0f,%llu,%llu,%llu,%llu,%.6f,%.0f,"
+               "%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%llu,%llu,%llu,%llu\n",
+               (unsigned long long)b->pubs, (unsigned long long)b->subs,
+               (unsigned long long)b->msgs, (unsigned long long)b->size,
+               b->rate, (unsigned long long)b->ntopics, b->duration,
+               (unsigned long long)sent, pub_s, in, (unsigned long long)delivered,
+               (unsigned long long)expected, (unsigned long long)lost,
+               (unsigned long long)gaps, secs, out,
+               us[0], us[1], us[2], us[3], us[4], us[5],
+               (unsigned long long)b->mc.datagrams, (unsigned long long)b->mc.gaps,
+               (unsigned long long)b->mc.repaired, (unsigned long long)b->mc.lost);
+        return;
+    }
     if (b->json) {
         printf("{\"pubs\":%llu,\"subs\":%llu,\"msgs\":%llu,\"size\":%llu,"
                "\"rate\":%g,\"topics\":%llu,\"duration\":%g,"
@@ -363,7 +426,9 @@ static int start_subscribers(bench_t *b)
     for (uint64_t i = 0; i < b->subs; i++) {
         bsub_t *s = &b->sub[i];
         fo_hist_init(&s->hist);
-        if (!(s->c = cli_connect("bench", b->server, 0, NULL, on_gap, s)))
+        s->record = b->record;
+        fo_series_init(&s->series, b->record && i < SERIES_LATENCY_SUBS);
+        if (!(s->c = cli_connect("bench", &b->sv, 0, NULL, on_gap, s)))
             return CLI_RUNTIME;
         fo_sub_opts_t so;
         fo_sub_opts_init(&so);
@@ -391,7 +456,8 @@ static int connect_publishers(bench_t *b)
         p->b = b;
         p->idx = (int)i;
         p->n = per + (b->duration > 0 ? 0 : i < b->msgs % b->pubs);
-        if (!(p->c = cli_connect("bench", b->server, 0, NULL, NULL, NULL)))
+        fo_series_init(&p->series, 0);
+        if (!(p->c = cli_connect("bench", &b->sv, 0, NULL, NULL, NULL)))
             return CLI_RUNTIME;
     }
     return CLI_OK;
@@ -412,6 +478,10 @@ static int run_publishers(bench_t *b, int tty, uint64_t *next, uint64_t *pub_end
         exit(CLI_RUNTIME);
     }
     b->t0 = fo_clock_ns();
+    for (uint64_t i = 0; b->record && i < b->subs; i++)
+        fo_series_start(&b->sub[i].series, b->t0);
+    for (uint64_t i = 0; b->record && i < b->pubs; i++)
+        fo_series_start(&b->pub[i].series, b->t0);
     pthread_barrier_wait(&b->go);
     while (atomic_load(&b->pubs_done) < (int)b->pubs) {
         progress(b, tty, next, 0);
@@ -476,6 +546,153 @@ static void stop_subscribers(bench_t *b, tally_t *t)
     }
 }
 
+/* ------------------------------------------------------------ per second */
+
+/* The run second by second: rows 0..n-1, row k from k s to k + len[k] s
+ * after the first send (the last row ends at the run's end). */
+typedef struct rows {
+    size_t n;
+    double *t, *len, *sent, *delivered, *p50_us, *p99_us;
+    int *has_latency;
+} rows_t;
+
+static void rows_free(rows_t *r)
+{
+    free(r->t);
+    free(r->len);
+    free(r->sent);
+    free(r->delivered);
+    free(r->p50_us);
+    free(r->p99_us);
+    free(r->has_latency);
+}
+
+/* Merge the publishers' and subscribers' series into rows; end_ns is the
+ * end of the run (the last delivery or the last send). */
+static int make_rows(bench_t *b, uint64_t end_ns, rows_t *r)
+{
+    fo_series_t snt, dlv;
+    fo_series_init(&snt, 0);
+    fo_series_init(&dlv, 1);
+    int failed = 0;
+    for (uint64_t i = 0; i < b->pubs; i++)
+        failed |= fo_series_merge(&snt, &b->pub[i].series) || b->pub[i].series.failed;
+    for (uint64_t i = 0; i < b->subs; i++)
+        failed |= fo_series_merge(&dlv, &b->sub[i].series) || b->sub[i].series.failed;
+    double total = (double)(end_ns > b->t0 ? end_ns - b->t0 : 0) / 1e9;
+    size_t n = snt.nsec > dlv.nsec ? snt.nsec : dlv.nsec;
+    memset(r, 0, sizeof *r);
+    r->n = n;
+    r->t = calloc(n + 1, sizeof *r->t);
+    r->len = calloc(n + 1, sizeof *r->len);
+    r->sent = calloc(n + 1, sizeof *r->sent);
+    r->delivered = calloc(n + 1, sizeof *r->delivered);
+    r->p50_us = calloc(n + 1, sizeof *r->p50_us);
+    r->p99_us = calloc(n + 1, sizeof *r->p99_us);
+    r->has_latency = calloc(n + 1, sizeof *r->has_latency);
+    if (failed || !r->t || !r->len || !r->sent || !r->delivered || !r->p50_us || !r->p99_us ||
+        !r->has_latency) {
+        fo_series_free(&snt);
+        fo_series_free(&dlv);
+        rows_free(r);
+        return cli_fail("bench", CLI_RUNTIME, "out of memory for the per-second series");
+    }
+    /* The last second is as long as what is left of the run; a sliver
+     * (under 0.1 s: the last deliveries of a run of whole seconds) is
+     * counted with the second before, which then lasts 1.0x s. */
+    int fold = n >= 2 && total - (double)(n - 1) < 0.1;
+    for (size_t k = 0; k + fold < n; k++) {
+        double len = k + 1 + fold == n ? total - (double)k : 1;
+        if (len > 1.1 || len < 0.001)
+            len = 1;                         /* a run that ended past its last event */
+        uint64_t ns = fo_series_count(&snt, k), nd = fo_series_count(&dlv, k);
+        if (fold && k + 2 == n) {
+            ns += fo_series_count(&snt, k + 1);
+            nd += fo_series_count(&dlv, k + 1);
+        }
+        r->t[k] = (double)k;
+        r->len[k] = len;
+        r->sent[k] = (double)ns / len;
+        r->delivered[k] = (double)nd / len;
+        r->has_latency[k] = nd > 0;
+        r->p50_us[k] = (double)fo_series_percentile(&dlv, k, 50) / 1e3;
+        r->p99_us[k] = (double)fo_series_percentile(&dlv, k, 99) / 1e3;
+    }
+    r->n = n - (size_t)fold;
+    fo_series_free(&snt);
+    fo_series_free(&dlv);
+    return CLI_OK;
+}
+
+static int write_series(const bench_t *b, const rows_t *r)
+{
+    int to_stdout = !strcmp(b->series_path, "-");
+    FILE *f = to_stdout ? stdout : fopen(b->series_path, "w");
+    if (!f)
+        return cli_fail("bench", CLI_RUNTIME, "cannot write '%s': %s", b->series_path,
+                        strerror(errno));
+    if (to_stdout && !b->csv && !b->json)
+        fputc('\n', f);
+    fprintf(f, "second,sent_per_s,delivered_per_s,p50_us,p99_us\n");
+    for (size_t k = 0; k < r->n; k++) {
+        fprintf(f, "%zu,%.0f,%.0f,", k, r->sent[k], r->delivered[k]);
+        if (r->has_latency[k])
+            fprintf(f, "%.1f,%.1f\n", r->p50_us[k], r->p99_us[k]);
+        else
+            fputs(",\n", f);
+    }
+    int bad = ferror(f) | (!to_stdout && fclose(f));
+    if (to_stdout)
+        fflush(f);
+    if (bad)
+        return cli_fail("bench", CLI_RUNTIME, "writing '%s' failed", b->series_path);
+    return CLI_OK;
+}
+
+static int write_plot(const bench_t *b, const rows_t *r, const fo_hist_t *h, uint64_t sent,
+                      uint64_t delivered)
+{
+    enum { NQ = 200 };
+    double q[NQ], lat[NQ];
+    size_t nq = 0;
+    double x0 = fo_plot_nines(50), x1 = fo_plot_nines(99.99);
+    for (int i = 0; h->n && i < NQ; i++) {
+        double x = x0 + (x1 - x0) * i / (NQ - 1);
+        q[nq] = 100 * (1 - pow(10, -x));
+        if (i == NQ - 1)
+            q[nq] = 99.99;
+        lat[nq] = (double)fo_hist_percentile(h, q[nq]) / 1e3;
+        nq++;
+    }
+    char title[256], sub[512], pace[64];
+    if (b->rate > 0)
+        snprintf(pace, sizeof pace, "paced at %g msgs/s", b->rate);
+    else
+        snprintf(pace, sizeof pace, "flood");
+    snprintf(title, sizeof title, "fanout bench: %llu pub -> %llu sub, %llu B messages, %s",
+             (unsigned long long)b->pubs, (unsigned long long)b->subs,
+             (unsigned long long)b->size, pace);
+    uint64_t expected = sent * b->subs;
+    snprintf(sub, sizeof sub, "%llu topic%s; sent %llu, delivered %llu of %llu, lost %llu; "
+             "p50 %.1f \xc2\xb5s, p99 %.1f \xc2\xb5s, p99.9 %.1f \xc2\xb5s, max %.1f \xc2\xb5s",
+             (unsigned long long)b->ntopics, b->ntopics == 1 ? "" : "s",
+             (unsigned long long)sent, (unsigned long long)delivered,
+             (unsigned long long)expected,
+             (unsigned long long)(expected > delivered ? expected - delivered : 0),
+             fo_hist_percentile(h, 50) / 1e3, fo_hist_percentile(h, 99) / 1e3,
+             fo_hist_percentile(h, 99.9) / 1e3, h->n ? h->max / 1e3 : 0);
+    fo_plot_t p = { title, sub, nq, q, lat, r->n, r->t, r->len, r->sent, r->delivered };
+    FILE *f = fopen(b->plot_path, "w");
+    if (!f)
+        return cli_fail("bench", CLI_RUNTIME, "cannot write '%s': %s", b->plot_path,
+                        strerror(errno));
+    int bad = fo_plot_svg(f, &p);
+    bad |= fclose(f);
+    if (bad)
+        return cli_fail("bench", CLI_RUNTIME, "writing '%s' failed", b->plot_path);
+    return CLI_OK;
+}
+
 static int run(bench_t *b)
 {
     b->topics = calloc(b->ntopics, sizeof *b->topics);
@@ -500,21 +717,44 @@ static int run(bench_t *b)
     if (rc == CLI_OK)
         report(b, &t.all, sent, t.delivered, t.gaps, (double)(pub_end - b->t0) / 1e9,
                (double)(t.last_ns - b->t0) / 1e9);
+    if (rc == CLI_OK && b->record) {
+        rows_t r;
+        fflush(stdout);
+        rc = make_rows(b, t.last_ns > pub_end ? t.last_ns : pub_end, &r);
+        if (rc == CLI_OK && b->series_path)
+            rc = write_series(b, &r);
+        if (rc == CLI_OK && b->plot_path)
+            rc = write_plot(b, &r, &t.all, sent, t.delivered);
+        if (r.t || r.n)
+            rows_free(&r);
+    }
     return rc;
 }
 
 int cli_bench(int argc, char **argv)
 {
-    bench_t b = { .server = CLI_DEFAULT_SERVER, .pubs = 1, .subs = 1,
+    bench_t b = { .pubs = 1, .subs = 1,
                   .msgs = 100000, .size = 128, .ntopics = 1, .wait = 20 };
     int rc = parse(&b, argc, argv);
     if (rc)
         return rc < 0 ? CLI_OK : rc;
+    if ((rc = cli_servers("bench", b.server, &b.sv)) != CLI_OK)
+        return rc;
+    if (b.request) {               /* bench_rr.c */
+        rc = cli_bench_request(&b.sv, b.pubs, b.subs, b.msgs, b.size, b.duration, b.json);
+        cli_servers_free(&b.sv);
+        return rc;
+    }
     rc = run(&b);
-    for (uint64_t i = 0; b.sub && i < b.subs; i++)
+    for (uint64_t i = 0; b.sub && i < b.subs; i++) {
         fo_client_destroy(b.sub[i].c);
-    for (uint64_t i = 0; b.pub && i < b.pubs; i++)
+        fo_series_free(&b.sub[i].series);
+    }
+    for (uint64_t i = 0; b.pub && i < b.pubs; i++) {
         fo_client_destroy(b.pub[i].c);
+        fo_series_free(&b.pub[i].series);
+    }
+    cli_servers_free(&b.sv);
     for (uint64_t i = 0; b.topics && i < b.ntopics; i++)
         free(b.topics[i]);
     free(b.topics);

@@ -8,17 +8,26 @@
 #define FO_CLI_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include "fanout.h"
 
 enum { CLI_OK = 0, CLI_RUNTIME = 1, CLI_USAGE = 2 };
 
 #define CLI_DEFAULT_SERVER "127.0.0.1:7400"
-#define CLI_DEFAULT_HTTP   "127.0.0.1:7401"
+#define CLI_MAX_SERVERS    32
+/* What every command's --help says about -s. */
+#define CLI_SERVER_HELP \
+    "  -s, --server URLS       broker(s): HOST, HOST:PORT, fanout://HOST[:PORT] or\n" \
+    "                          tls://HOST[:PORT]; a comma-separated list is tried in\n" \
+    "                          order (failover). Default: $FANOUT_SERVER, else\n" \
+    "                          " CLI_DEFAULT_SERVER "\n"
 
 int cli_pub(int argc, char **argv);
 int cli_sub(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_stats(int argc, char **argv);
+int cli_request(int argc, char **argv);
+int cli_reply(int argc, char **argv);
 
 /* Print "fanout CMD: ..." on stderr, then return code (for `return`). */
 int cli_fail(const char *cmd, int code, const char *fmt, ...)
@@ -33,14 +42,60 @@ int cli_double(const char *s, double min, double max, double *out);
 /* "drop" | "disconnect" | "block" -> fo_slow_t; nonzero when unknown. */
 int cli_slow(const char *s, fo_slow_t *out);
 
-/* Connect to server with the CLI's defaults (name "fanout-CMD", no
- * reconnect unless `reconnect`). On failure prints the one line and
- * returns NULL. */
-fo_client_t *cli_connect(const char *cmd, const char *server, int reconnect,
+/* The brokers to talk to: -s's value (NULL when not given), else
+ * $FANOUT_SERVER, else CLI_DEFAULT_SERVER; a comma-separated list, each
+ * lexed by proto/addr.h (HOST, HOST:PORT, fanout://, tls://). */
+typedef struct cli_servers {
+    char *buf;                             /* owned: the list, cut at commas */
+    const char *list[CLI_MAX_SERVERS];     /* point into buf                 */
+    size_t n;
+    const char *from;                      /* "-s", "FANOUT_SERVER", "default" */
+} cli_servers_t;
+/* CLI_OK, or CLI_USAGE after printing why (a bad address is a usage
+ * error: "fanout sub: -s: bad address 'x:y:z' (want HOST, ...)"). */
+int cli_servers(const char *cmd, const char *arg, cli_servers_t *out);
+void cli_servers_free(cli_servers_t *s);
+
+/* Connect with the CLI's defaults (name "fanout-CMD", credentials from
+ * $FANOUT_USER/$FANOUT_PASSWORD, no reconnect unless `reconnect`): the
+ * servers are tried in order. On failure prints the one line and returns
+ * NULL. */
+fo_client_t *cli_connect(const char *cmd, const cli_servers_t *servers, int reconnect,
                          fo_event_cb_t on_event, fo_gap_cb_t on_gap, void *ud);
+
+/* A size as people write it: "1 MiB", "64 KiB", "1.5 MiB", "1000 B". */
+const char *cli_size(uint64_t n, char *buf, size_t len);
+
+/* The line for a message the broker's max-frame refuses (FO_ERR_RANGE):
+ * "2000000 B is over the broker's max-frame of 1 MiB". */
+const char *cli_too_large(fo_client_t *c, const char *topic, size_t len, char *buf, size_t blen);
 
 /* The best text for a failed call: the broker's ERROR text if there is
  * one, else fo_strerror(err). buf must hold 256 bytes. */
 const char *cli_why(fo_client_t *c, fo_err_t err, char *buf);
+
+/* msgfmt.c: headers and reply addresses on the command line. */
+/* -H KEY:VALUE arguments, kept for fo_pub_opts_t (borrowing argv). */
+typedef struct cli_headers {
+    fo_header_t h[FO_HEADERS_MAX];
+    char keys[FO_HEADERS_MAX][FO_HEADER_KEY_MAX + 1];
+    size_t n;
+} cli_headers_t;
+/* Add one -H argument: 0, or CLI_USAGE (said why). */
+int cli_header_arg(const char *cmd, const char *arg, cli_headers_t *h);
+/* po filled with h's headers, or NULL when there are none. */
+const fo_pub_opts_t *cli_headers_opts(cli_headers_t *h, fo_pub_opts_t *po);
+/* The verbose line "TOPIC [k=v ...] payload" (the topic only when
+ * with_topic), escaped as msgfmt.c says. */
+void cli_print_verbose(FILE *o, const fo_msg_t *m, int with_topic);
+/* JSON members "reply":...,"headers":[...], (each only when present,
+ * each followed by a comma). */
+void cli_json_extras(FILE *o, const fo_msg_t *m);
+void cli_json_str(FILE *o, const char *p, size_t n);
+void cli_base64(FILE *o, const unsigned char *p, size_t n);
+int cli_utf8_valid(const unsigned char *p, size_t n);
+/* The bench's --request mode (bench_rr.c). */
+int cli_bench_request(const cli_servers_t *servers, uint64_t requesters, uint64_t responders,
+                      uint64_t requests, uint64_t size, double duration, int json);
 
 #endif

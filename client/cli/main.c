@@ -1,6 +1,6 @@
 /* main.c -- `fanout`: the command-line client of the fanout broker.
  *
- * Dispatches to one subcommand (pub, sub, bench, stats); each parses its
+ * Dispatches to one subcommand (pub, sub, bench, stats, request, reply); each parses its
  * own options and has its own --help. Shared helpers are in util.c.
  * Exit codes: 0 ok, 1 runtime error, 2 usage error.
  */
@@ -18,14 +18,18 @@ static const char usage[] =
     "The command-line client of the fanout pub/sub broker.\n"
     "\n"
     "commands:\n"
-    "  pub    publish messages:      fanout pub -s HOST:PORT TOPIC [MESSAGE]\n"
-    "  sub    print messages:        fanout sub -s HOST:PORT FILTER [-n COUNT]\n"
-    "  bench  load test:             fanout bench -s HOST:PORT --pubs P --subs S --msgs N --size B\n"
-    "  stats  broker metrics table:  fanout stats -s HOST:HTTP_PORT\n"
+    "  pub    publish messages:      fanout pub [-s URLS] TOPIC [MESSAGE | -f FILE]\n"
+    "  sub    print messages:        fanout sub [-s URLS] FILTER [-n COUNT] [-v]\n"
+    "  bench  load test:             fanout bench [-s URLS] --pubs P --subs S --msgs N\n"
+    "  stats  watch a broker:        fanout stats [-s URLS | --http HOST:PORT]\n"
+    "  request  ask, print the reply: fanout request [-s URLS] TOPIC [MESSAGE]\n"
+    "  reply  answer requests:       fanout reply [-s URLS] TOPIC (--command CMD | MESSAGE)\n"
     "\n"
     "`fanout COMMAND --help` describes a command's options; `fanout --version`\n"
     "prints the version.\n"
-    "Broker address default: " CLI_DEFAULT_SERVER " (stats: " CLI_DEFAULT_HTTP ").\n"
+    "-s takes HOST, HOST:PORT, fanout://HOST[:PORT] or tls://HOST[:PORT], or a\n"
+    "comma-separated list of them (tried in order); without -s, $FANOUT_SERVER,\n"
+    "else " CLI_DEFAULT_SERVER ". $FANOUT_USER and $FANOUT_PASSWORD are sent in HELLO.\n"
     "Exit status: 0 ok, 1 runtime error, 2 usage error.\n";
 
 int main(int argc, char **argv)
@@ -44,6 +48,7 @@ int main(int argc, char **argv)
     static const struct { const char *name; int (*fn)(int, char **); } cmds[] = {
         { "pub", cli_pub }, { "sub", cli_sub },
         { "bench", cli_bench }, { "stats", cli_stats },
+        { "request", cli_request }, { "reply", cli_reply },
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(cmd, cmds[i].name))

@@ -1,7 +1,8 @@
 /* sub.c -- `fanout sub`: print the messages of a topic filter.
  *
- * One payload per line on stdout, bytes as published; --json prints one
- * object per line instead. Uses the library's queue mode (fo_sub_next) on
+ * One payload per line on stdout, bytes as published (-v: "TOPIC
+ * PAYLOAD", as mosquitto_sub -v); --json prints one object per line
+ * instead. Uses the library's queue mode (fo_sub_next) on
  * the main thread; stdout is flushed whenever the queue runs dry, so a
  * pipe sees messages promptly without a write per message under load.
  * Gaps and connection events go to stderr. The client reconnects and
@@ -15,12 +16,12 @@
 #include "cli.h"
 
 static const char help[] =
-    "usage: fanout sub [-s HOST:PORT] FILTER [-n COUNT]\n"
+    "usage: fanout sub [-s URLS] FILTER [-n COUNT]\n"
     "\n"
     "Subscribe to FILTER (topics are dot-separated; '*' matches one token,\n"
     "'>' the rest) and print each message's payload on its own line.\n"
     "\n"
-    "  -s, --server HOST:PORT  broker address (default " CLI_DEFAULT_SERVER ")\n"
+    CLI_SERVER_HELP
     "  -n, --count N           exit after N messages\n"
     "  -q, --queue GROUP       join queue group GROUP (each message goes to\n"
     "                          one member of the group)\n"
@@ -28,7 +29,11 @@ static const char help[] =
     "                          each matching topic, or from the oldest one\n"
     "  -j, --json              one JSON object per line: topic, seq, time_ns\n"
     "                          (broker receive time), replay, and payload (a\n"
-    "                          string, or payload_base64 when not UTF-8)\n"
+    "                          string, or payload_base64 when not UTF-8); also\n"
+    "                          reply and headers when the message has them\n"
+    "  -v, --verbose           print TOPIC [k=v ...] payload: the topic and the\n"
+    "                          headers (bytes outside 0x21..0x7e and = ] \\ as\n"
+    "                          \\xHH) before each payload\n"
     "  -t, --timeout SEC       exit 1 when no message came for SEC seconds\n"
     "      --slow POLICY       when we cannot keep up: drop (oldest, then a\n"
     "                          gap), disconnect, or block (the broker pauses\n"
@@ -37,7 +42,8 @@ static const char help[] =
     "                          announces; missed datagrams are repaired over TCP\n"
     "      --iface ADDR        interface (address or name) to join the groups on\n"
     "      --stats             at exit, print on stderr: received, gaps,\n"
-    "                          repaired, lost\n"
+    "                          repaired, lost (multicast: also datagrams, and\n"
+    "                          those dropped: forged, replayed, foreign)\n"
     "  -h, --help              this text\n"
     "\n"
     "Gaps (messages the broker could not deliver) are reported on stderr.\n"
@@ -71,106 +77,52 @@ static void on_event(void *ud, fo_event_t ev, fo_err_t err, const char *text)
         fprintf(stderr, "fanout sub: broker error: %s\n", text);
 }
 
-/* Well-formed UTF-8 (lead bytes and continuations; not overlong checks
- * beyond C0/C1): decides "payload" versus "payload_base64" in --json. */
-static int utf8_valid(const unsigned char *p, size_t n)
+static void print_msg(const fo_msg_t *m, int json, int verbose)
 {
-    for (size_t i = 0; i < n;) {
-        unsigned c = p[i];
-        size_t k;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf)
-            k = 1;
-        else if (c >= 0xe0 && c <= 0xef)
-            k = 2;
-        else if (c >= 0xf0 && c <= 0xf4)
-            k = 3;
-        else
-            return 0;
-        if (n - i <= k)
-            return 0;
-        for (size_t j = 1; j <= k; j++)
-            if ((p[i + j] & 0xc0) != 0x80)
-                return 0;
-        i += k + 1;
+    if (!json && verbose) {
+        cli_print_verbose(stdout, m, 1);    /* TOPIC [k=v ...] payload */
+        return;
     }
-    return 1;
-}
-
-static void json_str(FILE *o, const char *p, size_t n)
-{
-    fputc('"', o);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '"' || c == '\\')
-            fprintf(o, "\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", o);
-        else if (c == '\t')
-            fputs("\\t", o);
-        else if (c == '\r')
-            fputs("\\r", o);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(o, "\\u%04x", c);
-        else
-            fputc(c, o);
-    }
-    fputc('"', o);
-}
-
-static void base64(FILE *o, const unsigned char *p, size_t n)
-{
-    static const char t[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    fputc('"', o);
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
-                     (i + 2 < n ? p[i + 2] : 0);
-        fputc(t[v >> 18], o);
-        fputc(t[(v >> 12) & 63], o);
-        fputc(i + 1 < n ? t[(v >> 6) & 63] : '=', o);
-        fputc(i + 2 < n ? t[v & 63] : '=', o);
-    }
-    fputc('"', o);
-}
-
-static void print_msg(const fo_msg_t *m, int json)
-{
     if (!json) {
         fwrite(m->payload, 1, m->payload_len, stdout);
         fputc('\n', stdout);
         return;
     }
     fputs("{\"topic\":", stdout);
-    json_str(stdout, m->topic, m->topic_len);
+    cli_json_str(stdout, m->topic, m->topic_len);
     printf(",\"seq\":%llu,\"time_ns\":%llu,\"replay\":%s,",
            (unsigned long long)m->seq, (unsigned long long)m->time_ns,
            m->replay ? "true" : "false");
-    if (utf8_valid(m->payload, m->payload_len)) {
+    cli_json_extras(stdout, m);             /* "reply", "headers" */
+    if (cli_utf8_valid(m->payload, m->payload_len)) {
         fputs("\"payload\":", stdout);
-        json_str(stdout, m->payload, m->payload_len);
+        cli_json_str(stdout, m->payload, m->payload_len);
     } else {
         fputs("\"payload_base64\":", stdout);
-        base64(stdout, m->payload, m->payload_len);
+        cli_base64(stdout, m->payload, m->payload_len);
     }
     fputs("}\n", stdout);
 }
 
-/* --stats: multicast counters, or what TCP delivery can tell. */
+/* --stats: multicast counters, or what TCP delivery can tell (also for a
+ * multicast subscription that joined no group). */
 static void print_stats(const fo_sub_t *s)
 {
     fo_mcast_stats_t st;
-    if (fo_sub_mcast_stats(s, &st) != FO_OK) {
+    if (fo_sub_mcast_stats(s, &st) != FO_OK || !st.groups) {
         memset(&st, 0, sizeof(st));
         st.received = fo_sub_delivered_count(s);
         st.gaps = st.lost = fo_sub_gap_count(s);
     }
-    fprintf(stderr, "fanout sub: received %llu gaps %llu repaired %llu lost %llu\n",
+    fprintf(stderr, "fanout sub: received %llu gaps %llu repaired %llu lost %llu",
             (unsigned long long)st.received, (unsigned long long)st.gaps,
             (unsigned long long)st.repaired, (unsigned long long)st.lost);
+    if (st.datagrams || st.bad)     /* multicast: what was refused, and why */
+        fprintf(stderr, " datagrams %llu dropped %llu forged %llu replayed %llu foreign %llu",
+                (unsigned long long)st.datagrams, (unsigned long long)st.bad,
+                (unsigned long long)st.forged, (unsigned long long)st.replayed,
+                (unsigned long long)st.foreign);
+    fputc('\n', stderr);
 }
 
 int cli_sub(int argc, char **argv)
@@ -181,6 +133,7 @@ int cli_sub(int argc, char **argv)
         { "queue", required_argument, NULL, 'q' },
         { "from", required_argument, NULL, 'f' },
         { "json", no_argument, NULL, 'j' },
+        { "verbose", no_argument, NULL, 'v' },
         { "timeout", required_argument, NULL, 't' },
         { "help", no_argument, NULL, 'h' },
         { "multicast", no_argument, NULL, 'M' },
@@ -189,18 +142,19 @@ int cli_sub(int argc, char **argv)
         { "slow", required_argument, NULL, 'P' },
         { NULL, 0, NULL, 0 },
     };
-    const char *server = CLI_DEFAULT_SERVER;
+    const char *server = NULL;
     uint64_t count = 0;
     double timeout = 0;
-    int json = 0, stats = 0;
+    int json = 0, stats = 0, verbose = 0;
     fo_sub_opts_t so;
     fo_sub_opts_init(&so);
     optind = 1;
     opterr = 0;
     int ch;
-    while ((ch = getopt_long(argc, argv, ":s:n:q:f:jt:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":s:n:q:f:jt:vh", opts, NULL)) != -1) {
         switch (ch) {
         case 's': server = optarg; break;
+        case 'v': verbose = 1; break;
         case 'n':
             if (cli_u64(optarg, 1, UINT64_MAX, &count))
                 return cli_usage("sub", "-n wants a positive integer, not '%s'", optarg);
@@ -242,7 +196,12 @@ int cli_sub(int argc, char **argv)
         return cli_usage("sub", "too many arguments");
     const char *filter = argv[optind];
 
-    fo_client_t *c = cli_connect("sub", server, 1, on_event, on_gap, NULL);
+    cli_servers_t sv;
+    int rc = cli_servers("sub", server, &sv);
+    if (rc != CLI_OK)
+        return rc;
+    fo_client_t *c = cli_connect("sub", &sv, 1, on_event, on_gap, NULL);
+    cli_servers_free(&sv);
     if (!c)
         return CLI_RUNTIME;
     fo_sub_t *s;
@@ -256,10 +215,13 @@ int cli_sub(int argc, char **argv)
     }
     atomic_store(&subscribed, 1);
     fo_mcast_stats_t mst;
-    if (so.delivery == FO_DELIVERY_MULTICAST && !fo_sub_mcast_stats(s, &mst) && !mst.groups)
+    if (so.delivery == FO_DELIVERY_MULTICAST && !fo_sub_mcast_stats(s, &mst) && mst.unkeyed)
+        fprintf(stderr, "fanout sub: %u multicast group%s for '%s' came without a key (plain TCP "
+                "from another host, or not every topic of the group readable): their messages "
+                "come by TCP\n", mst.unkeyed, mst.unkeyed == 1 ? "" : "s", filter);
+    else if (so.delivery == FO_DELIVERY_MULTICAST && !mst.groups)
         fprintf(stderr, "fanout sub: no multicast group carries '%s': messages come by TCP\n",
                 filter);
-    int rc = CLI_OK;
     int tmo = timeout > 0 ? (int)(timeout * 1000) : -1;
     for (uint64_t got = 0; !count || got < count; got++) {
         const fo_msg_t *m;
@@ -276,7 +238,7 @@ int cli_sub(int argc, char **argv)
             rc = cli_fail("sub", CLI_RUNTIME, "%s", cli_why(c, err, why));
             break;
         }
-        print_msg(m, json);
+        print_msg(m, json, verbose);
     }
     fflush(stdout);
     if (stats)

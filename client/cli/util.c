@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "addr.h"
 #include "cli.h"
+#include "frame.h"
 
 int cli_fail(const char *cmd, int code, const char *fmt, ...)
 {
@@ -58,17 +60,98 @@ int cli_double(const char *s, double min, double max, double *out)
     return 0;
 }
 
-fo_client_t *cli_connect(const char *cmd, const char *server, int reconnect,
+int cli_servers(const char *cmd, const char *arg, cli_servers_t *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *env = getenv("FANOUT_SERVER");
+    const char *v = arg;
+    out->from = "-s";
+    if (!v && env && *env) {
+        v = env;
+        out->from = "FANOUT_SERVER";
+    } else if (!v) {
+        v = CLI_DEFAULT_SERVER;
+        out->from = "default";
+    }
+    if (!(out->buf = strdup(v)))
+        return cli_fail(cmd, CLI_RUNTIME, "out of memory");
+    for (char *p = out->buf, *next; p; p = next) {
+        next = strchr(p, ',');
+        if (next)
+            *next++ = '\0';
+        while (*p == ' ')
+            p++;
+        size_t l = strlen(p);
+        while (l && p[l - 1] == ' ')
+            p[--l] = '\0';
+        fo_addr_t a;
+        if (!*p || fo_addr_parse(p, 0, &a) != FO_OK) {
+            int rc = cli_usage(cmd, "%s: bad address '%s' (want HOST, HOST:PORT, fanout://HOST[:PORT] "
+                               "or tls://HOST[:PORT], comma-separated)", out->from, p);
+            cli_servers_free(out);
+            return rc;
+        }
+        if (out->n == CLI_MAX_SERVERS) {
+            cli_servers_free(out);
+            return cli_usage(cmd, "%s: more than %d servers", out->from, CLI_MAX_SERVERS);
+        }
+        out->list[out->n++] = p;
+    }
+    return CLI_OK;
+}
+
+void cli_servers_free(cli_servers_t *s)
+{
+    free(s->buf);
+    s->buf = NULL;
+    s->n = 0;
+}
+
+const char *cli_size(uint64_t n, char *buf, size_t len)
+{
+    static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+    unsigned u = 0;
+    double v = (double)n;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, len, "%llu B", (unsigned long long)n);
+    else if (v == floor(v))
+        snprintf(buf, len, "%.0f %s", v, units[u]);
+    else
+        snprintf(buf, len, "%.1f %s", v, units[u]);
+    return buf;
+}
+
+const char *cli_too_large(fo_client_t *c, const char *topic, size_t len, char *buf, size_t blen)
+{
+    char lim[32];
+    uint32_t max = fo_client_max_frame(c);
+    cli_size(max, lim, sizeof lim);
+    size_t framed = fo_publish_frame_size(strlen(topic), len, 1) - FO_FRAME_HDR;
+    if (len > max)
+        snprintf(buf, blen, "%zu B is over the broker's max-frame of %s", len, lim);
+    else
+        snprintf(buf, blen, "%zu B (%zu B with the topic and framing) is over the broker's "
+                 "max-frame of %s", len, framed, lim);
+    return buf;
+}
+
+fo_client_t *cli_connect(const char *cmd, const cli_servers_t *servers, int reconnect,
                          fo_event_cb_t on_event, fo_gap_cb_t on_gap, void *ud)
 {
     char name[64], err[256];
     snprintf(name, sizeof name, "fanout-%s", cmd);
-    const char *servers[] = { server };
     fo_client_opts_t o;
     fo_client_opts_init(&o);
-    o.servers = servers;
-    o.nservers = 1;
+    o.servers = servers->list;
+    o.nservers = servers->n;
     o.name = name;
+    const char *user = getenv("FANOUT_USER"), *pass = getenv("FANOUT_PASSWORD");
+    o.user = user && *user ? user : NULL;
+    o.password = pass && *pass ? pass : NULL;
     o.max_reconnects = reconnect ? -1 : 0;
     o.on_event = on_event;
     o.on_gap = on_gap;

@@ -1,10 +1,12 @@
 #!/bin/sh
-# compare.sh [PEERS_SH] -- the peers' figures and fanout's, same machine,
+# compare.sh PEERS_SH -- the peers' figures and fanout's, same machine,
 # same hour, as the table in docs/BENCHMARKS.md.
 #
-#   sh tests/bench/compare.sh ../shared/tools/peers.sh > /tmp/compare.md
+#   make bench-compare PEERS=/path/to/peers.sh > /tmp/compare.md
 #
-# 1. runs peers.sh (nats-server, redis, mosquitto with one load generator);
+# PEERS_SH is the peer benchmark script of the shared peer tools (not part
+# of this repository); without it this script stops with exit 2.
+# 1. runs PEERS_SH (nats-server, redis, mosquitto with one load generator);
 # 2. runs the same four scenarios against a local fanoutd with
 #    `fanout bench --json`, RUNS times each (default 5), and takes the
 #    median run by deliveries/s;
@@ -12,7 +14,11 @@
 # Run it on an otherwise idle machine: it measures, it does not test.
 set -eu
 here=$(cd "$(dirname "$0")/../.." && pwd)
-peers=${1:-$here/../shared/tools/peers.sh}
+peers=${1:-}
+if [ -z "$peers" ] || [ ! -f "$peers" ]; then
+    echo "compare.sh: ${peers:+$peers: }give the peer benchmark script (not part of this repository): make bench-compare PEERS=/path/to/peers.sh" >&2
+    exit 2
+fi
 build=${BUILD:-$here/build}
 runs=${RUNS:-5}
 work=$(mktemp -d)
@@ -28,7 +34,7 @@ date -u '+%Y-%m-%d %H:%M UTC'
 echo '```'
 
 echo
-echo "## peers.sh"
+echo "## peers ($(basename "$peers"))"
 echo
 echo '```'
 bash "$peers" 2>&1 | tee "$work/peers.txt"
@@ -38,7 +44,7 @@ port=$((20000 + $$ % 20000))
 "$build/fanoutd" --listen 127.0.0.1:$port --http 127.0.0.1:$((port + 1)) --log-level warn &
 pid=$!
 i=0
-until "$build/fanout" stats -s 127.0.0.1:$((port + 1)) >/dev/null 2>&1; do
+until "$build/fanout" stats --http 127.0.0.1:$((port + 1)) --raw >/dev/null 2>&1; do
     i=$((i + 1)); [ $i -lt 100 ] || { echo "fanoutd did not start" >&2; exit 1; }
     sleep 0.1
 done

@@ -1,5 +1,5 @@
 #!/bin/sh
-# run.sh BUILD -- `make bench`: codec micro-benchmarks, then the peers.sh
+# run.sh BUILD -- `make bench`: codec micro-benchmarks, then the peer
 # scenarios against a local fanoutd with `fanout bench` (see
 # docs/BENCHMARKS.md). Run it on an otherwise idle machine.
 set -eu
@@ -18,7 +18,7 @@ http=$((port + 1))
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT INT TERM
 i=0
-until "$build/fanout" stats -s 127.0.0.1:$http >/dev/null 2>&1; do
+until "$build/fanout" stats --http 127.0.0.1:$http --raw >/dev/null 2>&1; do
     i=$((i + 1)); [ $i -lt 100 ] || { echo "fanoutd did not start" >&2; exit 1; }
     sleep 0.1
 done

@@ -2,8 +2,10 @@
 sends with --mcast-if 127.0.0.1 --mcast-loop 1, we join on 127.0.0.1.
 When this machine's loopback cannot carry multicast at all (probed with our
 own datagram first), every test here is SKIPPED, never passed."""
+import hashlib
 import os
 import random
+import struct
 import select
 import socket
 
@@ -175,6 +177,37 @@ def _(ctx, b, c, rx):
               "McastMsg of a small message has oversize/size set")
         check(m.HasField("payload"), "McastMsg without payload")
     eq([f.deliver.seq for f in delivers(s, 2, sid=1)], seqs, "Deliver.seq of the TCP subscriber")
+
+
+@mtest("s18_datagram_trailer")
+def _(ctx, b, c, rx):
+    """A client on loopback gets each group's 32-byte key in WELCOME; every
+    datagram ends with dseq (0x19, 8 bytes little-endian: sender << 48 |
+    count) and tag (0x22 0x10, 16 bytes) at fixed places, the tag being keyed
+    BLAKE2b-128 of every byte before it; one sender's counts grow by one."""
+    keys = [g.key for g in c.welcome.groups]
+    eq([len(k) for k in keys], [32, 32], "McastGroup.key lengths")
+    check(keys[0] != keys[1], "two groups share one key")
+    t = "mc.t.%s" % ctx.prefix
+    c.send(*[wire.publish(t, b"x" * 300, req=i + 1) for i in range(4)])
+    for _ in range(4):
+        c.expect("ack")
+    raws, counts = [], {}
+    deadline = wire.now() + 3.0
+    while not any(m.topic == t and m.seq == 4 for r in raws for m in pb.Datagram.FromString(r).msgs):
+        raw = rx[2].recv(deadline - wire.now())
+        if pb.Datagram.FromString(raw).epoch == c.welcome.epoch:
+            raws.append(raw)
+    for raw in raws:
+        eq((raw[-27], raw[-18], raw[-17]), (0x19, 0x22, 0x10), "trailer field keys")
+        tag = hashlib.blake2b(raw[:-18], digest_size=16, key=keys[1]).digest()
+        eq(raw[-16:], tag, "Datagram.tag (keyed BLAKE2b-128 of the bytes before it)")
+        d = pb.Datagram.FromString(raw)
+        eq(d.dseq, struct.unpack("<Q", raw[-26:-18])[0], "Datagram.dseq")
+        sender, count = d.dseq >> 48, d.dseq & ((1 << 48) - 1)
+        check(count == counts.get(sender, count - 1) + 1, "sender %d: count %d after %s",
+              sender, count, counts.get(sender))
+        counts[sender] = count
 
 
 @mtest("s18_first_matching_group")

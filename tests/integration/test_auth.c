@@ -745,6 +745,60 @@ static void test_brute_force_spares_others(void **state)
     assert_int_equal(fo_tb_stop(&b), 0);
 }
 
+/* ------------------------------------------------------------ multicast keys */
+
+/* Log in as user and return the WELCOME (valid until the next receive). */
+static Fanout__Welcome *welcome_as(fo_tc_t *c, const fo_tb_t *b, const char *user, const char *pw)
+{
+    assert_int_equal(fo_tc_connect(c, b->port), 0);
+    assert_int_equal(fo_tc_send_hello(c, user, pw, NULL), 0);
+    Fanout__Frame *r;
+    assert_int_equal(fo_tc_recv(c, 20000, &r), 1);
+    assert_int_equal(r->body_case, FANOUT__FRAME__BODY_WELCOME);
+    return r->welcome;
+}
+
+/* A group's key goes only to a user with the multicast right who may read
+ * every topic of the group; the groups of a connection without their key
+ * are not multicast to it: their topics come by TCP. */
+static void test_multicast_keys(void **state)
+{
+    (void)state;
+    write_users(base_users);
+    unsigned r = (unsigned)getpid();
+    char g1[64], g2[64];
+    snprintf(g1, sizeof g1, "t.>=239.%u.%u.1:5601", 100 + r % 50, (r >> 8) & 255);
+    snprintf(g2, sizeof g2, "orders.>=239.%u.%u.2:5602", 100 + r % 50, (r >> 8) & 255);
+    const char *more[] = { "--mcast-group", g1, "--mcast-group", g2, "--mcast-if", "127.0.0.1", NULL };
+    fo_tb_t b;
+    start(&b, more);
+    fo_tc_t bob, carol, pub;
+    /* bob: multicast, subscribe allow > deny orders.secret.> -- all of t.>,
+     * not all of orders.> */
+    Fanout__Welcome *w = welcome_as(&bob, &b, "bob", "bob-pw");
+    assert_int_equal(w->n_groups, 2);
+    assert_true(w->groups[0]->has_key);
+    assert_int_equal(w->groups[0]->key.len, 32);
+    assert_false(w->groups[1]->has_key);
+    /* carol may read everything but has no multicast right */
+    w = welcome_as(&carol, &b, "carol", "carol-pw");
+    assert_int_equal(w->n_groups, 2);
+    assert_false(w->groups[0]->has_key || w->groups[1]->has_key);
+    assert_int_equal(subscribe_ex(&bob, 7, ">", 0, 1), 0);
+    login_ok(&pub, &b, "bob", "bob-pw");
+    assert_int_equal(publish(&pub, "t.x", "m"), 0);           /* by multicast only */
+    assert_int_equal(publish(&pub, "orders.x", "p"), 0);      /* no key: by TCP */
+    assert_int_equal(publish(&pub, "plain", "p"), 0);         /* no group: by TCP */
+    assert_int_equal(publish(&pub, "orders.zmarker", "m"), 0);
+    char got[256];
+    delivered_until(&bob, "orders.zmarker", got, sizeof got);
+    assert_string_equal(got, "orders.x plain");
+    fo_tc_close(&bob);
+    fo_tc_close(&carol);
+    fo_tc_close(&pub);
+    assert_int_equal(fo_tb_stop(&b), 0);
+}
+
 /* ------------------------------------------------------------ main */
 
 static int group_setup(void **state)
@@ -775,6 +829,7 @@ int main(void)
         cmocka_unit_test(test_hash_password_command),
         cmocka_unit_test(test_http_token),
         cmocka_unit_test(test_brute_force_spares_others),
+        cmocka_unit_test(test_multicast_keys),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -5,7 +5,9 @@
  * fetched, and the metrics count all of it. The receiver is the library's
  * (client/mcast_rx.c); the TCP side is a raw protocol client, playing the
  * library's part in the repair loop. Loopback multicast needs no route:
- * --mcast-if 127.0.0.1 with --mcast-loop 1. */
+ * --mcast-if 127.0.0.1 with --mcast-loop 1. The receiver takes the
+ * group's key from WELCOME (a client on loopback gets it), and datagrams
+ * of two workers pass its replay window. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -27,6 +29,8 @@ static fo_tb_t broker;
 static char group[32];
 static uint16_t gport;
 static fo__mcast_rx_t *rx;       /* joined before the broker starts */
+static const uint8_t no_key[FO_DGRAM_KEY_LEN];  /* until WELCOME's */
+static uint8_t w_key[FO_DGRAM_KEY_LEN];         /* WELCOME's */
 
 typedef struct sink {
     char log[8192];
@@ -73,6 +77,7 @@ static int setup(void **state)
     unsigned r = (unsigned)getpid();
     snprintf(group, sizeof(group), "239.%u.%u.%u", 60 + r % 40, (r >> 8) & 255, 1 + r % 250);
     fo__mcast_rx_opts_t o = { .group = group, .iface = "127.0.0.1", .max_datagram = MAXD,
+                             .key = no_key,
                              .gaps = { .reorder_ms = 10, .repair_ms = 2000 } };
     fo__gaps_cb_t cb = { on_deliver, on_lost, on_repair, &sink };
     if (fo__mcast_rx_create(&o, &cb, &rx) != FO_OK)
@@ -83,7 +88,8 @@ static int setup(void **state)
     snprintf(maxd, sizeof(maxd), "%d", MAXD);
     snprintf(retain, sizeof(retain), "%d", RETAIN);
     const char *args[] = { "--mcast-group", map, "--mcast-if", "127.0.0.1", "--mcast-loop", "1",
-                           "--max-datagram", maxd, "--retention-msgs", retain, NULL };
+                           "--max-datagram", maxd, "--retention-msgs", retain,
+                           "--threads", "2", NULL };
     return fo_tb_start(&broker, args);
 }
 
@@ -222,7 +228,10 @@ static void test_welcome_and_delivery(void **state)
     assert_string_equal(w->groups[0]->filter, "t.>");
     assert_string_equal(w->groups[0]->address, group);
     assert_int_equal(w->groups[0]->port, gport);
-    fo__mcast_rx_set_epoch(rx, epoch);
+    assert_true(w->groups[0]->has_key);                 /* loopback: entitled */
+    assert_int_equal(w->groups[0]->key.len, FO_DGRAM_KEY_LEN);
+    memcpy(w_key, w->groups[0]->key.data, FO_DGRAM_KEY_LEN);
+    fo__mcast_rx_rekey(rx, epoch, w_key);
     subscribe_mcast(&sub, 1, "t.>");
     assert_int_equal(fo_tc_open(&pub, broker.port, "pub"), 0);
     publish_n(&pub, "t.a", 30, 20);
@@ -232,7 +241,7 @@ static void test_welcome_and_delivery(void **state)
     fo__mcast_rx_stats(rx, &st);
     assert_int_equal(st.gaps.received, 30);
     assert_int_equal(st.gaps.gaps, 0);
-    assert_int_equal(st.foreign + st.bad, 0);
+    assert_int_equal(st.foreign + st.bad + st.forged + st.replayed, 0);
     assert_true(st.datagrams < 30);              /* packed */
     /* nothing came over TCP for the multicast subscription */
     Fanout__Frame *f;
@@ -321,6 +330,46 @@ static void test_tail_loss_probed(void **state)
     assert_true(st.gaps.probes >= 1);
 }
 
+/* Two publishers on the broker's two workers (connections are dealt
+ * round-robin): each worker numbers its own datagrams (dseq's top bits),
+ * their streams interleave, and the receiver's replay window refuses none
+ * of them. A sniffer on the group sees both senders. */
+static void test_two_workers(void **state)
+{
+    (void)state;
+    memset(&sink, 0, sizeof(sink));
+    int sn = fo_tb_mcast_sniffer(group, gport);
+    assert_true(sn >= 0);
+    fo_tc_t pub2;                        /* the third connection: the other worker */
+    assert_int_equal(fo_tc_open(&pub2, broker.port, "pub2"), 0);
+    fo__mcast_rx_stats_t st0;
+    fo__mcast_rx_stats(rx, &st0);
+    for (int round = 0; round < 5; round++) {
+        publish_n(&pub, "t.w1", 8, 300);             /* one message a datagram */
+        publish_n(&pub2, "t.w2", 8, 300);
+    }
+    want_delivered = 80;
+    assert_true(pump(&sub, 1, enough));
+    fo__mcast_rx_stats_t st;
+    fo__mcast_rx_stats(rx, &st);
+    assert_int_equal(st.replayed - st0.replayed, 0);
+    assert_int_equal(st.forged + st.bad + st.foreign, 0);
+    assert_int_equal(st.gaps.lost, st0.gaps.lost);
+    uint8_t buf[MAXD + 1];
+    unsigned senders = 0;
+    ssize_t n;
+    while ((n = recv(sn, buf, sizeof(buf), 0)) > 0) {
+        size_t covered;
+        uint64_t dseq;
+        if (fo_dgram_open(buf, (size_t)n, w_key, &covered, &dseq) == FO_DGRAM_OK &&
+            (dseq >> FO_DGRAM_SENDER_SHIFT) < 32)
+            senders |= 1u << (dseq >> FO_DGRAM_SENDER_SHIFT);
+    }
+    assert_int_equal(senders, 3u);                   /* workers 0 and 1 */
+    close(sn);
+    fo_tc_close(&pub2);
+}
+
 /* A topic the multicast subscription matches but no group carries comes
  * over TCP as usual. */
 static void test_uncarried_topic_by_tcp(void **state)
@@ -350,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_repair_served),
         cmocka_unit_test(test_oversize_fetched),
         cmocka_unit_test(test_tail_loss_probed),
+        cmocka_unit_test(test_two_workers),
         cmocka_unit_test(test_uncarried_topic_by_tcp),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

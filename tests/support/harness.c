@@ -75,6 +75,29 @@ int fo_tb_http_get(int port, const char *path, char *buf, size_t len)
     return fo_tb_http_get_auth(port, path, NULL, buf, len);
 }
 
+int fo_tb_mcast_sniffer(const char *group, uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+    struct ip_mreqn mr = { .imr_ifindex = 0 };
+    if (fd < 0)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        inet_pton(AF_INET, group, &a.sin_addr) != 1 ||
+        bind(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        close(fd);
+        return -1;
+    }
+    mr.imr_multiaddr = a.sin_addr;
+    inet_pton(AF_INET, "127.0.0.1", &mr.imr_address);
+    if (setsockopt(fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mr, sizeof mr) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int fo_tb_http_get_auth(int port, const char *path, const char *authorization, char *buf, size_t len)
 {
     int s = dial(port);

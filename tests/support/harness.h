@@ -67,6 +67,10 @@ void fo_tb_signal(fo_tb_t *b, int sig);
 int fo_tb_http_get(int port, const char *path, char *buf, size_t len);
 /* The same with an Authorization header (NULL: none). */
 int fo_tb_http_get_auth(int port, const char *path, const char *authorization, char *buf, size_t len);
+/* A UDP socket (non-blocking) bound to group:port and joined on
+ * 127.0.0.1, with SO_REUSEADDR: it sees every datagram a receiver there
+ * sees (tests that replay, cut or count real datagrams). -1 on failure. */
+int fo_tb_mcast_sniffer(const char *group, uint16_t port);
 /* Value of a metric line "name value" (exact name incl. labels) from
  * /metrics, or -1 when absent. */
 double fo_tb_metric(const fo_tb_t *b, const char *name);

@@ -50,7 +50,7 @@ static void test_msgq_fifo_and_bound(void **state)
     (void)state;
     fo__msgq_t q;
     fo__msgq_init(&q, 200);
-    fo_msg_t m = { "a.b", 3, "payload", 7, 1, 5, 0 }, out;
+    fo_msg_t m = { "a.b", 3, "payload", 7, 1, 5, 0, NULL, NULL, 0 }, out;
     assert_int_equal(fo__msgq_pop(&q, &out), FO_ERR_AGAIN);
     int pushed = 0;
     while (fo__msgq_push(&q, &m) == FO_OK) {
@@ -69,7 +69,7 @@ static void test_msgq_fifo_and_bound(void **state)
     assert_int_equal(fo__msgq_pop(&q, &out), FO_ERR_AGAIN);
     /* an empty queue takes one message even above the bound */
     static char big[1000];
-    fo_msg_t bm = { "t", 1, big, sizeof big, 9, 0, 1 };
+    fo_msg_t bm = { "t", 1, big, sizeof big, 9, 0, 1, NULL, NULL, 0 };
     assert_int_equal(fo__msgq_push(&q, &bm), FO_OK);
     assert_int_equal(fo__msgq_push(&q, &m), FO_ERR_BUSY);
     assert_int_equal(fo__msgq_pop(&q, &out), FO_OK);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "../../broker/broker.h"
 #include "../../broker/config.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -563,7 +564,7 @@ static void test_docs_cover_every_option(void **state)
     for (char *line = strtok(help, "\n"); line; line = strtok(NULL, "\n")) {
         char name[64], row[96], env[96];
         if (sscanf(line, "  --%63[a-z-]", name) != 1 || !strcmp(name, "help") || !strcmp(name, "version") ||
-            !strcmp(name, "hash-password"))
+            !strcmp(name, "hash-password") || !strcmp(name, "check-config"))
             continue;
         options++;
         snprintf(row, sizeof row, "| `%s` |", name);
@@ -588,6 +589,189 @@ static void test_docs_cover_every_option(void **state)
     free(help);
 }
 
+/* ------------------------------------------------------------ issue 14 */
+
+/* An unknown option names the nearest one, wherever it was written. */
+static void test_did_you_mean(void **state)
+{
+    (void)state;
+    static const struct { const char *arg, *msg; } cases[] = {
+        { "--max-fram", "fanoutd: --max-fram: unknown option, did you mean --max-frame? (see --help)" },
+        { "--max_frame", "did you mean --max-frame?" },          /* underscore */
+        { "--MAX-FRAME", "did you mean --max-frame?" },          /* case */
+        { "--thread", "did you mean --threads?" },
+        { "--lisetn", "did you mean --listen?" },                /* a swap */
+        { "--max-frames-per-conn", "did you mean --max-frame?" },  /* a prefix */
+        { "--retention", "--retention: unknown option (see --help)" },  /* -msgs or -bytes? */
+        { "--zzz", "--zzz: unknown option (see --help)" },
+    };
+    fo_config_t c;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *args[] = { cases[i].arg, "1", NULL };
+        assert_int_equal(load(&c, args, NULL, NULL), FO_ERR_INVAL);
+        if (!strstr(errbuf, cases[i].msg))
+            fail_msg("%s: got \"%s\", want \"%s\"", cases[i].arg, errbuf, cases[i].msg);
+    }
+    char path[64];
+    write_file(path, sizeof path, "threads 2\nmax-conn 5\n");
+    const char *args[] = { "--config", path, NULL };
+    assert_int_equal(load(&c, args, NULL, NULL), FO_ERR_INVAL);
+    assert_non_null(strstr(errbuf, ":2: max-conn: unknown option, did you mean max-conns? (see --help)"));
+    unlink(path);
+    expect_error(&c, "slow-polcy", "drop", "--slow-polcy: unknown option, did you mean --slow-policy?");
+}
+
+static void collect(void *ud, const char *line)
+{
+    char *buf = ud;
+    strcat(buf, line);
+    strcat(buf, "\n");
+}
+
+/* Unknown FANOUT_* variables are named with a suggestion; the client's and
+ * the compose file's own are not. */
+static void test_env_warnings(void **state)
+{
+    (void)state;
+    const char *env[] = { "PATH=/bin", "FANOUT_MAX_FRAMES=1", "FANOUT_THREADS=2", "FANOUT_SERVER=x:1",
+                          "FANOUT_USER=u", "FANOUT_PASSWORD=p", "FANOUT_TOKEN=t", "FANOUT_PORT=1",
+                          "FANOUT_HTTP_PORT=2", "FANOUT_DEMO_COUNT=5", "FANOUT_NOTHING_LIKE_IT=1",
+                          "FANOUT_LOGLEVEL=debug", "FANOUTX=1", NULL };
+    static char out[4096];
+    out[0] = '\0';
+    assert_int_equal(fo_config_env_warnings((char **)env, collect, out), 3);
+    assert_string_equal(out,
+        "FANOUT_MAX_FRAMES is not a fanoutd option (ignored); did you mean FANOUT_MAX_FRAME?\n"
+        "FANOUT_NOTHING_LIKE_IT is not a fanoutd option (ignored; see fanoutd --help)\n"
+        "FANOUT_LOGLEVEL is not a fanoutd option (ignored); did you mean FANOUT_LOG_LEVEL?\n");
+    /* and they still do not stop the broker */
+    fo_config_t c;
+    assert_int_equal(load(&c, NULL, env, NULL), FO_OK);
+    assert_int_equal(c.threads, 2);
+}
+
+/* --check-config (-t): loads and checks everything, says where it came from. */
+static void test_check_config(void **state)
+{
+    (void)state;
+    char path[64];
+    write_file(path, sizeof path, "threads 2\nmax-conns 50\nlog-format json\n");
+    const char *args[] = { "--config", path, "--check-config", "--listen", "127.0.0.1:9", NULL };
+    const char *env[] = { "FANOUT_MAX_OUTPUT=1MiB", NULL };
+    fo_config_t c;
+    int exit_now = 1;
+    assert_int_equal(load(&c, args, env, &exit_now), FO_OK);
+    assert_int_equal(exit_now, 0);
+    assert_int_equal(c.check_only, 1);
+    assert_int_equal(c.log_format, FO_LOG_JSON);
+    char line[1024];
+    fo_config_summary(&c, line, sizeof line);
+    char want[1024];
+    snprintf(want, sizeof want, "configuration OK: clients on 127.0.0.1:9, http 127.0.0.1:7401, "
+             "2 workers, log-level info; 3 options from %s, 1 from the environment, "
+             "1 from the command line", path);
+    assert_string_equal(line, want);
+    const char *t[] = { "-t", NULL };
+    assert_int_equal(load(&c, t, NULL, NULL), FO_OK);
+    assert_int_equal(c.check_only, 1);
+    fo_config_summary(&c, line, sizeof line);
+    assert_non_null(strstr(line, "a worker per core, log-level info; no config file, 0 from"));
+    /* an error is an error, -t or not */
+    const char *bad[] = { "-t", "--config", path, "--threads", "x", NULL };
+    assert_int_equal(load(&c, bad, NULL, NULL), FO_ERR_INVAL);
+    assert_string_equal(errbuf, "fanoutd: --threads: \"x\" is not a whole number");
+    unlink(path);
+    const char *nolog[] = { "--log-format", "xml", NULL };
+    assert_int_equal(load(&c, nolog, NULL, NULL), FO_ERR_INVAL);
+    assert_non_null(strstr(errbuf, "\"xml\" is not one of text|json"));
+}
+
+typedef struct report {
+    char text[4096];
+    int n;
+} report_t;
+
+static void on_change(void *ud, const char *name, const char *old_v, const char *new_v,
+                      fo_change_t kind)
+{
+    report_t *r = ud;
+    snprintf(r->text + strlen(r->text), sizeof r->text - strlen(r->text), "%s %s %s %s\n",
+             kind == FO_CHANGE_APPLIED ? "applied" : kind == FO_CHANGE_RESTART ? "restart" : "argv",
+             name, old_v, new_v);
+    r->n++;
+}
+
+/* SIGHUP says, option by option, what changed and what needs a restart. */
+static void test_reload_report(void **state)
+{
+    (void)state;
+    char path[64];
+    write_file(path, sizeof path, "max-conns 100\nuser u\npassword old\nmcast-group a=239.0.0.1:1\n");
+    fo_config_t c;
+    const char *args[] = { "--config", path, "--max-output", "1MiB", NULL };
+    assert_int_equal(load(&c, args, NULL, NULL), FO_OK);
+    report_t r = { "", 0 };
+    assert_int_equal(fo_config_reload_report(&c, NULL, on_change, &r, errbuf, sizeof errbuf), FO_OK);
+    assert_int_equal(r.n, 0);                       /* nothing changed */
+
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("max-conns 200\nmax-frame 2MiB\nmax-output 8MiB\nuser u\npassword new\nslow-policy block\n"
+          "mcast-group a=239.0.0.1:1\nmcast-group b=239.0.0.2:2\n", f);
+    fclose(f);
+    const char *env[] = { "FANOUT_IDLE_TIMEOUT=1m", NULL };
+    assert_int_equal(fo_config_reload_report(&c, (char **)env, on_change, &r, errbuf, sizeof errbuf), FO_OK);
+    assert_string_equal(r.text,
+        "restart max-frame 1MiB 2MiB\n"
+        "applied max-conns 100 200\n"
+        "argv max-output 1MiB 8MiB\n"
+        "applied slow-policy drop block\n"
+        "applied idle-timeout 30s 1m\n"
+        "restart password (hidden) (hidden)\n"
+        "restart mcast-group a=239.0.0.1:1 a=239.0.0.1:1,b=239.0.0.2:2\n");
+    assert_int_equal(c.max_conns, 200);
+    assert_int_equal(c.max_frame, 1 << 20);        /* not reloadable: unchanged */
+    assert_true(c.max_output == 1 << 20);          /* the command line wins */
+    assert_int_equal(c.mcast_count, 1);
+    assert_string_equal(c.password, "old");
+
+    /* a failing reload reports nothing */
+    r.text[0] = '\0';
+    r.n = 0;
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("max-conns 300\nthreads lots\n", f);
+    fclose(f);
+    assert_int_equal(fo_config_reload_report(&c, NULL, on_change, &r, errbuf, sizeof errbuf), FO_ERR_INVAL);
+    assert_int_equal(r.n, 0);
+    assert_int_equal(c.max_conns, 200);
+    unlink(path);
+}
+
+/* What WELCOME announces as the metrics address (Welcome.http). */
+static void test_http_announce(void **state)
+{
+    (void)state;
+    static fo_broker_t b;
+    fo_config_defaults(&b.cfg);
+    assert_string_equal(fo_broker_http_announce(&b), "127.0.0.1:7401");
+    const char *a1[] = { "--http", ":9", NULL };
+    assert_int_equal(load(&b.cfg, a1, NULL, NULL), FO_OK);
+    assert_string_equal(fo_broker_http_announce(&b), "0.0.0.0:9");   /* wildcard: the client's host */
+    const char *a2[] = { "--http", ":9", "--http-announce", "gw.example", NULL };
+    assert_int_equal(load(&b.cfg, a2, NULL, NULL), FO_OK);
+    assert_string_equal(fo_broker_http_announce(&b), "gw.example:7401");
+    const char *a3[] = { "--http-announce", "off", NULL };
+    assert_int_equal(load(&b.cfg, a3, NULL, NULL), FO_OK);
+    assert_null(fo_broker_http_announce(&b));
+    const char *a4[] = { "--http", "off", "--http-announce", "x:1", NULL };
+    assert_int_equal(load(&b.cfg, a4, NULL, NULL), FO_OK);
+    assert_null(fo_broker_http_announce(&b));
+    const char *env[] = { "FANOUT_HTTP_ANNOUNCE=", NULL };      /* empty: unset */
+    assert_int_equal(load(&b.cfg, NULL, env, NULL), FO_OK);
+    assert_string_equal(fo_broker_http_announce(&b), "127.0.0.1:7401");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -606,6 +790,11 @@ int main(void)
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_tls_options),
         cmocka_unit_test(test_docs_cover_every_option),
+        cmocka_unit_test(test_did_you_mean),
+        cmocka_unit_test(test_env_warnings),
+        cmocka_unit_test(test_check_config),
+        cmocka_unit_test(test_reload_report),
+        cmocka_unit_test(test_http_announce),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

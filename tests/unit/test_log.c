@@ -1,5 +1,6 @@
 /* test_log.c -- line format, levels, escaping, truncation, rate limiting,
- * and whole lines under many threads (run it under TSan too). */
+ * whole lines under many threads (run it under TSan too), connection ids
+ * and the JSON format. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -229,6 +230,65 @@ static void test_threads_whole_lines(void **state)
     free(s);
 }
 
+/* Connection ids a person can read: the sequence part of the id. */
+static void test_conn_ids(void **state)
+{
+    (void)state;
+    char b[FO_LOG_CONN_ID_MAX];
+    assert_string_equal(fo_log_conn_id(0, b), "-");
+    assert_string_equal(fo_log_conn_id(42, b), "c42");            /* no sequence part */
+    /* worker.c's layout: seq << 32 | slot << 8 | worker */
+    assert_string_equal(fo_log_conn_id((1ull << 32) | (0u << 8) | 0, b), "c1");
+    assert_string_equal(fo_log_conn_id((12ull << 32) | (7u << 8) | 3, b), "c12");
+    assert_string_equal(fo_log_conn_id(UINT64_MAX, b), "c4294967295");
+    fo_log_set_worker(1);
+    fo_info((2ull << 32) | (5u << 8) | 1, "hello");
+    fo_log_set_worker(-1);
+    char *s = take(NULL);
+    assert_non_null(strstr(s, "Z INFO  w1 c2 hello\n"));
+    free(s);
+    assert_string_equal(FO_PLURAL(1), "");
+    assert_string_equal(FO_PLURAL(0), "s");
+    assert_string_equal(FO_PLURAL(2), "s");
+}
+
+/* --log-format json: one object per line, the same fields, valid JSON
+ * whatever the message holds. */
+static void test_json(void **state)
+{
+    (void)state;
+    fo_log_set_format(FO_LOG_JSON);
+    fo_log_set_worker(2);
+    fo_warn((3ull << 32) | 2, "peer said \"%s\" \\ then\n%s", "hi", "\x01\x7f caf\xc3\xa9 bad\xff\xc3");
+    fo_log_set_worker(-1);
+    fo_info(0, "plain");
+    char *s = take(NULL);
+    char *nl = strchr(s, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    /* {"ts":"2026-11-23T19:22:56.123Z","level":"warn",...} */
+    assert_int_equal(strncmp(s, "{\"ts\":\"", 7), 0);
+    assert_true(s[11] == '-' && s[14] == '-' && s[17] == 'T' && s[30] == 'Z' && s[31] == '"');
+    assert_string_equal(s + 32, ",\"level\":\"warn\",\"worker\":\"w2\",\"conn\":\"c3\",\"msg\":"
+                        "\"peer said \\\"hi\\\" \\\\ then\\n\\u0001\\u007f caf\xc3\xa9 bad\\\\xff\\\\xc3\"}");
+    assert_non_null(strstr(nl + 1, "\"level\":\"info\",\"worker\":\"main\",\"conn\":null,\"msg\":\"plain\"}\n"));
+    free(s);
+
+    /* cut long messages still close the object */
+    char *big = malloc(10000);
+    memset(big, '"', 9999);
+    big[9999] = '\0';
+    fo_info(0, "%s", big);
+    size_t len;
+    s = take(&len);
+    assert_true(len <= FO_LOG_LINE_MAX);
+    assert_int_equal(count_lines(s), 1);
+    assert_memory_equal(s + len - 6, "...\"}\n", 6);
+    free(s);
+    free(big);
+    fo_log_set_format(FO_LOG_TEXT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +297,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_escaping_and_truncation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_whole_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conn_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

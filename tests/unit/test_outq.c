@@ -9,6 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "outq.h"
+#include "stats.h"
 
 static fo_mem_t mem;
 
@@ -37,6 +38,74 @@ static size_t drain(fo_outq_t *q, uint8_t *out, size_t chunk)
     }
     assert_int_equal(q->bytes, 0);
     return total;
+}
+
+/* Packed iovecs (small entries copied, big ones by reference) carry the
+ * same bytes as fo_outq_copy, through partial writes of every size and a
+ * pack buffer that runs out mid-queue. */
+static void test_packed_iov_same_bytes(void **state)
+{
+    (void)state;
+    static uint8_t big[3000], want[64 * 1024], got[64 * 1024], pack[700];
+    memset(big, 'B', sizeof big);
+    for (size_t chunk = 1; chunk < 5000; chunk = chunk * 3 + 1) {
+        fo_outq_t q;
+        fo_outq_init(&q);
+        for (uint64_t s = 1; s <= 12; s++) {
+            size_t len = s % 4 == 0 ? sizeof big : s * 9;     /* mixed small and big */
+            fo_msg_t *m = fo_msg_new(&mem, NULL, "q.t", 3, s, 0, big, len, 0);
+            assert_int_equal(fo_outq_push_msg(&q, m, (uint32_t)s, 1), FO_OK);
+        }
+        size_t total = (size_t)q.bytes;
+        assert_int_equal(fo_outq_copy(&q, want, sizeof want), total);
+        size_t off = 0;
+        while (q.count) {
+            struct iovec iov[8];
+            uint8_t scratch[4 * FO_DELIVER_PREFIX_MAX];
+            int n = fo_outq_iov_packed(&q, iov, 8, scratch, pack, sizeof pack);
+            assert_true(n > 0);
+            size_t took = 0;
+            for (int i = 0; i < n && took < chunk; i++) {
+                size_t k = iov[i].iov_len < chunk - took ? iov[i].iov_len : chunk - took;
+                memcpy(got + off + took, iov[i].iov_base, k);
+                took += k;
+            }
+            fo_outq_advance(&q, took);
+            off += took;
+        }
+        assert_int_equal(off, total);
+        assert_memory_equal(got, want, total);
+        fo_outq_clear(&q);
+    }
+    assert_int_equal(atomic_load(&mem.used), 0);
+}
+
+/* Each message written out completely is observed once, with its delay;
+ * a half-written one waits; replays and frames are not messages. */
+static void test_advance_timed_observes_delays(void **state)
+{
+    (void)state;
+    fo_outq_t q;
+    fo_outq_init(&q);
+    fo_msg_t *a = fo_msg_new(&mem, NULL, "q.t", 3, 1, 1000, (const uint8_t *)"x", 1, 0);
+    fo_msg_t *r = fo_msg_new(&mem, NULL, "q.t", 3, 2, 1000, (const uint8_t *)"x", 1, 1);
+    fo_msg_t *b = fo_msg_new(&mem, NULL, "q.t", 3, 3, 5000, (const uint8_t *)"x", 1, 0);
+    assert_int_equal(fo_outq_push_msg(&q, a, 1, 1), FO_OK);
+    assert_int_equal(fo_outq_push_msg(&q, r, 1, 1), FO_OK);
+    assert_int_equal(fo_outq_push_msg(&q, b, 1, 1), FO_OK);
+    uint32_t la = q.ring[0].len;
+    fo_delay_hist_t h;
+    memset(&h, 0, sizeof h);
+    fo_outq_advance_timed(&q, la - 1, 21000, &h);          /* a: not all of it */
+    assert_int_equal(atomic_load(&h.count[0]) + atomic_load(&h.count[1]), 0);
+    fo_outq_advance_timed(&q, 1, 21000, &h);               /* a: 20 µs */
+    assert_int_equal(atomic_load(&h.count[1]), 1);         /* <= 25 µs */
+    assert_int_equal(atomic_load(&h.sum_ns), 20000);
+    fo_outq_advance_timed(&q, (size_t)q.bytes, 5000 + 600000, &h);   /* the replay, then b */
+    assert_int_equal(atomic_load(&h.count[6]), 1);         /* 600 µs: <= 1 ms */
+    assert_int_equal(atomic_load(&h.sum_ns), 620000);
+    fo_outq_clear(&q);
+    assert_int_equal(atomic_load(&mem.used), 0);
 }
 
 static void test_iov_and_partial_writes(void **state)
@@ -253,6 +322,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_iov_and_partial_writes),
+        cmocka_unit_test(test_packed_iov_same_bytes),
+        cmocka_unit_test(test_advance_timed_observes_delays),
         cmocka_unit_test(test_drop_oldest_in_place),
         cmocka_unit_test(test_gap_notices_merge),
         cmocka_unit_test(test_copy_matches_iov),

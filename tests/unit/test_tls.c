@@ -293,7 +293,7 @@ static void write_all(pair_t *p, fo_outq_t *q, uint64_t bytes)
     static uint8_t scratch[FO_TLS_RECORD];
     uint64_t written = 0;
     for (long i = 0; i < 50000000; i++) {
-        fo_tls_status_t st = fo_tls_write(&p->s, q, scratch, &written);
+        fo_tls_status_t st = fo_tls_write(&p->s, q, scratch, &written, NULL);
         if (st == FO_TLS_ERROR)
             fail_msg("write: %s", p->s.why);
         if (st == FO_TLS_WANT_WRITE) {
@@ -400,7 +400,7 @@ static void test_write_wants_read(void **state)
     uint64_t bytes = fill_queue(&q, 300);
     static uint8_t scratch[FO_TLS_RECORD];
     uint64_t written = 0;
-    assert_int_equal(fo_tls_write(&p.s, &q, scratch, &written), FO_TLS_WANT_READ);
+    assert_int_equal(fo_tls_write(&p.s, &q, scratch, &written, NULL), FO_TLS_WANT_READ);
     assert_int_equal(p.s.wr_want, FO_TLS_WANT_READ);
     assert_true(p.s.stash_len > 0);               /* kept for the retry */
     assert_int_equal(q.bytes + p.s.stash_len, bytes);   /* counted while kept */
@@ -408,7 +408,7 @@ static void test_write_wants_read(void **state)
         (void)SSL_do_handshake(p.cli);
         ERR_clear_error();
         pump(&p);
-        (void)fo_tls_write(&p.s, &q, scratch, &written);
+        (void)fo_tls_write(&p.s, &q, scratch, &written, NULL);
         pump(&p);
     }
     write_all(&p, &q, bytes - written);
@@ -477,7 +477,7 @@ static void test_key_update(void **state)
     static uint8_t scratch[FO_TLS_RECORD];
     fo_outq_t q;
     uint64_t bytes = fill_queue(&q, 200), written = 0;
-    (void)fo_tls_write(&p.s, &q, scratch, &written);
+    (void)fo_tls_write(&p.s, &q, scratch, &written, NULL);
     uint8_t buf[16];
     fo_tls_status_t st = FO_TLS_OK;
     for (int i = 0; i < 100 && st != FO_TLS_WANT_WRITE; i++) {
