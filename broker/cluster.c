@@ -45,7 +45,7 @@ typedef struct node {
     char id[FO_PEER_NODE_MAX + 1];
     uint64_t hash;                 /* fo_place_node_hash(id)              */
     fo_peer_t *link;               /* the link in use (UP), or NULL       */
-    char client_addr[128];
+    char client_addr[FO_CLUSTER_ADDR_MAX];
     fo_peer_counters_t ctr;        /* its links' counters, summed         */
     _Atomic int up;                /* metrics: link is set                */
     _Atomic uint64_t interest;     /* metrics: entries its link told us   */
@@ -85,7 +85,7 @@ struct fo_cluster {
     fo_arena_t arena;
     fo_peer_cfg_t pcfg;
     char node_id[FO_PEER_NODE_MAX + 1];
-    char client_addr[128];
+    char client_addr[FO_CLUSTER_ADDR_MAX];
     uint8_t secret[SECRET_MAX];
     size_t secret_len;
     fo_interest_t *ours;
@@ -103,6 +103,7 @@ struct fo_cluster {
     _Atomic uint64_t mgen;
     uint64_t mhash[FO_CLUSTER_NODES + 1];
     uint8_t mslot[FO_CLUSTER_NODES + 1];
+    char maddr[FO_CLUSTER_NODES + 1][FO_CLUSTER_ADDR_MAX];   /* client addresses */
     int mn;
     _Atomic int ready;
     _Alignas(64) _Atomic uint64_t seen_epoch;
@@ -165,16 +166,32 @@ static void members_changed(fo_cluster_t *c)
     pthread_rwlock_wrlock(&c->mlock);
     int n = 0;
     c->mhash[n] = fo_place_node_hash(c->node_id, strlen(c->node_id));
+    memcpy(c->maddr[n], c->client_addr, FO_CLUSTER_ADDR_MAX);
     c->mslot[n++] = FO_CLUSTER_SELF;
     for (int i = 0; i < atomic_load(&c->nnodes); i++)
         if (c->nodes[i].link) {
             c->mhash[n] = c->nodes[i].hash;
+            memcpy(c->maddr[n], c->nodes[i].client_addr, FO_CLUSTER_ADDR_MAX);
             c->mslot[n++] = (uint8_t)i;
         }
     c->mn = n;
     atomic_fetch_add_explicit(&c->mgen, 1, memory_order_release);
     pthread_rwlock_unlock(&c->mlock);
     fo_info(0, "cluster: %d member%s", n, n == 1 ? "" : "s");
+}
+
+int fo_cluster_addresses(fo_cluster_t *c, char (*out)[FO_CLUSTER_ADDR_MAX], char **ptrs)
+{
+    pthread_rwlock_rdlock(&c->mlock);
+    int n = 0;
+    for (int i = 0; i < c->mn; i++)
+        if (c->maddr[i][0]) {
+            memcpy(out[n], c->maddr[i], FO_CLUSTER_ADDR_MAX);
+            ptrs[n] = out[n];
+            n++;
+        }
+    pthread_rwlock_unlock(&c->mlock);
+    return n;
 }
 
 int fo_cluster_home(fo_cluster_t *c, fo_topic_t *t)

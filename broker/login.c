@@ -6,6 +6,7 @@
 #include "acl.h"
 #include "auth.h"
 #include "clock.h"
+#include "cluster.h"
 #include "log.h"
 #include "login.h"
 #include "metrics.h"
@@ -209,6 +210,12 @@ static void welcome(fo_conn_t *c)
              (unsigned long long)c->id, (unsigned long long)c->inbox_secret);
     wl.inbox = inbox;
     wl.http = (char *)fo_broker_http_announce(b);       /* fanout stats -s finds /metrics */
+    char addrs[FO_CLUSTER_NODES + 1][FO_CLUSTER_ADDR_MAX], *ptrs[FO_CLUSTER_NODES + 1];
+    if (b->cluster) {                /* where to go when this broker goes */
+        wl.node_id = (char *)fo_cluster_id(b->cluster);
+        wl.n_cluster = (size_t)fo_cluster_addresses(b->cluster, addrs, ptrs);
+        wl.cluster = ptrs;
+    }
     /* the groups, with keys only where this connection is entitled */
     fo_mcast_announce_t ann;
     fo_mcast_peer_t who = { c->tls || fo_net_peer_is_loopback(c->fd), !c->user,

@@ -168,6 +168,38 @@ static void test_links_up(void **state)
                 assert_int_equal(metric(i, "fanout_cluster_link_up{node=\"%s\"}", node(k)), 1);
 }
 
+/* WELCOME names the broker's node id and the members' client addresses,
+ * its own first. */
+static void test_welcome_names_the_cluster(void **state)
+{
+    (void)state;
+    wait_linked();
+    for (int i = 0; i < N; i++) {
+        fo_tc_t c;
+        assert_int_equal(fo_tc_connect(&c, br[i].port), 0);
+        Fanout__Frame f = FANOUT__FRAME__INIT;
+        Fanout__Hello h = FANOUT__HELLO__INIT;
+        h.has_version = 1;
+        h.version = 1;
+        f.body_case = FANOUT__FRAME__BODY_HELLO;
+        f.hello = &h;
+        assert_int_equal(fo_tc_send(&c, &f), 0);
+        Fanout__Frame *w = next(&c, 5000);
+        assert_non_null(w);
+        assert_int_equal(w->body_case, FANOUT__FRAME__BODY_WELCOME);
+        assert_string_equal(w->welcome->node_id, node(i));
+        assert_int_equal(w->welcome->n_cluster, N);
+        assert_string_equal(w->welcome->cluster[0], br[i].addr);
+        for (int k = 0; k < N; k++) {
+            int found = 0;
+            for (size_t j = 0; j < w->welcome->n_cluster; j++)
+                found |= !strcmp(w->welcome->cluster[j], br[k].addr);
+            assert_true(found);
+        }
+        fo_tc_close(&c);
+    }
+}
+
 #define PER_PUB 100
 
 /* A publisher on every broker, one topic: the ACKs carry 1..3*PER_PUB
@@ -555,6 +587,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_links_up),
+        cmocka_unit_test(test_welcome_names_the_cluster),
         cmocka_unit_test(test_sequences_across_brokers),
         cmocka_unit_test(test_wildcard_elsewhere),
         cmocka_unit_test(test_queue_group_across),
