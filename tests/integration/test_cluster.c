@@ -177,13 +177,7 @@ static void test_welcome_names_the_cluster(void **state)
     for (int i = 0; i < N; i++) {
         fo_tc_t c;
         assert_int_equal(fo_tc_connect(&c, br[i].port), 0);
-        Fanout__Frame f = FANOUT__FRAME__INIT;
-        Fanout__Hello h = FANOUT__HELLO__INIT;
-        h.has_version = 1;
-        h.version = 1;
-        f.body_case = FANOUT__FRAME__BODY_HELLO;
-        f.hello = &h;
-        assert_int_equal(fo_tc_send(&c, &f), 0);
+        assert_int_equal(fo_tc_send_hello(&c, NULL, NULL, NULL), 0);
         Fanout__Frame *w = next(&c, 5000);
         assert_non_null(w);
         assert_int_equal(w->body_case, FANOUT__FRAME__BODY_WELCOME);
