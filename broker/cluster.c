@@ -206,8 +206,18 @@ int fo_cluster_home(fo_cluster_t *c, fo_topic_t *t)
     int i = fo_place_pick(c->mhash, c->mn, th);
     int slot = i < 0 ? FO_CLUSTER_SELF : c->mslot[i];
     pthread_rwlock_unlock(&c->mlock);
+    if (slot != FO_CLUSTER_SELF)
+        atomic_store_explicit(&t->cluster_owner, 0, memory_order_relaxed);   /* sequenced elsewhere */
     atomic_store_explicit(&t->cluster_home, gen << 8 | (uint64_t)slot, memory_order_relaxed);
     return slot;
+}
+
+uint64_t fo_cluster_epoch_start(uint64_t seq)
+{
+    uint64_t now = fo_realtime_ns() / 1000000u;
+    uint64_t e = (seq >> FO_CLUSTER_EPOCH_SHIFT) + 1;
+    uint64_t clock_e = now > FO_CLUSTER_EPOCH_BASE_MS ? now - FO_CLUSTER_EPOCH_BASE_MS : 0;
+    return (e > clock_e ? e : clock_e) << FO_CLUSTER_EPOCH_SHIFT | 1;
 }
 
 /* ------------------------------------------------------------ control items */
@@ -550,6 +560,7 @@ static void on_deliver(fo_cluster_t *c, fo_peer_t *p, const Fanout__PeerDeliver 
         }
         if (seq > t->seq)
             t->seq = seq;                  /* our view of the home's sequence */
+        atomic_store_explicit(&t->cluster_owner, 0, memory_order_relaxed);    /* the sender is its home */
         t->last_ns = m->time_ns;
         if (d->queue) {
             fo_qgroup_t *g = fo_topic_group(t, d->queue, d->filter);
@@ -689,7 +700,7 @@ static void replay_end_local(fo_cluster_t *c, uint64_t conn, uint32_t sid, const
 }
 
 static void replay_gap_local(fo_cluster_t *c, uint64_t conn, uint32_t sid, const char *topic, size_t len,
-                             uint64_t first, uint64_t last)
+                             uint64_t first, uint64_t last, int reason)
 {
     int w = (int)(conn & 0xff);
     ctl_t *x = w < c->sink ? ctl_new(c, CTL_REPLAY_GAP, topic, len, NULL, 0) : NULL;
@@ -699,6 +710,7 @@ static void replay_gap_local(fo_cluster_t *c, uint64_t conn, uint32_t sid, const
     x->sid = sid;
     x->seq = first;
     x->last = last;
+    x->code = reason;
     post_worker_ctl(c, w, x);
 }
 
@@ -710,7 +722,7 @@ static void replay_failed(fo_cluster_t *c, const pending_t *pd)
     uint64_t seen = t ? t->seq : 0;       /* a racy read is fine: a hint */
     uint64_t first = pd->first ? pd->first : 1;
     if (seen >= first)
-        replay_gap_local(c, pd->conn, pd->sid, pd->topic, pd->len, first, seen);
+        replay_gap_local(c, pd->conn, pd->sid, pd->topic, pd->len, first, seen, FANOUT__GAP_REASON__GAP_EVICTED);
     replay_end_local(c, pd->conn, pd->sid, pd->topic, pd->len, 0, pd->ref, pd->repair);
     FO_LOG_RATE(FO_LOG_WARN, 0, "cluster: a replay of %s asked of %s was not answered", pd->topic,
                 pd->node >= 0 ? c->nodes[pd->node].id : "?");
@@ -777,7 +789,7 @@ static pending_t *pending_take(fo_cluster_t *c, int node, uint64_t conn, uint32_
 }
 
 static fo_err_t send_replayed(fo_peer_t *p, const Fanout__PeerReplay *r, const fo_msg_t *m, const char *topic,
-                              uint64_t gf, uint64_t gl)
+                              uint64_t gf, uint64_t gl, int reason)
 {
     Fanout__PeerFrame f = FANOUT__PEER_FRAME__INIT;
     Fanout__PeerReplayed d = FANOUT__PEER_REPLAYED__INIT;
@@ -792,6 +804,8 @@ static fo_err_t send_replayed(fo_peer_t *p, const Fanout__PeerReplay *r, const f
         d.has_gap_first = d.has_gap_last = 1;
         d.gap_first = gf;
         d.gap_last = gl;
+        d.has_reason = reason != FANOUT__GAP_REASON__GAP_EVICTED;
+        d.reason = (uint32_t)reason;
     }
     f.body_case = FANOUT__PEER_FRAME__BODY_REPLAYED;
     f.replayed = &d;
@@ -823,19 +837,27 @@ static void on_replay(fo_cluster_t *c, fo_peer_t *p, const Fanout__PeerReplay *r
         uint64_t first = r->earliest ? oldest : r->first ? r->first : 1;
         uint64_t last = repair && r->last < t->seq ? r->last : t->seq;
         live_from = t->seq + 1;
-        if (first < oldest && first <= last) {
+        uint64_t epoch0 = t->seq >> FO_CLUSTER_EPOCH_SHIFT << FO_CLUSTER_EPOCH_SHIFT;   /* its seq 0 */
+        if (first <= epoch0) {
+            /* a position an older home gave has nothing here (one GAP says
+             * so); a number without an epoch means this epoch's */
+            if (first >> FO_CLUSTER_EPOCH_SHIFT)
+                e = send_replayed(p, r, NULL, t->name, first, epoch0, FANOUT__GAP_REASON__GAP_HOME_CHANGED);
+            first = epoch0 + 1;
+        }
+        if (!e && first < oldest && first <= last) {
             uint64_t gl = oldest - 1 < last ? oldest - 1 : last;
-            e = send_replayed(p, r, NULL, t->name, first, gl);
+            e = send_replayed(p, r, NULL, t->name, first, gl, FANOUT__GAP_REASON__GAP_EVICTED);
             first = gl + 1;
         }
         for (uint64_t q = first; q <= last && !e; q++) {
             fo_msg_t *m = fo_ring_get(&t->ring, q);
             fo_msg_t *copy = m ? fo_msg_replay_copy(m) : NULL;
             if (!copy) {
-                e = send_replayed(p, r, NULL, t->name, q, last);
+                e = send_replayed(p, r, NULL, t->name, q, last, FANOUT__GAP_REASON__GAP_EVICTED);
                 break;
             }
-            e = send_replayed(p, r, copy, NULL, 0, 0);
+            e = send_replayed(p, r, copy, NULL, 0, 0, 0);
             fo_msg_unref(copy);
         }
         pthread_mutex_unlock(&t->lock);
@@ -864,7 +886,8 @@ static void on_replayed(fo_cluster_t *c, fo_peer_t *p, const Fanout__PeerReplaye
     if (w >= c->sink)
         return;
     if (!d->has_body) {
-        replay_gap_local(c, d->conn, d->sid, d->topic, strlen(d->topic), d->gap_first, d->gap_last);
+        replay_gap_local(c, d->conn, d->sid, d->topic, strlen(d->topic), d->gap_first, d->gap_last,
+                         d->has_reason ? (int)d->reason : FANOUT__GAP_REASON__GAP_EVICTED);
         return;
     }
     const char *name;
@@ -879,7 +902,7 @@ static void on_replayed(fo_cluster_t *c, fo_peer_t *p, const Fanout__PeerReplaye
     fo_msg_t *m = t ? fo_msg_adopt(&c->b->mem, t, d->body.data, d->body.len, &err) : NULL;
     if (!m) {
         atomic_fetch_add(&c->drops_in, 1);
-        replay_gap_local(c, d->conn, d->sid, name, nl, seq, seq);
+        replay_gap_local(c, d->conn, d->sid, name, nl, seq, seq, FANOUT__GAP_REASON__GAP_EVICTED);
         return;
     }
     fo_item_t it = { .kind = FO_ITEM_TARGET, .sid = d->sid, .conn_id = d->conn, .u.msg = m };
@@ -1123,7 +1146,7 @@ static void ctl_run(fo_ctl_t *self, void *arg)
         replay_out(c, x);
         break;
     case CTL_REPLAY_GAP:
-        fo_route_replay_gap(arg, x->conn, x->sid, (const char *)x->data, x->len, x->seq, x->last);
+        fo_route_replay_gap(arg, x->conn, x->sid, (const char *)x->data, x->len, x->seq, x->last, x->code);
         break;
     case CTL_REPLAY_END:
         fo_route_replay_end(arg, x->conn, x->sid, (const char *)x->data, x->len, x->seq, x->ref, x->add);

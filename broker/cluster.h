@@ -80,6 +80,18 @@ void fo_cluster_forward(fo_cluster_t *c, int node, uint64_t conn_id, uint64_t re
  * (code 0) or an error code and text, to broker `node`'s connection conn. */
 void fo_cluster_answer(fo_cluster_t *c, int node, uint64_t conn, uint64_t ref, uint64_t seq, int code,
                        const char *text);
+/* Epochs (docs/CLUSTER.md): in a cluster a topic's sequence number is
+ * epoch << FO_CLUSTER_EPOCH_SHIFT | n, n counting from 1 within the epoch
+ * (carrying into the epoch bits past 2^24 - 1, which keeps the numbers
+ * consecutive). A broker that starts giving a topic's numbers starts a new
+ * epoch: one above the last it knows, and at least the milliseconds since
+ * 2023-11-14 (so a broker that never saw the topic still numbers above its
+ * last home, as long as the brokers' clocks agree better than homes change).
+ * Any thread: the first sequence number of a new epoch after seq. */
+#define FO_CLUSTER_EPOCH_SHIFT 24
+#define FO_CLUSTER_EPOCH_BASE_MS 1700000000000ull
+uint64_t fo_cluster_epoch_start(uint64_t seq);
+
 /* Any thread: the home of a topic by name (no cache; REPAIR). */
 int fo_cluster_home_of(fo_cluster_t *c, const char *name, size_t len);
 

@@ -54,9 +54,24 @@ static int wants(const fo_binding_t *b, const fo_msg_t *m)
            !(b->sub->multicast && g >= 0 && (b->sub->mcast_keyed >> g & 1u));
 }
 
+/* A cluster: a topic's sequence numbers carry the epoch of the home that
+ * gave them (cluster.h, docs/CLUSTER.md). The first message of a newer
+ * epoch a subscription gets comes after one GAP naming the change, from
+ * the last it got to the one before this (none when they are consecutive:
+ * a count that carried into the epoch bits). */
+static void epoch_check(fo_binding_t *b, const fo_msg_t *m)
+{
+    uint64_t last = b->last_seq;
+    b->last_seq = m->seq;
+    if (last && m->seq > last + 1 && m->seq >> FO_CLUSTER_EPOCH_SHIFT > last >> FO_CLUSTER_EPOCH_SHIFT)
+        fo_conn_send_gap(b->sub->conn, b->sub->sid, m->topic, m->topic->name, m->topic->len, last + 1,
+                         m->seq - 1, FANOUT__GAP_REASON__GAP_HOME_CHANGED);
+}
+
 static void deliver_local(fo_worker_t *w, fo_msg_t *m)
 {
     fo_binding_t *last = NULL;
+    int clustered = w->b->cluster != NULL;
     for (fo_binding_t *b = m->topic->local[w->id]; b; b = b->tnext)
         if (wants(b, m))
             last = b;
@@ -65,8 +80,13 @@ static void deliver_local(fo_worker_t *w, fo_msg_t *m)
         return;
     }
     for (fo_binding_t *b = m->topic->local[w->id]; b != last; b = b->tnext)
-        if (wants(b, m))
+        if (wants(b, m)) {
+            if (clustered)
+                epoch_check(b, m);
             fo_conn_deliver(b->sub->conn, b->sub, fo_msg_ref(m));
+        }
+    if (clustered)
+        epoch_check(last, m);
     fo_conn_deliver(last->sub->conn, last->sub, m);
 }
 
@@ -251,6 +271,12 @@ static fo_msg_t *sequence(fo_worker_t *w, fo_topic_t *t, const fo_publish_req_t 
         pthread_mutex_unlock(&t->lock);
         *why = FO_ERR_NOT_FOUND;           /* not sequenced, not retained */
         return NULL;
+    }
+    if (b->cluster && !atomic_load_explicit(&t->cluster_owner, memory_order_relaxed)) {
+        /* the first number this broker gives as the topic's home: a new
+         * epoch above anything an earlier home gave (docs/CLUSTER.md) */
+        t->seq = fo_cluster_epoch_start(t->seq) - 1;
+        atomic_store_explicit(&t->cluster_owner, 1, memory_order_relaxed);
     }
     fo_deliver_fields_t f = fields_of(p, t->seq + 1, w->read_time_ns);
     fo_msg_t *m = fo_msg_encode(&b->mem, t, &f);
@@ -576,13 +602,12 @@ void fo_route_answer(fo_worker_t *w, uint64_t conn_id, uint64_t ref, uint64_t se
 }
 
 void fo_route_replay_gap(fo_worker_t *w, uint64_t conn_id, uint32_t sid, const char *name, size_t len,
-                         uint64_t first, uint64_t last)
+                         uint64_t first, uint64_t last, int reason)
 {
     fo_conn_t *c = fo_worker_conn(w, conn_id);
     if (!c || !fo_conn_sub(c, sid))
         return;
-    fo_conn_send_gap(c, sid, fo_registry_find(w->b->reg, name, len), name, len, first, last,
-                     FANOUT__GAP_REASON__GAP_EVICTED);
+    fo_conn_send_gap(c, sid, fo_registry_find(w->b->reg, name, len), name, len, first, last, reason);
 }
 
 void fo_route_replay_end(fo_worker_t *w, uint64_t conn_id, uint32_t sid, const char *name, size_t len,
@@ -626,6 +651,19 @@ static uint64_t replay_range(fo_conn_t *c, fo_sub_t *sub, fo_topic_t *t,
         last = t->seq;
     if (first > last)
         return 0;
+    /* this epoch's seq 0 (a cluster's numbers have epochs; one broker's
+     * do not, however many it gives) */
+    uint64_t epoch0 = c->w->b->cluster ? t->seq >> FO_CLUSTER_EPOCH_SHIFT << FO_CLUSTER_EPOCH_SHIFT : 0;
+    if (first <= epoch0) {
+        /* a cluster: a position an older home gave has nothing here (one
+         * GAP says so); a number without an epoch means this epoch's */
+        if (first >> FO_CLUSTER_EPOCH_SHIFT)
+            fo_conn_send_gap(c, sub->sid, t, t->name, t->len, first, epoch0,
+                             FANOUT__GAP_REASON__GAP_HOME_CHANGED);
+        first = epoch0 + 1;
+        if (first > last)
+            return 0;
+    }
     uint64_t oldest = fo_ring_oldest(&t->ring, t->seq + 1);
     if (first < oldest) {
         uint64_t gl = oldest - 1 < last ? oldest - 1 : last;

@@ -61,13 +61,14 @@ void fo_route_answer(fo_worker_t *w, uint64_t conn_id, uint64_t ref, uint64_t se
 /* A peer link dropped first..last of topic name[0..len): GAP to this
  * worker's subscribers of it (reason slow consumer: the link was). */
 void fo_route_peer_gap(fo_worker_t *w, const char *name, size_t len, uint64_t first, uint64_t last);
-/* Replay through an edge, on the subscriber's worker: GAP_EVICTED for
- * first..last (what the home no longer retains), and the end of the
+/* Replay through an edge, on the subscriber's worker: GAP for first..last
+ * (what the home no longer retains: GAP_EVICTED, or what an older home
+ * gave: GAP_HOME_CHANGED; reason a GapReason), and the end of the
  * home's replay: live delivery of topic name[0..len) starts at live_from
  * for the subscription (conn_id, sid), or, for a REPAIR, its ACK {ref}.
  * A connection or subscription that has gone is skipped. */
 void fo_route_replay_gap(fo_worker_t *w, uint64_t conn_id, uint32_t sid, const char *name, size_t len,
-                         uint64_t first, uint64_t last);
+                         uint64_t first, uint64_t last, int reason);
 void fo_route_replay_end(fo_worker_t *w, uint64_t conn_id, uint32_t sid, const char *name, size_t len,
                          uint64_t live_from, uint64_t ref, int repair);
 /* Handle items taken from this worker's inbox (not FO_ITEM_CONN). */

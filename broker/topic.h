@@ -82,6 +82,8 @@ struct fo_binding {
     fo_binding_t *snext;          /* sub->bindings                        */
     fo_qgroup_t *group;           /* queue membership, else NULL          */
     uint8_t counted;              /* adds 1 to topic->blocked (owner only) */
+    uint64_t last_seq;            /* a cluster: the last seq fan-out gave it
+                                   * (route.c, the owner worker only)      */
 };
 
 struct fo_qgroup {
@@ -115,6 +117,11 @@ struct fo_topic {
     /* The cluster's cached placement of this topic (cluster.c alone
      * reads and writes it: membership generation << 8 | node slot). */
     _Atomic uint64_t cluster_home;
+    /* A cluster: 1 while this broker has been the topic's home since it
+     * last gave it a sequence number; 0 (a new topic, or another broker
+     * was its home meanwhile: cluster.c clears it) makes the next one
+     * start a new epoch (route.c, under the topic lock). */
+    _Atomic int cluster_owner;
     size_t len;
     char name[];                  /* NUL-terminated                        */
 };

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <cmocka.h>
 #include "harness.h"
+#include "cluster.h"
 #include "place.h"
 
 #define N 3
@@ -121,6 +122,18 @@ static int home_of(const char *topic)
     return fo_place_pick(h, N, fo_place_topic_hash(topic, strlen(topic)));
 }
 
+/* A cluster's sequence numbers carry the home's epoch (docs/CLUSTER.md,
+ * Epochs): the number within it, and the epoch. */
+static uint64_t lo(uint64_t seq)
+{
+    return seq & ((1ull << FO_CLUSTER_EPOCH_SHIFT) - 1);
+}
+
+static uint64_t epoch_of(uint64_t seq)
+{
+    return seq >> FO_CLUSTER_EPOCH_SHIFT;
+}
+
 /* The next frame that is not a PING, or NULL. */
 static Fanout__Frame *next(fo_tc_t *c, int ms)
 {
@@ -220,6 +233,7 @@ static void test_sequences_across_brokers(void **state)
         }
     static uint8_t seen[N * PER_PUB + 1];
     memset(seen, 0, sizeof seen);
+    uint64_t epoch = 0;
     for (int i = 0; i < N; i++)
         for (int got = 0; got < PER_PUB;) {
             Fanout__Frame *f = next(&pub[i], 10000);
@@ -228,11 +242,15 @@ static void test_sequences_across_brokers(void **state)
                 fail_msg("publisher %d: frame %d, not an ACK", i, f->body_case);
             }
             assert_true(f->ack->has_seq);
-            assert_in_range(f->ack->seq, 1, N * PER_PUB);
-            assert_int_equal(seen[f->ack->seq], 0);       /* no duplicate */
-            seen[f->ack->seq] = 1;
+            if (!epoch)
+                epoch = epoch_of(f->ack->seq);
+            assert_int_equal(epoch_of(f->ack->seq), epoch);   /* one home, one epoch */
+            assert_in_range(lo(f->ack->seq), 1, N * PER_PUB);
+            assert_int_equal(seen[lo(f->ack->seq)], 0);   /* no duplicate */
+            seen[lo(f->ack->seq)] = 1;
             got++;
         }
+    assert_true(epoch > 0);
     for (int i = 0; i < N; i++) {
         static uint8_t have[N * PER_PUB + 1];
         memset(have, 0, sizeof have);
@@ -242,7 +260,8 @@ static void test_sequences_across_brokers(void **state)
             if (!f)
                 fail_msg("subscriber on broker %d: %d of %d", i, got, N * PER_PUB);
             assert_int_equal(f->body_case, FANOUT__FRAME__BODY_DELIVER);
-            uint64_t s = f->deliver->seq;
+            assert_int_equal(epoch_of(f->deliver->seq), epoch);
+            uint64_t s = lo(f->deliver->seq);
             assert_in_range(s, 1, N * PER_PUB);
             assert_int_equal(have[s], 0);
             have[s] = 1;
@@ -291,7 +310,7 @@ static void test_wildcard_elsewhere(void **state)
         assert_int_equal(sscanf(f->deliver->topic, "wild.t%d", &t), 1);
         assert_int_equal(seen[t], 0);
         seen[t] = 1;
-        assert_int_equal(f->deliver->seq, 1);             /* each topic's first */
+        assert_int_equal(lo(f->deliver->seq), 1);         /* each topic's first */
     }
     fo_tc_t all[2] = { sub, pub };
     close_and_settle(all, 2);
@@ -328,9 +347,10 @@ static void test_queue_group_across(void **state)
             if (!f)
                 continue;
             assert_int_equal(f->body_case, FANOUT__FRAME__BODY_DELIVER);
-            assert_in_range(f->deliver->seq, 1, QMSGS);
-            assert_int_equal(seen[f->deliver->seq], 0);   /* exactly once */
-            seen[f->deliver->seq] = 1;
+            uint64_t q = lo(f->deliver->seq);
+            assert_in_range(q, 1, QMSGS);
+            assert_int_equal(seen[q], 0);                 /* exactly once */
+            seen[q] = 1;
             per_broker[at[i]]++;
             total++;
         }
@@ -462,8 +482,11 @@ static void sub_from(fo_tc_t *c, uint32_t sid, const char *filter, int start, ui
     assert_int_equal(fo_tc_wait_ack(c, f.req, 5000), 0);
 }
 
-/* The next n DELIVERs are seqs from..from+n-1 in order; replay flags as
- * want_replay says (-1: either). Payload "m<seq>". */
+/* The topic's epoch as the next test's publishes see it (seq 0 of it). */
+static uint64_t base;
+
+/* The next n DELIVERs are seqs from..from+n-1 (of base's epoch) in order;
+ * replay flags as want_replay says (-1: either). Payload "m<from+k>". */
 static void expect_run(fo_tc_t *c, uint64_t from, int n, int want_replay)
 {
     for (int k = 0; k < n; k++) {
@@ -472,7 +495,7 @@ static void expect_run(fo_tc_t *c, uint64_t from, int n, int want_replay)
             fail_msg("seq %llu did not come", (unsigned long long)from + (uint64_t)k);
         if (f->body_case != FANOUT__FRAME__BODY_DELIVER)
             fail_msg("frame %d instead of seq %llu", f->body_case, (unsigned long long)from + (uint64_t)k);
-        assert_int_equal(f->deliver->seq, from + (uint64_t)k);
+        assert_int_equal(f->deliver->seq, base + from + (uint64_t)k);
         char want[32];
         snprintf(want, sizeof want, "m%llu", (unsigned long long)(from + (uint64_t)k));
         assert_int_equal(f->deliver->payload.len, strlen(want));
@@ -482,6 +505,8 @@ static void expect_run(fo_tc_t *c, uint64_t from, int n, int want_replay)
     }
 }
 
+/* Publish "m<from>".."m<from+n-1>" with req = the number; the ACKs'
+ * sequences are base + the number (base set by the first ACK seen). */
 static void publish_run(fo_tc_t *pub, const char *topic, uint64_t from, int n)
 {
     for (int k = 0; k < n; k++) {
@@ -489,7 +514,17 @@ static void publish_run(fo_tc_t *pub, const char *topic, uint64_t from, int n)
         int len = snprintf(msg, sizeof msg, "m%llu", (unsigned long long)(from + (uint64_t)k));
         assert_int_equal(fo_tc_publish(pub, topic, msg, (size_t)len, from + (uint64_t)k), 0);
     }
-    assert_int_equal(fo_tc_wait_ack(pub, from + (uint64_t)n - 1, 10000), 0);
+    for (int k = 0; k < n;) {
+        Fanout__Frame *f = next(pub, 10000);
+        assert_non_null(f);
+        if (f->body_case != FANOUT__FRAME__BODY_ACK)
+            continue;
+        if (!base)
+            base = f->ack->seq - f->ack->ref;
+        assert_int_equal(f->ack->seq, base + f->ack->ref);
+        if (f->ack->ref >= from)
+            k++;
+    }
 }
 
 /* A subscriber on an edge starting in the past gets the home's ring, then
@@ -503,6 +538,7 @@ static void test_replay_through_edge(void **state)
     int home = home_of(topic), edge = (home + 1) % N, third = (home + 2) % N;
     fo_tc_t pub, early, at_home, pos;
     open_at(&pub, third);
+    base = 0;
     publish_run(&pub, topic, 1, 20);
     /* published 21..40 with no wait, the subscribe in the middle */
     open_at(&early, edge);
@@ -521,7 +557,7 @@ static void test_replay_through_edge(void **state)
     expect_run(&at_home, 1, 40, 1);
     /* a position on another edge, then REPAIR there */
     open_at(&pos, third);
-    sub_from(&pos, 3, "replay.*", 0, 0, topic, 35);
+    sub_from(&pos, 3, "replay.*", 0, 0, topic, base + 35);
     expect_run(&pos, 35, 6, 1);
     publish_run(&pub, topic, 41, 2);
     expect_run(&early, 41, 2, 0);
@@ -532,8 +568,8 @@ static void test_replay_through_edge(void **state)
     r.has_sid = r.has_first = r.has_last = 1;
     r.sid = 3;
     r.topic = (char *)topic;
-    r.first = 5;
-    r.last = 8;
+    r.first = base + 5;
+    r.last = base + 8;
     f.body_case = FANOUT__FRAME__BODY_REPAIR;
     f.repair = &r;
     f.has_req = 1;
@@ -546,6 +582,136 @@ static void test_replay_through_edge(void **state)
     assert_int_equal(a->ack->ref, 99);
     fo_tc_t all[4] = { pub, early, at_home, pos };
     close_and_settle(all, 4);
+}
+
+/* A topic homed on broker `home`. */
+static void topic_homed(int home, const char *prefix, char *out, size_t len)
+{
+    for (int t = 0;; t++) {
+        snprintf(out, len, "%s%d", prefix, t);
+        if (home_of(out) == home)
+            return;
+    }
+}
+
+static void kill_and_restart_later(int i)
+{
+    fo_tb_signal(&br[i], SIGKILL);
+    assert_int_equal(fo_tb_stop(&br[i]), 128 + SIGKILL);
+    for (int k = 0; k < N; k++)
+        if (k != i)
+            assert_int_equal(wait_eq(k, "fanout_cluster_members%s", "", N - 1), 0);
+}
+
+/* kill -9 of an edge: its subscriber resumes on another broker with its
+ * position and loses nothing (what it missed comes from the home's ring,
+ * then live). */
+static void test_edge_dies_resume_elsewhere(void **state)
+{
+    (void)state;
+    wait_linked();
+    char topic[32];
+    topic_homed(0, "resume.t", topic, sizeof topic);
+    fo_tc_t sub, pub;
+    open_at(&sub, 1);
+    sub_ack(&sub, 1, topic, NULL);
+    const double want[N] = { 0, 1, 0 };
+    wait_all_interest(want);
+    open_at(&pub, 2);
+    base = 0;
+    publish_run(&pub, topic, 1, 10);
+    expect_run(&sub, 1, 10, 0);
+    kill_and_restart_later(1);          /* the subscriber's broker */
+    fo_tc_close(&sub);
+    publish_run(&pub, topic, 11, 10);   /* while it is away */
+    fo_tc_t again;
+    open_at(&again, 2);
+    sub_from(&again, 1, "resume.>", 0, 0, topic, base + 11);
+    publish_run(&pub, topic, 21, 5);
+    expect_run(&again, 11, 15, -1);
+    assert_null(next(&again, 100));
+    fo_tc_close(&again);
+    fo_tc_close(&pub);
+    assert_int_equal(start_one(1, "s3cret"), 0);
+    wait_linked();
+    const double none[N] = { 0, 0, 0 };
+    wait_all_interest(none);
+}
+
+/* Expect one GAP_HOME_CHANGED from after `last` on, then the first message
+ * of a newer epoch, numbered 1 in it. Returns its seq. */
+static uint64_t expect_home_changed(fo_tc_t *c, uint64_t last)
+{
+    Fanout__Frame *f = next(c, 10000);
+    assert_non_null(f);
+    if (f->body_case != FANOUT__FRAME__BODY_GAP)
+        fail_msg("frame %d, not the GAP of the new home", f->body_case);
+    assert_int_equal(f->gap->reason, FANOUT__GAP_REASON__GAP_HOME_CHANGED);
+    assert_int_equal(f->gap->first, last + 1);
+    uint64_t gl = f->gap->last;
+    f = next(c, 10000);
+    assert_non_null(f);
+    assert_int_equal(f->body_case, FANOUT__FRAME__BODY_DELIVER);
+    assert_int_equal(f->deliver->seq, gl + 1);
+    assert_true(epoch_of(f->deliver->seq) > epoch_of(last));
+    assert_int_equal(lo(f->deliver->seq), 1);
+    return f->deliver->seq;
+}
+
+/* kill -9 of a home: its topic moves, subscribers on both other brokers
+ * get exactly one GAP_HOME_CHANGED and delivery continues in a new epoch;
+ * when it comes back the topic moves back, with one more GAP. */
+static void test_home_dies_one_gap(void **state)
+{
+    (void)state;
+    wait_linked();
+    char topic[32];
+    topic_homed(2, "homegap.t", topic, sizeof topic);
+    fo_tc_t sub[2], pub;
+    for (int i = 0; i < 2; i++) {
+        open_at(&sub[i], i);
+        sub_ack(&sub[i], 1, topic, NULL);
+    }
+    const double want[N] = { 1, 1, 0 };
+    wait_all_interest(want);
+    open_at(&pub, 0);
+    base = 0;
+    publish_run(&pub, topic, 1, 5);
+    for (int i = 0; i < 2; i++)
+        expect_run(&sub[i], 1, 5, 0);
+    uint64_t last = base + 5;
+    kill_and_restart_later(2);
+    /* the next message is the new home's first */
+    assert_int_equal(fo_tc_publish(&pub, topic, "after", 5, 100), 0);
+    Fanout__Frame *a = next(&pub, 5000);
+    assert_non_null(a);
+    assert_int_equal(a->body_case, FANOUT__FRAME__BODY_ACK);
+    uint64_t first = a->ack->seq;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(expect_home_changed(&sub[i], last), first);
+        assert_null(next(&sub[i], 100));        /* one GAP, no more */
+    }
+    /* more in the same epoch: no GAP */
+    assert_int_equal(fo_tc_publish(&pub, topic, "again", 5, 101), 0);
+    for (int i = 0; i < 2; i++) {
+        Fanout__Frame *f = next(&sub[i], 5000);
+        assert_non_null(f);
+        assert_int_equal(f->body_case, FANOUT__FRAME__BODY_DELIVER);
+        assert_int_equal(f->deliver->seq, first + 1);
+    }
+    assert_int_equal(fo_tc_wait_ack(&pub, 101, 5000), 0);
+    /* the old home comes back and is the topic's home again */
+    assert_int_equal(start_one(2, "s3cret"), 0);
+    wait_linked();
+    wait_all_interest(want);
+    assert_int_equal(fo_tc_publish(&pub, topic, "back", 4, 102), 0);
+    a = next(&pub, 5000);
+    assert_non_null(a);
+    assert_int_equal(a->body_case, FANOUT__FRAME__BODY_ACK);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(expect_home_changed(&sub[i], first + 1), a->ack->seq);
+    fo_tc_t all[3] = { sub[0], sub[1], pub };
+    close_and_settle(all, 3);
 }
 
 /* Broker 2 leaves (kill -9): the others drop it from the members, and its
@@ -571,7 +737,7 @@ static void test_member_leaves(void **state)
     Fanout__Frame *f = next(&pub, 5000);
     assert_non_null(f);
     assert_int_equal(f->body_case, FANOUT__FRAME__BODY_ACK);
-    assert_int_equal(f->ack->seq, 1);
+    assert_int_equal(lo(f->ack->seq), 1);
     fo_tc_close(&pub);
     assert_int_equal(start_one(2, "s3cret"), 0);
     wait_linked();
@@ -587,6 +753,8 @@ int main(void)
         cmocka_unit_test(test_queue_group_across),
         cmocka_unit_test(test_link_copies),
         cmocka_unit_test(test_replay_through_edge),
+        cmocka_unit_test(test_edge_dies_resume_elsewhere),
+        cmocka_unit_test(test_home_dies_one_gap),
         cmocka_unit_test(test_wrong_secret),
         cmocka_unit_test(test_member_leaves),
     };
