@@ -35,6 +35,7 @@
 #include "broker.h"
 #include "buf.h"
 #include "fo_err.h"
+#include "frame.h"
 #include "inbox.h"
 
 #define FO_CLUSTER_NODES 64      /* other brokers known by id, at most */
@@ -88,7 +89,7 @@ void fo_cluster_answer(fo_cluster_t *c, int node, uint64_t conn, uint64_t ref, u
  * 2023-11-14 (so a broker that never saw the topic still numbers above its
  * last home, as long as the brokers' clocks agree better than homes change).
  * Any thread: the first sequence number of a new epoch after seq. */
-#define FO_CLUSTER_EPOCH_SHIFT 24
+#define FO_CLUSTER_EPOCH_SHIFT FO_SEQ_EPOCH_SHIFT   /* proto/frame.h */
 #define FO_CLUSTER_EPOCH_BASE_MS 1700000000000ull
 uint64_t fo_cluster_epoch_start(uint64_t seq);
 

@@ -18,8 +18,8 @@
 #include <string.h>
 #include <time.h>
 #include <cmocka.h>
+#include "fanout.h"
 #include "harness.h"
-#include "cluster.h"
 #include "place.h"
 
 #define N 3
@@ -126,12 +126,12 @@ static int home_of(const char *topic)
  * Epochs): the number within it, and the epoch. */
 static uint64_t lo(uint64_t seq)
 {
-    return seq & ((1ull << FO_CLUSTER_EPOCH_SHIFT) - 1);
+    return seq & ((1ull << FO_SEQ_EPOCH_SHIFT) - 1);
 }
 
 static uint64_t epoch_of(uint64_t seq)
 {
-    return seq >> FO_CLUSTER_EPOCH_SHIFT;
+    return seq >> FO_SEQ_EPOCH_SHIFT;
 }
 
 /* The next frame that is not a PING, or NULL. */
@@ -638,6 +638,66 @@ static void test_edge_dies_resume_elsewhere(void **state)
     wait_all_interest(none);
 }
 
+/* libfanout connected to broker 1 alone learns the others from WELCOME;
+ * broker 1 is killed; the client reconnects to another and resumes with
+ * its positions: nothing lost, nothing twice. */
+static void test_libfanout_fails_over(void **state)
+{
+    (void)state;
+    wait_linked();
+    char topic[32];
+    topic_homed(0, "lib.t", topic, sizeof topic);
+    fo_client_opts_t o;
+    fo_client_opts_init(&o);
+    const char *servers[] = { br[1].addr };
+    o.servers = servers;
+    o.nservers = 1;
+    o.reconnect_min_ms = 50;
+    o.reconnect_max_ms = 200;
+    fo_client_t *cl;
+    char err[256];
+    assert_int_equal(fo_client_connect(&o, &cl, err, sizeof err), FO_OK);
+    fo_sub_t *s;
+    assert_int_equal(fo_subscribe(cl, topic, NULL, &s), FO_OK);
+    const double want[N] = { 0, 1, 0 };
+    wait_all_interest(want);
+    fo_tc_t pub;
+    open_at(&pub, 2);
+    base = 0;
+    publish_run(&pub, topic, 1, 5);
+    for (uint64_t k = 1; k <= 5; k++) {
+        const fo_msg_t *m;
+        assert_int_equal(fo_sub_next(s, 10000, &m), FO_OK);
+        assert_int_equal(m->seq, base + k);
+    }
+    kill_and_restart_later(1);
+    publish_run(&pub, topic, 6, 5);                  /* while it reconnects */
+    for (uint64_t k = 6; k <= 10; k++) {
+        const fo_msg_t *m;
+        assert_int_equal(fo_sub_next(s, 15000, &m), FO_OK);
+        assert_int_equal(m->seq, base + k);
+        char want_p[16];
+        snprintf(want_p, sizeof want_p, "m%llu", (unsigned long long)k);
+        assert_int_equal(m->payload_len, strlen(want_p));
+        assert_memory_equal(m->payload, want_p, m->payload_len);
+    }
+    fo_client_stats_t st;
+    fo_client_stats(cl, &st);
+    assert_int_equal(st.reconnects, 1);
+    assert_int_equal(st.gaps, 0);
+    publish_run(&pub, topic, 11, 1);                 /* and live after it */
+    const fo_msg_t *m;
+    assert_int_equal(fo_sub_next(s, 10000, &m), FO_OK);
+    assert_int_equal(m->seq, base + 11);
+    assert_int_equal(fo_sub_next(s, 100, &m), FO_ERR_TIMEOUT);
+    assert_int_equal(fo_client_close(cl, 1000), FO_OK);   /* frees it */
+    fo_tc_close(&pub);
+    assert_int_equal(start_one(1, "s3cret"), 0);
+    wait_linked();
+    const double none[N] = { 0, 0, 0 };
+    wait_all_interest(none);
+}
+
 /* Expect one GAP_HOME_CHANGED from after `last` on, then the first message
  * of a newer epoch, numbered 1 in it. Returns its seq. */
 static uint64_t expect_home_changed(fo_tc_t *c, uint64_t last)
@@ -755,6 +815,7 @@ int main(void)
         cmocka_unit_test(test_replay_through_edge),
         cmocka_unit_test(test_edge_dies_resume_elsewhere),
         cmocka_unit_test(test_home_dies_one_gap),
+        cmocka_unit_test(test_libfanout_fails_over),
         cmocka_unit_test(test_wrong_secret),
         cmocka_unit_test(test_member_leaves),
     };
