@@ -8,7 +8,8 @@
 #   make run              build fanoutd and fanout, run the broker on its defaults
 #   make SANITIZE=address,undefined test   |   make SANITIZE=thread test
 #   make bench            micro-benchmarks (codec) and `fanout bench` scenarios
-#   make install PREFIX=/usr/local [DESTDIR=...]   binaries, library, headers
+#   make install PREFIX=/usr/local
+#   make swarm-test       docker/stack.yml on a two-node Swarm (docker/swarm-test.sh) [DESTDIR=...]   binaries, library, headers
 #                         (include/fanout/), fanout.pc, man pages, example
 #                         config, systemd unit
 #
@@ -81,7 +82,7 @@ BENCH_BIN  := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(BENCH_SRC))
 ALL_BIN := $(BUILD)/fanoutd $(BUILD)/fanout $(BUILD)/libfanout.a \
            $(BUILD)/libfanout.so $(BUILD)/fanout.pc
 
-.PHONY: all deps test test-tls unit integration conformance run bench bench-compare fuzz clean install docker-test valgrind
+.PHONY: all deps test test-tls unit integration conformance run bench bench-compare fuzz clean install docker-test swarm-test valgrind
 all: $(ALL_BIN)
 
 # ---------------------------------------------------------------- deps
@@ -237,6 +238,11 @@ peers-given:
 
 docker-test:
 	@sh docker/test.sh
+
+# docker/stack.yml on a two-node Swarm this machine makes itself (two
+# dockerds in two network namespaces); skips where docker cannot run.
+swarm-test: deps $(BUILD)/fanoutd $(BUILD)/fanout
+	@FO_BUILD=$(BUILD) sh docker/swarm-test.sh
 
 # Files with paths in them (fanout.pc, the unit) are written here, for
 # this PREFIX, not taken from the build.
