@@ -44,6 +44,13 @@ def http(port, path):
         return r.read().decode()
 
 
+def stop(procs):
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(timeout=20)
+
+
 def wait(cond, secs=20, what="condition"):
     end = time.time() + secs
     while time.time() < end:
@@ -127,10 +134,7 @@ def fanout_run(tmp):
             rows.append((k, (m1 - m0) / N, (b1 - b0) / N, home != pub and "no" or "yes"))
         return rows
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=20)
+        stop(procs)
 
 
 # ------------------------------------------------------------ nats
@@ -224,10 +228,7 @@ def nats_run(tmp):
                 c.s.close()
         return rows
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=20)
+        stop(procs)
 
 
 def main():
