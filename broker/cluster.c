@@ -27,8 +27,10 @@
 #include "place.h"
 #include "resolve.h"
 #include "route.h"
+#include "tls.h"
 #include "topic.h"
 #include "worker.h"
+#include <openssl/ssl.h>
 
 #define TICK_MS      250
 #define READ_BUDGET  (1u << 20)     /* bytes read per link per event     */
@@ -92,6 +94,7 @@ struct fo_cluster {
     _Atomic uint64_t ours_count;   /* metrics                             */
     pending_t *pending, **pending_tail;
     size_t npending;
+    struct ssl_ctx_st *tls_server, *tls_client;   /* --cluster-tls (owned) */
     fo_peer_t *links;              /* every link                          */
     node_t nodes[FO_CLUSTER_NODES];
     _Atomic int nnodes;            /* slots in use (only grows)           */
@@ -1302,7 +1305,7 @@ static void link_failed(fo_cluster_t *c, fo_peer_t *p, fo_err_t e, const char *w
         fo_debug(0, "cluster: %s is this broker", p->addr);
     } else if (p->state == FO_PEER_UP) {
         fo_warn(0, "cluster: link to %s (%s) closed: %s", p->node_id, p->addr, why);
-    } else if (e == FO_ERR_PROTO && p->node_id[0]) {
+    } else if (e == FO_ERR_PROTO) {      /* the secret, the TLS handshake, the protocol */
         atomic_fetch_add(&c->auth_failures, 1);
         FO_LOG_RATE(FO_LOG_WARN, 0, "cluster: %s not linked: %s", p->addr, why);
     } else if (p->state != FO_PEER_RETIRING) {
@@ -1317,7 +1320,10 @@ static void *run(void *arg)
     fo_peer_cb_t cb = callbacks_of(c);
     while (!atomic_load(&c->stop)) {
         struct epoll_event evs[64];
-        int n = epoll_wait(c->epfd, evs, 64, TICK_MS);
+        int pending = 0;
+        for (fo_peer_t *p = c->links; p && !pending; p = p->next)
+            pending = p->tls_pending && !p->doomed;
+        int n = epoll_wait(c->epfd, evs, 64, pending ? 0 : TICK_MS);
         for (int i = 0; i < n; i++) {
             void *ptr = evs[i].data.ptr;
             if (ptr == &inbox_tag) {
@@ -1339,6 +1345,17 @@ static void *run(void *arg)
                             evs[k].data.ptr = NULL;
                 }
             }
+        }
+        /* TLS sessions stopped by the read budget with input inside */
+        for (fo_peer_t *p = c->links, *next; p; p = next) {
+            next = p->next;
+            if (!p->tls_pending || p->doomed)
+                continue;
+            char why[256] = "";
+            fo_err_t e = fo_peer_on_events(p, EPOLLIN, &c->arena, &cb, READ_BUDGET, why, sizeof why);
+            fo_arena_reset(&c->arena);
+            if (e)
+                link_failed(c, p, e, why);
         }
         flush_outboxes(c);
         uint64_t now = fo_clock_ms();
@@ -1439,17 +1456,22 @@ fo_err_t fo_cluster_create(fo_broker_t *b, fo_cluster_t **out, char *err, size_t
         snprintf(err, errlen, "fanoutd: --cluster-listen: %s", why);
         goto fail;
     }
+    if (cfg->cluster_tls &&
+        (e = fo_tls_peer_contexts(cfg, cfg->cluster_tls_ca[0] ? cfg->cluster_tls_ca : cfg->tls_ca,
+                                  &c->tls_server, &c->tls_client, err, errlen)))
+        goto fail;
     if (!fo_net_is_loopback(c->lfd)) {
-        if (!c->secret_len) {
-            snprintf(err, errlen, "fanoutd: --cluster-listen %s is reachable from other hosts and no cluster "
-                     "secret is set: give --cluster-secret-file FILE (or --cluster-secret), or listen on "
-                     "127.0.0.1 (docs/CLUSTER.md, Security)", cfg->cluster_listen);
+        if (!c->secret_len && !cfg->cluster_tls) {
+            snprintf(err, errlen, "fanoutd: --cluster-listen %s is reachable from other hosts and neither a "
+                     "cluster secret nor --cluster-tls is set: give --cluster-secret-file FILE (or "
+                     "--cluster-secret) and --cluster-tls, or listen on 127.0.0.1 (docs/CLUSTER.md, Security)",
+                     cfg->cluster_listen);
             e = FO_ERR_INVAL;
             goto fail;
         }
-        fo_warn(0, "cluster: links on %s are authenticated by the cluster secret but NOT encrypted "
-                   "(TLS on the cluster port is not built yet): keep the cluster port on a private network",
-                cfg->cluster_listen);
+        if (!cfg->cluster_tls)
+            fo_warn(0, "cluster: links on %s are authenticated by the cluster secret but NOT encrypted "
+                       "(no --cluster-tls): keep the cluster port on a private network", cfg->cluster_listen);
     }
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &inbox_tag };
     struct epoll_event lev = { .events = EPOLLIN, .data.ptr = &listen_tag };
@@ -1460,7 +1482,8 @@ fo_err_t fo_cluster_create(fo_broker_t *b, fo_cluster_t **out, char *err, size_t
     c->pcfg = (fo_peer_cfg_t){ .node_id = c->node_id, .client_addr = c->client_addr, .epoch = b->epoch,
                                .secret = c->secret, .secret_len = c->secret_len,
                                .max_output = cfg->cluster_max_output,
-                               .max_frame = cfg->max_frame + 65536, .epfd = c->epfd };
+                               .max_frame = cfg->max_frame + 65536, .epfd = c->epfd,
+                               .tls_server = c->tls_server, .tls_client = c->tls_client };
     members_changed(c);
     if ((e = fo_resolver_start(cfg->cluster_peers, cfg->cluster_resolve_ms, &c->res, err, errlen)))
         goto fail;
@@ -1514,6 +1537,8 @@ void fo_cluster_destroy(fo_cluster_t *c)
     if (c->epfd >= 0)
         close(c->epfd);
     pthread_rwlock_destroy(&c->mlock);
+    SSL_CTX_free(c->tls_server);    /* after the links whose sessions used them */
+    SSL_CTX_free(c->tls_client);
     sodium_memzero(c->secret, sizeof c->secret);
     free(c);
 }
@@ -1567,7 +1592,8 @@ fo_err_t fo_cluster_metrics(fo_cluster_t *c, fo_buf_t *out)
           atomic_load(&c->delivered_in) },
         { "fanout_cluster_drops_in_total", "counter",
           "Messages from homes dropped here (memory cap, topic limit)", atomic_load(&c->drops_in) },
-        { "fanout_cluster_auth_failures_total", "counter", "Peers that failed the cluster authentication",
+        { "fanout_cluster_auth_failures_total", "counter",
+          "Links refused for the secret, the TLS handshake or the protocol before they were up",
           atomic_load(&c->auth_failures) },
     };
     for (size_t k = 0; k < sizeof one / sizeof one[0]; k++)

@@ -146,6 +146,8 @@ static const opt_t opts[] = {
     { "cluster-secret", T_STRING,  G_CL,   "",              0, 0,                FIELD(cluster_secret),   0,        NULL, "the shared cluster credential" },
     { "cluster-secret-file", T_STRING, G_CL, "",            0, 0,                FIELD(cluster_secret_file), F_PATH, NULL, "read the cluster credential from FILE" },
     { "cluster-max-output", T_SIZE, G_CL,  "64MiB",         64 * KiB, 16 * GiB,  FIELD(cluster_max_output), 0,      NULL, "data queued per peer link" },
+    { "cluster-tls",   T_BOOL,     G_CL,   "0",             0, 1,                FIELD(cluster_tls),      0,        NULL, "peer links over mutual TLS (--tls-cert, --tls-key)" },
+    { "cluster-tls-ca", T_STRING,  G_CL,   "",              0, 0,                FIELD(cluster_tls_ca),   F_PATH,   NULL, "CA bundle of the peers' certificates (default --tls-ca)" },
     { "cluster-dns-interval", T_DURATION, G_CL, "2s",   100, 10 * MIN,       FIELD(cluster_resolve_ms), 0,      NULL, "how often peers are resolved again" },
     { "log-level",     T_ENUM,     G_GEN,  "info",          0, 0,                FIELD(log_level),        F_RELOAD, level_names, "least severe level logged" },
     { "log-format",    T_ENUM,     G_GEN,  "text",          0, 0,                FIELD(log_format),       0,        format_names, "text lines, or json: one object per line" },
@@ -810,6 +812,9 @@ static fo_err_t check_all(const fo_config_t *c, char *err, size_t errlen)
         return fail(err, errlen, "--user and --users are exclusive: put %s in the users file", c->user);
     if (c->cluster_secret[0] && c->cluster_secret_file[0])
         return fail(err, errlen, "--cluster-secret and --cluster-secret-file are exclusive");
+    if (c->cluster_tls && (!c->tls_cert[0] || !c->tls_key[0] || (!c->cluster_tls_ca[0] && !c->tls_ca[0])))
+        return fail(err, errlen, "--cluster-tls needs --tls-cert, --tls-key and --cluster-tls-ca (or --tls-ca): "
+                    "this broker's certificate and the CA its peers' chain to");
     if (strcmp(c->cluster_listen, "off") && !strcmp(c->cluster_listen, c->listen))
         return fail(err, errlen, "--cluster-listen %s is the client listener's address: the cluster "
                     "port is its own (default %d)", c->cluster_listen, FO_PORT_CLUSTER);

@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "net.h"
 #include "peer.h"
+#include "tls.h"
 
 #define HEAD_INLINE 24
 #define IOV_MAX_PEER 128
@@ -58,7 +59,8 @@ static fo_peer_ent_t *at(fo_peer_t *p, size_t i)
 
 static int set_events(fo_peer_t *p)
 {
-    uint32_t ev = p->state == FO_PEER_CONNECTING ? EPOLLOUT : EPOLLIN | (p->want_out ? EPOLLOUT : 0);
+    int out = p->want_out || p->tls_wants_out;
+    uint32_t ev = p->state == FO_PEER_CONNECTING ? EPOLLOUT : EPOLLIN | (out ? EPOLLOUT : 0);
     struct epoll_event e = { .events = ev, .data.ptr = p };
     return epoll_ctl(p->cfg->epfd, EPOLL_CTL_MOD, p->fd, &e);
 }
@@ -89,7 +91,7 @@ static void q_compact(fo_peer_t *p)
     size_t w = 0;
     for (size_t i = 0; i < p->qlen; i++) {
         fo_peer_ent_t e = *at(p, i);
-        if (e.dropped && !(i == 0 && p->qoff))
+        if (e.dropped && !(i == 0 && p->qoff) && i >= p->pinned)
             continue;
         *at(p, w++) = e;
     }
@@ -123,7 +125,8 @@ static void drop_oldest(fo_peer_t *p)
     struct run { fo_msg_t *m; size_t slot; uint64_t first, last; } runs[GAP_RUNS];
     int nruns = 0;
     uint64_t goal = p->cfg->max_output / 4 * 3;
-    for (size_t i = p->qoff ? 1 : 0; i < p->qlen && p->qdata > goal; i++) {
+    size_t from = p->pinned > (p->qoff ? 1u : 0u) ? p->pinned : (p->qoff ? 1u : 0u);
+    for (size_t i = from; i < p->qlen && p->qdata > goal; i++) {
         fo_peer_ent_t *e = at(p, i);
         if (!e->m || e->dropped)
             continue;
@@ -239,11 +242,73 @@ static void advance(fo_peer_t *p, size_t n)
     }
 }
 
+/* TLS: copy up to one record from the head of the queue into the stash
+ * (the entries touched are pinned until it is written). */
+static void pack_record(fo_peer_t *p)
+{
+    size_t n = 0, off = p->qoff, i = 0;
+    for (; i < p->qlen && n < FO_TLS_RECORD; i++, off = 0) {
+        fo_peer_ent_t *e = at(p, i);
+        if (e->dropped)
+            continue;
+        while (off < e->total && n < FO_TLS_RECORD) {
+            const uint8_t *src = off < e->len ? ent_head(e) + off : e->m->shared + (off - e->len);
+            size_t avail = off < e->len ? e->len - off : e->total - off;
+            size_t k = avail < FO_TLS_RECORD - n ? avail : FO_TLS_RECORD - n;
+            memcpy(p->stash + n, src, k);
+            n += k;
+            off += k;
+        }
+        if (off < e->total) {
+            i++;
+            break;
+        }
+    }
+    p->stash_len = (uint32_t)n;
+    p->pinned = i;
+}
+
+static fo_err_t flush_tls(fo_peer_t *p)
+{
+    if (!p->tls->established)
+        return FO_OK;                 /* nothing before the handshake is done */
+    if (!p->stash && !(p->stash = malloc(FO_TLS_RECORD)))
+        return FO_ERR_NOMEM;
+    while (p->qlen || p->stash_len) {
+        if (!p->stash_len)
+            pack_record(p);
+        if (!p->stash_len) {
+            advance(p, 0);            /* only dropped entries were left */
+            break;
+        }
+        fo_tls_status_t st = fo_tls_write_buf(p->tls, p->stash, p->stash_len);
+        if (st == FO_TLS_WANT_WRITE || st == FO_TLS_WANT_READ)
+            break;                    /* the same record again later */
+        if (st != FO_TLS_OK)
+            return FO_ERR_IO;
+        atomic_fetch_add_explicit(&p->ctr->bytes_out, p->stash_len, memory_order_relaxed);
+        size_t n = p->stash_len;
+        p->stash_len = 0;
+        p->pinned = 0;
+        advance(p, n);
+    }
+    if (!p->qlen && !p->stash_len) {
+        free(p->stash);
+        p->stash = NULL;
+    }
+    return FO_OK;
+}
+
 fo_err_t fo_peer_flush(fo_peer_t *p)
 {
     if (p->state == FO_PEER_CONNECTING)
         return FO_OK;
-    while (p->qlen) {
+    if (p->tls) {
+        fo_err_t e = flush_tls(p);
+        if (e)
+            return e;
+    }
+    while (!p->tls && p->qlen) {
         struct iovec iov[IOV_MAX_PEER];
         int n = 0;
         size_t off = p->qoff;
@@ -273,13 +338,14 @@ fo_err_t fo_peer_flush(fo_peer_t *p)
         atomic_fetch_add_explicit(&p->ctr->bytes_out, (uint64_t)w, memory_order_relaxed);
         advance(p, (size_t)w);
     }
-    int want = p->qlen > 0;
+    /* TLS: not before the handshake, nor while a write waits to read */
+    int want = p->qlen > 0 && (!p->tls || (p->tls->established && p->tls->wr_want != FO_TLS_WANT_READ));
     if (want != p->want_out) {
         p->want_out = (uint8_t)want;
         if (set_events(p))
             return FO_ERR_IO;
     }
-    if (!p->qlen && p->state == FO_PEER_RETIRING && !p->shut) {
+    if (!p->qlen && !p->stash_len && p->state == FO_PEER_RETIRING && !p->shut) {
         p->shut = 1;
         shutdown(p->fd, SHUT_WR);
     }
@@ -307,6 +373,7 @@ static fo_err_t send_hello(fo_peer_t *p)
 
 static fo_err_t create(const fo_peer_cfg_t *cfg, int fd, int outgoing, fo_peer_t **out)
 {
+    struct ssl_ctx_st *tls_ctx = outgoing ? cfg->tls_client : cfg->tls_server;
     fo_peer_t *p = calloc(1, sizeof *p);
     if (!p) {
         close(fd);
@@ -326,6 +393,12 @@ static fo_err_t create(const fo_peer_cfg_t *cfg, int fd, int outgoing, fo_peer_t
     fo_err_t e = FO_ERR_NOMEM;
     if (fo_interest_map_create(&p->theirs) || send_hello(p))
         goto fail;
+    if (tls_ctx && (!(p->tls = calloc(1, sizeof *p->tls)) ||
+                    fo_tls_conn_init_peer(tls_ctx, p->tls, fd, !outgoing))) {
+        free(p->tls);
+        p->tls = NULL;
+        goto fail;
+    }
     struct epoll_event ev = { .events = outgoing ? EPOLLOUT : EPOLLIN | EPOLLOUT, .data.ptr = p };
     p->want_out = 1;
     if (epoll_ctl(cfg->epfd, EPOLL_CTL_ADD, fd, &ev)) {
@@ -363,10 +436,15 @@ void fo_peer_destroy(fo_peer_t *p)
 {
     if (!p)
         return;
+    if (p->tls) {
+        fo_tls_conn_free(p->tls);     /* a best-effort close_notify first */
+        free(p->tls);
+    }
     if (p->fd >= 0) {
         (void)!epoll_ctl(p->cfg->epfd, EPOLL_CTL_DEL, p->fd, NULL);   /* closing removes it anyway */
         close(p->fd);
     }
+    free(p->stash);
     for (size_t i = 0; i < p->qlen; i++)
         ent_clear(at(p, i));
     free(p->q);
@@ -508,28 +586,58 @@ static fo_err_t handle(fo_peer_t *p, const Fanout__PeerFrame *f, const fo_peer_c
     return FO_OK;
 }
 
+/* Bytes from the socket (or the TLS session) into the decoder: > 0 read,
+ * 0 nothing more now, -1 finished (why set, *e the reason). */
+static ssize_t read_chunk(fo_peer_t *p, fo_err_t *e, char *why, size_t whylen)
+{
+    if (fo_buf_reserve(&p->dec.buf, READ_CHUNK)) {
+        snprintf(why, whylen, "out of memory for input");
+        *e = FO_ERR_NOMEM;
+        return -1;
+    }
+    if (p->tls) {
+        size_t got = 0;
+        fo_tls_status_t st = fo_tls_read(p->tls, fo_buf_tail(&p->dec.buf), READ_CHUNK, &got);
+        p->tls_wants_out = st == FO_TLS_WANT_WRITE;
+        if (st == FO_TLS_OK)
+            return (ssize_t)got;
+        if (st == FO_TLS_WANT_READ || st == FO_TLS_WANT_WRITE)
+            return 0;
+        snprintf(why, whylen, "%s", st == FO_TLS_EOF ? "closed by the peer" : p->tls->why);
+        *e = st == FO_TLS_EOF ? FO_ERR_CLOSED : FO_ERR_IO;
+        return -1;
+    }
+    for (;;) {
+        ssize_t n = read(p->fd, fo_buf_tail(&p->dec.buf), READ_CHUNK);
+        if (n > 0)
+            return n;
+        if (n == 0) {
+            snprintf(why, whylen, "closed by the peer");
+            *e = FO_ERR_CLOSED;
+            return -1;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        snprintf(why, whylen, "read: %s", strerror(errno));
+        *e = FO_ERR_IO;
+        return -1;
+    }
+}
+
 static fo_err_t read_some(fo_peer_t *p, fo_arena_t *arena, const fo_peer_cb_t *cb, size_t budget,
                           char *why, size_t whylen)
 {
     size_t got = 0;
+    p->tls_pending = 0;
     while (got < budget) {
-        if (fo_buf_reserve(&p->dec.buf, READ_CHUNK)) {
-            snprintf(why, whylen, "out of memory for input");
-            return FO_ERR_NOMEM;
-        }
-        ssize_t n = read(p->fd, fo_buf_tail(&p->dec.buf), READ_CHUNK);
-        if (n == 0) {
-            snprintf(why, whylen, "closed by the peer");
-            return FO_ERR_CLOSED;
-        }
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return FO_OK;
-            snprintf(why, whylen, "read: %s", strerror(errno));
-            return FO_ERR_IO;
-        }
+        fo_err_t e = FO_OK;
+        ssize_t n = read_chunk(p, &e, why, whylen);
+        if (n < 0)
+            return e;
+        if (n == 0)
+            return p->tls && set_events(p) ? FO_ERR_IO : FO_OK;
         fo_buf_commit(&p->dec.buf, (size_t)n);
         got += (size_t)n;
         p->last_rx_ms = fo_clock_ms();
@@ -537,7 +645,7 @@ static fo_err_t read_some(fo_peer_t *p, fo_arena_t *arena, const fo_peer_cb_t *c
         for (;;) {
             const uint8_t *body;
             size_t len;
-            fo_err_t e = fo_decoder_next(&p->dec, &body, &len);
+            e = fo_decoder_next(&p->dec, &body, &len);
             if (e == FO_ERR_AGAIN)
                 break;
             if (e) {
@@ -556,7 +664,24 @@ static fo_err_t read_some(fo_peer_t *p, fo_arena_t *arena, const fo_peer_cb_t *c
         }
         fo_arena_reset(arena);
     }
+    /* the budget ran out: what the session still holds epoll cannot see */
+    p->tls_pending = p->tls && fo_tls_pending(p->tls);
     return FO_OK;
+}
+
+/* TLS: drive the handshake; once done the hello (queued) can go. */
+static fo_err_t tls_handshake(fo_peer_t *p, char *why, size_t whylen)
+{
+    fo_tls_status_t st = fo_tls_handshake(p->tls);
+    p->tls_wants_out = st == FO_TLS_WANT_WRITE;
+    p->want_out = 0;                   /* the queue waits for the handshake */
+    if (st == FO_TLS_WANT_READ || st == FO_TLS_WANT_WRITE)
+        return set_events(p) ? FO_ERR_IO : FO_OK;
+    if (st != FO_TLS_OK) {
+        snprintf(why, whylen, "TLS handshake: %s", p->tls->why[0] ? p->tls->why : "closed");
+        return FO_ERR_PROTO;
+    }
+    return fo_peer_flush(p);           /* the hello, then whatever waits */
 }
 
 fo_err_t fo_peer_on_events(fo_peer_t *p, uint32_t events, fo_arena_t *arena, const fo_peer_cb_t *cb,
@@ -574,9 +699,13 @@ fo_err_t fo_peer_on_events(fo_peer_t *p, uint32_t events, fo_arena_t *arena, con
             snprintf(why, whylen, "epoll_ctl: %s", strerror(errno));
             return FO_ERR_IO;
         }
-        return FO_OK;             /* the hello goes with this iteration's flush */
+        /* TLS: the ClientHello goes now; plain: the hello with this
+         * iteration's flush */
+        return p->tls ? tls_handshake(p, why, whylen) : FO_OK;
     }
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    if (p->tls && !p->tls->established)
+        return tls_handshake(p, why, whylen);
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR) || (p->tls_wants_out && (events & EPOLLOUT))) {
         fo_err_t e = read_some(p, arena, cb, budget, why, whylen);
         if (e)
             return e;
@@ -584,7 +713,7 @@ fo_err_t fo_peer_on_events(fo_peer_t *p, uint32_t events, fo_arena_t *arena, con
     if (events & EPOLLOUT) {
         fo_err_t e = fo_peer_flush(p);
         if (e) {
-            snprintf(why, whylen, "write: %s", strerror(errno));
+            snprintf(why, whylen, "write: %s", p->tls ? p->tls->why : strerror(errno));
             return e;
         }
     }

@@ -9,6 +9,11 @@
  * other's answer verified; only then does the owner hear of its frames.
  * A handshake not done within FO_PEER_HANDSHAKE_MS closes the link.
  *
+ * TLS (--cluster-tls): the same link over a non-blocking session
+ * (tls.c's; the accepted end is the server), handshake first, then the
+ * hello; the queue is packed into 16 KiB records, each written with one
+ * SSL_write and, when it cannot finish, retried as it is.
+ *
  * Output: one queue of whole frames, written with writev. Control frames
  * (hello, auth, interest, publish forwards, acks, gaps, pings) are never
  * dropped. Data (fo_peer_send_msg: a message's shared DELIVER body,
@@ -57,6 +62,9 @@ typedef struct fo_peer_cfg {
     uint64_t max_output;       /* data bytes queued per link               */
     uint32_t max_frame;        /* largest frame body accepted              */
     int epfd;                  /* the cluster thread's epoll               */
+    struct ssl_ctx_st *tls_server, *tls_client;   /* --cluster-tls, else NULL:
+                                * borrowed; links made with them hold
+                                * their own references (SSL_new)            */
 } fo_peer_cfg_t;
 
 typedef struct fo_peer_ent fo_peer_ent_t;
@@ -75,6 +83,14 @@ typedef struct fo_peer {
     uint8_t outgoing;          /* we connected                             */
     uint8_t sent_auth, got_auth, want_out, shut;
     uint8_t doomed;            /* the owner's: close at the end of the pass */
+    uint8_t tls_pending;       /* TLS: the session holds input epoll cannot
+                                * see: read again without waiting          */
+    uint8_t tls_wants_out;     /* TLS: a handshake or read waits for EPOLLOUT */
+    struct fo_tls_conn *tls;   /* owned session, NULL = plain              */
+    uint8_t *stash;            /* TLS: one record being written (owned)    */
+    uint32_t stash_len;        /* its bytes; 0 = none                      */
+    size_t pinned;             /* queue entries the stash holds bytes of:
+                                * never dropped                            */
     int node;                  /* the owner's node slot, -1 until set      */
     int target;                /* the owner's address entry, -1: none      */
     char node_id[FO_PEER_NODE_MAX + 1];   /* the other's, after its hello */
@@ -120,8 +136,10 @@ typedef struct fo_peer_cb {
     void (*frame)(void *ud, fo_peer_t *p, const Fanout__PeerFrame *f);
 } fo_peer_cb_t;
 
-/* epoll events on the link: connect outcome, input (frames to cb, at most
- * `budget` bytes read), output. FO_OK, or why the link is finished
+/* epoll events on the link: connect outcome, the TLS handshake, input
+ * (frames to cb, at most `budget` bytes read; with TLS, tls_pending is set
+ * when the session still holds input: call again with EPOLLIN without
+ * waiting), output. FO_OK, or why the link is finished
  * (FO_ERR_CLOSED: EOF; FO_ERR_IO; FO_ERR_PROTO/BAD_FRAME/FRAME_SIZE: the
  * other broke the protocol or failed the authentication; FO_ERR_INVAL:
  * the other end is this broker itself), with one line in why. The owner

@@ -774,6 +774,62 @@ static void test_home_dies_one_gap(void **state)
     close_and_settle(all, 3);
 }
 
+/* Two brokers whose links are mutual TLS (--cluster-tls): they link and
+ * carry messages; a third whose certificate is from a CA they do not trust
+ * is not linked. */
+static void test_tls_links(void **state)
+{
+    (void)state;
+    const char *certs = fo_tb_certs();
+    if (!certs)
+        skip();
+    fo_tb_t t[3];
+    int cp[3];
+    char listen[3][64], tpeers[256], cert[3][300], key[3][300], ca[300];
+    for (int i = 0; i < 3; i++)
+        cp[i] = fo_tb_free_port();
+    snprintf(tpeers, sizeof tpeers, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", cp[0], cp[1], cp[2]);
+    snprintf(ca, sizeof ca, "%s/ca.pem", certs);
+    for (int i = 0; i < 3; i++) {
+        const char *who = i < 2 ? "peer" : "peer-stranger";
+        snprintf(listen[i], sizeof listen[i], "127.0.0.1:%d", cp[i]);
+        snprintf(cert[i], sizeof cert[i], "%s/%s.pem", certs, who);
+        snprintf(key[i], sizeof key[i], "%s/%s.key", certs, who);
+        const char *id[] = { "t0", "t1", "t2" };
+        const char *args[] = { "--cluster-listen", listen[i], "--cluster-peers", tpeers, "--node-id", id[i],
+                               "--cluster-tls", "1", "--tls-cert", cert[i], "--tls-key", key[i],
+                               "--cluster-tls-ca", ca, NULL };
+        assert_int_equal(fo_tb_start(&t[i], args), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(fo_tb_wait_metric(&t[i], "fanout_cluster_links_up", 1, 10000), 0);
+    /* the stranger's handshakes fail: it stays alone */
+    assert_int_equal(fo_tb_wait_metric(&t[2], "fanout_cluster_ready", 1, 10000), 0);
+    assert_int_equal(fo_tb_metric(&t[2], "fanout_cluster_links_up"), 0);
+    assert_int_equal(fo_tb_metric(&t[0], "fanout_cluster_members"), 2);
+    fo_tc_t sub, pub;
+    assert_int_equal(fo_tc_open(&sub, t[0].port, "tls-sub"), 0);
+    assert_int_equal(fo_tc_subscribe(&sub, 1, "tls.>", NULL), 0);
+    assert_int_equal(fo_tb_wait_metric(&t[1], "fanout_cluster_peer_interest_entries{node=\"t0\"}", 1, 10000), 0);
+    assert_int_equal(fo_tc_open(&pub, t[1].port, "tls-pub"), 0);
+    for (int k = 0; k < 200; k++) {
+        char topic[32], msg[32];
+        snprintf(topic, sizeof topic, "tls.t%d", k % 7);
+        int len = snprintf(msg, sizeof msg, "m%d", k);
+        assert_int_equal(fo_tc_publish(&pub, topic, msg, (size_t)len, (uint64_t)k + 1), 0);
+    }
+    assert_int_equal(fo_tc_wait_ack(&pub, 200, 10000), 0);
+    for (int k = 0; k < 200; k++) {
+        Fanout__Frame *f = next(&sub, 10000);
+        assert_non_null(f);
+        assert_int_equal(f->body_case, FANOUT__FRAME__BODY_DELIVER);
+    }
+    fo_tc_close(&sub);
+    fo_tc_close(&pub);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(fo_tb_stop(&t[i]), 0);
+}
+
 /* Broker 2 leaves (kill -9): the others drop it from the members, and its
  * topics get a new home that sequences them; it comes back and links. */
 static void test_member_leaves(void **state)
@@ -817,6 +873,7 @@ int main(void)
         cmocka_unit_test(test_home_dies_one_gap),
         cmocka_unit_test(test_libfanout_fails_over),
         cmocka_unit_test(test_wrong_secret),
+        cmocka_unit_test(test_tls_links),
         cmocka_unit_test(test_member_leaves),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -51,6 +51,9 @@ int fo_tb_tls(void);
  *   client.pem/.key    CN alice, SAN DNS:alice.clients.test and
  *                      email:alice@example.test, clientAuth, by ca
  *   stranger.pem/.key  CN mallory, a client certificate by other-ca
+ *   peer.pem/.key      CN "fanout peer", serverAuth and clientAuth (both
+ *                      ends of a cluster link), by ca
+ *   peer-stranger.pem/.key  the same, by other-ca
  * 0 on success. */
 int fo_tb_make_certs(const char *dir);
 /* A directory made once per process with fo_tb_make_certs and removed
