@@ -854,6 +854,12 @@ static void on_replay(fo_cluster_t *c, fo_peer_t *p, const Fanout__PeerReplay *r
             first = gl + 1;
         }
         for (uint64_t q = first; q <= last && !e; q++) {
+            if (p->qbytes > 2 * c->pcfg.max_output) {
+                /* replays are control frames: bounded here instead, the
+                 * rest said with one GAP (the edge's client may REPAIR) */
+                e = send_replayed(p, r, NULL, t->name, q, last, FANOUT__GAP_REASON__GAP_EVICTED);
+                break;
+            }
             fo_msg_t *m = fo_ring_get(&t->ring, q);
             fo_msg_t *copy = m ? fo_msg_replay_copy(m) : NULL;
             if (!copy) {

@@ -143,6 +143,11 @@ int fo_tc_wait_closed(fo_tc_t *c, int timeout_ms, int *err_code);
  * out/err (may be NULL). Returns the exit status, or -1 on timeout. */
 int fo_tb_run(const char *const *argv, const char *input, char *out, size_t outlen,
               char *err, size_t errlen, int timeout_ms);
+/* A test script run as one cmocka test (tests/integration/netns_*.sh):
+ * skip() when not root or when it exits 77, fail unless it exits 0. Its
+ * output goes to the test's log. Call from a cmocka test. */
+void fo_tb_script_test(const char *path);
+
 /* Start a command in the background with stdout to a file; returns pid. */
 pid_t fo_tb_spawn(const char *const *argv, const char *stdout_path);
 
