@@ -222,6 +222,7 @@ void fo_broker_stop(fo_broker_t *b)
      * (its subscriptions are in it) */
     fo_cluster_destroy(b->cluster);
     b->cluster = NULL;
+    atomic_store(&b->tearing_down, 1);
     for (int i = 0; b->workers && i < b->nworkers; i++)
         fo_worker_destroy(b->workers[i]);
     free(b->workers);

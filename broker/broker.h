@@ -76,6 +76,8 @@ typedef struct fo_broker {
     _Atomic int exited;          /* workers whose loop has ended          */
     _Atomic uint64_t next_conn;  /* connection id counter                 */
     _Atomic uint64_t reclaim_epoch; /* advanced by fo_broker_tick         */
+    _Atomic int tearing_down;    /* the workers are joined and being freed:
+                                  * nothing may be posted to them         */
 } fo_broker_t;
 
 #define LIM(b, f) atomic_load_explicit(&(b)->lim.f, memory_order_relaxed)

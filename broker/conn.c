@@ -158,25 +158,34 @@ static void apply_congestion(fo_conn_t *c)
             fo_registry_set_congested(c->w->b->reg, s, c->congested);
 }
 
-void fo_conn_destroy(fo_conn_t *c)
+/* The stats a connection is counted in on its worker: +1 joining, -1
+ * leaving (connections, TLS, input buffers). */
+static void count_on(fo_conn_t *c, int sign)
+{
+    fo_stats_t *st = &c->w->stats;
+    uint64_t d = sign > 0 ? 1 : (uint64_t)-1;
+    FO_STAT_ADD(st, connections, d);
+    if (c->tls && c->tls->established) {
+        FO_STAT_ADD(st, tls_connections, d);
+        if (c->tls->ktls_tx || c->tls->ktls_rx)
+            FO_STAT_ADD(st, tls_ktls_connections, d);
+    }
+    FO_STAT_ADD(st, input_buffer_bytes, sign > 0 ? c->dec.buf.cap : (uint64_t)0 - c->dec.buf.cap);
+}
+
+/* What every end of a connection does, but for its worker's tables and
+ * gauges: subscriptions, login, session, socket, buffers, queue. */
+static void release(fo_conn_t *c)
 {
     fo_worker_t *w = c->w;
     unlink_paused(c);
     fo_route_drop_subs(c);          /* unbinding uncounts congestion too */
     fo_login_release(c);
-    fo_worker_detach(w, c);         /* slot, w->all, w->dirty, w->tls_pending */
-    epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     if (c->tls) {
-        if (c->tls->established) {
-            FO_STAT_SUB(&w->stats, tls_connections, 1);
-            if (c->tls->ktls_tx || c->tls->ktls_rx)
-                FO_STAT_SUB(&w->stats, tls_ktls_connections, 1);
-        }
         fo_tls_conn_free(c->tls);   /* close_notify first, when one is due */
         free(c->tls);
     }
     close(c->fd);
-    FO_STAT_SUB(&w->stats, input_buffer_bytes, c->dec.buf.cap);
     size_t cap;
     void *blk = fo_buf_release(&c->dec.buf, &cap);
     if (blk && cap == FO_READ_BLOCK)
@@ -188,10 +197,23 @@ void fo_conn_destroy(fo_conn_t *c)
     fo_outq_clear(&c->outq);
     free(c->sidtab);
     FO_STAT_INC(&w->stats, connections_closed);
-    FO_STAT_SUB(&w->stats, connections, 1);
     atomic_fetch_sub(&w->b->conns, 1);
     fo_debug(c->id, "closed");
     free(c);
+}
+
+void fo_conn_destroy(fo_conn_t *c)
+{
+    fo_worker_t *w = c->w;
+    fo_worker_detach(w, c);         /* slot, w->all, w->dirty, w->tls_pending */
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    count_on(c, -1);
+    release(c);
+}
+
+void fo_conn_free_detached(fo_conn_t *c)
+{
+    release(c);
 }
 
 /* ------------------------------------------------------------ output */
@@ -407,7 +429,7 @@ static int write_some(fo_conn_t *c)
             return -1;
         }
         FO_STAT_ADD(&w->stats, bytes_out, (uint64_t)k);
-        fo_outq_advance_timed(&c->outq, (size_t)k, fo_realtime_ns(), &w->stats.delay);
+        fo_outq_advance_batched(&c->outq, (size_t)k, fo_realtime_ns(), &w->stats.delay, &w->unrefs);
     }
     return 0;
 }
@@ -973,6 +995,37 @@ void fo_conn_forget_dead(fo_conn_t *c)
 int fo_conn_blocked(const fo_conn_t *c)
 {
     return atomic_load_explicit(&c->paused_on->blocked, memory_order_relaxed) > 0;
+}
+
+int fo_conn_can_move(const fo_conn_t *c)
+{
+    return c->state == FO_CONN_OPEN && !c->nsubs && !c->paused_on && !c->held &&
+           (!c->tls || c->tls->established);
+}
+
+void fo_conn_leave(fo_conn_t *c)
+{
+    epoll_ctl(c->w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    count_on(c, -1);
+    c->last_topic = NULL;     /* topic pointers are good on their worker only */
+}
+
+void fo_conn_join(fo_conn_t *c, fo_worker_t *w)
+{
+    c->w = w;
+    count_on(c, +1);
+    struct epoll_event e = { .events = c->ev, .data.ptr = c };
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, &e)) {
+        fo_error(c->id, "epoll_ctl on moving: %s", strerror(errno));
+        fo_conn_destroy(c);
+        return;
+    }
+    if (fo_conn_has_output(c))
+        fo_worker_mark_dirty(w, c);
+    if (c->tls && fo_tls_pending(c->tls))
+        fo_worker_tls_pending(w, c);
+    if (w->drain_phase)
+        fo_conn_stop_reading(c);
 }
 
 void fo_conn_hold_input(fo_conn_t *c)

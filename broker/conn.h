@@ -50,10 +50,16 @@ typedef struct fo_conn {
     uint8_t wr_shut;               /* write side shut (lingering)    */
     uint8_t reading;               /* wants input (EPOLLIN, for TLS what the session asks) */
     uint8_t tls_pending;           /* on w->tls_pending                     */
+    uint8_t moved;                 /* came from another worker (worker.c)   */
+    uint8_t moving;                /* on w->moving: leaves after the flush  */
+    uint8_t move_streak;           /* route.c: samples pointing at move_to  */
+    int16_t move_to;               /* route.c: where its topics' readers are */
+    uint32_t pub_count;            /* route.c: publishes, for sampling      */
     uint32_t ev;                   /* epoll events registered               */
     uint32_t staged;               /* output bytes held by the TLS session  */
     struct fo_tls_conn *tls;       /* owned TLS session, NULL = plain       */
     struct fo_conn *pending_next;  /* w->tls_pending list                   */
+    struct fo_conn *move_next;     /* w->moving list                        */
     fo_decoder_t dec;
     fo_outq_t outq;
     fo_sub_t *subs;                /* owned list (fo_conn_sub_add)   */
@@ -98,6 +104,8 @@ FO_MUST_CHECK fo_err_t fo_conn_create(fo_worker_t *w, int fd, fo_conn_t **out);
 FO_MUST_CHECK fo_err_t fo_conn_create_tls(fo_worker_t *w, int fd, fo_conn_t **out);
 /* Close now and free (unsubscribes everything). */
 void fo_conn_destroy(fo_conn_t *c);
+/* The same for one that is on no worker's tables (a failed move). */
+void fo_conn_free_detached(fo_conn_t *c);
 
 void fo_conn_on_readable(fo_conn_t *c);
 /* A TLS connection's epoll events: retries what the session waits for
@@ -145,6 +153,13 @@ void fo_conn_send_gap(fo_conn_t *c, uint32_t sid, const struct fo_topic *t, cons
  * topic still blocked?), then fo_conn_resume() (taken off the worker's
  * list already: handle what was read, read again). */
 void fo_conn_pause(fo_conn_t *c, struct fo_topic *t);
+/* Moving to another worker (worker.c decides when, fo_worker_move):
+ * leave takes c off its worker's epoll set and stats (and forgets its
+ * topic pointers); join puts it on w's, as it was (events, output,
+ * input held inside a TLS session). Between the two nobody touches c. */
+int fo_conn_can_move(const fo_conn_t *c);   /* open, no subs, not paused/held */
+void fo_conn_leave(fo_conn_t *c);
+void fo_conn_join(fo_conn_t *c, fo_worker_t *w);
 /* Login (login.c): hold back input -- no reading, no frame handled --
  * until release, which handles what is buffered and reads again.
  * Idempotent. */

@@ -26,6 +26,8 @@ void fo_inbox_destroy(fo_inbox_t *ib)
             close(it->u.fd);
         else if (it->kind == FO_ITEM_CTL)
             it->u.ctl->drop(it->u.ctl);
+        else if (it->kind == FO_ITEM_ADOPT || it->kind == FO_ITEM_FORGET)
+            ;       /* worker.c takes these out before destroying an inbox */
         else
             fo_msg_unref(it->u.msg);
     }

@@ -27,6 +27,10 @@ typedef enum {
     FO_ITEM_CONN_TLS,     /* fd: a new connection from --tls-listen   */
     FO_ITEM_CTL,          /* ctl: a control message (login.c: a login's
                              verdict, a reloaded users table)          */
+    FO_ITEM_ADOPT,        /* conn: a connection moved to this worker
+                             (worker.c, fo_worker_move)                */
+    FO_ITEM_FORGET,       /* conn_id: a connection that moved from this
+                             worker is gone (stop forwarding to it)    */
 } fo_item_kind_t;
 
 /* The first member of every control message: run handles it on the
@@ -40,7 +44,7 @@ typedef struct fo_ctl {
 typedef struct fo_item {
     uint32_t kind;
     uint32_t sid;
-    union { fo_msg_t *msg; int fd; fo_ctl_t *ctl; } u;
+    union { fo_msg_t *msg; int fd; fo_ctl_t *ctl; struct fo_conn *conn; } u;
     uint64_t conn_id;
 } fo_item_t;
 

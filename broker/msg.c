@@ -333,3 +333,44 @@ void fo_msg_free(fo_msg_t *m)
     atomic_fetch_sub_explicit(&m->mem->used, m->charged, memory_order_relaxed);
     block_put(m);
 }
+
+/* ------------------------------------------------------------ unref batches */
+
+static uint32_t batch_slot(const fo_msg_t *m)
+{
+    return (uint32_t)(((uintptr_t)m >> 6) * 0x9E3779B1u) & (FO_UNREF_BATCH - 1);
+}
+
+void fo_msg_unref_flush(fo_unref_batch_t *b)
+{
+    if (!b->used)
+        return;
+    for (uint32_t i = 0; i < FO_UNREF_BATCH; i++) {
+        fo_msg_t *m = b->m[i];
+        if (!m)
+            continue;
+        uint32_t n = b->n[i];
+        b->m[i] = NULL;
+        if (atomic_fetch_sub_explicit(&m->refs, n, memory_order_acq_rel) == n)
+            fo_msg_free(m);
+    }
+    b->used = 0;
+}
+
+void fo_msg_unref_later(fo_unref_batch_t *b, fo_msg_t *m)
+{
+    if (b->used >= FO_UNREF_BATCH / 2)
+        fo_msg_unref_flush(b);
+    for (uint32_t i = batch_slot(m);; i = (i + 1) & (FO_UNREF_BATCH - 1)) {
+        if (b->m[i] == m) {
+            b->n[i]++;
+            return;
+        }
+        if (!b->m[i]) {
+            b->m[i] = m;
+            b->n[i] = 1;
+            b->used++;
+            return;
+        }
+    }
+}

@@ -110,6 +110,20 @@ static inline void fo_msg_unref(fo_msg_t *m)
         fo_msg_free(m);
 }
 
+/* Unreferences put off to the end of a loop pass: a worker writing one
+ * message to k of its subscribers drops k references to the same cache
+ * line, which the publishing worker's core also writes; collected here,
+ * they become one atomic subtraction per message. Owned by one thread;
+ * bounded (a full batch is flushed on the spot). */
+#define FO_UNREF_BATCH 256            /* slots; flushed at half full */
+typedef struct fo_unref_batch {
+    fo_msg_t *m[FO_UNREF_BATCH];
+    uint32_t n[FO_UNREF_BATCH];
+    uint32_t used;
+} fo_unref_batch_t;
+void fo_msg_unref_later(fo_unref_batch_t *b, fo_msg_t *m);
+void fo_msg_unref_flush(fo_unref_batch_t *b);
+
 static inline const uint8_t *fo_msg_payload(const fo_msg_t *m)
 {
     return m->shared + m->payload_off;

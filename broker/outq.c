@@ -292,6 +292,12 @@ void fo_outq_advance(fo_outq_t *q, size_t n)
 
 void fo_outq_advance_timed(fo_outq_t *q, size_t n, uint64_t now_ns, fo_delay_hist_t *h)
 {
+    fo_outq_advance_batched(q, n, now_ns, h, NULL);
+}
+
+void fo_outq_advance_batched(fo_outq_t *q, size_t n, uint64_t now_ns, fo_delay_hist_t *h,
+                             fo_unref_batch_t *batch)
+{
     q->bytes -= n;
     while (q->count) {          /* also pops empty entries at the head */
         fo_out_t *e = &q->ring[q->head];
@@ -303,7 +309,10 @@ void fo_outq_advance_timed(fo_outq_t *q, size_t n, uint64_t now_ns, fo_delay_his
         n -= left;
         if (h && e->msg && !e->msg->replay)
             fo_delay_observe(h, now_ns > e->msg->time_ns ? now_ns - e->msg->time_ns : 0);
-        entry_free(e);
+        if (batch && e->msg)
+            fo_msg_unref_later(batch, e->msg);
+        else
+            entry_free(e);
         q->head = (q->head + 1) & (q->cap - 1);
         q->count--;
         q->head_off = 0;

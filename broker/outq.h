@@ -87,6 +87,10 @@ void fo_outq_advance(fo_outq_t *q, size_t n);
  * replays). now_ns is CLOCK_REALTIME, as messages are stamped. */
 struct fo_delay_hist;
 void fo_outq_advance_timed(fo_outq_t *q, size_t n, uint64_t now_ns, struct fo_delay_hist *h);
+/* The same, the written messages' references put off into batch (msg.h:
+ * flushed by the caller at the end of its pass). batch may be NULL. */
+void fo_outq_advance_batched(fo_outq_t *q, size_t n, uint64_t now_ns, struct fo_delay_hist *h,
+                             fo_unref_batch_t *batch);
 
 /* Copy up to max wire bytes from the head (prefixes built on the way,
  * bodies copied) into dst, without popping them; returns the count. For

@@ -20,6 +20,7 @@
     X(connections_accepted, counter, "Client connections accepted")              \
     X(connections_closed,   counter, "Client connections closed")                \
     X(connections,          gauge,   "Client connections open")                  \
+    X(connections_moved,    counter, "Publishers moved to the worker of their topics' subscribers") \
     X(subscriptions,        gauge,   "Subscriptions open")                       \
     X(input_buffer_bytes,   gauge,   "Bytes of read buffers held by connections") \
     X(messages_in,          counter, "Messages published")                       \

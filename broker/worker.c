@@ -28,6 +28,97 @@
 #define TICK_MS 250
 static char inbox_tag;   /* epoll data for the inbox eventfd */
 
+/* ------------------------------------------------------------ id maps
+ *
+ * Open addressing with linear probing; ids are never 0 or 1 (the worker
+ * sequence starts at 1 in bits 32..63), which mark empty and deleted
+ * slots. Grown at 1/2 load (deleted slots count), so a probe ends. */
+
+static uint32_t idmap_slot(uint64_t id, uint32_t cap)
+{
+    return (uint32_t)((id * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
+}
+
+static uintptr_t *idmap_find(const fo_idmap_t *m, uint64_t id)
+{
+    if (!m->cap)
+        return NULL;
+    for (uint32_t i = idmap_slot(id, m->cap);; i = (i + 1) & (m->cap - 1)) {
+        if (m->keys[i] == id)
+            return &m->vals[i];
+        if (m->keys[i] == 0)
+            return NULL;
+    }
+}
+
+static fo_err_t idmap_put(fo_idmap_t *m, uint64_t id, uintptr_t v)
+{
+    if ((m->used + 1) * 2 > m->cap) {
+        uint32_t ncap = m->cap ? m->cap * 2 : 16;
+        while ((m->live + 1) * 2 > ncap)
+            ncap *= 2;
+        uint64_t *nk = calloc(ncap, sizeof *nk);
+        uintptr_t *nv = calloc(ncap, sizeof *nv);
+        if (!nk || !nv) {
+            free(nk);
+            free(nv);
+            return FO_ERR_NOMEM;
+        }
+        for (uint32_t i = 0; i < m->cap; i++)
+            if (m->keys[i] > 1) {
+                uint32_t j = idmap_slot(m->keys[i], ncap);
+                while (nk[j])
+                    j = (j + 1) & (ncap - 1);
+                nk[j] = m->keys[i];
+                nv[j] = m->vals[i];
+            }
+        free(m->keys);
+        free(m->vals);
+        m->keys = nk;
+        m->vals = nv;
+        m->cap = ncap;
+        m->used = m->live;
+    }
+    uint32_t i = idmap_slot(id, m->cap);
+    while (m->keys[i] > 1 && m->keys[i] != id)
+        i = (i + 1) & (m->cap - 1);
+    if (m->keys[i] != id) {
+        if (m->keys[i] == 0)
+            m->used++;
+        m->live++;
+        m->keys[i] = id;
+    }
+    m->vals[i] = v;
+    return FO_OK;
+}
+
+static void idmap_del(fo_idmap_t *m, uint64_t id)
+{
+    uintptr_t *v = idmap_find(m, id);
+    if (!v)
+        return;
+    m->keys[v - m->vals] = 1;
+    m->live--;
+}
+
+static void idmap_free(fo_idmap_t *m)
+{
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof *m);
+}
+
+static void immigrate(fo_worker_t *w, struct fo_conn *c);
+
+/* What an outbox item holds, let go of (an item that will not be posted). */
+static void item_drop(fo_item_t *it)
+{
+    if (it->kind == FO_ITEM_CTL)
+        it->u.ctl->drop(it->u.ctl);
+    else if (it->kind == FO_ITEM_FANOUT || it->kind == FO_ITEM_TARGET || it->kind == FO_ITEM_REPLY)
+        fo_msg_unref(it->u.msg);
+}
+
 fo_err_t fo_worker_create(fo_broker_t *b, int id, fo_worker_t **out)
 {
     fo_err_t err = FO_ERR_NOMEM;
@@ -72,11 +163,25 @@ void fo_worker_destroy(fo_worker_t *w)
 {
     if (!w)
         return;
+    /* connections on their way here when the broker stopped */
+    size_t n = fo_inbox_take(&w->inbox, &w->spare, &w->spare_cap);
+    for (size_t i = 0; i < n; i++) {
+        fo_item_t *it = &w->spare[i];
+        if (it->kind == FO_ITEM_ADOPT)
+            immigrate(w, it->u.conn);
+        else if (it->kind == FO_ITEM_CONN || it->kind == FO_ITEM_CONN_TLS)
+            close(it->u.fd);
+        else if (it->kind != FO_ITEM_FORGET)
+            item_drop(it);
+    }
     while (w->all)
         fo_conn_destroy(w->all);
+    fo_msg_unref_flush(&w->unrefs);
+    idmap_free(&w->immigrants);
+    idmap_free(&w->emigrants);
     for (int i = 0; w->outbox && i < w->b->nsinks; i++) {
         for (size_t k = 0; k < w->outbox[i].len; k++)
-            fo_msg_unref(w->outbox[i].items[k].u.msg);
+            item_drop(&w->outbox[i].items[k]);
         free(w->outbox[i].items);
     }
     free(w->outbox);
@@ -125,10 +230,8 @@ void fo_worker_post(fo_worker_t *w, int to, const fo_item_t *it)
         size_t ncap = o->cap ? o->cap * 2 : 256;
         fo_item_t *ni = realloc(o->items, ncap * sizeof *ni);
         if (!ni) {
-            if (it->kind == FO_ITEM_CTL)
-                it->u.ctl->drop(it->u.ctl);
-            else if (it->kind != FO_ITEM_CONN && it->kind != FO_ITEM_CONN_TLS)
-                fo_msg_unref(it->u.msg);
+            fo_item_t copy = *it;
+            item_drop(&copy);
             FO_STAT_INC(&w->stats, drops_gone);
             return;
         }
@@ -146,7 +249,7 @@ static void flush_outboxes(fo_worker_t *w)
             continue;
         if (fo_inbox_post(fo_broker_inbox(w->b, i), o->items, o->len)) {
             for (size_t k = 0; k < o->len; k++)
-                fo_msg_unref(o->items[k].u.msg);
+                item_drop(&o->items[k]);
             FO_STAT_ADD(&w->stats, drops_gone, o->len);
         }
         o->len = 0;
@@ -215,8 +318,47 @@ fo_err_t fo_worker_attach(fo_worker_t *w, fo_conn_t *c)
     return FO_OK;
 }
 
+fo_err_t fo_worker_attach_moved(fo_worker_t *w, fo_conn_t *c)
+{
+    uint32_t slot;
+    fo_err_t err = slot_take(w, &slot);
+    if (err)
+        return err;
+    if (c->moved && (err = idmap_put(&w->immigrants, c->id, (uintptr_t)c))) {
+        w->free_next[slot] = w->free_head;
+        w->free_head = slot + 1;
+        return err;
+    }
+    c->slot = slot;                /* the id stays: it names where it came from */
+    w->slots[slot] = c;
+    c->all_prev = NULL;
+    c->all_next = w->all;
+    if (w->all)
+        w->all->all_prev = c;
+    w->all = c;
+    w->nconns++;
+    return FO_OK;
+}
+
 void fo_worker_detach(fo_worker_t *w, fo_conn_t *c)
 {
+    if (c->moved && (int)(c->id & 0xff) != w->id && idmap_find(&w->immigrants, c->id)) {
+        idmap_del(&w->immigrants, c->id);
+        /* its first worker forwards nothing to it any more */
+        int from = (int)(c->id & 0xff);
+        if (!atomic_load_explicit(&w->b->tearing_down, memory_order_relaxed) && from < w->b->nworkers) {
+            fo_item_t it = { .kind = FO_ITEM_FORGET, .conn_id = c->id };
+            fo_worker_post(w, from, &it);
+        }
+    }
+    if (c->moving) {
+        for (fo_conn_t **pp = &w->moving; *pp; pp = &(*pp)->move_next)
+            if (*pp == c) {
+                *pp = c->move_next;
+                break;
+            }
+        c->moving = 0;
+    }
     if (c->tls_pending) {
         fo_conn_t **pp = &w->tls_pending;
         while (*pp && *pp != c)
@@ -305,10 +447,83 @@ static void service_tls_pending(fo_worker_t *w)
 fo_conn_t *fo_worker_conn(fo_worker_t *w, uint64_t id)
 {
     uint32_t slot = (uint32_t)(id >> 8) & 0xffffff;
-    if (slot >= w->nslots)
-        return NULL;
-    fo_conn_t *c = w->slots[slot];
-    return c && c->id == id ? c : NULL;
+    fo_conn_t *c = slot < w->nslots ? w->slots[slot] : NULL;
+    if (c && c->id == id)
+        return c;
+    uintptr_t *v = w->immigrants.live ? idmap_find(&w->immigrants, id) : NULL;
+    return v ? (fo_conn_t *)*v : NULL;
+}
+
+/* ------------------------------------------------------------ moves */
+
+void fo_worker_move(fo_worker_t *w, fo_conn_t *c, int to)
+{
+    fo_broker_t *b = w->b;
+    if (c->moved || c->moving || to == w->id || to < 0 || to >= b->nworkers || w->drain_phase)
+        return;
+    /* not onto a worker that already holds more than its share */
+    uint64_t there = FO_STAT_GET(&b->workers[to]->stats, connections);
+    if (there > FO_STAT_GET(&w->stats, connections) + 1)
+        return;
+    c->moving = 1;
+    c->move_to = (int16_t)to;
+    c->move_next = w->moving;
+    w->moving = c;
+}
+
+/* Right after the outboxes are posted: every message the connections
+ * published here is in the other workers' inboxes, so anything they
+ * publish from their new worker comes after it everywhere. */
+static void emigrate(fo_worker_t *w)
+{
+    fo_conn_t *c = w->moving;
+    w->moving = NULL;
+    for (fo_conn_t *next; c; c = next) {
+        next = c->move_next;
+        c->moving = 0;
+        c->move_next = NULL;
+        /* still what it was when asked? (a frame since may have changed it) */
+        if (!fo_conn_can_move(c) || w->drain_phase ||
+            idmap_put(&w->emigrants, c->id, (uintptr_t)c->move_to))
+            continue;
+        int to = c->move_to;
+        fo_conn_leave(c);
+        fo_worker_detach(w, c);
+        c->moved = 1;
+        FO_STAT_INC(&w->stats, connections_moved);
+        fo_debug(c->id, "moves to worker %d, where its topics' subscribers are", to);
+        fo_item_t it = { .kind = FO_ITEM_ADOPT, .u.conn = c, .conn_id = c->id };
+        if (fo_inbox_post(&w->b->workers[to]->inbox, &it, 1)) {
+            /* cannot hand it over: keep it here after all */
+            idmap_del(&w->emigrants, c->id);
+            c->moved = 0;
+            if (fo_worker_attach_moved(w, c) == FO_OK)
+                fo_conn_join(c, w);
+            else
+                fo_conn_free_detached(c);
+        }
+    }
+}
+
+/* A connection moved here from another worker. */
+static void immigrate(fo_worker_t *w, fo_conn_t *c)
+{
+    if (fo_worker_attach_moved(w, c)) {
+        fo_error(c->id, "cannot take a moved connection: out of memory");
+        c->w = w;
+        fo_conn_free_detached(c);
+        return;
+    }
+    fo_conn_join(c, w);
+}
+
+int fo_worker_forward(fo_worker_t *w, const fo_item_t *it)
+{
+    uintptr_t *v = w->emigrants.live ? idmap_find(&w->emigrants, it->conn_id) : NULL;
+    if (!v)
+        return 0;
+    fo_worker_post(w, (int)*v, it);
+    return 1;
 }
 
 static void adopt(fo_worker_t *w, int fd, int tls)
@@ -339,6 +554,10 @@ static void handle_inbox(fo_worker_t *w)
             }
         } else if (it->kind == FO_ITEM_CTL) {
             it->u.ctl->run(it->u.ctl, w);
+        } else if (it->kind == FO_ITEM_ADOPT) {
+            immigrate(w, it->u.conn);
+        } else if (it->kind == FO_ITEM_FORGET) {
+            idmap_del(&w->emigrants, it->conn_id);
         } else {
             fo_route_item(w, it);
         }
@@ -356,6 +575,7 @@ static void flush_dirty(fo_worker_t *w)
         fo_conn_flush(c);        /* may free c */
         c = next;
     }
+    fo_msg_unref_flush(&w->unrefs);   /* one subtraction per message written */
 }
 
 /* Stop reading everywhere, so no new message enters this worker. */
@@ -463,6 +683,8 @@ int fo_worker_step(fo_worker_t *w, int max_wait_ms)
     if (w->paused)
         resume_paused(w);            /* may publish: before the flushes */
     flush_outboxes(w);
+    if (w->moving)
+        emigrate(w);                 /* after the flush: see fo_worker_move */
     flush_dirty(w);
     fo_mcast_tx_flush(w->mtx);
     if (w->now_ms >= w->next_tick_ms) {

@@ -32,6 +32,13 @@ typedef struct fo_outbox {
 struct fo_tcache;
 struct fo_users;
 
+/* conn id -> value, open addressing (worker.c's, for moved connections). */
+typedef struct fo_idmap {
+    uint64_t *keys;              /* 0 = empty, 1 = deleted            */
+    uintptr_t *vals;
+    uint32_t cap, used, live;    /* cap: 0 or a power of two          */
+} fo_idmap_t;
+
 typedef struct fo_worker {
     int id;
     fo_broker_t *b;              /* borrowed                          */
@@ -47,6 +54,10 @@ typedef struct fo_worker {
     struct fo_conn *all;         /* every connection (timers, drain)  */
     struct fo_conn *dirty;       /* connections with output to write  */
     struct fo_conn *paused;      /* publishers paused (flow control)  */
+    struct fo_conn *moving;      /* connections leaving after this pass's
+                                  * outbox flush (fo_worker_move)        */
+    fo_idmap_t immigrants;       /* id -> fo_conn_t* moved here         */
+    fo_idmap_t emigrants;        /* id -> worker index it moved to      */
     struct fo_conn *tls_pending; /* TLS connections whose session holds
                                   * input epoll cannot see: read on the
                                   * next pass without waiting           */
@@ -62,6 +73,8 @@ typedef struct fo_worker {
     struct iovec iov[FO_IOV_MAX];
     uint8_t prefix[(FO_IOV_MAX / 2) * 16];
     uint8_t wpack[FO_WPACK];     /* small messages copied for one write */
+    fo_unref_batch_t unrefs;     /* written messages' references, dropped
+                                  * at the end of the pass (msg.h)      */
     uint8_t tls_record[16384];   /* TLS record packing (FO_TLS_RECORD) */
     fo_mcast_tx_t *mtx;          /* owned                              */
     struct fo_tcache *tcache;    /* owned: name -> fo_topic_t* (tcache.h) */
@@ -104,6 +117,10 @@ void fo_worker_mark_dirty(fo_worker_t *w, struct fo_conn *c);
  * detach takes it off every list of w (all, dirty) and frees the slot. */
 FO_MUST_CHECK fo_err_t fo_worker_attach(fo_worker_t *w, struct fo_conn *c);
 void fo_worker_detach(fo_worker_t *w, struct fo_conn *c);
+/* Attach a connection that keeps its id (one moving here, or back after
+ * a failed hand-off): a slot, w->all, and w->immigrants when it came from
+ * elsewhere. FO_ERR_NOMEM, FO_ERR_BUSY. */
+FO_MUST_CHECK fo_err_t fo_worker_attach_moved(fo_worker_t *w, struct fo_conn *c);
 /* Publishers paused by flow control (conn.c decides, the worker keeps the
  * list and resumes them when their topic clears). */
 void fo_worker_pause(fo_worker_t *w, struct fo_conn *c);
@@ -112,7 +129,21 @@ void fo_worker_unpause(fo_worker_t *w, struct fo_conn *c);
  * its session (conn.c): read it again on the next pass (no epoll wait
  * while the list is not empty). Idempotent; detach takes it off. */
 void fo_worker_tls_pending(fo_worker_t *w, struct fo_conn *c);
+/* The connection with this id on w (it may have moved here), or NULL. */
 struct fo_conn *fo_worker_conn(fo_worker_t *w, uint64_t conn_id);
+/* Moving a connection to the worker where its traffic goes: a pure
+ * publisher (no subscription, open, not paused or held) whose topics'
+ * subscribers all live on worker `to` is moved there, once in its life,
+ * so its messages need no hand-off between threads. Asked by route.c;
+ * done at the end of this pass, after the outboxes are posted (so every
+ * message it published here is in the other workers' inboxes before it
+ * can publish from there: per-topic order holds), and only when `to` does
+ * not hold more connections than w plus one. It keeps its id: items for
+ * it that still reach w are forwarded (fo_worker_forward). */
+void fo_worker_move(fo_worker_t *w, struct fo_conn *c, int to);
+/* An item for a connection that moved away from w: re-posted to its
+ * worker (1), or 0 when w knows no such connection. */
+int fo_worker_forward(fo_worker_t *w, const fo_item_t *it);
 void *fo_worker_buf_get(fo_worker_t *w);
 void fo_worker_buf_put(fo_worker_t *w, void *block);
 

@@ -18,6 +18,10 @@
  *             as fast as it can.
  *   flood     the same round trips while a third client floods another
  *             topic (with a subscriber reading it).
+ *   ephemeral 1,000,000 PUBLISHes to unique topics (nothing subscribes),
+ *             in 10 rounds, each freed before the next (--retention-msgs 0
+ *             --topic-linger 1s): the broker's RSS before, after the first
+ *             round, and after the last (flat = topics do not leak).
  *   pending   a subscriber holding 1,000,000 undelivered messages on 1,000
  *             topics is closed: the broker's CPU to let them go, and the
  *             worst round trip of another pair meanwhile.
@@ -407,6 +411,70 @@ static void bench_interference(void)
     (void)fo_tb_stop(&b);
 }
 
+/* ------------------------------------------------------------ ephemeral */
+
+static long rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6))
+            kb = atol(line + 6);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* Publish to topics eph.<from..to>.reply, windowed. */
+static void unique_topics(fo_tc_t *p, int from, int to)
+{
+    static batch_t bt;
+    char name[64];
+    for (int i = from; i <= to; i++) {
+        snprintf(name, sizeof name, "eph.%d.reply", i);
+        add_publish(p, &bt, name, "x", 1, i % 10000 == 0 || i == to ? (uint64_t)i : 0);
+        if (i % 10000 == 0 || i == to) {      /* a window, so the broker keeps up */
+            batch_flush(p, &bt);
+            if (until_ack(p, (uint64_t)i, NULL, NULL))
+                exit(1);
+        }
+    }
+}
+
+static void wait_swept(const fo_tb_t *b)
+{
+    uint64_t t1 = now_ns();
+    while (fo_tb_metric(b, "fanout_topics") > 100 && secs_since(t1) < 120)
+        usleep(50000);                        /* polling a metric until it falls */
+}
+
+static void bench_ephemeral(void)
+{
+    int n = 1000000 / scale, rounds = 10;
+    fo_tb_t b;
+    start(&b, (const char *const[]){ "--retention-msgs", "0", "--topic-linger", "1s",
+                                     "--max-topics", "10000000", "--log-level", "warn", NULL });
+    fo_tc_t p;
+    if (fo_tc_open(&p, b.port, "ephemeral"))
+        exit(1);
+    long rss0 = rss_kib(b.pid), rss1 = 0;
+    for (int r = 0; r < rounds; r++) {
+        unique_topics(&p, r * (n / rounds) + 1, (r + 1) * (n / rounds));
+        wait_swept(&b);
+        if (r == 0)
+            rss1 = rss_kib(b.pid);
+    }
+    long rss2 = rss_kib(b.pid);
+    printf("ephemeral %d unique topics in %d rounds (each freed before the next): RSS %ld KiB "
+           "before, %ld KiB after the first round, %ld KiB after the last (%.0f created, %.0f "
+           "freed)\n", n, rounds, rss0, rss1, rss2, fo_tb_metric(&b, "fanout_topics_created_total"),
+           fo_tb_metric(&b, "fanout_topics_freed_total"));
+    fo_tc_close(&p);
+    (void)fo_tb_stop(&b);
+}
+
 /* ------------------------------------------------------------ pending */
 
 static void bench_pending(void)
@@ -473,6 +541,7 @@ int main(int argc, char **argv)
     bench_topics();
     bench_partial();
     bench_interference();
+    bench_ephemeral();
     bench_pending();
     return 0;
 }

@@ -1,29 +1,116 @@
-#!/bin/sh
-# compare.sh PEERS_SH -- the peers' figures and fanout's, same machine,
-# same hour, as the table in docs/BENCHMARKS.md.
+#!/usr/bin/env bash
+# compare.sh PEERS_SH -- fanout beside nats-server, redis and mosquitto,
+# one load generator for all four, same machine, same hour: the table of
+# docs/BENCHMARKS.md.
 #
 #   make bench-compare PEERS=/path/to/peers.sh > /tmp/compare.md
+#   RUNS=5 PEERS_TLS=1 make bench-compare PEERS=...        (every broker over TLS)
 #
-# PEERS_SH is the peer benchmark script of the shared peer tools (not part
-# of this repository); without it this script stops with exit 2.
-# 1. runs PEERS_SH (nats-server, redis, mosquitto with one load generator);
-# 2. runs the same four scenarios against a local fanoutd with
-#    `fanout bench --json`, RUNS times each (default 5), and takes the
-#    median run by deliveries/s;
-# 3. prints both, raw, and a markdown table with the ratios.
+# PEERS_SH is the shared peer benchmark script (not part of this
+# repository); its directory holds the generator this script builds and
+# uses for every broker (peerbench.c) and the relay bound (relaybound.c).
+# Without it the script stops with exit 2.
+#
+# For each broker it starts (the flags peers.sh uses: loopback, defaults)
+# it runs each scenario RUNS times (default 5) with the same generator and
+# reports the median, the min-max, and the broker's CPU (utime + stime of
+# its process over the runs, per million messages published). Then
+# fanout's own `fanout bench` for the same scenarios, and a markdown table
+# with the ratios. Scenarios (128 B payloads unless said):
+#   flood-1x1   1 publisher -> 1 subscriber, 1,000,000 messages
+#   flood-1x8   1 -> 8, 200,000 messages
+#   flood-4k    1 -> 1, 100,000 messages of 4096 B
+#   flood-4x4   4 publishers -> 4 subscribers on 4 topics (-P 4 -T 4), 1,000,000 (nats, fanout)
+#   rate-20k    1 -> 1, 100,000 messages at 20,000/s (latency percentiles)
 # Run it on an otherwise idle machine: it measures, it does not test.
-set -eu
+set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 peers=${1:-}
 if [ -z "$peers" ] || [ ! -f "$peers" ]; then
     echo "compare.sh: ${peers:+$peers: }give the peer benchmark script (not part of this repository): make bench-compare PEERS=/path/to/peers.sh" >&2
     exit 2
 fi
+tools=$(cd "$(dirname "$peers")" && pwd)
+for f in peerbench.c relaybound.c; do
+    [ -f "$tools/$f" ] || { echo "compare.sh: $tools/$f is missing (it comes with $peers)" >&2; exit 2; }
+done
 build=${BUILD:-$here/build}
 runs=${RUNS:-5}
+tls=${PEERS_TLS:-0}; [ "$tls" = 0 ] && tls=
 work=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT INT TERM
-pid=
+bpid=
+trap '[ -n "$bpid" ] && kill "$bpid" 2>/dev/null; rm -rf "$work"' EXIT INT TERM
+
+need=()
+command -v nats-server >/dev/null || need+=(nats-server)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v mosquitto >/dev/null || need+=(mosquitto)
+[ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cc -O2 -o "$work/peerbench" "$tools/peerbench.c" -lpthread -lm -lssl -lcrypto
+cc -O2 -o "$work/relaybound" "$tools/relaybound.c" -lpthread
+
+pb=()
+if [ -n "$tls" ]; then      # a CA and a server certificate for IP:127.0.0.1, as peers.sh makes them
+    ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+    {
+        openssl req -x509 "${ec[@]}" -keyout "$work/ca.key" -out "$work/ca.pem" -days 2 -subj "/CN=compare CA" \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign &&
+        openssl req -new "${ec[@]}" -keyout "$work/server.key" -out "$work/server.csr" -subj "/CN=127.0.0.1" &&
+        printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' >"$work/ext.cnf" &&
+        openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
+            -out "$work/server.pem" -days 2 -extfile "$work/ext.cnf"
+    } >"$work/openssl.log" 2>&1 || { cat "$work/openssl.log" >&2; exit 1; }
+    pb=(-S "$work/ca.pem")
+fi
+crt=$work/server.pem key=$work/server.key
+
+start() { # proto -> bpid, port
+    case $1 in
+    nats)   port=24222
+            if [ -n "$tls" ]; then nats-server -a 127.0.0.1 -p $port --tls --tlscert "$crt" --tlskey "$key" >"$work/nats.log" 2>&1 &
+            else nats-server -a 127.0.0.1 -p $port >"$work/nats.log" 2>&1 & fi ;;
+    redis)  port=26379
+            if [ -n "$tls" ]; then redis-server --port 0 --tls-port $port --tls-cert-file "$crt" --tls-key-file "$key" \
+                --tls-ca-cert-file "$work/ca.pem" --tls-auth-clients no --bind 127.0.0.1 --save '' --appendonly no >"$work/redis.log" 2>&1 &
+            else redis-server --port $port --bind 127.0.0.1 --save '' --appendonly no >"$work/redis.log" 2>&1 & fi ;;
+    mqtt)   port=21883
+            printf 'listener %s 127.0.0.1\nallow_anonymous true\n' $port >"$work/m.conf"
+            [ -n "$tls" ] && printf 'cafile %s\ncertfile %s\nkeyfile %s\nuser %s\n' "$work/ca.pem" "$crt" "$key" "$(id -un)" >>"$work/m.conf"
+            mosquitto -c "$work/m.conf" >"$work/mqtt.log" 2>&1 & ;;
+    fanout) port=27400
+            if [ -n "$tls" ]; then "$build/fanoutd" --listen 127.0.0.1:27402 --tls-listen 127.0.0.1:$port --tls-cert "$crt" \
+                --tls-key "$key" --http 127.0.0.1:27401 >"$work/fanout.log" 2>&1 &
+            else "$build/fanoutd" --listen 127.0.0.1:$port --http 127.0.0.1:27401 >"$work/fanout.log" 2>&1 & fi ;;
+    esac
+    bpid=$!
+    sleep 1
+}
+cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }     # clock ticks
+hz=$(getconf CLK_TCK)
+
+# scenario proto msgs args... : RUNS runs; one line
+# "scenario proto median min max p50 p99 p999 cpu_s_per_M"
+measure() {
+    local s=$1 p=$2 msgs=$3; shift 3
+    local c0 c1 out
+    c0=$(cpu "$bpid")
+    : >"$work/runs"
+    for r in $(seq "$runs"); do
+        out=$(timeout 180 "$work/peerbench" ${pb[@]+"${pb[@]}"} "$@" 2>&1 | tail -1) || out=
+        echo "$out" >>"$work/$s.$p.raw"
+        echo "$out" | sed -nE 's/.*deliveries_per_s=([0-9]+).*p50_us=([0-9.]+) p99_us=([0-9.]+) p999_us=([0-9.]+).*/\1 \2 \3 \4/p' >>"$work/runs"
+    done
+    c1=$(cpu "$bpid")
+    sort -n "$work/runs" | awk -v s="$s" -v p="$p" -v n="$runs" -v cpu=$((c1 - c0)) -v hz="$hz" -v msgs="$msgs" '
+        { r[NR] = $1; a[NR] = $2; b[NR] = $3; c[NR] = $4 }
+        END { if (!NR) { print s, p, "-", "-", "-", "-", "-", "-", "-"; exit }
+              m = int((NR + 1) / 2)
+              printf "%s %s %d %d %d %s %s %s %.3f\n", s, p, r[m], r[1], r[NR], a[m], b[m], c[m],
+                     (cpu / hz) / (n * msgs / 1e6) }' >>"$work/results"
+}
 
 echo "## machine"
 echo
@@ -31,75 +118,72 @@ echo '```'
 echo "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'
 date -u '+%Y-%m-%d %H:%M UTC'
+echo "runs per scenario: $runs${tls:+; every connection TLS (peerbench -S)}"
+echo "relay bound (140-byte messages/s, no parsing): $("$work/relaybound" 2000000000 2>&1 | tail -1)"
 echo '```'
 
-echo
-echo "## peers ($(basename "$peers"))"
-echo
-echo '```'
-bash "$peers" 2>&1 | tee "$work/peers.txt"
-echo '```'
-
-port=$((20000 + $$ % 20000))
-"$build/fanoutd" --listen 127.0.0.1:$port --http 127.0.0.1:$((port + 1)) --log-level warn &
-pid=$!
-i=0
-until "$build/fanout" stats --http 127.0.0.1:$((port + 1)) --raw >/dev/null 2>&1; do
-    i=$((i + 1)); [ $i -lt 100 ] || { echo "fanoutd did not start" >&2; exit 1; }
-    sleep 0.1
+: >"$work/results"
+for p in nats redis mqtt fanout; do
+    start $p
+    n1=1000000; n8=200000; [ $p = mqtt ] && { n1=200000; n8=50000; }
+    measure flood-1x1 $p $n1 $p $port 1 $n1 128
+    measure flood-1x8 $p $n8 $p $port 8 $n8 128
+    measure flood-4k  $p 100000 $p $port 1 100000 4096
+    if [ $p = nats ] || [ $p = fanout ]; then
+        measure flood-4x4 $p 1000000 -P 4 -T 4 $p $port 4 1000000 128
+    fi
+    measure rate-20k  $p 100000 $p $port 1 100000 128 20000
+    kill "$bpid" 2>/dev/null || true; wait "$bpid" 2>/dev/null || true; bpid=
 done
 
-field() { sed -E "s/.*\"$1\":([0-9.]+).*/\1/" "$2"; }
-lat() { sed -E "s/.*\"latency_us\":\{[^}]*\"$1\":([0-9.]+).*/\1/" "$2"; }
-
-# scenario name, bench args
-run_scenario() {
-    name=$1; shift
-    for r in $(seq "$runs"); do
-        "$build/fanout" bench -s 127.0.0.1:$port "$@" --json > "$work/$name.$r.json"
-        echo "$(field deliveries_per_s "$work/$name.$r.json") $r"
-    done | sort -n | awk -v m=$(( (runs + 1) / 2 )) 'NR == m { print $2 }' > "$work/$name.median"
-    r=$(cat "$work/$name.median")
-    cp "$work/$name.$r.json" "$work/$name.json"
-}
-
 echo
-echo "## fanout bench (median of $runs runs)"
+echo "## raw (peerbench, every run)"
 echo
 echo '```'
-run_scenario flood-1x1 --pubs 1 --subs 1 --msgs 1000000 --size 128
-run_scenario flood-1x8 --pubs 1 --subs 8 --msgs 200000 --size 128
-run_scenario flood-4k  --pubs 1 --subs 1 --msgs 100000 --size 4096
-run_scenario rate-20k  --pubs 1 --subs 1 --msgs 100000 --size 128 --rate 20000
-for s in flood-1x1 flood-1x8 flood-4k rate-20k; do
-    printf '%-10s %s\n' "$s" "$(cat "$work/$s.json")"
-done
+for f in "$work"/*.raw; do sed "s/^/$(basename "$f" .raw) /" "$f"; done
 echo '```'
 
-peer() { # scenario proto -> deliveries_per_s
-    awk -v s="$1" -v p="$2" '$1 == s && $2 == p { for (i = 3; i <= NF; i++) if ($i ~ /^deliveries_per_s=/) { sub(/.*=/, "", $i); print $i } }' "$work/peers.txt"
-}
-peerlat() { # scenario proto key
-    awk -v s="$1" -v p="$2" -v k="$3" '$1 == s && $2 == p { for (i = 3; i <= NF; i++) if ($i ~ "^" k "=") { sub(/.*=/, "", $i); print $i } }' "$work/peers.txt"
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
-m() { awk -v v="$1" 'BEGIN { if (v == "") print "-"; else printf "%.2f M", v / 1e6 }'; }
+# fanout's own client, for the record (not in the ratios)
+if [ -z "$tls" ]; then
+    start fanout
+    echo
+    echo "## fanout bench (libfanout), one run each"
+    echo
+    echo '```'
+    for a in "--pubs 1 --subs 1 --msgs 1000000" "--pubs 1 --subs 8 --msgs 200000" \
+             "--pubs 1 --subs 1 --msgs 100000 --size 4096" "--pubs 4 --subs 4 --topics 4 --msgs 1000000" \
+             "--pubs 1 --subs 1 --msgs 100000 --rate 20000"; do
+        # shellcheck disable=SC2086
+        echo "fanout bench $a: $("$build/fanout" bench -s 127.0.0.1:$port $a --csv 2>&1 | tail -1)"
+    done
+    echo '```'
+    kill "$bpid" 2>/dev/null || true; wait "$bpid" 2>/dev/null || true; bpid=
+fi
+
+get() { awk -v s="$1" -v p="$2" -v k="$3" '$1 == s && $2 == p { print $k }' "$work/results"; }
+mps() { awk -v v="$1" 'BEGIN { if (v == "" || v == "-") print "-"; else printf "%.2f M", v / 1e6 }'; }
+rng() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || a == "-") print ""; else printf " (%.2f-%.2f)", a / 1e6, b / 1e6 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || a == "-" || b == "" || b == "-" || b == 0) print "-"; else printf "%.2fx", a / b }'; }
 
 echo
-echo "## table"
+echo "## table (median of $runs; min-max in parentheses; CPU = broker CPU-seconds per million messages published)"
 echo
-echo "| scenario (128 B unless said) | nats-server | redis | mosquitto | **fanout** | fanout / nats | fanout / best peer |"
+echo "| scenario | nats-server | redis | mosquitto | **fanout** | fanout / nats | fanout / best peer |"
 echo "|---|---|---|---|---|---|---|"
-for s in flood-1x1 flood-1x8 flood-4k; do
-    f=$(field deliveries_per_s "$work/$s.json")
-    n=$(peer $s nats); r=$(peer $s redis); q=$(peer $s mqtt)
-    best=$(printf '%s\n%s\n%s\n' "${n:-0}" "${r:-0}" "${q:-0}" | sort -g | tail -1)
-    echo "| $s, deliveries/s | $(m "$n") | $(m "$r") | $(m "$q") | **$(m "$f")** | $(ratio "$f" "${n:-0}") | $(ratio "$f" "$best") |"
+for s in flood-1x1 flood-1x8 flood-4k flood-4x4; do
+    row="| $s, deliveries/s |"
+    best=0
+    for p in nats redis mqtt fanout; do
+        v=$(get $s $p 3)
+        row="$row $( [ $p = fanout ] && echo '**')$(mps "$v")$(rng "$(get $s $p 4)" "$(get $s $p 5)")$( [ $p = fanout ] && echo '**') |"
+        if [ $p != fanout ] && [ -n "$v" ] && [ "$v" != - ] && [ "$v" -gt "$best" ]; then best=$v; fi
+    done
+    f=$(get $s fanout 3)
+    echo "$row $(ratio "$f" "$(get $s nats 3)") | $(ratio "$f" "$best") |"
 done
-s=rate-20k
+row="| flood-1x1, CPU-s per M |"
+for p in nats redis mqtt fanout; do row="$row $(get flood-1x1 $p 9) |"; done
+echo "$row $(ratio "$(get flood-1x1 fanout 9)" "$(get flood-1x1 nats 9)") | |"
 row="| rate-20k p50 / p99 / p99.9 µs |"
-for p in nats redis mqtt; do
-    row="$row $(peerlat $s $p p50_us) / $(peerlat $s $p p99_us) / $(peerlat $s $p p999_us) |"
-done
-row="$row **$(lat p50 "$work/$s.json") / $(lat p99 "$work/$s.json") / $(lat p999 "$work/$s.json")** | | |"
-echo "$row"
+for p in nats redis mqtt fanout; do row="$row $(get rate-20k $p 6) / $(get rate-20k $p 7) / $(get rate-20k $p 8) |"; done
+echo "$row | |"

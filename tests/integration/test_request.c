@@ -450,6 +450,8 @@ static void test_million_requests_stay_flat(void **state)
     long rss1 = rss_kib(broker.pid);
     assert_true(topics1 == topics0);                  /* no topic per request */
     assert_true(rss0 > 0 && rss1 > 0);
+    print_message("a million requests: topics %.0f -> %.0f, broker RSS %ld -> %ld KiB\n", topics0,
+                  topics1, rss0, rss1);
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
     /* sanitizers keep freed memory in quarantine: RSS says nothing here */
     (void)rss0;

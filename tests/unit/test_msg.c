@@ -104,6 +104,37 @@ static void test_msg_cache_returns_home(void **state)
     fo_msg_caches_release();
 }
 
+/* Put-off unreferences: k of one message become one subtraction, the
+ * last one frees it, and a batch that fills up flushes itself. */
+static void test_unref_batch(void **state)
+{
+    (void)state;
+    static fo_unref_batch_t b;
+    fo_msg_t *m = mk(1, 10);
+    for (int i = 0; i < 4; i++)
+        fo_msg_ref(m);                            /* 5 references */
+    for (int i = 0; i < 3; i++)
+        fo_msg_unref_later(&b, m);
+    assert_int_equal(atomic_load(&m->refs), 5);   /* nothing yet */
+    fo_msg_unref_flush(&b);
+    assert_int_equal(atomic_load(&m->refs), 2);
+    fo_msg_unref_later(&b, m);
+    fo_msg_unref_later(&b, m);
+    fo_msg_unref_flush(&b);                       /* the last: freed */
+    assert_int_equal(atomic_load(&mem.used), 0);
+    /* more distinct messages than the batch holds */
+    enum { N = 3 * FO_UNREF_BATCH };
+    static fo_msg_t *many[N];
+    for (int i = 0; i < N; i++)
+        many[i] = mk((uint64_t)i + 1, 10);
+    for (int i = 0; i < N; i++)
+        fo_msg_unref_later(&b, many[i]);
+    assert_true(b.used <= FO_UNREF_BATCH / 2);
+    fo_msg_unref_flush(&b);
+    assert_int_equal(atomic_load(&mem.used), 0);
+    fo_msg_caches_release();
+}
+
 int main(void)
 {
     atomic_store(&mem.limit, 0);
@@ -111,6 +142,7 @@ int main(void)
         cmocka_unit_test(test_msg_encoding_matches_protobuf_c),
         cmocka_unit_test(test_memory_cap),
         cmocka_unit_test(test_msg_cache_returns_home),
+        cmocka_unit_test(test_unref_batch),
     };
     return cmocka_run_group_tests_name("msg", tests, NULL, NULL);
 }
