@@ -572,6 +572,15 @@ static void on_deliver(fo_cluster_t *c, fo_peer_t *p, const Fanout__PeerDeliver 
             for (int i = 0; i < c->sink; i++)
                 if (atomic_load_explicit(&t->nlocal[i], memory_order_relaxed))
                     mask |= 1ull << i;
+            /* multicast stays on this segment: this broker sends to its own
+             * multicast subscribers, by one worker (the lists change under
+             * the topic lock, which is held) */
+            for (int i = 0; i < c->sink && t->mcast_group >= 0 && !m->mcast_by; i++)
+                for (fo_binding_t *bd = t->local[i]; bd && !m->mcast_by; bd = bd->tnext)
+                    if (bd->sub->multicast) {
+                        m->mcast_by = (uint8_t)(i + 1);
+                        mask |= 1ull << i;
+                    }
         }
         fo_item_t pk = { 0 };
         if (pick)

@@ -190,6 +190,8 @@ fo_msg_t *fo_msg_encode(fo_mem_t *mem, struct fo_topic *topic, const fo_deliver_
     m->seq = f->seq;
     m->time_ns = f->time_ns;
     m->replay = (uint8_t)(f->replay != 0);
+    m->extras = (uint8_t)(f->reply || f->n_headers);
+    m->mcast_by = 0;
     m->shared_len = (uint32_t)fo_deliver_write_shared(m->shared, f);
     m->payload_off = m->shared_len - (uint32_t)f->payload_len;   /* payload is last */
     m->payload_len = (uint32_t)f->payload_len;
@@ -225,7 +227,7 @@ typedef struct body_view {
     size_t topic_len;
     uint64_t seq, time_ns;
     size_t payload_off, payload_len;
-    int replay;
+    int replay, extras;
 } body_view_t;
 
 static int body_parse(const uint8_t *b, size_t len, body_view_t *v)
@@ -269,7 +271,9 @@ static int body_parse(const uint8_t *b, size_t len, body_view_t *v)
                 return 0;               /* the payload is last */
             v->payload_off = i;
             v->payload_len = (size_t)val;
-        } else if (field != 6 && field != 7) {
+        } else if (field == 6 || field == 7) {
+            v->extras = 1;                  /* a reply address, a header */
+        } else {
             return 0;
         }
         i += (size_t)val;
@@ -307,6 +311,8 @@ fo_msg_t *fo_msg_adopt(fo_mem_t *mem, struct fo_topic *topic, const uint8_t *bod
     m->seq = v.seq;
     m->time_ns = v.time_ns;
     m->replay = (uint8_t)v.replay;
+    m->extras = (uint8_t)v.extras;
+    m->mcast_by = 0;
     m->payload_off = (uint32_t)v.payload_off;
     m->payload_len = (uint32_t)v.payload_len;
     return m;
@@ -322,6 +328,8 @@ fo_msg_t *fo_msg_replay_copy(const fo_msg_t *m)
     c->seq = m->seq;
     c->time_ns = m->time_ns;
     c->replay = 1;
+    c->extras = m->extras;
+    c->mcast_by = 0;
     c->shared_len = (uint32_t)fo_deliver_replay_encode(c->shared, m->shared, m->shared_len);
     c->payload_len = m->payload_len;
     c->payload_off = c->shared_len - c->payload_len;

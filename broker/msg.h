@@ -45,6 +45,11 @@ typedef struct fo_msg {
     uint64_t time_ns;
     uint32_t charged;         /* bytes charged to mem               */
     uint8_t replay;           /* encoded with Deliver.replay = true */
+    uint8_t extras;           /* carries a reply address or headers */
+    uint8_t mcast_by;         /* a cluster: a message from its home that
+                               * worker mcast_by - 1 sends to the topic's
+                               * multicast group (0: none); set by its
+                               * creator (cluster.c) before it is shared */
     uint8_t size_class;       /* msgcache block class, or FO_MSG_BIG */
     struct fo_msg_cache *home;/* the cache it came from (msg.c)     */
     struct fo_msg *next_free; /* while cached                       */

@@ -73,6 +73,9 @@ static void deliver_local(fo_worker_t *w, fo_msg_t *m)
 {
     uint32_t n = 0;
     int clustered = w->b->cluster != NULL;
+    if (m->mcast_by == w->id + 1)          /* from its home: our multicast group */
+        fo_mcast_tx_add(w->mtx, m->topic->mcast_group, m->topic->name, m->topic->len, m->seq,
+                        fo_msg_payload(m), m->payload_len, !m->extras);
     for (fo_binding_t *b = m->topic->local[w->id]; b; b = b->tnext)
         n += (uint32_t)wants(b, m);
     if (!n) {

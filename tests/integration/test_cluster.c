@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include "fanout.h"
 #include "harness.h"
@@ -830,6 +831,84 @@ static void test_tls_links(void **state)
         assert_int_equal(fo_tb_stop(&t[i]), 0);
 }
 
+/* Multicast stays on a broker's segment: a broker that is not the topic's
+ * home sends the messages it gets from the home to its own multicast
+ * group when it has multicast subscribers (counted by its metrics), and
+ * not when it has none. */
+static void test_multicast_from_an_edge(void **state)
+{
+    (void)state;
+    fo_tb_t m[2];
+    int cp[2];
+    char listen[2][64], mpeers[128], map[2][64];
+    unsigned r = (unsigned)getpid();
+    for (int i = 0; i < 2; i++)
+        cp[i] = fo_tb_free_port();
+    snprintf(mpeers, sizeof mpeers, "127.0.0.1:%d,127.0.0.1:%d", cp[0], cp[1]);
+    const char *id[] = { "m0", "m1" };
+    for (int i = 0; i < 2; i++) {
+        snprintf(listen[i], sizeof listen[i], "127.0.0.1:%d", cp[i]);
+        snprintf(map[i], sizeof map[i], "mc.>=239.%u.%u.%u:%d", 60 + r % 40, (r >> 8) & 255, 1 + r % 250,
+                 fo_tb_free_port());
+        const char *args[] = { "--cluster-listen", listen[i], "--cluster-peers", mpeers, "--node-id", id[i],
+                               "--mcast-group", map[i], "--mcast-if", "127.0.0.1", "--mcast-loop", "1", NULL };
+        assert_int_equal(fo_tb_start(&m[i], args), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(fo_tb_wait_metric(&m[i], "fanout_cluster_links_up", 1, 10000), 0);
+    /* a topic homed on m0 (the same placement as any two ids) */
+    uint64_t h[2] = { fo_place_node_hash("m0", 2), fo_place_node_hash("m1", 2) };
+    char topic[32];
+    for (int t = 0;; t++) {
+        snprintf(topic, sizeof topic, "mc.t%d", t);
+        if (fo_place_pick(h, 2, fo_place_topic_hash(topic, strlen(topic))) == 0)
+            break;
+    }
+    /* m1's subscriber takes multicast (loopback: WELCOME gives it the key) */
+    fo_tc_t sub, pub;
+    assert_int_equal(fo_tc_open(&sub, m[1].port, "mc-sub"), 0);
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Subscribe s = FANOUT__SUBSCRIBE__INIT;
+    s.has_sid = s.has_delivery = 1;
+    s.sid = 1;
+    s.filter = (char *)"mc.>";
+    s.delivery = FANOUT__DELIVERY__DELIVERY_MULTICAST;
+    f.body_case = FANOUT__FRAME__BODY_SUBSCRIBE;
+    f.subscribe = &s;
+    f.has_req = 1;
+    f.req = 5;
+    assert_int_equal(fo_tc_send(&sub, &f), 0);
+    assert_int_equal(fo_tc_wait_ack(&sub, 5, 5000), 0);
+    assert_int_equal(fo_tb_wait_metric(&m[0], "fanout_cluster_peer_interest_entries{node=\"m1\"}", 1, 10000), 0);
+    double before = fo_tb_metric(&m[1], "fanout_mcast_messages_total");
+    assert_int_equal(fo_tc_open(&pub, m[0].port, "mc-pub"), 0);
+    for (int k = 0; k < 50; k++)
+        assert_int_equal(fo_tc_publish(&pub, topic, "tick", 4, (uint64_t)k + 1), 0);
+    assert_int_equal(fo_tc_wait_ack(&pub, 50, 10000), 0);
+    /* m1 multicast all 50 for its subscriber (m0 sent them to its own group) */
+    assert_int_equal(fo_tb_wait_metric(&m[1], "fanout_mcast_messages_total", before + 50, 10000), 0);
+    assert_int_equal(fo_tb_wait_metric(&m[0], "fanout_mcast_messages_total", 50, 10000), 0);
+    /* without a multicast subscriber m1 sends nothing */
+    fo_tc_close(&sub);
+    assert_int_equal(fo_tb_wait_metric(&m[1], "fanout_subscriptions", 0, 5000), 0);
+    double after = fo_tb_metric(&m[1], "fanout_mcast_messages_total");
+    fo_tc_t tcp;
+    assert_int_equal(fo_tc_open(&tcp, m[1].port, "tcp-sub"), 0);
+    assert_int_equal(fo_tc_subscribe(&tcp, 1, "mc.>", NULL), 0);
+    for (int k = 0; k < 10; k++)
+        assert_int_equal(fo_tc_publish(&pub, topic, "tock", 4, (uint64_t)k + 100), 0);
+    for (int k = 0; k < 10; k++) {
+        Fanout__Frame *d = next(&tcp, 10000);
+        assert_non_null(d);
+        assert_int_equal(d->body_case, FANOUT__FRAME__BODY_DELIVER);
+    }
+    assert_int_equal(fo_tb_metric(&m[1], "fanout_mcast_messages_total"), after);
+    fo_tc_close(&tcp);
+    fo_tc_close(&pub);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(fo_tb_stop(&m[i]), 0);
+}
+
 /* Broker 2 leaves (kill -9): the others drop it from the members, and its
  * topics get a new home that sequences them; it comes back and links. */
 static void test_member_leaves(void **state)
@@ -874,6 +953,7 @@ int main(void)
         cmocka_unit_test(test_libfanout_fails_over),
         cmocka_unit_test(test_wrong_secret),
         cmocka_unit_test(test_tls_links),
+        cmocka_unit_test(test_multicast_from_an_edge),
         cmocka_unit_test(test_member_leaves),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
