@@ -340,6 +340,24 @@ void fo_cluster_forward(fo_cluster_t *c, int node, uint64_t conn_id, uint64_t re
     answer_local(c, conn_id, req, 0, FO_CODE(MEMORY_LIMIT), "out of memory forwarding to the topic's home");
 }
 
+uint32_t fo_cluster_tag(const fo_cluster_t *c)
+{
+    return (uint32_t)(fo_place_node_hash(c->node_id, strlen(c->node_id)) >> 32);
+}
+
+void fo_cluster_forward_reply(fo_cluster_t *c, uint32_t tag, const uint8_t *frame, size_t len)
+{
+    ctl_t *x = ctl_new(c, CTL_FORWARD, frame, len, NULL, 0);
+    if (!x) {
+        atomic_fetch_add(&c->forward_errors, 1);
+        return;
+    }
+    x->node = -1;                      /* found by its tag on the cluster thread */
+    x->seq = tag;
+    if (post_ctl(&c->inbox, x))
+        atomic_fetch_add(&c->forward_errors, 1);
+}
+
 void fo_cluster_answer(fo_cluster_t *c, int node, uint64_t conn, uint64_t ref, uint64_t seq, int code,
                        const char *text)
 {
@@ -1069,6 +1087,15 @@ static void target_peer(fo_cluster_t *c, fo_msg_t *m, int node, uint32_t id)
 
 static void forward(fo_cluster_t *c, ctl_t *x)
 {
+    if (x->node < 0) {                 /* a reply: to the broker of its tag */
+        for (int i = 0; i < atomic_load(&c->nnodes) && x->node < 0; i++)
+            if ((uint32_t)(c->nodes[i].hash >> 32) == (uint32_t)x->seq && c->nodes[i].link)
+                x->node = i;
+        if (x->node < 0) {
+            atomic_fetch_add(&c->forward_errors, 1);      /* its broker is gone */
+            return;
+        }
+    }
     fo_peer_t *l = link_of(c, x->node);
     char text[160];
     if (!l) {

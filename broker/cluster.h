@@ -77,6 +77,15 @@ int fo_cluster_home(fo_cluster_t *c, struct fo_topic *t);
  * full or gone) the answer is an ERROR at once. */
 void fo_cluster_forward(fo_cluster_t *c, int node, uint64_t conn_id, uint64_t req,
                         const uint8_t *frame, size_t len);
+/* Any thread: this broker's tag in its connections' inbox addresses
+ * ("_INBOX.<32 hex>.<8 hex tag>": the high 32 bits of its node id's
+ * placement hash), so a reply published on another broker finds it. */
+uint32_t fo_cluster_tag(const fo_cluster_t *c);
+/* Any thread (a worker). Send a reply (frame: the PUBLISH to an inbox
+ * address, as it came) to the broker whose tag its address names; it is
+ * dropped (counted) when no linked broker has that tag. */
+void fo_cluster_forward_reply(fo_cluster_t *c, uint32_t tag, const uint8_t *frame, size_t len);
+
 /* Any thread (the home's worker). The answer to a forwarded PUBLISH: seq
  * (code 0) or an error code and text, to broker `node`'s connection conn. */
 void fo_cluster_answer(fo_cluster_t *c, int node, uint64_t conn, uint64_t ref, uint64_t seq, int code,

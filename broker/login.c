@@ -205,9 +205,13 @@ static void welcome(fo_conn_t *c)
     wl.max_datagram = b->cfg.max_datagram;
     wl.has_client_id = 1;
     wl.client_id = c->id;
-    char inbox[sizeof FO_INBOX_PREFIX + 32];
-    snprintf(inbox, sizeof inbox, FO_INBOX_PREFIX "%016llx%016llx",
-             (unsigned long long)c->id, (unsigned long long)c->inbox_secret);
+    char inbox[sizeof FO_INBOX_PREFIX + 32 + 9];
+    if (b->cluster)                  /* the broker's tag: replies find it from any broker */
+        snprintf(inbox, sizeof inbox, FO_INBOX_PREFIX "%016llx%016llx.%08x", (unsigned long long)c->id,
+                 (unsigned long long)c->inbox_secret, (unsigned)fo_cluster_tag(b->cluster));
+    else
+        snprintf(inbox, sizeof inbox, FO_INBOX_PREFIX "%016llx%016llx",
+                 (unsigned long long)c->id, (unsigned long long)c->inbox_secret);
     wl.inbox = inbox;
     wl.http = (char *)fo_broker_http_announce(b);       /* fanout stats -s finds /metrics */
     char addrs[FO_CLUSTER_NODES + 1][FO_CLUSTER_ADDR_MAX], *ptrs[FO_CLUSTER_NODES + 1];

@@ -409,6 +409,41 @@ static void deliver_reply(fo_worker_t *w, fo_msg_t *m, uint64_t conn_id)
 
 /* A PUBLISH to an inbox address: no registry topic, no sequence, no
  * retention; straight to the requester's worker. */
+/* A cluster's inbox carries its broker's tag: "_INBOX.<32 hex>.<8 hex>"
+ * (cluster.h, fo_cluster_tag). 1 with *tag when name has one. */
+static int inbox_node(const char *name, size_t len, uint32_t *tag)
+{
+    size_t at = sizeof FO_INBOX_PREFIX - 1 + 32 + 1;
+    if (len < at + 8 || name[at - 1] != '.' || (len > at + 8 && name[at + 8] != '.'))
+        return 0;
+    uint32_t v = 0;
+    for (size_t i = 0; i < 8; i++) {
+        char ch = name[at + i];
+        unsigned d = ch >= '0' && ch <= '9' ? (unsigned)(ch - '0')
+                   : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10) : 16;
+        if (d == 16)
+            return 0;
+        v = v << 4 | d;
+    }
+    *tag = v;
+    return 1;
+}
+
+/* The reply m to the connection conn_id of this broker (its worker). */
+static void route_reply(fo_worker_t *w, fo_msg_t *m, uint64_t conn_id)
+{
+    int to = (int)(conn_id & 0xff);
+    if (to >= w->b->nworkers) {
+        FO_STAT_INC(&w->stats, drops_gone);
+        fo_msg_unref(m);
+    } else if (to == w->id) {
+        deliver_reply(w, m, conn_id);
+    } else {
+        fo_item_t it = { .kind = FO_ITEM_REPLY, .u.msg = m, .conn_id = conn_id };
+        fo_worker_post(w, to, &it);
+    }
+}
+
 static void publish_reply(fo_conn_t *c, const fo_publish_req_t *p)
 {
     fo_worker_t *w = c->w;
@@ -421,6 +456,16 @@ static void publish_reply(fo_conn_t *c, const fo_publish_req_t *p)
     }
     if ((p->reply || p->n_headers) && !extras_ok(c, p))
         return;
+    fo_cluster_t *cl = w->b->cluster;
+    uint32_t tag;
+    if (cl && inbox_node(p->topic, p->topic_len, &tag) && tag != fo_cluster_tag(cl)) {
+        /* the requester is on another broker: the frame goes there as it came */
+        FO_STAT_INC(&w->stats, replies);
+        fo_cluster_forward_reply(cl, tag, p->frame, p->frame_len);
+        if (p->req)
+            send_ack(c, p->req, 0, 0);
+        return;
+    }
     fo_deliver_fields_t f = fields_of(p, 0, w->read_time_ns);
     fo_msg_t *m = fo_msg_encode(&w->b->mem, NULL, &f);
     if (!m) {
@@ -430,16 +475,7 @@ static void publish_reply(fo_conn_t *c, const fo_publish_req_t *p)
     FO_STAT_INC(&w->stats, messages_in);
     FO_STAT_INC(&w->stats, replies);
     FO_STAT_ADD(&w->stats, bytes_in, p->payload_len);
-    int to = (int)(conn_id & 0xff);
-    if (to >= w->b->nworkers) {
-        FO_STAT_INC(&w->stats, drops_gone);
-        fo_msg_unref(m);
-    } else if (to == w->id) {
-        deliver_reply(w, m, conn_id);
-    } else {
-        fo_item_t it = { .kind = FO_ITEM_REPLY, .u.msg = m, .conn_id = conn_id };
-        fo_worker_post(w, to, &it);
-    }
+    route_reply(w, m, conn_id);
     if (p->req)
         send_ack(c, p->req, 0, 0);
 }
@@ -614,7 +650,22 @@ void fo_route_publish_peer(fo_worker_t *w, int node, uint64_t conn, uint64_t ref
         peer_answer(w, node, conn, ref, 0, FO_CODE(BAD_FRAME), "the forwarded PUBLISH does not unpack");
         goto out;
     }
-    if (!fo_topic_valid(p.topic, p.topic_len) || inbox_topic(p.topic, p.topic_len)) {
+    uint64_t rconn, rsecret;
+    if (inbox_topic(p.topic, p.topic_len)) {
+        /* a reply to one of our connections, from a broker its responder
+         * is on: delivered, never sequenced; nobody waits for an answer */
+        fo_msg_t *m = NULL;
+        if (inbox_parse(p.topic, p.topic_len, &rconn, &rsecret)) {
+            fo_deliver_fields_t f = fields_of(&p, 0, fo_realtime_ns());
+            m = fo_msg_encode(&w->b->mem, NULL, &f);
+        }
+        if (m)
+            route_reply(w, m, rconn);
+        else
+            FO_STAT_INC(&w->stats, drops_gone);
+        goto out;
+    }
+    if (!fo_topic_valid(p.topic, p.topic_len)) {
         peer_answer(w, node, conn, ref, 0, FO_CODE(BAD_REQUEST), "not a topic a home sequences");
         goto out;
     }

@@ -892,9 +892,16 @@ static void test_multicast_from_an_edge(void **state)
     fo_tc_close(&sub);
     assert_int_equal(fo_tb_wait_metric(&m[1], "fanout_subscriptions", 0, 5000), 0);
     double after = fo_tb_metric(&m[1], "fanout_mcast_messages_total");
+    const char *entries = "fanout_cluster_peer_interest_entries{node=\"m1\"}";
+    uint64_t end = fo_tb_now_ms() + 10000;
+    while (fo_tb_metric(&m[0], entries) != 0 && fo_tb_now_ms() < end) {
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
     fo_tc_t tcp;
     assert_int_equal(fo_tc_open(&tcp, m[1].port, "tcp-sub"), 0);
     assert_int_equal(fo_tc_subscribe(&tcp, 1, "mc.>", NULL), 0);
+    assert_int_equal(fo_tb_wait_metric(&m[0], entries, 1, 10000), 0);
     for (int k = 0; k < 10; k++)
         assert_int_equal(fo_tc_publish(&pub, topic, "tock", 4, (uint64_t)k + 100), 0);
     for (int k = 0; k < 10; k++) {
@@ -907,6 +914,57 @@ static void test_multicast_from_an_edge(void **state)
     fo_tc_close(&pub);
     for (int i = 0; i < 2; i++)
         assert_int_equal(fo_tb_stop(&m[i]), 0);
+}
+
+/* A request on one broker, its responder on another: the reply finds the
+ * requester through its inbox's broker tag. */
+static void test_request_across_brokers(void **state)
+{
+    (void)state;
+    wait_linked();
+    fo_tc_t req, resp;
+    assert_int_equal(fo_tc_connect(&req, br[0].port), 0);
+    assert_int_equal(fo_tc_send_hello(&req, NULL, NULL, NULL), 0);
+    Fanout__Frame *w = next(&req, 5000);
+    assert_non_null(w);
+    assert_int_equal(w->body_case, FANOUT__FRAME__BODY_WELCOME);
+    char inbox[128];
+    snprintf(inbox, sizeof inbox, "%s", w->welcome->inbox);
+    assert_int_equal(strlen(inbox), 7 + 32 + 9);         /* the broker's tag after the secret */
+    open_at(&resp, 2);
+    sub_ack(&resp, 1, "svc.echo", NULL);
+    const double want[N] = { 0, 0, 1 };
+    wait_all_interest(want);
+    char reply_to[160];
+    snprintf(reply_to, sizeof reply_to, "%s.7", inbox);
+    Fanout__Frame f = FANOUT__FRAME__INIT;
+    Fanout__Publish p = FANOUT__PUBLISH__INIT;
+    p.topic = (char *)"svc.echo";
+    p.has_payload = 1;
+    p.payload = (ProtobufCBinaryData){ 4, (uint8_t *)"ping" };
+    p.reply = reply_to;
+    f.body_case = FANOUT__FRAME__BODY_PUBLISH;
+    f.publish = &p;
+    f.has_req = 1;
+    f.req = 70;
+    assert_int_equal(fo_tc_send(&req, &f), 0);
+    assert_int_equal(fo_tc_wait_ack(&req, 70, 5000), 0);
+    Fanout__Frame *d = next(&resp, 5000);
+    assert_non_null(d);
+    assert_int_equal(d->body_case, FANOUT__FRAME__BODY_DELIVER);
+    assert_string_equal(d->deliver->reply, reply_to);
+    char back[160];
+    snprintf(back, sizeof back, "%s", d->deliver->reply);
+    assert_int_equal(fo_tc_publish(&resp, back, "pong", 4, 71), 0);
+    assert_int_equal(fo_tc_wait_ack(&resp, 71, 5000), 0);
+    Fanout__Frame *r = next(&req, 5000);
+    assert_non_null(r);
+    assert_int_equal(r->body_case, FANOUT__FRAME__BODY_DELIVER);
+    assert_string_equal(r->deliver->topic, reply_to);
+    assert_int_equal(r->deliver->payload.len, 4);
+    assert_memory_equal(r->deliver->payload.data, "pong", 4);
+    fo_tc_t all[2] = { req, resp };
+    close_and_settle(all, 2);
 }
 
 /* Broker 2 leaves (kill -9): the others drop it from the members, and its
@@ -952,6 +1010,7 @@ int main(void)
         cmocka_unit_test(test_home_dies_one_gap),
         cmocka_unit_test(test_libfanout_fails_over),
         cmocka_unit_test(test_wrong_secret),
+        cmocka_unit_test(test_request_across_brokers),
         cmocka_unit_test(test_tls_links),
         cmocka_unit_test(test_multicast_from_an_edge),
         cmocka_unit_test(test_member_leaves),
