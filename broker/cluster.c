@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <sodium.h>
 #include "acl.h"
+#include "addr.h"
 #include "clock.h"
 #include "cluster.h"
 #include "frame.h"
@@ -520,7 +521,9 @@ static void on_up(void *ud, fo_peer_t *p)
     node_t *n = &c->nodes[slot];
     p->node = slot;
     p->ctr = &n->ctr;
-    snprintf(n->client_addr, sizeof n->client_addr, "%s", p->client_addr);
+    fo_addr_t a;                     /* handed to clients: a HOST:PORT or nothing */
+    int addr_ok = !fo_addr_parse(p->client_addr, FO_ADDR_NEED_PORT | FO_ADDR_NO_SCHEME, &a) && a.host[0];
+    snprintf(n->client_addr, sizeof n->client_addr, "%s", addr_ok ? p->client_addr : "");
     if (p->target >= 0) {
         target_t *t = &c->targets[p->target];
         t->node = slot;
