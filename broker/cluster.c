@@ -551,6 +551,40 @@ static void on_up(void *ud, fo_peer_t *p)
 
 /* ---- frames from a peer ---- */
 
+/* Tell the home of topic name[0..len) that we saw seq of it. */
+static void tell_epoch(fo_peer_t *p, const char *name, size_t len, uint64_t seq)
+{
+    char topic[256];
+    snprintf(topic, sizeof topic, "%.*s", (int)(len < 255 ? len : 255), name);
+    Fanout__PeerFrame f = FANOUT__PEER_FRAME__INIT;
+    Fanout__PeerEpoch e = FANOUT__PEER_EPOCH__INIT;
+    e.topic = topic;
+    e.has_seq = 1;
+    e.seq = seq;
+    f.body_case = FANOUT__PEER_FRAME__BODY_EPOCH;
+    f.epoch = &e;
+    if (fo_peer_send(p, &f))
+        doom(p, "out of memory for an epoch notice");
+}
+
+/* Home: an edge saw a higher number of a topic of ours (another broker was
+ * its home while we were apart): the next number starts a new epoch. */
+static void on_epoch(fo_cluster_t *c, const Fanout__PeerEpoch *e)
+{
+    size_t tl = strlen(e->topic);
+    fo_topic_t *t = fo_topic_valid(e->topic, tl) ? fo_registry_find(c->b->reg, e->topic, tl) : NULL;
+    if (!t || fo_cluster_home(c, t) != FO_CLUSTER_SELF)
+        return;
+    pthread_mutex_lock(&t->lock);
+    if (e->seq > t->seq && !atomic_load_explicit(&t->dead, memory_order_relaxed)) {
+        t->seq = e->seq;
+        atomic_store_explicit(&t->cluster_owner, 0, memory_order_relaxed);
+        fo_info(0, "cluster: %s was numbered elsewhere up to %llu: a new epoch", t->name,
+                (unsigned long long)e->seq);
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
 /* A message the home sent us: fan it out to our subscribers. */
 static void on_deliver(fo_cluster_t *c, fo_peer_t *p, const Fanout__PeerDeliver *d)
 {
@@ -581,6 +615,17 @@ static void on_deliver(fo_cluster_t *c, fo_peer_t *p, const Fanout__PeerDeliver 
             pthread_mutex_unlock(&t->lock);
             fo_msg_unref(m);
             continue;                      /* swept meanwhile: look it up again */
+        }
+        if (seq >> FO_CLUSTER_EPOCH_SHIFT < t->seq >> FO_CLUSTER_EPOCH_SHIFT) {
+            /* numbered in an older epoch than one this broker has seen (a
+             * partition healed): not delivered, and the home is told to
+             * number above what we saw */
+            uint64_t seen = t->seq;
+            pthread_mutex_unlock(&t->lock);
+            fo_msg_unref(m);
+            atomic_fetch_add(&c->drops_in, 1);
+            tell_epoch(p, name, nl, seen);
+            return;
         }
         if (seq > t->seq)
             t->seq = seq;                  /* our view of the home's sequence */
@@ -986,6 +1031,9 @@ static void on_frame(void *ud, fo_peer_t *p, const Fanout__PeerFrame *f)
         break;
     case FANOUT__PEER_FRAME__BODY_REPLAY_END:
         on_replay_end(c, p, f->replay_end);
+        break;
+    case FANOUT__PEER_FRAME__BODY_EPOCH:
+        on_epoch(c, f->epoch);
         break;
     default:
         doom(p, "an unexpected peer frame");

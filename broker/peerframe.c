@@ -53,6 +53,8 @@ static int member_ok(const Fanout__PeerFrame *f)
     }
     case FANOUT__PEER_FRAME__BODY_REPLAY_END:
         return f->replay_end->has_conn && f->replay_end->has_sid && f->replay_end->topic;
+    case FANOUT__PEER_FRAME__BODY_EPOCH:
+        return f->epoch->topic && f->epoch->has_seq;
     case FANOUT__PEER_FRAME__BODY_PING:
     case FANOUT__PEER_FRAME__BODY_PONG:
         return 1;

@@ -38,7 +38,8 @@ FO_MUST_CHECK fo_err_t fo_peer_frame_append(fo_buf_t *out, const Fanout__PeerFra
  * mac; interest: seq, op, id, and for ADD a filter; publish: frame;
  * deliver: body; ack: ref; gap: topic, first <= last; replay: conn, sid,
  * topic, first or earliest; replayed: conn, sid, and a body or a gap
- * (topic, gap_first <= gap_last), not both; replay_end: conn, sid, topic). The strings are
+ * (topic, gap_first <= gap_last), not both; replay_end: conn, sid, topic;
+ * epoch: topic, seq). The strings are
  * NUL-terminated by protobuf-c; a filter's or topic's syntax is the
  * caller's to check. */
 FO_MUST_CHECK fo_err_t fo_peer_frame_unpack(const uint8_t *body, size_t len, fo_arena_t *arena,
