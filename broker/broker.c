@@ -161,6 +161,9 @@ void fo_broker_reload(fo_broker_t *b)
     if (b->tls && fo_tls_reload(b->tls, &b->reload_cfg, err, sizeof err))
         fo_error(0, "SIGHUP: TLS reload failed, new connections keep the old certificate: %s",
                  strncmp(err, "fanoutd: ", 9) ? err : err + 9);
+    if (b->cluster && fo_cluster_reload(b->cluster, &b->reload_cfg, err, sizeof err))
+        fo_error(0, "SIGHUP: cluster TLS reload failed, new links keep the old certificate: %s",
+                 strncmp(err, "fanoutd: ", 9) ? err : err + 9);
     fo_login_reload(b);             /* the users file, whatever the options did */
     (void)fo_notify("READY=1");
 }

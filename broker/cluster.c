@@ -228,13 +228,14 @@ uint64_t fo_cluster_epoch_start(uint64_t seq)
 
 /* What workers post to the cluster thread, and what it posts to them:
  * one struct for all (a small fixed part, then bytes). */
-typedef enum { CTL_INTEREST, CTL_FORWARD, CTL_ANSWER_OUT, CTL_REPLAY,   /* -> cluster */
+typedef enum { CTL_INTEREST, CTL_FORWARD, CTL_ANSWER_OUT, CTL_REPLAY, CTL_TLS,   /* -> cluster */
                CTL_PUBLISH, CTL_ANSWER_IN, CTL_GAP, CTL_REPLAY_GAP, CTL_REPLAY_END } ctl_kind_t; /* -> worker */
 
 typedef struct ctl {
     fo_ctl_t base;
     fo_cluster_t *c;
     ctl_kind_t kind;
+    struct ssl_ctx_st *tls[2];    /* CTL_TLS: new server and client contexts */
     int node, add, code;
     uint32_t sid;
     uint64_t conn, ref, seq, last;
@@ -242,7 +243,13 @@ typedef struct ctl {
     uint8_t data[];
 } ctl_t;
 
-static void ctl_drop(fo_ctl_t *self) { free(self); }
+static void ctl_drop(fo_ctl_t *self)
+{
+    ctl_t *x = (ctl_t *)self;
+    SSL_CTX_free(x->tls[0]);           /* NULL is fine */
+    SSL_CTX_free(x->tls[1]);
+    free(self);
+}
 static void ctl_run(fo_ctl_t *self, void *arg);
 
 static ctl_t *ctl_new(fo_cluster_t *c, ctl_kind_t kind, const void *a, size_t alen, const void *b2,
@@ -268,7 +275,7 @@ static int post_ctl(fo_inbox_t *ib, ctl_t *x)
 {
     fo_item_t it = { .kind = FO_ITEM_CTL, .u.ctl = &x->base };
     if (fo_inbox_post(ib, &it, 1)) {
-        free(x);
+        ctl_drop(&x->base);
         return -1;
     }
     return 0;
@@ -1241,6 +1248,14 @@ static void ctl_run(fo_ctl_t *self, void *arg)
     case CTL_REPLAY:
         replay_out(c, x);
         break;
+    case CTL_TLS:                      /* links made from now on use these */
+        SSL_CTX_free(c->tls_server);
+        SSL_CTX_free(c->tls_client);
+        c->tls_server = c->pcfg.tls_server = x->tls[0];
+        c->tls_client = c->pcfg.tls_client = x->tls[1];
+        x->tls[0] = x->tls[1] = NULL;
+        fo_info(0, "cluster: TLS context reloaded (new links use it)");
+        break;
     case CTL_REPLAY_GAP:
         fo_route_replay_gap(arg, x->conn, x->sid, (const char *)x->data, x->len, x->seq, x->last, x->code);
         break;
@@ -1257,7 +1272,7 @@ static void ctl_run(fo_ctl_t *self, void *arg)
         fo_route_peer_gap(arg, (const char *)x->data, x->len, x->seq, x->last);
         break;
     }
-    free(x);
+    ctl_drop(&x->base);
 }
 
 static void take_inbox(fo_cluster_t *c)
@@ -1585,6 +1600,31 @@ fo_err_t fo_cluster_create(fo_broker_t *b, fo_cluster_t **out, char *err, size_t
 fail:
     fo_cluster_destroy(c);
     return e;
+}
+
+fo_err_t fo_cluster_reload(fo_cluster_t *c, const fo_config_t *cfg, char *err, size_t errlen)
+{
+    if (!c->tls_server)
+        return FO_OK;
+    ctl_t *x = ctl_new(c, CTL_TLS, NULL, 0, NULL, 0);
+    if (!x) {
+        snprintf(err, errlen, "fanoutd: out of memory");
+        return FO_ERR_NOMEM;
+    }
+    fo_err_t e = fo_tls_peer_contexts(cfg, cfg->cluster_tls_ca[0] ? cfg->cluster_tls_ca : cfg->tls_ca,
+                                      &x->tls[0], &x->tls[1], err, errlen);
+    if (e) {
+        ctl_drop(&x->base);
+        return e;
+    }
+    /* the cluster thread swaps them in: it alone makes links */
+    fo_item_t it = { .kind = FO_ITEM_CTL, .u.ctl = &x->base };
+    if (fo_inbox_post(&c->inbox, &it, 1)) {
+        ctl_drop(&x->base);
+        snprintf(err, errlen, "fanoutd: out of memory");
+        return FO_ERR_NOMEM;
+    }
+    return FO_OK;
 }
 
 fo_err_t fo_cluster_start(fo_cluster_t *c)

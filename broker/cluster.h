@@ -120,6 +120,13 @@ void fo_cluster_replay(fo_cluster_t *c, int node, uint64_t conn, uint32_t sid, c
  * remove of one subscription reach the cluster thread in that order. */
 void fo_cluster_interest(fo_cluster_t *c, const char *filter, const char *queue, int add);
 
+/* SIGHUP (main thread): build the links' TLS contexts again from cfg's
+ * files (the certificate renewed at the same path); they take effect for
+ * links made from then on (open links keep theirs). Nothing happens
+ * without --cluster-tls. FO_ERR_* with one line in err when they do not
+ * load (the old ones stay). */
+FO_MUST_CHECK fo_err_t fo_cluster_reload(fo_cluster_t *c, const fo_config_t *cfg, char *err, size_t errlen);
+
 /* Any thread. The first resolve of --cluster-peers and a first attempt at
  * every address it gave are done (/healthz says ready). */
 int fo_cluster_ready(const fo_cluster_t *c);

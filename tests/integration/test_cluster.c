@@ -786,21 +786,24 @@ static void test_tls_links(void **state)
         skip();
     fo_tb_t t[3];
     int cp[3];
-    char listen[3][64], tpeers[256], cert[3][300], key[3][300], ca[300];
+    static char listen[3][64], tpeers[256], cert[3][300], key[3][300], ca[300];
     for (int i = 0; i < 3; i++)
         cp[i] = fo_tb_free_port();
     snprintf(tpeers, sizeof tpeers, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", cp[0], cp[1], cp[2]);
     snprintf(ca, sizeof ca, "%s/ca.pem", certs);
+    const char *id[] = { "t0", "t1", "t2" };
+    const char *args[3][16];
     for (int i = 0; i < 3; i++) {
         const char *who = i < 2 ? "peer" : "peer-stranger";
         snprintf(listen[i], sizeof listen[i], "127.0.0.1:%d", cp[i]);
         snprintf(cert[i], sizeof cert[i], "%s/%s.pem", certs, who);
         snprintf(key[i], sizeof key[i], "%s/%s.key", certs, who);
-        const char *id[] = { "t0", "t1", "t2" };
-        const char *args[] = { "--cluster-listen", listen[i], "--cluster-peers", tpeers, "--node-id", id[i],
-                               "--cluster-tls", "1", "--tls-cert", cert[i], "--tls-key", key[i],
-                               "--cluster-tls-ca", ca, NULL };
-        assert_int_equal(fo_tb_start(&t[i], args), 0);
+        const char *a[] = { "--cluster-listen", listen[i], "--cluster-peers", tpeers, "--node-id", id[i],
+                            "--cluster-tls", "1", "--tls-cert", cert[i], "--tls-key", key[i],
+                            "--cluster-tls-ca", ca, NULL };
+        _Static_assert(sizeof a <= sizeof args[i], "args holds a");
+        memcpy(args[i], a, sizeof a);
+        assert_int_equal(fo_tb_start(&t[i], args[i]), 0);
     }
     for (int i = 0; i < 2; i++)
         assert_int_equal(fo_tb_wait_metric(&t[i], "fanout_cluster_links_up", 1, 10000), 0);
@@ -827,6 +830,16 @@ static void test_tls_links(void **state)
     }
     fo_tc_close(&sub);
     fo_tc_close(&pub);
+    /* SIGHUP re-reads the links' certificate; a link made after it (t1
+     * restarted) comes up with the new context */
+    fo_tb_signal(&t[0], SIGHUP);
+    assert_int_equal(fo_tb_stop(&t[1]), 0);
+    assert_int_equal(fo_tb_wait_metric(&t[0], "fanout_cluster_members", 1, 15000), 0);
+    double members;
+    assert_int_equal(fo_tb_start(&t[1], args[1]), 0);
+    assert_int_equal(fo_tb_wait_metric(&t[0], "fanout_cluster_links_up", 1, 15000), 0);
+    members = fo_tb_metric(&t[0], "fanout_cluster_members");
+    assert_true(members == 2);
     for (int i = 0; i < 3; i++)
         assert_int_equal(fo_tb_stop(&t[i]), 0);
 }
