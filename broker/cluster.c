@@ -1413,7 +1413,8 @@ static void link_failed(fo_cluster_t *c, fo_peer_t *p, fo_err_t e, const char *w
         fo_debug(0, "cluster: %s is this broker", p->addr);
     } else if (p->state == FO_PEER_UP) {
         fo_warn(0, "cluster: link to %s (%s) closed: %s", p->node_id, p->addr, why);
-    } else if (e == FO_ERR_PROTO) {      /* the secret, the TLS handshake, the protocol */
+    } else if (e == FO_ERR_PROTO || e == FO_ERR_BAD_FRAME || e == FO_ERR_FRAME_SIZE) {
+        /* the secret, the TLS handshake, the protocol: not a peer of ours */
         atomic_fetch_add(&c->auth_failures, 1);
         FO_LOG_RATE(FO_LOG_WARN, 0, "cluster: %s not linked: %s", p->addr, why);
     } else if (p->state != FO_PEER_RETIRING) {

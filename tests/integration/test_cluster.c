@@ -21,6 +21,7 @@
 #include <cmocka.h>
 #include "fanout.h"
 #include "harness.h"
+#include "cluster.pb-c.h"
 #include "place.h"
 
 #define N 3
@@ -980,6 +981,68 @@ static void test_request_across_brokers(void **state)
     close_and_settle(all, 2);
 }
 
+/* The cluster port takes no nonsense: garbage, a client's HELLO, a frame
+ * length past the limit, a peer that never finishes the handshake, or one
+ * that says hello as this very broker, each closes that connection (or
+ * times it out) and nothing else changes. */
+static void test_cluster_port_garbage(void **state)
+{
+    (void)state;
+    wait_linked();
+    double fails = metric(0, "fanout_cluster_auth_failures_total%s", "");
+    struct { const uint8_t *p; size_t n; } bad[] = {
+        { (const uint8_t *)"GET / HTTP/1.0\r\n\r\n", 18 },
+        { (const uint8_t *)"\x00\x00\x00\x04\x0a\x02\x08\x01", 8 },        /* a client HELLO */
+        { (const uint8_t *)"\x7f\xff\xff\xff", 4 },                        /* 2 GiB frame */
+        { (const uint8_t *)"\x00\x00\x00\x03\xff\xff\xff", 7 },             /* not protobuf */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        fo_tc_t c;
+        assert_int_equal(fo_tc_connect_plain(&c, cport[0]), 0);
+        assert_int_equal(fo_tc_send_raw(&c, bad[i].p, bad[i].n), 0);
+        int code;
+        assert_int_equal(fo_tc_wait_closed(&c, 10000, &code), 0);       /* closed on us */
+        fo_tc_close(&c);
+    }
+    /* a hello naming broker 0 itself, with a valid frame around it */
+    fo_tc_t self;
+    assert_int_equal(fo_tc_connect_plain(&self, cport[0]), 0);
+    Fanout__PeerFrame f = FANOUT__PEER_FRAME__INIT;
+    Fanout__PeerHello h = FANOUT__PEER_HELLO__INIT;
+    uint8_t nonce[32] = { 1 };
+    h.has_version = h.has_nonce = 1;
+    h.version = 1;
+    h.node_id = (char *)node(0);
+    h.nonce = (ProtobufCBinaryData){ sizeof nonce, nonce };
+    f.body_case = FANOUT__PEER_FRAME__BODY_HELLO;
+    f.hello = &h;
+    uint8_t buf[256];
+    size_t n = fanout__peer_frame__pack(&f, buf + 4);
+    buf[0] = 0; buf[1] = 0; buf[2] = (uint8_t)(n >> 8); buf[3] = (uint8_t)n;
+    assert_int_equal(fo_tc_send_raw(&self, buf, n + 4), 0);
+    int code;
+    assert_int_equal(fo_tc_wait_closed(&self, 10000, &code), 0);
+    fo_tc_close(&self);
+    /* the four that broke the protocol are counted; this broker itself is not */
+    assert_true(metric(0, "fanout_cluster_auth_failures_total%s", "") >= fails + 4);
+    /* the cluster is as it was */
+    wait_linked();
+    char t[32];
+    topic_homed(1, "garbage.t", t, sizeof t);
+    fo_tc_t sub, pub;
+    open_at(&sub, 0);
+    sub_ack(&sub, 1, t, NULL);
+    const double want[N] = { 1, 0, 0 };
+    wait_all_interest(want);
+    open_at(&pub, 2);
+    assert_int_equal(fo_tc_publish(&pub, t, "ok", 2, 1), 0);
+    Fanout__Frame *d = next(&sub, 5000);
+    assert_non_null(d);
+    assert_int_equal(d->body_case, FANOUT__FRAME__BODY_DELIVER);
+    fo_tc_t all[2] = { sub, pub };
+    close_and_settle(all, 2);
+}
+
 /* Broker 2 leaves (kill -9): the others drop it from the members, and its
  * topics get a new home that sequences them; it comes back and links. */
 static void test_member_leaves(void **state)
@@ -1023,6 +1086,7 @@ int main(void)
         cmocka_unit_test(test_home_dies_one_gap),
         cmocka_unit_test(test_libfanout_fails_over),
         cmocka_unit_test(test_wrong_secret),
+        cmocka_unit_test(test_cluster_port_garbage),
         cmocka_unit_test(test_request_across_brokers),
         cmocka_unit_test(test_tls_links),
         cmocka_unit_test(test_multicast_from_an_edge),
