@@ -4,7 +4,7 @@
 #   make test             unit + integration + conformance tests, the README's commands,
 #                         docs against --help, make install (installs build deps first)
 #   make conformance      docs/PROTOCOL.md against fanoutd (tests/conformance/)
-#   make test-tls         the integration tests again, raw clients over TLS
+#   make test-tls         the integration tests again, every client over TLS
 #   make run              build fanoutd and fanout, run the broker on its defaults
 #   make SANITIZE=address,undefined test   |   make SANITIZE=thread test
 #   make bench            micro-benchmarks (codec) and `fanout bench` scenarios
@@ -40,8 +40,8 @@ LDLIBS   += -lprotobuf-c -lm
 # libsodium: the broker's password hashing (argon2id) and keyed hashes, and
 # the multicast datagram tags of both the broker and libfanout.
 SODIUM_LIBS ?= -lsodium
-# OpenSSL 3 (libssl-dev): fanoutd's TLS listener and the tests; libfanout
-# and the CLI do not link it (yet).
+# OpenSSL 3 (libssl-dev): fanoutd's TLS listener, libfanout's tls://
+# (and so the CLI), and the tests.
 TLS_LIBS ?= -lssl -lcrypto
 
 ifneq ($(SANITIZE),)
@@ -126,7 +126,7 @@ $(BUILD)/libfanout.a: $(LIB_OBJ)
 
 $(BUILD)/libfanout.so: $(LIB_OBJ) scripts/libfanout.map
 	$(CC) $(LDFLAGS) -shared -Wl,-soname,libfanout.so.0 -Wl,--version-script=scripts/libfanout.map \
-		-o $@ $(LIB_OBJ) $(LDLIBS) $(SODIUM_LIBS)
+		-o $@ $(LIB_OBJ) $(LDLIBS) $(SODIUM_LIBS) $(TLS_LIBS)
 
 # fanout.pc: libdir and includedir relative to ${prefix} when they are
 # under it, so pkg-config --define-variable=prefix=... relocates it.
@@ -149,7 +149,7 @@ $(BUILD)/fanoutd: $(BROKER_OBJ) $(PROTO_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SODIUM_LIBS) $(TLS_LIBS)
 
 $(BUILD)/fanout: $(CLI_OBJ) $(BUILD)/libfanout.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SODIUM_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SODIUM_LIBS) $(TLS_LIBS)
 
 # Tests link against everything except the mains; an archive pulls in only
 # the objects a test needs.
@@ -174,7 +174,7 @@ endif
 examples: $(EXAMPLE_BIN)
 $(BUILD)/examples/%: examples/%.c $(STAGED_H) $(BUILD)/libfanout.a
 	@mkdir -p $(@D)
-	$(CC) $(EXAMPLE_CFLAGS) -o $@ $< $(BUILD)/libfanout.a $(LDFLAGS) -lprotobuf-c $(SODIUM_LIBS)
+	$(CC) $(EXAMPLE_CFLAGS) -o $@ $< $(BUILD)/libfanout.a $(LDFLAGS) -lprotobuf-c $(SODIUM_LIBS) $(TLS_LIBS)
 
 # ---------------------------------------------------------------- targets
 # The benchmarks are built (not run) with the tests, so they never rot.
@@ -197,8 +197,9 @@ integration: deps all $(INTEG_BIN)
 conformance: deps $(BUILD)/fanoutd
 	@FO_BUILD=$(BUILD) tests/conformance/run
 
-# The integration suites with every broker also listening on TLS and the
-# harness's raw protocol clients (fo_tc_open...) talking TLS to it
+# The integration suites with every broker also listening on TLS and every
+# client talking TLS to it: the harness's raw protocol clients
+# (fo_tc_open...), and libfanout and the CLI through fo_tb_t.addr
 # (FO_TEST_TLS=1, tests/support/harness.h).
 test-tls: deps all $(INTEG_BIN)
 	@FO_TEST_TLS=1 sh tests/run.sh $(BUILD) $(INTEG_BIN)

@@ -23,19 +23,30 @@
  * (including resume points older than its retention: GAP_EVICTED). A
  * broker restart (new Welcome.epoch) restarts every topic's numbering, so
  * resume points are forgotten then.
+ *
+ * TLS (tls.h): a tls:// server (or any server without a scheme, with
+ * opts.tls) gets a TLS session on its socket right after the TCP
+ * connect, verified against the client's one context; everything above
+ * -- HELLO, the reader, the writers -- is the same over both, through
+ * c->tls where it is set. The plain path stays a blocking socket written
+ * with send(); a TLS socket is non-blocking and waits in poll() instead.
+ * close sends close_notify; a lost connection just drops its session.
  */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "addr.h"
 #include "client_int.h"
 #include "mcast_sub.h"
 #include "clock.h"
 #include "dial.h"
+#include "tls.h"
 
 #define READ_CHUNK (128u << 10)
 
@@ -252,16 +263,27 @@ fo_err_t fo_publish_sync(fo_client_t *c, const char *topic, const void *payload,
 
 /* ------------------------------------------------------------ handshake */
 
-static fo_err_t send_all(int fd, const uint8_t *p, size_t n)
+/* All of p on a new connection: plain (blocking socket) or TLS (by
+ * deadline_ms). */
+static fo_err_t send_all(int fd, fo__tls_t *t, const uint8_t *p, size_t n,
+                         uint64_t deadline_ms)
 {
     while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return FO_ERR_IO;
-        p += w;
-        n -= (size_t)w;
+        size_t done = 0;
+        if (t) {
+            fo_err_t e = fo__tls_write(t, p, n, deadline_ms, &done);
+            if (e)
+                return e;
+        } else {
+            ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                return FO_ERR_IO;
+            done = (size_t)w;
+        }
+        p += done;
+        n -= done;
     }
     return FO_OK;
 }
@@ -305,11 +327,59 @@ static fo_err_t take_welcome(fo_client_t *c, const Fanout__Welcome *w)
     return fo__mcast_subs_welcome(c->mcast, w);
 }
 
+/* The broker's ERROR answering HELLO, as one line. */
+static void hello_refused(const Fanout__Error *e, char *err, size_t errlen)
+{
+    if (e->has_code && e->code == FANOUT__ERROR_CODE__ERR_AUTH) {
+        snprintf(err, errlen, "the broker refused the login: %s",
+                 e->text && *e->text ? e->text : "bad credentials");
+        return;
+    }
+    char t[200];
+    error_text(e, t, sizeof t);
+    snprintf(err, errlen, "broker refused HELLO: %s", t);
+}
+
+/* Some bytes of a new connection into the decoder, waiting until
+ * deadline: FO_OK (maybe none yet), else the connection's end. */
+static fo_err_t recv_some(fo_client_t *c, int fd, fo__tls_t *t, uint64_t deadline,
+                          char *err, size_t errlen)
+{
+    char why[160];
+    if (!t || !fo__tls_pending(t)) {
+        uint64_t now = fo_clock_ms();
+        struct pollfd p = { .fd = fd, .events = t ? fo__tls_events(t) : POLLIN };
+        if (now >= deadline || poll(&p, 1, (int)(deadline - now)) <= 0)
+            return FO_OK;
+    }
+    if (fo_buf_reserve(&c->dec.buf, 4096))
+        return FO_ERR_NOMEM;
+    size_t got = 0;
+    fo_err_t e = FO_OK;
+    if (t) {
+        e = fo__tls_read(t, fo_buf_tail(&c->dec.buf), fo_buf_room(&c->dec.buf), &got);
+    } else {
+        ssize_t r = recv(fd, fo_buf_tail(&c->dec.buf), fo_buf_room(&c->dec.buf), 0);
+        if (r < 0 && errno == EINTR)
+            return FO_OK;
+        e = r < 0 ? FO_ERR_IO : r == 0 ? FO_ERR_CLOSED : FO_OK;
+        got = r > 0 ? (size_t)r : 0;
+    }
+    if (e == FO_ERR_CLOSED || (e && !t))
+        snprintf(err, errlen, "broker closed the connection during HELLO");
+    else if (e)
+        snprintf(err, errlen, "the TLS session broke during HELLO: %s",
+                 fo__tls_why(t, why, sizeof why));
+    fo_buf_commit(&c->dec.buf, got);
+    return e;
+}
+
 /* HELLO, then wait for WELCOME (answering PINGs); frames that follow stay
  * in the decoder for the reader. *epoch gets Welcome.epoch. */
-static fo_err_t handshake(fo_client_t *c, int fd, uint64_t *epoch, char *err,
-                          size_t errlen)
+static fo_err_t handshake(fo_client_t *c, int fd, fo__tls_t *t, uint64_t *epoch,
+                          char *err, size_t errlen)
 {
+    char why[160];
     Fanout__Frame f = FANOUT__FRAME__INIT;
     Fanout__Hello h = FANOUT__HELLO__INIT;
     h.has_version = 1;
@@ -317,20 +387,27 @@ static fo_err_t handshake(fo_client_t *c, int fd, uint64_t *epoch, char *err,
     h.client_name = c->name;
     h.user = c->user;
     h.password = c->password;
+    h.token = c->token;
     f.body_case = FANOUT__FRAME__BODY_HELLO;
     f.hello = &h;
     fo_buf_t b = FO_BUF_INIT;
+    uint64_t deadline = fo_clock_ms() + (uint64_t)c->connect_timeout_ms;
     fo_err_t ret = fo_frame_append(&b, &f);
     if (!ret)
-        ret = send_all(fd, fo_buf_head(&b), fo_buf_len(&b));
+        ret = send_all(fd, t, fo_buf_head(&b), fo_buf_len(&b), deadline);
+    int sys = errno;
+    sodium_memzero(fo_buf_head(&b), fo_buf_len(&b));   /* the secrets */
     fo_buf_free(&b);
     if (ret) {
-        snprintf(err, errlen, "sending HELLO: %s", strerror(errno));
+        if (t && ret != FO_ERR_TIMEOUT)
+            snprintf(err, errlen, "sending HELLO: %s", fo__tls_why(t, why, sizeof why));
+        else
+            snprintf(err, errlen, "sending HELLO: %s", ret == FO_ERR_TIMEOUT ? "timed out"
+                                                                             : strerror(sys));
         return ret;
     }
     fo_buf_consume(&c->dec.buf, fo_buf_len(&c->dec.buf));
     c->dec.max_frame = FO_MAX_FRAME_DEFAULT;
-    uint64_t deadline = fo_clock_ms() + (uint64_t)c->connect_timeout_ms;
     for (;;) {
         const uint8_t *body;
         size_t len;
@@ -349,9 +426,7 @@ static fo_err_t handshake(fo_client_t *c, int fd, uint64_t *epoch, char *err,
                 return ret;
             }
             if (in->body_case == FANOUT__FRAME__BODY_ERROR) {
-                char t[200];
-                error_text(in->error, t, sizeof t);
-                snprintf(err, errlen, "broker refused HELLO: %s", t);
+                hello_refused(in->error, err, errlen);
                 return FO_ERR_SERVER;
             }
             if (in->body_case != FANOUT__FRAME__BODY_PING) {
@@ -364,41 +439,56 @@ static fo_err_t handshake(fo_client_t *c, int fd, uint64_t *epoch, char *err,
             snprintf(err, errlen, "broker sent a frame of bad length");
             return FO_ERR_PROTO;
         }
-        uint64_t now = fo_clock_ms();
-        if (now >= deadline) {
+        if (fo_clock_ms() >= deadline) {
             snprintf(err, errlen, "no WELCOME within %d ms", c->connect_timeout_ms);
             return FO_ERR_TIMEOUT;
         }
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        int n = poll(&p, 1, (int)(deadline - now));
-        if (n <= 0)
-            continue;
-        if (fo_buf_reserve(&c->dec.buf, 4096))
-            return FO_ERR_NOMEM;
-        ssize_t r = recv(fd, fo_buf_tail(&c->dec.buf), fo_buf_room(&c->dec.buf), 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            snprintf(err, errlen, "broker closed the connection during HELLO");
-            return r == 0 ? FO_ERR_CLOSED : FO_ERR_IO;
-        }
-        fo_buf_commit(&c->dec.buf, (size_t)r);
+        if ((ret = recv_some(c, fd, t, deadline, err, errlen)))
+            return ret;
     }
 }
 
-/* Dial one server and complete the handshake. */
-static fo_err_t open_conn(fo_client_t *c, const char *server, int *fdp,
+/* Does this server go over TLS? Lexes it into *a (the TLS port when the
+ * scheme comes from opts.tls and no port was written). */
+static fo_err_t server_addr(const fo_client_t *c, const char *server, fo_addr_t *a, int *tls,
+                            char *err, size_t errlen)
+{
+    if (fo_addr_parse(server, 0, a)) {
+        snprintf(err, errlen, "bad address '%s' (want HOST[:PORT], fanout://HOST[:PORT] or "
+                 "tls://HOST[:PORT])", server);
+        return FO_ERR_ADDR;
+    }
+    *tls = a->scheme == FO_SCHEME_TLS || (a->scheme == FO_SCHEME_NONE && c->tls_default);
+    if (*tls && a->scheme == FO_SCHEME_NONE && !a->has_port)
+        a->port = FO_PORT_TLS;
+    return FO_OK;
+}
+
+/* Dial one server, start TLS when it wants it, complete the handshake. */
+static fo_err_t open_conn(fo_client_t *c, const char *server, int *fdp, fo__tls_t **tp,
                           uint64_t *epoch, char *err, size_t errlen)
 {
-    int fd;
-    fo_err_t ret = fo_dial(server, c->connect_timeout_ms, &fd, err, errlen);
-    if (ret)
+    fo_addr_t a;
+    int fd, tls;
+    fo__tls_t *t = NULL;
+    fo_err_t ret = server_addr(c, server, &a, &tls, err, errlen);
+    if (ret || (ret = fo_dial_addr(&a, server, c->connect_timeout_ms, &fd, err, errlen)))
         return ret;
-    if ((ret = handshake(c, fd, epoch, err, errlen))) {
+    if (tls) {
+        char label[FO_ADDR_HOST_MAX + 16] = "tls://";
+        fo_addr_format(&a, "127.0.0.1", label + 6, sizeof label - 6);
+        ret = fo__tls_connect(c->tls_ctx, fd, a.host[0] ? a.host : "127.0.0.1", label,
+                              fo_clock_ms() + (uint64_t)c->connect_timeout_ms, &t, err, errlen);
+    }
+    if (!ret)
+        ret = handshake(c, fd, t, epoch, err, errlen);
+    if (ret) {
+        fo__tls_close(t, 0);
         close(fd);
         return ret;
     }
     *fdp = fd;
+    *tp = t;
     return FO_OK;
 }
 
@@ -649,11 +739,21 @@ static fo_err_t read_batch(fo_client_t *c)
     size_t want = fo_decoder_want(&c->dec);
     if (fo_buf_reserve(&c->dec.buf, want > READ_CHUNK ? want : READ_CHUNK))
         return FO_ERR_NOMEM;
-    ssize_t n = recv(c->rfd, fo_buf_tail(&c->dec.buf), fo_buf_room(&c->dec.buf), 0);
-    if (n < 0)
-        return errno == EINTR || errno == EAGAIN ? FO_OK : FO_ERR_IO;
-    if (n == 0)
-        return FO_ERR_CLOSED;
+    ssize_t n;
+    if (c->tls) {
+        size_t got;
+        fo_err_t e = fo__tls_read(c->tls, fo_buf_tail(&c->dec.buf), fo_buf_room(&c->dec.buf),
+                                  &got);
+        if (e || !got)
+            return e;
+        n = (ssize_t)got;
+    } else {
+        n = recv(c->rfd, fo_buf_tail(&c->dec.buf), fo_buf_room(&c->dec.buf), 0);
+        if (n < 0)
+            return errno == EINTR || errno == EAGAIN ? FO_OK : FO_ERR_IO;
+        if (n == 0)
+            return FO_ERR_CLOSED;
+    }
     fo_buf_commit(&c->dec.buf, (size_t)n);
     atomic_fetch_add_explicit(&c->st_bytes_in, (uint64_t)n, memory_order_relaxed);
     c->last_rx_ms = fo_clock_ms();
@@ -674,7 +774,10 @@ static void conn_lost(fo_client_t *c, fo_err_t why, const char *text)
     if (c->max_reconnects == 0 || atomic_load(&c->stop))
         atomic_store(&c->dead, 1);
     c->wfd = -1;
+    fo__tls_t *t = c->tls;
+    c->tls = NULL;
     pthread_mutex_unlock(&c->wmu);
+    fo__tls_close(t, 0);        /* broken or gone: no close_notify */
     close(c->rfd);
     c->rfd = -1;
     pthread_mutex_lock(&c->mu);
@@ -756,9 +859,10 @@ static int reconnect(fo_client_t *c)
         char server[FO__LEARNED_LEN];
         snprintf(server, sizeof server, "%s", k < c->nservers ? c->servers[k] : c->learned[k - c->nservers]);
         int fd;
+        fo__tls_t *t = NULL;
         uint64_t epoch = 0;
         int was_clustered = c->clustered;
-        fo_err_t e = open_conn(c, server, &fd, &epoch, err, sizeof err);
+        fo_err_t e = open_conn(c, server, &fd, &t, &epoch, err, sizeof err);
         if (e) {
             fo__client_set_error(c, err);
             continue;
@@ -777,6 +881,7 @@ static int reconnect(fo_client_t *c)
             c->out = frames;
             c->out_sent = 0;
             c->wfd = fd;
+            c->tls = t;
             atomic_store(&c->pong_due, 0);
             /* A failed write shut the socket down: the first read below
              * notices and the loss is handled like any other. */
@@ -787,6 +892,7 @@ static int reconnect(fo_client_t *c)
             snprintf(err, sizeof err, "resending the subscriptions: %s", fo_strerror(re));
             fo__client_set_error(c, err);
             fo_buf_free(&frames);
+            fo__tls_close(t, 0);
             close(fd);
             continue;
         }
@@ -885,7 +991,20 @@ static void *reader_main(void *arg)
         struct pollfd p[3] = { { .fd = c->rfd, .events = POLLIN },
                                { .fd = c->wakefd, .events = POLLIN },
                                { .fd = fo__mcast_subs_fd(c->mcast), .events = POLLIN } };
+        /* TLS: what OpenSSL already holds (a read cut at READ_CHUNK, a
+         * read-ahead) is read without waiting; poll cannot see it */
+        int held = 0;
+        if (c->tls) {
+            held = fo__tls_pending(c->tls);
+            p[0].events = fo__tls_events(c->tls);
+            if (held)
+                tmo.tv_sec = tmo.tv_nsec = 0;
+        }
         int n = ppoll(p, 3, &tmo, NULL);
+        if (held && n >= 0) {
+            p[0].revents |= POLLIN;
+            n += !n;
+        }
         if (atomic_load(&c->stop))
             break;
         if (n > 0 && p[1].revents)
@@ -898,7 +1017,12 @@ static void *reader_main(void *arg)
         if (n > 0 && p[0].revents) {
             fo_err_t e = read_batch(c);
             if (e) {
-                snprintf(text, sizeof text, "connection lost: %s", fo_strerror(e));
+                char why[120] = "";
+                if (c->tls && *fo__tls_why(c->tls, why, sizeof why))
+                    snprintf(text, sizeof text, "connection lost: %s (TLS: %s)", fo_strerror(e),
+                             why);
+                else
+                    snprintf(text, sizeof text, "connection lost: %s", fo_strerror(e));
                 conn_lost(c, e, text);
                 continue;
             }
@@ -932,6 +1056,13 @@ static void *reader_main(void *arg)
 /* c->sync says which of mu, wmu and cv exist (initialised in that order). */
 enum { SYNC_MU = 1, SYNC_WMU = 2, SYNC_CV = 3 };
 
+static void wipe_free(char *s)
+{
+    if (s)
+        sodium_memzero(s, strlen(s));
+    free(s);
+}
+
 static void client_free(fo_client_t *c)
 {
     for (size_t i = 0; i < c->nsubs; i++)
@@ -941,8 +1072,10 @@ static void client_free(fo_client_t *c)
         free(c->servers[i]);
     free(c->servers);
     free(c->name);
-    free(c->user);
-    free(c->password);
+    wipe_free(c->user);
+    wipe_free(c->password);
+    wipe_free(c->token);
+    fo__tls_ctx_free(c->tls_ctx);
     fo_buf_free(&c->out);
     fo_decoder_destroy(&c->dec);
     fo_arena_destroy(&c->arena);
@@ -1007,7 +1140,9 @@ static fo_err_t copy_strings(fo_client_t *c, const fo_client_opts_t *o)
     c->name = dupstr(o->name ? o->name : "libfanout");
     c->user = dupstr(o->user);
     c->password = dupstr(o->password);
-    if (!c->name || (o->user && !c->user) || (o->password && !c->password))
+    c->token = dupstr(o->token);
+    if (!c->name || (o->user && !c->user) || (o->password && !c->password) ||
+        (o->token && !c->token))
         return FO_ERR_NOMEM;
     return FO_OK;
 }
@@ -1029,9 +1164,25 @@ static void take_settings(fo_client_t *c, const fo_client_opts_t *o)
     c->ud = o->ud;
 }
 
-/* Everything but the connection: locks, buffers, options, wake-up fd,
- * multicast set. */
-static fo_err_t client_init(fo_client_t *c, const fo_client_opts_t *o)
+/* The TLS context, made when some server will be dialled with TLS (a bad
+ * address is left to the dial, which says so). */
+static fo_err_t tls_setup(fo_client_t *c, const fo_client_opts_t *o, char *err, size_t errlen)
+{
+    c->tls_default = o->tls != 0;
+    for (size_t i = 0; i < c->nservers; i++) {
+        fo_addr_t a;
+        int tls;
+        if (!server_addr(c, c->servers[i], &a, &tls, err, errlen) && tls)
+            return fo__tls_ctx_new(o, &c->tls_ctx, err, errlen);
+    }
+    *err = 0;
+    return FO_OK;
+}
+
+/* Everything but the connection: locks, buffers, options, TLS context,
+ * wake-up fd, multicast set. */
+static fo_err_t client_init(fo_client_t *c, const fo_client_opts_t *o, char *err,
+                            size_t errlen)
 {
     fo_err_t ret = init_sync(c);
     if (ret)
@@ -1042,6 +1193,8 @@ static fo_err_t client_init(fo_client_t *c, const fo_client_opts_t *o)
     if ((ret = copy_strings(c, o)))
         return ret;
     take_settings(c, o);
+    if ((ret = tls_setup(c, o, err, errlen)))
+        return ret;
     if ((ret = fo__rr_init(&c->rr, o->max_requests)))
         return ret;
     c->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -1051,11 +1204,11 @@ static fo_err_t client_init(fo_client_t *c, const fo_client_opts_t *o)
 }
 
 /* The first server that answers, in order; ebuf gets the last reason. */
-static fo_err_t dial_first(fo_client_t *c, int *fd, char *ebuf, size_t elen)
+static fo_err_t dial_first(fo_client_t *c, int *fd, fo__tls_t **t, char *ebuf, size_t elen)
 {
     fo_err_t ret = FO_ERR_ADDR;
     for (size_t i = 0; i < c->nservers; i++) {
-        ret = open_conn(c, c->servers[i], fd, &c->epoch, ebuf, elen);
+        ret = open_conn(c, c->servers[i], fd, t, &c->epoch, ebuf, elen);
         if (!ret) {
             c->server_idx = i + 1;
             break;
@@ -1078,16 +1231,19 @@ fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
     if (!(c = calloc(1, sizeof *c)))
         goto fail;
     c->wfd = c->rfd = c->wakefd = -1;
-    if ((ret = client_init(c, o)))
+    if ((ret = client_init(c, o, ebuf, sizeof ebuf)))
         goto fail;
     int fd = -1;
-    if ((ret = dial_first(c, &fd, ebuf, sizeof ebuf)))
+    fo__tls_t *t = NULL;
+    if ((ret = dial_first(c, &fd, &t, ebuf, sizeof ebuf)))
         goto fail;
     c->wfd = c->rfd = fd;
+    c->tls = t;
     c->state = FO__ST_CONNECTED;
     fo__rr_welcome(c, c->inbox_next);
     c->last_rx_ms = c->last_ping_ms = fo_clock_ms();
     if (pthread_create(&c->reader, NULL, reader_main, c)) {
+        fo__tls_close(t, 0);
         close(fd);
         ret = FO_ERR_NOMEM;
         goto fail;
@@ -1141,6 +1297,7 @@ fo_err_t fo_client_close(fo_client_t *c, int drain_ms)
     if (c->reader_started)
         pthread_join(c->reader, NULL);
     if (c->rfd >= 0) {
+        fo__tls_close(c->tls, 1);   /* close_notify */
         shutdown(c->rfd, SHUT_RDWR);
         close(c->rfd);
     }

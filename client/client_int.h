@@ -11,7 +11,8 @@
  * (fo_frame_*, fo_buf_*, ...: linked into the broker too) and dial.h.
  *
  * Locks, always taken in this order when nested: c->mu, then c->wmu, then
- * a sub's qmu. c->mu guards the connection state, the subscription table,
+ * a sub's qmu; over TLS, the session's own lock (tls.h) is taken inside
+ * wmu by writers and alone by the reader, and never held while waiting. c->mu guards the connection state, the subscription table,
  * pending requests and last_error; c->wmu guards the write buffer and the
  * socket used for writing; s->qmu guards one subscription's fo_sub_next
  * queue. c->rr.mu (rr.c: requests waiting for replies, the inbox) is a
@@ -107,7 +108,9 @@ struct fo_client {
     /* configuration, immutable after connect */
     char **servers;
     size_t nservers;
-    char *name, *user, *password;
+    char *name, *user, *password, *token;  /* secrets wiped when freed */
+    int tls_default;         /* opts.tls: no scheme = tls://          */
+    struct fo__tls_ctx *tls_ctx; /* when a server wants TLS, else NULL */
     int connect_timeout_ms, request_timeout_ms;
     int rc_min_ms, rc_max_ms, max_reconnects;
     size_t write_buffer, max_pending;
@@ -119,6 +122,10 @@ struct fo_client {
     /* write side (wmu) */
     pthread_mutex_t wmu;
     int wfd;                 /* -1 while disconnected                 */
+    struct fo__tls *tls;     /* the connection's TLS session or NULL:
+                                set with wfd (under wmu, by the reader
+                                or connect); writers use it under wmu
+                                while wfd >= 0, the reader at will     */
     fo_buf_t out;            /* whole frames; out_sent bytes written  */
     size_t out_sent;
     uint64_t ping_nonce;     /* last PING nonce sent                  */

@@ -86,14 +86,20 @@ fo_err_t fo_dial(const char *hostport, int timeout_ms, int *fd, char *err,
                  size_t errlen)
 {
     fo_addr_t a;
-    char port_s[8];
     if (fo_addr_parse(hostport, 0, &a)) {
         say(err, errlen, "bad address '%s'%s (want HOST[:PORT] or fanout://HOST[:PORT])",
             hostport ? hostport : "", "");
         return FO_ERR_ADDR;
     }
-    const char *host = a.host[0] ? a.host : "127.0.0.1";
-    snprintf(port_s, sizeof port_s, "%u", (unsigned)a.port);
+    return fo_dial_addr(&a, hostport, timeout_ms, fd, err, errlen);
+}
+
+fo_err_t fo_dial_addr(const fo_addr_t *a, const char *hostport, int timeout_ms, int *fd,
+                      char *err, size_t errlen)
+{
+    char port_s[8];
+    const char *host = a->host[0] ? a->host : "127.0.0.1";
+    snprintf(port_s, sizeof port_s, "%u", (unsigned)a->port);
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                               .ai_flags = AI_NUMERICSERV }, *res = NULL;
     int g = getaddrinfo(host, port_s, &hints, &res);

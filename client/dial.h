@@ -15,7 +15,14 @@
  * blocking socket owned by the caller (TCP_NODELAY set). Errors:
  * FO_ERR_ADDR, FO_ERR_REFUSED, FO_ERR_TIMEOUT, FO_ERR_IO; err (may be
  * NULL) gets the reason. */
+FO_MUST_CHECK
 fo_err_t fo_dial(const char *hostport, int timeout_ms, int *fd, char *err,
                  size_t errlen);
+/* The same for an address already lexed (its scheme is not looked at);
+ * hostport is only the name used in the errors. */
+struct fo_addr;
+FO_MUST_CHECK
+fo_err_t fo_dial_addr(const struct fo_addr *a, const char *hostport, int timeout_ms, int *fd,
+                      char *err, size_t errlen);
 
 #endif

@@ -8,7 +8,9 @@
  * thread writes whatever is still buffered then, without blocking, so a
  * lone publish never waits for the next keepalive. The socket is blocking: a publisher
  * that outruns the broker waits in send() (backpressure), and the reader
- * thread's dead-peer check shut()s the socket down to release it.
+ * thread's dead-peer check shut()s the socket down to release it. Over
+ * TLS the same holds with the socket non-blocking: the writer waits in
+ * poll() for room, outside the session's lock (tls.h).
  *
  * The buffer holds whole frames only. If a send fails halfway, out_sent
  * remembers how far it got; when the reader declares the connection lost
@@ -24,6 +26,7 @@
 #include <sys/socket.h>
 #include "client_int.h"
 #include "clock.h"
+#include "tls.h"
 #include "topic_name.h"
 
 static fo_err_t append_ctl(fo_client_t *c, int ping, uint64_t nonce)
@@ -45,6 +48,20 @@ static fo_err_t append_ctl(fo_client_t *c, int ping, uint64_t nonce)
     return fo_frame_append(&c->out, &f);
 }
 
+/* One send() of p, or over TLS one record or so (errno EAGAIN when it
+ * would block with MSG_DONTWAIT, EIO when the session broke). */
+static ssize_t put(fo_client_t *c, const uint8_t *p, size_t n, int flags)
+{
+    if (!c->tls)
+        return send(c->wfd, p, n, MSG_NOSIGNAL | flags);
+    size_t done;
+    fo_err_t e = fo__tls_write(c->tls, p, n, (flags & MSG_DONTWAIT) ? 0 : UINT64_MAX, &done);
+    if (!e)
+        return (ssize_t)done;
+    errno = e == FO_ERR_AGAIN ? EAGAIN : EIO;
+    return -1;
+}
+
 /* Send the buffer; with MSG_DONTWAIT stop (FO_ERR_AGAIN) when the socket
  * is full and keep the rest for later. */
 static fo_err_t write_out(fo_client_t *c, int flags)
@@ -57,8 +74,8 @@ static fo_err_t write_out(fo_client_t *c, int flags)
             atomic_store(&c->pong_due, 1);
     }
     while (c->out_sent < fo_buf_len(&c->out)) {
-        ssize_t n = send(c->wfd, fo_buf_head(&c->out) + c->out_sent,
-                         fo_buf_len(&c->out) - c->out_sent, MSG_NOSIGNAL | flags);
+        ssize_t n = put(c, fo_buf_head(&c->out) + c->out_sent,
+                        fo_buf_len(&c->out) - c->out_sent, flags);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

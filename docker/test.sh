@@ -9,10 +9,12 @@
 # 4. brings docker/compose.yml up under its own project name, with the
 #    host ports picked free by docker (FANOUT_PORT=0; the defaults are
 #    17400/17401);
-# 5. checks: the broker turns healthy, /healthz answers through the
-#    published port, the producer sent FANOUT_DEMO_COUNT messages and the
-#    TCP consumer (in order) and the multicast consumer (every one) printed
-#    exactly those, the broker counted them, a short bench runs;
+# 5. checks: the broker turns healthy, it made its certificates and users
+#    at the first start (docker/init-certs.sh) and refuses a client without
+#    a password, /healthz answers through the published port, the
+#    producer sent FANOUT_DEMO_COUNT messages over TLS and the TCP
+#    consumer (in order) and the multicast consumer (every one) printed
+#    exactly those, the broker counted them, a short bench runs (TLS);
 # 6. tears everything down even when a step fails (trap), printing the
 #    containers' logs first when something failed.
 #
@@ -173,6 +175,23 @@ broker=$(cid broker)
 # ------------------------------------------------------------ 5. checks
 health() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$broker" 2>/dev/null)" = healthy ]; }
 if wait_for 60 health; then ok "broker is healthy (HEALTHCHECK /healthz)"; else bad "broker is healthy (HEALTHCHECK /healthz)"; fi
+
+# The first start made the secrets (and said so), and a login is needed.
+docker logs "$broker" >"$WORK/broker.log" 2>&1
+if grep -q "init-certs: made a CA, a certificate for 'broker'" "$WORK/broker.log" &&
+   grep -q "users.*/var/lib/fanout/secrets/users\|3 users" "$WORK/broker.log"; then
+    ok "the broker made its certificates and users at the first start"
+else
+    bad "the broker made its certificates and users at the first start" "$WORK/broker.log"
+fi
+docker exec "$broker" fanout pub -s tls://broker:7443 --tls-ca /var/lib/fanout/client/ca.pem \
+    demo.nobody x >"$WORK/anon.out" 2>&1
+anon_rc=$?
+if [ "$anon_rc" = 1 ] && grep -q "refused the login" "$WORK/anon.out"; then
+    ok "a client without a password is refused"
+else
+    bad "a client without a password is refused (exit $anon_rc)" "$WORK/anon.out"
+fi
 
 # GET path through a published port, from the host.
 http_get() {  # http_get HOSTPORT PATH

@@ -147,12 +147,18 @@ typedef void (*fo_event_cb_t)(void *ud, fo_event_t ev, fo_err_t err,
 /* ------------------------------------------------------------ client */
 
 typedef struct fo_client_opts {
-    /* "HOST:PORT" strings, tried in order (then round-robin on reconnect).
+    /* Addresses tried in order (then round-robin on reconnect): HOST,
+     * HOST:PORT, [V6]:PORT, fanout://HOST[:PORT] (plain TCP, port 7400) or
+     * tls://HOST[:PORT] (TLS, port 7443; see the tls fields below).
      * Borrowed: copied by fo_client_connect. At least one. */
     const char *const *servers;
     size_t nservers;
     const char *name;              /* client name for broker logs; borrowed */
-    const char *user, *password;   /* credentials or NULL; borrowed         */
+    /* Credentials sent in HELLO (user, password; token below) or NULL.
+     * Borrowed: copied by fo_client_connect and wiped (zeroed) when the
+     * client is freed, as is the HELLO that carried them. Over plain TCP
+     * they can be read on the way: use TLS between hosts. */
+    const char *user, *password;
     int connect_timeout_ms;        /* per attempt (TCP + HELLO/WELCOME); 5000 */
     int request_timeout_ms;        /* subscribe/unsubscribe ACK wait; 5000   */
     /* Reconnect policy: attempt k (from 0) waits
@@ -177,17 +183,48 @@ typedef struct fo_client_opts {
     size_t max_requests;           /* requests (fo_request + fo_request_async)
                                       waiting for a reply at once, at most;
                                       beyond: FO_ERR_BUSY. 65536           */
+    /* ---- login by token, and TLS (docs/CLIENT.md, TLS and credentials) */
+    const char *token;             /* a bearer token (HELLO.token) instead of
+                                      a password, with user naming its owner;
+                                      NULL. Copied and wiped as password  */
+    /* TLS. A tls:// server is always dialled with TLS and a fanout:// one
+     * never; with tls = 1 so is a server written without a scheme (HOST
+     * alone then means port 7443). TLS 1.2 at least. The broker's
+     * certificate must chain to a trusted CA and name the host dialled
+     * (its DNS SANs for a name, sent as SNI too; its IP SANs for an
+     * address), or the connection fails with FO_ERR_TLS and a line such
+     * as "certificate verify failed: unable to get local issuer
+     * certificate (tls://host:7443)" or "... hostname mismatch (...)".
+     * The files are read once, by fo_client_connect, when some server
+     * is to be dialled with TLS (FO_ERR_TLS when one does not load;
+     * reconnects keep what was read); paths are borrowed. */
+    int tls;                       /* 0                                     */
+    const char *tls_ca_file;       /* PEM CA certificates to trust; NULL =
+                                      the system's store (OpenSSL's default
+                                      paths: SSL_CERT_FILE, SSL_CERT_DIR)  */
+    const char *tls_cert_file;     /* client certificate (PEM, may hold the
+                                      chain) for mutual TLS, or NULL      */
+    const char *tls_key_file;      /* its key (PEM, unencrypted); NULL = in
+                                      tls_cert_file                       */
+    int tls_insecure_skip_verify;  /* 1: accept ANY certificate for ANY name
+                                      -- no protection against a man in the
+                                      middle. Tests and development only; 0 */
 } fo_client_opts_t;
 
-/* Fill *o with the defaults above (servers = {"127.0.0.1:7400"}). */
+/* Fill *o with the defaults above (servers = {"127.0.0.1:7400"}, no
+ * credentials, no TLS). */
 void fo_client_opts_init(fo_client_opts_t *o);
 
-/* Connect to the first server that answers (TCP, HELLO, WELCOME), then
- * start the reader thread. *out is owned by the caller and freed by
- * fo_client_close or fo_client_destroy. On failure nothing is left behind
- * and the error is one of FO_ERR_ADDR, FO_ERR_REFUSED, FO_ERR_TIMEOUT,
- * FO_ERR_IO, FO_ERR_SERVER (ERROR answered HELLO: e.g. auth), FO_ERR_PROTO.
- * errtext (may be NULL) receives a one-line reason of at most errlen bytes. */
+/* Connect to the first server that answers (TCP, TLS when asked, HELLO,
+ * WELCOME), then start the reader thread. *out is owned by the caller and
+ * freed by fo_client_close or fo_client_destroy. On failure nothing is
+ * left behind and the error is one of FO_ERR_ADDR, FO_ERR_REFUSED,
+ * FO_ERR_TIMEOUT, FO_ERR_IO, FO_ERR_CLOSED, FO_ERR_TLS (see the tls
+ * fields), FO_ERR_SERVER (ERROR answered HELLO: a refused login reads
+ * "the broker refused the login: bad credentials"), FO_ERR_PROTO,
+ * FO_ERR_NOMEM, FO_ERR_INVAL. errtext (may be NULL) receives a one-line
+ * reason of at most errlen bytes. Reconnects make a new TLS session each
+ * time (no resumption), verified as the first. */
 FO_MUST_CHECK
 fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
                            char *errtext, size_t errlen);
@@ -248,8 +285,8 @@ fo_err_t fo_client_flush(fo_client_t *c, int timeout_ms);
 /* Close: with drain_ms > 0, first unsubscribe everything, flush, and wait
  * (up to drain_ms) until every message the broker sent before our
  * unsubscribes was delivered to the callbacks; then stop the reader
- * thread, close the socket and free the client and all its
- * subscriptions. Returns FO_ERR_TIMEOUT if the drain did not complete;
+ * thread, close the socket (over TLS after a close_notify) and free the
+ * client and all its subscriptions, wiping its copies of the credentials. Returns FO_ERR_TIMEOUT if the drain did not complete;
  * without a drain, FO_ERR_NOT_CONNECTED, FO_ERR_CLOSED or FO_ERR_IO when
  * buffered publishes could not be written (they are lost). The client is
  * freed anyway. NULL is fine. */

@@ -42,6 +42,9 @@ typedef enum fo_err {
     FO_ERR_NOT_FOUND,    /* no such item (subscription, topic...)            */
     FO_ERR_RANGE,        /* value out of bounds                              */
     FO_ERR_NO_RESPONDERS,/* a request nobody subscribes to (ERR_NO_RESPONDERS) */
+    FO_ERR_TLS,          /* TLS: a certificate that does not verify, a
+                            handshake or session that failed, a TLS file
+                            that does not load                           */
     FO_ERR__COUNT        /* number of codes; not an error                    */
 } fo_err_t;
 

@@ -25,6 +25,7 @@ static const char *const texts[] = {
     [FO_ERR_NOT_FOUND]    = "not found",
     [FO_ERR_RANGE]        = "value out of range",
     [FO_ERR_NO_RESPONDERS]= "no responders",
+    [FO_ERR_TLS]          = "TLS failed",
 };
 
 _Static_assert(sizeof texts / sizeof texts[0] == FO_ERR__COUNT,

@@ -52,6 +52,7 @@ static const char help[] =
     "and subscriber has its own connection.\n"
     "\n"
     CLI_SERVER_HELP
+    CLI_CONN_HELP
     "  -p, --pubs P            publishers (default 1)\n"
     "  -S, --subs S            subscribers (default 1)\n"
     "  -n, --msgs N            messages in all, split over the publishers (default 100000)\n"
@@ -283,12 +284,15 @@ static int parse(bench_t *b, int argc, char **argv)
         { "series", required_argument, NULL, 'E' },
         { "plot", required_argument, NULL, 'G' },
         { "request", no_argument, NULL, 'Q' },
+        CLI_CONN_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     optind = 1;
     opterr = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, ":s:p:S:n:z:r:T:d:w:jh", opts, NULL)) != -1) {
+        if (cli_conn_opt(ch, optarg))
+            continue;              /* --user, --tls-ca, ... */
         const char *bad = NULL;
         switch (ch) {
         case 's': b->server = optarg; break;

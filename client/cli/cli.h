@@ -22,6 +22,44 @@ enum { CLI_OK = 0, CLI_RUNTIME = 1, CLI_USAGE = 2 };
     "                          order (failover). Default: $FANOUT_SERVER, else\n" \
     "                          " CLI_DEFAULT_SERVER "\n"
 
+/* Login and TLS: what every command that connects takes besides -s, as
+ * long options (getopt codes CLI_OPT_*, taken by cli_conn_opt) with the
+ * environment as the fallback of each, and what its --help says. */
+#define CLI_CONN_HELP \
+    "      --user NAME         log in as NAME. Default: $FANOUT_USER\n" \
+    "      --password SECRET   with this password (ps shows a command line:\n" \
+    "                          prefer $FANOUT_PASSWORD, the default)\n" \
+    "      --token SECRET      with this token instead. Default: $FANOUT_TOKEN\n" \
+    "      --tls-ca FILE       tls://: trust the CAs in FILE (PEM) instead of the\n" \
+    "                          system's. Default: $FANOUT_TLS_CA\n" \
+    "      --tls-cert FILE     tls://: present this client certificate (PEM).\n" \
+    "                          Default: $FANOUT_TLS_CERT\n" \
+    "      --tls-key FILE      its key (PEM). Default: $FANOUT_TLS_KEY, else the\n" \
+    "                          --tls-cert file\n" \
+    "      --tls-insecure      tls://: do NOT verify the broker's certificate\n" \
+    "                          (anyone on the path can read and change the\n" \
+    "                          connection; tests only)\n"
+enum {
+    CLI_OPT_USER = 0x1000, CLI_OPT_PASSWORD, CLI_OPT_TOKEN, CLI_OPT_TLS_CA, CLI_OPT_TLS_CERT,
+    CLI_OPT_TLS_KEY, CLI_OPT_TLS_INSECURE
+};
+#define CLI_CONN_OPTIONS \
+    { "user", required_argument, NULL, CLI_OPT_USER }, \
+    { "password", required_argument, NULL, CLI_OPT_PASSWORD }, \
+    { "token", required_argument, NULL, CLI_OPT_TOKEN }, \
+    { "tls-ca", required_argument, NULL, CLI_OPT_TLS_CA }, \
+    { "tls-cert", required_argument, NULL, CLI_OPT_TLS_CERT }, \
+    { "tls-key", required_argument, NULL, CLI_OPT_TLS_KEY }, \
+    { "tls-insecure", no_argument, NULL, CLI_OPT_TLS_INSECURE }
+/* Take ch (getopt_long's) if it is one of CLI_CONN_OPTIONS: 1, else 0.
+ * A --password or --token value is copied and blanked in argv, so that
+ * ps shows it only for the moment before. */
+int cli_conn_opt(int ch, char *optarg);
+/* Fill o's credentials and TLS fields from those options and the
+ * environment (pointers into argv, the environment or static copies). A
+ * --tls-insecure is warned about on stderr, as "fanout CMD: warning: ...". */
+void cli_conn_fill(const char *cmd, fo_client_opts_t *o);
+
 int cli_pub(int argc, char **argv);
 int cli_sub(int argc, char **argv);
 int cli_bench(int argc, char **argv);
@@ -56,10 +94,10 @@ typedef struct cli_servers {
 int cli_servers(const char *cmd, const char *arg, cli_servers_t *out);
 void cli_servers_free(cli_servers_t *s);
 
-/* Connect with the CLI's defaults (name "fanout-CMD", credentials from
- * $FANOUT_USER/$FANOUT_PASSWORD, no reconnect unless `reconnect`): the
- * servers are tried in order. On failure prints the one line and returns
- * NULL. */
+/* Connect with the CLI's defaults (name "fanout-CMD", credentials and
+ * TLS from cli_conn_fill, no reconnect unless `reconnect`): the servers
+ * are tried in order. On failure prints the one line ("fanout sub: the
+ * broker refused the login: bad credentials") and returns NULL. */
 fo_client_t *cli_connect(const char *cmd, const cli_servers_t *servers, int reconnect,
                          fo_event_cb_t on_event, fo_gap_cb_t on_gap, void *ud);
 

@@ -29,7 +29,9 @@ static const char usage[] =
     "prints the version.\n"
     "-s takes HOST, HOST:PORT, fanout://HOST[:PORT] or tls://HOST[:PORT], or a\n"
     "comma-separated list of them (tried in order); without -s, $FANOUT_SERVER,\n"
-    "else " CLI_DEFAULT_SERVER ". $FANOUT_USER and $FANOUT_PASSWORD are sent in HELLO.\n"
+    "else " CLI_DEFAULT_SERVER ". Login: --user with --password or --token (or\n"
+    "$FANOUT_USER, $FANOUT_PASSWORD, $FANOUT_TOKEN); tls:// verifies the broker\n"
+    "against the system's CAs or --tls-ca FILE ($FANOUT_TLS_CA).\n"
     "Exit status: 0 ok, 1 runtime error, 2 usage error.\n";
 
 int main(int argc, char **argv)

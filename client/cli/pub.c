@@ -27,6 +27,7 @@ static const char help[] =
     "one message (the newline removed, and a CR before it: CRLF files work).\n"
     "\n"
     CLI_SERVER_HELP
+    CLI_CONN_HELP
     "  -f, --file FILE         publish the whole of FILE as one message\n"
     "                          (\"-\" = stdin), bytes as they are\n"
     "      --whole             publish all of stdin as one message\n"
@@ -137,12 +138,15 @@ static int parse_args(pub_t *p, pub_args_t *a, int argc, char **argv)
         { "whole", no_argument, NULL, 'W' },
         { "header", required_argument, NULL, 'H' },
         { "help", no_argument, NULL, 'h' },
+        CLI_CONN_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     optind = 1;
     opterr = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, ":s:c:z:r:f:H:h", opts, NULL)) != -1) {
+        if (cli_conn_opt(ch, optarg))
+            continue;              /* --user, --tls-ca, ... */
         switch (ch) {
         case 's': a->server = optarg; break;
         case 'f':

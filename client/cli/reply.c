@@ -35,6 +35,7 @@ static const char help[] =
     "request's payload on its standard input.\n"
     "\n"
     CLI_SERVER_HELP
+    CLI_CONN_HELP
     "  -c, --command CMD        reply with what CMD prints (one run per request)\n"
     "      --command-timeout SEC  kill CMD when it runs longer (default 10); that\n"
     "                           request gets no reply\n"
@@ -75,12 +76,15 @@ static int parse_args(reply_args_t *a, int argc, char **argv)
         { "header", required_argument, NULL, 'H' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
+        CLI_CONN_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     optind = 1;
     opterr = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, ":s:c:q:n:H:vh", opts, NULL)) != -1) {
+        if (cli_conn_opt(ch, optarg))
+            continue;              /* --user, --tls-ca, ... */
         switch (ch) {
         case 's': a->server = optarg; break;
         case 'c': a->command = optarg; break;

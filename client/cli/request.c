@@ -19,6 +19,7 @@ static const char help[] =
     "in a program); with several responders in a queue group, one of them.\n"
     "\n"
     CLI_SERVER_HELP
+    CLI_CONN_HELP
     "  -t, --timeout SEC       wait at most SEC seconds for the reply (default 5)\n"
     "  -H, --header K:V        give the request header K with value V (all after\n"
     "                          the first ':'); repeatable, at most 32\n"
@@ -37,6 +38,7 @@ int cli_request(int argc, char **argv)
         { "header", required_argument, NULL, 'H' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
+        CLI_CONN_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     const char *server = NULL;
@@ -47,6 +49,8 @@ int cli_request(int argc, char **argv)
     opterr = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, ":s:t:H:vh", opts, NULL)) != -1) {
+        if (cli_conn_opt(ch, optarg))
+            continue;              /* --user, --tls-ca, ... */
         switch (ch) {
         case 's': server = optarg; break;
         case 't':

@@ -25,6 +25,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include "../dial.h"
+#include "../tls.h"
 #include "addr.h"
 #include "arena.h"
 #include "buf.h"
@@ -52,6 +54,7 @@ static const char help[] =
     "/metrics, whose address the broker announces when a client connects.\n"
     "\n"
     CLI_SERVER_HELP
+    CLI_CONN_HELP
     "      --http HOST:PORT    the broker's --http address, instead of asking\n"
     "                          the broker on -s\n"
     "      --raw               print the metrics as the broker serves them\n"
@@ -93,47 +96,135 @@ static void peer_host(int fd, char *out, size_t len)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)len);
 }
 
+/* The connection to the client port: a socket, TLS on it for tls://. */
+typedef struct link {
+    int fd;
+    fo__tls_ctx_t *ctx;
+    fo__tls_t *tls;
+} link_t;
+
+/* Dial server (TLS for tls://, with the login and TLS options). 0 ok. */
+static int link_open(link_t *l, const char *server, int timeout_ms, char *why, size_t wlen)
+{
+    fo_addr_t a;
+    memset(l, 0, sizeof *l);
+    if (fo_addr_parse(server, 0, &a)) {
+        snprintf(why, wlen, "bad address '%s'", server);
+        return 1;
+    }
+    if (fo_dial_addr(&a, server, timeout_ms, &l->fd, why, wlen))
+        return 1;
+    if (a.scheme != FO_SCHEME_TLS)
+        return 0;
+    fo_client_opts_t o;
+    fo_client_opts_init(&o);
+    cli_conn_fill("stats", &o);
+    char label[FO_ADDR_HOST_MAX + 16] = "tls://";
+    fo_addr_format(&a, "127.0.0.1", label + 6, sizeof label - 6);
+    if (!fo__tls_ctx_new(&o, &l->ctx, why, wlen) &&
+        !fo__tls_connect(l->ctx, l->fd, a.host[0] ? a.host : "127.0.0.1", label,
+                         fo_clock_ms() + (uint64_t)timeout_ms, &l->tls, why, wlen))
+        return 0;
+    fo__tls_ctx_free(l->ctx);
+    close(l->fd);
+    return 1;
+}
+
+static void link_close(link_t *l)
+{
+    fo__tls_close(l->tls, 1);
+    fo__tls_ctx_free(l->ctx);
+    close(l->fd);
+}
+
+static int link_send(link_t *l, const uint8_t *p, size_t n, uint64_t deadline)
+{
+    if (!l->tls)
+        return send(l->fd, p, n, MSG_NOSIGNAL) == (ssize_t)n ? 0 : -1;
+    while (n) {
+        size_t done;
+        if (fo__tls_write(l->tls, p, n, deadline, &done))
+            return -1;
+        p += done;
+        n -= done;
+    }
+    return 0;
+}
+
+/* Wait (until deadline) and read some: bytes, 0 at the end, -1 on error,
+ * -2 when nothing came in time. */
+static ssize_t link_recv(link_t *l, uint8_t *p, size_t n, uint64_t deadline)
+{
+    for (;;) {
+        if (!l->tls || !fo__tls_pending(l->tls)) {
+            uint64_t now = fo_clock_ms();
+            struct pollfd pf = { .fd = l->fd, .events = l->tls ? fo__tls_events(l->tls) : POLLIN };
+            if (now >= deadline || poll(&pf, 1, (int)(deadline - now)) == 0)
+                return -2;
+        }
+        if (!l->tls) {
+            ssize_t r = recv(l->fd, p, n, 0);
+            if (r < 0 && errno == EINTR)
+                continue;
+            return r;
+        }
+        size_t got;
+        fo_err_t e = fo__tls_read(l->tls, p, n, &got);
+        if (e)
+            return e == FO_ERR_CLOSED ? 0 : -1;
+        if (got)
+            return (ssize_t)got;
+    }
+}
+
 /* HELLO to server, and the WELCOME's http field into http (NUL when the
  * broker announced none); peer gets the address connected to. 0 ok, else
  * 1 with the reason in why. */
 static int ask_broker(const char *server, int timeout_ms, char *http, size_t hlen, char *peer,
                       size_t plen, char *why, size_t wlen)
 {
-    int fd;
+    link_t l;
+    char tw[200];
     *http = '\0';
-    if (fo_dial(server, timeout_ms, &fd, why, wlen))
+    if (link_open(&l, server, timeout_ms, why, wlen))
         return 1;
-    peer_host(fd, peer, plen);
+    peer_host(l.fd, peer, plen);
     Fanout__Frame f = FANOUT__FRAME__INIT;
     Fanout__Hello h = FANOUT__HELLO__INIT;
     h.has_version = 1;
     h.version = FO_PROTOCOL_VERSION;
     h.client_name = "fanout-stats";
-    const char *user = getenv("FANOUT_USER"), *pass = getenv("FANOUT_PASSWORD");
-    h.user = user && *user ? (char *)user : NULL;
-    h.password = pass && *pass ? (char *)pass : NULL;
+    fo_client_opts_t o;
+    fo_client_opts_init(&o);
+    cli_conn_fill("stats", &o);
+    h.user = (char *)o.user;
+    h.password = (char *)o.password;
+    h.token = (char *)o.token;
     f.body_case = FANOUT__FRAME__BODY_HELLO;
     f.hello = &h;
     fo_buf_t out = FO_BUF_INIT;
     int rc = 1;
+    uint64_t deadline = fo_clock_ms() + (uint64_t)timeout_ms;
     if (fo_frame_append(&out, &f) ||
-        send(fd, fo_buf_head(&out), fo_buf_len(&out), MSG_NOSIGNAL) != (ssize_t)fo_buf_len(&out)) {
-        snprintf(why, wlen, "sending HELLO to %s: %s", server, strerror(errno));
+        link_send(&l, fo_buf_head(&out), fo_buf_len(&out), deadline)) {
+        snprintf(why, wlen, "sending HELLO to %s: %s", server,
+                 l.tls ? fo__tls_why(l.tls, tw, sizeof tw) : strerror(errno));
+        sodium_memzero(fo_buf_head(&out), fo_buf_len(&out));
         fo_buf_free(&out);
-        close(fd);
+        link_close(&l);
         return 1;
     }
+    sodium_memzero(fo_buf_head(&out), fo_buf_len(&out));   /* the secrets */
     fo_buf_free(&out);
     fo_decoder_t dec;
     fo_arena_t arena;
     fo_decoder_init(&dec, FO_MAX_FRAME_DEFAULT);
     if (fo_arena_init(&arena, 4096, 1 << 20)) {
         fo_decoder_destroy(&dec);
-        close(fd);
+        link_close(&l);
         snprintf(why, wlen, "out of memory");
         return 1;
     }
-    uint64_t deadline = fo_clock_ms() + (uint64_t)timeout_ms;
     for (;;) {
         const uint8_t *body;
         size_t len;
@@ -152,8 +243,12 @@ static int ask_broker(const char *server, int timeout_ms, char *http, size_t hle
                 break;
             }
             if (in->body_case == FANOUT__FRAME__BODY_ERROR) {
-                snprintf(why, wlen, "%s refused HELLO: %s", server,
-                         in->error->text ? in->error->text : "ERROR");
+                if (in->error->has_code && in->error->code == FANOUT__ERROR_CODE__ERR_AUTH)
+                    snprintf(why, wlen, "the broker refused the login: %s",
+                             in->error->text ? in->error->text : "bad credentials");
+                else
+                    snprintf(why, wlen, "%s refused HELLO: %s", server,
+                             in->error->text ? in->error->text : "ERROR");
                 break;
             }
             continue;                      /* a PING before WELCOME: not ours to answer */
@@ -167,19 +262,20 @@ static int ask_broker(const char *server, int timeout_ms, char *http, size_t hle
                 snprintf(why, wlen, "%s does not speak the fanout protocol", server);
             break;
         }
-        uint64_t now = fo_clock_ms();
-        struct pollfd pf = { .fd = fd, .events = POLLIN };
-        if (now >= deadline || poll(&pf, 1, (int)(deadline - now)) == 0) {
-            snprintf(why, wlen, "%s did not answer HELLO within %d ms", server, timeout_ms);
-            break;
-        }
         if (fo_buf_reserve(&dec.buf, 4096)) {
             snprintf(why, wlen, "out of memory");
             break;
         }
-        ssize_t r = recv(fd, fo_buf_tail(&dec.buf), fo_buf_room(&dec.buf), 0);
-        if (r < 0 && errno == EINTR)
-            continue;
+        ssize_t r = link_recv(&l, fo_buf_tail(&dec.buf), fo_buf_room(&dec.buf), deadline);
+        if (r == -2) {
+            snprintf(why, wlen, "%s did not answer HELLO within %d ms", server, timeout_ms);
+            break;
+        }
+        if (r < 0 && l.tls) {
+            snprintf(why, wlen, "%s: the TLS session broke: %s", server,
+                     fo__tls_why(l.tls, tw, sizeof tw));
+            break;
+        }
         if (r <= 0) {
             const uint8_t *p = fo_buf_head(&dec.buf);
             if (fo_buf_len(&dec.buf) >= 5 && !memcmp(p, "HTTP/", 5))
@@ -194,7 +290,7 @@ static int ask_broker(const char *server, int timeout_ms, char *http, size_t hle
     }
     fo_arena_destroy(&arena);
     fo_decoder_destroy(&dec);
-    close(fd);
+    link_close(&l);
     return rc;
 }
 
@@ -211,11 +307,6 @@ static int find_http(const cli_servers_t *sv, int timeout_ms, char *out, size_t 
         fo_addr_t a;
         if (fo_addr_parse(server, 0, &a))
             continue;                                /* cli_servers checked them */
-        if (a.scheme == FO_SCHEME_TLS) {
-            snprintf(why, sizeof why, "%s: stats cannot say HELLO over TLS yet; give the "
-                     "broker's --http address with --http", server);
-            continue;
-        }
         char http[300], peer[64];
         if (ask_broker(server, timeout_ms, http, sizeof http, peer, sizeof peer, why, sizeof why))
             continue;
@@ -594,12 +685,15 @@ static int parse_args(stats_args_t *a, int argc, char **argv)
         { "count", required_argument, NULL, 'n' },
         { "timeout", required_argument, NULL, 't' },
         { "help", no_argument, NULL, 'h' },
+        CLI_CONN_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     optind = 1;
     opterr = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, ":s:ji:n:t:h", opts, NULL)) != -1) {
+        if (cli_conn_opt(ch, optarg))
+            continue;              /* --user, --tls-ca, ... */
         switch (ch) {
         case 's': a->server = optarg; break;
         case 'H': a->http = optarg; break;

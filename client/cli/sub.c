@@ -22,6 +22,7 @@ static const char help[] =
     "'>' the rest) and print each message's payload on its own line.\n"
     "\n"
     CLI_SERVER_HELP
+    CLI_CONN_HELP
     "  -n, --count N           exit after N messages\n"
     "  -q, --queue GROUP       join queue group GROUP (each message goes to\n"
     "                          one member of the group)\n"
@@ -140,6 +141,7 @@ int cli_sub(int argc, char **argv)
         { "iface", required_argument, NULL, 'I' },
         { "stats", no_argument, NULL, 'S' },
         { "slow", required_argument, NULL, 'P' },
+        CLI_CONN_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     const char *server = NULL;
@@ -152,6 +154,8 @@ int cli_sub(int argc, char **argv)
     opterr = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, ":s:n:q:f:jt:vh", opts, NULL)) != -1) {
+        if (cli_conn_opt(ch, optarg))
+            continue;              /* --user, --tls-ca, ... */
         switch (ch) {
         case 's': server = optarg; break;
         case 'v': verbose = 1; break;

@@ -139,6 +139,59 @@ const char *cli_too_large(fo_client_t *c, const char *topic, size_t len, char *b
     return buf;
 }
 
+/* The login and TLS options given (NULL: not given); one command a process. */
+static struct {
+    char *user, *password, *token;   /* copies (the secrets blanked in argv) */
+    const char *ca, *cert, *key;
+    int insecure;
+} conn_args;
+
+static char *take_secret(char *arg)
+{
+    char *copy = strdup(arg);
+    if (copy)                        /* out of memory: left visible, still used */
+        memset(arg, 'x', strlen(arg));
+    return copy ? copy : arg;
+}
+
+int cli_conn_opt(int ch, char *optarg)
+{
+    switch (ch) {
+    case CLI_OPT_USER: conn_args.user = optarg; return 1;
+    case CLI_OPT_PASSWORD: conn_args.password = take_secret(optarg); return 1;
+    case CLI_OPT_TOKEN: conn_args.token = take_secret(optarg); return 1;
+    case CLI_OPT_TLS_CA: conn_args.ca = optarg; return 1;
+    case CLI_OPT_TLS_CERT: conn_args.cert = optarg; return 1;
+    case CLI_OPT_TLS_KEY: conn_args.key = optarg; return 1;
+    case CLI_OPT_TLS_INSECURE: conn_args.insecure = 1; return 1;
+    default: return 0;
+    }
+}
+
+/* The option's value, else the environment's (unset or empty: NULL). */
+static const char *arg_or_env(const char *arg, const char *env)
+{
+    if (arg)
+        return *arg ? arg : NULL;
+    const char *v = getenv(env);
+    return v && *v ? v : NULL;
+}
+
+void cli_conn_fill(const char *cmd, fo_client_opts_t *o)
+{
+    o->user = arg_or_env(conn_args.user, "FANOUT_USER");
+    o->password = arg_or_env(conn_args.password, "FANOUT_PASSWORD");
+    o->token = arg_or_env(conn_args.token, "FANOUT_TOKEN");
+    o->tls_ca_file = arg_or_env(conn_args.ca, "FANOUT_TLS_CA");
+    o->tls_cert_file = arg_or_env(conn_args.cert, "FANOUT_TLS_CERT");
+    o->tls_key_file = arg_or_env(conn_args.key, "FANOUT_TLS_KEY");
+    o->tls_insecure_skip_verify = conn_args.insecure;
+    static int warned;
+    if (conn_args.insecure && !warned++)
+        fprintf(stderr, "fanout %s: warning: --tls-insecure: the broker's certificate is not "
+                "verified; anyone on the path can read and change this connection\n", cmd);
+}
+
 fo_client_t *cli_connect(const char *cmd, const cli_servers_t *servers, int reconnect,
                          fo_event_cb_t on_event, fo_gap_cb_t on_gap, void *ud)
 {
@@ -149,9 +202,7 @@ fo_client_t *cli_connect(const char *cmd, const cli_servers_t *servers, int reco
     o.servers = servers->list;
     o.nservers = servers->n;
     o.name = name;
-    const char *user = getenv("FANOUT_USER"), *pass = getenv("FANOUT_PASSWORD");
-    o.user = user && *user ? user : NULL;
-    o.password = pass && *pass ? pass : NULL;
+    cli_conn_fill(cmd, &o);
     o.max_reconnects = reconnect ? -1 : 0;
     o.on_event = on_event;
     o.on_gap = on_gap;

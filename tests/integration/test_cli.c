@@ -324,7 +324,10 @@ static void test_conventions(void **state)
     char list[160], url[96], refused[64];
     snprintf(refused, sizeof refused, "127.0.0.1:%d", fo_tb_free_port());
     snprintf(list, sizeof list, "%s, %s", refused, broker.addr);
-    snprintf(url, sizeof url, "fanout://%s/", broker.addr);
+    if (strncmp(broker.addr, "tls://", 6))
+        snprintf(url, sizeof url, "fanout://%s/", broker.addr);
+    else
+        snprintf(url, sizeof url, "%s/", broker.addr);     /* FO_TEST_TLS */
     assert_int_equal(run(NULL, out, err, "pub", "-s", list, "cli.conv.a", "one", NULL), 0);
     assert_int_equal(run(NULL, out, err, "pub", "-s", url, "cli.conv.a", "two", NULL), 0);
     setenv("FANOUT_SERVER", broker.addr, 1);

@@ -65,6 +65,9 @@ int fo_tb_make_certs(const char *dir)
     static const char client_ext[] =
         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n"
         "subjectAltName=DNS:alice.clients.test,email:alice@example.test\n";
+    static const char elsewhere_ext[] =
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
+        "subjectAltName=DNS:elsewhere.test\n";
     mkdir(dir, 0700);
     if (make_ca(dir, "ca", "fanout test CA") || make_ca(dir, "other-ca", "fanout other CA") ||
         make_leaf(dir, "ca", "server", "localhost", server_ext, 30) ||
@@ -74,7 +77,9 @@ int fo_tb_make_certs(const char *dir)
         /* a client certificate from a CA the broker does not trust */
         make_leaf(dir, "other-ca", "stranger", "mallory", client_ext, 30) ||
         make_leaf(dir, "ca", "peer", "fanout peer", peer_ext, 30) ||
-        make_leaf(dir, "other-ca", "peer-stranger", "fanout peer", peer_ext, 30))
+        make_leaf(dir, "other-ca", "peer-stranger", "fanout peer", peer_ext, 30) ||
+        /* a good server certificate, for a name nobody dials */
+        make_leaf(dir, "ca", "elsewhere", "elsewhere.test", elsewhere_ext, 30))
         return -1;
     return sh(dir, "chmod 600 *.key && rm -f *.csr *.srl", NULL, NULL, NULL);
 }
@@ -107,4 +112,16 @@ const char *fo_tb_certs(void)
         return NULL;
     }
     return certs_dir;
+}
+
+const char *fo_tb_cert(const char *name)
+{
+    static char path[8][320];
+    static int next;
+    const char *d = fo_tb_certs();
+    if (!d)
+        return NULL;
+    char *p = path[next++ % 8];
+    snprintf(p, sizeof path[0], "%s/%s", d, name);
+    return p;
 }

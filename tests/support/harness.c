@@ -188,27 +188,48 @@ static int tls_port_of(int port)
     return 0;
 }
 
-static int start(fo_tb_t *b, const char *const *extra, int tls);
+static int start(fo_tb_t *b, const char *const *extra, int tls, int again);
 
-int fo_tb_start(fo_tb_t *b, const char *const *extra) { return start(b, extra, fo_tb_tls()); }
-int fo_tb_start_tls(fo_tb_t *b, const char *const *extra) { return start(b, extra, 1); }
+int fo_tb_start(fo_tb_t *b, const char *const *extra) { return start(b, extra, fo_tb_tls(), 0); }
+int fo_tb_start_tls(fo_tb_t *b, const char *const *extra) { return start(b, extra, 1, 0); }
 
-static int start(fo_tb_t *b, const char *const *extra, int tls)
+int fo_tb_restart(fo_tb_t *b, const char *const *extra)
 {
-    memset(b, 0, sizeof *b);
-    b->port = fo_tb_free_port();
-    b->http_port = fo_tb_free_port();
+    if (b->pid > 0)
+        fo_tb_stop(b);
+    return start(b, extra, b->tls_port != 0, 1);
+}
+
+static int start(fo_tb_t *b, const char *const *extra, int tls, int again)
+{
+    if (!again) {
+        memset(b, 0, sizeof *b);
+        b->port = fo_tb_free_port();
+        b->http_port = fo_tb_free_port();
+    }
     static char tls_listen[64], cert[300], key[300];
     const char *certs = tls ? fo_tb_certs() : NULL;
     if (tls && !certs)
         return -1;
     if (tls) {
-        b->tls_port = fo_tb_free_port();
+        if (!again)
+            b->tls_port = fo_tb_free_port();
         snprintf(tls_listen, sizeof tls_listen, "127.0.0.1:%d", b->tls_port);
         snprintf(cert, sizeof cert, "%s/server.pem", certs);
         snprintf(key, sizeof key, "%s/server.key", certs);
     }
-    snprintf(b->addr, sizeof b->addr, "127.0.0.1:%d", b->port);
+    snprintf(b->plain, sizeof b->plain, "127.0.0.1:%d", b->port);
+    snprintf(b->addr, sizeof b->addr, "%s", b->plain);
+    if (tls) {
+        snprintf(b->tls_addr, sizeof b->tls_addr, "tls://127.0.0.1:%d", b->tls_port);
+        if (fo_tb_tls()) {
+            /* libfanout and the CLI: the TLS port, trusting the test CA */
+            char ca[300];
+            snprintf(ca, sizeof ca, "%s/ca.pem", certs);
+            setenv("SSL_CERT_FILE", ca, 1);
+            snprintf(b->addr, sizeof b->addr, "%s", b->tls_addr);
+        }
+    }
     char listen[64], http[64], bin[512];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", b->port);
     snprintf(http, sizeof http, "127.0.0.1:%d", b->http_port);

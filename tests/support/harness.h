@@ -10,8 +10,12 @@
  * listener with the test certificates (fo_tb_certs) and makes the raw
  * protocol client (fo_tc_connect, fo_tc_open and friends) talk TLS to it
  * when given the broker's port: every suite written with raw clients runs
- * over TLS unchanged. libfanout and the CLI stay on the plain port (the
- * library has no TLS yet). fo_tc_connect_plain/_tls choose explicitly.
+ * over TLS unchanged. libfanout and the CLI follow too: fo_tb_t.addr,
+ * the address every suite gives them, is then "tls://127.0.0.1:TLSPORT",
+ * and the test CA is what they trust by default (SSL_CERT_FILE, which
+ * OpenSSL's default store reads, is set to it in the test process and so
+ * in the commands it runs). fo_tc_connect_plain/_tls choose explicitly;
+ * fo_tb_t.plain and .tls_addr name each listener whatever the switch.
  */
 #ifndef FO_HARNESS_H
 #define FO_HARNESS_H
@@ -26,7 +30,10 @@ typedef struct fo_tb {
     int port;             /* client port on 127.0.0.1 */
     int tls_port;         /* --tls-listen port, 0 = none */
     int http_port;        /* --http port on 127.0.0.1 */
-    char addr[64];        /* "127.0.0.1:PORT"         */
+    char addr[64];        /* for libfanout and the CLI: "127.0.0.1:PORT",
+                             "tls://127.0.0.1:TLSPORT" under FO_TEST_TLS */
+    char plain[64];       /* "127.0.0.1:PORT" always  */
+    char tls_addr[64];    /* "tls://127.0.0.1:TLSPORT", "" = no TLS port */
     char log_path[256];   /* broker stderr            */
 } fo_tb_t;
 
@@ -54,12 +61,21 @@ int fo_tb_tls(void);
  *   peer.pem/.key      CN "fanout peer", serverAuth and clientAuth (both
  *                      ends of a cluster link), by ca
  *   peer-stranger.pem/.key  the same, by other-ca
+ *   elsewhere.pem/.key CN elsewhere.test, SAN DNS:elsewhere.test only (no
+ *                      localhost, no 127.0.0.1): hostname mismatch, by ca
  * 0 on success. */
 int fo_tb_make_certs(const char *dir);
 /* A directory made once per process with fo_tb_make_certs and removed
  * at exit; NULL when the certificates could not be made. */
 const char *fo_tb_certs(void);
+/* fo_tb_certs()/NAME in a static buffer (one per call site: copy it), or
+ * NULL when there are no certificates. */
+const char *fo_tb_cert(const char *name);
 
+/* Stop b if it runs, then start it again on the same ports (and TLS
+ * listener, if it had one) with these extra args: a broker restart that
+ * clients can reconnect to. 0 on success. */
+int fo_tb_restart(fo_tb_t *b, const char *const *extra);
 /* SIGTERM and wait (15 s, then SIGKILL). Returns the exit status (0..255),
  * or 128+signal, or -1. */
 int fo_tb_stop(fo_tb_t *b);
