@@ -529,7 +529,7 @@ static void on_up(void *ud, fo_peer_t *p)
     p->node = slot;
     p->ctr = &n->ctr;
     fo_addr_t a;                     /* handed to clients: a HOST:PORT or nothing */
-    int addr_ok = !fo_addr_parse(p->client_addr, FO_ADDR_NEED_PORT | FO_ADDR_NO_SCHEME, &a) && a.host[0];
+    int addr_ok = !fo_addr_parse(p->client_addr, FO_ADDR_NEED_PORT, &a) && a.host[0];   /* tls:// may be */
     snprintf(n->client_addr, sizeof n->client_addr, "%s", addr_ok ? p->client_addr : "");
     if (p->target >= 0) {
         target_t *t = &c->targets[p->target];

@@ -295,13 +295,23 @@ static void take_cluster(fo_client_t *c, const Fanout__Welcome *w)
     c->clustered = w->node_id != NULL;
     if (!c->clustered)
         return;
+    /* a client that talks TLS to some server never falls back to plain TCP
+     * for a broker it only heard of: it learns tls:// addresses only */
+    int tls = 0;
+    for (size_t k = 0; k < c->nservers && !tls; k++) {
+        fo_addr_t a;
+        tls = !fo_addr_parse(c->servers[k], 0, &a) &&
+              (a.scheme == FO_SCHEME_TLS || (a.scheme == FO_SCHEME_NONE && c->tls_default));
+    }
     c->nlearned = 0;
     for (size_t i = 0; i < w->n_cluster && c->nlearned < FO__LEARNED_MAX; i++) {
         const char *a = w->cluster[i];
-        int known = !a || strlen(a) >= FO__LEARNED_LEN;
-        for (size_t k = 0; k < c->nservers && !known; k++)
-            known = !strcmp(c->servers[k], a);
-        if (!known)
+        fo_addr_t pa;
+        int skip = !a || strlen(a) >= FO__LEARNED_LEN || fo_addr_parse(a, 0, &pa) ||
+                   (tls && pa.scheme != FO_SCHEME_TLS && !(pa.scheme == FO_SCHEME_NONE && c->tls_default));
+        for (size_t k = 0; k < c->nservers && !skip; k++)
+            skip = !strcmp(c->servers[k], a);
+        if (!skip)
             snprintf(c->learned[c->nlearned++], FO__LEARNED_LEN, "%s", a);
     }
 }
