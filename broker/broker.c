@@ -169,6 +169,7 @@ void fo_broker_reload(fo_broker_t *b)
 }
 
 #define SWEEP_BUDGET 4096        /* topics looked at per tick */
+#define TRIM_AT_PCT 85           /* of --max-memory: retention gives way */
 
 void fo_broker_tick(fo_broker_t *b)
 {
@@ -189,8 +190,13 @@ void fo_broker_tick(fo_broker_t *b)
     if (min >= e) {
         /* everyone has seen e: what dies now dies in e; the epoch then
          * moves so the workers purge at their next quiescent point */
+        /* retention is a cache: when message memory is short it gives
+         * way, so live publishes are not refused for old messages */
+        uint64_t used = atomic_load(&b->mem.used), cap = atomic_load(&b->mem.limit);
+        int trim = cap && used > cap / 100 * TRIM_AT_PCT;
         (void)fo_registry_sweep(b->reg, fo_realtime_ns(), LIM(b, retention_age_ms) * 1000000u,
-                                (uint64_t)LIM(b, topic_linger_ms) * 1000000u, e, SWEEP_BUDGET);
+                                (uint64_t)LIM(b, topic_linger_ms) * 1000000u, e,
+                                trim ? 4 * SWEEP_BUDGET : SWEEP_BUDGET, trim);
         atomic_store_explicit(&b->reclaim_epoch, e + 1, memory_order_release);
     }
     /* a topic dead in epoch d may be freed once every worker is at d + 3:
@@ -260,6 +266,7 @@ static int metrics(fo_broker_t *b, fo_buf_t *body)
         .topics = fo_registry_topics(b->reg),
         .topics_created = fo_registry_created(b->reg),
         .topics_freed = fo_registry_freed(b->reg),
+        .retention_trimmed = fo_registry_trimmed(b->reg),
         .memory_bytes = atomic_load(&b->mem.used),
         .memory_limit = atomic_load(&b->mem.limit),
         .uptime_s = (fo_clock_ms() - b->start_ms) / 1000,

@@ -260,6 +260,9 @@ fo_err_t fo_metrics_render(const fo_metrics_src_t *src, fo_buf_t *out)
     put(&o, "fanout_topics_created_total %" PRIu64 "\n", src->topics_created);
     family(&o, "fanout_topics_freed_total", "counter", "Idle topics freed");
     put(&o, "fanout_topics_freed_total %" PRIu64 "\n", src->topics_freed);
+    family(&o, "fanout_retention_trimmed_total", "counter",
+           "Retained messages evicted early because message memory was short (85% of --max-memory)");
+    put(&o, "fanout_retention_trimmed_total %" PRIu64 "\n", src->retention_trimmed);
     if (src->auth) {
         const fo_metrics_auth_t *a = src->auth;
         family(&o, "fanout_users", "gauge", "Users in the users table in use");

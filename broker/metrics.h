@@ -42,6 +42,7 @@ typedef struct fo_metrics_src {
     uint64_t uptime_s;
     const char *version;
     uint64_t topics_created, topics_freed;  /* ever, by the registry */
+    uint64_t retention_trimmed;        /* evicted when memory was short */
     const fo_metrics_auth_t *auth;     /* NULL: no users configured */
     const fo_proc_stats_t *proc;       /* NULL: no process_* families */
 } fo_metrics_src_t;

@@ -84,6 +84,14 @@ fo_err_t fo_ring_push(fo_ring_t *r, fo_msg_t *m, uint32_t max_msgs, uint64_t max
     return FO_OK;
 }
 
+uint32_t fo_ring_evict(fo_ring_t *r, uint32_t n)
+{
+    uint32_t k = 0;
+    for (; k < n && r->count; k++)
+        evict_oldest(r);
+    return k;
+}
+
 void fo_ring_expire(fo_ring_t *r, uint64_t cutoff_ns)
 {
     while (r->count && r->slots[r->head]->time_ns < cutoff_ns)

@@ -37,6 +37,9 @@ void fo_ring_destroy(fo_ring_t *r);           /* unrefs everything; NULL ok */
  * grow (the message is then simply not retained). */
 FO_MUST_CHECK fo_err_t fo_ring_push(fo_ring_t *r, fo_msg_t *m, uint32_t max_msgs, uint64_t max_bytes);
 
+/* Evict the n oldest messages (or all there are); returns how many. */
+uint32_t fo_ring_evict(fo_ring_t *r, uint32_t n);
+
 /* Evict every message received before cutoff_ns (CLOCK_REALTIME), oldest
  * first (--retention-age). */
 void fo_ring_expire(fo_ring_t *r, uint64_t cutoff_ns);

@@ -31,7 +31,7 @@ struct fo_registry {
     fo_topic_t *limbo;            /* dead, not yet freed (sweeper only)   */
     tomb_t *tombs;                /* TOMBS, made at the first death       */
     size_t sweep_bucket;          /* where the sweep goes on              */
-    _Atomic uint64_t created, freed, deaths;
+    _Atomic uint64_t created, freed, deaths, trimmed;
     fo_topic_t **buckets;
     size_t nbuckets;
     _Atomic uint64_t ntopics;
@@ -491,9 +491,15 @@ static void bury(fo_registry_t *r, fo_topic_t *t, uint64_t seq, uint64_t epoch)
     atomic_fetch_sub_explicit(&r->ntopics, 1, memory_order_relaxed);
 }
 
-size_t fo_registry_sweep(fo_registry_t *r, uint64_t now_ns, uint64_t max_age_ns,
-                         uint64_t linger_ns, uint64_t epoch, size_t budget)
+uint64_t fo_registry_trimmed(const fo_registry_t *r)
 {
+    return atomic_load_explicit(&r->trimmed, memory_order_relaxed);
+}
+
+size_t fo_registry_sweep(fo_registry_t *r, uint64_t now_ns, uint64_t max_age_ns,
+                         uint64_t linger_ns, uint64_t epoch, size_t budget, int trim)
+{
+    uint64_t trimmed = 0;
     size_t unlinked = 0, seen = 0;
     pthread_rwlock_wrlock(&r->lock);
     for (size_t n = 0; n < r->nbuckets && seen < budget; n++) {
@@ -503,6 +509,8 @@ size_t fo_registry_sweep(fo_registry_t *r, uint64_t now_ns, uint64_t max_age_ns,
             seen++;
             pthread_mutex_lock(&t->lock);
             expire(t, now_ns, max_age_ns);
+            if (trim && t->ring.count)
+                trimmed += fo_ring_evict(&t->ring, (t->ring.count + 1) / 2);
             int gone = idle(t, r->nworkers, now_ns, linger_ns);
             uint64_t seq = t->seq;
             if (gone) {
@@ -523,6 +531,7 @@ size_t fo_registry_sweep(fo_registry_t *r, uint64_t now_ns, uint64_t max_age_ns,
     if (unlinked)
         atomic_fetch_add_explicit(&r->deaths, 1, memory_order_release);
     pthread_rwlock_unlock(&r->lock);
+    atomic_fetch_add_explicit(&r->trimmed, trimmed, memory_order_relaxed);
     return unlinked;
 }
 

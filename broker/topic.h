@@ -143,10 +143,15 @@ uint64_t fo_registry_freed(const fo_registry_t *r);           /* ever     */
  * topics from where the last call stopped: expires retained messages
  * older than max_age_ns (0 = keep), and unlinks idle topics (unbound,
  * nothing retained, no publish for linger_ns: --topic-linger), marking
- * them dead and remembering `epoch` as their death. Returns the topics
- * unlinked. now_ns is CLOCK_REALTIME (messages carry realtime stamps). */
+ * them dead and remembering `epoch` as their death. With trim (memory is
+ * short: retention must not starve live publishes) it also evicts the
+ * older half of each visited topic's retained messages (counted in
+ * fo_registry_trimmed). Returns the topics unlinked. now_ns is
+ * CLOCK_REALTIME (messages carry realtime stamps). */
 size_t fo_registry_sweep(fo_registry_t *r, uint64_t now_ns, uint64_t max_age_ns,
-                         uint64_t linger_ns, uint64_t epoch, size_t budget);
+                         uint64_t linger_ns, uint64_t epoch, size_t budget, int trim);
+/* Retained messages evicted by trimming sweeps, ever. */
+uint64_t fo_registry_trimmed(const fo_registry_t *r);
 /* Free the dead topics whose death epoch is < safe_epoch (no worker can
  * hold their pointers any more). Returns how many were freed. */
 size_t fo_registry_reclaim(fo_registry_t *r, uint64_t safe_epoch);

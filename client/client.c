@@ -744,29 +744,34 @@ static fo_err_t drain_frames(fo_client_t *c)
     return err == FO_ERR_AGAIN ? FO_OK : err;
 }
 
-static fo_err_t read_batch(fo_client_t *c)
+/* One read (at most the buffer's room) and the frames it completes.
+ * *more: the read filled the room, so more is likely waiting (read again
+ * before polling). now_ms stamps what was heard. */
+static fo_err_t read_batch(fo_client_t *c, uint64_t now_ms, int *more)
 {
+    *more = 0;
     size_t want = fo_decoder_want(&c->dec);
     if (fo_buf_reserve(&c->dec.buf, want > READ_CHUNK ? want : READ_CHUNK))
         return FO_ERR_NOMEM;
+    size_t room = fo_buf_room(&c->dec.buf);
     ssize_t n;
     if (c->tls) {
         size_t got;
-        fo_err_t e = fo__tls_read(c->tls, fo_buf_tail(&c->dec.buf), fo_buf_room(&c->dec.buf),
-                                  &got);
+        fo_err_t e = fo__tls_read(c->tls, fo_buf_tail(&c->dec.buf), room, &got);
         if (e || !got)
             return e;
         n = (ssize_t)got;
     } else {
-        n = recv(c->rfd, fo_buf_tail(&c->dec.buf), fo_buf_room(&c->dec.buf), 0);
+        n = recv(c->rfd, fo_buf_tail(&c->dec.buf), room, MSG_DONTWAIT);
         if (n < 0)
-            return errno == EINTR || errno == EAGAIN ? FO_OK : FO_ERR_IO;
+            return errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK ? FO_OK : FO_ERR_IO;
         if (n == 0)
             return FO_ERR_CLOSED;
     }
     fo_buf_commit(&c->dec.buf, (size_t)n);
     atomic_fetch_add_explicit(&c->st_bytes_in, (uint64_t)n, memory_order_relaxed);
-    c->last_rx_ms = fo_clock_ms();
+    c->last_rx_ms = now_ms;
+    *more = (size_t)n == room;
     return drain_frames(c);
 }
 
@@ -1019,13 +1024,21 @@ static void *reader_main(void *arg)
             break;
         if (n > 0 && p[1].revents)
             wake_ack(c);
-        uint64_t now = fo_clock_ms();
+        /* one clock read for the rest of the pass (timers are in ms) */
+        now_us = fo_clock_us();
+        uint64_t now = now_us / 1000;
         if ((n > 0 && p[2].revents) || (mdue != UINT64_MAX && now >= mdue)) {
             int w = fo__mcast_subs_run(c->mcast, now);
             mdue = w < 0 ? UINT64_MAX : now + (uint64_t)w;
         }
         if (n > 0 && p[0].revents) {
-            fo_err_t e = read_batch(c);
+            /* a flood fills the buffer read after read: take a few more
+             * before polling again (a poll per read costs as much) */
+            fo_err_t e;
+            int more, reads = 0;
+            do
+                e = read_batch(c, now, &more);
+            while (!e && more && ++reads < 8 && c->rfd >= 0);
             if (e) {
                 char why[120] = "";
                 if (c->tls && *fo__tls_why(c->tls, why, sizeof why))
@@ -1037,20 +1050,22 @@ static void *reader_main(void *arg)
                 continue;
             }
         }
-        fo__rr_expire(c, fo_clock_us());
+        fo__rr_expire(c, now_us);
         if (atomic_load(&c->pong_due))
             fo__client_send_pong(c);
         uint64_t fl = atomic_load_explicit(&c->flush_at_us, memory_order_relaxed);
-        if (fl && fo_clock_us() >= fl)
+        if (fl && now_us >= fl)
             linger_due(c);
-        now = fo_clock_ms();
-        if (now - c->last_ping_ms >= c->ping_interval_ms)
+        if (now >= c->last_ping_ms + c->ping_interval_ms)
             keepalive(c, now);
         /* Dead when nothing was heard and nothing could be written for
          * idle_ms: a broker that is slowly reading a flood of ours is
          * alive even though its PONG is stuck behind our data. */
+        /* (saturating: others may stamp these after our clock read) */
         uint64_t tx = atomic_load_explicit(&c->tx_ms, memory_order_relaxed);
-        if (now - c->last_rx_ms > c->idle_ms && now - tx > c->idle_ms) {
+        uint64_t quiet_rx = now > c->last_rx_ms ? now - c->last_rx_ms : 0;
+        uint64_t quiet_tx = now > tx ? now - tx : 0;
+        if (quiet_rx > c->idle_ms && quiet_tx > c->idle_ms) {
             snprintf(text, sizeof text, "nothing heard from the broker in %u ms",
                      c->idle_ms);
             conn_lost(c, FO_ERR_TIMEOUT, text);

@@ -175,7 +175,8 @@ for s in flood-1x1 flood-1x8 flood-4k flood-4x4; do
     best=0
     for p in nats redis mqtt fanout; do
         v=$(get $s $p 3)
-        row="$row $( [ $p = fanout ] && echo '**')$(mps "$v")$(rng "$(get $s $p 4)" "$(get $s $p 5)")$( [ $p = fanout ] && echo '**') |"
+        star=; [ $p = fanout ] && star='**'
+        row="$row $star$(mps "$v")$(rng "$(get $s $p 4)" "$(get $s $p 5)")$star |"
         if [ $p != fanout ] && [ -n "$v" ] && [ "$v" != - ] && [ "$v" -gt "$best" ]; then best=$v; fi
     done
     f=$(get $s fanout 3)

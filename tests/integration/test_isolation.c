@@ -95,20 +95,27 @@ static void test_healthz_under_slowloris(void **state)
     while (atomic_load(&l.opened) < SLOW + 16 && fo_tb_now_ms() < end)
         usleep(1000);
     int on = atomic_load(&l.opened) >= SLOW + 16;
-    /* every health check meanwhile answers 200, each within a second */
+    /* every health check meanwhile answers 200, each well within an
+     * orchestrator's probe timeout (the deadline is generous: the machine
+     * running the suite may be loaded; the failure this guards against
+     * was 503 for seconds on end) */
     char body[256];
     int bad = -1, st = 0, slow = 0;
+    uint64_t worst = 0;
     for (int i = 0; on && i < 50 && bad < 0; i++) {
         uint64_t t0 = fo_tb_now_ms();
         st = fo_tb_http_get(b.http_port, "/healthz", body, sizeof body);
-        if (st != 200 || fo_tb_now_ms() - t0 >= 1000)
-            bad = i, slow = fo_tb_now_ms() - t0 >= 1000;
+        uint64_t dt = fo_tb_now_ms() - t0;
+        worst = dt > worst ? dt : worst;
+        if (st != 200 || dt >= 2500)
+            bad = i, slow = dt >= 2500;
     }
+    print_message("50 health checks under slowloris, the slowest in %llu ms\n", (unsigned long long)worst);
     atomic_store(&l.stop, 1);          /* before any assert: it runs on our stack */
     pthread_join(th, NULL);
     assert_true(on);
     if (bad >= 0)
-        fail_msg("health check %d under slowloris: status %d%s", bad, st, slow ? ", over 1 s" : "");
+        fail_msg("health check %d under slowloris: status %d%s", bad, st, slow ? ", over 2.5 s" : "");
     assert_int_equal(fo_tb_stop(&b), 0);
 }
 

@@ -210,11 +210,54 @@ static void test_reclaim_races_publishes(void **state)
     assert_int_equal(fo_tb_stop(&b), 0);       /* clean exit: sanitizers quiet */
 }
 
+/* Retained messages are a cache: when they fill message memory, the
+ * sweep trims them, and publishes that the cap refused are accepted again
+ * (they are never refused for good because of old messages nobody reads). */
+static void test_retention_gives_way(void **state)
+{
+    (void)state;
+    fo_tb_t b;
+    const char *args[] = { "--max-memory", "4MiB", "--retention-msgs", "1000000",
+                           "--retention-bytes", "1GiB", "--topic-linger", "1h", NULL };
+    assert_int_equal(fo_tb_start(&b, args), 0);
+    fo_tc_t pub;
+    assert_int_equal(fo_tc_open(&pub, b.port, "filler"), 0);
+    char t[32], payload[200];
+    memset(payload, 'r', sizeof payload);
+    uint64_t req = 0;
+    int refused = 0;
+    /* fill retention until the cap refuses */
+    for (int i = 0; i < 200000 && !refused; i++) {
+        snprintf(t, sizeof t, "keep.%d", i % 50);
+        assert_int_equal(fo_tc_publish(&pub, t, payload, sizeof payload, ++req), 0);
+        Fanout__Frame *f;
+        assert_int_equal(fo_tc_recv(&pub, 5000, &f), 1);
+        refused = f->body_case == FANOUT__FRAME__BODY_ERROR;
+    }
+    assert_true(refused);
+    /* ... and the sweep makes room: a publish is accepted again */
+    uint64_t end = fo_tb_now_ms() + 10000;
+    int accepted = 0;
+    while (!accepted && fo_tb_now_ms() < end) {
+        assert_int_equal(fo_tc_publish(&pub, "keep.0", payload, sizeof payload, ++req), 0);
+        Fanout__Frame *f;
+        assert_int_equal(fo_tc_recv(&pub, 5000, &f), 1);
+        accepted = f->body_case == FANOUT__FRAME__BODY_ACK;
+        if (!accepted)
+            (void)fo_tb_wait_metric(&b, "fanout_retention_trimmed_total", 1, 300);
+    }
+    assert_true(accepted);
+    assert_true(fo_tb_metric(&b, "fanout_retention_trimmed_total") > 0);
+    fo_tc_close(&pub);
+    assert_int_equal(fo_tb_stop(&b), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_idle_topics_freed),
         cmocka_unit_test(test_retention_age),
+        cmocka_unit_test(test_retention_gives_way),
         cmocka_unit_test(test_reclaim_races_publishes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

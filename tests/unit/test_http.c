@@ -44,7 +44,7 @@ static int handler(void *ud, const fo_http_req_t *rq, fo_buf_t *body, const char
     if (!strcmp(path, "/metrics")) {
         static fo_stats_t w;
         const fo_stats_t *ws[] = { &w };
-        fo_metrics_src_t src = { ws, 1, 0, 0, 0, 1, "test", 0, 0, NULL, NULL };
+        fo_metrics_src_t src = { ws, 1, 0, 0, 0, 1, "test", 0, 0, 0, NULL, NULL };
         *ctype = "text/plain; version=0.0.4; charset=utf-8";
         return fo_metrics_render(&src, body) == FO_OK ? 200 : 500;
     }

@@ -53,7 +53,7 @@ static void test_render(void **state)
     atomic_store(&w1.errors_sent[1], 1);
     atomic_store(&w1.errors_sent[30], 9);    /* a code the schema does not name */
     const fo_stats_t *ws[] = { &w0, &w1 };
-    fo_metrics_src_t src = { ws, 2, 11, 4096, 1u << 30, 77, "1.2.3", 0, 0, NULL, NULL };
+    fo_metrics_src_t src = { ws, 2, 11, 4096, 1u << 30, 77, "1.2.3", 0, 0, 0, NULL, NULL };
     char *s = render(&src);
 
     has_line(s, "# HELP fanout_messages_in_total Messages published");
@@ -133,14 +133,14 @@ static void test_render(void **state)
 static void test_render_edges(void **state)
 {
     (void)state;
-    fo_metrics_src_t src = { NULL, 0, 0, 0, 0, 0, "a\"b\\c\nd", 0, 0, NULL, NULL };
+    fo_metrics_src_t src = { NULL, 0, 0, 0, 0, 0, "a\"b\\c\nd", 0, 0, 0, NULL, NULL };
     char *s = render(&src);
     has_line(s, "fanout_build_info{version=\"a\\\"b\\\\c\\nd\"} 1");
     has_line(s, "fanout_messages_in_total 0");
     free(s);
     fo_buf_t b = FO_BUF_INIT;
     assert_int_equal(fo_metrics_render(NULL, &b), FO_ERR_INVAL);
-    fo_metrics_src_t bad = { NULL, 2, 0, 0, 0, 0, NULL, 0, 0, NULL, NULL };
+    fo_metrics_src_t bad = { NULL, 2, 0, 0, 0, 0, NULL, 0, 0, 0, NULL, NULL };
     assert_int_equal(fo_metrics_render(&bad, &b), FO_ERR_INVAL);
     fo_buf_free(&b);
 }
@@ -166,7 +166,7 @@ static void test_process(void **state)
     close(fd);
 
     fo_proc_stats_t fixed = { 1.5, 4096, 8192, 7, 1024, 1700000000.25 };
-    fo_metrics_src_t src = { NULL, 0, 0, 0, 0, 0, "x", 0, 0, NULL, &fixed };
+    fo_metrics_src_t src = { NULL, 0, 0, 0, 0, 0, "x", 0, 0, 0, NULL, &fixed };
     char *s = render(&src);
     has_line(s, "# TYPE process_cpu_seconds_total counter");
     has_line(s, "process_cpu_seconds_total 1.50");

@@ -37,6 +37,30 @@ static void test_ring_count_bound(void **state)
     assert_int_equal(atomic_load(&mem.used), 0);
 }
 
+/* Early eviction (a trimming sweep): the oldest go first, what is left is
+ * still addressed by sequence. */
+static void test_ring_evict(void **state)
+{
+    (void)state;
+    fo_ring_t r;
+    fo_ring_init(&r);
+    for (uint64_t s = 1; s <= 10; s++) {
+        fo_msg_t *m = mk(s, 10);
+        assert_int_equal(fo_ring_push(&r, m, 100, 1 << 20), FO_OK);
+        fo_msg_unref(m);
+    }
+    assert_int_equal(fo_ring_evict(&r, 4), 4);
+    assert_int_equal(r.count, 6);
+    assert_int_equal(fo_ring_oldest(&r, 11), 5);
+    assert_null(fo_ring_get(&r, 4));
+    assert_int_equal(fo_ring_get(&r, 5)->seq, 5);
+    assert_int_equal(fo_ring_evict(&r, 100), 6);
+    assert_int_equal(r.count, 0);
+    assert_int_equal(fo_ring_oldest(&r, 11), 11);
+    assert_int_equal(atomic_load(&mem.used), 0);
+    fo_ring_destroy(&r);
+}
+
 static void test_ring_byte_bound_and_zero(void **state)
 {
     (void)state;
@@ -73,6 +97,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ring_count_bound),
         cmocka_unit_test(test_ring_byte_bound_and_zero),
+        cmocka_unit_test(test_ring_evict),
     };
     return cmocka_run_group_tests_name("ring", tests, NULL, NULL);
 }

@@ -182,6 +182,36 @@ static void test_max_topics_and_rehash(void **state)
     fo_registry_destroy(r);
 }
 
+/* A trimming sweep (memory is short) halves each visited topic's retained
+ * messages and counts them; a normal sweep leaves them. */
+static void test_sweep_trims_retention(void **state)
+{
+    (void)state;
+    fo_registry_t *r;
+    assert_int_equal(fo_registry_create(1, 10, NULL, NULL, &r), FO_OK);
+    fo_err_t err = FO_OK;
+    fo_topic_t *t = fo_registry_get(r, "keep.x", 6, NULL, &err);
+    assert_non_null(t);
+    static fo_mem_t m;
+    for (uint64_t s = 1; s <= 8; s++) {
+        fo_msg_t *msg = fo_msg_new(&m, t, "keep.x", 6, s, 1, (const uint8_t *)"p", 1, 0);
+        pthread_mutex_lock(&t->lock);
+        t->seq = s;
+        assert_int_equal(fo_ring_push(&t->ring, msg, 100, 1 << 20), FO_OK);
+        pthread_mutex_unlock(&t->lock);
+        fo_msg_unref(msg);
+    }
+    uint64_t hour = 3600ull * 1000000000u;
+    assert_int_equal(fo_registry_sweep(r, 2, 0, hour, 1, 100, 0), 0);
+    assert_int_equal(t->ring.count, 8);
+    assert_int_equal(fo_registry_sweep(r, 2, 0, hour, 1, 100, 1), 0);
+    assert_int_equal(t->ring.count, 4);
+    assert_int_equal(fo_registry_trimmed(r), 4);
+    assert_int_equal(fo_ring_oldest(&t->ring, 9), 5);
+    fo_registry_destroy(r);
+    assert_int_equal(atomic_load(&m.used), 0);
+}
+
 /* Queue groups: each message goes to exactly one member, spread evenly;
  * groups are keyed by (name, filter). */
 static void test_queue_groups(void **state)
@@ -263,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_registry_bindings),
         cmocka_unit_test(test_max_topics_and_rehash),
         cmocka_unit_test(test_queue_groups),
+        cmocka_unit_test(test_sweep_trims_retention),
     };
     return cmocka_run_group_tests_name("topic", tests, NULL, NULL);
 }
