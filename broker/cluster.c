@@ -48,7 +48,7 @@ typedef struct node {
     char id[FO_PEER_NODE_MAX + 1];
     uint64_t hash;                 /* fo_place_node_hash(id)              */
     fo_peer_t *link;               /* the link in use (UP), or NULL       */
-    char client_addr[FO_CLUSTER_ADDR_MAX];
+    char client_addr[2 * FO_CLUSTER_ADDR_MAX];  /* HOST:PORT[,tls://HOST:PORT] */
     fo_peer_counters_t ctr;        /* its links' counters, summed         */
     _Atomic int up;                /* metrics: link is set                */
     _Atomic uint64_t interest;     /* metrics: entries its link told us   */
@@ -88,7 +88,7 @@ struct fo_cluster {
     fo_arena_t arena;
     fo_peer_cfg_t pcfg;
     char node_id[FO_PEER_NODE_MAX + 1];
-    char client_addr[FO_CLUSTER_ADDR_MAX];
+    char client_addr[2 * FO_CLUSTER_ADDR_MAX];   /* ours, as advertised */
     uint8_t secret[SECRET_MAX];
     size_t secret_len;
     fo_interest_t *ours;
@@ -107,7 +107,7 @@ struct fo_cluster {
     _Atomic uint64_t mgen;
     uint64_t mhash[FO_CLUSTER_NODES + 1];
     uint8_t mslot[FO_CLUSTER_NODES + 1];
-    char maddr[FO_CLUSTER_NODES + 1][FO_CLUSTER_ADDR_MAX];   /* client addresses */
+    char maddr[FO_CLUSTER_NODES + 1][2 * FO_CLUSTER_ADDR_MAX];   /* client addresses */
     int mn;
     _Atomic int ready;
     _Alignas(64) _Atomic uint64_t seen_epoch;
@@ -170,12 +170,12 @@ static void members_changed(fo_cluster_t *c)
     pthread_rwlock_wrlock(&c->mlock);
     int n = 0;
     c->mhash[n] = fo_place_node_hash(c->node_id, strlen(c->node_id));
-    memcpy(c->maddr[n], c->client_addr, FO_CLUSTER_ADDR_MAX);
+    memcpy(c->maddr[n], c->client_addr, sizeof c->maddr[n]);
     c->mslot[n++] = FO_CLUSTER_SELF;
     for (int i = 0; i < atomic_load(&c->nnodes); i++)
         if (c->nodes[i].link) {
             c->mhash[n] = c->nodes[i].hash;
-            memcpy(c->maddr[n], c->nodes[i].client_addr, FO_CLUSTER_ADDR_MAX);
+            memcpy(c->maddr[n], c->nodes[i].client_addr, sizeof c->maddr[n]);
             c->mslot[n++] = (uint8_t)i;
         }
     c->mn = n;
@@ -189,10 +189,15 @@ int fo_cluster_addresses(fo_cluster_t *c, char (*out)[FO_CLUSTER_ADDR_MAX], char
     pthread_rwlock_rdlock(&c->mlock);
     int n = 0;
     for (int i = 0; i < c->mn; i++)
-        if (c->maddr[i][0]) {
-            memcpy(out[n], c->maddr[i], FO_CLUSTER_ADDR_MAX);
-            ptrs[n] = out[n];
-            n++;
+        for (const char *a = c->maddr[i]; *a && n < FO_CLUSTER_ADDRS;) {
+            size_t len = strcspn(a, ",");
+            if (len && len < FO_CLUSTER_ADDR_MAX) {
+                memcpy(out[n], a, len);
+                out[n][len] = 0;
+                ptrs[n] = out[n];
+                n++;
+            }
+            a += len + (a[len] == ',');
         }
     pthread_rwlock_unlock(&c->mlock);
     return n;
@@ -511,6 +516,28 @@ static int node_slot(fo_cluster_t *c, const char *id)
     return n;
 }
 
+/* The HOST:PORT entries of a comma-separated list (tls:// allowed, two at
+ * most) into out; anything else is left out. */
+static void valid_addresses(const char *list, char *out, size_t len)
+{
+    size_t o = 0;
+    out[0] = 0;
+    for (int k = 0; *list && k < 2;) {
+        size_t n = strcspn(list, ",");
+        char one[FO_CLUSTER_ADDR_MAX];
+        fo_addr_t a;
+        if (n && n < sizeof one) {
+            memcpy(one, list, n);
+            one[n] = 0;
+            if (!fo_addr_parse(one, FO_ADDR_NEED_PORT, &a) && a.host[0] && o + n + 2 < len) {
+                o += (size_t)snprintf(out + o, len - o, "%s%s", o ? "," : "", one);
+                k++;
+            }
+        }
+        list += n + (list[n] == ',');
+    }
+}
+
 static void on_up(void *ud, fo_peer_t *p)
 {
     fo_cluster_t *c = ud;
@@ -528,9 +555,7 @@ static void on_up(void *ud, fo_peer_t *p)
     node_t *n = &c->nodes[slot];
     p->node = slot;
     p->ctr = &n->ctr;
-    fo_addr_t a;                     /* handed to clients: a HOST:PORT or nothing */
-    int addr_ok = !fo_addr_parse(p->client_addr, FO_ADDR_NEED_PORT, &a) && a.host[0];   /* tls:// may be */
-    snprintf(n->client_addr, sizeof n->client_addr, "%s", addr_ok ? p->client_addr : "");
+    valid_addresses(p->client_addr, n->client_addr, sizeof n->client_addr);   /* handed to clients */
     if (p->target >= 0) {
         target_t *t = &c->targets[p->target];
         t->node = slot;
@@ -1514,20 +1539,32 @@ static fo_err_t load_secret(fo_cluster_t *c, const fo_config_t *cfg, char *err, 
     return FO_OK;
 }
 
-/* The address clients reach this broker at: --cluster-advertise, else the
- * --listen address with the host name for a wildcard host. */
+/* "HOST:PORT" of a listen address for clients: a wildcard host becomes
+ * the node id. */
+static void derive(const char *listen, const char *node_id, const char *scheme, char *out, size_t len)
+{
+    const char *colon = strrchr(listen, ':');
+    size_t hl = colon ? (size_t)(colon - listen) : strlen(listen);
+    if (!hl || (hl == 7 && !memcmp(listen, "0.0.0.0", 7)) || (hl == 4 && !memcmp(listen, "[::]", 4)))
+        snprintf(out, len, "%s%s%s", scheme, node_id, colon ? colon : "");
+    else
+        snprintf(out, len, "%s%s", scheme, listen);
+}
+
+/* The addresses clients reach this broker at: --cluster-advertise, else
+ * the --listen address and, with a TLS listener, tls:// and its address
+ * (a wildcard host is the node id). */
 static void advertise(fo_cluster_t *c, const fo_config_t *cfg)
 {
+    char plain[FO_CLUSTER_ADDR_MAX], tls[FO_CLUSTER_ADDR_MAX] = "";
     if (cfg->cluster_advertise[0]) {
-        snprintf(c->client_addr, sizeof c->client_addr, "%s", cfg->cluster_advertise);
+        valid_addresses(cfg->cluster_advertise, c->client_addr, sizeof c->client_addr);
         return;
     }
-    const char *colon = strrchr(cfg->listen, ':');
-    size_t hl = colon ? (size_t)(colon - cfg->listen) : strlen(cfg->listen);
-    if (!hl || (hl == 7 && !memcmp(cfg->listen, "0.0.0.0", 7)) || (hl == 4 && !memcmp(cfg->listen, "[::]", 4)))
-        snprintf(c->client_addr, sizeof c->client_addr, "%s%s", c->node_id, colon ? colon : "");
-    else
-        snprintf(c->client_addr, sizeof c->client_addr, "%s", cfg->listen);
+    derive(cfg->listen, c->node_id, "", plain, sizeof plain);
+    if (strcmp(cfg->tls_listen, "off"))
+        derive(cfg->tls_listen, c->node_id, "tls://", tls, sizeof tls);
+    snprintf(c->client_addr, sizeof c->client_addr, "%s%s%s", plain, tls[0] ? "," : "", tls);
 }
 
 fo_err_t fo_cluster_create(fo_broker_t *b, fo_cluster_t **out, char *err, size_t errlen)

@@ -135,10 +135,12 @@ int fo_cluster_ready(const fo_cluster_t *c);
 uint64_t fo_cluster_seen_epoch(const fo_cluster_t *c);
 /* Any thread (--http). Append the cluster's Prometheus families. */
 FO_MUST_CHECK fo_err_t fo_cluster_metrics(fo_cluster_t *c, fo_buf_t *out);
-/* Any thread: the client addresses of the members, this broker's first,
- * as pointers into out (FO_CLUSTER_NODES + 1 entries of 128 bytes);
- * returns how many. WELCOME's cluster list. */
+/* Any thread: the client addresses of the members, this broker's first
+ * (each member has one, HOST:PORT, and a tls://HOST:PORT when it has a TLS
+ * listener), as pointers into out (FO_CLUSTER_ADDRS entries of
+ * FO_CLUSTER_ADDR_MAX bytes); returns how many. WELCOME's cluster list. */
 #define FO_CLUSTER_ADDR_MAX 128
+#define FO_CLUSTER_ADDRS (2 * (FO_CLUSTER_NODES + 1))
 int fo_cluster_addresses(fo_cluster_t *c, char (*out)[FO_CLUSTER_ADDR_MAX], char **ptrs);
 /* Any thread: this broker's node id. */
 const char *fo_cluster_id(const fo_cluster_t *c);

@@ -214,7 +214,7 @@ static void welcome(fo_conn_t *c)
                  (unsigned long long)c->id, (unsigned long long)c->inbox_secret);
     wl.inbox = inbox;
     wl.http = (char *)fo_broker_http_announce(b);       /* fanout stats -s finds /metrics */
-    char addrs[FO_CLUSTER_NODES + 1][FO_CLUSTER_ADDR_MAX], *ptrs[FO_CLUSTER_NODES + 1];
+    char addrs[FO_CLUSTER_ADDRS][FO_CLUSTER_ADDR_MAX], *ptrs[FO_CLUSTER_ADDRS];
     if (b->cluster) {                /* where to go when this broker goes */
         wl.node_id = (char *)fo_cluster_id(b->cluster);
         wl.n_cluster = (size_t)fo_cluster_addresses(b->cluster, addrs, ptrs);

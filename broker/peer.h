@@ -94,7 +94,8 @@ typedef struct fo_peer {
     int node;                  /* the owner's node slot, -1 until set      */
     int target;                /* the owner's address entry, -1: none      */
     char node_id[FO_PEER_NODE_MAX + 1];   /* the other's, after its hello */
-    char client_addr[128];     /* the other's, after its hello             */
+    char client_addr[258];     /* the other's, after its hello: HOST:PORT
+                                * and maybe ",tls://HOST:PORT"            */
     uint64_t their_epoch;
     char addr[64];             /* the address connected to / accepted from */
     const fo_peer_cfg_t *cfg;  /* borrowed                                 */

@@ -296,7 +296,8 @@ static void take_cluster(fo_client_t *c, const Fanout__Welcome *w)
     if (!c->clustered)
         return;
     /* a client that talks TLS to some server never falls back to plain TCP
-     * for a broker it only heard of: it learns tls:// addresses only */
+     * for a broker it only heard of: it learns tls:// addresses only; a
+     * plain one learns plain ones (it may have no TLS settings) */
     int tls = 0;
     for (size_t k = 0; k < c->nservers && !tls; k++) {
         fo_addr_t a;
@@ -307,8 +308,11 @@ static void take_cluster(fo_client_t *c, const Fanout__Welcome *w)
     for (size_t i = 0; i < w->n_cluster && c->nlearned < FO__LEARNED_MAX; i++) {
         const char *a = w->cluster[i];
         fo_addr_t pa;
-        int skip = !a || strlen(a) >= FO__LEARNED_LEN || fo_addr_parse(a, 0, &pa) ||
-                   (tls && pa.scheme != FO_SCHEME_TLS && !(pa.scheme == FO_SCHEME_NONE && c->tls_default));
+        int skip = !a || strlen(a) >= FO__LEARNED_LEN || fo_addr_parse(a, 0, &pa);
+        if (!skip) {                 /* the same kind as what we were given */
+            int a_tls = pa.scheme == FO_SCHEME_TLS || (pa.scheme == FO_SCHEME_NONE && c->tls_default);
+            skip = a_tls != tls;
+        }
         for (size_t k = 0; k < c->nservers && !skip; k++)
             skip = !strcmp(c->servers[k], a);
         if (!skip)

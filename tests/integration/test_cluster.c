@@ -197,13 +197,17 @@ static void test_welcome_names_the_cluster(void **state)
         assert_non_null(w);
         assert_int_equal(w->body_case, FANOUT__FRAME__BODY_WELCOME);
         assert_string_equal(w->welcome->node_id, node(i));
-        assert_int_equal(w->welcome->n_cluster, N);
-        assert_string_equal(w->welcome->cluster[0], br[i].addr);
+        /* each broker's plain address, and its tls:// one when it has TLS */
+        int tls = br[i].tls_port != 0;
+        assert_int_equal(w->welcome->n_cluster, (size_t)(tls ? 2 * N : N));
+        assert_string_equal(w->welcome->cluster[0], br[i].plain);
         for (int k = 0; k < N; k++) {
-            int found = 0;
-            for (size_t j = 0; j < w->welcome->n_cluster; j++)
-                found |= !strcmp(w->welcome->cluster[j], br[k].addr);
-            assert_true(found);
+            int found = 0, found_tls = 0;
+            for (size_t j = 0; j < w->welcome->n_cluster; j++) {
+                found |= !strcmp(w->welcome->cluster[j], br[k].plain);
+                found_tls |= tls && !strcmp(w->welcome->cluster[j], br[k].tls_addr);
+            }
+            assert_true(found && found_tls == tls);
         }
         fo_tc_close(&c);
     }
