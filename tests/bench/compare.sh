@@ -87,6 +87,11 @@ start() { # proto -> bpid, port
     esac
     bpid=$!
     sleep 1
+    if ! kill -0 "$bpid" 2>/dev/null; then
+        echo "compare.sh: $1 did not start (port $port taken?):" >&2
+        tail -5 "$work/$1.log" >&2
+        exit 1
+    fi
 }
 cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }     # clock ticks
 hz=$(getconf CLK_TCK)
