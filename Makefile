@@ -8,7 +8,8 @@
 #   make run              build fanoutd and fanout, run the broker on its defaults
 #   make SANITIZE=address,undefined test   |   make SANITIZE=thread test
 #   make bench            micro-benchmarks (codec) and `fanout bench` scenarios
-#   make install PREFIX=/usr/local [DESTDIR=...]   binaries, library, headers
+#   make install PREFIX=/usr/local
+#   make swarm-test       docker/stack.yml on a two-node Swarm (docker/swarm-test.sh) [DESTDIR=...]   binaries, library, headers
 #                         (include/fanout/), fanout.pc, man pages, example
 #                         config, systemd unit
 #
@@ -54,6 +55,9 @@ CFLAGS  += -DFO_VERSION='"$(VERSION)"'
 # ---------------------------------------------------------------- sources
 GEN_C      := $(BUILD)/gen/fanout.pb-c.c
 GEN_H      := $(BUILD)/gen/fanout.pb-c.h
+# The peer protocol between brokers (docs/CLUSTER.md): the broker's alone.
+GEN_CL_C   := $(BUILD)/gen/cluster.pb-c.c
+GEN_CL_H   := $(BUILD)/gen/cluster.pb-c.h
 PROTO_SRC  := $(wildcard proto/*.c)
 BROKER_SRC := $(wildcard broker/*.c)
 LIB_SRC    := $(wildcard client/*.c)
@@ -65,7 +69,7 @@ BENCH_SRC  := $(wildcard tests/bench/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 PROTO_OBJ  := $(call obj,$(PROTO_SRC)) $(BUILD)/obj/gen/fanout.pb-c.o
-BROKER_OBJ := $(call obj,$(BROKER_SRC))
+BROKER_OBJ := $(call obj,$(BROKER_SRC)) $(BUILD)/obj/gen/cluster.pb-c.o
 BROKER_LIB_OBJ := $(filter-out $(BUILD)/obj/broker/main.o,$(BROKER_OBJ))
 LIB_OBJ    := $(call obj,$(LIB_SRC)) $(PROTO_OBJ)
 CLI_OBJ    := $(call obj,$(CLI_SRC))
@@ -78,7 +82,7 @@ BENCH_BIN  := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(BENCH_SRC))
 ALL_BIN := $(BUILD)/fanoutd $(BUILD)/fanout $(BUILD)/libfanout.a \
            $(BUILD)/libfanout.so $(BUILD)/fanout.pc
 
-.PHONY: all deps test test-tls unit integration conformance run bench bench-compare fuzz clean install docker-test valgrind
+.PHONY: all deps test test-tls unit integration conformance run bench bench-compare fuzz clean install docker-test swarm-test valgrind
 all: $(ALL_BIN)
 
 # ---------------------------------------------------------------- deps
@@ -101,6 +105,10 @@ $(GEN_C) $(GEN_H) &: proto/fanout.proto | $(DEPS_STAMP)
 	@mkdir -p $(BUILD)/gen
 	$(PROTOC_C) --c_out=$(BUILD)/gen -Iproto proto/fanout.proto
 
+$(GEN_CL_C) $(GEN_CL_H) &: proto/cluster.proto | $(DEPS_STAMP)
+	@mkdir -p $(BUILD)/gen
+	$(PROTOC_C) --c_out=$(BUILD)/gen -Iproto proto/cluster.proto
+
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Wno-unused-parameter -c -o $@ $<
@@ -108,7 +116,7 @@ $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(FLAGS_STAMP)
 # Tests (and their support code) see every module's internal headers.
 $(BUILD)/obj/tests/%.o: CFLAGS += -Ibroker -Iclient -Iclient/cli -Itests/support
 
-$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP) | $(GEN_H)
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP) | $(GEN_H) $(GEN_CL_H)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -231,6 +239,11 @@ peers-given:
 
 docker-test:
 	@sh docker/test.sh
+
+# docker/stack.yml on a two-node Swarm this machine makes itself (two
+# dockerds in two network namespaces); skips where docker cannot run.
+swarm-test: deps $(BUILD)/fanoutd $(BUILD)/fanout
+	@FO_BUILD=$(BUILD) sh docker/swarm-test.sh
 
 # Files with paths in them (fanout.pc, the unit) are written here, for
 # this PREFIX, not taken from the build.

@@ -7,6 +7,7 @@
 #include <openssl/crypto.h>
 #include <unistd.h>
 #include "broker.h"
+#include "cluster.h"
 #include "clock.h"
 #include "http.h"
 #include "log.h"
@@ -40,17 +41,30 @@ static int group_for(const void *ud, const char *topic)
     return fo_mcast_group_for(ud, topic);
 }
 
+static int clustered(const fo_config_t *c)
+{
+    return strcmp(c->cluster_listen, "off") != 0;
+}
+
 static int worker_count(const fo_config_t *c)
 {
     long n = c->threads > 0 ? c->threads : sysconf(_SC_NPROCESSORS_ONLN);
     if (n < 1)
         n = 1;
-    return n > 64 ? 64 : (int)n;   /* the publish path keeps a 64-bit worker mask */
+    /* the publish path keeps a 64-bit mask of sinks: workers and the cluster */
+    int max = clustered(c) ? 63 : 64;
+    return n > max ? max : (int)n;
+}
+
+fo_inbox_t *fo_broker_inbox(fo_broker_t *b, int i)
+{
+    return i < b->nworkers ? &b->workers[i]->inbox : fo_cluster_inbox(b->cluster);
 }
 
 fo_err_t fo_broker_init(fo_broker_t *b, char *err, size_t errlen)
 {
     b->nworkers = worker_count(&b->cfg);
+    b->nsinks = b->nworkers + clustered(&b->cfg);
     b->epoch = fo_realtime_ns();
     b->start_ms = fo_clock_ms();
     snprintf(b->server_id, sizeof b->server_id, "%016llx%08x",
@@ -68,7 +82,7 @@ fo_err_t fo_broker_init(fo_broker_t *b, char *err, size_t errlen)
                  fo_strerror(e));
         return e;
     }
-    e = fo_registry_create(b->nworkers, b->cfg.max_topics, group_for, b->mcast, &b->reg);
+    e = fo_registry_create(b->nsinks, b->cfg.max_topics, group_for, b->mcast, &b->reg);
     if (e)
         goto nomem;
     b->workers = calloc((size_t)b->nworkers, sizeof *b->workers);
@@ -81,6 +95,8 @@ fo_err_t fo_broker_init(fo_broker_t *b, char *err, size_t errlen)
             snprintf(err, errlen, "fanoutd: cannot create worker %d: %s", i, fo_strerror(e));
             return e;
         }
+    if (clustered(&b->cfg) && (e = fo_cluster_create(b, &b->cluster, err, errlen)))
+        return e;
     return FO_OK;
 nomem:
     snprintf(err, errlen, "fanoutd: out of memory");
@@ -94,6 +110,10 @@ fo_err_t fo_broker_start(fo_broker_t *b, char *err, size_t errlen)
             snprintf(err, errlen, "fanoutd: cannot start worker %d", b->started);
             return FO_ERR_IO;
         }
+    if (b->cluster && fo_cluster_start(b->cluster)) {
+        snprintf(err, errlen, "fanoutd: cannot start the cluster thread");
+        return FO_ERR_IO;
+    }
     return FO_OK;
 }
 
@@ -141,6 +161,9 @@ void fo_broker_reload(fo_broker_t *b)
     if (b->tls && fo_tls_reload(b->tls, &b->reload_cfg, err, sizeof err))
         fo_error(0, "SIGHUP: TLS reload failed, new connections keep the old certificate: %s",
                  strncmp(err, "fanoutd: ", 9) ? err : err + 9);
+    if (b->cluster && fo_cluster_reload(b->cluster, &b->reload_cfg, err, sizeof err))
+        fo_error(0, "SIGHUP: cluster TLS reload failed, new links keep the old certificate: %s",
+                 strncmp(err, "fanoutd: ", 9) ? err : err + 9);
     fo_login_reload(b);             /* the users file, whatever the options did */
     (void)fo_notify("READY=1");
 }
@@ -159,6 +182,11 @@ void fo_broker_tick(fo_broker_t *b)
     }
     if (!b->started)
         return;
+    if (b->cluster) {               /* the cluster thread holds messages of topics too */
+        uint64_t s = fo_cluster_seen_epoch(b->cluster);
+        if (s < min)
+            min = s;
+    }
     if (min >= e) {
         /* everyone has seen e: what dies now dies in e; the epoch then
          * moves so the workers purge at their next quiescent point */
@@ -199,6 +227,10 @@ void fo_broker_stop(fo_broker_t *b)
     for (int i = 0; i < b->started; i++)
         fo_worker_join(b->workers[i]);
     b->started = 0;
+    /* before the workers' inboxes go (it posts to them) and the registry
+     * (its subscriptions are in it) */
+    fo_cluster_destroy(b->cluster);
+    b->cluster = NULL;
     atomic_store(&b->tearing_down, 1);
     for (int i = 0; b->workers && i < b->nworkers; i++)
         fo_worker_destroy(b->workers[i]);
@@ -246,7 +278,7 @@ static int metrics(fo_broker_t *b, fo_buf_t *body)
     fo_proc_stats_t proc;
     if (fo_proc_stats_read(&proc) == FO_OK)
         src.proc = &proc;
-    if (fo_metrics_render(&src, body)) {
+    if (fo_metrics_render(&src, body) || (b->cluster && fo_cluster_metrics(b->cluster, body))) {
         fo_buf_free(body);
         return 500;                 /* out of memory: no half a page */
     }
@@ -276,10 +308,11 @@ int fo_broker_http(void *ud, const fo_http_req_t *rq, fo_buf_t *body, const char
     *ctype = "text/plain; charset=utf-8";
     if (!strcmp(path, "/healthz")) {
         int draining = atomic_load(&b->draining);
-        const char *s = draining ? "draining\n" : "ok\n";
+        int starting = !draining && b->cluster && !fo_cluster_ready(b->cluster);
+        const char *s = draining ? "draining\n" : starting ? "starting: cluster peers not tried yet\n" : "ok\n";
         if (fo_buf_append(body, s, strlen(s)))
             return 500;
-        return draining ? 503 : 200;
+        return draining || starting ? 503 : 200;
     }
     if (!strcmp(path, "/metrics")) {
         if (!http_authorized(b, rq->authorization)) {

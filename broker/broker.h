@@ -29,6 +29,7 @@
 struct fo_worker;
 struct fo_tls;
 struct fo_login;
+struct fo_cluster;
 
 typedef struct fo_limits {
     _Atomic uint64_t max_output;
@@ -60,6 +61,11 @@ typedef struct fo_broker {
     fo_mem_t mem;
     struct fo_worker **workers;  /* owned, nworkers                       */
     int nworkers;
+    /* Where a topic's messages go: the workers, plus the cluster's sink
+     * (index nworkers) when there is a cluster. Topics' per-worker arrays
+     * and workers' outboxes have nsinks entries. */
+    int nsinks;
+    struct fo_cluster *cluster;  /* owned; NULL without --cluster-listen  */
     int started;                 /* worker threads running (main thread)  */
     uint64_t epoch;              /* start time, ns since the Unix epoch   */
     uint64_t start_ms;           /* CLOCK_MONOTONIC at start (uptime)     */
@@ -103,6 +109,9 @@ int fo_broker_drained(const fo_broker_t *b);
 /* Join the workers (draining them first if they still run) and free
  * everything fo_broker_init made. */
 void fo_broker_stop(fo_broker_t *b);
+
+/* The inbox of sink i (< b->nsinks): a worker's, or the cluster's. */
+struct fo_inbox *fo_broker_inbox(fo_broker_t *b, int i);
 
 /* Push the reloadable values of cfg into b->lim (start and SIGHUP). */
 void fo_broker_apply_limits(fo_broker_t *b, const fo_config_t *cfg);

@@ -97,6 +97,7 @@ typedef struct opt {
 #define G_AUTH  "Authentication"
 #define G_TLS   "TLS"
 #define G_MC    "Multicast"
+#define G_CL    "Cluster"
 #define G_GEN   "General"
 
 static const opt_t opts[] = {
@@ -138,6 +139,16 @@ static const opt_t opts[] = {
     { "mcast-if",      T_STRING,   G_MC,   "",              0, 0,                FIELD(mcast_if),         F_IPV4,   NULL, "IPv4 address of the outgoing interface" },
     { "mcast-loop",    T_BOOL,     G_MC,   "1",             0, 1,                FIELD(mcast_loop),       0,        NULL, "IP_MULTICAST_LOOP (receivers on this host)" },
     { "max-datagram",  T_SIZE,     G_MC,   "1400",          512, 65000,          FIELD(max_datagram),     0,        NULL, "UDP payload limit" },
+    { "cluster-listen", T_HOSTPORT, G_CL,  "off",           FO_PORT_CLUSTER, 0,  FIELD(cluster_listen),   F_OFF,    NULL, "address of the peer listener, or \"off\"" },
+    { "cluster-peers", T_STRING,   G_CL,   "",              0, 0,                FIELD(cluster_peers),    0,        NULL, "HOST:PORT and dns:NAME:PORT entries" },
+    { "node-id",       T_STRING,   G_CL,   "",              0, 0,                FIELD(node_id),          0,        NULL, "stable name in the cluster (default: hostname)" },
+    { "cluster-advertise", T_STRING, G_CL, "",              0, 0,                FIELD(cluster_advertise), 0,       NULL, "HOST:PORT clients reach this broker at" },
+    { "cluster-secret", T_STRING,  G_CL,   "",              0, 0,                FIELD(cluster_secret),   0,        NULL, "the shared cluster credential" },
+    { "cluster-secret-file", T_STRING, G_CL, "",            0, 0,                FIELD(cluster_secret_file), F_PATH, NULL, "read the cluster credential from FILE" },
+    { "cluster-max-output", T_SIZE, G_CL,  "64MiB",         64 * KiB, 16 * GiB,  FIELD(cluster_max_output), 0,      NULL, "data queued per peer link" },
+    { "cluster-tls",   T_BOOL,     G_CL,   "0",             0, 1,                FIELD(cluster_tls),      0,        NULL, "peer links over mutual TLS (--tls-cert, --tls-key)" },
+    { "cluster-tls-ca", T_STRING,  G_CL,   "",              0, 0,                FIELD(cluster_tls_ca),   F_PATH,   NULL, "CA bundle of the peers' certificates (default --tls-ca)" },
+    { "cluster-dns-interval", T_DURATION, G_CL, "2s",   100, 10 * MIN,       FIELD(cluster_resolve_ms), 0,      NULL, "how often peers are resolved again" },
     { "log-level",     T_ENUM,     G_GEN,  "info",          0, 0,                FIELD(log_level),        F_RELOAD, level_names, "least severe level logged" },
     { "log-format",    T_ENUM,     G_GEN,  "text",          0, 0,                FIELD(log_format),       0,        format_names, "text lines, or json: one object per line" },
     { "config",        T_STRING,   G_GEN,  "",              0, 0,                FIELD(config_file),      F_NOFILE, NULL, "read `name value` lines from this file" },
@@ -150,7 +161,7 @@ _Static_assert(sizeof(fo_policy_t) == 4 && sizeof(fo_log_level_t) == 4 && sizeof
                sizeof(fo_log_format_t) == 4,
                "numeric fields are stored as 4 or 8 bytes");
 
-static const char *const groups[] = { G_NET, G_LIM, G_SLOW, G_TIME, G_AUTH, G_TLS, G_MC, G_GEN };
+static const char *const groups[] = { G_NET, G_LIM, G_SLOW, G_TIME, G_AUTH, G_TLS, G_MC, G_CL, G_GEN };
 
 /* One load or reload in progress. */
 typedef struct load {
@@ -799,6 +810,14 @@ static fo_err_t check_all(const fo_config_t *c, char *err, size_t errlen)
         return fail(err, errlen, "--user %s needs --password", c->user);
     if (c->user[0] && c->users_file[0])
         return fail(err, errlen, "--user and --users are exclusive: put %s in the users file", c->user);
+    if (c->cluster_secret[0] && c->cluster_secret_file[0])
+        return fail(err, errlen, "--cluster-secret and --cluster-secret-file are exclusive");
+    if (c->cluster_tls && (!c->tls_cert[0] || !c->tls_key[0] || (!c->cluster_tls_ca[0] && !c->tls_ca[0])))
+        return fail(err, errlen, "--cluster-tls needs --tls-cert, --tls-key and --cluster-tls-ca (or --tls-ca): "
+                    "this broker's certificate and the CA its peers' chain to");
+    if (strcmp(c->cluster_listen, "off") && !strcmp(c->cluster_listen, c->listen))
+        return fail(err, errlen, "--cluster-listen %s is the client listener's address: the cluster "
+                    "port is its own (default %d)", c->cluster_listen, FO_PORT_CLUSTER);
     if (c->tls_user_from != FO_TLS_USER_OFF && c->tls_verify_client == FO_TLS_VERIFY_NONE)
         return fail(err, errlen, "--tls-user-from %s needs --tls-verify-client optional or required",
                     c->tls_user_from == FO_TLS_USER_CN ? "cn" : "san");

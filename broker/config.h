@@ -76,6 +76,17 @@ typedef struct fo_config {
     char mcast_if[64];         /* outgoing interface address, "" = default */
     int mcast_loop;            /* IP_MULTICAST_LOOP                         */
     uint32_t max_datagram;     /* UDP payload limit, bytes                  */
+    /* cluster (docs/CLUSTER.md) */
+    char cluster_listen[128];  /* HOST:PORT of the peer listener, or "off" */
+    char cluster_peers[1024];  /* HOST:PORT and dns:NAME:PORT entries     */
+    char node_id[65];          /* "" = the hostname                       */
+    char cluster_advertise[128]; /* the client address peers hand out     */
+    char cluster_secret[256];  /* the shared cluster credential           */
+    char cluster_secret_file[512];
+    uint64_t cluster_max_output; /* data queued per peer link, bytes      */
+    uint32_t cluster_resolve_ms; /* how often dns: peers are re-resolved  */
+    int cluster_tls;           /* links over mutual TLS                   */
+    char cluster_tls_ca[512];  /* peers' CA bundle, "" = --tls-ca         */
     /* bookkeeping (config.c): bit i set = option i of the table was given
      * on the command line, so SIGHUP's reload keeps it (argv wins). */
     uint64_t set_by_argv;
@@ -100,7 +111,10 @@ void fo_config_defaults(fo_config_t *c);
  * Cross-checks: idle-timeout > ping-interval; tls-listen needs tls-cert
  * and tls-key; tls-verify-client optional/required needs tls-ca;
  * tls-user-from needs tls-verify-client optional/required; user and
- * password need each other; user and users are exclusive. */
+ * password need each other; user and users are exclusive; cluster-secret
+ * and cluster-secret-file are exclusive; cluster-listen must not be the
+ * client listener's address; cluster-tls needs tls-cert, tls-key and
+ * cluster-tls-ca or tls-ca. */
 FO_MUST_CHECK fo_err_t fo_config_load(fo_config_t *c, int argc, char **argv, char **envp,
                         FILE *out, int *exit_now, char *err, size_t errlen);
 

@@ -496,7 +496,7 @@ static void pong(fo_conn_t *c, const Fanout__Ping *p)
     fo_conn_send(c, &out);
 }
 
-static void dispatch(fo_conn_t *c, const Fanout__Frame *f)
+static void dispatch(fo_conn_t *c, const Fanout__Frame *f, const uint8_t *body, size_t len)
 {
     uint64_t req = f->has_req ? f->req : 0;
     if (f->body_case == FANOUT__FRAME__BODY__NOT_SET) {
@@ -522,7 +522,7 @@ static void dispatch(fo_conn_t *c, const Fanout__Frame *f)
                                 .payload = p->payload.data,
                                 .payload_len = p->has_payload ? p->payload.len : 0, .req = req,
                                 .reply = p->reply, .headers = p->headers,
-                                .n_headers = p->n_headers };
+                                .n_headers = p->n_headers, .frame = body, .frame_len = len };
         fo_route_publish(c, &pr);
         return;
     }
@@ -603,7 +603,7 @@ static void handle_frames(fo_conn_t *c)
             c->cur_req = v.req;
             fo_publish_req_t pr = { .topic = v.topic, .topic_len = v.topic_len,
                                     .payload = v.payload, .payload_len = v.payload_len,
-                                    .req = v.req };
+                                    .req = v.req, .frame = body, .frame_len = len };
             fo_route_publish(c, &pr);
             c->cur_req = 0;
             if (c->state == FO_CONN_CLOSING)
@@ -627,7 +627,7 @@ static void handle_frames(fo_conn_t *c)
                 fo_conn_fail(c, FO_CODE(BAD_FRAME), "string field %s contains a NUL byte", nul->name);
             break;
         }
-        dispatch(c, f);
+        dispatch(c, f, body, len);
         c->cur_req = 0;
         if (c->state == FO_CONN_CLOSING)
             FO_STAT_INC(&w->stats, protocol_errors);

@@ -6,6 +6,7 @@
 #include "acl.h"
 #include "auth.h"
 #include "clock.h"
+#include "cluster.h"
 #include "log.h"
 #include "login.h"
 #include "metrics.h"
@@ -204,11 +205,21 @@ static void welcome(fo_conn_t *c)
     wl.max_datagram = b->cfg.max_datagram;
     wl.has_client_id = 1;
     wl.client_id = c->id;
-    char inbox[sizeof FO_INBOX_PREFIX + 32];
-    snprintf(inbox, sizeof inbox, FO_INBOX_PREFIX "%016llx%016llx",
-             (unsigned long long)c->id, (unsigned long long)c->inbox_secret);
+    char inbox[sizeof FO_INBOX_PREFIX + 32 + 9];
+    if (b->cluster)                  /* the broker's tag: replies find it from any broker */
+        snprintf(inbox, sizeof inbox, FO_INBOX_PREFIX "%016llx%016llx.%08x", (unsigned long long)c->id,
+                 (unsigned long long)c->inbox_secret, (unsigned)fo_cluster_tag(b->cluster));
+    else
+        snprintf(inbox, sizeof inbox, FO_INBOX_PREFIX "%016llx%016llx",
+                 (unsigned long long)c->id, (unsigned long long)c->inbox_secret);
     wl.inbox = inbox;
     wl.http = (char *)fo_broker_http_announce(b);       /* fanout stats -s finds /metrics */
+    char addrs[FO_CLUSTER_ADDRS][FO_CLUSTER_ADDR_MAX], *ptrs[FO_CLUSTER_ADDRS];
+    if (b->cluster) {                /* where to go when this broker goes */
+        wl.node_id = (char *)fo_cluster_id(b->cluster);
+        wl.n_cluster = (size_t)fo_cluster_addresses(b->cluster, addrs, ptrs);
+        wl.cluster = ptrs;
+    }
     /* the groups, with keys only where this connection is entitled */
     fo_mcast_announce_t ann;
     fo_mcast_peer_t who = { c->tls || fo_net_peer_is_loopback(c->fd), !c->user,

@@ -190,6 +190,8 @@ fo_msg_t *fo_msg_encode(fo_mem_t *mem, struct fo_topic *topic, const fo_deliver_
     m->seq = f->seq;
     m->time_ns = f->time_ns;
     m->replay = (uint8_t)(f->replay != 0);
+    m->extras = (uint8_t)(f->reply || f->n_headers);
+    m->mcast_by = 0;
     m->shared_len = (uint32_t)fo_deliver_write_shared(m->shared, f);
     m->payload_off = m->shared_len - (uint32_t)f->payload_len;   /* payload is last */
     m->payload_len = (uint32_t)f->payload_len;
@@ -217,6 +219,105 @@ const char *fo_msg_topic(const fo_msg_t *m, size_t *len)
     return (const char *)p;
 }
 
+/* The fields of a shared DELIVER body: 1 when it is laid out as
+ * fo_deliver_write_shared (or fo_deliver_replay_encode) does: topic
+ * first, payload last. */
+typedef struct body_view {
+    const char *topic;
+    size_t topic_len;
+    uint64_t seq, time_ns;
+    size_t payload_off, payload_len;
+    int replay, extras;
+} body_view_t;
+
+static int body_parse(const uint8_t *b, size_t len, body_view_t *v)
+{
+    uint64_t inner;
+    size_t k;
+    memset(v, 0, sizeof *v);
+    if (len < 2 || b[0] != 0x32 || !(k = fo_varint_get(b + 1, len - 1, &inner)) || inner != len - 1 - k)
+        return 0;
+    size_t i = 1 + k;
+    int first = 1;
+    while (i < len) {
+        uint64_t key, val;
+        size_t n = fo_varint_get(b + i, len - i, &key);
+        if (!n)
+            return 0;
+        i += n;
+        uint32_t field = (uint32_t)(key >> 3), wt = (uint32_t)(key & 7);
+        if ((first && field != 1) || !(n = fo_varint_get(b + i, len - i, &val)))
+            return 0;
+        i += n;
+        first = 0;
+        if (wt == 0) {
+            if (field == 2)
+                v->seq = val;
+            else if (field == 4)
+                v->time_ns = val;
+            else if (field == 5 && val == 1)
+                v->replay = 1;
+            else
+                return 0;               /* unknown */
+            continue;
+        }
+        if (wt != 2 || val > len - i)
+            return 0;
+        if (field == 1) {
+            v->topic = (const char *)b + i;
+            v->topic_len = (size_t)val;
+        } else if (field == 3) {
+            if (i + val != len)
+                return 0;               /* the payload is last */
+            v->payload_off = i;
+            v->payload_len = (size_t)val;
+        } else if (field == 6 || field == 7) {
+            v->extras = 1;                  /* a reply address, a header */
+        } else {
+            return 0;
+        }
+        i += (size_t)val;
+    }
+    return v->topic && v->topic_len && v->seq && v->payload_off;
+}
+
+int fo_msg_body_check(const uint8_t *body, size_t len, const char **topic, size_t *topic_len,
+                      uint64_t *seq)
+{
+    body_view_t v;
+    if (!body_parse(body, len, &v))
+        return 0;
+    *topic = v.topic;
+    *topic_len = v.topic_len;
+    *seq = v.seq;
+    return 1;
+}
+
+fo_msg_t *fo_msg_adopt(fo_mem_t *mem, struct fo_topic *topic, const uint8_t *body, size_t len,
+                       fo_err_t *why)
+{
+    body_view_t v;
+    if (!body_parse(body, len, &v)) {
+        *why = FO_ERR_BAD_FRAME;
+        return NULL;
+    }
+    fo_msg_t *m = msg_alloc(mem, topic, len);
+    if (!m) {
+        *why = FO_ERR_NOMEM;
+        return NULL;
+    }
+    memcpy(m->shared, body, len);
+    m->shared_len = (uint32_t)len;
+    m->seq = v.seq;
+    m->time_ns = v.time_ns;
+    m->replay = (uint8_t)v.replay;
+    m->extras = (uint8_t)v.extras;
+    m->mcast_by = 0;
+    m->payload_off = (uint32_t)v.payload_off;
+    m->payload_len = (uint32_t)v.payload_len;
+    return m;
+}
+
 fo_msg_t *fo_msg_replay_copy(const fo_msg_t *m)
 {
     if (m->replay)
@@ -227,6 +328,8 @@ fo_msg_t *fo_msg_replay_copy(const fo_msg_t *m)
     c->seq = m->seq;
     c->time_ns = m->time_ns;
     c->replay = 1;
+    c->extras = m->extras;
+    c->mcast_by = 0;
     c->shared_len = (uint32_t)fo_deliver_replay_encode(c->shared, m->shared, m->shared_len);
     c->payload_len = m->payload_len;
     c->payload_off = c->shared_len - c->payload_len;

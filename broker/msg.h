@@ -25,6 +25,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "fo_err.h"
 
 struct fo_topic;
 
@@ -44,6 +45,11 @@ typedef struct fo_msg {
     uint64_t time_ns;
     uint32_t charged;         /* bytes charged to mem               */
     uint8_t replay;           /* encoded with Deliver.replay = true */
+    uint8_t extras;           /* carries a reply address or headers */
+    uint8_t mcast_by;         /* a cluster: a message from its home that
+                               * worker mcast_by - 1 sends to the topic's
+                               * multicast group (0: none); set by its
+                               * creator (cluster.c) before it is shared */
     uint8_t size_class;       /* msgcache block class, or FO_MSG_BIG */
     struct fo_msg_cache *home;/* the cache it came from (msg.c)     */
     struct fo_msg *next_free; /* while cached                       */
@@ -69,6 +75,22 @@ fo_msg_t *fo_msg_encode(fo_mem_t *mem, struct fo_topic *topic, const struct fo_d
 fo_msg_t *fo_msg_new(fo_mem_t *mem, struct fo_topic *topic, const char *name,
                      size_t name_len, uint64_t seq, uint64_t time_ns,
                      const uint8_t *payload, size_t payload_len, int replay);
+
+/* A message from a DELIVER body another broker encoded (docs/CLUSTER.md:
+ * the home's fo_msg_t shared bytes, received over a peer link), copied
+ * once and charged like a new message; seq, time and the payload's place
+ * are read from it. The body must be laid out as fo_deliver_write_shared
+ * writes it (Frame.deliver around Deliver with the topic first and the
+ * payload last; a replay's flag is kept), which is what fo_msg_topic and
+ * replay copies rely on. NULL with *why = FO_ERR_BAD_FRAME (not such a body) or
+ * FO_ERR_NOMEM (the cap, or malloc). */
+fo_msg_t *fo_msg_adopt(fo_mem_t *mem, struct fo_topic *topic, const uint8_t *body, size_t len,
+                       fo_err_t *why);
+
+/* Check a body for fo_msg_adopt without copying: 1 when it is one, with
+ * the topic name (inside body) and seq. */
+int fo_msg_body_check(const uint8_t *body, size_t len, const char **topic, size_t *topic_len,
+                      uint64_t *seq);
 
 /* A replay copy of m (Deliver.replay = true), charged like a new message. */
 fo_msg_t *fo_msg_replay_copy(const fo_msg_t *m);

@@ -145,3 +145,85 @@ int fo_net_peer_is_loopback(int fd)
 {
     return loopback(fd, 1);
 }
+
+int fo_net_connect(const char *addrport)
+{
+    fo_addr_t a;
+    if (fo_addr_parse(addrport, FO_ADDR_NEED_PORT | FO_ADDR_NO_SCHEME, &a)) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, a.host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(a.port);
+        sl = sizeof *v4;
+    } else if (inet_pton(AF_INET6, a.host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(a.port);
+        sl = sizeof *v6;
+    } else {
+        errno = EINVAL;
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    fo_net_nodelay(fd);
+    if (connect(fd, (struct sockaddr *)&ss, sl) && errno != EINPROGRESS) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int fo_net_connect_result(int fd)
+{
+    int e = 0;
+    socklen_t el = sizeof e;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el))
+        return errno;
+    return e;
+}
+
+int fo_net_resolve(const char *hostport, char (*out)[FO_NET_ADDR_MAX], int max, char *err, size_t errlen)
+{
+    fo_addr_t a;
+    if (fo_addr_parse(hostport, FO_ADDR_NEED_PORT | FO_ADDR_NO_SCHEME, &a)) {
+        (void)say(FO_ERR_ADDR, err, errlen, "bad address \"%s\"%s (want HOST:PORT)", hostport, "");
+        return -1;
+    }
+    char ps[8];
+    snprintf(ps, sizeof ps, "%u", (unsigned)a.port);
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICSERV }, *res;
+    int g = getaddrinfo(a.host, ps, &hints, &res);
+    if (g) {
+        (void)say(FO_ERR_ADDR, err, errlen, "%s: %s", hostport, gai_strerror(g));
+        return -1;
+    }
+    int n = 0;
+    for (const struct addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
+        char host[INET6_ADDRSTRLEN];
+        const void *src = ai->ai_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
+                                                    : (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+            !inet_ntop(ai->ai_family, src, host, sizeof host))
+            continue;
+        snprintf(out[n], FO_NET_ADDR_MAX, ai->ai_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host,
+                 (unsigned)a.port);
+        int dup = 0;
+        for (int k = 0; k < n && !dup; k++)
+            dup = !strcmp(out[k], out[n]);
+        if (!dup)
+            n++;
+    }
+    freeaddrinfo(res);
+    return n;
+}

@@ -38,6 +38,22 @@ int fo_net_is_loopback(int fd);
  * it is this host. 0 when not, or unknown. */
 int fo_net_peer_is_loopback(int fd);
 
+/* Start a non-blocking connect (close-on-exec, TCP_NODELAY) to a numeric
+ * "ADDR:PORT" / "[V6]:PORT" (no name lookup: fo_net_resolve first). The
+ * socket, whose EPOLLOUT tells the outcome (fo_net_connect_result), or -1
+ * with errno (EINVAL for an address that is not numeric). */
+int fo_net_connect(const char *addrport);
+/* After EPOLLOUT on a connecting socket: 0 connected, else the errno. */
+int fo_net_connect_result(int fd);
+
+/* Resolve "HOST:PORT" (blocking: getaddrinfo; the cluster's resolver
+ * thread calls it) into at most max numeric "ADDR:PORT" strings of
+ * FO_NET_ADDR_MAX bytes each, IPv4 and IPv6, duplicates removed. Returns
+ * how many, or -1 with a one-line reason in err when the name does not
+ * resolve. */
+#define FO_NET_ADDR_MAX 64
+int fo_net_resolve(const char *hostport, char (*out)[FO_NET_ADDR_MAX], int max, char *err, size_t errlen);
+
 /* "ADDR:PORT" of the peer ("?:0" when unknown), at most len bytes. */
 void fo_net_peer_name(int fd, char *out, size_t len);
 

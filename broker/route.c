@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 #include "acl.h"
+#include "cluster.h"
+#include "clock.h"
 #include "log.h"
 #include "login.h"
 #include "route.h"
@@ -53,9 +55,27 @@ static int wants(const fo_binding_t *b, const fo_msg_t *m)
            !(b->sub->multicast && g >= 0 && (b->sub->mcast_keyed >> g & 1u));
 }
 
+/* A cluster: a topic's sequence numbers carry the epoch of the home that
+ * gave them (cluster.h, docs/CLUSTER.md). The first message of a newer
+ * epoch a subscription gets comes after one GAP naming the change, from
+ * the last it got to the one before this (none when they are consecutive:
+ * a count that carried into the epoch bits). */
+static void epoch_check(fo_binding_t *b, const fo_msg_t *m)
+{
+    uint64_t last = b->last_seq;
+    b->last_seq = m->seq;
+    if (last && m->seq > last + 1 && m->seq >> FO_CLUSTER_EPOCH_SHIFT > last >> FO_CLUSTER_EPOCH_SHIFT)
+        fo_conn_send_gap(b->sub->conn, b->sub->sid, m->topic, m->topic->name, m->topic->len, last + 1,
+                         m->seq - 1, FANOUT__GAP_REASON__GAP_HOME_CHANGED);
+}
+
 static void deliver_local(fo_worker_t *w, fo_msg_t *m)
 {
     uint32_t n = 0;
+    int clustered = w->b->cluster != NULL;
+    if (m->mcast_by == w->id + 1)          /* from its home: our multicast group */
+        fo_mcast_tx_add(w->mtx, m->topic->mcast_group, m->topic->name, m->topic->len, m->seq,
+                        fo_msg_payload(m), m->payload_len, !m->extras);
     for (fo_binding_t *b = m->topic->local[w->id]; b; b = b->tnext)
         n += (uint32_t)wants(b, m);
     if (!n) {
@@ -67,6 +87,8 @@ static void deliver_local(fo_worker_t *w, fo_msg_t *m)
     for (fo_binding_t *b = m->topic->local[w->id]; b && n; b = b->tnext)
         if (wants(b, m)) {
             n--;
+            if (clustered)
+                epoch_check(b, m);
             fo_conn_deliver(b->sub->conn, b->sub, m);
         }
 }
@@ -251,10 +273,16 @@ static fo_msg_t *sequence(fo_worker_t *w, fo_topic_t *t, const fo_publish_req_t 
         *why = FO_ERR_CLOSED;              /* freed meanwhile: look it up again */
         return NULL;
     }
-    if (p->reply && !has_responders(t, b->nworkers)) {
+    if (p->reply && !has_responders(t, b->nsinks)) {
         pthread_mutex_unlock(&t->lock);
         *why = FO_ERR_NOT_FOUND;           /* not sequenced, not retained */
         return NULL;
+    }
+    if (b->cluster && !atomic_load_explicit(&t->cluster_owner, memory_order_relaxed)) {
+        /* the first number this broker gives as the topic's home: a new
+         * epoch above anything an earlier home gave (docs/CLUSTER.md) */
+        t->seq = fo_cluster_epoch_start(t->seq) - 1;
+        atomic_store_explicit(&t->cluster_owner, 1, memory_order_relaxed);
     }
     fo_deliver_fields_t f = fields_of(p, t->seq + 1, w->read_time_ns);
     fo_msg_t *m = fo_msg_encode(&b->mem, t, &f);
@@ -277,7 +305,7 @@ static fo_msg_t *sequence(fo_worker_t *w, fo_topic_t *t, const fo_publish_req_t 
         }
         w->picks[(*npicks)++] = (struct fo_pick){ pb->sub->worker, pb->sub->sid, pb->sub->conn_id };
     }
-    for (int i = 0; i < b->nworkers && i < 64; i++)
+    for (int i = 0; i < b->nsinks && i < 64; i++)      /* the cluster's sink too */
         if (atomic_load_explicit(&t->nlocal[i], memory_order_relaxed))
             *mask |= 1ull << i;
     pthread_mutex_unlock(&t->lock);
@@ -290,7 +318,7 @@ static fo_msg_t *sequence(fo_worker_t *w, fo_topic_t *t, const fo_publish_req_t 
  * this worker's own subscribers directly, then the queue-group picks. */
 static void fan_out(fo_worker_t *w, fo_msg_t *m, uint64_t mask, uint32_t npicks)
 {
-    for (int i = 0; i < w->b->nworkers; i++) {
+    for (int i = 0; i < w->b->nsinks; i++) {
         if (!(mask & (1ull << i)) || i == w->id)
             continue;
         fo_item_t it = { .kind = FO_ITEM_FANOUT, .u.msg = fo_msg_ref(m) };
@@ -381,6 +409,41 @@ static void deliver_reply(fo_worker_t *w, fo_msg_t *m, uint64_t conn_id)
 
 /* A PUBLISH to an inbox address: no registry topic, no sequence, no
  * retention; straight to the requester's worker. */
+/* A cluster's inbox carries its broker's tag: "_INBOX.<32 hex>.<8 hex>"
+ * (cluster.h, fo_cluster_tag). 1 with *tag when name has one. */
+static int inbox_node(const char *name, size_t len, uint32_t *tag)
+{
+    size_t at = sizeof FO_INBOX_PREFIX - 1 + 32 + 1;
+    if (len < at + 8 || name[at - 1] != '.' || (len > at + 8 && name[at + 8] != '.'))
+        return 0;
+    uint32_t v = 0;
+    for (size_t i = 0; i < 8; i++) {
+        char ch = name[at + i];
+        unsigned d = ch >= '0' && ch <= '9' ? (unsigned)(ch - '0')
+                   : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10) : 16;
+        if (d == 16)
+            return 0;
+        v = v << 4 | d;
+    }
+    *tag = v;
+    return 1;
+}
+
+/* The reply m to the connection conn_id of this broker (its worker). */
+static void route_reply(fo_worker_t *w, fo_msg_t *m, uint64_t conn_id)
+{
+    int to = (int)(conn_id & 0xff);
+    if (to >= w->b->nworkers) {
+        FO_STAT_INC(&w->stats, drops_gone);
+        fo_msg_unref(m);
+    } else if (to == w->id) {
+        deliver_reply(w, m, conn_id);
+    } else {
+        fo_item_t it = { .kind = FO_ITEM_REPLY, .u.msg = m, .conn_id = conn_id };
+        fo_worker_post(w, to, &it);
+    }
+}
+
 static void publish_reply(fo_conn_t *c, const fo_publish_req_t *p)
 {
     fo_worker_t *w = c->w;
@@ -393,6 +456,16 @@ static void publish_reply(fo_conn_t *c, const fo_publish_req_t *p)
     }
     if ((p->reply || p->n_headers) && !extras_ok(c, p))
         return;
+    fo_cluster_t *cl = w->b->cluster;
+    uint32_t tag;
+    if (cl && inbox_node(p->topic, p->topic_len, &tag) && tag != fo_cluster_tag(cl)) {
+        /* the requester is on another broker: the frame goes there as it came */
+        FO_STAT_INC(&w->stats, replies);
+        fo_cluster_forward_reply(cl, tag, p->frame, p->frame_len);
+        if (p->req)
+            send_ack(c, p->req, 0, 0);
+        return;
+    }
     fo_deliver_fields_t f = fields_of(p, 0, w->read_time_ns);
     fo_msg_t *m = fo_msg_encode(&w->b->mem, NULL, &f);
     if (!m) {
@@ -402,21 +475,40 @@ static void publish_reply(fo_conn_t *c, const fo_publish_req_t *p)
     FO_STAT_INC(&w->stats, messages_in);
     FO_STAT_INC(&w->stats, replies);
     FO_STAT_ADD(&w->stats, bytes_in, p->payload_len);
-    int to = (int)(conn_id & 0xff);
-    if (to >= w->b->nworkers) {
-        FO_STAT_INC(&w->stats, drops_gone);
-        fo_msg_unref(m);
-    } else if (to == w->id) {
-        deliver_reply(w, m, conn_id);
-    } else {
-        fo_item_t it = { .kind = FO_ITEM_REPLY, .u.msg = m, .conn_id = conn_id };
-        fo_worker_post(w, to, &it);
-    }
+    route_reply(w, m, conn_id);
     if (p->req)
         send_ack(c, p->req, 0, 0);
 }
 
 /* ------------------------------------------------------------ publish */
+
+/* Sequence p on t (this broker is its home) and fan it out: to this
+ * worker's subscribers, the other workers, queue-group picks, multicast
+ * and the cluster's sink. Returns t with *seq, or NULL with *why
+ * (sequence's reasons; FO_ERR_CLOSED: t died, look it up again). */
+static fo_topic_t *publish_here(fo_worker_t *w, fo_topic_t *t, const fo_publish_req_t *p, uint64_t *seq,
+                                 fo_err_t *why)
+{
+    uint64_t mask;
+    uint32_t npicks;
+    fo_msg_t *m = sequence(w, t, p, &mask, &npicks, why);
+    if (!m)
+        return NULL;
+    FO_STAT_INC(&w->stats, messages_in);
+    FO_STAT_ADD(&w->stats, bytes_in, p->payload_len);
+    fan_out(w, m, mask, npicks);
+    int routed = npicks > 0 || mask != 0;
+    if (t->mcast_group >= 0) {
+        fo_mcast_tx_add(w->mtx, t->mcast_group, p->topic, p->topic_len, m->seq, p->payload,
+                        p->payload_len, !p->reply && !p->n_headers);
+        routed = 1;
+    }
+    if (!routed)
+        FO_STAT_INC(&w->stats, drops_no_route);
+    *seq = m->seq;
+    fo_msg_unref(m);
+    return t;
+}
 
 #define MOVE_SAMPLE 256     /* every 256th publish of a pure publisher ...   */
 #define MOVE_STREAK 4       /* ... pointing at one worker this often: move   */
@@ -493,39 +585,167 @@ void fo_route_publish(fo_conn_t *c, const fo_publish_req_t *p)
     if (!t)
         return;
     c->last_topic = t;
-    uint64_t mask;
-    uint32_t npicks;
+    if (w->b->cluster) {
+        int home = fo_cluster_home(w->b->cluster, t);
+        if (home != FO_CLUSTER_SELF) {
+            /* sequenced by its home; the answer comes back as the ACK */
+            fo_cluster_forward(w->b->cluster, home, c->id, p->req, p->frame, p->frame_len);
+            return;
+        }
+    }
     fo_err_t why = FO_OK;
-    fo_msg_t *m = sequence(w, t, p, &mask, &npicks, &why);
-    if (!m && why == FO_ERR_CLOSED) {     /* it died after the lookup: once more */
+    uint64_t seq = 0;
+    fo_topic_t *pt = publish_here(w, t, p, &seq, &why);
+    if (why == FO_ERR_CLOSED) {        /* it died after the lookup: once more */
         c->last_topic = NULL;
         if (!(t = registry_topic(c, p->topic, p->topic_len, p->req)))
             return;
         c->last_topic = t;
-        m = sequence(w, t, p, &mask, &npicks, &why);
+        pt = publish_here(w, t, p, &seq, &why);
     }
-    if (!m) {
+    if (!pt) {
         refused(c, p, why);
         return;
     }
-    FO_STAT_INC(&w->stats, messages_in);
-    FO_STAT_ADD(&w->stats, bytes_in, p->payload_len);
-    fan_out(w, m, mask, npicks);
-    int routed = npicks > 0 || mask != 0;
-    if (t->mcast_group >= 0) {
-        fo_mcast_tx_add(w->mtx, t->mcast_group, p->topic, p->topic_len, m->seq, p->payload,
-                        p->payload_len, !p->reply && !p->n_headers);
-        routed = 1;
-    }
-    if (!routed)
-        FO_STAT_INC(&w->stats, drops_no_route);
-    if (atomic_load_explicit(&t->blocked, memory_order_relaxed) > 0)
-        fo_conn_pause(c, t);       /* flow control: a subscriber is full */
+    if (atomic_load_explicit(&pt->blocked, memory_order_relaxed) > 0)
+        fo_conn_pause(c, pt);      /* flow control: a subscriber is full */
     if (p->req)
-        send_ack(c, p->req, m->seq, 1);
-    fo_msg_unref(m);
-    if (!c->nsubs && !c->moved && (++c->pub_count & (MOVE_SAMPLE - 1)) == 0)
-        consider_move(c, t);
+        send_ack(c, p->req, seq, 1);
+    /* a cluster answers forwards by connection id: its publishers stay put */
+    if (!w->b->cluster && !c->nsubs && !c->moved && (++c->pub_count & (MOVE_SAMPLE - 1)) == 0)
+        consider_move(c, pt);
+}
+
+/* ------------------------------------------------------------ cluster */
+
+static void peer_answer(fo_worker_t *w, int node, uint64_t conn, uint64_t ref, uint64_t seq, int code,
+                        const char *text)
+{
+    if (ref || code)
+        fo_cluster_answer(w->b->cluster, node, conn, ref, seq, code, text);
+}
+
+void fo_route_publish_peer(fo_worker_t *w, int node, uint64_t conn, uint64_t ref, const uint8_t *frame,
+                           size_t len)
+{
+    fo_publish_view_t v;
+    fo_publish_req_t p = { .req = ref };
+    Fanout__Frame *f;
+    if (fo_publish_peek(frame, len, &v) == FO_OK) {
+        p.topic = v.topic;
+        p.topic_len = v.topic_len;
+        p.payload = v.payload;
+        p.payload_len = v.payload_len;
+    } else if (!fo_frame_unpack(frame, len, &w->arena, &f) && f->body_case == FANOUT__FRAME__BODY_PUBLISH &&
+               f->publish->topic) {
+        const Fanout__Publish *pb = f->publish;
+        p.topic = pb->topic;
+        p.topic_len = strlen(pb->topic);
+        p.payload = pb->payload.data;
+        p.payload_len = pb->has_payload ? pb->payload.len : 0;
+        p.reply = pb->reply;
+        p.headers = pb->headers;
+        p.n_headers = pb->n_headers;
+    } else {
+        peer_answer(w, node, conn, ref, 0, FO_CODE(BAD_FRAME), "the forwarded PUBLISH does not unpack");
+        goto out;
+    }
+    uint64_t rconn, rsecret;
+    if (inbox_topic(p.topic, p.topic_len)) {
+        /* a reply to one of our connections, from a broker its responder
+         * is on: delivered, never sequenced; nobody waits for an answer */
+        fo_msg_t *m = NULL;
+        if (inbox_parse(p.topic, p.topic_len, &rconn, &rsecret)) {
+            fo_deliver_fields_t f = fields_of(&p, 0, fo_realtime_ns());
+            m = fo_msg_encode(&w->b->mem, NULL, &f);
+        }
+        if (m)
+            route_reply(w, m, rconn);
+        else
+            FO_STAT_INC(&w->stats, drops_gone);
+        goto out;
+    }
+    if (!fo_topic_valid(p.topic, p.topic_len)) {
+        peer_answer(w, node, conn, ref, 0, FO_CODE(BAD_REQUEST), "not a topic a home sequences");
+        goto out;
+    }
+    fo_err_t why = FO_OK;
+    uint64_t seq = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        fo_topic_t *t = fo_registry_get(w->b->reg, p.topic, p.topic_len, NULL, &why);
+        if (!t) {
+            peer_answer(w, node, conn, ref, 0, why == FO_ERR_BUSY ? FO_CODE(BAD_REQUEST) : FO_CODE(MEMORY_LIMIT),
+                        why == FO_ERR_BUSY ? "topic limit reached at the home" : "out of memory at the home");
+            goto out;
+        }
+        if (fo_cluster_home(w->b->cluster, t) != FO_CLUSTER_SELF) {
+            peer_answer(w, node, conn, ref, 0, FO_CODE(BAD_REQUEST),
+                        "the topic's home is changing (a broker joined or left): try again");
+            goto out;
+        }
+        w->read_time_ns = fo_realtime_ns();
+        why = FO_OK;
+        if (publish_here(w, t, &p, &seq, &why) || why != FO_ERR_CLOSED)
+            break;
+    }
+    if (why == FO_ERR_NOT_FOUND)
+        peer_answer(w, node, conn, ref, 0, FO_CODE(NO_RESPONDERS), "no subscriber for the request's topic");
+    else if (why == FO_ERR_NOMEM)
+        peer_answer(w, node, conn, ref, 0, FO_CODE(MEMORY_LIMIT), "broker memory cap reached at the home");
+    else if (why)
+        peer_answer(w, node, conn, ref, 0, FO_CODE(BAD_REQUEST), "topic is being freed: try again");
+    else
+        peer_answer(w, node, conn, ref, seq, 0, NULL);
+out:
+    fo_arena_reset(&w->arena);        /* inbox work: no read batch holds it */
+}
+
+void fo_route_answer(fo_worker_t *w, uint64_t conn_id, uint64_t ref, uint64_t seq, int code, const char *text)
+{
+    fo_conn_t *c = fo_worker_conn(w, conn_id);
+    if (!c || c->state != FO_CONN_OPEN)
+        return;
+    if (code)
+        fo_conn_send_error(c, code, ref, FO_NO_SID, "%s", text ? text : "refused by the topic's home");
+    else if (ref)
+        send_ack(c, ref, seq, 1);
+}
+
+void fo_route_replay_gap(fo_worker_t *w, uint64_t conn_id, uint32_t sid, const char *name, size_t len,
+                         uint64_t first, uint64_t last, int reason)
+{
+    fo_conn_t *c = fo_worker_conn(w, conn_id);
+    if (!c || !fo_conn_sub(c, sid))
+        return;
+    fo_conn_send_gap(c, sid, fo_registry_find(w->b->reg, name, len), name, len, first, last, reason);
+}
+
+void fo_route_replay_end(fo_worker_t *w, uint64_t conn_id, uint32_t sid, const char *name, size_t len,
+                         uint64_t live_from, uint64_t ref, int repair)
+{
+    fo_conn_t *c = fo_worker_conn(w, conn_id);
+    if (!c)
+        return;
+    if (repair) {
+        if (ref)
+            send_ack(c, ref, 0, 0);
+        return;
+    }
+    fo_sub_t *s = fo_conn_sub(c, sid);
+    if (s)
+        (void)!fo_registry_set_from(w->b->reg, s, name, len, live_from);   /* unbound meanwhile: nothing to do */
+}
+
+void fo_route_peer_gap(fo_worker_t *w, const char *name, size_t len, uint64_t first, uint64_t last)
+{
+    fo_topic_t *t = fo_registry_find(w->b->reg, name, len);
+    if (!t)
+        return;
+    for (fo_binding_t *b = t->local[w->id]; b; b = b->tnext)
+        if (b->from_seq <= last)
+            fo_conn_send_gap(b->sub->conn, b->sub->sid, t, t->name, t->len,
+                             first > b->from_seq ? first : b->from_seq, last,
+                             FANOUT__GAP_REASON__GAP_SLOW_CONSUMER);
 }
 
 /* ------------------------------------------------------------ replay */
@@ -541,6 +761,19 @@ static uint64_t replay_range(fo_conn_t *c, fo_sub_t *sub, fo_topic_t *t,
         last = t->seq;
     if (first > last)
         return 0;
+    /* this epoch's seq 0 (a cluster's numbers have epochs; one broker's
+     * do not, however many it gives) */
+    uint64_t epoch0 = c->w->b->cluster ? t->seq >> FO_CLUSTER_EPOCH_SHIFT << FO_CLUSTER_EPOCH_SHIFT : 0;
+    if (first <= epoch0) {
+        /* a cluster: a position an older home gave has nothing here (one
+         * GAP says so); a number without an epoch means this epoch's */
+        if (first >> FO_CLUSTER_EPOCH_SHIFT)
+            fo_conn_send_gap(c, sub->sid, t, t->name, t->len, first, epoch0,
+                             FANOUT__GAP_REASON__GAP_HOME_CHANGED);
+        first = epoch0 + 1;
+        if (first > last)
+            return 0;
+    }
     uint64_t oldest = fo_ring_oldest(&t->ring, t->seq + 1);
     if (first < oldest) {
         uint64_t gl = oldest - 1 < last ? oldest - 1 : last;
@@ -574,7 +807,7 @@ static void on_bound(void *ud, fo_topic_t *t, fo_binding_t *b)
     if (b->group)
         return;                       /* queue groups start at "new" */
     uint64_t from = 0;
-    int want = 0;
+    int want = 0, earliest = 0;
     for (size_t i = 0; i < s->n_positions; i++) {
         const Fanout__Position *p = s->positions[i];
         if (p->topic && !strcmp(p->topic, t->name)) {
@@ -587,14 +820,24 @@ static void on_bound(void *ud, fo_topic_t *t, fo_binding_t *b)
         if (s->start == FANOUT__START__START_EARLIEST) {
             /* what is retained: no GAP for what went before (§8) */
             from = fo_ring_oldest(&t->ring, t->seq + 1);
-            want = 1;
+            want = earliest = 1;
         } else if (s->start == FANOUT__START__START_SEQ) {
             from = s->start_seq;
             want = 1;
         }
     }
-    if (want)
-        replay_range(ctx->c, b->sub, t, from, t->seq);
+    if (!want)
+        return;
+    fo_cluster_t *cl = ctx->c->w->b->cluster;
+    int home = cl ? fo_cluster_home(cl, t) : FO_CLUSTER_SELF;
+    if (home != FO_CLUSTER_SELF) {
+        /* the home has the ring: nothing live until it says where its
+         * replay ends (docs/CLUSTER.md, Replay through an edge) */
+        b->from_seq = FO_FROM_PAUSED;
+        fo_cluster_replay(cl, home, ctx->c->id, b->sub->sid, t->name, t->len, from, earliest, 0, 0);
+        return;
+    }
+    replay_range(ctx->c, b->sub, t, from, t->seq);
 }
 
 /* The SUBSCRIBE checks that close the connection (docs/PROTOCOL.md §14:
@@ -769,8 +1012,24 @@ void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
      * included (docs/PROTOCOL.md §5); OOM below is reported with ERROR. */
     if (req)
         send_ack(c, req, 0, 0);
+    fo_cluster_t *cl = w->b->cluster;
+    if (cl) {
+        /* the peers hear of the interest before any replay request this
+         * subscription makes of a home (both go through the cluster's
+         * inbox in order); a position's topic exists here, so it binds */
+        fo_cluster_interest(cl, sub->filter, sub->queue, 1);
+        fo_err_t e;
+        for (size_t i = 0; i < s->n_positions; i++) {
+            const char *pt = s->positions[i]->topic;
+            (void)fo_registry_get(w->b->reg, pt, strlen(pt), NULL, &e);   /* NULL: not bound, no replay */
+        }
+        if (s->has_start && s->start != FANOUT__START__START_NEW && !fo_filter_is_wild(sub->filter))
+            (void)fo_registry_get(w->b->reg, sub->filter, fl, NULL, &e);
+    }
     bound_ctx_t ctx = { c, s };
     if (fo_registry_subscribe(w->b->reg, sub, on_bound, &ctx)) {
+        if (cl)
+            fo_cluster_interest(cl, sub->filter, sub->queue, 0);
         fo_conn_sub_remove(c, sub);
         free_unregistered(c, sub);
         goto nomem;
@@ -785,6 +1044,8 @@ nomem:
 
 static void free_sub(fo_conn_t *c, fo_sub_t *s)
 {
+    if (c->w->b->cluster)
+        fo_cluster_interest(c->w->b->cluster, s->filter, s->queue, 0);
     fo_registry_unsubscribe(c->w->b->reg, s);
     FO_STAT_SUB(&c->w->stats, subscriptions, 1);
     free_unregistered(c, s);
@@ -849,6 +1110,13 @@ void fo_route_repair(fo_conn_t *c, const Fanout__Repair *r, uint64_t req)
         FO_STAT_INC(&w->stats, permission_denied);
         fo_conn_send_error(c, FO_CODE(PERMISSION), req, r->sid, "user %s may not read \"%.64s\"",
                            fo_login_user_name(c), r->topic);
+        return;
+    }
+    fo_cluster_t *cl = w->b->cluster;
+    int home = cl ? fo_cluster_home_of(cl, r->topic, tl) : FO_CLUSTER_SELF;
+    if (home != FO_CLUSTER_SELF) {
+        /* the home's ring answers; the ACK comes after its replay */
+        fo_cluster_replay(cl, home, c->id, sub->sid, r->topic, tl, first, 0, last, req ? req : 0);
         return;
     }
     /* sequences not given yet are ignored (docs/PROTOCOL.md §4.13): on a

@@ -27,6 +27,8 @@ typedef struct fo_publish_req {
     const char *reply;                  /* Publish.reply, NULL = none   */
     Fanout__Header *const *headers;
     size_t n_headers;
+    const uint8_t *frame;               /* the Frame body as it came    */
+    size_t frame_len;                   /*   (forwarded to a home)      */
 } fo_publish_req_t;
 
 void fo_route_publish(fo_conn_t *c, const fo_publish_req_t *p);
@@ -44,6 +46,31 @@ void fo_route_drop_subs(fo_conn_t *c);
 /* End one subscription without a word (the caller says why): off the
  * connection and the registry, freed. */
 void fo_route_end_sub(fo_conn_t *c, fo_sub_t *s);
+/* Cluster (docs/CLUSTER.md), on the worker the cluster thread chose:
+ * a PUBLISH another broker forwarded to this one, the topic's home
+ * (frame: the client's Frame body; node, conn and ref say where the
+ * answer goes: fo_cluster_answer). Sequenced and fanned out as a local
+ * publish; refused when this broker is not the topic's home (any more). */
+void fo_route_publish_peer(fo_worker_t *w, int node, uint64_t conn, uint64_t ref, const uint8_t *frame,
+                           size_t len);
+/* The home's answer to a PUBLISH this worker's connection conn_id made:
+ * ACK {ref, seq} (code 0, ref non-zero) or ERROR {code, text, ref}. A
+ * connection that has gone is skipped. */
+void fo_route_answer(fo_worker_t *w, uint64_t conn_id, uint64_t ref, uint64_t seq, int code,
+                     const char *text);
+/* A peer link dropped first..last of topic name[0..len): GAP to this
+ * worker's subscribers of it (reason slow consumer: the link was). */
+void fo_route_peer_gap(fo_worker_t *w, const char *name, size_t len, uint64_t first, uint64_t last);
+/* Replay through an edge, on the subscriber's worker: GAP for first..last
+ * (what the home no longer retains: GAP_EVICTED, or what an older home
+ * gave: GAP_HOME_CHANGED; reason a GapReason), and the end of the
+ * home's replay: live delivery of topic name[0..len) starts at live_from
+ * for the subscription (conn_id, sid), or, for a REPAIR, its ACK {ref}.
+ * A connection or subscription that has gone is skipped. */
+void fo_route_replay_gap(fo_worker_t *w, uint64_t conn_id, uint32_t sid, const char *name, size_t len,
+                         uint64_t first, uint64_t last, int reason);
+void fo_route_replay_end(fo_worker_t *w, uint64_t conn_id, uint32_t sid, const char *name, size_t len,
+                         uint64_t live_from, uint64_t ref, int repair);
 /* Handle items taken from this worker's inbox (not FO_ITEM_CONN). */
 void fo_route_item(fo_worker_t *w, fo_item_t *it);
 

@@ -162,14 +162,14 @@ static void describe_cert(SSL_CTX *ctx, char *out, size_t len)
     ERR_clear_error();
 }
 
-static SSL_CTX *build(const fo_config_t *cfg, char *err, size_t errlen)
+static SSL_CTX *build(const fo_config_t *cfg, const SSL_METHOD *method, char *err, size_t errlen)
 {
     if (readable("tls-cert", cfg->tls_cert, err, errlen) ||
         readable("tls-key", cfg->tls_key, err, errlen) ||
         (cfg->tls_ca[0] && readable("tls-ca", cfg->tls_ca, err, errlen)))
         return NULL;
     ERR_clear_error();
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX *ctx = SSL_CTX_new(method);
     if (!ctx) {
         say(err, errlen, FO_ERR_NOMEM, "cannot make a TLS context: %s", ssl_reason("out of memory"));
         return NULL;
@@ -213,7 +213,7 @@ fo_err_t fo_tls_create(const fo_config_t *cfg, fo_tls_t **out, char *err, size_t
         free(t);
         return say(err, errlen, FO_ERR_NOMEM, "out of memory");
     }
-    t->ctx = build(cfg, err, errlen);
+    t->ctx = build(cfg, TLS_server_method(), err, errlen);
     if (!t->ctx) {
         fo_tls_destroy(t);
         return FO_ERR_INVAL;
@@ -226,7 +226,7 @@ fo_err_t fo_tls_create(const fo_config_t *cfg, fo_tls_t **out, char *err, size_t
 
 fo_err_t fo_tls_reload(fo_tls_t *t, const fo_config_t *cfg, char *err, size_t errlen)
 {
-    SSL_CTX *ctx = build(cfg, err, errlen);
+    SSL_CTX *ctx = build(cfg, TLS_server_method(), err, errlen);
     if (!ctx)
         return FO_ERR_INVAL;
     pthread_mutex_lock(&t->lock);
@@ -257,7 +257,52 @@ void fo_tls_destroy(fo_tls_t *t)
     free(t);
 }
 
+fo_err_t fo_tls_peer_contexts(const fo_config_t *cfg, const char *ca, SSL_CTX **server, SSL_CTX **client,
+                              char *err, size_t errlen)
+{
+    /* the client listener's context code, with the cluster's policy: the
+     * peers' CA, a certificate required both ways */
+    fo_config_t *pc = malloc(sizeof *pc);
+    if (!pc)
+        return say(err, errlen, FO_ERR_NOMEM, "out of memory");
+    *pc = *cfg;
+    snprintf(pc->tls_ca, sizeof pc->tls_ca, "%s", ca);
+    pc->tls_verify_client = FO_TLS_VERIFY_REQUIRED;
+    pc->tls_user_from = FO_TLS_USER_OFF;
+    *server = build(pc, TLS_server_method(), err, errlen);
+    *client = *server ? build(pc, TLS_client_method(), err, errlen) : NULL;
+    free(pc);
+    if (!*client) {
+        SSL_CTX_free(*server);
+        *server = NULL;
+        return FO_ERR_INVAL;
+    }
+    char cert[400];
+    describe_cert(*server, cert, sizeof cert);
+    fo_info(0, "cluster TLS: %s; peers verified against %s", cert, ca);
+    return FO_OK;
+}
+
 /* ------------------------------------------------------------ sessions */
+
+fo_err_t fo_tls_conn_init_peer(SSL_CTX *ctx, fo_tls_conn_t *s, int fd, int server)
+{
+    memset(s, 0, sizeof *s);
+    s->ssl = SSL_new(ctx);
+    if (!s->ssl || SSL_set_fd(s->ssl, fd) != 1) {
+        SSL_free(s->ssl);
+        s->ssl = NULL;
+        ERR_clear_error();
+        return FO_ERR_NOMEM;
+    }
+    if (server) {
+        SSL_set_accept_state(s->ssl);
+    } else {
+        s->peeked = 1;                 /* the client speaks first */
+        SSL_set_connect_state(s->ssl);
+    }
+    return FO_OK;
+}
 
 fo_err_t fo_tls_conn_init(fo_tls_t *t, fo_tls_conn_t *s, int fd)
 {
@@ -479,6 +524,18 @@ fo_tls_status_t fo_tls_write(fo_tls_conn_t *s, fo_outq_t *q, uint8_t *scratch, u
         }
         return st;
     }
+}
+
+fo_tls_status_t fo_tls_write_buf(fo_tls_conn_t *s, const void *buf, size_t len)
+{
+    ERR_clear_error();
+    size_t n = 0;
+    if (SSL_write_ex(s->ssl, buf, len, &n) == 1) {
+        s->wr_want = 0;
+        s->records++;
+        return FO_TLS_OK;
+    }
+    return status(s, 0, &s->wr_want);
 }
 
 fo_tls_status_t fo_tls_shutdown(fo_tls_conn_t *s)

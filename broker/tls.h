@@ -79,6 +79,24 @@ void fo_tls_destroy(fo_tls_t *t);            /* NULL is fine */
 /* "requested" or why not (the library's build). */
 const char *fo_tls_ktls_support(void);
 
+/* The cluster's link contexts (docs/CLUSTER.md, Security): this broker's
+ * certificate and key (--tls-cert, --tls-key), the peers' certificates
+ * verified against the CA bundle ca, a certificate required both ways;
+ * *server for accepted links, *client for outgoing ones (each one
+ * reference, the caller's: SSL_CTX_free). FO_ERR_INVAL / FO_ERR_IO /
+ * FO_ERR_NOMEM with one line in err. Main thread, at start. */
+struct ssl_ctx_st;
+FO_MUST_CHECK fo_err_t fo_tls_peer_contexts(const fo_config_t *cfg, const char *ca,
+                                            struct ssl_ctx_st **server, struct ssl_ctx_st **client,
+                                            char *err, size_t errlen);
+/* A session of a cluster link on socket fd: server = accepted (waits for
+ * the ClientHello), else outgoing. FO_ERR_NOMEM. The owner's thread. */
+FO_MUST_CHECK fo_err_t fo_tls_conn_init_peer(struct ssl_ctx_st *ctx, fo_tls_conn_t *s, int fd, int server);
+/* One SSL_write of len bytes (at most FO_TLS_RECORD): FO_TLS_OK when all
+ * went; on WANT_* call again later with the same bytes (OpenSSL's rule;
+ * the buffer may move). */
+fo_tls_status_t fo_tls_write_buf(fo_tls_conn_t *s, const void *buf, size_t len);
+
 /* A server session on socket fd with the current context, or with no
  * socket (fd < 0: the caller attaches BIOs to s->ssl, as the unit test
  * does). FO_ERR_NOMEM. */

@@ -177,10 +177,10 @@ static void rehash(fo_registry_t *r)
 static fo_qgroup_t *group_get(fo_topic_t *t, const char *name, const char *filter)
 {
     size_t nl = strlen(name), fl = strlen(filter);
-    for (fo_qgroup_t *g = t->groups; g; g = g->next)
-        if (!strcmp(g->name, name) && !strcmp(g->name + nl + 1, filter))
-            return g;
-    fo_qgroup_t *g = calloc(1, sizeof *g + nl + fl + 2);
+    fo_qgroup_t *g = fo_topic_group(t, name, filter);
+    if (g)
+        return g;
+    g = calloc(1, sizeof *g + nl + fl + 2);
     if (!g)
         return NULL;
     memcpy(g->name, name, nl + 1);
@@ -554,19 +554,58 @@ size_t fo_registry_reclaim(fo_registry_t *r, uint64_t safe_epoch)
 
 fo_binding_t *fo_qgroup_pick(fo_qgroup_t *g, uint64_t seq)
 {
+    return fo_qgroup_pick_local(g, seq, -1);      /* no worker is -1 */
+}
+
+fo_binding_t *fo_qgroup_pick_local(fo_qgroup_t *g, uint64_t seq, int skip_worker)
+{
     fo_binding_t *start = g->cursor;
     if (!start)
         return NULL;
     fo_binding_t *b = start;
     do {
         fo_binding_t *next = b->tnext;
-        if (b->from_seq <= seq) {
+        if (b->from_seq <= seq && b->sub->worker != skip_worker) {
             g->cursor = next;
             return b;
         }
         b = next;
     } while (b != start);
     return NULL;
+}
+
+fo_qgroup_t *fo_topic_group(fo_topic_t *t, const char *queue, const char *filter)
+{
+    size_t nl = strlen(queue);
+    for (fo_qgroup_t *g = t->groups; g; g = g->next)
+        if (!strcmp(g->name, queue) && !strcmp(g->name + nl + 1, filter))
+            return g;
+    return NULL;
+}
+
+void fo_registry_each(fo_registry_t *r, fo_topic_fn fn, void *ud)
+{
+    pthread_rwlock_rdlock(&r->lock);
+    for (size_t i = 0; i < r->nbuckets; i++)
+        for (fo_topic_t *t = r->buckets[i]; t; t = t->hnext)
+            fn(ud, t);
+    pthread_rwlock_unlock(&r->lock);
+}
+
+fo_err_t fo_registry_set_from(fo_registry_t *r, fo_sub_t *sub, const char *name, size_t len, uint64_t from)
+{
+    fo_err_t e = FO_ERR_NOT_FOUND;
+    pthread_rwlock_rdlock(&r->lock);
+    for (fo_binding_t *b = sub->bindings; b; b = b->snext)
+        if (b->topic->len == len && !memcmp(b->topic->name, name, len)) {
+            pthread_mutex_lock(&b->topic->lock);
+            b->from_seq = from;
+            pthread_mutex_unlock(&b->topic->lock);
+            e = FO_OK;
+            break;
+        }
+    pthread_rwlock_unlock(&r->lock);
+    return e;
 }
 
 void fo_registry_set_congested(fo_registry_t *r, fo_sub_t *sub, int on)

@@ -82,6 +82,8 @@ struct fo_binding {
     fo_binding_t *snext;          /* sub->bindings                        */
     fo_qgroup_t *group;           /* queue membership, else NULL          */
     uint8_t counted;              /* adds 1 to topic->blocked (owner only) */
+    uint64_t last_seq;            /* a cluster: the last seq fan-out gave it
+                                   * (route.c, the owner worker only)      */
 };
 
 struct fo_qgroup {
@@ -112,6 +114,14 @@ struct fo_topic {
                                    * before it is visible, given back when
                                    * it is freed                           */
     uint64_t walk_mark;           /* fo_registry_set_acl (registry lock)   */
+    /* The cluster's cached placement of this topic (cluster.c alone
+     * reads and writes it: membership generation << 8 | node slot). */
+    _Atomic uint64_t cluster_home;
+    /* A cluster: 1 while this broker has been the topic's home since it
+     * last gave it a sequence number; 0 (a new topic, or another broker
+     * was its home meanwhile: cluster.c clears it) makes the next one
+     * start a new epoch (route.c, under the topic lock). */
+    _Atomic int cluster_owner;
     size_t len;
     char name[];                  /* NUL-terminated                        */
 };
@@ -180,6 +190,15 @@ void fo_registry_unsubscribe(fo_registry_t *r, fo_sub_t *sub);
 FO_MUST_CHECK fo_err_t fo_registry_set_acl(fo_registry_t *r, fo_sub_t *sub,
                                            const struct fo_acl *acl, int rebind);
 
+/* The cluster's replay through an edge (docs/CLUSTER.md): set the
+ * from_seq of sub's binding to topic name[0..len) (a subscription bound
+ * with from_seq FO_FROM_PAUSED delivers nothing live until the home said
+ * where live delivery starts). Owner worker only. FO_ERR_NOT_FOUND when
+ * sub has no such binding (any more). */
+#define FO_FROM_PAUSED UINT64_MAX
+FO_MUST_CHECK fo_err_t fo_registry_set_from(fo_registry_t *r, fo_sub_t *sub, const char *name, size_t len,
+                                            uint64_t from);
+
 /* A block-policy subscription's connection became congested (on = 1) or
  * drained (on = 0): count it on (or off) every topic it is bound to. Owner
  * worker only. */
@@ -188,5 +207,17 @@ void fo_registry_set_congested(fo_registry_t *r, fo_sub_t *sub, int on);
 /* Queue groups: choose the member for message seq (topic locked). NULL when
  * no member wants it. Advances the group's cursor. */
 fo_binding_t *fo_qgroup_pick(fo_qgroup_t *g, uint64_t seq);
+/* The same among the members whose subscription is not on `skip_worker`
+ * (the cluster's sink: a broker that received a message for one member
+ * of a group picks one of its own clients, never another broker). */
+fo_binding_t *fo_qgroup_pick_local(fo_qgroup_t *g, uint64_t seq, int skip_worker);
+/* t's queue group (queue, filter), or NULL (topic locked). */
+fo_qgroup_t *fo_topic_group(fo_topic_t *t, const char *queue, const char *filter);
+
+/* Call fn for every live topic under the registry's read lock (fn must
+ * not call the registry; it may take other locks that come after the
+ * registry's in the lock order). Metrics only: O(topics). */
+typedef void (*fo_topic_fn)(void *ud, fo_topic_t *t);
+void fo_registry_each(fo_registry_t *r, fo_topic_fn fn, void *ud);
 
 #endif

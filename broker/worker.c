@@ -134,7 +134,7 @@ fo_err_t fo_worker_create(fo_broker_t *b, int id, fo_worker_t **out)
     err = FO_ERR_NOMEM;
     if (fo_arena_init(&w->arena, 16 * 1024, 2 * (size_t)b->cfg.max_frame + 65536))
         goto fail;
-    w->outbox = calloc((size_t)b->nworkers, sizeof *w->outbox);
+    w->outbox = calloc((size_t)b->nsinks, sizeof *w->outbox);
     if (!w->outbox)
         goto fail;
     if (!(w->tcache = fo_tcache_create()))
@@ -179,7 +179,7 @@ void fo_worker_destroy(fo_worker_t *w)
     fo_msg_unref_flush(&w->unrefs);
     idmap_free(&w->immigrants);
     idmap_free(&w->emigrants);
-    for (int i = 0; w->outbox && i < w->b->nworkers; i++) {
+    for (int i = 0; w->outbox && i < w->b->nsinks; i++) {
         for (size_t k = 0; k < w->outbox[i].len; k++)
             item_drop(&w->outbox[i].items[k]);
         free(w->outbox[i].items);
@@ -243,11 +243,11 @@ void fo_worker_post(fo_worker_t *w, int to, const fo_item_t *it)
 
 static void flush_outboxes(fo_worker_t *w)
 {
-    for (int i = 0; i < w->b->nworkers; i++) {
+    for (int i = 0; i < w->b->nsinks; i++) {
         fo_outbox_t *o = &w->outbox[i];
         if (!o->len)
             continue;
-        if (fo_inbox_post(&w->b->workers[i]->inbox, o->items, o->len)) {
+        if (fo_inbox_post(fo_broker_inbox(w->b, i), o->items, o->len)) {
             for (size_t k = 0; k < o->len; k++)
                 item_drop(&o->items[k]);
             FO_STAT_ADD(&w->stats, drops_gone, o->len);

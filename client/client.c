@@ -288,6 +288,38 @@ static fo_err_t send_all(int fd, fo__tls_t *t, const uint8_t *p, size_t n,
     return FO_OK;
 }
 
+/* A cluster's WELCOME: remember its members' client addresses (those not
+ * configured already) for the reconnect rotation. */
+static void take_cluster(fo_client_t *c, const Fanout__Welcome *w)
+{
+    c->clustered = w->node_id != NULL;
+    if (!c->clustered)
+        return;
+    /* a client that talks TLS to some server never falls back to plain TCP
+     * for a broker it only heard of: it learns tls:// addresses only; a
+     * plain one learns plain ones (it may have no TLS settings) */
+    int tls = 0;
+    for (size_t k = 0; k < c->nservers && !tls; k++) {
+        fo_addr_t a;
+        tls = !fo_addr_parse(c->servers[k], 0, &a) &&
+              (a.scheme == FO_SCHEME_TLS || (a.scheme == FO_SCHEME_NONE && c->tls_default));
+    }
+    c->nlearned = 0;
+    for (size_t i = 0; i < w->n_cluster && c->nlearned < FO__LEARNED_MAX; i++) {
+        const char *a = w->cluster[i];
+        fo_addr_t pa;
+        int skip = !a || strlen(a) >= FO__LEARNED_LEN || fo_addr_parse(a, 0, &pa);
+        if (!skip) {                 /* the same kind as what we were given */
+            int a_tls = pa.scheme == FO_SCHEME_TLS || (pa.scheme == FO_SCHEME_NONE && c->tls_default);
+            skip = a_tls != tls;
+        }
+        for (size_t k = 0; k < c->nservers && !skip; k++)
+            skip = !strcmp(c->servers[k], a);
+        if (!skip)
+            snprintf(c->learned[c->nlearned++], FO__LEARNED_LEN, "%s", a);
+    }
+}
+
 /* The limits and timers WELCOME sets; FO_ERR_NOMEM when its multicast
  * groups could not be copied (a multicast subscription would then miss
  * its groups: the connection attempt fails instead). */
@@ -305,6 +337,7 @@ static fo_err_t take_welcome(fo_client_t *c, const Fanout__Welcome *w)
     atomic_store(&c->max_frame_out, mf);
     snprintf(c->inbox_next, sizeof c->inbox_next, "%s",
              w->inbox && strlen(w->inbox) < sizeof c->inbox_next ? w->inbox : "");
+    take_cluster(c, w);
     return fo__mcast_subs_welcome(c->mcast, w);
 }
 
@@ -614,9 +647,11 @@ static void on_gap(fo_client_t *c, uint32_t sid, const Fanout__Gap *g)
         if (e)
             fo__seqmap_skip(e, g->first, g->last);
     }
-    fo__client_gap(c, s, g->topic, g->first, g->last,
-                   g->has_reason && g->reason == FANOUT__GAP_REASON__GAP_EVICTED ?
-                   FO_GAP_EVICTED : FO_GAP_SLOW_CONSUMER);
+    fo_gap_reason_t why = !g->has_reason ? FO_GAP_SLOW_CONSUMER
+                        : g->reason == FANOUT__GAP_REASON__GAP_EVICTED ? FO_GAP_EVICTED
+                        : g->reason == FANOUT__GAP_REASON__GAP_HOME_CHANGED ? FO_GAP_HOME_CHANGED
+                        : FO_GAP_SLOW_CONSUMER;
+    fo__client_gap(c, s, g->topic, g->first, g->last, why);
     fo__client_unpin(c, s);
 }
 
@@ -838,17 +873,22 @@ static int reconnect(fo_client_t *c)
             break;
         if (nap(c, backoff_ms(c, attempt, &seed)))
             return -1;
-        const char *server = c->servers[c->server_idx++ % c->nservers];
+        /* the configured servers, then the cluster's other brokers */
+        size_t k = c->server_idx++ % (c->nservers + c->nlearned);
+        char server[FO__LEARNED_LEN];
+        snprintf(server, sizeof server, "%s", k < c->nservers ? c->servers[k] : c->learned[k - c->nservers]);
         int fd;
         fo__tls_t *t = NULL;
         uint64_t epoch = 0;
+        int was_clustered = c->clustered;
         fo_err_t e = open_conn(c, server, &fd, &t, &epoch, err, sizeof err);
         if (e) {
             fo__client_set_error(c, err);
             continue;
         }
-        /* A new broker process (new epoch) numbers every topic afresh. */
-        int forget = c->epoch && epoch != c->epoch;
+        /* A new broker process (new epoch) numbers every topic afresh;
+         * in a cluster the topics' homes do, whichever broker this is. */
+        int forget = c->epoch && epoch != c->epoch && !(was_clustered && c->clustered);
         c->epoch = epoch;
         fo_buf_t frames = FO_BUF_INIT;
         fo_err_t re = fo__client_resubscribe(c, &frames, forget);

@@ -101,6 +101,9 @@ struct fo_sub {
     int orphan;              /* reader-only: free when unpinned       */
 };
 
+#define FO__LEARNED_MAX 16     /* Welcome.cluster addresses kept */
+#define FO__LEARNED_LEN 128
+
 struct fo_client {
     /* configuration, immutable after connect */
     char **servers;
@@ -172,6 +175,13 @@ struct fo_client {
                                  set up; handed to rr once it is up   */
     uint64_t last_rx_ms, last_ping_ms;
     fo_sub_t *cur;           /* reader: sub kept pinned across a batch */
+    /* a cluster (docs/CLUSTER.md): Welcome.node_id was set, so sequence
+     * numbers are the topics' homes' and positions survive a change of
+     * broker; Welcome.cluster's addresses join the reconnect rotation.
+     * Written by whoever completes a WELCOME (connect, then the reader). */
+    int clustered;
+    char learned[FO__LEARNED_MAX][FO__LEARNED_LEN];
+    size_t nlearned;
 };
 
 /* A PUBLISH with a reply address and/or headers, as protobuf-c structs

@@ -45,15 +45,8 @@ skip() { skip=$((skip + 1)); printf 'SKIP  %s\n' "$1"; }
 bad()  { fail=$((fail + 1)); printf 'FAIL  %s\n' "$1"; [ -z "${2:-}" ] || sed 's/^/    | /' "$2" | tail -40; }
 die()  { bad "$1" "${2:-}"; exit 1; }   # the EXIT trap cleans up and counts
 
-# Run "$@" until it succeeds or `secs` pass.
-wait_for() {
-    local secs=$1; shift
-    local end=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        [ "$SECONDS" -lt "$end" ] || return 1
-        sleep 0.5
-    done
-}
+# shellcheck source=docker/lib.sh
+. docker/lib.sh                          # wait_for
 
 apt_install() {
     local _

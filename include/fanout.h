@@ -96,8 +96,9 @@ typedef struct fo_msg {
     size_t topic_len;
     const void *payload;      /* payload_len bytes (may be 0), not terminated */
     size_t payload_len;
-    uint64_t seq;             /* per-topic sequence number, from 1; 0 for a
-                                 reply (replies are not sequenced)           */
+    uint64_t seq;             /* per-topic sequence number, from 1 (in a
+                                 cluster: epoch << 24 | n, docs/CLUSTER.md);
+                                 0 for a reply (replies are not sequenced)   */
     uint64_t time_ns;         /* broker receive time, CLOCK_REALTIME ns      */
     int replay;               /* 1 when replayed from the broker's retention */
     const char *reply;        /* a request's reply address (NUL-terminated):
@@ -114,8 +115,10 @@ typedef enum fo_gap_reason {
     FO_GAP_SLOW_CONSUMER = 0, /* broker dropped them from our output queue   */
     FO_GAP_EVICTED       = 1, /* no longer in the topic's retention ring     */
     FO_GAP_LOCAL         = 2, /* our fo_sub_next queue was full (max_queued) */
-    FO_GAP_MULTICAST     = 3  /* lost on multicast, not repaired in time
+    FO_GAP_MULTICAST     = 3, /* lost on multicast, not repaired in time
                                  (docs/MULTICAST.md)                         */
+    FO_GAP_HOME_CHANGED  = 4  /* a cluster: the topic's home broker changed
+                                 (docs/CLUSTER.md, Epochs)                   */
 } fo_gap_reason_t;
 
 /* Messages first..last (inclusive) of `topic` will not be delivered to

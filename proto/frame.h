@@ -33,6 +33,9 @@
 #define FO_MAX_FRAME_LIMIT   (64u << 20)      /* the largest limit allowed    */
 #define FO_PROTOCOL_VERSION  1u
 #define FO_DELIVER_PREFIX_MAX (FO_FRAME_HDR + 1 + 5)  /* len + sid field     */
+/* A cluster's sequence numbers are epoch << FO_SEQ_EPOCH_SHIFT | n
+ * (docs/CLUSTER.md, Epochs; docs/PROTOCOL.md §8). */
+#define FO_SEQ_EPOCH_SHIFT   24
 
 /* fanout.ErrorCode by its short name: FO_CODE(BAD_SID) ==
  * FANOUT__ERROR_CODE__ERR_BAD_SID. */

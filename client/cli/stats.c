@@ -611,6 +611,38 @@ static void summary_line(const snapshot_t *a, const snapshot_t *b)
            cpus, si(rate(a, b, "fanout_drops_slow_consumer_total"), c[9], 32));
 }
 
+/* The sum of every sample of a labelled family ("NAME{...}"). */
+static double family_sum(const snapshot_t *sn, const char *name)
+{
+    size_t nl = strlen(name);
+    double sum = 0;
+    int any = 0;
+    for (size_t i = 0; i < sn->n; i++)
+        if (!strncmp(sn->s[i].name, name, nl) && sn->s[i].name[nl] == '{') {
+            sum += sn->s[i].value;
+            any = 1;
+        }
+    return any ? sum : NAN;
+}
+
+/* A broker in a cluster (docs/CLUSTER.md): one more line under the
+ * summary -- members, links, topics homed here, and what crosses links. */
+static void cluster_line(const snapshot_t *a, const snapshot_t *b)
+{
+    if (!isfinite(value(b, "fanout_cluster_members")))
+        return;                       /* a single broker: nothing to say */
+    char c[6][32];
+    double dt = (double)(b->t_ns - a->t_ns) / 1e9;
+    double out_a = family_sum(a, "fanout_cluster_link_messages_out_total");
+    double out_b = family_sum(b, "fanout_cluster_link_messages_out_total");
+    double link_rate = isfinite(out_a) && isfinite(out_b) && out_b >= out_a && dt > 0 ? (out_b - out_a) / dt : NAN;
+    printf("%-8s cluster: %s members, %s links up, %s topics homed here, forwards %s/s, link msgs %s/s\n", "",
+           count(value(b, "fanout_cluster_members"), c[0], 32),
+           count(value(b, "fanout_cluster_links_up"), c[1], 32),
+           count(value(b, "fanout_cluster_topics_homed"), c[2], 32),
+           si(rate(a, b, "fanout_cluster_forwarded_total"), c[3], 32), si(link_rate, c[4], 32));
+}
+
 /* ------------------------------------------------------------ main */
 
 static volatile sig_atomic_t interrupted;
@@ -722,6 +754,7 @@ static int watch(const stats_args_t *a, const char *http, int tmo)
         if (tty && lines && lines % 20 == 0)
             header();
         summary_line(prev, cur);
+        cluster_line(prev, cur);
         fflush(stdout);
         lines++;
         if (cur->t_ns > next + step)

@@ -227,5 +227,38 @@ def markdown_links_point_into_the_tree():
         raise Fail("links to nothing: " + "; ".join(bad))
 
 
+@test
+def cluster_manifests_parse_and_keep_the_design():
+    """docker/stack.yml (run by make swarm-test) and docker/k8s/ (untested
+    here: no cluster) load as YAML and keep what docs/CLUSTER.md relies on."""
+    try:
+        import yaml
+    except ImportError:
+        raise Skip("python3-yaml is not installed")
+    stack = yaml.safe_load(read("docker/stack.yml"))
+    b = stack["services"]["broker"]
+    env = b["environment"]
+    if env.get("FANOUT_NODE_ID") != "broker-{{.Task.Slot}}":
+        raise Fail("docker/stack.yml: FANOUT_NODE_ID is not the task slot")
+    if env.get("FANOUT_CLUSTER_PEERS") != "dns:tasks.broker:7402":
+        raise Fail("docker/stack.yml: the peers are not tasks.broker")
+    if b["deploy"].get("endpoint_mode") != "dnsrr":
+        raise Fail("docker/stack.yml: endpoint_mode is not dnsrr")
+    docs = [d for d in yaml.safe_load_all(read("docker/k8s/fanout.yaml")) if d]
+    kinds = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    peers = kinds.get(("Service", "fanout-peers"))
+    sts = kinds.get(("StatefulSet", "fanout"))
+    if not peers or peers["spec"].get("clusterIP") != "None" or not peers["spec"].get("publishNotReadyAddresses"):
+        raise Fail("docker/k8s/fanout.yaml: no headless fanout-peers publishing not-ready addresses")
+    if not sts or sts["spec"].get("serviceName") != "fanout-peers":
+        raise Fail("docker/k8s/fanout.yaml: the StatefulSet is not governed by fanout-peers")
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    kenv = {e["name"]: e.get("value") for e in c["env"]}
+    if kenv.get("FANOUT_NODE_ID") != "$(POD_NAME)" or "fanout-peers" not in (kenv.get("FANOUT_CLUSTER_PEERS") or ""):
+        raise Fail("docker/k8s/fanout.yaml: node id or peers differ from docs/CLUSTER.md")
+    if c["readinessProbe"]["httpGet"]["path"] != "/healthz":
+        raise Fail("docker/k8s/fanout.yaml: readiness is not /healthz")
+
+
 if __name__ == "__main__":
     main()

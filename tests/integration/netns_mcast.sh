@@ -59,29 +59,14 @@ GROUP=239.$((P % 200 + 20)).$(( (P / 200) % 250 + 1)).$(( (P / 50000) % 250 + 1)
 GPORT=5500
 BADDR=198.18.0.1
 TMP=$(mktemp -d /tmp/fanout-netns.XXXXXX)
-pass=0; fail=0
 pids=""
-
-cleanup() {
-    for p in $pids; do kill "$p" 2>/dev/null; done
-    for p in $pids; do wait "$p" 2>/dev/null; done
-    for ns in "$NX" "$N2" "$N1" "$NB"; do      # anything left inside is ours
-        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-        ip netns del "$ns" 2>/dev/null
-    done
-    [ -n "${FO_NETNS_KEEP:-}" ] || rm -rf "$TMP"
-}
-trap cleanup EXIT
+NSES="$NX $N2 $N1 $NB"
+# shellcheck source=tests/integration/netns_lib.sh
+. "$HERE/netns_lib.sh"                 # netns_cleanup, ok, bad, finish
+trap netns_cleanup EXIT
 trap 'exit 1' INT TERM
 
-ok()   { echo "ok   $*"; pass=$((pass + 1)); }
-bad()  { echo "FAIL $*"; fail=$((fail + 1)); }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-finish() {
-    echo "$pass passed, $fail failed"
-    [ "$fail" -eq 0 ]
-    exit $?
-}
 die() { bad "$*"; for f in "$TMP"/*.err; do [ -s "$f" ] && sed "s|^|  $(basename "$f"): |" "$f" | tail -20; done; finish; }
 
 nx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }

@@ -9,25 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <cmocka.h>
+#include "harness.h"
 
 #define SCRIPT "tests/integration/netns_mcast.sh"
 
 static void test_netns(void **state)
 {
     (void)state;
-    if (geteuid() != 0) {
-        printf("SKIP: not root: cannot create network namespaces\n");
-        skip();
-    }
-    /* the script bounds its own run time (well under a minute) */
-    int st = system("exec /bin/bash " SCRIPT " 2>&1");
-    assert_true(st != -1 && WIFEXITED(st));
-    if (WEXITSTATUS(st) == 77)
-        skip();
-    assert_int_equal(WEXITSTATUS(st), 0);
+    fo_tb_script_test(SCRIPT);
 }
 
 int main(void)

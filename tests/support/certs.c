@@ -58,6 +58,10 @@ int fo_tb_make_certs(const char *dir)
     static const char server_ext[] =
         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
         "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
+    /* a cluster link is TLS both ways: one certificate for both ends */
+    static const char peer_ext[] =
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n"
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
     static const char client_ext[] =
         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n"
         "subjectAltName=DNS:alice.clients.test,email:alice@example.test\n";
@@ -72,6 +76,8 @@ int fo_tb_make_certs(const char *dir)
         make_leaf(dir, "ca", "client", "alice", client_ext, 30) ||
         /* a client certificate from a CA the broker does not trust */
         make_leaf(dir, "other-ca", "stranger", "mallory", client_ext, 30) ||
+        make_leaf(dir, "ca", "peer", "fanout peer", peer_ext, 30) ||
+        make_leaf(dir, "other-ca", "peer-stranger", "fanout peer", peer_ext, 30) ||
         /* a good server certificate, for a name nobody dials */
         make_leaf(dir, "ca", "elsewhere", "elsewhere.test", elsewhere_ext, 30))
         return -1;

@@ -17,6 +17,10 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
 #include "harness.h"
 
 uint64_t fo_tb_now_ms(void)
@@ -872,4 +876,19 @@ int fo_tb_run(const char *const *argv, const char *input, char *out, size_t outl
     }
     waitpid(pid, &st, 0);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void fo_tb_script_test(const char *path)
+{
+    if (geteuid() != 0) {
+        printf("SKIP: not root: cannot create network namespaces\n");
+        skip();
+    }
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "exec /bin/bash %s 2>&1", path);
+    int st = system(cmd);              /* the script bounds its own run time */
+    assert_true(st != -1 && WIFEXITED(st));
+    if (WEXITSTATUS(st) == 77)
+        skip();
+    assert_int_equal(WEXITSTATUS(st), 0);
 }

@@ -58,6 +58,9 @@ int fo_tb_tls(void);
  *   client.pem/.key    CN alice, SAN DNS:alice.clients.test and
  *                      email:alice@example.test, clientAuth, by ca
  *   stranger.pem/.key  CN mallory, a client certificate by other-ca
+ *   peer.pem/.key      CN "fanout peer", serverAuth and clientAuth (both
+ *                      ends of a cluster link), by ca
+ *   peer-stranger.pem/.key  the same, by other-ca
  *   elsewhere.pem/.key CN elsewhere.test, SAN DNS:elsewhere.test only (no
  *                      localhost, no 127.0.0.1): hostname mismatch, by ca
  * 0 on success. */
@@ -156,6 +159,11 @@ int fo_tc_wait_closed(fo_tc_t *c, int timeout_ms, int *err_code);
  * out/err (may be NULL). Returns the exit status, or -1 on timeout. */
 int fo_tb_run(const char *const *argv, const char *input, char *out, size_t outlen,
               char *err, size_t errlen, int timeout_ms);
+/* A test script run as one cmocka test (tests/integration/netns_*.sh):
+ * skip() when not root or when it exits 77, fail unless it exits 0. Its
+ * output goes to the test's log. Call from a cmocka test. */
+void fo_tb_script_test(const char *path);
+
 /* Start a command in the background with stdout to a file; returns pid. */
 pid_t fo_tb_spawn(const char *const *argv, const char *stdout_path);
 

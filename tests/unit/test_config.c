@@ -540,6 +540,41 @@ static void test_tls_options(void **state)
     assert_non_null(strstr(errbuf, "--tls-user-from cn needs --tls-verify-client"));
 }
 
+/* The cluster's options (docs/CLUSTER.md): off by default, the default
+ * port, and the cross-checks. */
+static void test_cluster_options(void **state)
+{
+    (void)state;
+    fo_config_t c;
+    assert_int_equal(load(&c, NULL, NULL, NULL), FO_OK);
+    assert_string_equal(c.cluster_listen, "off");
+    assert_string_equal(c.cluster_peers, "");
+    assert_int_equal(c.cluster_max_output, 64ull << 20);
+    assert_int_equal(c.cluster_resolve_ms, 2000);
+    assert_int_equal(c.cluster_tls, 0);
+    const char *ok[] = { "--cluster-listen", "0.0.0.0", "--cluster-peers", "dns:tasks.broker:7402,10.0.0.2:7402",
+                         "--node-id", "broker-1", "--cluster-secret-file", "/run/secrets/s",
+                         "--cluster-dns-interval", "500ms", NULL };
+    assert_int_equal(load(&c, ok, NULL, NULL), FO_OK);
+    assert_string_equal(c.cluster_listen, "0.0.0.0:7402");     /* FO_PORT_CLUSTER */
+    assert_int_equal(c.cluster_resolve_ms, 500);
+    const char *both[] = { "--cluster-secret", "x", "--cluster-secret-file", "/s", NULL };
+    assert_int_equal(load(&c, both, NULL, NULL), FO_ERR_INVAL);
+    assert_non_null(strstr(errbuf, "--cluster-secret and --cluster-secret-file are exclusive"));
+    const char *same[] = { "--listen", "127.0.0.1:7400", "--cluster-listen", "127.0.0.1:7400", NULL };
+    assert_int_equal(load(&c, same, NULL, NULL), FO_ERR_INVAL);
+    assert_non_null(strstr(errbuf, "is the client listener's address"));
+    const char *tls[] = { "--cluster-tls", "1", "--tls-cert", "/c.pem", "--tls-key", "/k.pem", NULL };
+    assert_int_equal(load(&c, tls, NULL, NULL), FO_ERR_INVAL);
+    assert_non_null(strstr(errbuf, "--cluster-tls needs"));
+    const char *tls_ok[] = { "--cluster-tls", "1", "--tls-cert", "/c.pem", "--tls-key", "/k.pem",
+                             "--cluster-tls-ca", "/ca.pem", NULL };
+    assert_int_equal(load(&c, tls_ok, NULL, NULL), FO_OK);
+    const char *env[] = { "FANOUT_NODE_ID=broker-2", NULL };   /* Swarm expands the template */
+    assert_int_equal(load(&c, NULL, env, NULL), FO_OK);
+    assert_string_equal(c.node_id, "broker-2");
+}
+
 /* Every option --help lists is documented in docs/CONFIG.md with its env
  * variable (the doc must stay true to the table). */
 static void test_docs_cover_every_option(void **state)
@@ -789,6 +824,7 @@ int main(void)
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_tls_options),
+        cmocka_unit_test(test_cluster_options),
         cmocka_unit_test(test_docs_cover_every_option),
         cmocka_unit_test(test_did_you_mean),
         cmocka_unit_test(test_env_warnings),
