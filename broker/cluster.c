@@ -618,6 +618,25 @@ static void on_epoch(fo_cluster_t *c, const Fanout__PeerEpoch *e)
 }
 
 /* A message the home sent us: fan it out to our subscribers. */
+/* The workers with plain subscribers of t for a message from its home
+ * (topic locked). Multicast stays on this segment: this broker sends to
+ * its own multicast subscribers, by one worker (the lists change under
+ * the topic lock, which is held), named in m->mcast_by. */
+static uint64_t local_workers(const fo_cluster_t *c, fo_topic_t *t, fo_msg_t *m)
+{
+    uint64_t mask = 0;
+    for (int i = 0; i < c->sink; i++)
+        if (atomic_load_explicit(&t->nlocal[i], memory_order_relaxed))
+            mask |= 1ull << i;
+    for (int i = 0; i < c->sink && t->mcast_group >= 0 && !m->mcast_by; i++)
+        for (fo_binding_t *bd = t->local[i]; bd && !m->mcast_by; bd = bd->tnext)
+            if (bd->sub->multicast) {
+                m->mcast_by = (uint8_t)(i + 1);
+                mask |= 1ull << i;
+            }
+    return mask;
+}
+
 static void on_deliver(fo_cluster_t *c, fo_peer_t *p, const Fanout__PeerDeliver *d)
 {
     fo_broker_t *b = c->b;
@@ -667,18 +686,7 @@ static void on_deliver(fo_cluster_t *c, fo_peer_t *p, const Fanout__PeerDeliver 
             fo_qgroup_t *g = fo_topic_group(t, d->queue, d->filter);
             pick = g ? fo_qgroup_pick_local(g, seq, c->sink) : NULL;
         } else {
-            for (int i = 0; i < c->sink; i++)
-                if (atomic_load_explicit(&t->nlocal[i], memory_order_relaxed))
-                    mask |= 1ull << i;
-            /* multicast stays on this segment: this broker sends to its own
-             * multicast subscribers, by one worker (the lists change under
-             * the topic lock, which is held) */
-            for (int i = 0; i < c->sink && t->mcast_group >= 0 && !m->mcast_by; i++)
-                for (fo_binding_t *bd = t->local[i]; bd && !m->mcast_by; bd = bd->tnext)
-                    if (bd->sub->multicast) {
-                        m->mcast_by = (uint8_t)(i + 1);
-                        mask |= 1ull << i;
-                    }
+            mask = local_workers(c, t, m);
         }
         fo_item_t pk = { 0 };
         if (pick)

@@ -791,6 +791,32 @@ static fo_err_t walk_argv(load_t *ld, int argc, char **argv, bool apply,
     return FO_OK;
 }
 
+/* The login options: the one-user shorthand names both, and is not
+ * mixed with a users file. */
+static fo_err_t check_logins(const fo_config_t *c, char *err, size_t errlen)
+{
+    if (c->password[0] && !c->user[0])
+        return fail(err, errlen, "--password needs --user (the one-user shorthand names both)");
+    if (c->user[0] && !c->password[0])
+        return fail(err, errlen, "--user %s needs --password", c->user);
+    if (c->user[0] && c->users_file[0])
+        return fail(err, errlen, "--user and --users are exclusive: put %s in the users file", c->user);
+    return FO_OK;
+}
+
+static fo_err_t check_cluster(const fo_config_t *c, char *err, size_t errlen)
+{
+    if (c->cluster_secret[0] && c->cluster_secret_file[0])
+        return fail(err, errlen, "--cluster-secret and --cluster-secret-file are exclusive");
+    if (c->cluster_tls && (!c->tls_cert[0] || !c->tls_key[0] || (!c->cluster_tls_ca[0] && !c->tls_ca[0])))
+        return fail(err, errlen, "--cluster-tls needs --tls-cert, --tls-key and --cluster-tls-ca (or --tls-ca): "
+                    "this broker's certificate and the CA its peers' chain to");
+    if (strcmp(c->cluster_listen, "off") && !strcmp(c->cluster_listen, c->listen))
+        return fail(err, errlen, "--cluster-listen %s is the client listener's address: the cluster "
+                    "port is its own (default %d)", c->cluster_listen, FO_PORT_CLUSTER);
+    return FO_OK;
+}
+
 static fo_err_t check_all(const fo_config_t *c, char *err, size_t errlen)
 {
     if (c->idle_timeout_ms <= c->ping_interval_ms) {
@@ -804,24 +830,11 @@ static fo_err_t check_all(const fo_config_t *c, char *err, size_t errlen)
     if (c->tls_verify_client != FO_TLS_VERIFY_NONE && !c->tls_ca[0])
         return fail(err, errlen, "--tls-verify-client %s needs --tls-ca (the CA bundle client certificates chain to)",
                     c->tls_verify_client == FO_TLS_VERIFY_REQUIRED ? "required" : "optional");
-    if (c->password[0] && !c->user[0])
-        return fail(err, errlen, "--password needs --user (the one-user shorthand names both)");
-    if (c->user[0] && !c->password[0])
-        return fail(err, errlen, "--user %s needs --password", c->user);
-    if (c->user[0] && c->users_file[0])
-        return fail(err, errlen, "--user and --users are exclusive: put %s in the users file", c->user);
-    if (c->cluster_secret[0] && c->cluster_secret_file[0])
-        return fail(err, errlen, "--cluster-secret and --cluster-secret-file are exclusive");
-    if (c->cluster_tls && (!c->tls_cert[0] || !c->tls_key[0] || (!c->cluster_tls_ca[0] && !c->tls_ca[0])))
-        return fail(err, errlen, "--cluster-tls needs --tls-cert, --tls-key and --cluster-tls-ca (or --tls-ca): "
-                    "this broker's certificate and the CA its peers' chain to");
-    if (strcmp(c->cluster_listen, "off") && !strcmp(c->cluster_listen, c->listen))
-        return fail(err, errlen, "--cluster-listen %s is the client listener's address: the cluster "
-                    "port is its own (default %d)", c->cluster_listen, FO_PORT_CLUSTER);
     if (c->tls_user_from != FO_TLS_USER_OFF && c->tls_verify_client == FO_TLS_VERIFY_NONE)
         return fail(err, errlen, "--tls-user-from %s needs --tls-verify-client optional or required",
                     c->tls_user_from == FO_TLS_USER_CN ? "cn" : "san");
-    return FO_OK;
+    fo_err_t e = check_logins(c, err, errlen);
+    return e ? e : check_cluster(c, err, errlen);
 }
 
 /* ------------------------------------------------------------ public */

@@ -299,16 +299,10 @@ static fo_err_t flush_tls(fo_peer_t *p)
     return FO_OK;
 }
 
-fo_err_t fo_peer_flush(fo_peer_t *p)
+/* writev the queue until it is empty or the socket full. */
+static fo_err_t flush_plain(fo_peer_t *p)
 {
-    if (p->state == FO_PEER_CONNECTING)
-        return FO_OK;
-    if (p->tls) {
-        fo_err_t e = flush_tls(p);
-        if (e)
-            return e;
-    }
-    while (!p->tls && p->qlen) {
+    while (p->qlen) {
         struct iovec iov[IOV_MAX_PEER];
         int n = 0;
         size_t off = p->qoff;
@@ -337,6 +331,23 @@ fo_err_t fo_peer_flush(fo_peer_t *p)
         }
         atomic_fetch_add_explicit(&p->ctr->bytes_out, (uint64_t)w, memory_order_relaxed);
         advance(p, (size_t)w);
+    }
+    return FO_OK;
+}
+
+fo_err_t fo_peer_flush(fo_peer_t *p)
+{
+    if (p->state == FO_PEER_CONNECTING)
+        return FO_OK;
+    if (p->tls) {
+        fo_err_t e = flush_tls(p);
+        if (e)
+            return e;
+    }
+    if (!p->tls) {
+        fo_err_t e = flush_plain(p);
+        if (e)
+            return e;
     }
     /* TLS: not before the handshake, nor while a write waits to read */
     int want = p->qlen > 0 && (!p->tls || (p->tls->established && p->tls->wr_want != FO_TLS_WANT_READ));

@@ -15,25 +15,37 @@ fo_err_t fo_peer_frame_append(fo_buf_t *out, const Fanout__PeerFrame *f)
     return FO_OK;
 }
 
+static int hello_ok(const Fanout__PeerHello *h)
+{
+    size_t nl = h->node_id ? strlen(h->node_id) : 0;
+    return h->has_version && nl >= 1 && nl <= FO_PEER_NODE_MAX && h->has_nonce &&
+           h->nonce.len == FO_PEER_NONCE;
+}
+
+static int interest_ok(const Fanout__PeerInterest *i)
+{
+    if (!i->has_seq || !i->has_op || !i->has_id)
+        return 0;
+    if (i->op == FANOUT__PEER_INTEREST__OP__ADD)
+        return i->filter != NULL;
+    return i->op == FANOUT__PEER_INTEREST__OP__DEL;
+}
+
+static int replayed_ok(const Fanout__PeerReplayed *r)
+{
+    int gap = r->topic && r->has_gap_first && r->has_gap_last && r->gap_first <= r->gap_last;
+    return r->has_conn && r->has_sid && (gap != (r->has_body && r->body.len > 0));
+}
+
 static int member_ok(const Fanout__PeerFrame *f)
 {
     switch (f->body_case) {
-    case FANOUT__PEER_FRAME__BODY_HELLO: {
-        const Fanout__PeerHello *h = f->hello;
-        size_t nl = h->node_id ? strlen(h->node_id) : 0;
-        return h->has_version && nl >= 1 && nl <= FO_PEER_NODE_MAX && h->has_nonce &&
-               h->nonce.len == FO_PEER_NONCE;
-    }
+    case FANOUT__PEER_FRAME__BODY_HELLO:
+        return hello_ok(f->hello);
     case FANOUT__PEER_FRAME__BODY_AUTH:
         return f->auth->has_mac && f->auth->mac.len == FO_PEER_MAC;
-    case FANOUT__PEER_FRAME__BODY_INTEREST: {
-        const Fanout__PeerInterest *i = f->interest;
-        if (!i->has_seq || !i->has_op || !i->has_id)
-            return 0;
-        if (i->op == FANOUT__PEER_INTEREST__OP__ADD)
-            return i->filter != NULL;
-        return i->op == FANOUT__PEER_INTEREST__OP__DEL;
-    }
+    case FANOUT__PEER_FRAME__BODY_INTEREST:
+        return interest_ok(f->interest);
     case FANOUT__PEER_FRAME__BODY_PUBLISH:
         return f->publish->has_frame && f->publish->frame.len > 0;
     case FANOUT__PEER_FRAME__BODY_DELIVER:
@@ -46,11 +58,8 @@ static int member_ok(const Fanout__PeerFrame *f)
     case FANOUT__PEER_FRAME__BODY_REPLAY:
         return f->replay->has_conn && f->replay->has_sid && f->replay->topic &&
                (f->replay->has_first || f->replay->earliest);
-    case FANOUT__PEER_FRAME__BODY_REPLAYED: {
-        const Fanout__PeerReplayed *r = f->replayed;
-        int gap = r->topic && r->has_gap_first && r->has_gap_last && r->gap_first <= r->gap_last;
-        return r->has_conn && r->has_sid && (gap != (r->has_body && r->body.len > 0));
-    }
+    case FANOUT__PEER_FRAME__BODY_REPLAYED:
+        return replayed_ok(f->replayed);
     case FANOUT__PEER_FRAME__BODY_REPLAY_END:
         return f->replay_end->has_conn && f->replay_end->has_sid && f->replay_end->topic;
     case FANOUT__PEER_FRAME__BODY_EPOCH:

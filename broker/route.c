@@ -952,48 +952,56 @@ static void free_unregistered(fo_conn_t *c, fo_sub_t *sub)
     free(sub);
 }
 
-void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
+/* The checks that refuse a SUBSCRIBE with an ERROR and leave the
+ * connection open (after sub_frame_ok's, which close it): the sid, the
+ * values, the connection's limit, the user's permissions. 0 when refused;
+ * else *policy is the slow-consumer policy it gets. */
+static int sub_acceptable(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req, int *policy)
 {
     fo_worker_t *w = c->w;
-    if (!sub_frame_ok(c, s))
-        return;
-    size_t fl = strlen(s->filter);
     if (s->sid == 0 || fo_conn_sub(c, s->sid)) {
         fo_conn_send_error(c, FO_CODE(BAD_SID), req, s->sid, "sid %u is %s", s->sid,
                            s->sid ? "already in use" : "reserved");
-        return;
+        return 0;
     }
     const char *bad = sub_request_problem(s);
     if (bad) {
         fo_conn_send_error(c, FO_CODE(BAD_REQUEST), req, s->sid, "%s", bad);
-        return;
+        return 0;
     }
     if (c->nsubs >= (uint32_t)w->b->cfg.max_subs) {
         fo_conn_send_error(c, FO_CODE(MAX_SUBS), req, s->sid, "at most %d subscriptions per connection",
                            w->b->cfg.max_subs);
-        return;
+        return 0;
     }
     int pol = s->has_slow ? (int)s->slow : 0;
-    int policy = pol == FANOUT__SLOW_POLICY__SLOW_DISCONNECT ? FO_POLICY_DISCONNECT
-               : pol == FANOUT__SLOW_POLICY__SLOW_DROP ? FO_POLICY_DROP
-               : pol == FANOUT__SLOW_POLICY__SLOW_BLOCK ? FO_POLICY_BLOCK
-               : LIM(w->b, slow_policy);
-    if (c->user && !sub_permitted(c, s, req, &policy))
-        return;
+    *policy = pol == FANOUT__SLOW_POLICY__SLOW_DISCONNECT ? FO_POLICY_DISCONNECT
+            : pol == FANOUT__SLOW_POLICY__SLOW_DROP ? FO_POLICY_DROP
+            : pol == FANOUT__SLOW_POLICY__SLOW_BLOCK ? FO_POLICY_BLOCK
+            : LIM(w->b, slow_policy);
+    return !c->user || sub_permitted(c, s, req, policy);
+}
+
+/* A new subscription of c (counted against its user), not registered
+ * yet; NULL when refused (the ERROR is said) or out of memory (*nomem). */
+static fo_sub_t *sub_new(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req, int policy, int *nomem)
+{
+    size_t fl = strlen(s->filter);
     fo_sub_t *sub = calloc(1, sizeof *sub + fl + 1);
+    *nomem = !sub;
     if (!sub)
-        goto nomem;
+        return NULL;
     if (c->user && fo_user_take(c->user, FO_LIMIT_SUBSCRIPTIONS)) {
         free(sub);
         fo_conn_send_error(c, FO_CODE(MAX_SUBS), req, s->sid, "user %s may hold at most %llu subscriptions",
                            fo_user_name(c->user),
                            (unsigned long long)fo_user_limit(c->user, FO_LIMIT_SUBSCRIPTIONS));
-        return;
+        return NULL;
     }
     sub->acl = fo_login_sub_acl(c);
     memcpy(sub->filter, s->filter, fl + 1);
     sub->sid = s->sid;
-    sub->worker = w->id;
+    sub->worker = c->w->id;
     sub->conn = c;
     sub->conn_id = c->id;
     sub->multicast = s->has_delivery && s->delivery == FANOUT__DELIVERY__DELIVERY_MULTICAST;
@@ -1001,7 +1009,39 @@ void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
     sub->policy = (uint8_t)policy;
     if (s->queue && s->queue[0] && !(sub->queue = strdup(s->queue))) {
         free_unregistered(c, sub);
-        goto nomem;
+        *nomem = 1;
+        return NULL;
+    }
+    return sub;
+}
+
+/* In a cluster: the peers hear of the interest before any replay request
+ * this subscription makes of a home (both go through the cluster's inbox
+ * in order); the topics it asks to replay exist here, so it binds. */
+static void sub_cluster(fo_cluster_t *cl, fo_registry_t *reg, const fo_sub_t *sub,
+                        const Fanout__Subscribe *s)
+{
+    fo_cluster_interest(cl, sub->filter, sub->queue, 1);
+    fo_err_t e;
+    for (size_t i = 0; i < s->n_positions; i++) {
+        const char *pt = s->positions[i]->topic;
+        (void)fo_registry_get(reg, pt, strlen(pt), NULL, &e);   /* NULL: not bound, no replay */
+    }
+    if (s->has_start && s->start != FANOUT__START__START_NEW && !fo_filter_is_wild(sub->filter))
+        (void)fo_registry_get(reg, sub->filter, strlen(sub->filter), NULL, &e);
+}
+
+void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
+{
+    fo_worker_t *w = c->w;
+    int policy, nomem;
+    if (!sub_frame_ok(c, s) || !sub_acceptable(c, s, req, &policy))
+        return;
+    fo_sub_t *sub = sub_new(c, s, req, policy, &nomem);
+    if (!sub) {
+        if (nomem)
+            fo_conn_send_error(c, FO_CODE(MEMORY_LIMIT), req, s->sid, "out of memory");
+        return;
     }
     /* On the connection first, so replay (inside subscribe) finds it. */
     if (fo_conn_sub_add(c, sub)) {
@@ -1013,19 +1053,8 @@ void fo_route_subscribe(fo_conn_t *c, const Fanout__Subscribe *s, uint64_t req)
     if (req)
         send_ack(c, req, 0, 0);
     fo_cluster_t *cl = w->b->cluster;
-    if (cl) {
-        /* the peers hear of the interest before any replay request this
-         * subscription makes of a home (both go through the cluster's
-         * inbox in order); a position's topic exists here, so it binds */
-        fo_cluster_interest(cl, sub->filter, sub->queue, 1);
-        fo_err_t e;
-        for (size_t i = 0; i < s->n_positions; i++) {
-            const char *pt = s->positions[i]->topic;
-            (void)fo_registry_get(w->b->reg, pt, strlen(pt), NULL, &e);   /* NULL: not bound, no replay */
-        }
-        if (s->has_start && s->start != FANOUT__START__START_NEW && !fo_filter_is_wild(sub->filter))
-            (void)fo_registry_get(w->b->reg, sub->filter, fl, NULL, &e);
-    }
+    if (cl)
+        sub_cluster(cl, w->b->reg, sub, s);
     bound_ctx_t ctx = { c, s };
     if (fo_registry_subscribe(w->b->reg, sub, on_bound, &ctx)) {
         if (cl)

@@ -990,10 +990,86 @@ static uint64_t next_wake_us(fo_client_t *c, uint64_t now_us, uint64_t mdue_ms)
     return next;
 }
 
+/* Wait for the socket, the wake-up fd or the multicast sockets, at most
+ * until the next timer (mdue: the multicast one, ms). Returns poll's
+ * count; p[0] counts as readable when the TLS session holds input. */
+static int reader_wait(fo_client_t *c, uint64_t mdue, struct pollfd p[3])
+{
+    uint64_t now_us = fo_clock_us();
+    uint64_t next = next_wake_us(c, now_us, mdue);
+    uint64_t wait = next > now_us ? next - now_us : 0;
+    struct timespec tmo = { (time_t)(wait / 1000000), (long)(wait % 1000000) * 1000 };
+    p[0] = (struct pollfd){ .fd = c->rfd, .events = POLLIN };
+    p[1] = (struct pollfd){ .fd = c->wakefd, .events = POLLIN };
+    p[2] = (struct pollfd){ .fd = fo__mcast_subs_fd(c->mcast), .events = POLLIN };
+    /* TLS: what OpenSSL already holds (a read cut at READ_CHUNK, a
+     * read-ahead) is read without waiting; poll cannot see it */
+    int held = 0;
+    if (c->tls) {
+        held = fo__tls_pending(c->tls);
+        p[0].events = fo__tls_events(c->tls);
+        if (held)
+            tmo.tv_sec = tmo.tv_nsec = 0;
+    }
+    int n = ppoll(p, 3, &tmo, NULL);
+    if (held && n >= 0) {
+        p[0].revents |= POLLIN;
+        n += !n;
+    }
+    return n;
+}
+
+/* The socket is readable: a few reads while they fill the buffer (a
+ * flood: a poll per read costs as much as the read). 0, or -1 when the
+ * connection was lost. */
+static int reader_read(fo_client_t *c, uint64_t now)
+{
+    fo_err_t e;
+    int more, reads = 0;
+    do
+        e = read_batch(c, now, &more);
+    while (!e && more && ++reads < 8 && c->rfd >= 0);
+    if (!e)
+        return 0;
+    char text[160], why[120] = "";
+    if (c->tls && *fo__tls_why(c->tls, why, sizeof why))
+        snprintf(text, sizeof text, "connection lost: %s (TLS: %s)", fo_strerror(e), why);
+    else
+        snprintf(text, sizeof text, "connection lost: %s", fo_strerror(e));
+    conn_lost(c, e, text);
+    return -1;
+}
+
+/* The reader's timers: requests' deadlines, a PONG owed, the publishers'
+ * linger flush, keepalive, and the dead-peer check. */
+static void reader_timers(fo_client_t *c, uint64_t now_us)
+{
+    uint64_t now = now_us / 1000;
+    fo__rr_expire(c, now_us);
+    if (atomic_load(&c->pong_due))
+        fo__client_send_pong(c);
+    uint64_t fl = atomic_load_explicit(&c->flush_at_us, memory_order_relaxed);
+    if (fl && now_us >= fl)
+        linger_due(c);
+    if (now >= c->last_ping_ms + c->ping_interval_ms)
+        keepalive(c, now);
+    /* Dead when nothing was heard and nothing could be written for
+     * idle_ms: a broker that is slowly reading a flood of ours is alive
+     * even though its PONG is stuck behind our data. (Saturating: others
+     * may stamp these after our clock read.) */
+    uint64_t tx = atomic_load_explicit(&c->tx_ms, memory_order_relaxed);
+    uint64_t quiet_rx = now > c->last_rx_ms ? now - c->last_rx_ms : 0;
+    uint64_t quiet_tx = now > tx ? now - tx : 0;
+    if (quiet_rx > c->idle_ms && quiet_tx > c->idle_ms) {
+        char text[160];
+        snprintf(text, sizeof text, "nothing heard from the broker in %u ms", c->idle_ms);
+        conn_lost(c, FO_ERR_TIMEOUT, text);
+    }
+}
+
 static void *reader_main(void *arg)
 {
     fo_client_t *c = arg;
-    char text[160];
     uint64_t mdue = UINT64_MAX;  /* multicast timers (repair), ms; MAX = none */
     if (drain_frames(c))
         conn_lost(c, FO_ERR_PROTO, "bad frame from broker");
@@ -1003,77 +1079,21 @@ static void *reader_main(void *arg)
                 break;
             continue;
         }
-        uint64_t now_us = fo_clock_us();
-        uint64_t next = next_wake_us(c, now_us, mdue);
-        uint64_t wait = next > now_us ? next - now_us : 0;
-        struct timespec tmo = { (time_t)(wait / 1000000), (long)(wait % 1000000) * 1000 };
-        struct pollfd p[3] = { { .fd = c->rfd, .events = POLLIN },
-                               { .fd = c->wakefd, .events = POLLIN },
-                               { .fd = fo__mcast_subs_fd(c->mcast), .events = POLLIN } };
-        /* TLS: what OpenSSL already holds (a read cut at READ_CHUNK, a
-         * read-ahead) is read without waiting; poll cannot see it */
-        int held = 0;
-        if (c->tls) {
-            held = fo__tls_pending(c->tls);
-            p[0].events = fo__tls_events(c->tls);
-            if (held)
-                tmo.tv_sec = tmo.tv_nsec = 0;
-        }
-        int n = ppoll(p, 3, &tmo, NULL);
-        if (held && n >= 0) {
-            p[0].revents |= POLLIN;
-            n += !n;
-        }
+        struct pollfd p[3];
+        int n = reader_wait(c, mdue, p);
         if (atomic_load(&c->stop))
             break;
         if (n > 0 && p[1].revents)
             wake_ack(c);
         /* one clock read for the rest of the pass (timers are in ms) */
-        now_us = fo_clock_us();
-        uint64_t now = now_us / 1000;
+        uint64_t now_us = fo_clock_us(), now = now_us / 1000;
         if ((n > 0 && p[2].revents) || (mdue != UINT64_MAX && now >= mdue)) {
             int w = fo__mcast_subs_run(c->mcast, now);
             mdue = w < 0 ? UINT64_MAX : now + (uint64_t)w;
         }
-        if (n > 0 && p[0].revents) {
-            /* a flood fills the buffer read after read: take a few more
-             * before polling again (a poll per read costs as much) */
-            fo_err_t e;
-            int more, reads = 0;
-            do
-                e = read_batch(c, now, &more);
-            while (!e && more && ++reads < 8 && c->rfd >= 0);
-            if (e) {
-                char why[120] = "";
-                if (c->tls && *fo__tls_why(c->tls, why, sizeof why))
-                    snprintf(text, sizeof text, "connection lost: %s (TLS: %s)", fo_strerror(e),
-                             why);
-                else
-                    snprintf(text, sizeof text, "connection lost: %s", fo_strerror(e));
-                conn_lost(c, e, text);
-                continue;
-            }
-        }
-        fo__rr_expire(c, now_us);
-        if (atomic_load(&c->pong_due))
-            fo__client_send_pong(c);
-        uint64_t fl = atomic_load_explicit(&c->flush_at_us, memory_order_relaxed);
-        if (fl && now_us >= fl)
-            linger_due(c);
-        if (now >= c->last_ping_ms + c->ping_interval_ms)
-            keepalive(c, now);
-        /* Dead when nothing was heard and nothing could be written for
-         * idle_ms: a broker that is slowly reading a flood of ours is
-         * alive even though its PONG is stuck behind our data. */
-        /* (saturating: others may stamp these after our clock read) */
-        uint64_t tx = atomic_load_explicit(&c->tx_ms, memory_order_relaxed);
-        uint64_t quiet_rx = now > c->last_rx_ms ? now - c->last_rx_ms : 0;
-        uint64_t quiet_tx = now > tx ? now - tx : 0;
-        if (quiet_rx > c->idle_ms && quiet_tx > c->idle_ms) {
-            snprintf(text, sizeof text, "nothing heard from the broker in %u ms",
-                     c->idle_ms);
-            conn_lost(c, FO_ERR_TIMEOUT, text);
-        }
+        if (n > 0 && p[0].revents && reader_read(c, now))
+            continue;
+        reader_timers(c, now_us);
     }
     /* Every request still waiting is told, once, on this thread. */
     fo__rr_lost(c, FO_ERR_CLOSED);

@@ -180,6 +180,80 @@ static ssize_t link_recv(link_t *l, uint8_t *p, size_t n, uint64_t deadline)
 /* HELLO to server, and the WELCOME's http field into http (NUL when the
  * broker announced none); peer gets the address connected to. 0 ok, else
  * 1 with the reason in why. */
+/* The WELCOME (its http) or the ERROR answering our HELLO on l, by the
+ * deadline: 0, or 1 with why. */
+static int read_welcome(link_t *l, fo_decoder_t *dec, fo_arena_t *arena, const char *server,
+                        int timeout_ms, uint64_t deadline, char *http, size_t hlen, char *why,
+                        size_t wlen)
+{
+    int rc = 1;
+    char tw[200];
+    for (;;) {
+        const uint8_t *body;
+        size_t len;
+        fo_err_t d = fo_decoder_next(dec, &body, &len);
+        if (d == FO_OK) {
+            Fanout__Frame *in;
+            fo_arena_reset(arena);
+            if (fo_frame_unpack(body, len, arena, &in)) {
+                snprintf(why, wlen, "%s sent a frame that does not unpack", server);
+                break;
+            }
+            if (in->body_case == FANOUT__FRAME__BODY_WELCOME) {
+                if (in->welcome->http)
+                    snprintf(http, hlen, "%s", in->welcome->http);
+                rc = 0;
+                break;
+            }
+            if (in->body_case == FANOUT__FRAME__BODY_ERROR) {
+                if (in->error->has_code && in->error->code == FANOUT__ERROR_CODE__ERR_AUTH)
+                    snprintf(why, wlen, "the broker refused the login: %s",
+                             in->error->text ? in->error->text : "bad credentials");
+                else
+                    snprintf(why, wlen, "%s refused HELLO: %s", server,
+                             in->error->text ? in->error->text : "ERROR");
+                break;
+            }
+            continue;                      /* a PING before WELCOME: not ours to answer */
+        }
+        if (d != FO_ERR_AGAIN) {
+            const uint8_t *p = fo_buf_head(&dec->buf);
+            if (fo_buf_len(&dec->buf) >= 5 && !memcmp(p, "HTTP/", 5))
+                snprintf(why, wlen, "%s answered in HTTP: -s is the broker's client port (7400 "
+                         "by default); give its --http address as --http %s", server, server);
+            else
+                snprintf(why, wlen, "%s does not speak the fanout protocol", server);
+            break;
+        }
+        if (fo_buf_reserve(&dec->buf, 4096)) {
+            snprintf(why, wlen, "out of memory");
+            break;
+        }
+        ssize_t r = link_recv(l, fo_buf_tail(&dec->buf), fo_buf_room(&dec->buf), deadline);
+        if (r == -2) {
+            snprintf(why, wlen, "%s did not answer HELLO within %d ms", server, timeout_ms);
+            break;
+        }
+        if (r < 0 && l->tls) {
+            snprintf(why, wlen, "%s: the TLS session broke: %s", server,
+                     fo__tls_why(l->tls, tw, sizeof tw));
+            break;
+        }
+        if (r <= 0) {
+            const uint8_t *p = fo_buf_head(&dec->buf);
+            if (fo_buf_len(&dec->buf) >= 5 && !memcmp(p, "HTTP/", 5))
+                snprintf(why, wlen, "%s answered in HTTP: -s is the broker's client port (7400 "
+                         "by default); give its --http address as --http %s", server, server);
+            else
+                snprintf(why, wlen, "%s closed the connection before WELCOME (-s is the "
+                         "broker's client port; its --http address goes to --http)", server);
+            break;
+        }
+        fo_buf_commit(&dec->buf, (size_t)r);
+    }
+    return rc;
+}
+
 static int ask_broker(const char *server, int timeout_ms, char *http, size_t hlen, char *peer,
                       size_t plen, char *why, size_t wlen)
 {
@@ -225,69 +299,7 @@ static int ask_broker(const char *server, int timeout_ms, char *http, size_t hle
         snprintf(why, wlen, "out of memory");
         return 1;
     }
-    for (;;) {
-        const uint8_t *body;
-        size_t len;
-        fo_err_t d = fo_decoder_next(&dec, &body, &len);
-        if (d == FO_OK) {
-            Fanout__Frame *in;
-            fo_arena_reset(&arena);
-            if (fo_frame_unpack(body, len, &arena, &in)) {
-                snprintf(why, wlen, "%s sent a frame that does not unpack", server);
-                break;
-            }
-            if (in->body_case == FANOUT__FRAME__BODY_WELCOME) {
-                if (in->welcome->http)
-                    snprintf(http, hlen, "%s", in->welcome->http);
-                rc = 0;
-                break;
-            }
-            if (in->body_case == FANOUT__FRAME__BODY_ERROR) {
-                if (in->error->has_code && in->error->code == FANOUT__ERROR_CODE__ERR_AUTH)
-                    snprintf(why, wlen, "the broker refused the login: %s",
-                             in->error->text ? in->error->text : "bad credentials");
-                else
-                    snprintf(why, wlen, "%s refused HELLO: %s", server,
-                             in->error->text ? in->error->text : "ERROR");
-                break;
-            }
-            continue;                      /* a PING before WELCOME: not ours to answer */
-        }
-        if (d != FO_ERR_AGAIN) {
-            const uint8_t *p = fo_buf_head(&dec.buf);
-            if (fo_buf_len(&dec.buf) >= 5 && !memcmp(p, "HTTP/", 5))
-                snprintf(why, wlen, "%s answered in HTTP: -s is the broker's client port (7400 "
-                         "by default); give its --http address as --http %s", server, server);
-            else
-                snprintf(why, wlen, "%s does not speak the fanout protocol", server);
-            break;
-        }
-        if (fo_buf_reserve(&dec.buf, 4096)) {
-            snprintf(why, wlen, "out of memory");
-            break;
-        }
-        ssize_t r = link_recv(&l, fo_buf_tail(&dec.buf), fo_buf_room(&dec.buf), deadline);
-        if (r == -2) {
-            snprintf(why, wlen, "%s did not answer HELLO within %d ms", server, timeout_ms);
-            break;
-        }
-        if (r < 0 && l.tls) {
-            snprintf(why, wlen, "%s: the TLS session broke: %s", server,
-                     fo__tls_why(l.tls, tw, sizeof tw));
-            break;
-        }
-        if (r <= 0) {
-            const uint8_t *p = fo_buf_head(&dec.buf);
-            if (fo_buf_len(&dec.buf) >= 5 && !memcmp(p, "HTTP/", 5))
-                snprintf(why, wlen, "%s answered in HTTP: -s is the broker's client port (7400 "
-                         "by default); give its --http address as --http %s", server, server);
-            else
-                snprintf(why, wlen, "%s closed the connection before WELCOME (-s is the "
-                         "broker's client port; its --http address goes to --http)", server);
-            break;
-        }
-        fo_buf_commit(&dec.buf, (size_t)r);
-    }
+    rc = read_welcome(&l, &dec, &arena, server, timeout_ms, deadline, http, hlen, why, wlen);
     fo_arena_destroy(&arena);
     fo_decoder_destroy(&dec);
     link_close(&l);
@@ -344,28 +356,11 @@ static int find_http(const cli_servers_t *sv, int timeout_ms, char *out, size_t 
 
 /* GET /metrics into body (NUL-terminated); *status gets the HTTP status.
  * 0 ok, else the line is in why. */
-static int fetch(const char *server, int timeout_ms, fo_buf_t *body, char *why, size_t wlen)
+/* The whole HTTP answer on fd into body (until the server closes), by
+ * the deadline: 0, or 1 with why. */
+static int read_answer(int fd, const char *server, int timeout_ms, fo_buf_t *body, char *why,
+                       size_t wlen)
 {
-    int fd;
-    fo_addr_t a;
-    if (fo_addr_parse(server, FO_ADDR_NO_SCHEME, &a)) {
-        snprintf(why, wlen, "bad --http address '%s' (want HOST:PORT)", server);
-        return 1;
-    }
-    const char *host = a.host[0] ? a.host : "127.0.0.1";
-    if (fo_dial(server, timeout_ms, &fd, why, wlen))
-        return 1;
-    char req[1024], auth[400] = "";
-    const char *token = getenv("FANOUT_HTTP_TOKEN");
-    if (token && *token && strlen(token) < 256 && !strpbrk(token, "\r\n"))
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
-    int n = snprintf(req, sizeof req, "GET /metrics HTTP/1.0\r\nHost: %s\r\n%s"
-                     "Connection: close\r\n\r\n", host, auth);
-    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
-        snprintf(why, wlen, "sending to %s: %s", server, strerror(errno));
-        close(fd);
-        return 1;
-    }
     uint64_t deadline = fo_clock_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     fo_buf_consume(body, fo_buf_len(body));
     int rc = 1;
@@ -397,6 +392,32 @@ static int fetch(const char *server, int timeout_ms, fo_buf_t *body, char *why, 
             break;
         }
     }
+    return rc;
+}
+
+static int fetch(const char *server, int timeout_ms, fo_buf_t *body, char *why, size_t wlen)
+{
+    int fd;
+    fo_addr_t a;
+    if (fo_addr_parse(server, FO_ADDR_NO_SCHEME, &a)) {
+        snprintf(why, wlen, "bad --http address '%s' (want HOST:PORT)", server);
+        return 1;
+    }
+    const char *host = a.host[0] ? a.host : "127.0.0.1";
+    if (fo_dial(server, timeout_ms, &fd, why, wlen))
+        return 1;
+    char req[1024], auth[400] = "";
+    const char *token = getenv("FANOUT_HTTP_TOKEN");
+    if (token && *token && strlen(token) < 256 && !strpbrk(token, "\r\n"))
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
+    int n = snprintf(req, sizeof req, "GET /metrics HTTP/1.0\r\nHost: %s\r\n%s"
+                     "Connection: close\r\n\r\n", host, auth);
+    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+        snprintf(why, wlen, "sending to %s: %s", server, strerror(errno));
+        close(fd);
+        return 1;
+    }
+    int rc = read_answer(fd, server, timeout_ms, body, why, wlen);
     close(fd);
     if (rc)
         return rc;

@@ -126,7 +126,53 @@ static void print_stats(const fo_sub_t *s)
     fputc('\n', stderr);
 }
 
-int cli_sub(int argc, char **argv)
+typedef struct sub_args {
+    const char *server, *filter;
+    uint64_t count;
+    double timeout;
+    int json, stats, verbose;
+    fo_sub_opts_t so;
+} sub_args_t;
+
+/* One option of sub's into a: 0, or the exit status to return. */
+static int sub_opt(sub_args_t *a, int ch, const char *arg, char **argv)
+{
+    switch (ch) {
+    case 's': a->server = arg; return 0;
+    case 'v': a->verbose = 1; return 0;
+    case 'j': a->json = 1; return 0;
+    case 'M': a->so.delivery = FO_DELIVERY_MULTICAST; return 0;
+    case 'I': a->so.mcast_iface = arg; return 0;
+    case 'S': a->stats = 1; return 0;
+    case 'n':
+        return cli_u64(arg, 1, UINT64_MAX, &a->count)
+                   ? cli_usage("sub", "-n wants a positive integer, not '%s'", arg) : 0;
+    case 'q':
+        if (!*arg)
+            return cli_usage("sub", "--queue wants a group name");
+        a->so.queue = arg;
+        return 0;
+    case 'f':
+        if (!strcmp(arg, "earliest"))
+            a->so.start = FO_START_EARLIEST;
+        else if (!cli_u64(arg, 1, UINT64_MAX, &a->so.start_seq))
+            a->so.start = FO_START_SEQ;
+        else
+            return cli_usage("sub", "--from wants a sequence (>= 1) or 'earliest', not '%s'", arg);
+        return 0;
+    case 't':
+        return cli_double(arg, 0.001, 1e6, &a->timeout)
+                   ? cli_usage("sub", "--timeout wants seconds > 0, not '%s'", arg) : 0;
+    case 'P':
+        return cli_slow(arg, &a->so.slow)
+                   ? cli_usage("sub", "--slow wants drop, disconnect or block, not '%s'", arg) : 0;
+    case ':': return cli_usage("sub", "option '%s' needs a value", argv[optind - 1]);
+    default: return cli_usage("sub", "unknown option '%s'", argv[optind - 1]);
+    }
+}
+
+/* Options and FILTER into a: 0, an exit status, or -1 after --help. */
+static int sub_parse(sub_args_t *a, int argc, char **argv)
 {
     static const struct option opts[] = {
         { "server", required_argument, NULL, 's' },
@@ -144,65 +190,73 @@ int cli_sub(int argc, char **argv)
         CLI_CONN_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
-    const char *server = NULL;
-    uint64_t count = 0;
-    double timeout = 0;
-    int json = 0, stats = 0, verbose = 0;
-    fo_sub_opts_t so;
-    fo_sub_opts_init(&so);
     optind = 1;
     opterr = 0;
-    int ch;
+    int ch, rc;
     while ((ch = getopt_long(argc, argv, ":s:n:q:f:jt:vh", opts, NULL)) != -1) {
         if (cli_conn_opt(ch, optarg))
             continue;              /* --user, --tls-ca, ... */
-        switch (ch) {
-        case 's': server = optarg; break;
-        case 'v': verbose = 1; break;
-        case 'n':
-            if (cli_u64(optarg, 1, UINT64_MAX, &count))
-                return cli_usage("sub", "-n wants a positive integer, not '%s'", optarg);
-            break;
-        case 'q':
-            if (!*optarg)
-                return cli_usage("sub", "--queue wants a group name");
-            so.queue = optarg;
-            break;
-        case 'f':
-            if (!strcmp(optarg, "earliest")) {
-                so.start = FO_START_EARLIEST;
-            } else if (!cli_u64(optarg, 1, UINT64_MAX, &so.start_seq)) {
-                so.start = FO_START_SEQ;
-            } else {
-                return cli_usage("sub", "--from wants a sequence (>= 1) or 'earliest', not '%s'", optarg);
-            }
-            break;
-        case 'j': json = 1; break;
-        case 't':
-            if (cli_double(optarg, 0.001, 1e6, &timeout))
-                return cli_usage("sub", "--timeout wants seconds > 0, not '%s'", optarg);
-            break;
-        case 'h': fputs(help, stdout); return CLI_OK;
-        case 'M': so.delivery = FO_DELIVERY_MULTICAST; break;
-        case 'I': so.mcast_iface = optarg; break;
-        case 'S': stats = 1; break;
-        case 'P':
-            if (cli_slow(optarg, &so.slow))
-                return cli_usage("sub", "--slow wants drop, disconnect or block, not '%s'", optarg);
-            break;
-        case ':': return cli_usage("sub", "option '%s' needs a value", argv[optind - 1]);
-        default: return cli_usage("sub", "unknown option '%s'", argv[optind - 1]);
+        if (ch == 'h') {
+            fputs(help, stdout);
+            return -1;
         }
+        if ((rc = sub_opt(a, ch, optarg, argv)))
+            return rc;
     }
     if (argc - optind < 1)
         return cli_usage("sub", "missing FILTER");
     if (argc - optind > 1)
         return cli_usage("sub", "too many arguments");
-    const char *filter = argv[optind];
+    a->filter = argv[optind];
+    return 0;
+}
 
+/* Where a multicast subscription's messages come from, when not by
+ * multicast: said once on stderr. */
+static void say_delivery(const sub_args_t *a, const fo_sub_t *s)
+{
+    fo_mcast_stats_t mst;
+    if (a->so.delivery != FO_DELIVERY_MULTICAST || fo_sub_mcast_stats(s, &mst))
+        return;
+    if (mst.unkeyed)
+        fprintf(stderr, "fanout sub: %u multicast group%s for '%s' came without a key (plain TCP "
+                "from another host, or not every topic of the group readable): their messages "
+                "come by TCP\n", mst.unkeyed, mst.unkeyed == 1 ? "" : "s", a->filter);
+    else if (!mst.groups)
+        fprintf(stderr, "fanout sub: no multicast group carries '%s': messages come by TCP\n",
+                a->filter);
+}
+
+/* Print messages until the count, a timeout or an error: the exit status. */
+static int sub_print(const sub_args_t *a, fo_client_t *c, fo_sub_t *s)
+{
+    char why[256];
+    int tmo = a->timeout > 0 ? (int)(a->timeout * 1000) : -1;
+    for (uint64_t got = 0; !a->count || got < a->count; got++) {
+        const fo_msg_t *m;
+        fo_err_t err = fo_sub_next(s, 0, &m);
+        if (err == FO_ERR_TIMEOUT) {
+            fflush(stdout);          /* queue ran dry: show what we have */
+            err = fo_sub_next(s, tmo, &m);
+        }
+        if (err == FO_ERR_TIMEOUT)
+            return cli_fail("sub", CLI_RUNTIME, "no message within %g s", a->timeout);
+        if (err)
+            return cli_fail("sub", CLI_RUNTIME, "%s", cli_why(c, err, why));
+        print_msg(m, a->json, a->verbose);
+    }
+    return CLI_OK;
+}
+
+int cli_sub(int argc, char **argv)
+{
+    sub_args_t a = { 0 };
+    fo_sub_opts_init(&a.so);
+    int rc = sub_parse(&a, argc, argv);
+    if (rc)
+        return rc < 0 ? CLI_OK : rc;
     cli_servers_t sv;
-    int rc = cli_servers("sub", server, &sv);
-    if (rc != CLI_OK)
+    if ((rc = cli_servers("sub", a.server, &sv)) != CLI_OK)
         return rc;
     fo_client_t *c = cli_connect("sub", &sv, 1, on_event, on_gap, NULL);
     cli_servers_free(&sv);
@@ -210,42 +264,17 @@ int cli_sub(int argc, char **argv)
         return CLI_RUNTIME;
     fo_sub_t *s;
     char why[256];
-    fo_err_t err = fo_subscribe(c, filter, &so, &s);
+    fo_err_t err = fo_subscribe(c, a.filter, &a.so, &s);
     if (err) {
-        int rc = cli_fail("sub", CLI_RUNTIME, "subscribe to '%s' failed: %s",
-                          filter, cli_why(c, err, why));
+        rc = cli_fail("sub", CLI_RUNTIME, "subscribe to '%s' failed: %s", a.filter, cli_why(c, err, why));
         fo_client_destroy(c);
         return rc;
     }
     atomic_store(&subscribed, 1);
-    fo_mcast_stats_t mst;
-    if (so.delivery == FO_DELIVERY_MULTICAST && !fo_sub_mcast_stats(s, &mst) && mst.unkeyed)
-        fprintf(stderr, "fanout sub: %u multicast group%s for '%s' came without a key (plain TCP "
-                "from another host, or not every topic of the group readable): their messages "
-                "come by TCP\n", mst.unkeyed, mst.unkeyed == 1 ? "" : "s", filter);
-    else if (so.delivery == FO_DELIVERY_MULTICAST && !mst.groups)
-        fprintf(stderr, "fanout sub: no multicast group carries '%s': messages come by TCP\n",
-                filter);
-    int tmo = timeout > 0 ? (int)(timeout * 1000) : -1;
-    for (uint64_t got = 0; !count || got < count; got++) {
-        const fo_msg_t *m;
-        err = fo_sub_next(s, 0, &m);
-        if (err == FO_ERR_TIMEOUT) {
-            fflush(stdout);          /* queue ran dry: show what we have */
-            err = fo_sub_next(s, tmo, &m);
-        }
-        if (err == FO_ERR_TIMEOUT) {
-            rc = cli_fail("sub", CLI_RUNTIME, "no message within %g s", timeout);
-            break;
-        }
-        if (err) {
-            rc = cli_fail("sub", CLI_RUNTIME, "%s", cli_why(c, err, why));
-            break;
-        }
-        print_msg(m, json, verbose);
-    }
+    say_delivery(&a, s);
+    rc = sub_print(&a, c, s);
     fflush(stdout);
-    if (stats)
+    if (a.stats)
         print_stats(s);
     fo_client_destroy(c);
     return rc;
