@@ -11,10 +11,10 @@
 #        |-- veth --> ns fomc2-PID: eth0 198.18.0.3   subscriber 2 (lossy)
 #        `-- veth --> ns fomcX-PID: eth0 198.18.0.4   the attacker
 #
-# A group key is given only over TLS or loopback. libfanout speaks plain
-# TCP, so subscribers 1 and 2 reach the TLS listener through a local
-# forwarder (netns_tls_proxy.py on their own 127.0.0.1): they get the key
-# and receive by multicast. Subscriber 2's namespace drops every 5th
+# A group key is given only over TLS or loopback. Subscribers 1 and 2
+# connect to the TLS listener (tls://, verifying the test certificate,
+# which names the broker's address): they get the key and receive by
+# multicast. Subscriber 2's namespace drops every 5th
 # datagram of the group with iptables (-m statistic --mode nth; this kernel
 # has no netem): it must detect the gaps and repair them over TCP.
 # Subscriber 3 connects over plain TCP from its host: no key, so it joins
@@ -120,7 +120,7 @@ setup_net || die "network setup (bridge, veths, iptables in namespaces)"
 ok "network: 4 namespaces, bridge, 3 veths, loss rule"
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-    -subj /CN=fanout-netns -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>"$TMP/openssl.err" \
+    -subj /CN=fanout-netns -addext "subjectAltName=IP:$BADDR" -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>"$TMP/openssl.err" \
     || die "test certificate (openssl req)"
 
 # (ip netns exec execs: $! is the process itself, so kill/wait reach it)
@@ -139,14 +139,11 @@ nx "$NX" "$PY" "$HERE/netns_inject.py" capture "$GROUP" "$GPORT" 198.18.0.4 "$TM
     2>"$TMP/capture.err" &
 pids="$pids $!"
 
-# subscribers 1 and 2 over TLS (through their local forwarder): keyed
+# subscribers 1 and 2 over TLS: keyed
 i=1
 for ns in "$N1" "$N2"; do
-    nx "$ns" "$PY" "$HERE/netns_tls_proxy.py" 7400 "$BADDR" 7443 "$TMP/cert.pem" "$TMP/proxy$i.ready" \
-        2>"$TMP/proxy$i.err" &
-    pids="$pids $!"
-    wait_for 10 test -e "$TMP/proxy$i.ready" || die "TLS forwarder $i did not start"
-    ip netns exec "$ns" "$BUILD/fanout" sub -s 127.0.0.1:7400 --multicast --iface "198.18.0.$((i + 1))" \
+    ip netns exec "$ns" "$BUILD/fanout" sub -s "tls://$BADDR:7443" --tls-ca "$TMP/cert.pem" \
+        --multicast --iface "198.18.0.$((i + 1))" \
         --stats -n "$N" 't.>' >"$TMP/sub$i.out" 2>"$TMP/sub$i.err" &
     eval "spid$i=$!"; pids="$pids $!"
     i=$((i + 1))
