@@ -109,12 +109,16 @@ measure() {
         echo "$out" | sed -nE 's/.*deliveries_per_s=([0-9]+).*p50_us=([0-9.]+) p99_us=([0-9.]+) p999_us=([0-9.]+).*/\1 \2 \3 \4/p' >>"$work/runs"
     done
     c1=$(cpu "$bpid")
-    sort -n "$work/runs" | awk -v s="$s" -v p="$p" -v n="$runs" -v cpu=$((c1 - c0)) -v hz="$hz" -v msgs="$msgs" '
-        { r[NR] = $1; a[NR] = $2; b[NR] = $3; c[NR] = $4 }
+    # each column's own median (the runs' p99s sorted by themselves, not
+    # the p99 of the run with the median rate)
+    awk -v s="$s" -v p="$p" -v n="$runs" -v cpu=$((c1 - c0)) -v hz="$hz" -v msgs="$msgs" '
+        function sort(x, k,   i, j, t) { for (i = 2; i <= k; i++) for (j = i; j > 1 && x[j - 1] > x[j]; j--) { t = x[j]; x[j] = x[j - 1]; x[j - 1] = t } }
+        { r[NR] = $1 + 0; a[NR] = $2 + 0; b[NR] = $3 + 0; c[NR] = $4 + 0 }
         END { if (!NR) { print s, p, "-", "-", "-", "-", "-", "-", "-"; exit }
+              sort(r, NR); sort(a, NR); sort(b, NR); sort(c, NR)
               m = int((NR + 1) / 2)
               printf "%s %s %d %d %d %s %s %s %.3f\n", s, p, r[m], r[1], r[NR], a[m], b[m], c[m],
-                     (cpu / hz) / (n * msgs / 1e6) }' >>"$work/results"
+                     (cpu / hz) / (n * msgs / 1e6) }' "$work/runs" >>"$work/results"
 }
 
 echo "## machine"
