@@ -457,7 +457,9 @@ static void test_million_requests_stay_flat(void **state)
     (void)rss0;
     (void)rss1;
 #else
-    if (rss1 > rss0 + 16 * 1024)
+    /* valgrind (make valgrind) keeps 20 MB of freed blocks aside to catch
+     * use-after-free: the same */
+    if (!fo_tb_wrapped() && rss1 > rss0 + 16 * 1024)
         fail_msg("broker RSS grew from %ld KiB to %ld KiB over a million requests", rss0, rss1);
 #endif
     fo_tc_close(&svc);

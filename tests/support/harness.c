@@ -30,6 +30,12 @@ uint64_t fo_tb_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+int fo_tb_wrapped(void)
+{
+    const char *w = getenv("FO_BROKER_WRAP");
+    return w && *w;
+}
+
 const char *fo_tb_build_dir(void)
 {
     const char *b = getenv("FO_BUILD");

@@ -38,6 +38,10 @@ typedef struct fo_tb {
 } fo_tb_t;
 
 uint64_t fo_tb_now_ms(void);
+/* 1 when brokers run under FO_BROKER_WRAP (make valgrind): one thread at
+ * a time, tens of times slower, so a test whose point is a timing (not
+ * an outcome) skips. */
+int fo_tb_wrapped(void);
 int fo_tb_free_port(void);
 const char *fo_tb_build_dir(void);
 
