@@ -961,12 +961,17 @@ static void keepalive(fo_client_t *c, uint64_t now)
 }
 
 /* Publishes buffered longer than the linger go out by themselves. A
- * writer holding the lock is writing anyway: try again shortly. */
-static void linger_due(fo_client_t *c)
+ * writer holding the lock is publishing: look again one linger later (the
+ * due time left in the past made the reader poll without a timeout, a
+ * whole core spent polling while its publisher flooded). */
+static void linger_due(fo_client_t *c, uint64_t now_us)
 {
     if (!pthread_mutex_trylock(&c->wmu)) {
         fo__client_linger_flush_locked(c);
         pthread_mutex_unlock(&c->wmu);
+    } else {
+        atomic_store_explicit(&c->flush_at_us, now_us + (uint64_t)(c->linger_us > 0 ? c->linger_us : 1),
+                              memory_order_relaxed);
     }
 }
 
@@ -1050,7 +1055,7 @@ static void reader_timers(fo_client_t *c, uint64_t now_us)
         fo__client_send_pong(c);
     uint64_t fl = atomic_load_explicit(&c->flush_at_us, memory_order_relaxed);
     if (fl && now_us >= fl)
-        linger_due(c);
+        linger_due(c, now_us);
     if (now >= c->last_ping_ms + c->ping_interval_ms)
         keepalive(c, now);
     /* Dead when nothing was heard and nothing could be written for

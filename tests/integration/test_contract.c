@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include "fanout.h"
 #include "harness.h"
@@ -434,6 +436,64 @@ static void test_lone_publish_goes_out(void **state)
     fo_tc_close(&sub);
 }
 
+/* CPU ticks (utime + stime) of this process's threads other than the
+ * main one: here, the client's reader thread. */
+static long other_threads_ticks(void)
+{
+    long sum = 0;
+    char path[300];
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.' || atoi(e->d_name) == (int)getpid())
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        char line[1024];
+        if (!f)
+            continue;
+        if (fgets(line, sizeof line, f)) {
+            const char *p = strrchr(line, ')');     /* after the name */
+            unsigned long ut = 0, st = 0;
+            if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+                sum += (long)(ut + st);
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return sum;
+}
+
+/* A publisher flooding for a second: its reader thread has nothing to
+ * read and must sleep. (It polled without a timeout while the writer held
+ * the lock at the linger's due time: a whole core spent polling.) */
+static void test_flooding_publisher_reader_sleeps(void **state)
+{
+    (void)state;
+    const char *servers[] = { broker.addr };
+    fo_client_opts_t o;
+    fo_client_opts_init(&o);
+    o.servers = servers;
+    o.nservers = 1;
+    fo_client_t *c;
+    assert_int_equal(fo_client_connect(&o, &c, NULL, 0), FO_OK);
+    long hz = sysconf(_SC_CLK_TCK);
+    long r0 = other_threads_ticks();
+    assert_true(r0 >= 0);
+    uint64_t t0 = fo_tb_now_ms(), n = 0;
+    while (fo_tb_now_ms() - t0 < 1000)
+        for (int i = 0; i < 1000; i++, n++)
+            assert_int_equal(fo_publish(c, "flood.nobody", "0123456789abcdef", 16), FO_OK);
+    assert_int_equal(fo_client_flush(c, 10000), FO_OK);
+    long spent = other_threads_ticks() - r0;
+    long wall = (long)(fo_tb_now_ms() - t0) * hz / 1000;
+    print_message("%llu publishes in %ld ticks; reader thread %ld ticks\n", (unsigned long long)n, wall, spent);
+    /* a count, not a timing: polling flat out it took most of the wall */
+    assert_true(spent * 4 < wall);
+    fo_client_destroy(c);
+}
+
 /* `fanout pub` learns what the broker refused before it exits. */
 static void test_cli_pub_reports_refusals(void **state)
 {
@@ -465,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_repair_unassigned_is_ignored),
         cmocka_unit_test(test_which_error_wins),
         cmocka_unit_test(test_lone_publish_goes_out),
+        cmocka_unit_test(test_flooding_publisher_reader_sleeps),
         cmocka_unit_test(test_cli_pub_reports_refusals),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
