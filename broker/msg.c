@@ -149,7 +149,14 @@ void fo_msg_caches_release(void)
 
 /* ------------------------------------------------------------ messages */
 
-int fo_mem_charge(fo_mem_t *mem, uint64_t n)
+/* A worker's credit (msg.h, fo_mem_local_begin): bytes already counted
+ * in mem->used that no message of this thread holds yet. */
+static __thread struct {
+    fo_mem_t *mem;          /* NULL: this thread charges mem->used directly */
+    uint64_t credit;
+} tl_mem;
+
+static int mem_take(fo_mem_t *mem, uint64_t n)
 {
     uint64_t limit = atomic_load_explicit(&mem->limit, memory_order_relaxed);
     uint64_t used = atomic_fetch_add_explicit(&mem->used, n, memory_order_relaxed);
@@ -158,6 +165,69 @@ int fo_mem_charge(fo_mem_t *mem, uint64_t n)
         return -1;
     }
     return 0;
+}
+
+/* How much credit a worker keeps: 64 KiB, less under a small cap, so the
+ * credits of all workers stay a small part of it. */
+static uint64_t mem_chunk(const fo_mem_t *mem)
+{
+    uint64_t limit = atomic_load_explicit(&mem->limit, memory_order_relaxed);
+    uint64_t chunk = 64 * 1024;
+    return limit && limit / 1024 < chunk ? limit / 1024 : chunk;
+}
+
+int fo_mem_charge(fo_mem_t *mem, uint64_t n)
+{
+    if (tl_mem.mem != mem)
+        return mem_take(mem, n);
+    if (tl_mem.credit >= n) {
+        tl_mem.credit -= n;
+        return 0;
+    }
+    /* n and a chunk more; near the cap, only what is missing */
+    uint64_t need = n - tl_mem.credit, chunk = mem_chunk(mem);
+    if (!mem_take(mem, need + chunk)) {
+        tl_mem.credit = chunk;
+        return 0;
+    }
+    if (!mem_take(mem, need)) {
+        tl_mem.credit = 0;
+        return 0;
+    }
+    return -1;
+}
+
+void fo_mem_release(fo_mem_t *mem, uint64_t n)
+{
+    if (tl_mem.mem != mem) {
+        atomic_fetch_sub_explicit(&mem->used, n, memory_order_relaxed);
+        return;
+    }
+    tl_mem.credit += n;
+    uint64_t chunk = mem_chunk(mem);
+    if (tl_mem.credit > 2 * chunk) {
+        atomic_fetch_sub_explicit(&mem->used, tl_mem.credit - chunk, memory_order_relaxed);
+        tl_mem.credit = chunk;
+    }
+}
+
+void fo_mem_local_begin(fo_mem_t *mem)
+{
+    fo_mem_local_flush();
+    tl_mem.mem = mem;
+}
+
+void fo_mem_local_flush(void)
+{
+    if (tl_mem.mem && tl_mem.credit)
+        atomic_fetch_sub_explicit(&tl_mem.mem->used, tl_mem.credit, memory_order_relaxed);
+    tl_mem.credit = 0;
+}
+
+void fo_mem_local_end(void)
+{
+    fo_mem_local_flush();
+    tl_mem.mem = NULL;
 }
 
 /* A block for a message whose shared part is `shared` bytes, charged. */
@@ -338,7 +408,7 @@ fo_msg_t *fo_msg_replay_copy(const fo_msg_t *m)
 
 void fo_msg_free(fo_msg_t *m)
 {
-    atomic_fetch_sub_explicit(&m->mem->used, m->charged, memory_order_relaxed);
+    fo_mem_release(m->mem, m->charged);
     block_put(m);
 }
 

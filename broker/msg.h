@@ -58,11 +58,28 @@ typedef struct fo_msg {
 
 /* Charge n bytes that are not a message (large input buffers) against
  * the same cap: -1 (nothing charged) when it would go over. */
-int fo_mem_charge(fo_mem_t *mem, uint64_t n);
+__attribute__((warn_unused_result)) int fo_mem_charge(fo_mem_t *mem, uint64_t n);
 static inline void fo_mem_uncharge(fo_mem_t *mem, uint64_t n)
 {
     atomic_fetch_sub_explicit(&mem->used, n, memory_order_relaxed);
 }
+/* Give back n bytes charged with fo_mem_charge (a message's, when it is
+ * freed): to this thread's credit when it keeps one for mem. */
+void fo_mem_release(fo_mem_t *mem, uint64_t n);
+
+/* Per-worker credit. Two atomic operations per message on one counter
+ * that every worker writes cost 15 % of a worker's time with two busy
+ * workers (4 publishers -> 4 subscribers, cpu-clock profile). A thread
+ * that calls fo_mem_local_begin(mem) takes mem's bytes in chunks (64 KiB,
+ * or a 1024th of a smaller cap) and keeps up to two chunks of what its
+ * frees give back; fo_mem_local_flush returns the rest (a worker does at
+ * the end of every loop pass, so an idle broker's mem->used is exact).
+ * mem->used counts the credits as used: a publish may be refused up to
+ * one chunk per worker early, never late. fo_mem_local_end flushes and
+ * stops (the thread exits). Each is about the calling thread only. */
+void fo_mem_local_begin(fo_mem_t *mem);
+void fo_mem_local_flush(void);
+void fo_mem_local_end(void);
 
 struct fo_deliver_fields;
 

@@ -695,6 +695,7 @@ int fo_worker_step(fo_worker_t *w, int max_wait_ms)
         }
     }
     quiescent(w);
+    fo_mem_local_flush();            /* the pass's memory credit (msg.h) */
     FO_STAT_ADD(&w->stats, busy_ns, fo_clock_ns() - t0);
     return atomic_load_explicit(&w->b->draining, memory_order_relaxed) && drain_step(w);
 }
@@ -703,6 +704,7 @@ static void *worker_main(void *arg)
 {
     fo_worker_t *w = arg;
     fo_log_set_worker(w->id);
+    fo_mem_local_begin(&w->b->mem);
     while (!fo_worker_step(w, -1))
         ;
     /* Tell everyone still here, then close. */
@@ -715,6 +717,8 @@ static void *worker_main(void *arg)
     }
     while (w->all)
         fo_conn_destroy(w->all);
+    fo_msg_unref_flush(&w->unrefs);
+    fo_mem_local_end();
     atomic_fetch_add(&w->b->exited, 1);
     return NULL;
 }

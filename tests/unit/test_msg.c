@@ -65,6 +65,46 @@ static void test_memory_cap(void **state)
     assert_int_equal(atomic_load(&small.used), 0);
 }
 
+/* A worker's credit (fo_mem_local_begin): used counts what is live plus
+ * at most a few chunks, never less than what is live; the cap is kept to
+ * within a chunk; flushing makes used exact again. */
+static void test_memory_credit(void **state)
+{
+    (void)state;
+    fo_mem_t mem = { 0, 1 << 20 };           /* 1 MiB: chunks of 1 KiB */
+    fo_mem_local_begin(&mem);
+    static fo_msg_t *m[2000];
+    static uint8_t body[600];   /* 2000 of them exceed the cap */
+    uint64_t live = 0;
+    int n = 0;
+    while (n < 2000 && (m[n] = fo_msg_new(&mem, NULL, "t", 1, (uint64_t)n + 1, 0, body, sizeof body, 0))) {
+        live += m[n]->charged;
+        assert_true(atomic_load(&mem.used) >= live);
+        assert_true(atomic_load(&mem.used) <= live + 1024);
+        n++;
+    }
+    assert_true(n < 2000);                    /* refused at the cap ... */
+    assert_true(live > (1 << 20) - 1024 - m[0]->charged);  /* ... not before its last chunk */
+    assert_true(atomic_load(&mem.used) <= 1 << 20);
+    for (int i = 0; i < n; i++) {
+        live -= m[i]->charged;
+        fo_msg_unref(m[i]);
+        assert_true(atomic_load(&mem.used) >= live);
+        assert_true(atomic_load(&mem.used) <= live + 3 * 1024);   /* kept: two chunks */
+    }
+    fo_mem_local_flush();
+    assert_int_equal(atomic_load(&mem.used), 0);
+    /* another mem on this thread is charged directly */
+    fo_mem_t other = { 0, 0 };
+    fo_msg_t *o = fo_msg_new(&other, NULL, "t", 1, 1, 0, body, sizeof body, 0);
+    assert_non_null(o);
+    assert_int_equal(atomic_load(&other.used), o->charged);
+    fo_msg_unref(o);
+    assert_int_equal(atomic_load(&other.used), 0);
+    fo_mem_local_end();
+    assert_int_equal(atomic_load(&mem.used), 0);
+}
+
 /* Blocks freed on another thread go home and are reused there. */
 static fo_msg_t *cross[64];
 static void *free_all(void *arg)
@@ -141,6 +181,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_msg_encoding_matches_protobuf_c),
         cmocka_unit_test(test_memory_cap),
+        cmocka_unit_test(test_memory_credit),
         cmocka_unit_test(test_msg_cache_returns_home),
         cmocka_unit_test(test_unref_batch),
     };
