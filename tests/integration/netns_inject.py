@@ -3,8 +3,8 @@
 without the group key.
 
   netns_inject.py capture GROUP PORT IFADDR DIR COUNT
-      join GROUP:PORT on IFADDR, save the first COUNT datagrams as
-      DIR/d0, DIR/d1, ... and then create DIR/done
+      join GROUP:PORT on IFADDR, create DIR/ready (joined), save the
+      first COUNT datagrams as DIR/d0, DIR/d1, ... and then create DIR/done
   netns_inject.py send GROUP PORT IFADDR DIR TOPIC SEQ
       send, to the group, from IFADDR:
         - every saved datagram again, verbatim          (replays)
@@ -68,6 +68,7 @@ def sock(group, port, ifaddr, join):
 
 def capture(group, port, ifaddr, d, count):
     s = sock(group, port, ifaddr, True)
+    open(os.path.join(d, "ready"), "w").close()
     for i in range(count):
         with open(os.path.join(d, "d%d" % i), "wb") as f:
             f.write(s.recv(70000))

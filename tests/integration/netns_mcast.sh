@@ -138,6 +138,8 @@ mkdir -p "$TMP/cap"
 nx "$NX" "$PY" "$HERE/netns_inject.py" capture "$GROUP" "$GPORT" 198.18.0.4 "$TMP/cap" 3 \
     2>"$TMP/capture.err" &
 pids="$pids $!"
+# (joined before anything is published: python may take a while to start)
+wait_for 10 test -e "$TMP/cap/ready" || die "the attacker did not join the group"
 
 # subscribers 1 and 2 over TLS: keyed
 i=1
