@@ -207,6 +207,7 @@ test-tls: deps all $(INTEG_BIN)
 # The integration suites with every broker under valgrind (slow: minutes);
 # FO_TEST_TLS=1 make valgrind: the same with the raw clients over TLS.
 valgrind: deps all $(INTEG_BIN)
+	@sh scripts/deps.sh valgrind
 	@FO_TEST_TIMEOUT=1800 FO_BROKER_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite" \
 		sh tests/run.sh $(BUILD) $(INTEG_BIN)
 

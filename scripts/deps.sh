@@ -4,8 +4,9 @@
 # Checks for the build tools and libraries; when something is missing and we
 # are root on Debian/Ubuntu, installs it with apt; otherwise prints the exact
 # command to run and fails. Used by `make` (once per build dir) and .ci/run.
+# Extra Debian packages a target needs may follow (make valgrind: valgrind).
 set -eu
-PKGS="gcc libc6-dev make pkg-config protobuf-c-compiler libprotobuf-c-dev libcmocka-dev libsodium-dev"
+PKGS="gcc libc6-dev make pkg-config protobuf-c-compiler libprotobuf-c-dev libcmocka-dev libsodium-dev $*"
 # TLS: OpenSSL 3 for fanoutd, and the openssl command the tests make
 # certificates and run s_client with
 PKGS="$PKGS libssl-dev openssl"
