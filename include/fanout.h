@@ -231,7 +231,9 @@ fo_err_t fo_client_connect(const fo_client_opts_t *o, fo_client_t **out,
 
 /* Publish one message (fire and forget). The frame is appended to the
  * client's write buffer, which is written when it reaches write_buffer
- * bytes, by fo_client_flush, or at the latest linger_us later. topic and payload are borrowed (copied).
+ * bytes, by fo_client_flush, or by the reader thread linger_us later (one
+ * linger more for each time it finds another publish holding the buffer).
+ * topic and payload are borrowed (copied).
  * While reconnecting, up to max_pending bytes are kept and sent after the
  * reconnect; beyond that FO_ERR_BUSY. A frame half-written when the
  * connection broke is dropped (counted in fo_client_stats.publish_lost).
