@@ -194,7 +194,7 @@ static void release(fo_conn_t *c)
         free(blk);
     fo_decoder_destroy(&c->dec);
     fo_mem_uncharge(&w->b->mem, c->in_charged);
-    fo_outq_clear(&c->outq);
+    fo_worker_bury(w, &c->outq);
     free(c->sidtab);
     FO_STAT_INC(&w->stats, connections_closed);
     atomic_fetch_sub(&w->b->conns, 1);

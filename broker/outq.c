@@ -125,6 +125,20 @@ void fo_outq_clear(fo_outq_t *q)
     fo_outq_init(q);
 }
 
+uint32_t fo_outq_clear_some(fo_outq_t *q, uint32_t n)
+{
+    for (; n && q->count; n--) {
+        entry_free(&q->ring[q->head]);
+        q->head = (q->head + 1) & (q->cap - 1);
+        q->count--;
+    }
+    if (!q->count) {
+        free(q->ring);
+        fo_outq_init(q);
+    }
+    return q->count;
+}
+
 static fo_out_t *push_slot(fo_outq_t *q)
 {
     if (q->count == q->cap) {

@@ -50,6 +50,10 @@ typedef struct fo_outq {
 void fo_outq_init(fo_outq_t *q);
 /* Unref/free every entry and the ring. */
 void fo_outq_clear(fo_outq_t *q);
+/* The same for at most n entries from the head (a closed connection's
+ * queue freed a slice per loop pass, worker.c): the entries left; at 0
+ * the ring is freed too. The byte count is not kept (the queue is dead). */
+uint32_t fo_outq_clear_some(fo_outq_t *q, uint32_t n);
 
 /* Queue a shared message for subscription sid; takes over one reference
  * the caller already holds. */

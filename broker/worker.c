@@ -159,6 +159,42 @@ fail:
     return err;
 }
 
+#define FO_GRAVE_SLICE 8192      /* entries of buried queues freed per pass */
+
+struct fo_grave {
+    fo_outq_t q;
+    struct fo_grave *next;
+};
+
+void fo_worker_bury(fo_worker_t *w, fo_outq_t *q)
+{
+    struct fo_grave *g = q->count > FO_GRAVE_SLICE ? malloc(sizeof *g) : NULL;
+    if (!g) {
+        fo_outq_clear(q);
+        return;
+    }
+    g->q = *q;
+    g->next = w->graves;
+    w->graves = g;
+    fo_outq_init(q);
+}
+
+/* One slice of the buried queues (all of them when all is set). */
+static void dig(fo_worker_t *w, int all)
+{
+    uint32_t budget = FO_GRAVE_SLICE;
+    while (w->graves && (all || budget)) {
+        struct fo_grave *g = w->graves;
+        uint32_t before = g->q.count;
+        uint32_t left = fo_outq_clear_some(&g->q, all ? UINT32_MAX : budget);
+        budget -= before - left < budget ? before - left : budget;
+        if (left)
+            break;
+        w->graves = g->next;
+        free(g);
+    }
+}
+
 void fo_worker_destroy(fo_worker_t *w)
 {
     if (!w)
@@ -176,6 +212,7 @@ void fo_worker_destroy(fo_worker_t *w)
     }
     while (w->all)
         fo_conn_destroy(w->all);
+    dig(w, 1);
     fo_msg_unref_flush(&w->unrefs);
     idmap_free(&w->immigrants);
     idmap_free(&w->emigrants);
@@ -666,8 +703,10 @@ int fo_worker_step(fo_worker_t *w, int max_wait_ms)
         timeout = 10;
     if (w->paused && timeout > 1)
         timeout = 1;                 /* poll paused publishers' topics */
-    if (w->tls_pending)
-        timeout = 0;                 /* input waits inside TLS sessions */
+    if (w->tls_pending || w->graves)
+        timeout = 0;                 /* input waits inside TLS sessions;
+                                      * buried queues are freed a slice
+                                      * per pass */
     if (max_wait_ms >= 0 && timeout > max_wait_ms)
         timeout = max_wait_ms;
     int n = epoll_wait(w->epfd, evs, 256, timeout);
@@ -694,6 +733,8 @@ int fo_worker_step(fo_worker_t *w, int max_wait_ms)
             fo_conn_tick(c);
         }
     }
+    if (w->graves)
+        dig(w, 0);
     quiescent(w);
     fo_mem_local_flush();            /* the pass's memory credit (msg.h) */
     FO_STAT_ADD(&w->stats, busy_ns, fo_clock_ns() - t0);
@@ -717,6 +758,7 @@ static void *worker_main(void *arg)
     }
     while (w->all)
         fo_conn_destroy(w->all);
+    dig(w, 1);
     fo_msg_unref_flush(&w->unrefs);
     fo_mem_local_end();
     atomic_fetch_add(&w->b->exited, 1);

@@ -75,6 +75,9 @@ typedef struct fo_worker {
     uint8_t wpack[FO_WPACK];     /* small messages copied for one write */
     fo_unref_batch_t unrefs;     /* written messages' references, dropped
                                   * at the end of the pass (msg.h)      */
+    struct fo_grave *graves;     /* owned: output queues of closed
+                                  * connections, freed a slice per pass
+                                  * (fo_worker_bury)                    */
     uint8_t tls_record[16384];   /* TLS record packing (FO_TLS_RECORD) */
     fo_mcast_tx_t *mtx;          /* owned                              */
     struct fo_tcache *tcache;    /* owned: name -> fo_topic_t* (tcache.h) */
@@ -146,5 +149,12 @@ void fo_worker_move(fo_worker_t *w, struct fo_conn *c, int to);
 int fo_worker_forward(fo_worker_t *w, const fo_item_t *it);
 void *fo_worker_buf_get(fo_worker_t *w);
 void fo_worker_buf_put(fo_worker_t *w, void *block);
+/* Take over a closed connection's output queue (q is left empty). A long
+ * one (a subscriber that went away holding a million deliveries) is freed
+ * FO_GRAVE_SLICE entries per loop pass, so the worker's other connections
+ * are not stalled for the whole of it (bench_isolation "pending": 40 ms);
+ * a short one, or one that cannot be queued (no memory), at once. */
+struct fo_outq;
+void fo_worker_bury(fo_worker_t *w, struct fo_outq *q);
 
 #endif

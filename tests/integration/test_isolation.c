@@ -198,6 +198,41 @@ static void test_stuck_block_subscriber_is_cut(void **state)
     assert_int_equal(fo_tb_stop(&b), 0);
 }
 
+/* ------------------------------------------------------------ a big queue goes away */
+
+/* A subscriber that read nothing holds 100,000 deliveries when it goes
+ * away; the worker frees them a slice per pass (fo_worker_bury): all of
+ * the memory comes back, and a client on the same broker is served
+ * meanwhile. */
+static void test_closed_queue_is_freed(void **state)
+{
+    (void)state;
+    fo_tb_t b;
+    const char *args[] = { "--threads", "1", "--max-output", "1GiB", "--retention-msgs", "0", NULL };
+    assert_int_equal(fo_tb_start(&b, args), 0);
+    fo_tc_t stuck, pub, other;
+    assert_int_equal(fo_tc_open_rcvbuf(&stuck, b.port, "stuck", 4096), 0);
+    assert_int_equal(fo_tc_subscribe(&stuck, 1, "big.t", NULL), 0);
+    assert_int_equal(fo_tc_open(&pub, b.port, "pub"), 0);
+    enum { N = 100000 };
+    for (int i = 1; i <= N; i++)
+        assert_int_equal(fo_tc_publish(&pub, "big.t", "0123456789abcdef0123456789abcdef", 32, i == N ? 1 : 0), 0);
+    assert_int_equal(fo_tc_wait_ack(&pub, 1, 20000), 0);
+    assert_true(fo_tb_metric(&b, "fanout_memory_bytes") > N * 32.0);   /* held for stuck */
+    fo_tc_close(&stuck);
+    assert_int_equal(fo_tc_open(&other, b.port, "other"), 0);
+    assert_int_equal(fo_tc_subscribe(&other, 1, "other.t", NULL), 0);
+    assert_int_equal(fo_tc_publish(&pub, "other.t", "hi", 2, 2), 0);
+    assert_int_equal(fo_tc_wait_ack(&pub, 2, 10000), 0);
+    uint64_t end = fo_tb_now_ms() + 20000;
+    while (fo_tb_metric(&b, "fanout_memory_bytes") > 0 && fo_tb_now_ms() < end)
+        usleep(20000);
+    assert_true(fo_tb_metric(&b, "fanout_memory_bytes") == 0);
+    fo_tc_close(&other);
+    fo_tc_close(&pub);
+    assert_int_equal(fo_tb_stop(&b), 0);
+}
+
 /* ------------------------------------------------------------ partial frames */
 
 static void test_partial_frames_do_not_starve_memory(void **state)
@@ -266,6 +301,7 @@ int main(void)
         cmocka_unit_test(test_stuck_block_subscriber_is_cut),
         cmocka_unit_test(test_partial_frames_do_not_starve_memory),
         cmocka_unit_test(test_big_frame_before_hello),
+        cmocka_unit_test(test_closed_queue_is_freed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -318,12 +318,33 @@ static void test_gap_notices_merge(void **state)
     assert_int_equal(atomic_load(&mem.used), 0);
 }
 
+/* A dead queue freed in slices: at most n entries per call, the rest
+ * kept in order, the ring freed with the last one. */
+static void test_clear_some(void **state)
+{
+    (void)state;
+    fo_outq_t q;
+    fo_outq_init(&q);
+    for (uint64_t s = 1; s <= 100; s++)
+        assert_int_equal(fo_outq_push_msg(&q, mk(NULL, s), 1, 1), FO_OK);
+    assert_int_equal(fo_outq_clear_some(&q, 30), 70);
+    assert_true(atomic_load(&mem.used) > 0);
+    assert_int_equal(q.ring[q.head].msg->seq, 31);       /* the oldest go first */
+    assert_int_equal(fo_outq_clear_some(&q, 0), 70);
+    assert_int_equal(fo_outq_clear_some(&q, 1000), 0);
+    assert_null(q.ring);
+    assert_int_equal(q.count, 0);
+    assert_int_equal(atomic_load(&mem.used), 0);
+    assert_int_equal(fo_outq_clear_some(&q, 5), 0);      /* empty: nothing to do */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_iov_and_partial_writes),
         cmocka_unit_test(test_packed_iov_same_bytes),
         cmocka_unit_test(test_advance_timed_observes_delays),
+        cmocka_unit_test(test_clear_some),
         cmocka_unit_test(test_drop_oldest_in_place),
         cmocka_unit_test(test_gap_notices_merge),
         cmocka_unit_test(test_copy_matches_iov),
