@@ -14,20 +14,6 @@
 #include <sys/resource.h>
 #include "harness.h"
 
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6))
-            kb = atol(line + 6);
-    if (f)
-        fclose(f);
-    return kb;
-}
-
 int main(int argc, char **argv)
 {
     int n = 10000, json = 0;
@@ -56,7 +42,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_idle: cannot start fanoutd\n");
         return 1;
     }
-    long before = rss_kb(b.pid);
+    long before = fo_tb_rss_kib(b.pid);
     fo_tc_t *c = calloc((size_t)n, sizeof *c);
     int ok = 1;
     for (int i = 0; i < n && ok; i++) {
@@ -70,7 +56,7 @@ int main(int argc, char **argv)
         }
     }
     ok = ok && fo_tb_wait_metric(&b, "fanout_subscriptions", n, 30000) == 0;
-    long after = rss_kb(b.pid);
+    long after = fo_tb_rss_kib(b.pid);
     double per = (double)(after - before) * 1024.0 / n;
     if (!ok)
         fprintf(stderr, "bench_idle: could not open %d subscribed connections\n", n);

@@ -413,20 +413,6 @@ static void bench_interference(void)
 
 /* ------------------------------------------------------------ ephemeral */
 
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6))
-            kb = atol(line + 6);
-    if (f)
-        fclose(f);
-    return kb;
-}
-
 /* Publish to topics eph.<from..to>.reply, windowed. */
 static void unique_topics(fo_tc_t *p, int from, int to)
 {
@@ -459,14 +445,14 @@ static void bench_ephemeral(void)
     fo_tc_t p;
     if (fo_tc_open(&p, b.port, "ephemeral"))
         exit(1);
-    long rss0 = rss_kib(b.pid), rss1 = 0;
+    long rss0 = fo_tb_rss_kib(b.pid), rss1 = 0;
     for (int r = 0; r < rounds; r++) {
         unique_topics(&p, r * (n / rounds) + 1, (r + 1) * (n / rounds));
         wait_swept(&b);
         if (r == 0)
-            rss1 = rss_kib(b.pid);
+            rss1 = fo_tb_rss_kib(b.pid);
     }
-    long rss2 = rss_kib(b.pid);
+    long rss2 = fo_tb_rss_kib(b.pid);
     printf("ephemeral %d unique topics in %d rounds (each freed before the next): RSS %ld KiB "
            "before, %ld KiB after the first round, %ld KiB after the last (%.0f created, %.0f "
            "freed)\n", n, rounds, rss0, rss1, rss2, fo_tb_metric(&b, "fanout_topics_created_total"),

@@ -66,31 +66,6 @@ static int count_lines(const char *s)
     return n;
 }
 
-/* Wait for a spawned command; its exit status or -1 on timeout (killed). */
-static int wait_pid(pid_t pid, int timeout_ms)
-{
-    uint64_t end = fo_tb_now_ms() + (uint64_t)timeout_ms;
-    int st;
-    while (fo_tb_now_ms() < end) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        usleep(5000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    return -1;
-}
-
-static void read_file(const char *path, char *buf, size_t len)
-{
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
-    buf[n] = 0;
-    if (f)
-        fclose(f);
-}
-
 static void test_help_and_usage(void **state)
 {
     (void)state;
@@ -135,9 +110,9 @@ static void test_pub_sub_lines(void **state)
     assert_int_equal(run("one\ntwo words\n\n", out, err, "pub", "-s", broker.addr,
                          "cli.lines.a", NULL), 0);
     assert_string_equal(err, "");
-    assert_int_equal(wait_pid(pid, 10000), 0);
+    assert_int_equal(fo_tb_wait_pid(pid, 10000), 0);
     char got[256];
-    read_file(path, got, sizeof got);
+    fo_tb_read_file(path, got, sizeof got);
     assert_string_equal(got, "one\ntwo words\n\n");
     unlink(path);
 }
@@ -435,7 +410,7 @@ static void test_bench_outputs(void **state)
     assert_int_equal(strncmp(out, "pubs,subs,msgs,size,rate,topics,duration,sent,", 46), 0);
     assert_non_null(strstr(out, ",p50_us,p90_us,p99_us,p999_us,max_us,mean_us,"));
     assert_non_null(strstr(out, "\n1,1,2400,128,2000,1,0,2400,"));
-    read_file(series, text, sizeof text);
+    fo_tb_read_file(series, text, sizeof text);
     assert_int_equal(strncmp(text, "second,sent_per_s,delivered_per_s,p50_us,p99_us\n", 48), 0);
     int rows = count_lines(text) - 1;
     if (rows < 2 || rows > 4)

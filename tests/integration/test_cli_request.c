@@ -92,30 +92,6 @@ static pid_t spawn_subscribed(const char *path, const char *const *args)
     return pid;
 }
 
-/* Its exit status within timeout_ms, or -1 (then it is killed). */
-static int wait_pid(pid_t pid, int timeout_ms)
-{
-    uint64_t end = fo_tb_now_ms() + (uint64_t)timeout_ms;
-    int st;
-    while (fo_tb_now_ms() < end) {
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        usleep(5000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    return -1;
-}
-
-static void read_file(const char *path, char *buf, size_t len)
-{
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
-    buf[n] = 0;
-    if (f)
-        fclose(f);
-}
-
 static void tmp_path(char *path)
 {
     strcpy(path, "/tmp/fo-cli-rr-XXXXXX");
@@ -171,7 +147,7 @@ static void test_reply_message(void **state)
     /* -v: the reply's headers first */
     assert_int_equal(run("request", "cli.rr.fixed", "-v", NULL), 0);
     assert_string_equal(out, "[by=cli] pong\n");
-    assert_int_equal(wait_pid(pid, 10000), 0);     /* -n 2: done */
+    assert_int_equal(fo_tb_wait_pid(pid, 10000), 0);     /* -n 2: done */
     unlink(path);
 }
 
@@ -187,8 +163,8 @@ static void test_reply_command(void **state)
     assert_string_equal(out, "hello world\n");
     assert_int_equal(run("request", "cli.rr.cat", "", NULL), 0);   /* empty in, empty out */
     assert_string_equal(out, "\n");
-    assert_int_equal(wait_pid(pid, 10000), 0);
-    read_file(path, text, sizeof text);              /* reply -v shows the requests */
+    assert_int_equal(fo_tb_wait_pid(pid, 10000), 0);
+    fo_tb_read_file(path, text, sizeof text);              /* reply -v shows the requests */
     assert_string_equal(text, "cli.rr.cat [trace=t-1] hello world\ncli.rr.cat \n");
     /* tr, in a queue group */
     const char *const tr[] = { "reply", "cli.rr.tr", "--queue", "upper", "--command",
@@ -196,7 +172,7 @@ static void test_reply_command(void **state)
     pid = spawn_subscribed(path, tr);
     assert_int_equal(run("request", "cli.rr.tr", "make me loud", NULL), 0);
     assert_string_equal(out, "MAKE ME LOUD\n");
-    assert_int_equal(wait_pid(pid, 10000), 0);
+    assert_int_equal(fo_tb_wait_pid(pid, 10000), 0);
     unlink(path);
 }
 
@@ -216,20 +192,20 @@ static void test_command_bounded(void **state)
     assert_non_null(strstr(err, "no reply from 'cli.rr.slow' within 1 s"));
     /* too much output: killed, no reply; the replier keeps serving */
     kill(pid, SIGTERM);
-    wait_pid(pid, 5000);
+    fo_tb_wait_pid(pid, 5000);
     const char *const big[] = { "reply", "cli.rr.big", "--command", "yes", "--max-output",
                                 "1000", "-n", "1", NULL };
     pid = spawn_subscribed(path, big);
     assert_int_equal(run("request", "cli.rr.big", "x", "--timeout", "0.5", NULL), 1);
     kill(pid, SIGTERM);
-    assert_true(wait_pid(pid, 5000) >= 0);
+    assert_true(fo_tb_wait_pid(pid, 5000) >= 0);
     /* a failing command still answers with what it printed */
     const char *const fail[] = { "reply", "cli.rr.fail", "--command", "echo partial; exit 3",
                                  "-n", "1", NULL };
     pid = spawn_subscribed(path, fail);
     assert_int_equal(run("request", "cli.rr.fail", "x", NULL), 0);
     assert_string_equal(out, "partial\n\n");
-    assert_int_equal(wait_pid(pid, 10000), 0);
+    assert_int_equal(fo_tb_wait_pid(pid, 10000), 0);
     unlink(path);
 }
 
@@ -249,8 +225,8 @@ static void test_no_responders_and_timeout(void **state)
     pid_t pid = spawn_subscribed(path, sub);
     assert_int_equal(run("request", "cli.rr.mute", "anyone?", "--timeout", "0.3", NULL), 1);
     assert_string_equal(err, "fanout request: no reply from 'cli.rr.mute' within 0.3 s\n");
-    assert_int_equal(wait_pid(pid, 10000), 0);
-    read_file(path, text, sizeof text);
+    assert_int_equal(fo_tb_wait_pid(pid, 10000), 0);
+    fo_tb_read_file(path, text, sizeof text);
     assert_non_null(strstr(text, "\"reply\":\"_INBOX."));
     assert_non_null(strstr(text, "\"payload\":\"anyone?\""));
     unlink(path);
@@ -266,16 +242,16 @@ static void test_pub_headers_in_sub(void **state)
     assert_int_equal(run("pub", "-H", "a:1", "-H", "b:two words", "-H", "e:", "cli.rr.h.x",
                          "payload here", NULL), 0);
     assert_int_equal(run("pub", "cli.rr.h.y", "plain", NULL), 0);
-    assert_int_equal(wait_pid(pid, 10000), 0);
-    read_file(path, text, sizeof text);
+    assert_int_equal(fo_tb_wait_pid(pid, 10000), 0);
+    fo_tb_read_file(path, text, sizeof text);
     assert_string_equal(text, "cli.rr.h.x [a=1 b=two\\x20words e=] payload here\n"
                               "cli.rr.h.y plain\n");
     const char *const j[] = { "sub", "cli.rr.j", "--json", "-n", "2", NULL };
     pid = spawn_subscribed(path, j);
     assert_int_equal(run("pub", "-H", "k:v:w", "-H", "bin:\xff", "cli.rr.j", "p", NULL), 0);
     assert_int_equal(run("pub", "cli.rr.j", "q", NULL), 0);
-    assert_int_equal(wait_pid(pid, 10000), 0);
-    read_file(path, text, sizeof text);
+    assert_int_equal(fo_tb_wait_pid(pid, 10000), 0);
+    fo_tb_read_file(path, text, sizeof text);
     assert_non_null(strstr(text, "\"headers\":[{\"key\":\"k\",\"value\":\"v:w\"},"
                                  "{\"key\":\"bin\",\"value_base64\":\"/w==\"}],\"payload\":\"p\"}"));
     char *second = strchr(text, '\n') + 1;         /* no headers: no member */

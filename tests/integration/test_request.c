@@ -371,21 +371,6 @@ static void test_header_limits(void **state)
 
 /* ------------------------------------------------------------ a million */
 
-/* VmRSS of the broker, in KiB. */
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long v = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6))
-            v = strtol(line + 6, NULL, 10);
-    if (f)
-        fclose(f);
-    return v;
-}
-
 /* Pipelined requests, each with its own correlation id, answered by a
  * responder; returns the replies received. */
 static int requests(fo_tc_t *req, fo_tc_t *svc, const char *inbox, int first, int n)
@@ -444,10 +429,10 @@ static void test_million_requests_stay_flat(void **state)
     assert_int_equal(fo_tc_subscribe(&svc, 1, "rr.svc", NULL), 0);
     assert_int_equal(requests(&req, &svc, inbox, 0, 20000), 20000);       /* warm up */
     double topics0 = fo_tb_metric(&broker, "fanout_topics");
-    long rss0 = rss_kib(broker.pid);
+    long rss0 = fo_tb_rss_kib(broker.pid);
     assert_int_equal(requests(&req, &svc, inbox, 20000, 1000000), 1000000);
     double topics1 = fo_tb_metric(&broker, "fanout_topics");
-    long rss1 = rss_kib(broker.pid);
+    long rss1 = fo_tb_rss_kib(broker.pid);
     assert_true(topics1 == topics0);                  /* no topic per request */
     assert_true(rss0 > 0 && rss1 > 0);
     print_message("a million requests: topics %.0f -> %.0f, broker RSS %ld -> %ld KiB\n", topics0,

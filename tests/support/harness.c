@@ -800,6 +800,43 @@ pid_t fo_tb_spawn(const char *const *argv, const char *stdout_path)
     return pid;
 }
 
+int fo_tb_wait_pid(pid_t pid, int timeout_ms)
+{
+    uint64_t end = fo_tb_now_ms() + (uint64_t)timeout_ms;
+    int st;
+    while (fo_tb_now_ms() < end) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        usleep(5000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
+void fo_tb_read_file(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
+    buf[n] = 0;
+    if (f)
+        fclose(f);
+}
+
+long fo_tb_rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6))
+            kb = strtol(line + 6, NULL, 10);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
 int fo_tb_run(const char *const *argv, const char *input, char *out, size_t outlen,
               char *err, size_t errlen, int timeout_ms)
 {

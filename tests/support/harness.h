@@ -170,5 +170,12 @@ void fo_tb_script_test(const char *path);
 
 /* Start a command in the background with stdout to a file; returns pid. */
 pid_t fo_tb_spawn(const char *const *argv, const char *stdout_path);
+/* Wait for a spawned command: its exit status (128 + signal when killed
+ * by one), or -1 after timeout_ms (then it is killed and reaped). */
+int fo_tb_wait_pid(pid_t pid, int timeout_ms);
+/* A file's first len - 1 bytes, NUL-terminated ("" when unreadable). */
+void fo_tb_read_file(const char *path, char *buf, size_t len);
+/* VmRSS of a process in KiB, -1 when unknown. */
+long fo_tb_rss_kib(pid_t pid);
 
 #endif
