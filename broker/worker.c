@@ -377,6 +377,17 @@ fo_err_t fo_worker_attach_moved(fo_worker_t *w, fo_conn_t *c)
     return FO_OK;
 }
 
+/* Take c out of the singly linked list at *head threaded through its
+ * `next` member (w->moving, w->tls_pending, w->dirty, w->paused). */
+#define CONN_UNLINK(head, c, next)                          \
+    do {                                                    \
+        fo_conn_t **pp_ = (head);                           \
+        while (*pp_ && *pp_ != (c))                         \
+            pp_ = &(*pp_)->next;                            \
+        if (*pp_)                                           \
+            *pp_ = (c)->next;                               \
+    } while (0)
+
 void fo_worker_detach(fo_worker_t *w, fo_conn_t *c)
 {
     if (c->moved && (int)(c->id & 0xff) != w->id && idmap_find(&w->immigrants, c->id)) {
@@ -389,27 +400,15 @@ void fo_worker_detach(fo_worker_t *w, fo_conn_t *c)
         }
     }
     if (c->moving) {
-        for (fo_conn_t **pp = &w->moving; *pp; pp = &(*pp)->move_next)
-            if (*pp == c) {
-                *pp = c->move_next;
-                break;
-            }
+        CONN_UNLINK(&w->moving, c, move_next);
         c->moving = 0;
     }
     if (c->tls_pending) {
-        fo_conn_t **pp = &w->tls_pending;
-        while (*pp && *pp != c)
-            pp = &(*pp)->pending_next;
-        if (*pp)
-            *pp = c->pending_next;
+        CONN_UNLINK(&w->tls_pending, c, pending_next);
         c->tls_pending = 0;
     }
     if (c->dirty) {
-        fo_conn_t **pp = &w->dirty;
-        while (*pp && *pp != c)
-            pp = &(*pp)->dirty_next;
-        if (*pp)
-            *pp = c->dirty_next;
+        CONN_UNLINK(&w->dirty, c, dirty_next);
         c->dirty = 0;
     }
     if (c->all_prev)
@@ -432,11 +431,7 @@ void fo_worker_pause(fo_worker_t *w, fo_conn_t *c)
 
 void fo_worker_unpause(fo_worker_t *w, fo_conn_t *c)
 {
-    for (fo_conn_t **pp = &w->paused; *pp; pp = &(*pp)->paused_next)
-        if (*pp == c) {
-            *pp = c->paused_next;
-            return;
-        }
+    CONN_UNLINK(&w->paused, c, paused_next);
 }
 
 /* Resume the paused publishers whose topic is no longer blocked. */
