@@ -564,8 +564,10 @@ static fo_topic_t *publish_topic(fo_conn_t *c, const fo_publish_req_t *p)
             return NULL;
         }
     }
-    /* the last topic passed this check when it became the last topic */
-    if (c->user && t != c->last_topic && !fo_login_may_publish(c, p->topic, p->topic_len)) {
+    /* the last topic passed this check when it became the last topic (a
+     * topic not cached here is NULL, as last_topic is on a new connection:
+     * never "the last one") */
+    if (c->user && (!t || t != c->last_topic) && !fo_login_may_publish(c, p->topic, p->topic_len)) {
         FO_STAT_INC(&c->w->stats, permission_denied);
         fo_conn_send_error(c, FO_CODE(PERMISSION), p->req, FO_NO_SID, "user %s may not publish to \"%.*s\"",
                            fo_user_name(c->user), (int)(p->topic_len < 64 ? p->topic_len : 64), p->topic);

@@ -324,6 +324,12 @@ static void test_publish_permissions(void **state)
     fo_tc_t a, sub;
     login_ok(&sub, &b, "bob", "bob-pw");
     assert_int_equal(subscribe(&sub, 1, ">"), 0);
+    /* the first publish of a fresh connection, to a topic nobody made yet
+     * (it was let through: no cached topic and no last topic) */
+    login_ok(&a, &b, "alice", "alice-pw");
+    assert_int_equal(publish(&a, "orders.admin.first", "no"), E(PERMISSION));
+    assert_int_equal(publish(&a, "orders.admin.first", "no"), E(PERMISSION));
+    fo_tc_close(&a);
     login_ok(&a, &b, "alice", "alice-pw");
     assert_int_equal(publish(&a, "orders.1", "ok"), 0);
     assert_int_equal(publish(&a, "orders.admin.x", "no"), E(PERMISSION));   /* deny wins */
