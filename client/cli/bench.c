@@ -82,7 +82,9 @@ static const char help[] =
     "                          request in flight (closed loop), S responders in one\n"
     "                          queue group answering with the payload; N requests\n"
     "                          in all (or --duration); reports round trips/s and\n"
-    "                          round-trip latency (docs/CLIENT.md)\n"
+    "                          round-trip latency (docs/CLIENT.md); with --json\n"
+    "                          or the text report only (not --csv, --plot,\n"
+    "                          --series, --multicast, --rate, --topics, --slow)\n"
     "  -h, --help              this text\n"
     "\n"
     "The scenarios of the peer benchmarks (nats-server, redis, mosquitto):\n"
@@ -263,6 +265,30 @@ static void progress(const bench_t *b, int tty, uint64_t *next_ns, int final)
         fputc('\n', stderr);
 }
 
+/* The options --request does not use (bench_rr.c), or NULL. */
+static const char *not_for_request(const bench_t *b)
+{
+    return b->csv ? "--csv" : b->plot_path ? "--plot" : b->series_path ? "--series"
+         : b->multicast ? "--multicast" : b->rate > 0 ? "--rate"
+         : b->ntopics > 1 ? "--topics" : b->slow != FO_SLOW_DEFAULT ? "--slow" : NULL;
+}
+
+/* What parse checks once every option is in. */
+static int check_options(bench_t *b)
+{
+    if (b->duration <= 0 && b->msgs < b->pubs)
+        return cli_usage("bench", "--msgs must be at least --pubs");
+    if (b->json && b->csv)
+        return cli_usage("bench", "give --json or --csv, not both");
+    if (b->plot_path && !strcmp(b->plot_path, "-"))
+        return cli_usage("bench", "--plot wants a file name");
+    const char *no = b->request ? not_for_request(b) : NULL;
+    if (no)
+        return cli_usage("bench", "%s is not for --request (its report is the text or --json)", no);
+    b->record = b->series_path || b->plot_path;
+    return 0;
+}
+
 static int parse(bench_t *b, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -321,14 +347,7 @@ static int parse(bench_t *b, int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage("bench", "unexpected argument '%s'", argv[optind]);
-    if (b->duration <= 0 && b->msgs < b->pubs)
-        return cli_usage("bench", "--msgs must be at least --pubs");
-    if (b->json && b->csv)
-        return cli_usage("bench", "give --json or --csv, not both");
-    if (b->plot_path && !strcmp(b->plot_path, "-"))
-        return cli_usage("bench", "--plot wants a file name");
-    b->record = b->series_path || b->plot_path;
-    return 0;
+    return check_options(b);
 }
 
 static void report(const bench_t *b, const fo_hist_t *h, uint64_t sent,

@@ -111,6 +111,9 @@ const char *cli_too_large(fo_client_t *c, const char *topic, size_t len, char *b
 /* The best text for a failed call: the broker's ERROR text if there is
  * one, else fo_strerror(err). buf must hold 256 bytes. */
 const char *cli_why(fo_client_t *c, fo_err_t err, char *buf);
+/* The same for a failed publish, request or reply of len payload bytes
+ * to topic: FO_ERR_RANGE is told as cli_too_large does. */
+const char *cli_send_why(fo_client_t *c, fo_err_t err, const char *topic, size_t len, char *buf);
 
 /* msgfmt.c: headers and reply addresses on the command line. */
 /* -H KEY:VALUE arguments, kept for fo_pub_opts_t (borrowing argv). */

@@ -87,11 +87,8 @@ static void pace(pub_t *p)
 static int publish_failed(pub_t *p, fo_err_t err, size_t len)
 {
     char why[256];
-    if (err == FO_ERR_RANGE)
-        cli_too_large(p->c, p->topic, len, why, sizeof why);
-    else
-        cli_why(p->c, err, why);
-    return cli_fail("pub", CLI_RUNTIME, "publish to '%s' failed: %s", p->topic, why);
+    return cli_fail("pub", CLI_RUNTIME, "publish to '%s' failed: %s", p->topic,
+                    cli_send_why(p->c, err, p->topic, len, why));
 }
 
 static int send_one(pub_t *p, const void *data, size_t len)

@@ -304,7 +304,7 @@ static int answer(fo_client_t *c, const reply_args_t *a, const fo_msg_t *m,
         return -1;
     if (err) {
         fprintf(stderr, "fanout reply: answering a request on '%s' failed: %s\n", m->topic,
-                cli_why(c, err, why));
+                cli_send_why(c, err, m->reply ? m->reply : m->topic, len, why));
         return 0;
     }
     return 1;

@@ -95,7 +95,7 @@ int cli_request(int argc, char **argv)
         rc = cli_fail("request", CLI_RUNTIME, "no reply from '%s' within %g s", topic, timeout);
     else if (err)
         rc = cli_fail("request", CLI_RUNTIME, "request to '%s' failed: %s", topic,
-                      cli_why(c, err, why));
+                      cli_send_why(c, err, topic, strlen(message), why));
     else if (verbose)
         cli_print_verbose(stdout, &r->msg, 0);
     else {

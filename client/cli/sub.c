@@ -54,10 +54,11 @@ static void on_gap(void *ud, const fo_gap_t *g)
 {
     (void)ud;
     static const char *why[] = { "slow consumer", "evicted from retention",
-                                 "local queue full", "multicast loss not repaired" };
+                                 "local queue full", "multicast loss not repaired",
+                                 "the topic's home broker changed" };
     fprintf(stderr, "fanout sub: gap on '%s': messages %llu..%llu missed (%s)\n",
             g->topic, (unsigned long long)g->first, (unsigned long long)g->last,
-            (unsigned)g->reason < 4 ? why[g->reason] : "unknown");
+            (unsigned)g->reason < sizeof why / sizeof *why ? why[g->reason] : "unknown");
 }
 
 /* Set once the subscription is confirmed: before that, a failure is told

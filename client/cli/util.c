@@ -225,6 +225,11 @@ const char *cli_why(fo_client_t *c, fo_err_t err, char *buf)
     return fo_strerror(err);
 }
 
+const char *cli_send_why(fo_client_t *c, fo_err_t err, const char *topic, size_t len, char *buf)
+{
+    return err == FO_ERR_RANGE ? cli_too_large(c, topic, len, buf, 256) : cli_why(c, err, buf);
+}
+
 int cli_slow(const char *s, fo_slow_t *out)
 {
     static const struct { const char *name; fo_slow_t v; } names[] = {

@@ -126,6 +126,9 @@ static void test_help_and_usage(void **state)
         { "reply", "--max-output", "x", "t", "m", NULL },
         { "pub", "-H", ":v", "t", "m", NULL },
         { "bench", "--request", "--size", "4", NULL },
+        { "bench", "--request", "--csv", NULL },          /* were silently ignored */
+        { "bench", "--request", "--plot", "x.svg", NULL },
+        { "bench", "--request", "--rate", "100", NULL },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(run_bare(bad[i]), 2);
@@ -275,6 +278,24 @@ static void test_bench_request(void **state)
     assert_non_null(strstr(out, "round trips/s"));
 }
 
+/* A request over the broker's max-frame is named with the size and the
+ * limit, as `pub` does (it said the last error text, or "value out of
+ * range"). */
+static void test_request_too_large(void **state)
+{
+    (void)state;
+    fo_tb_t b;
+    const char *args[] = { "--max-frame", "4KiB", NULL };
+    assert_int_equal(fo_tb_start(&b, args), 0);
+    static char big[8000];
+    memset(big, 'x', sizeof big - 1);
+    const char *const argv[] = { "fanout", "request", "-s", b.addr, "cli.rr.big", big, NULL };
+    assert_int_equal(fo_tb_run(argv, NULL, out, sizeof out, err, sizeof err, 20000), 1);
+    assert_non_null(strstr(err, "request to 'cli.rr.big' failed: 7999 B is over the broker's "
+                                "max-frame of 4 KiB"));
+    assert_int_equal(fo_tb_stop(&b), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -285,6 +306,7 @@ int main(void)
         cmocka_unit_test(test_no_responders_and_timeout),
         cmocka_unit_test(test_pub_headers_in_sub),
         cmocka_unit_test(test_bench_request),
+        cmocka_unit_test(test_request_too_large),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
