@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include "acl.h"
 #include "auth.h"
 #include "clock.h"
@@ -467,6 +468,14 @@ static void authenticate(fo_conn_t *c, const Fanout__Hello *h)
     verify(c, h->user, h->token ? FO_SECRET_TOKEN : FO_SECRET_PASSWORD, secret);
 }
 
+/* The HELLO's secret, unpacked into the worker's arena (reset, never
+ * wiped), once verify has its own copy. */
+static void wipe(char *s)
+{
+    if (s)
+        sodium_memzero(s, strlen(s));
+}
+
 void fo_login_hello(fo_conn_t *c, const Fanout__Frame *f)
 {
     const Fanout__Hello *h = f->hello;
@@ -492,6 +501,8 @@ void fo_login_hello(fo_conn_t *c, const Fanout__Frame *f)
         logged_in(c, NULL, NULL, BY_NONE);    /* no users: anonymous, every right */
     else
         authenticate(c, h);
+    wipe(h->password);
+    wipe(h->token);
 }
 
 void fo_login_release(fo_conn_t *c)

@@ -119,10 +119,7 @@ static uint32_t prefix_len(uint32_t sid)
 
 void fo_outq_clear(fo_outq_t *q)
 {
-    for (uint32_t i = 0; i < q->count; i++)
-        entry_free(&q->ring[(q->head + i) & (q->cap - 1)]);
-    free(q->ring);
-    fo_outq_init(q);
+    (void)fo_outq_clear_some(q, UINT32_MAX);
 }
 
 uint32_t fo_outq_clear_some(fo_outq_t *q, uint32_t n)

@@ -187,7 +187,8 @@ static void dig(fo_worker_t *w, int all)
         struct fo_grave *g = w->graves;
         uint32_t before = g->q.count;
         uint32_t left = fo_outq_clear_some(&g->q, all ? UINT32_MAX : budget);
-        budget -= before - left < budget ? before - left : budget;
+        if (!all)
+            budget -= before - left;          /* it freed at most budget */
         if (left)
             break;
         w->graves = g->next;
