@@ -163,6 +163,7 @@ typedef struct slot {
 struct fo_interest_map {
     slot_t *s;
     size_t cap, n, used;       /* used: n + tombstones */
+    size_t pop_at;             /* where fo_interest_map_pop looks first */
 };
 
 fo_err_t fo_interest_map_create(fo_interest_map_t **out)
@@ -260,15 +261,21 @@ void *fo_interest_map_take(fo_interest_map_t *m, uint32_t id)
     return obj;
 }
 
+/* Scans on from where the last pop stopped (once around at most), so
+ * emptying a map is linear, not quadratic (each scan from slot 0 walked
+ * past every tombstone the earlier pops left). */
 void *fo_interest_map_pop(fo_interest_map_t *m)
 {
-    for (size_t i = 0; i < m->cap && m->n; i++)
+    for (size_t k = 0; k < m->cap && m->n; k++) {
+        size_t i = (m->pop_at + k) & (m->cap - 1);
         if (m->s[i].obj && m->s[i].obj != TOMB) {
             void *obj = m->s[i].obj;
             m->s[i].obj = TOMB;
             m->n--;
+            m->pop_at = i + 1;
             return obj;
         }
+    }
     return NULL;
 }
 
