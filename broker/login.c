@@ -561,6 +561,14 @@ static void reapply(fo_conn_t *c, fo_users_t *nt)
     c->user = nu;
 }
 
+void fo_login_adopt(fo_conn_t *c)
+{
+    fo_users_t *t = c->w->users;
+    if (c->user && t && c->users != t && c->state != FO_CONN_CLOSING &&
+        fo_users_generation(t) > fo_users_generation(c->users))
+        reapply(c, t);
+}
+
 static void table_run(fo_ctl_t *ctl, void *worker)
 {
     table_msg_t *m = (table_msg_t *)ctl;

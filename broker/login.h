@@ -68,6 +68,11 @@ void fo_login_hello(fo_conn_t *c, const Fanout__Frame *f);
 void fo_login_tick(fo_conn_t *c);
 /* c is being freed: its connection count back, its table reference. */
 void fo_login_release(fo_conn_t *c);
+/* c moved here from another worker (worker.c immigrate): if this worker
+ * already applied a newer users table than c was logged in against (the
+ * reload reached the old worker after c left, this one before c came),
+ * apply it to c now, as the reload does to the connections it finds. */
+void fo_login_adopt(fo_conn_t *c);
 
 /* Publish permission for c (anonymous: yes). 1 = allowed. */
 int fo_login_may_publish(const fo_conn_t *c, const char *topic, size_t len);

@@ -548,6 +548,7 @@ static void immigrate(fo_worker_t *w, fo_conn_t *c)
         return;
     }
     fo_conn_join(c, w);
+    fo_login_adopt(c);
 }
 
 int fo_worker_forward(fo_worker_t *w, const fo_item_t *it)
