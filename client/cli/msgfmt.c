@@ -41,6 +41,11 @@ int cli_utf8_valid(const unsigned char *p, size_t n)
         for (size_t j = 1; j <= k; j++)
             if ((p[i + j] & 0xc0) != 0x80)
                 return 0;
+        /* no overlong forms, no surrogates, nothing above U+10FFFF */
+        unsigned d = p[i + 1];
+        if ((c == 0xe0 && d < 0xa0) || (c == 0xed && d > 0x9f) || (c == 0xf0 && d < 0x90) ||
+            (c == 0xf4 && d > 0x8f))
+            return 0;
         i += k + 1;
     }
     return 1;

@@ -334,9 +334,13 @@ static void test_conventions(void **state)
     assert_int_equal(run(NULL, out, err, "pub", "-s", broker.addr, "cli.file", "-f", path, NULL), 0);
     assert_int_equal(run("a\nb\r\nc", out, err, "pub", "-s", broker.addr, "cli.file", "--whole",
                          NULL), 0);
+    /* a UTF-16 surrogate (U+D800) encoded as UTF-8 is not UTF-8 */
+    assert_int_equal(run("\xed\xa0\x80", out, err, "pub", "-s", broker.addr, "cli.file", "--whole",
+                         NULL), 0);
     assert_int_equal(run(NULL, out, err, "sub", "-s", broker.addr, "cli.file", "--from",
-                         "earliest", "-n", "2", "--json", NULL), 0);
-    assert_int_equal(count_lines(out), 2);
+                         "earliest", "-n", "3", "--json", NULL), 0);
+    assert_int_equal(count_lines(out), 3);
+    assert_non_null(strstr(out, "\"payload_base64\":\"7aCA\""));
     assert_non_null(strstr(out, "\"seq\":1,"));
     assert_non_null(strstr(out, "\"payload_base64\":\"bGluZSAxDQpsaW5lIDIKCgH/IGVuZA==\""));
     assert_non_null(strstr(out, "\"payload\":\"a\\nb\\r\\nc\""));
