@@ -101,6 +101,9 @@ fo_err_t fo_acceptor_create(fo_broker_t *b, fo_acceptor_t **out, char *err, size
     }
     if ((e = check_exposure(b, a, err, errlen)))
         goto fail;
+    if (!b->cfg.users_file[0] && !b->cfg.user[0] && !b->cfg.allow_anonymous && a->tls_lfd >= 0 &&
+        !fo_net_is_loopback(a->tls_lfd))
+        b->verify_pinned = b->cfg.tls_listen;     /* required, or check_exposure refused */
     if ((e = watch(a, a->sfd, TAG_SIGNAL)) || (e = watch(a, a->lfd, TAG_LISTEN)) ||
         (a->tls_lfd >= 0 && (e = watch(a, a->tls_lfd, TAG_LISTEN_TLS)))) {
         snprintf(err, errlen, "fanoutd: epoll_ctl: %s", strerror(errno));

@@ -156,6 +156,13 @@ void fo_broker_reload(fo_broker_t *b)
             fo_info(0, "SIGHUP: configuration reloaded: %d change%s applied, %d need%s a restart",
                     n.applied, FO_PLURAL(n.applied), n.restart, n.restart == 1 ? "s" : "");
     }
+    if (b->verify_pinned && b->reload_cfg.tls_verify_client != FO_TLS_VERIFY_REQUIRED) {
+        /* the secure default is checked at start only: a reload must not
+         * open the listener to anyone (acceptor.c, check_exposure) */
+        fo_error(0, "SIGHUP: tls-verify-client stays required: %s is reachable from other hosts "
+                    "and no users are configured (docs/SECURITY.md)", b->verify_pinned);
+        b->reload_cfg.tls_verify_client = FO_TLS_VERIFY_REQUIRED;
+    }
     /* a renewed certificate at the same path is the usual reason for a
      * SIGHUP: re-read the TLS files even when the options did not load */
     if (b->tls && fo_tls_reload(b->tls, &b->reload_cfg, err, sizeof err))

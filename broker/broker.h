@@ -51,6 +51,11 @@ typedef struct fo_broker {
                                   * the workers start (SIGHUP -> lim)     */
     fo_config_t reload_cfg;      /* main thread only: what SIGHUP re-reads
                                   * into (cfg stays as it was)            */
+    const char *verify_pinned;   /* main thread: the TLS listener other
+                                  * hosts reach with no users configured,
+                                  * served only because it requires client
+                                  * certificates (acceptor.c); a reload
+                                  * keeps tls-verify-client required     */
     fo_limits_t lim;             /* reloadable, read by workers           */
     fo_registry_t *reg;          /* owned                                 */
     fo_mcast_t *mcast;           /* owned                                 */

@@ -583,6 +583,37 @@ static void test_startup_errors(void **state)
                   "does not match the certificate in --tls-cert");
 }
 
+/* A TLS listener other hosts reach, no users: served only because it
+ * requires client certificates. A reload that asks for less keeps
+ * required (it used to apply it, and then served anyone). */
+static void test_reload_keeps_verify_required(void **state)
+{
+    (void)state;
+    char cfg[] = "/tmp/fo-tls-cfg-XXXXXX", listen[32];
+    int fd = mkstemp(cfg);
+    assert_true(fd >= 0);
+    const char required[] = "tls-verify-client required\n";
+    assert_int_equal(write(fd, required, sizeof required - 1), (ssize_t)sizeof required - 1);
+    close(fd);
+    int port = fo_tb_free_port();
+    snprintf(listen, sizeof listen, "0.0.0.0:%d", port);
+    const char *args[] = { "--config", cfg, "--tls-listen", listen, "--tls-ca", cert("ca.pem"), NULL };
+    fo_tb_t b;
+    assert_int_equal(fo_tb_start_tls(&b, args), 0);
+    FILE *f = fopen(cfg, "w");
+    assert_non_null(f);
+    fputs("tls-verify-client none\n", f);
+    fclose(f);
+    fo_tb_signal(&b, SIGHUP);
+    assert_true(log_has(&b, "SIGHUP: tls-verify-client stays required", 5000));
+    sclient_t r;
+    const char *ca[] = { "-CAfile", cert("ca.pem"), NULL };
+    run_sclient(port, ca, &r);                              /* no certificate */
+    expect_refused(&r, "alert certificate required");
+    assert_int_equal(fo_tb_stop(&b), 0);
+    unlink(cfg);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -602,6 +633,7 @@ int main(void)
         cmocka_unit_test(test_client_certificate_user),
         cmocka_unit_test(test_max_conns_shared),
         cmocka_unit_test(test_startup_errors),
+        cmocka_unit_test(test_reload_keeps_verify_required),
     };
     return cmocka_run_group_tests_name("tls", tests, NULL, NULL);
 }
