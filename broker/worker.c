@@ -389,16 +389,23 @@ fo_err_t fo_worker_attach_moved(fo_worker_t *w, fo_conn_t *c)
             *pp_ = (c)->next;                               \
     } while (0)
 
+/* A moved connection c is gone: its first worker forwards nothing to it
+ * any more. */
+static void forget_at_origin(fo_worker_t *w, const fo_conn_t *c)
+{
+    int from = (int)(c->id & 0xff);
+    if (!atomic_load_explicit(&w->b->tearing_down, memory_order_relaxed) && from < w->b->nworkers &&
+        from != w->id) {
+        fo_item_t it = { .kind = FO_ITEM_FORGET, .conn_id = c->id };
+        fo_worker_post(w, from, &it);
+    }
+}
+
 void fo_worker_detach(fo_worker_t *w, fo_conn_t *c)
 {
     if (c->moved && (int)(c->id & 0xff) != w->id && idmap_find(&w->immigrants, c->id)) {
         idmap_del(&w->immigrants, c->id);
-        /* its first worker forwards nothing to it any more */
-        int from = (int)(c->id & 0xff);
-        if (!atomic_load_explicit(&w->b->tearing_down, memory_order_relaxed) && from < w->b->nworkers) {
-            fo_item_t it = { .kind = FO_ITEM_FORGET, .conn_id = c->id };
-            fo_worker_post(w, from, &it);
-        }
+        forget_at_origin(w, c);
     }
     if (c->moving) {
         CONN_UNLINK(&w->moving, c, move_next);
@@ -544,6 +551,7 @@ static void immigrate(fo_worker_t *w, fo_conn_t *c)
     if (fo_worker_attach_moved(w, c)) {
         fo_error(c->id, "cannot take a moved connection: out of memory");
         c->w = w;
+        forget_at_origin(w, c);
         fo_conn_free_detached(c);
         return;
     }
