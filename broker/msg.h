@@ -75,8 +75,9 @@ void fo_mem_release(fo_mem_t *mem, uint64_t n);
  * frees give back; fo_mem_local_flush returns the rest (a worker does at
  * the end of every loop pass, so an idle broker's mem->used is exact).
  * mem->used counts the credits as used: a publish may be refused up to
- * two chunks per worker early (what the others keep), never late. fo_mem_local_end flushes and
- * stops (the thread exits). Each is about the calling thread only. */
+ * two chunks per worker early (what the others keep), never late.
+ * fo_mem_local_end flushes and stops (the thread exits). Each is about
+ * the calling thread only. */
 void fo_mem_local_begin(fo_mem_t *mem);
 void fo_mem_local_flush(void);
 void fo_mem_local_end(void);
